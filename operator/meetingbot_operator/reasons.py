@@ -1,0 +1,128 @@
+"""Every reason a bot or a Zoom call can end with, and whether it is worth another attempt.
+
+Reasons are CamelCase and an open set (clients must not treat them as a closed enum): an
+unknown reason is treated as transient, so a newer bot image reporting something this table
+does not know gets a bounded retry rather than a silent permanent failure.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    # Zoom API and credentials
+    ZOOM_CREDENTIALS_INVALID = "ZoomCredentialsInvalid"
+    ZOOM_SCOPE_MISSING = "ZoomScopeMissing"
+    ZOOM_USER_NOT_FOUND = "ZoomUserNotFound"
+    ZOOM_USER_INACTIVE = "ZoomUserInactive"
+    ZOOM_USER_EXISTS = "ZoomUserExists"
+    ZOOM_RATE_LIMITED = "ZoomRateLimited"
+    ZOOM_DAILY_LIMIT = "ZoomDailyLimitReached"
+    ZOOM_UNAVAILABLE = "ZoomUnavailable"
+    ZOOM_REQUEST_INVALID = "ZoomRequestInvalid"
+    # Joining a meeting
+    MEETING_NOT_FOUND = "MeetingNotFound"
+    WRONG_PASSCODE = "WrongPasscode"
+    MEETING_NOT_STARTED = "MeetingNotStarted"
+    AUTHENTICATION_REQUIRED = "AuthenticationRequired"
+    REGISTRATION_REQUIRED = "RegistrationRequired"
+    ZAK_INVALID = "ZakInvalid"
+    OBF_INVALID = "ObfTokenInvalid"
+    OBF_USER_NOT_IN_MEETING = "ObfUserNotInMeeting"
+    SIGNATURE_INVALID = "SignatureInvalid"
+    SIGNATURE_EXPIRED = "SignatureExpired"
+    CROSS_ACCOUNT_NOT_ALLOWED = "CrossAccountJoinNotAllowed"
+    BLOCKED_BY_ZOOM = "BlockedByZoom"
+    MEETING_FULL = "MeetingFull"
+    MEETING_LOCKED = "MeetingLocked"
+    JOIN_FAILED = "JoinFailed"
+    # Leaving a meeting
+    WAITING_ROOM_TIMEOUT = "WaitingRoomTimeout"
+    NO_ONE_JOINED = "NoOneJoined"
+    REMOVED_BY_HOST = "RemovedByHost"
+    MEETING_ENDED = "MeetingEnded"
+    EVERYONE_LEFT = "EveryoneLeft"
+    MAX_DURATION_REACHED = "MaxDurationReached"
+    CANCELED = "Canceled"
+    # The pod
+    BOT_CRASHED = "BotCrashed"
+    POD_FAILED = "PodFailed"
+
+
+# The one table: True means another attempt (new pod, fresh ZAK) may succeed.
+TRANSIENT: dict[Reason, bool] = {
+    Reason.ZOOM_CREDENTIALS_INVALID: False,
+    Reason.ZOOM_SCOPE_MISSING: False,
+    Reason.ZOOM_USER_NOT_FOUND: False,
+    Reason.ZOOM_USER_INACTIVE: False,
+    Reason.ZOOM_USER_EXISTS: False,
+    Reason.ZOOM_RATE_LIMITED: True,
+    Reason.ZOOM_DAILY_LIMIT: True,
+    Reason.ZOOM_UNAVAILABLE: True,
+    Reason.ZOOM_REQUEST_INVALID: False,
+    Reason.MEETING_NOT_FOUND: False,
+    Reason.WRONG_PASSCODE: False,
+    Reason.MEETING_NOT_STARTED: True,
+    Reason.AUTHENTICATION_REQUIRED: False,
+    Reason.REGISTRATION_REQUIRED: False,
+    Reason.ZAK_INVALID: True,  # e.g. signed out from all devices: a fresh ZAK may work
+    Reason.OBF_INVALID: False,
+    Reason.OBF_USER_NOT_IN_MEETING: True,
+    Reason.SIGNATURE_INVALID: False,
+    Reason.SIGNATURE_EXPIRED: True,
+    Reason.CROSS_ACCOUNT_NOT_ALLOWED: False,
+    Reason.BLOCKED_BY_ZOOM: False,  # never retried blindly: Zoom's bot detection said no
+    Reason.MEETING_FULL: False,
+    Reason.MEETING_LOCKED: False,
+    Reason.JOIN_FAILED: True,
+    Reason.WAITING_ROOM_TIMEOUT: False,
+    Reason.NO_ONE_JOINED: False,
+    Reason.REMOVED_BY_HOST: False,
+    Reason.MEETING_ENDED: False,
+    Reason.EVERYONE_LEFT: False,
+    Reason.MAX_DURATION_REACHED: False,
+    Reason.CANCELED: False,
+    Reason.BOT_CRASHED: True,
+    Reason.POD_FAILED: True,
+}
+
+
+def is_transient(reason: str) -> bool:
+    """Whether another attempt may succeed; reasons outside the table count as transient."""
+    try:
+        return TRANSIENT[Reason(reason)]
+    except ValueError:
+        return True
+
+
+# Zoom Meeting SDK join and in-meeting error codes (ZOOM.md §7, §4) to reasons.
+SDK_ERROR_REASONS: dict[int, Reason] = {
+    3000: Reason.JOIN_FAILED,
+    3001: Reason.MEETING_NOT_FOUND,
+    3004: Reason.WRONG_PASSCODE,
+    3008: Reason.MEETING_NOT_STARTED,
+    3099: Reason.REGISTRATION_REQUIRED,
+    3100: Reason.AUTHENTICATION_REQUIRED,
+    3265: Reason.ZAK_INVALID,
+    3623: Reason.ZAK_INVALID,
+    3633: Reason.ZOOM_RATE_LIMITED,
+    3634: Reason.BLOCKED_BY_ZOOM,
+    3705: Reason.SIGNATURE_EXPIRED,
+    3706: Reason.MEETING_NOT_FOUND,
+    3707: Reason.MEETING_NOT_FOUND,
+    3712: Reason.SIGNATURE_INVALID,
+    4005: Reason.MEETING_FULL,
+    4006: Reason.MEETING_LOCKED,
+    4011: Reason.CROSS_ACCOUNT_NOT_ALLOWED,
+    4012: Reason.AUTHENTICATION_REQUIRED,
+    4013: Reason.OBF_INVALID,
+    4014: Reason.OBF_INVALID,
+    4015: Reason.OBF_INVALID,
+    4017: Reason.OBF_USER_NOT_IN_MEETING,
+    4018: Reason.OBF_INVALID,
+}
+
+
+def reason_for_sdk_error(code: int) -> Reason:
+    return SDK_ERROR_REASONS.get(code, Reason.JOIN_FAILED)

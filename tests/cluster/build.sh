@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Build the local control plane's binaries from the Go module proxy at the versions pinned in
+# versions.env, once, into ~/.cache/meetingbot-operator/bin. A second run finds every binary
+# in place and does nothing. Progress goes to stderr; the bin directory is printed on stdout.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache=${MEETINGBOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meetingbot-operator}
+bin=$cache/bin
+work=$cache/build
+mkdir -p "$bin" "$work"
+export GOFLAGS="-trimpath -buildvcs=false" CGO_ENABLED=0 GOTOOLCHAIN=local
+
+say() { printf '[build %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+have() { for f in "$@"; do [ -x "$bin/$f" ] || return 1; done; }
+timed() { local t0=$SECONDS; "$@"; say "  done in $((SECONDS - t0))s"; }
+
+kube_minor=${KUBE_VERSION#v1.}; kube_minor=${kube_minor%%.*}
+kube_libs=v0.${KUBE_VERSION#v1.}
+
+build_kube() {
+  local names=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local suffixed=() n
+  for n in "${names[@]}"; do suffixed+=("$n-$KUBE_VERSION"); done
+  have "${suffixed[@]}" && { say "kubernetes $KUBE_VERSION: cached"; return; }
+  say "kubernetes $KUBE_VERSION: building ${names[*]} (first time only; ~15-25 min on 2 cores)"
+  local dir=$work/kubernetes-$KUBE_VERSION
+  mkdir -p "$dir" && cd "$dir"
+  # k8s.io/kubernetes requires its staging modules at v0.0.0; replace every one of them with
+  # the published v0.X.Y of the same release. The list is read from the release's own go.mod.
+  local gomod
+  gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  {
+    echo "module meetingbot.dev/localcluster/kubernetes"
+    echo
+    echo "go $(go env GOVERSION | sed 's/^go//; s/\.[0-9]*$//').0"
+    echo
+    echo "require k8s.io/kubernetes $KUBE_VERSION"
+    echo
+    echo "replace ("
+    grep -E '^\s+k8s\.io/[a-z0-9-]+ => \./staging/' "$gomod" \
+      | awk -v v="$kube_libs" '{print "\t" $1 " => " $1 " " v}'
+    echo ")"
+  } > go.mod
+  cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  say "  resolving modules"
+  go mod tidy -e >/dev/null 2>&1 || true
+  go mod download
+  local pkg=k8s.io/component-base/version cgo=k8s.io/client-go/pkg/version
+  local ld="-s -w"
+  for p in $pkg $cgo; do
+    ld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$kube_minor"
+    ld+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  mkdir -p out
+  for n in "${names[@]}"; do
+    say "  go build $n"
+    timed go build -tags tools -ldflags "$ld" -o "out/$n" "k8s.io/kubernetes/cmd/$n"
+    mv "out/$n" "$bin/$n-$KUBE_VERSION"
+  done
+}
+
+build_etcd() {
+  have "etcd-$ETCD_VERSION" && { say "etcd $ETCD_VERSION: cached"; return; }
+  say "etcd $ETCD_VERSION: building"
+  local dir=$work/etcd-$ETCD_VERSION
+  mkdir -p "$dir" && cd "$dir"
+  # go.etcd.io/etcd/server/v3 has replace directives and cannot be `go install`ed; a wrapper
+  # module whose main calls etcdmain.Main builds the same server.
+  cat > go.mod <<MOD
+module meetingbot.dev/localcluster/etcd
+
+go $(go env GOVERSION | sed 's/^go//; s/\.[0-9]*$//').0
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+MOD
+  cat > main.go <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  go mod tidy >/dev/null 2>&1
+  timed go build -ldflags "-s -w" -o "$bin/etcd-$ETCD_VERSION" .
+}
+
+build_install() { # name version module-path
+  local name=$1 version=$2 path=$3
+  have "$name-$version" && { say "$name $version: cached"; return; }
+  say "$name $version: go install $path@$version"
+  local gobin=$work/gobin-$name-$version
+  GOBIN=$gobin timed go install -ldflags "-s -w" "$path@$version"
+  mv "$gobin/$(basename "$path")" "$bin/$name-$version"
+}
+
+t0=$SECONDS
+build_etcd
+build_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
+build_install kwokctl "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwokctl
+build_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+build_kube
+say "all binaries ready in $((SECONDS - t0))s"
+echo "$bin"

@@ -1,0 +1,252 @@
+"""The local control plane: a kwokctl cluster on binaries we built ourselves.
+
+kube-apiserver, etcd, kube-controller-manager and kube-scheduler run as local processes
+(`kwokctl --runtime binary`), with RBAC on, and kwok provides fake nodes. Everything lives
+under ~/.cache/meetingbot-operator so a second start reuses the binaries and nothing is
+downloaded: every binary kwokctl could fetch is passed to it explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CLUSTER_NAME = "meetingbot"
+DEFAULT_NODES = 3
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("MEETINGBOT_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "meetingbot-operator"
+
+
+def versions() -> dict[str, str]:
+    """The pinned versions, read from versions.env (the one place they are written)."""
+    pinned: dict[str, str] = {}
+    for line in (HERE / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pinned[key] = value
+    return pinned
+
+
+def log(message: str) -> None:
+    print(f"[cluster {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Binaries:
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kubectl: Path
+    etcd: Path
+    kwok: Path
+    kwokctl: Path
+    helm: Path
+
+    @classmethod
+    def in_cache(cls) -> Binaries:
+        v = versions()
+        bin_dir = cache_dir() / "bin"
+        kube = v["KUBE_VERSION"]
+        return cls(
+            kube_apiserver=bin_dir / f"kube-apiserver-{kube}",
+            kube_controller_manager=bin_dir / f"kube-controller-manager-{kube}",
+            kube_scheduler=bin_dir / f"kube-scheduler-{kube}",
+            kubectl=bin_dir / f"kubectl-{kube}",
+            etcd=bin_dir / f"etcd-{v['ETCD_VERSION']}",
+            kwok=bin_dir / f"kwok-{v['KWOK_VERSION']}",
+            kwokctl=bin_dir / f"kwokctl-{v['KWOK_VERSION']}",
+            helm=bin_dir / f"helm-{v['HELM_VERSION']}",
+        )
+
+    def all_present(self) -> bool:
+        return all(os.access(p, os.X_OK) for p in vars(self).values())
+
+
+def build() -> Binaries:
+    """Build whatever is missing (build.sh prints its own progress); a no-op when cached."""
+    binaries = Binaries.in_cache()
+    if not binaries.all_present():
+        subprocess.run(["bash", str(HERE / "build.sh")], check=True, stdout=subprocess.DEVNULL)
+    if not binaries.all_present():
+        raise RuntimeError(f"build.sh finished but binaries are missing under {cache_dir()}")
+    return binaries
+
+
+def kwok_workdir() -> Path:
+    return cache_dir() / "kwok"
+
+
+def kubeconfig_path() -> Path:
+    """Our own kubeconfig file: the user's ~/.kube/config is never touched."""
+    return cache_dir() / "kubeconfig.yaml"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["KWOK_WORKDIR"] = str(kwok_workdir())
+    # Tell kwokctl which Kubernetes it drives, so it passes flags that version understands.
+    env["KWOK_KUBE_VERSION"] = versions()["KUBE_VERSION"]
+    return env
+
+
+def _kwokctl(
+    binaries: Binaries, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(binaries.kwokctl), "--name", CLUSTER_NAME, *args],
+        env=_env(),
+        check=check,
+        text=True,
+        capture_output=True,
+    )
+
+
+def kubectl(
+    *args: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    binaries = Binaries.in_cache()
+    return subprocess.run(
+        [str(binaries.kubectl), "--kubeconfig", str(kubeconfig_path()), *args],
+        check=check,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
+def is_running() -> bool:
+    if not kubeconfig_path().exists() or not Binaries.in_cache().kubectl.exists():
+        return False
+    try:
+        return kubectl("get", "--raw", "/readyz", check=False, timeout=5).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def up(nodes: int = DEFAULT_NODES) -> Path:
+    """Start the cluster unless one is already serving; return its kubeconfig path."""
+    if is_running():
+        log(f"already running; kubeconfig: {kubeconfig_path()}")
+        return kubeconfig_path()
+    binaries = build()
+    started = time.monotonic()
+    if (kwok_workdir() / "clusters" / CLUSTER_NAME).exists():
+        log("removing a stopped cluster left from an earlier run")
+        _kwokctl(binaries, "delete", "cluster", check=False)
+    log("starting kube-apiserver, etcd, controller-manager, scheduler and kwok")
+    result = _kwokctl(
+        binaries,
+        "create",
+        "cluster",
+        "--runtime",
+        "binary",
+        "--kube-authorization",
+        "--kube-apiserver-binary",
+        str(binaries.kube_apiserver),
+        "--kube-controller-manager-binary",
+        str(binaries.kube_controller_manager),
+        "--kube-scheduler-binary",
+        str(binaries.kube_scheduler),
+        "--kwok-controller-binary",
+        str(binaries.kwok),
+        "--etcd-binary",
+        str(binaries.etcd),
+        "--kubeconfig",
+        str(kubeconfig_path()),
+        "--disable-qps-limits",
+        "--wait",
+        "2m",
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"kwokctl create cluster failed:\n{result.stdout}\n{result.stderr}")
+    log(f"scaling to {nodes} fake nodes")
+    _kwokctl(binaries, "scale", "node", "--replicas", str(nodes))
+    _wait_for_nodes(nodes)
+    log(f"ready in {time.monotonic() - started:.1f}s; kubeconfig: {kubeconfig_path()}")
+    return kubeconfig_path()
+
+
+def _wait_for_nodes(count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = kubectl("get", "nodes", "--no-headers", check=False).stdout
+        ready = [line for line in out.splitlines() if " Ready " in line]
+        if len(ready) >= count:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"fewer than {count} nodes became Ready within {timeout}s")
+
+
+def down() -> None:
+    """Stop the cluster and its processes, leaving the cached binaries in place."""
+    binaries = Binaries.in_cache()
+    if binaries.kwokctl.exists():
+        _kwokctl(binaries, "delete", "cluster", check=False)
+    leftovers = _our_processes()
+    if leftovers:
+        log(f"terminating {len(leftovers)} leftover processes")
+        for pid in leftovers:
+            _signal(pid, 15)
+        time.sleep(2)
+        for pid in _our_processes():
+            _signal(pid, 9)
+    log("stopped")
+
+
+def _our_processes() -> list[int]:
+    """Processes running one of our cached binaries (their executable is under the cache)."""
+    bin_dir = str(cache_dir() / "bin")
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            exe = os.readlink(entry / "exe")
+        except OSError:
+            continue
+        if exe.startswith(bin_dir):
+            pids.append(int(entry.name))
+    return pids
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def status() -> str:
+    if not is_running():
+        return "stopped"
+    return kubectl("get", "nodes", "-o", "wide").stdout
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "status"
+    if command == "build":
+        build()
+    elif command == "up":
+        print(up())
+    elif command == "down":
+        down()
+    elif command == "status":
+        print(status())
+    elif command == "kubeconfig":
+        print(kubeconfig_path())
+    else:
+        print("usage: python -m tests.cluster [build|up|down|status|kubeconfig]", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,96 @@
+"""Shared fixtures: the local control plane (once per session) and a namespace per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from tests.cluster import cluster
+from tests.zoomsim import SimAdmin, ZoomSim
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The marker follows the folder, so a test cannot land in the wrong suite by omission.
+    for item in items:
+        parts = Path(str(item.path)).parts
+        for suite in ("unit", "integration", "e2e", "bench"):
+            if suite in parts:
+                item.add_marker(getattr(pytest.mark, suite))
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Iterator[Path]:
+    """The local control plane, started once for the run or reused if already serving.
+
+    A cluster this fixture started is stopped at the end, unless MEETINGBOT_KEEP_CLUSTER=1.
+    """
+    was_running = cluster.is_running()
+    path = cluster.up()
+    yield path
+    if not was_running and os.environ.get("MEETINGBOT_KEEP_CLUSTER") != "1":
+        cluster.down()
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig: Path) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+@pytest.fixture
+def namespace(api_client: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (finalizers first, so it can go)."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    custom = client.CustomObjectsApi(api_client)
+    ext = client.ApiextensionsV1Api(api_client)
+    for crd in ext.list_custom_resource_definition().items:
+        if crd.spec.scope != "Namespaced":
+            continue
+        version = next(v.name for v in crd.spec.versions if v.storage)
+        plural = crd.spec.names.plural
+        objects: Any = custom.list_namespaced_custom_object(crd.spec.group, version, name, plural)
+        for obj in objects.get("items", []):
+            if obj["metadata"].get("finalizers"):
+                custom.patch_namespaced_custom_object(
+                    crd.spec.group,
+                    version,
+                    name,
+                    plural,
+                    obj["metadata"]["name"],
+                    {"metadata": {"finalizers": None}},
+                )
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def zoomsim() -> Iterator[ZoomSim]:
+    with ZoomSim() as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(zoomsim: ZoomSim) -> Iterator[SimAdmin]:
+    """The simulator's admin API, with faults cleared before and after the test."""
+    admin = SimAdmin(zoomsim.url)
+    admin.set_faults()
+    yield admin
+    admin.set_faults()
+    admin.close()
+
+
+@pytest.fixture
+def zoom_account(sim: SimAdmin) -> dict[str, Any]:
+    """A fresh Pro account with one active service user, isolated from other tests."""
+    account = sim.create_account(plan="pro")
+    account["user"] = sim.add_user(
+        account["id"], email=f"bot-{uuid.uuid4().hex[:6]}@bots.example.com"
+    )
+    return account

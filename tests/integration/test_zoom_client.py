@@ -1,0 +1,260 @@
+"""The Zoom client against the simulator: tokens, ZAKs, users, rate limits, faults, secrecy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from tests.integration.zoom_helpers import client_for
+from tests.zoomsim import SimAdmin, ZoomSim
+
+from meetingbot_operator.reasons import Reason
+from meetingbot_operator.zoom import ZoomError
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record) + " " + repr(record.__dict__))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_secret_in_logs(zoomsim: ZoomSim) -> Iterator[None]:
+    """Every log record of this module's run, at DEBUG from every library, is checked at the
+    end against every token and secret the simulator handed out."""
+    capture = _Capture()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(capture)
+    root.setLevel(previous)
+    admin = SimAdmin(zoomsim.url)
+    secrets = admin.issued_secrets()
+    admin.close()
+    assert len(capture.lines) > 100, "the capture saw too little to prove anything"
+    assert len(secrets) > 200
+    leaked = [s for s in secrets if any(s in line for line in capture.lines)]
+    assert not leaked, f"{len(leaked)} secrets appeared in log records"
+
+
+async def test_200_concurrent_zaks_under_pro_limits(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
+) -> None:
+    async with client_for(zoomsim.url, zoom_account) as zoom:
+        zaks = await asyncio.gather(
+            *(zoom.mint_zak(zoom_account["user"]["id"]) for _ in range(200))
+        )
+        print(f"\n200 concurrent ZAKs: 429s seen by the client: {zoom.rate_limited}")
+    assert len({z.token.get_secret_value() for z in zaks}) == 200
+    calls = sim.calls()
+    assert calls[f"{zoom_account['id']}:oauth"] == 1
+    assert calls[f"{zoom_account['id']}:zak"] == 200
+    assert all(z.user_id == zoom_account["user"]["id"] for z in zaks)
+
+
+async def test_revoked_token_is_refreshed_once(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
+) -> None:
+    async with client_for(zoomsim.url, zoom_account) as zoom:
+        await zoom.mint_zak(zoom_account["user"]["id"])
+        assert sim.revoke_tokens(zoom_account["id"]) == 1
+        await zoom.mint_zak(zoom_account["user"]["id"])
+    assert sim.calls()[f"{zoom_account['id']}:oauth"] == 2
+
+
+async def test_bad_client_secret_is_a_permanent_credentials_error(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any]
+) -> None:
+    wrong = {**zoom_account, "client_secret": "not-the-secret"}
+    async with client_for(zoomsim.url, wrong) as zoom:
+        with pytest.raises(ZoomError) as caught:
+            await zoom.mint_zak(zoom_account["user"]["id"])
+    assert caught.value.reason is Reason.ZOOM_CREDENTIALS_INVALID
+    assert not caught.value.transient
+    assert caught.value.code == 4702
+    assert "not-the-secret" not in str(caught.value) + repr(caught.value)
+
+
+async def test_disabled_app_and_unknown_account(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
+) -> None:
+    async with client_for(zoomsim.url, {**zoom_account, "id": "nope"}) as zoom:
+        with pytest.raises(ZoomError) as unknown:
+            await zoom.verify()
+    assert (unknown.value.reason, unknown.value.code) == (Reason.ZOOM_CREDENTIALS_INVALID, 4700)
+    sim.update_account(zoom_account["id"], app_disabled=True)
+    async with client_for(zoomsim.url, zoom_account) as zoom:
+        with pytest.raises(ZoomError) as disabled:
+            await zoom.verify()
+    assert disabled.value.code == 4717
+
+
+async def test_missing_scope(zoomsim: ZoomSim, sim: SimAdmin) -> None:
+    account = sim.create_account(scopes=["meeting:read:admin"])
+    user = sim.add_user(account["id"], email="scopeless@bots.example.com")
+    async with client_for(zoomsim.url, account) as zoom:
+        assert await zoom.verify() == frozenset({"meeting:read:admin"})
+        with pytest.raises(ZoomError) as caught:
+            await zoom.mint_zak(user["id"])
+    assert caught.value.reason is Reason.ZOOM_SCOPE_MISSING
+    assert caught.value.code == 4711
+
+
+async def test_unknown_and_pending_users(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
+) -> None:
+    pending = sim.add_user(zoom_account["id"], email="new@bots.example.com", status="pending")
+    async with client_for(zoomsim.url, zoom_account) as zoom:
+        with pytest.raises(ZoomError) as unknown:
+            await zoom.mint_zak("ghost@bots.example.com")
+        with pytest.raises(ZoomError) as inactive:
+            await zoom.mint_zak(pending["id"])
+        by_email = await zoom.mint_zak(zoom_account["user"]["email"])
+    assert (unknown.value.reason, unknown.value.code) == (Reason.ZOOM_USER_NOT_FOUND, 1001)
+    assert inactive.value.reason is Reason.ZOOM_USER_INACTIVE
+    assert not unknown.value.transient and not inactive.value.transient
+    assert by_email.token.get_secret_value()
+
+
+async def test_zak_ttl_bounds_are_checked_before_calling(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
+) -> None:
+    async with client_for(zoomsim.url, zoom_account) as zoom:
+        for ttl in (0, 59, 365 * 24 * 3600 + 1):
+            with pytest.raises(ValueError, match="ttl"):
+                await zoom.mint_zak(zoom_account["user"]["id"], ttl_seconds=ttl)
+        zak = await zoom.mint_zak(zoom_account["user"]["id"], ttl_seconds=600)
+    lifetime = (zak.expires_at - zak.expires_at.now(zak.expires_at.tzinfo)).total_seconds()
+    assert 590 < lifetime <= 600
+    assert f"{zoom_account['id']}:zak" in sim.calls()
+
+
+@pytest.mark.parametrize("headers", ["always", "never", "sometimes"])
+@pytest.mark.parametrize("retry_after", ["seconds", "iso"])
+async def test_429_storm_from_a_second_app_is_absorbed(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin, headers: str, retry_after: str
+) -> None:
+    """Two apps of one account (two clients, two budgets) share Zoom's 30/s: Zoom answers 429
+    and every request still succeeds, whatever headers Zoom chose to send."""
+    sim.set_faults(rate_limit_headers=headers, retry_after_format=retry_after)
+    user = zoom_account["user"]["id"]
+    async with (
+        client_for(zoomsim.url, zoom_account, max_attempts=10) as a,
+        client_for(zoomsim.url, zoom_account, max_attempts=10) as b,
+    ):
+        results = await asyncio.gather(*(c.mint_zak(user) for c in (a, b) for _ in range(60)))
+        limited = a.rate_limited + b.rate_limited
+    assert len(results) == 120
+    assert limited > 0
+    assert sim.calls()[f"{zoom_account['id']}:429"] == limited
+
+
+async def test_server_errors_are_retried(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
+) -> None:
+    async with client_for(zoomsim.url, zoom_account) as zoom:
+        await zoom.verify()
+        sim.set_faults(error_rate=0.3, error_status=502)
+        zaks = await asyncio.gather(*(zoom.mint_zak(zoom_account["user"]["id"]) for _ in range(30)))
+    assert len(zaks) == 30
+    assert sim.calls()[f"{zoom_account['id']}:zak:failed"] > 0
+
+
+async def test_outage_ends_in_a_transient_error(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
+) -> None:
+    sim.set_faults(outage=True)
+    async with client_for(zoomsim.url, zoom_account, max_attempts=3) as zoom:
+        with pytest.raises(ZoomError) as caught:
+            await zoom.mint_zak(zoom_account["user"]["id"])
+    assert caught.value.reason is Reason.ZOOM_UNAVAILABLE
+    assert caught.value.transient
+
+
+async def test_timeouts_end_in_a_transient_error(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
+) -> None:
+    async with client_for(
+        zoomsim.url, zoom_account, max_attempts=2, http=httpx.AsyncClient(timeout=0.3)
+    ) as zoom:
+        await zoom.verify()
+        sim.set_faults(latency_ms=1000)
+        with pytest.raises(ZoomError) as caught:
+            await zoom.mint_zak(zoom_account["user"]["id"])
+    assert caught.value.reason is Reason.ZOOM_UNAVAILABLE
+    assert "Timeout" in caught.value.message
+
+
+async def test_create_user_actions_follow_their_rules(zoomsim: ZoomSim, sim: SimAdmin) -> None:
+    account = sim.create_account(managed_domains=["corp.example.com"])
+    async with client_for(zoomsim.url, account) as zoom:
+        created = await zoom.create_user("create", "a@elsewhere.example.com", first_name="A")
+        assert (await zoom.get_user(created.id)).status == "pending"
+        with pytest.raises(ZoomError) as pending:
+            await zoom.mint_zak(created.id)
+        assert pending.value.reason is Reason.ZOOM_USER_INACTIVE
+        sim.set_user_status(created.id, "active")
+        assert (await zoom.mint_zak(created.id)).token.get_secret_value()
+
+        auto = await zoom.create_user(
+            "autoCreate", "b@corp.example.com", password=SecretStr("Pw-1234567")
+        )
+        assert (await zoom.get_user(auto.id)).status == "active"
+        for action, email in (
+            ("autoCreate", "c@other.example.com"),
+            ("custCreate", "d@x.example.com"),
+            ("ssoCreate", "e@x.example.com"),
+        ):
+            with pytest.raises(ZoomError) as refused:
+                await zoom.create_user(action, email)
+            assert refused.value.reason is Reason.ZOOM_REQUEST_INVALID, action
+        with pytest.raises(ZoomError) as duplicate:
+            await zoom.create_user("create", "a@elsewhere.example.com")
+        assert (duplicate.value.reason, duplicate.value.code) == (Reason.ZOOM_USER_EXISTS, 1005)
+
+        await zoom.disassociate_user(auto.id)
+        with pytest.raises(ZoomError) as gone:
+            await zoom.get_user(auto.id)
+        assert gone.value.reason is Reason.ZOOM_USER_NOT_FOUND
+
+    partner = sim.create_account(isv_partner=True, sso_enabled=True)
+    async with client_for(zoomsim.url, partner) as zoom:
+        cust = await zoom.create_user("custCreate", "f@x.example.com")
+        sso = await zoom.create_user("ssoCreate", "g@x.example.com", user_type=99)
+        zak = await zoom.mint_zak(cust.id)
+        assert zak.token.get_secret_value()
+        assert (await zoom.get_user(sso.id)).type == 99
+
+
+async def test_list_users_follows_pages(zoomsim: ZoomSim, sim: SimAdmin) -> None:
+    account = sim.create_account(plan="business")
+    for i in range(320):
+        sim.add_user(account["id"], email=f"u{i}@bots.example.com")
+    sim.add_user(account["id"], email="pending@bots.example.com", status="pending")
+    async with client_for(zoomsim.url, account) as zoom:
+        users = await zoom.list_users()
+    assert len(users) == 320
+    assert len({u.id for u in users}) == 320
+
+
+async def test_obf_token_is_minted_with_the_users_own_token(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
+) -> None:
+    user_token = SecretStr(sim.authorize_user(zoom_account["user"]["id"]))
+    async with client_for(zoomsim.url, zoom_account) as zoom:
+        obf = await zoom.mint_obf(user_token, meeting_number="12345678901")
+        assert obf.get_secret_value().startswith("simobf_")
+        with pytest.raises(ZoomError) as wrong_token:
+            # The account token cannot mint OBF tokens: only the authorizing user's can.
+            await zoom.mint_obf((await zoom.tokens.get()).value)
+    assert wrong_token.value.reason is Reason.ZOOM_CREDENTIALS_INVALID

@@ -1,0 +1,3 @@
+from tests.zoomsim.server import main
+
+main()

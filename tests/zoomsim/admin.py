@@ -1,0 +1,267 @@
+"""The simulator's admin API, for tests and the demo: accounts, users, meetings, faults."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tests.zoomsim.rest import WORLD
+from tests.zoomsim.sdk import admit, broadcast, depart, end_meeting, roster_event
+from tests.zoomsim.state import Account, Faults, Meeting, Participant, User, World
+
+ACCOUNT_FIELDS = {f.name for f in dataclasses.fields(Account)} - {"users"}
+MEETING_FIELDS = {
+    "passcode",
+    "auth_required",
+    "waiting_room",
+    "host_present",
+    "join_before_host",
+    "locked",
+    "capacity",
+}
+
+
+def _account(world: World, request: web.Request) -> Account:
+    account = world.accounts.get(request.match_info["account_id"])
+    if account is None:
+        raise web.HTTPNotFound(text="no such account")
+    return account
+
+
+def _user(world: World, user_id: str) -> User:
+    for account in world.accounts.values():
+        if user_id in account.users:
+            return account.users[user_id]
+    raise web.HTTPNotFound(text="no such user")
+
+
+def _meeting(world: World, request: web.Request) -> Meeting:
+    meeting = world.meetings.get(request.match_info["number"])
+    if meeting is None:
+        raise web.HTTPNotFound(text="no such meeting")
+    return meeting
+
+
+def _participant(meeting: Meeting, request: web.Request) -> Participant:
+    participant = meeting.participants.get(request.match_info["pid"])
+    if participant is None:
+        raise web.HTTPNotFound(text="no such participant")
+    return participant
+
+
+def _account_view(account: Account) -> dict[str, Any]:
+    view = {name: getattr(account, name) for name in ACCOUNT_FIELDS}
+    view["users"] = [u.public() for u in account.users.values()]
+    return view
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    body = await request.json()
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="a JSON object is expected")
+    return body
+
+
+async def create_account(request: web.Request) -> web.Response:
+    body = await _body(request)
+    unknown = set(body) - ACCOUNT_FIELDS
+    if unknown:
+        raise web.HTTPBadRequest(text=f"unknown fields: {sorted(unknown)}")
+    account = request.app[WORLD].add_account(**body)
+    return web.json_response(_account_view(account), status=201)
+
+
+async def update_account(request: web.Request) -> web.Response:
+    world = request.app[WORLD]
+    account = _account(world, request)
+    for key, value in (await _body(request)).items():
+        if key not in ACCOUNT_FIELDS - {"id"}:
+            raise web.HTTPBadRequest(text=f"unknown field {key}")
+        setattr(account, key, tuple(value) if isinstance(value, list) else value)
+    return web.json_response(_account_view(account))
+
+
+async def revoke_grants(request: web.Request) -> web.Response:
+    """Invalidate every access token of the account (the API then answers 401, code 124)."""
+    world = request.app[WORLD]
+    account = _account(world, request)
+    revoked = [t for t, g in world.grants.items() if g.account_id == account.id]
+    for token in revoked:
+        del world.grants[token]
+    return web.json_response({"revoked": len(revoked)})
+
+
+async def add_user(request: web.Request) -> web.Response:
+    world = request.app[WORLD]
+    account = _account(world, request)
+    body = await _body(request)
+    email = body.pop("email", None) or f"{secrets.token_hex(4)}@bots.example.com"
+    user = world.add_user(account, email, **body)
+    return web.json_response(user.public(), status=201)
+
+
+async def set_user_status(request: web.Request) -> web.Response:
+    world = request.app[WORLD]
+    user = _user(world, request.match_info["user_id"])
+    user.status = request.match_info["status"]
+    return web.json_response(user.public())
+
+
+async def sign_out(request: web.Request) -> web.Response:
+    world = request.app[WORLD]
+    user = _user(world, request.match_info["user_id"])
+    return web.json_response({"revoked": world.sign_out_everywhere(user.id)})
+
+
+async def authorize_user(request: web.Request) -> web.Response:
+    """The user authorized our app with user OAuth: a user token (for OBF) is returned."""
+    world = request.app[WORLD]
+    user = _user(world, request.match_info["user_id"])
+    token = world.grant(world.accounts[user.account_id], ("user:read:token",), user_id=user.id)
+    return web.json_response({"access_token": token})
+
+
+async def create_meeting(request: web.Request) -> web.Response:
+    world = request.app[WORLD]
+    body = await _body(request)
+    account_id = body.pop("account_id", None)
+    if account_id not in world.accounts:
+        raise web.HTTPBadRequest(text="account_id must name an existing account")
+    number = str(body.pop("number", None) or secrets.randbelow(9 * 10**10) + 10**10)
+    ends_in = body.pop("ends_in_seconds", None)
+    unknown = set(body) - MEETING_FIELDS
+    if unknown:
+        raise web.HTTPBadRequest(text=f"unknown fields: {sorted(unknown)}")
+    meeting = Meeting(number=number, account_id=account_id, **body)
+    if ends_in is not None:
+        meeting.ends_at = time.time() + float(ends_in)
+    world.meetings[number] = meeting
+    return web.json_response(meeting.public(), status=201)
+
+
+async def update_meeting(request: web.Request) -> web.Response:
+    meeting = _meeting(request.app[WORLD], request)
+    for key, value in (await _body(request)).items():
+        if key == "ends_in_seconds":
+            meeting.ends_at = time.time() + float(value)
+        elif key in MEETING_FIELDS:
+            setattr(meeting, key, value)
+        else:
+            raise web.HTTPBadRequest(text=f"unknown field {key}")
+    return web.json_response(meeting.public())
+
+
+async def get_meeting(request: web.Request) -> web.Response:
+    return web.json_response(_meeting(request.app[WORLD], request).public())
+
+
+async def add_participant(request: web.Request) -> web.Response:
+    """A person joins from a Zoom client (not through the SDK)."""
+    meeting = _meeting(request.app[WORLD], request)
+    body = await _body(request)
+    participant = Participant(
+        id=secrets.token_hex(6),
+        name=str(body.get("name", "Guest")),
+        kind="human",
+        user_id=body.get("user_id"),
+        is_host=bool(body.get("is_host", False)),
+    )
+    meeting.participants[participant.id] = participant
+    broadcast(meeting, roster_event("user-added", participant))
+    return web.json_response(participant.public(), status=201)
+
+
+async def remove_participant(request: web.Request) -> web.Response:
+    """mode=remove: the host removes them; mode=leave: they leave on their own."""
+    meeting = _meeting(request.app[WORLD], request)
+    participant = _participant(meeting, request)
+    if request.query.get("mode", "remove") == "leave":
+        depart(meeting, participant, "left", "leave meeting")
+    else:
+        depart(meeting, participant, "removed by host", "kicked by host")
+    return web.json_response(participant.public())
+
+
+async def admit_participant(request: web.Request) -> web.Response:
+    meeting = _meeting(request.app[WORLD], request)
+    participant = _participant(meeting, request)
+    if participant.state != "waiting_room":
+        raise web.HTTPConflict(text="participant is not in the waiting room")
+    admit(meeting, participant)
+    return web.json_response(participant.public())
+
+
+async def admit_all(request: web.Request) -> web.Response:
+    meeting = _meeting(request.app[WORLD], request)
+    waiting = [p for p in meeting.present() if p.state == "waiting_room"]
+    for participant in waiting:
+        admit(meeting, participant)
+    return web.json_response({"admitted": [p.id for p in waiting]})
+
+
+async def end(request: web.Request) -> web.Response:
+    meeting = _meeting(request.app[WORLD], request)
+    end_meeting(meeting)
+    return web.json_response(meeting.public())
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    world = request.app[WORLD]
+    body = await _body(request)
+    try:
+        world.faults = Faults(**body)
+    except TypeError as error:
+        raise web.HTTPBadRequest(text=str(error)) from None
+    return web.json_response(dataclasses.asdict(world.faults))
+
+
+async def calls(request: web.Request) -> web.Response:
+    return web.json_response(dict(request.app[WORLD].calls))
+
+
+async def issued(request: web.Request) -> web.Response:
+    """Every secret the simulator handed out: tests grep logs for these."""
+    world = request.app[WORLD]
+    secrets_ = list(world.issued_secrets)
+    for account in world.accounts.values():
+        secrets_ += [account.client_secret, account.sdk_secret]
+    return web.json_response({"secrets": secrets_})
+
+
+async def avatar(_: web.Request) -> web.Response:
+    # A 1x1 PNG: enough for a page to show "the avatar of the ZAK's user".
+    png = bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360f8cf000000030101007a6cf1c80000000049454e44ae426082"
+    )
+    return web.Response(body=png, content_type="image/png")
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/sim/accounts", create_account),
+        web.patch("/sim/accounts/{account_id}", update_account),
+        web.post("/sim/accounts/{account_id}/revoke-tokens", revoke_grants),
+        web.post("/sim/accounts/{account_id}/users", add_user),
+        web.post("/sim/users/{user_id}/status/{status}", set_user_status),
+        web.post("/sim/users/{user_id}/signout", sign_out),
+        web.post("/sim/users/{user_id}/authorize", authorize_user),
+        web.post("/sim/meetings", create_meeting),
+        web.get("/sim/meetings/{number}", get_meeting),
+        web.patch("/sim/meetings/{number}", update_meeting),
+        web.post("/sim/meetings/{number}/end", end),
+        web.post("/sim/meetings/{number}/admit", admit_all),
+        web.post("/sim/meetings/{number}/participants", add_participant),
+        web.delete("/sim/meetings/{number}/participants/{pid}", remove_participant),
+        web.post("/sim/meetings/{number}/participants/{pid}/admit", admit_participant),
+        web.put("/sim/faults", set_faults),
+        web.get("/sim/calls", calls),
+        web.get("/sim/issued", issued),
+        web.get("/sim/avatars/{name}", avatar),
+    ]

@@ -1,0 +1,82 @@
+"""A small synchronous client for the simulator's admin API, used by tests and the demo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class SimAdmin:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=10)
+
+    def _json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = self.http.request(method, path, json=body)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def create_account(self, **fields: Any) -> dict[str, Any]:
+        return dict(self._json("POST", "/sim/accounts", fields))
+
+    def update_account(self, account_id: str, **fields: Any) -> dict[str, Any]:
+        return dict(self._json("PATCH", f"/sim/accounts/{account_id}", fields))
+
+    def revoke_tokens(self, account_id: str) -> int:
+        return int(self._json("POST", f"/sim/accounts/{account_id}/revoke-tokens")["revoked"])
+
+    def add_user(self, account_id: str, **fields: Any) -> dict[str, Any]:
+        return dict(self._json("POST", f"/sim/accounts/{account_id}/users", fields))
+
+    def set_user_status(self, user_id: str, status: str) -> dict[str, Any]:
+        return dict(self._json("POST", f"/sim/users/{user_id}/status/{status}"))
+
+    def sign_out_everywhere(self, user_id: str) -> int:
+        return int(self._json("POST", f"/sim/users/{user_id}/signout")["revoked"])
+
+    def authorize_user(self, user_id: str) -> str:
+        return str(self._json("POST", f"/sim/users/{user_id}/authorize")["access_token"])
+
+    def create_meeting(self, account_id: str, **fields: Any) -> dict[str, Any]:
+        return dict(self._json("POST", "/sim/meetings", {"account_id": account_id, **fields}))
+
+    def meeting(self, number: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/sim/meetings/{number}"))
+
+    def update_meeting(self, number: str, **fields: Any) -> dict[str, Any]:
+        return dict(self._json("PATCH", f"/sim/meetings/{number}", fields))
+
+    def participants(self, number: str, state: str | None = None) -> list[dict[str, Any]]:
+        people = self.meeting(number)["participants"]
+        return [p for p in people if state is None or p["state"] == state]
+
+    def add_participant(self, number: str, name: str, **fields: Any) -> dict[str, Any]:
+        body = {"name": name, **fields}
+        return dict(self._json("POST", f"/sim/meetings/{number}/participants", body))
+
+    def remove_participant(self, number: str, pid: str, mode: str = "remove") -> dict[str, Any]:
+        return dict(self._json("DELETE", f"/sim/meetings/{number}/participants/{pid}?mode={mode}"))
+
+    def admit(self, number: str, pid: str | None = None) -> Any:
+        path = (
+            f"/sim/meetings/{number}/participants/{pid}/admit"
+            if pid
+            else f"/sim/meetings/{number}/admit"
+        )
+        return self._json("POST", path)
+
+    def end_meeting(self, number: str) -> dict[str, Any]:
+        return dict(self._json("POST", f"/sim/meetings/{number}/end"))
+
+    def set_faults(self, **faults: Any) -> dict[str, Any]:
+        return dict(self._json("PUT", "/sim/faults", faults))
+
+    def calls(self) -> dict[str, int]:
+        return dict(self._json("GET", "/sim/calls"))
+
+    def issued_secrets(self) -> list[str]:
+        return list(self._json("GET", "/sim/issued")["secrets"])
+
+    def close(self) -> None:
+        self.http.close()

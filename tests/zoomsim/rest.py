@@ -1,0 +1,320 @@
+"""Zoom's REST side: Server-to-Server OAuth and the /v2 endpoints the operator uses."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from tests.zoomsim.state import (
+    DAILY_CREATE_CAP,
+    TOKEN_MAX_TTL,
+    ZAK_CUSTCREATE_DEFAULT_TTL,
+    ZAK_DEFAULT_TTL,
+    AccessGrant,
+    Account,
+    World,
+)
+
+WORLD: web.AppKey[World] = web.AppKey("world", World)
+
+ZAK_SCOPES = ("user:read:admin", "user:read:token:admin")
+USER_READ_SCOPES = ("user:read:admin", "user:read:user:admin", "user:read:list_users:admin")
+USER_WRITE_SCOPES = ("user:write:admin", "user:write:user:admin", "user:delete:user:admin")
+OBF_SCOPES = ("user:read:token",)
+
+
+def zoom_error(status: int, code: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"code": code, "message": message}, status=status, headers=headers)
+
+
+async def apply_faults(world: World, account_id: str, endpoint: str) -> web.Response | None:
+    """Latency, outage and random errors, counted like any other call."""
+    faults = world.faults
+    if faults.latency_ms:
+        await asyncio.sleep(faults.latency_ms / 1000)
+    if faults.outage:
+        world.calls[f"{account_id}:{endpoint}:failed"] += 1
+        return web.json_response({"message": "Service unavailable"}, status=503)
+    if faults.error_rate and world.random.random() < faults.error_rate:
+        world.calls[f"{account_id}:{endpoint}:failed"] += 1
+        return web.json_response({"message": "Internal error"}, status=faults.error_status)
+    return None
+
+
+# --- OAuth -------------------------------------------------------------------------------
+
+
+async def oauth_token(request: web.Request) -> web.Response:
+    world = request.app[WORLD]
+    form = dict(await request.post())
+    params = {**request.query, **form}
+    fault = await apply_faults(world, str(params.get("account_id", "-")), "oauth")
+    if fault is not None:
+        return fault
+    if params.get("grant_type") != "account_credentials":
+        return _oauth_error(4705, "unsupported_grant_type", "Unsupported grant type")
+    account_id = str(params.get("account_id", ""))
+    if not account_id:
+        return _oauth_error(4706, "invalid_request", "Missing account_id")
+    credentials = _basic_auth(request)
+    account = world.accounts.get(account_id)
+    if credentials is None:
+        return _oauth_error(4706, "invalid_request", "Missing client credentials", status=401)
+    if account is None:
+        return _oauth_error(4700, "invalid_request", "Invalid account_id", status=400)
+    if credentials != (account.client_id, account.client_secret):
+        return _oauth_error(4702, "invalid_client", "Invalid client_id or client_secret", 401)
+    if account.app_disabled:
+        return _oauth_error(4717, "invalid_client", "The app has been disabled", 401)
+    world.calls[f"{account.id}:oauth"] += 1
+    token = world.grant(account, account.scopes)
+    return web.json_response(
+        {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": 3599,
+            "scope": " ".join(account.scopes),
+            "api_url": f"{request.scheme}://{request.host}",
+        }
+    )
+
+
+def _oauth_error(code: int, error: str, reason: str, status: int = 400) -> web.Response:
+    return web.json_response({"code": code, "error": error, "reason": reason}, status=status)
+
+
+def _basic_auth(request: web.Request) -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:], validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    return (client_id, secret) if sep else None
+
+
+# --- the API gate: token, scopes, rate limits, faults -----------------------------------
+
+
+class Gate:
+    """Checks every /v2 call as Zoom does, in Zoom's order, and counts it."""
+
+    def __init__(self, request: web.Request, endpoint: str, category: str) -> None:
+        self.request = request
+        self.world = request.app[WORLD]
+        self.endpoint = endpoint
+        self.category = category
+
+    async def open(
+        self, scopes: tuple[str, ...], *, user_token: bool = False
+    ) -> AccessGrant | web.Response:
+        world = self.world
+        header = self.request.headers.get("Authorization", "")
+        grant = world.grants.get(header[7:]) if header.startswith("Bearer ") else None
+        if grant is None or grant.expires_at < time.monotonic():
+            return zoom_error(401, 124, "Invalid access token.")
+        if (grant.user_id is not None) != user_token:
+            return zoom_error(401, 124, "Invalid access token.")
+        fault = await apply_faults(world, grant.account_id, self.endpoint)
+        if fault is not None:
+            return fault
+        account = world.accounts[grant.account_id]
+        over = world.over_limit(account, self.category)
+        if over is not None:
+            world.calls[f"{account.id}:429"] += 1
+            return self._too_many(account, *over)
+        world.calls[f"{account.id}:{self.endpoint}"] += 1
+        if not any(scope in grant.scopes for scope in scopes):
+            return zoom_error(
+                400, 4711, f"Invalid access token, does not contain scopes:[{', '.join(scopes)}]."
+            )
+        return grant
+
+    def _too_many(self, account: Account, limit: int, reset_in: float) -> web.Response:
+        faults = self.world.faults
+        headers: dict[str, str] = {}
+        show = faults.rate_limit_headers == "always" or (
+            faults.rate_limit_headers == "sometimes" and self.world.random.random() < 0.5
+        )
+        if show:
+            headers = {
+                "X-RateLimit-Category": self.category,
+                "X-RateLimit-Type": "QPS",
+                "X-RateLimit-Limit": str(limit),
+                "X-RateLimit-Remaining": "0",
+            }
+            if faults.retry_after_format == "seconds":
+                headers["Retry-After"] = f"{max(reset_in, 0.01):.3f}"
+            elif faults.retry_after_format == "iso":
+                when = datetime.now(UTC) + timedelta(seconds=reset_in)
+                headers["Retry-After"] = when.isoformat().replace("+00:00", "Z")
+        return zoom_error(
+            429, 429, "You have reached the maximum per-second rate limit for this API.", **headers
+        )
+
+
+# --- /v2 ---------------------------------------------------------------------------------
+
+
+async def user_token(request: web.Request) -> web.Response:
+    kind = request.query.get("type", "")
+    if kind == "onbehalf":
+        return await _obf_token(request)
+    gate = Gate(request, "zak", "Light")
+    grant = await gate.open(ZAK_SCOPES)
+    if isinstance(grant, web.Response):
+        return grant
+    if kind != "zak":
+        return zoom_error(400, 300, f"Invalid token type: {kind or 'missing'}.")
+    world = gate.world
+    account = world.accounts[grant.account_id]
+    user = account.find_user(request.match_info["user_id"])
+    if user is None:
+        return zoom_error(404, 1001, f"User does not exist: {request.match_info['user_id']}.")
+    if user.status != "active":
+        # Not documented by Zoom (ZOOM.md §3); the message names the user's state.
+        return zoom_error(400, 1120, f"User is {user.status} and cannot get a token.")
+    default = ZAK_CUSTCREATE_DEFAULT_TTL if user.created_by == "custCreate" else ZAK_DEFAULT_TTL
+    try:
+        ttl = int(request.query.get("ttl", default))
+    except ValueError:
+        return zoom_error(400, 300, "Invalid field: ttl.")
+    if not 1 <= ttl <= TOKEN_MAX_TTL:
+        return zoom_error(400, 300, "Invalid field: ttl.")
+    return web.json_response({"token": world.issue("zak", user, ttl, None)})
+
+
+async def _obf_token(request: web.Request) -> web.Response:
+    gate = Gate(request, "obf", "Light")
+    grant = await gate.open(OBF_SCOPES, user_token=True)
+    if isinstance(grant, web.Response):
+        return grant
+    account = gate.world.accounts[grant.account_id]
+    key = request.match_info["user_id"]
+    user = account.users.get(grant.user_id or "")
+    if user is None or key not in ("me", user.id, user.email):
+        return zoom_error(400, 300, "An OBF token can only be requested for the token's user.")
+    meeting = request.query.get("meeting_id") or None
+    return web.json_response({"token": gate.world.issue("obf", user, 7200, meeting)})
+
+
+async def get_user(request: web.Request) -> web.Response:
+    gate = Gate(request, "user", "Light")
+    grant = await gate.open(USER_READ_SCOPES)
+    if isinstance(grant, web.Response):
+        return grant
+    user = gate.world.accounts[grant.account_id].find_user(request.match_info["user_id"])
+    if user is None:
+        return zoom_error(404, 1001, f"User does not exist: {request.match_info['user_id']}.")
+    return web.json_response(user.public())
+
+
+async def list_users(request: web.Request) -> web.Response:
+    gate = Gate(request, "users", "Medium")
+    grant = await gate.open(USER_READ_SCOPES)
+    if isinstance(grant, web.Response):
+        return grant
+    status = request.query.get("status", "active")
+    size = min(int(request.query.get("page_size", "30")), 300)
+    start = int(request.query.get("next_page_token") or 0)
+    users = [u for u in gate.world.accounts[grant.account_id].users.values() if u.status == status]
+    page = users[start : start + size]
+    next_token = str(start + size) if start + size < len(users) else ""
+    return web.json_response(
+        {
+            "page_size": size,
+            "total_records": len(users),
+            "next_page_token": next_token,
+            "users": [u.public() for u in page],
+        }
+    )
+
+
+async def create_user(request: web.Request) -> web.Response:
+    gate = Gate(request, "create_user", "Light")
+    grant = await gate.open(USER_WRITE_SCOPES)
+    if isinstance(grant, web.Response):
+        return grant
+    world = gate.world
+    account = world.accounts[grant.account_id]
+    try:
+        body: dict[str, Any] = await request.json()
+        action = body["action"]
+        info = body["user_info"]
+        email = str(info["email"])
+    except (ValueError, KeyError, TypeError):
+        return zoom_error(400, 300, "Validation Failed: action and user_info.email are required.")
+    user_type = int(info.get("type", 1))
+    if action not in ("create", "autoCreate", "custCreate", "ssoCreate"):
+        return zoom_error(400, 300, f"Invalid action: {action}.")
+    if user_type not in (1, 2, 4, 99) or (user_type == 99 and action != "ssoCreate"):
+        return zoom_error(400, 300, f"Invalid user type: {user_type}.")
+    if account.plan not in ("pro", "business", "unlimited"):
+        return zoom_error(400, 200, "Only paid accounts can create users.")
+    if action == "autoCreate" and email.split("@")[-1] not in account.managed_domains:
+        return zoom_error(400, 200, "autoCreate needs a managed domain for this email.")
+    if action == "custCreate" and not account.isv_partner:
+        return zoom_error(400, 200, "custCreate is only available to ISV partners.")
+    if action == "ssoCreate" and not account.sso_enabled:
+        return zoom_error(400, 200, "ssoCreate needs SSO to be enabled.")
+    if account.find_user(email) is not None:
+        return zoom_error(409, 1005, f"User already in the account: {email}.")
+    if account.plan != "unlimited" and action == "create":
+        day = int(time.time() // 86400)
+        world.daily_creates[(account.id, day)] += 1
+        if world.daily_creates[(account.id, day)] > DAILY_CREATE_CAP[account.plan]:
+            return zoom_error(
+                429,
+                429,
+                "You have reached the maximum daily rate limit for this API.",
+                **{"X-RateLimit-Type": "Daily-limit", "X-RateLimit-Category": "Light"},
+            )
+    user = world.add_user(
+        account,
+        email,
+        type=user_type,
+        # `create` sends a confirmation email: the user stays pending until they accept.
+        status="pending" if action == "create" else "active",
+        first_name=str(info.get("first_name", "")),
+        last_name=str(info.get("last_name", "")),
+        display_name=str(info.get("display_name", "")),
+        created_by=action,
+    )
+    public = user.public()
+    return web.json_response(
+        {k: public[k] for k in ("id", "email", "first_name", "last_name", "type")}, status=201
+    )
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    gate = Gate(request, "delete_user", "Light")
+    grant = await gate.open(USER_WRITE_SCOPES)
+    if isinstance(grant, web.Response):
+        return grant
+    account = gate.world.accounts[grant.account_id]
+    user = account.find_user(request.match_info["user_id"])
+    if user is None:
+        return zoom_error(404, 1001, f"User does not exist: {request.match_info['user_id']}.")
+    if request.query.get("action", "disassociate") not in ("disassociate", "delete"):
+        return zoom_error(400, 300, "Invalid action.")
+    del account.users[user.id]
+    return web.Response(status=204)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/oauth/token", oauth_token),
+        web.get("/v2/users/{user_id}/token", user_token),
+        web.get("/v2/users", list_users),
+        web.post("/v2/users", create_user),
+        web.get("/v2/users/{user_id}", get_user),
+        web.delete("/v2/users/{user_id}", delete_user),
+    ]

@@ -1,0 +1,99 @@
+"""Run the simulator: in a background thread for tests (`ZoomSim`), or on its own
+(`python -m tests.zoomsim --port 8765`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from tests.zoomsim import admin, rest, sdk
+from tests.zoomsim.rest import WORLD
+from tests.zoomsim.state import World
+
+
+async def _meeting_clock(app: web.Application) -> AsyncIterator[None]:
+    """Ends meetings whose scheduled end has come."""
+
+    async def tick() -> None:
+        world = app[WORLD]
+        while True:
+            now = time.time()
+            for meeting in list(world.meetings.values()):
+                if meeting.ends_at is not None and not meeting.ended and meeting.ends_at <= now:
+                    sdk.end_meeting(meeting)
+            await asyncio.sleep(0.1)
+
+    task = asyncio.create_task(tick())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def make_app(world: World | None = None) -> web.Application:
+    app = web.Application()
+    app[WORLD] = world or World()
+    app.add_routes(rest.routes() + sdk.routes() + admin.routes())
+    app.cleanup_ctx.append(_meeting_clock)
+    return app
+
+
+class ZoomSim:
+    """The simulator on 127.0.0.1 in a thread of its own, with its own event loop."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port or _free_port(host)
+        self.world = World()
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="zoomsim", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> ZoomSim:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        return self
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(make_app(self.world), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> ZoomSim:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="The Zoom simulator (tests only)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    print(f"zoomsim listening on http://{args.host}:{args.port}", flush=True)
+    web.run_app(make_app(), host=args.host, port=args.port, print=None, access_log=None)

@@ -1,0 +1,393 @@
+"""The simulator's world: accounts, apps, users, tokens, meetings and their participants.
+
+Pure data and rules, no HTTP: rest.py, sdk.py and admin.py expose it. Every rule here follows
+../shared/ZOOM.md; where ZOOM.md marks a fact uncertain the choice is written next to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jwt
+
+Plan = Literal["pro", "business", "unlimited"]
+
+# Requests per window (seconds) per plan and category (ZOOM.md §6).
+RATE_LIMITS: dict[str, dict[str, tuple[int, float]]] = {
+    "pro": {"Light": (30, 1), "Medium": (20, 1), "Heavy": (10, 1), "Resource-intensive": (10, 60)},
+    "business": {
+        "Light": (80, 1),
+        "Medium": (60, 1),
+        "Heavy": (40, 1),
+        "Resource-intensive": (20, 60),
+    },
+}
+DAILY_CREATE_CAP = {"pro": 1500, "business": 10000}
+ACCESS_TOKEN_SECONDS = 3599
+ZAK_DEFAULT_TTL = 7200
+ZAK_CUSTCREATE_DEFAULT_TTL = 90 * 24 * 3600
+TOKEN_MAX_TTL = 365 * 24 * 3600
+SIGNATURE_MIN_LIFETIME = 1800
+SIGNATURE_MAX_LIFETIME = 48 * 3600
+ADMIN_SCOPES = ("user:read:admin", "user:write:admin")
+
+
+def new_token(prefix: str) -> str:
+    return f"{prefix}{secrets.token_urlsafe(32)}"
+
+
+@dataclass
+class User:
+    id: str
+    email: str
+    account_id: str
+    type: int = 1
+    status: str = "active"  # active | pending | inactive
+    first_name: str = ""
+    last_name: str = ""
+    display_name: str = ""
+    created_by: str = "create"
+    pic_url: str = ""
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "email": self.email,
+            "type": self.type,
+            "status": self.status,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "display_name": self.display_name or f"{self.first_name} {self.last_name}".strip(),
+            "pic_url": self.pic_url,
+        }
+
+
+@dataclass
+class Account:
+    id: str
+    client_id: str
+    client_secret: str
+    sdk_key: str
+    sdk_secret: str
+    plan: Plan = "pro"
+    scopes: tuple[str, ...] = ADMIN_SCOPES
+    app_published: bool = False  # Marketplace review passed: may join other accounts' meetings
+    app_disabled: bool = False
+    managed_domains: tuple[str, ...] = ()
+    isv_partner: bool = False
+    sso_enabled: bool = False
+    users: dict[str, User] = field(default_factory=dict)
+
+    def find_user(self, key: str) -> User | None:
+        if key in self.users:
+            return self.users[key]
+        lowered = key.lower()
+        return next((u for u in self.users.values() if u.email.lower() == lowered), None)
+
+
+@dataclass
+class AccessGrant:
+    """An OAuth access token: an account's (S2S) or one user's (user OAuth, for OBF)."""
+
+    account_id: str
+    scopes: tuple[str, ...]
+    expires_at: float
+    user_id: str | None = None
+
+
+@dataclass
+class IssuedToken:
+    """A ZAK or an OBF token, checked by the meeting side at join time only."""
+
+    kind: Literal["zak", "obf"]
+    user_id: str
+    account_id: str
+    expires_at: float
+    meeting_number: str | None = None
+    revoked: bool = False
+
+
+@dataclass
+class Participant:
+    id: str
+    name: str
+    kind: Literal["sdk", "human"]
+    user_id: str | None = None
+    avatar: str = ""
+    is_host: bool = False
+    state: Literal["waiting_room", "in_meeting", "left"] = "in_meeting"
+    joined_at: float = field(default_factory=time.time)
+    left_reason: str = ""
+    inbox: asyncio.Queue[dict[str, Any]] | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "userId": self.id,
+            "displayName": self.name,
+            "isHost": self.is_host,
+            "isHold": self.state == "waiting_room",
+            "avatar": self.avatar,
+            "zoomUserId": self.user_id,
+            "kind": self.kind,
+            "state": self.state,
+            "leftReason": self.left_reason,
+        }
+
+
+@dataclass
+class Meeting:
+    number: str
+    account_id: str
+    passcode: str = ""
+    auth_required: bool = False
+    waiting_room: bool = False
+    host_present: bool = True
+    join_before_host: bool = False
+    locked: bool = False
+    capacity: int = 100
+    ends_at: float | None = None
+    ended: bool = False
+    participants: dict[str, Participant] = field(default_factory=dict)
+
+    def present(self) -> list[Participant]:
+        return [p for p in self.participants.values() if p.state != "left"]
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "accountId": self.account_id,
+            "passcode": self.passcode,
+            "authRequired": self.auth_required,
+            "waitingRoom": self.waiting_room,
+            "hostPresent": self.host_present,
+            "joinBeforeHost": self.join_before_host,
+            "locked": self.locked,
+            "capacity": self.capacity,
+            "ended": self.ended,
+            "participants": [p.public() for p in self.participants.values()],
+        }
+
+
+@dataclass
+class Faults:
+    """Fault injection, settable per test through the admin API."""
+
+    error_rate: float = 0.0  # share of API calls answered with `error_status`
+    error_status: int = 503
+    latency_ms: int = 0
+    outage: bool = False  # every OAuth and API call fails with 503
+    rate_limit_headers: Literal["always", "sometimes", "never"] = "always"
+    retry_after_format: Literal["seconds", "iso", "none"] = "seconds"
+
+
+class JoinError(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code} {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class World:
+    """Everything the simulator knows. Mutated only on the simulator's event loop."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.accounts: dict[str, Account] = {}
+        self.grants: dict[str, AccessGrant] = {}
+        self.tokens: dict[str, IssuedToken] = {}
+        self.meetings: dict[str, Meeting] = {}
+        self.faults = Faults()
+        self.calls: Counter[str] = Counter()  # "<account>:<endpoint>" and "<account>:429"
+        self.windows: dict[tuple[str, str], tuple[int, int]] = {}
+        self.daily_creates: Counter[tuple[str, int]] = Counter()
+        self.random = random.Random(seed)
+        self.issued_secrets: list[str] = []  # every token handed out, for leak checks in tests
+
+    # --- accounts, users ----------------------------------------------------------------
+
+    def add_account(self, **fields: Any) -> Account:
+        account = Account(
+            id=fields.pop("id", None) or secrets.token_hex(8),
+            client_id=fields.pop("client_id", None) or secrets.token_hex(10),
+            client_secret=fields.pop("client_secret", None) or secrets.token_urlsafe(24),
+            sdk_key=fields.pop("sdk_key", None) or secrets.token_hex(10),
+            sdk_secret=fields.pop("sdk_secret", None) or secrets.token_urlsafe(24),
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()},  # type: ignore[arg-type]
+        )
+        self.accounts[account.id] = account
+        return account
+
+    def add_user(self, account: Account, email: str, **fields: Any) -> User:
+        user = User(
+            id=fields.pop("id", None) or secrets.token_hex(11),
+            email=email,
+            account_id=account.id,
+            **fields,
+        )
+        if not user.pic_url:
+            user.pic_url = f"/sim/avatars/{user.id}.png"
+        account.users[user.id] = user
+        return user
+
+    def account_for_sdk_key(self, key: str) -> Account | None:
+        return next((a for a in self.accounts.values() if a.sdk_key == key), None)
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    def grant(self, account: Account, scopes: tuple[str, ...], user_id: str | None = None) -> str:
+        token = new_token("simat_")
+        self.grants[token] = AccessGrant(
+            account.id, scopes, time.monotonic() + ACCESS_TOKEN_SECONDS, user_id
+        )
+        self.issued_secrets.append(token)
+        return token
+
+    def issue(self, kind: Literal["zak", "obf"], user: User, ttl: int, meeting: str | None) -> str:
+        token = new_token("simzak_" if kind == "zak" else "simobf_")
+        self.tokens[token] = IssuedToken(kind, user.id, user.account_id, time.time() + ttl, meeting)
+        self.issued_secrets.append(token)
+        return token
+
+    def sign_out_everywhere(self, user_id: str) -> int:
+        """Zoom's "sign me out from all devices": every ZAK of the user stops working."""
+        count = 0
+        for issued in self.tokens.values():
+            if issued.user_id == user_id and issued.kind == "zak" and not issued.revoked:
+                issued.revoked = True
+                count += 1
+        return count
+
+    # --- rate limits ----------------------------------------------------------------------
+
+    def over_limit(self, account: Account, category: str) -> tuple[int, float] | None:
+        """Count one request in its fixed window; return (limit, seconds to reset) if over."""
+        if account.plan == "unlimited":
+            return None
+        limit, period = RATE_LIMITS[account.plan][category]
+        now = time.time()
+        window = int(now // period)
+        key = (account.id, category)
+        current, count = self.windows.get(key, (window, 0))
+        if current != window:
+            current, count = window, 0
+        count += 1
+        self.windows[key] = (current, count)
+        if count > limit:
+            return limit, (window + 1) * period - now
+        return None
+
+    def remaining(self, account: Account, category: str) -> int:
+        if account.plan == "unlimited":
+            return 0
+        limit, _ = RATE_LIMITS[account.plan][category]
+        return max(limit - self.windows.get((account.id, category), (0, 0))[1], 0)
+
+    # --- the meeting side -----------------------------------------------------------------
+
+    def verify_signature(self, signature: str, meeting_number: str) -> tuple[Account, int]:
+        """Check an SDK JWT as Zoom does: key, HS256 with the SDK secret, lifetime, meeting."""
+        try:
+            claims = jwt.decode(signature, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise JoinError(3712, "Invalid signature.") from None
+        key = claims.get("appKey") or claims.get("sdkKey")
+        account = self.account_for_sdk_key(str(key)) if key else None
+        if account is None:
+            raise JoinError(3712, "Invalid signature.")
+        try:
+            jwt.decode(
+                signature,
+                account.sdk_secret,
+                algorithms=["HS256"],
+                options={"verify_exp": False, "require": ["iat", "exp"]},
+            )
+        except jwt.PyJWTError:
+            raise JoinError(3712, "Invalid signature.") from None
+        iat, exp = int(claims["iat"]), int(claims["exp"])
+        if exp < time.time():
+            raise JoinError(3705, "The signature has expired.")
+        if not SIGNATURE_MIN_LIFETIME <= exp - iat <= SIGNATURE_MAX_LIFETIME:
+            raise JoinError(3712, "Invalid signature.")
+        if str(claims.get("mn", "")) != meeting_number:
+            raise JoinError(3706, "The meeting number is wrong.")
+        role = int(claims.get("role", 0))
+        if role not in (0, 1):
+            raise JoinError(3712, "Invalid signature.")
+        return account, role
+
+    def join(
+        self,
+        *,
+        signature: str,
+        meeting_number: str,
+        user_name: str,
+        passcode: str = "",
+        zak: str = "",
+        obf_token: str = "",
+    ) -> tuple[Meeting, Participant]:
+        app_account, role = self.verify_signature(signature, meeting_number)
+        meeting = self.meetings.get(meeting_number)
+        if meeting is None or meeting.ended:
+            raise JoinError(3001, "Meeting does not exist.")
+        if zak and obf_token:
+            raise JoinError(4018, "The OBF token conflicts with the login user.")
+        if meeting.passcode and passcode != meeting.passcode:
+            raise JoinError(3004, "Wrong meeting passcode.")
+        if meeting.account_id != app_account.id:
+            if not app_account.app_published:
+                raise JoinError(4011, "This app can not join meetings hosted by other accounts.")
+            if not zak and not obf_token:
+                raise JoinError(4012, "Anonymous join is blocked for meetings of other accounts.")
+        user: User | None = None
+        if zak:
+            user = self._check_zak(zak)
+        if obf_token:
+            user = self._check_obf(obf_token, meeting)
+        if role == 1 and (user is None or meeting.account_id != user.account_id):
+            raise JoinError(3712, "Invalid signature.")
+        if meeting.auth_required and user is None:
+            raise JoinError(3100, "This meeting is for authorized attendees only. Please sign in.")
+        if meeting.locked:
+            raise JoinError(4006, "The meeting is locked.")
+        if len([p for p in meeting.present() if p.state == "in_meeting"]) >= meeting.capacity:
+            raise JoinError(4005, "The meeting has reached its capacity.")
+        if not meeting.host_present and not meeting.join_before_host:
+            raise JoinError(3008, "The meeting has not started.")
+        participant = Participant(
+            id=secrets.token_hex(6),
+            name=user_name,
+            kind="sdk",
+            user_id=user.id if user else None,
+            avatar=user.pic_url if user else "",
+            state="waiting_room" if meeting.waiting_room else "in_meeting",
+        )
+        meeting.participants[participant.id] = participant
+        return meeting, participant
+
+    def _check_zak(self, zak: str) -> User:
+        # A ZAK is checked here, at join time, and nowhere else: expiry later does not eject.
+        issued = self.tokens.get(zak)
+        if (
+            issued is None
+            or issued.kind != "zak"
+            or issued.revoked
+            or issued.expires_at < time.time()
+        ):
+            raise JoinError(3265, "The ZAK is invalid or expired.")
+        return self.accounts[issued.account_id].users[issued.user_id]
+
+    def _check_obf(self, token: str, meeting: Meeting) -> User:
+        issued = self.tokens.get(token)
+        if issued is None or issued.kind != "obf" or issued.expires_at < time.time():
+            raise JoinError(4014, "The OBF token is invalid.")
+        if issued.meeting_number and issued.meeting_number != meeting.number:
+            raise JoinError(4015, "The OBF token does not match the meeting.")
+        present_users = {p.user_id for p in meeting.present() if p.state == "in_meeting"}
+        if issued.user_id not in present_users:
+            raise JoinError(4017, "The authorizing user is not in the meeting.")
+        return self.accounts[issued.account_id].users[issued.user_id]
