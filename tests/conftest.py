@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from tests.cluster import cluster
 from tests.zoomsim import SimAdmin, ZoomSim
@@ -56,7 +57,12 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
             continue
         version = next(v.name for v in crd.spec.versions if v.storage)
         plural = crd.spec.names.plural
-        objects: Any = custom.list_namespaced_custom_object(crd.spec.group, version, name, plural)
+        try:
+            objects: Any = custom.list_namespaced_custom_object(
+                crd.spec.group, version, name, plural
+            )
+        except ApiException:
+            continue  # a CRD being deleted, or not served yet
         for obj in objects.get("items", []):
             if obj["metadata"].get("finalizers"):
                 custom.patch_namespaced_custom_object(

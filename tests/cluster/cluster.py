@@ -208,8 +208,8 @@ def down() -> None:
 
 
 def _our_processes() -> list[int]:
-    """Processes running one of our cached binaries (their executable is under the cache)."""
-    bin_dir = str(cache_dir() / "bin")
+    """Processes running one of our binaries (kwokctl runs copies under its workdir)."""
+    bin_dir = str(cache_dir())
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

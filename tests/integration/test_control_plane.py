@@ -3,6 +3,7 @@ scheduling onto kwok nodes, and RBAC all behave as in a production cluster."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -103,14 +104,15 @@ def test_crd_schema_and_cel_rules_are_enforced(
     with pytest.raises(ApiException) as schema_error:
         create_widget(api_client, group, namespace, {"size": 0, "color": "green"})
     assert schema_error.value.status == 422
-    assert "spec.size" in schema_error.value.body
-    assert "should be greater than or equal to 1" in schema_error.value.body
-    assert 'supported values: "red", "blue"' in schema_error.value.body
+    message = json.loads(schema_error.value.body)["message"]
+    assert "spec.size" in message
+    assert "should be greater than or equal to 1" in message
+    assert 'supported values: "red", "blue"' in message
 
     with pytest.raises(ApiException) as cel_error:
         create_widget(api_client, group, namespace, {"size": 11})
     assert cel_error.value.status == 422
-    assert "size must be at most 10" in cel_error.value.body
+    assert "size must be at most 10" in json.loads(cel_error.value.body)["message"]
 
     created = create_widget(api_client, group, namespace, {"size": 3, "color": "red"})
     assert created["spec"] == {"size": 3, "color": "red"}
@@ -194,8 +196,9 @@ def test_service_account_without_permission_is_forbidden(
     with pytest.raises(ApiException) as forbidden:
         as_nobody.list_namespaced_secret(namespace)
     assert forbidden.value.status == 403
-    assert f"system:serviceaccount:{namespace}:nobody" in forbidden.value.body
-    assert 'cannot list resource "secrets"' in forbidden.value.body
+    message = json.loads(forbidden.value.body)["message"]
+    assert f"system:serviceaccount:{namespace}:nobody" in message
+    assert 'cannot list resource "secrets"' in message
 
     # The same identity is allowed once RBAC grants it, so the 403 came from authorization.
     rbac = client.RbacAuthorizationV1Api(api_client)

@@ -1,0 +1,137 @@
+"""The bot runtime contract, version 1: what a bot reads and what it reports.
+
+Any bot image can implement it (DESIGN.md §4; the README documents it for teams who bring
+their own bot):
+
+- In: one JSON document, `JoinConfig`, the key `join.json` of the Secret `<bot>-join`, mounted
+  read-only at `/var/run/meetingbot/` (the path is also in the env var MEETINGBOT_CONFIG).
+- Out, while running: `POST {report.url}` with `Authorization: Bearer {report.token}` and a
+  `BotReport` body, the whole current state each time (safe to repeat), retried with backoff.
+- Out, on exit: an exit code from `ExitCode` and a one-line JSON `BotResult` in the container's
+  termination message (/dev/termination-log), so the outcome survives lost reports.
+- SIGTERM means "leave now": leave the meeting and exit within the pod's grace period.
+
+This module imports nothing but pydantic, so a bot can use it without the operator's deps.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import IntEnum, StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+CONTRACT_VERSION = "meetingbot.dev/v1"
+CONFIG_KEY = "join.json"
+CONFIG_MOUNT_PATH = "/var/run/meetingbot"
+CONFIG_ENV = "MEETINGBOT_CONFIG"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+
+class AuthMode(StrEnum):
+    ZAK = "zak"
+    NONE = "none"
+    OBF = "obf"
+
+
+class LeaveRules(_Model):
+    """When the bot leaves on its own. Zero disables a rule."""
+
+    waiting_room_timeout_seconds: int = Field(900, alias="waitingRoomTimeoutSeconds", ge=0)
+    no_one_joined_timeout_seconds: int = Field(900, alias="noOneJoinedTimeoutSeconds", ge=0)
+    everyone_left_timeout_seconds: int = Field(60, alias="everyoneLeftTimeoutSeconds", ge=0)
+    max_duration_seconds: int = Field(4 * 3600, alias="maxDurationSeconds", ge=60)
+
+
+class MeetingInfo(_Model):
+    number: str
+    passcode: SecretStr = SecretStr("")
+
+
+class ReportTarget(_Model):
+    url: str
+    token: SecretStr
+    # A bot re-sends its state at this interval even without a change (a heartbeat).
+    interval_seconds: int = Field(30, alias="intervalSeconds", ge=1)
+
+
+class BotIdentity(_Model):
+    namespace: str
+    name: str
+    uid: str
+    attempt: int = Field(ge=1)
+
+
+class JoinConfig(_Model):
+    """Everything a bot needs to join one meeting once. Holds secrets: never log it whole."""
+
+    api_version: Literal["meetingbot.dev/v1"] = Field(CONTRACT_VERSION, alias="apiVersion")
+    bot: BotIdentity
+    meeting: MeetingInfo
+    display_name: str = Field(alias="displayName")
+    auth: AuthMode
+    sdk_key: str = Field(alias="sdkKey")
+    signature: SecretStr
+    zak: SecretStr | None = None
+    obf_token: SecretStr | None = Field(None, alias="obfToken")
+    zoom_user: str | None = Field(None, alias="zoomUser")
+    leave: LeaveRules = LeaveRules()
+    report: ReportTarget
+
+    def to_json(self) -> str:
+        """The document with secrets revealed: only for writing into the Secret."""
+        data = self.model_dump(mode="json", by_alias=True)
+        data["meeting"]["passcode"] = self.meeting.passcode.get_secret_value()
+        data["signature"] = self.signature.get_secret_value()
+        data["report"]["token"] = self.report.token.get_secret_value()
+        data["zak"] = self.zak.get_secret_value() if self.zak else None
+        data["obfToken"] = self.obf_token.get_secret_value() if self.obf_token else None
+        return json.dumps(data, separators=(",", ":"))
+
+
+class BotState(StrEnum):
+    STARTING = "Starting"
+    JOINING = "Joining"
+    WAITING_ROOM = "WaitingRoom"
+    IN_MEETING = "InMeeting"
+    LEAVING = "Leaving"
+    ENDED = "Ended"
+
+
+class BotReport(_Model):
+    """What a bot POSTs: its whole current state. `reason` is set once it is Leaving or Ended."""
+
+    api_version: Literal["meetingbot.dev/v1"] = Field(CONTRACT_VERSION, alias="apiVersion")
+    attempt: int = Field(ge=1)
+    state: BotState
+    reason: str | None = Field(None, max_length=64, pattern=r"^[A-Z][A-Za-z0-9]*$")
+    message: str | None = Field(None, max_length=1024)
+    joined_at: datetime | None = Field(None, alias="joinedAt")
+    left_at: datetime | None = Field(None, alias="leftAt")
+    participants: int | None = Field(None, ge=0)
+
+
+class ExitCode(IntEnum):
+    """The bot's exit codes. The termination message's `reason` refines each of them."""
+
+    LEFT = 0  # left normally: meeting ended, everyone left, max duration, SIGTERM
+    CONFIG_INVALID = 2  # the join configuration could not be read or validated
+    JOIN_FAILED = 3  # Zoom refused the join (reason says why)
+    LEFT_EARLY = 4  # left on a rule that means the job was not done (waiting room, removed)
+    BROWSER_FAILED = 5  # the browser or the page failed
+
+
+class BotResult(_Model):
+    """The one-line JSON a bot writes to its termination message on exit."""
+
+    api_version: Literal["meetingbot.dev/v1"] = Field(CONTRACT_VERSION, alias="apiVersion")
+    attempt: int = Field(ge=1)
+    reason: str = Field(max_length=64)
+    message: str | None = Field(None, max_length=1024)
+    joined_at: datetime | None = Field(None, alias="joinedAt")
+    left_at: datetime | None = Field(None, alias="leftAt")

@@ -1,0 +1,215 @@
+"""Generate the CRDs from the pydantic models: `python -m meetingbot_operator.crdgen [DIR]`.
+
+The schema is made structural the way the API server wants it: every $ref inlined, Optional
+fields as plain optional properties, int-or-string quantities marked as such, no titles, no
+defaults under status. crds/ holds the output; a unit test fails when it drifts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from meetingbot_operator.models import (
+    GROUP,
+    VERSION,
+    MeetingBotSpec,
+    MeetingBotStatus,
+    ZoomAccountSpec,
+    ZoomAccountStatus,
+)
+
+CATEGORY = "meetingbot"
+KEEP = {
+    "type", "properties", "required", "items", "enum", "default", "description", "format",
+    "pattern", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems",
+    "additionalProperties", "nullable",
+}  # fmt: skip
+
+
+def structural(model: type[BaseModel], *, defaults: bool = True) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    definitions = schema.pop("$defs", {})
+    return _clean(schema, definitions, defaults)
+
+
+def _clean(node: Any, definitions: dict[str, Any], defaults: bool) -> Any:
+    if isinstance(node, list):
+        return [_clean(item, definitions, defaults) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = dict(definitions[node["$ref"].split("/")[-1]])
+        extra = {k: v for k, v in node.items() if k != "$ref"}
+        return _clean({**target, **extra}, definitions, defaults)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        kinds = {o.get("type") for o in options}
+        if kinds == {"integer", "string"}:
+            return {**_keep(rest, defaults), "x-kubernetes-int-or-string": True}
+        if len(options) == 1:
+            merged = {**_clean(options[0], definitions, defaults), **_keep(rest, defaults)}
+            merged.pop("default", None) if merged.get("default") is None else None
+            return merged
+        raise ValueError(f"cannot express anyOf {options} structurally")
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("x-kubernetes-"):
+            out[key] = value
+        elif key == "const":
+            out["enum"] = [value]
+        elif key == "properties":
+            out[key] = {name: _clean(v, definitions, defaults) for name, v in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = _clean(value, definitions, defaults)
+        elif key == "default" and (not defaults or value is None):
+            continue
+        elif key in KEEP:
+            out[key] = value
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    return out
+
+
+def _keep(node: dict[str, Any], defaults: bool) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in node.items()
+        if (k in KEEP or k.startswith("x-kubernetes-"))
+        and not (k == "default" and (not defaults or v is None))
+    }
+
+
+def crd(
+    kind: str,
+    plural: str,
+    spec: type[BaseModel],
+    status: type[BaseModel],
+    *,
+    short_names: list[str],
+    columns: list[dict[str, Any]],
+    description: str,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "meetingbot-operator"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short_names,
+                "categories": [CATEGORY],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": description,
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": structural(spec),
+                                "status": structural(status, defaults=False),
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def age() -> dict[str, Any]:
+    return {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+def definitions() -> dict[str, dict[str, Any]]:
+    ready = '.status.conditions[?(@.type=="Ready")]'
+    return {
+        "meetingbot.dev_meetingbots.yaml": crd(
+            "MeetingBot",
+            "meetingbots",
+            MeetingBotSpec,
+            MeetingBotStatus,
+            short_names=["mb"],
+            description="A bot that joins one Zoom meeting with a freshly minted ZAK.",
+            columns=[
+                {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                {"name": "Reason", "type": "string", "jsonPath": ".status.reason"},
+                {"name": "Meeting", "type": "string", "jsonPath": ".spec.meeting.number"},
+                {"name": "User", "type": "string", "jsonPath": ".status.zoomUser"},
+                {
+                    "name": "Attempts",
+                    "type": "integer",
+                    "jsonPath": ".status.attempts",
+                    "priority": 1,
+                },
+                {"name": "Pod", "type": "string", "jsonPath": ".status.podName", "priority": 1},
+                age(),
+            ],
+        ),
+        "meetingbot.dev_zoomaccounts.yaml": crd(
+            "ZoomAccount",
+            "zoomaccounts",
+            ZoomAccountSpec,
+            ZoomAccountStatus,
+            short_names=["za"],
+            description="A Zoom account's credentials and the service users bots join as.",
+            columns=[
+                {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
+                {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason"},
+                {"name": "Plan", "type": "string", "jsonPath": ".spec.plan"},
+                {
+                    "name": "Message",
+                    "type": "string",
+                    "jsonPath": f"{ready}.message",
+                    "priority": 1,
+                },
+                age(),
+            ],
+        ),
+    }
+
+
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def render(document: dict[str, Any]) -> str:
+    header = "# Generated from operator/meetingbot_operator/models.py by crdgen.py: do not edit.\n"
+    return header + yaml.dump(document, Dumper=_NoAliases, sort_keys=False, width=100)
+
+
+def main(argv: list[str]) -> int:
+    target = Path(argv[0]) if argv else Path("crds")
+    target.mkdir(parents=True, exist_ok=True)
+    for name, document in definitions().items():
+        (target / name).write_text(render(document))
+        print(target / name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

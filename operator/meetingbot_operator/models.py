@@ -1,0 +1,288 @@
+"""The custom resources as pydantic models: the single source of the CRDs (crdgen.py builds
+crds/*.yaml from these) and the parsed form the operator works with.
+
+Field names follow the Kubernetes API conventions: camelCase on the wire, `...Seconds` for
+durations, `...Time` for timestamps, `...Ref` for references. Rules the API server can check
+at apply time are CEL rules (`x-kubernetes-validations`) attached to the models here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from meetingbot_operator.contract import AuthMode, LeaveRules
+
+GROUP = "meetingbot.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+def cel(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
+    """`x-kubernetes-validations` from (rule, message[, fieldPath]) tuples."""
+    out = []
+    for rule in rules:
+        entry = {"rule": rule[0], "message": rule[1]}
+        if len(rule) == 3:
+            entry["fieldPath"] = rule[2]
+        out.append(entry)
+    return {"x-kubernetes-validations": out}
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+
+# --- shared pieces ---------------------------------------------------------------------------
+
+
+class LocalObjectRef(Model):
+    """A Secret in the same namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+
+
+class SecretKeyRef(Model):
+    name: str = Field(min_length=1, max_length=253)
+    key: str = Field(min_length=1, max_length=253)
+
+
+class Condition(Model):
+    """metav1.Condition."""
+
+    type: str = Field(max_length=316)
+    status: str = Field(json_schema_extra={"enum": ["True", "False", "Unknown"]})
+    observed_generation: int | None = Field(None, alias="observedGeneration", ge=0)
+    last_transition_time: datetime = Field(alias="lastTransitionTime")
+    reason: str = Field(max_length=1024)
+    message: str = Field("", max_length=32768)
+
+
+# An empty object as the default, so the API server fills in the nested fields' defaults.
+APPLY_DEFAULTS: dict[str, Any] = {"default": {}}
+
+CONDITIONS_LIST = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+
+
+# --- ZoomAccount ---------------------------------------------------------------------------------
+
+
+class Cloud(StrEnum):
+    COMMERCIAL = "commercial"
+    GOVERNMENT = "government"
+
+
+class PlanName(StrEnum):
+    PRO = "pro"
+    BUSINESS = "business"
+
+
+class ExplicitEndpoints(Model):
+    """Base URLs that replace the cloud's (a proxy, or a simulator in tests)."""
+
+    oauth_url: str = Field(
+        alias="oauthUrl", pattern=r"^https?://", description="Token endpoint URL"
+    )
+    api_url: str = Field(
+        alias="apiUrl", pattern=r"^https?://", description="REST base, ending in /v2"
+    )
+
+
+class ZakSettings(Model):
+    ttl_seconds: int = Field(
+        7200,
+        alias="ttlSeconds",
+        ge=60,
+        le=31536000,
+        description="Lifetime of each minted ZAK. It is checked only at join time.",
+    )
+
+
+class ZoomAccountSpec(Model):
+    sdk_credentials_secret_ref: LocalObjectRef = Field(
+        alias="sdkCredentialsSecretRef",
+        description="Secret with keys sdkKey and sdkSecret (the Meeting SDK app).",
+    )
+    api_credentials_secret_ref: LocalObjectRef = Field(
+        alias="apiCredentialsSecretRef",
+        description="Secret with keys accountId, clientId, clientSecret (Server-to-Server OAuth).",
+    )
+    cloud: Cloud = Field(
+        Cloud.COMMERCIAL, description="commercial or government (Zoom for Government)."
+    )
+    endpoints: ExplicitEndpoints | None = Field(
+        None, description="Overrides the cloud's base URLs."
+    )
+    plan: PlanName = Field(
+        PlanName.PRO, description="The account's plan: sets the client-side rate limits."
+    )
+    users: list[str] = Field(
+        min_length=1,
+        max_length=100,
+        description="Service users (ids or emails) a ZAK may be minted for.",
+        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 128}},
+    )
+    zak: ZakSettings = Field(default_factory=ZakSettings, json_schema_extra=APPLY_DEFAULTS)
+
+
+class ZoomAccountStatus(Model):
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST)
+    observed_generation: int | None = Field(None, alias="observedGeneration")
+    scopes: list[str] = Field(default_factory=list)
+    last_verified_time: datetime | None = Field(None, alias="lastVerifiedTime")
+
+
+class ZoomAccount(Model):
+    spec: ZoomAccountSpec
+    status: ZoomAccountStatus = Field(default_factory=ZoomAccountStatus)
+
+
+# --- MeetingBot ----------------------------------------------------------------------------------
+
+MEETING_NUMBER = r"^[0-9]{9,12}$"
+JOIN_URL = r"^https://([a-zA-Z0-9-]+\.)*zoom(gov)?\.(us|com)/(j|w|wc/join|s)/[0-9]{9,12}([/?#].*)?$"
+
+
+class Meeting(Model):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            ("has(self.number) != has(self.joinUrl)", "set exactly one of number or joinUrl"),
+            (
+                "!(has(self.passcode) && has(self.passcodeSecretRef))",
+                "set at most one passcode source: passcode or passcodeSecretRef",
+            ),
+        )
+    )
+
+    number: str | None = Field(None, pattern=MEETING_NUMBER, description="Meeting number (digits).")
+    join_url: str | None = Field(
+        None, alias="joinUrl", pattern=JOIN_URL, max_length=2048, description="A Zoom join link."
+    )
+    passcode: str | None = Field(None, max_length=64)
+    passcode_secret_ref: SecretKeyRef | None = Field(None, alias="passcodeSecretRef")
+
+
+class ObfSettings(Model):
+    user_token_secret_ref: SecretKeyRef = Field(
+        alias="userTokenSecretRef",
+        description="A user OAuth access token of the authorizing user (scope user:read:token).",
+    )
+
+
+class RetryPolicy(Model):
+    limit: int = Field(2, ge=0, le=10, description="New attempts after a transient failure.")
+
+
+class Toleration(Model):
+    key: str | None = None
+    operator: str | None = Field(None, json_schema_extra={"enum": ["Exists", "Equal"]})
+    value: str | None = None
+    effect: str | None = Field(
+        None, json_schema_extra={"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]}
+    )
+    toleration_seconds: int | None = Field(None, alias="tolerationSeconds")
+
+
+Quantity = int | str
+
+
+class Resources(Model):
+    requests: dict[str, Quantity] | None = None
+    limits: dict[str, Quantity] | None = None
+
+
+class EnvVar(Model):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    value: str = ""
+
+
+class PodTemplate(Model):
+    image: str | None = Field(None, description="The bot image; the operator's default if unset.")
+    resources: Resources | None = None
+    node_selector: dict[str, str] | None = Field(None, alias="nodeSelector")
+    tolerations: list[Toleration] | None = None
+    annotations: dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+    priority_class_name: str | None = Field(None, alias="priorityClassName")
+    env: list[EnvVar] | None = Field(None, description="Extra environment for the bot container.")
+
+
+class MeetingBotSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.auth != 'obf' || has(self.obf)",
+                "auth obf needs obf.userTokenSecretRef",
+                ".auth",
+            ),
+            ("self.auth == 'zak' || !has(self.user)", "user applies only to auth zak", ".user"),
+            (
+                "self.meeting == oldSelf.meeting",
+                "meeting is immutable; create a new MeetingBot",
+                ".meeting",
+            ),
+            ("self.accountRef == oldSelf.accountRef", "accountRef is immutable", ".accountRef"),
+            ("self.auth == oldSelf.auth", "auth is immutable", ".auth"),
+            ("self.displayName == oldSelf.displayName", "displayName is immutable", ".displayName"),
+        )
+    )
+
+    account_ref: LocalObjectRef = Field(alias="accountRef", description="The ZoomAccount to use.")
+    meeting: Meeting
+    display_name: str = Field(alias="displayName", min_length=1, max_length=64)
+    auth: AuthMode = Field(AuthMode.ZAK, description="zak, none (own-account meetings) or obf.")
+    user: str | None = Field(
+        None, max_length=128, description="Zoom user to join as; one of the account's users."
+    )
+    obf: ObfSettings | None = None
+    join_at: datetime | None = Field(
+        None, alias="joinAt", description="When to join (RFC 3339); now if unset."
+    )
+    leave: LeaveRules = Field(default_factory=LeaveRules, json_schema_extra=APPLY_DEFAULTS)  # type: ignore[arg-type]
+    retry: RetryPolicy = Field(default_factory=RetryPolicy, json_schema_extra=APPLY_DEFAULTS)
+    ttl_seconds_after_finished: int | None = Field(
+        None, alias="ttlSecondsAfterFinished", ge=0, description="Delete this long after finishing."
+    )
+    pod_template: PodTemplate = Field(default_factory=PodTemplate, alias="podTemplate")
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    SCHEDULED = "Scheduled"
+    STARTING = "Starting"
+    JOINING = "Joining"
+    WAITING_ROOM = "WaitingRoom"
+    IN_MEETING = "InMeeting"
+    LEAVING = "Leaving"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+
+
+class MeetingBotStatus(Model):
+    phase: Phase | None = None
+    reason: str | None = None
+    message: str | None = None
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST)
+    observed_generation: int | None = Field(None, alias="observedGeneration")
+    attempts: int = 0
+    zoom_user: str | None = Field(None, alias="zoomUser")
+    zak_expires_at: datetime | None = Field(None, alias="zakExpiresAt")
+    pod_name: str | None = Field(None, alias="podName")
+    started_at: datetime | None = Field(
+        None, alias="startedAt", description="This attempt's start."
+    )
+    joined_at: datetime | None = Field(None, alias="joinedAt")
+    left_at: datetime | None = Field(None, alias="leftAt")
+    next_attempt_at: datetime | None = Field(None, alias="nextAttemptAt")
+    completion_time: datetime | None = Field(None, alias="completionTime")
+
+
+class MeetingBot(Model):
+    spec: MeetingBotSpec
+    status: MeetingBotStatus = Field(default_factory=MeetingBotStatus)
