@@ -70,7 +70,7 @@ class BotIdentity(_Model):
 class JoinConfig(_Model):
     """Everything a bot needs to join one meeting once. Holds secrets: never log it whole."""
 
-    api_version: Literal["meetingbot.dev/v1"] = Field(CONTRACT_VERSION, alias="apiVersion")
+    api_version: Literal["meetingbot.dev/v1"] = Field("meetingbot.dev/v1", alias="apiVersion")
     bot: BotIdentity
     meeting: MeetingInfo
     display_name: str = Field(alias="displayName")
@@ -106,7 +106,7 @@ class BotState(StrEnum):
 class BotReport(_Model):
     """What a bot POSTs: its whole current state. `reason` is set once it is Leaving or Ended."""
 
-    api_version: Literal["meetingbot.dev/v1"] = Field(CONTRACT_VERSION, alias="apiVersion")
+    api_version: Literal["meetingbot.dev/v1"] = Field("meetingbot.dev/v1", alias="apiVersion")
     attempt: int = Field(ge=1)
     state: BotState
     reason: str | None = Field(None, max_length=64, pattern=r"^[A-Z][A-Za-z0-9]*$")
@@ -129,7 +129,7 @@ class ExitCode(IntEnum):
 class BotResult(_Model):
     """The one-line JSON a bot writes to its termination message on exit."""
 
-    api_version: Literal["meetingbot.dev/v1"] = Field(CONTRACT_VERSION, alias="apiVersion")
+    api_version: Literal["meetingbot.dev/v1"] = Field("meetingbot.dev/v1", alias="apiVersion")
     attempt: int = Field(ge=1)
     reason: str = Field(max_length=64)
     message: str | None = Field(None, max_length=1024)

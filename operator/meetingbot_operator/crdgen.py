@@ -34,7 +34,8 @@ KEEP = {
 def structural(model: type[BaseModel], *, defaults: bool = True) -> dict[str, Any]:
     schema = model.model_json_schema(by_alias=True, mode="validation")
     definitions = schema.pop("$defs", {})
-    return _clean(schema, definitions, defaults)
+    cleaned: dict[str, Any] = _clean(schema, definitions, defaults)
+    return cleaned
 
 
 def _clean(node: Any, definitions: dict[str, Any], defaults: bool) -> Any:

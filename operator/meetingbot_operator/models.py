@@ -8,6 +8,7 @@ at apply time are CEL rules (`x-kubernetes-validations`) attached to the models 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -64,7 +65,10 @@ class Condition(Model):
 # An empty object as the default, so the API server fills in the nested fields' defaults.
 APPLY_DEFAULTS: dict[str, Any] = {"default": {}}
 
-CONDITIONS_LIST = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+CONDITIONS_LIST: dict[str, Any] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+}
 
 
 # --- ZoomAccount ---------------------------------------------------------------------------------
@@ -241,7 +245,7 @@ class MeetingBotSpec(Model):
     join_at: datetime | None = Field(
         None, alias="joinAt", description="When to join (RFC 3339); now if unset."
     )
-    leave: LeaveRules = Field(default_factory=LeaveRules, json_schema_extra=APPLY_DEFAULTS)  # type: ignore[arg-type]
+    leave: LeaveRules = Field(default_factory=LeaveRules, json_schema_extra=APPLY_DEFAULTS)
     retry: RetryPolicy = Field(default_factory=RetryPolicy, json_schema_extra=APPLY_DEFAULTS)
     ttl_seconds_after_finished: int | None = Field(
         None, alias="ttlSecondsAfterFinished", ge=0, description="Delete this long after finishing."
@@ -286,3 +290,13 @@ class MeetingBotStatus(Model):
 class MeetingBot(Model):
     spec: MeetingBotSpec
     status: MeetingBotStatus = Field(default_factory=MeetingBotStatus)
+
+
+def meeting_number(meeting: Meeting) -> str:
+    """The meeting number, from `number` or from the join link's path."""
+    if meeting.number:
+        return meeting.number
+    match = re.search(r"/(?:j|w|wc/join|s)/([0-9]{9,12})", meeting.join_url or "")
+    if match is None:
+        raise ValueError("the meeting has neither a number nor a join link with one")
+    return match.group(1)

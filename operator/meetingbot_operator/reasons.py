@@ -45,9 +45,16 @@ class Reason(StrEnum):
     EVERYONE_LEFT = "EveryoneLeft"
     MAX_DURATION_REACHED = "MaxDurationReached"
     CANCELED = "Canceled"
+    COMPLETED = "Completed"  # the bot exited 0 without saying why
+    # Before the pod
+    ZOOM_ACCOUNT_NOT_FOUND = "ZoomAccountNotFound"
+    ZOOM_ACCOUNT_NOT_READY = "ZoomAccountNotReady"
+    USER_NOT_IN_ACCOUNT = "ZoomUserNotInAccount"
+    SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 - a reason, not a password
     # The pod
     BOT_CRASHED = "BotCrashed"
     POD_FAILED = "PodFailed"
+    IMAGE_PULL_FAILED = "ImagePullFailed"
 
 
 # The one table: True means another attempt (new pod, fresh ZAK) may succeed.
@@ -83,9 +90,37 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.EVERYONE_LEFT: False,
     Reason.MAX_DURATION_REACHED: False,
     Reason.CANCELED: False,
+    Reason.COMPLETED: False,
+    Reason.ZOOM_ACCOUNT_NOT_FOUND: True,
+    Reason.ZOOM_ACCOUNT_NOT_READY: True,
+    Reason.USER_NOT_IN_ACCOUNT: False,
+    Reason.SECRET_NOT_FOUND: True,
     Reason.BOT_CRASHED: True,
     Reason.POD_FAILED: True,
+    Reason.IMAGE_PULL_FAILED: False,
 }
+
+# A bot that left for one of these did its job: the MeetingBot Succeeded.
+SUCCESS: frozenset[str] = frozenset(
+    {
+        Reason.MEETING_ENDED,
+        Reason.EVERYONE_LEFT,
+        Reason.NO_ONE_JOINED,
+        Reason.MAX_DURATION_REACHED,
+        Reason.CANCELED,
+        Reason.COMPLETED,
+    }
+)
+
+# Problems of the account rather than of one bot: bots wait for the account to be fixed.
+ACCOUNT_LEVEL: frozenset[str] = frozenset(
+    {
+        Reason.ZOOM_CREDENTIALS_INVALID,
+        Reason.ZOOM_SCOPE_MISSING,
+        Reason.ZOOM_ACCOUNT_NOT_FOUND,
+        Reason.ZOOM_ACCOUNT_NOT_READY,
+    }
+)
 
 
 def is_transient(reason: str) -> bool:

@@ -104,7 +104,7 @@ def test_crd_schema_and_cel_rules_are_enforced(
     with pytest.raises(ApiException) as schema_error:
         create_widget(api_client, group, namespace, {"size": 0, "color": "green"})
     assert schema_error.value.status == 422
-    message = json.loads(schema_error.value.body)["message"]
+    message = json.loads(schema_error.value.body or "{}")["message"]
     assert "spec.size" in message
     assert "should be greater than or equal to 1" in message
     assert 'supported values: "red", "blue"' in message
@@ -112,7 +112,7 @@ def test_crd_schema_and_cel_rules_are_enforced(
     with pytest.raises(ApiException) as cel_error:
         create_widget(api_client, group, namespace, {"size": 11})
     assert cel_error.value.status == 422
-    assert "size must be at most 10" in json.loads(cel_error.value.body)["message"]
+    assert "size must be at most 10" in json.loads(cel_error.value.body or "{}")["message"]
 
     created = create_widget(api_client, group, namespace, {"size": 3, "color": "red"})
     assert created["spec"] == {"size": 3, "color": "red"}
@@ -196,7 +196,7 @@ def test_service_account_without_permission_is_forbidden(
     with pytest.raises(ApiException) as forbidden:
         as_nobody.list_namespaced_secret(namespace)
     assert forbidden.value.status == 403
-    message = json.loads(forbidden.value.body)["message"]
+    message = json.loads(forbidden.value.body or "{}")["message"]
     assert f"system:serviceaccount:{namespace}:nobody" in message
     assert 'cannot list resource "secrets"' in message
 

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -60,6 +61,7 @@ class ZoomClient:
         plan: Plan = Plan.PRO,
         http: httpx.AsyncClient | None = None,
         max_attempts: int = DEFAULT_ATTEMPTS,
+        observer: Callable[[str, float], None] | None = None,
     ) -> None:
         self._http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
         self._owns_http = http is None
@@ -67,6 +69,7 @@ class ZoomClient:
         self.tokens = TokenProvider(self._http, endpoints.oauth_url, credentials)
         self.limiter = AccountLimiter(plan)
         self.max_attempts = max_attempts
+        self._observer = observer  # (endpoint, seconds) of every API response, for metrics
         # Observable counters: rate-limited answers and calls by endpoint, for metrics.
         self.rate_limited = 0
         self.calls: Counter[str] = Counter()
@@ -231,6 +234,7 @@ class ZoomClient:
         limiter = self.limiter[category]
         await limiter.acquire()
         account_token = None if bearer is not None else await self.tokens.get()
+        started = time.monotonic()
         response = await self._send(method, path, params, json, bearer or _value(account_token))
         if account_token is not None and _zoom_code(response) == 124:
             # The cached token was revoked or expired early: refresh once and try again.
@@ -238,6 +242,17 @@ class ZoomClient:
             account_token = await self.tokens.get()
             response = await self._send(method, path, params, json, account_token.value)
         self.calls[endpoint] += 1
+        elapsed = time.monotonic() - started
+        log.debug(
+            "zoom call",
+            extra={
+                "endpoint": endpoint,
+                "status": response.status_code,
+                "seconds": round(elapsed, 4),
+            },
+        )
+        if self._observer is not None:
+            self._observer(endpoint, elapsed)
         error = _classify(response, f"{method} {endpoint}")
         if error is None:
             return _body(response)
@@ -255,7 +270,6 @@ class ZoomClient:
         json: dict[str, Any] | None,
         token: SecretStr,
     ) -> httpx.Response:
-        started = time.monotonic()
         try:
             return await self._http.request(
                 method,
@@ -269,11 +283,6 @@ class ZoomClient:
             raise ZoomError(
                 Reason.ZOOM_UNAVAILABLE, f"{method} {path.split('/')[1]}: {type(error).__name__}"
             ) from None
-        finally:
-            log.debug(
-                "zoom call",
-                extra={"method": method, "seconds": round(time.monotonic() - started, 4)},
-            )
 
 
 def _segment(value: str) -> str:

@@ -1,0 +1,25 @@
+"""`python -m meetingbot_operator`: run the operator with settings from MEETINGBOT_* variables."""
+
+from __future__ import annotations
+
+import kopf
+
+from meetingbot_operator import logs
+from meetingbot_operator.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    import meetingbot_operator.handlers  # noqa: F401 - registers the handlers
+
+    kopf.run(
+        standalone=True,  # one active replica: the chart runs one pod with the Recreate strategy
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""ZoomAccounts: their credentials, one shared Zoom client each, and whether they work.
+
+A ZoomAccount is Ready when its two Secrets exist with the expected keys and a real token
+request succeeds. The check runs when the account changes, every `account_recheck_seconds`
+while Ready, and every 30 s while not (so a fixed Secret is noticed soon).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from pydantic import SecretStr, ValidationError
+
+from meetingbot_operator.conditions import set_condition
+from meetingbot_operator.kube import Kube
+from meetingbot_operator.models import ZoomAccountSpec, ZoomAccountStatus
+from meetingbot_operator.reasons import Reason
+from meetingbot_operator.reconcile import AccountState
+from meetingbot_operator.settings import Settings
+from meetingbot_operator.zoom import (
+    ApiCredentials,
+    Endpoints,
+    Plan,
+    SdkCredentials,
+    ZoomClient,
+    ZoomError,
+)
+from meetingbot_operator.zoom.endpoints import Cloud
+
+log = logging.getLogger(__name__)
+
+SDK_KEYS = ("sdkKey", "sdkSecret")
+API_KEYS = ("accountId", "clientId", "clientSecret")
+ZAK_SCOPES = {"user:read:admin", "user:read:token:admin", "user:read:token"}
+NOT_READY_RECHECK = 30.0
+
+Key = tuple[str, str]
+
+
+@dataclass
+class AccountEntry:
+    spec: ZoomAccountSpec
+    generation: int
+    state: AccountState = field(
+        default_factory=lambda: AccountState(
+            False, Reason.ZOOM_ACCOUNT_NOT_READY, "not verified yet"
+        )
+    )
+    client: ZoomClient | None = None
+    sdk: SdkCredentials | None = None
+    fingerprint: str = ""
+    verified_generation: int | None = None
+    next_check: float = 0.0
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class AccountService:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: Settings,
+        *,
+        on_change: Callable[[str, str], Awaitable[None]],
+        observe_zoom_call: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.entries: dict[Key, AccountEntry] = {}
+        self._on_change = on_change
+        self._observe = observe_zoom_call
+
+    def state(self, namespace: str, name: str) -> AccountState | None:
+        entry = self.entries.get((namespace, name))
+        return entry.state if entry else None
+
+    def get(self, namespace: str, name: str) -> AccountEntry | None:
+        return self.entries.get((namespace, name))
+
+    async def observe(self, event_type: str, body: dict[str, Any]) -> None:
+        """A ZoomAccount watch event."""
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if event_type == "DELETED":
+            entry = self.entries.pop(key, None)
+            if entry and entry.client:
+                await entry.client.aclose()
+            await self._on_change(*key)
+            return
+        try:
+            spec = ZoomAccountSpec.model_validate(body.get("spec", {}))
+        except ValidationError as error:
+            log.warning(
+                "invalid ZoomAccount spec", extra={"account": "/".join(key), "error": str(error)}
+            )
+            return
+        generation = int(body["metadata"].get("generation", 0))
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = self.entries[key] = AccountEntry(spec=spec, generation=generation)
+        entry.spec, entry.generation, entry.body = spec, generation, body
+        if entry.verified_generation != generation:
+            await self.verify(key)
+
+    async def recheck_due(self) -> None:
+        now = time.monotonic()
+        for key, entry in list(self.entries.items()):
+            if entry.next_check <= now:
+                await self.verify(key)
+
+    async def verify(self, key: Key) -> None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return
+        namespace, name = key
+        was_ready = entry.state.ready
+        scopes: list[str] = []
+        try:
+            await self._load_credentials(namespace, entry)
+            assert entry.client is not None
+            scopes = sorted(await entry.client.verify())
+            if scopes and not ZAK_SCOPES & set(scopes):
+                entry.state = AccountState(
+                    False,
+                    Reason.ZOOM_SCOPE_MISSING,
+                    "the app's token has none of the scopes needed to mint ZAKs "
+                    "(user:read:token:admin or user:read:admin)",
+                    tuple(entry.spec.users),
+                )
+            else:
+                entry.state = AccountState(
+                    True,
+                    "CredentialsVerified",
+                    "a token request succeeded",
+                    tuple(entry.spec.users),
+                )
+        except ZoomError as error:
+            entry.state = AccountState(False, error.reason, error.message, tuple(entry.spec.users))
+        except _MissingSecret as error:
+            entry.state = AccountState(
+                False, Reason.SECRET_NOT_FOUND, str(error), tuple(entry.spec.users)
+            )
+        entry.verified_generation = entry.generation
+        delay = self.settings.account_recheck_seconds if entry.state.ready else NOT_READY_RECHECK
+        entry.next_check = time.monotonic() + delay
+        await self._write_status(key, entry, scopes)
+        if entry.state.ready != was_ready or entry.state.ready:
+            await self._on_change(namespace, name)
+
+    async def _load_credentials(self, namespace: str, entry: AccountEntry) -> None:
+        spec = entry.spec
+        sdk = await self._secret(namespace, spec.sdk_credentials_secret_ref.name, SDK_KEYS)
+        api = await self._secret(namespace, spec.api_credentials_secret_ref.name, API_KEYS)
+        endpoints = (
+            Endpoints(oauth_url=spec.endpoints.oauth_url, api_url=spec.endpoints.api_url)
+            if spec.endpoints
+            else Endpoints.for_cloud(Cloud(spec.cloud.value))
+        )
+        material = "\0".join(
+            [*sdk.values(), *api.values(), endpoints.oauth_url, endpoints.api_url, spec.plan]
+        )
+        fingerprint = hashlib.sha256(material.encode()).hexdigest()
+        if entry.client is not None and fingerprint == entry.fingerprint:
+            return
+        if entry.client is not None:
+            await entry.client.aclose()
+        entry.sdk = SdkCredentials(sdk_key=sdk["sdkKey"], sdk_secret=SecretStr(sdk["sdkSecret"]))
+        entry.client = ZoomClient(
+            ApiCredentials(
+                account_id=api["accountId"],
+                client_id=api["clientId"],
+                client_secret=SecretStr(api["clientSecret"]),
+            ),
+            endpoints,
+            plan=Plan.BUSINESS_PLUS if spec.plan == "business" else Plan.PRO,
+            http=httpx.AsyncClient(
+                timeout=httpx.Timeout(self.settings.zoom_timeout_seconds, connect=5.0)
+            ),
+            max_attempts=self.settings.zoom_max_attempts,
+            observer=self._observe,
+        )
+        entry.fingerprint = fingerprint
+
+    async def _secret(self, namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
+        data = await self.kube.secret_data(namespace, name)
+        if data is None:
+            raise _MissingSecret(f"Secret {name!r} not found")
+        missing = [k for k in keys if not data.get(k)]
+        if missing:
+            raise _MissingSecret(f"Secret {name!r} lacks keys: {', '.join(missing)}")
+        return {k: data[k] for k in keys}
+
+    async def _write_status(self, key: Key, entry: AccountEntry, scopes: list[str]) -> None:
+        now = datetime.now(UTC)
+        old = ZoomAccountStatus.model_validate(entry.body.get("status") or {})
+        status = old.model_copy(deep=True)
+        status.conditions = set_condition(
+            old.conditions,
+            "Ready",
+            entry.state.ready,
+            entry.state.reason,
+            entry.state.message,
+            generation=entry.generation,
+            now=now,
+        )
+        status.observed_generation = entry.generation
+        status.scopes = scopes
+        status.last_verified_time = now
+        result = await self.kube.patch_status(
+            "zoomaccounts", key[0], key[1], status.model_dump(mode="json", by_alias=True)
+        )
+        if result is not None:
+            entry.body = result
+
+    async def close(self) -> None:
+        for entry in self.entries.values():
+            if entry.client:
+                await entry.client.aclose()
+
+
+class _MissingSecret(Exception):
+    pass

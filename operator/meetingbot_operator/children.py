@@ -1,0 +1,143 @@
+"""What a bot's Secret and Pod look like: pure builders, the only place that knows.
+
+The pod runs the bot image with the join Secret mounted read-only, no service-account
+token, as a non-root user with a read-only root file system, no capabilities, the runtime's
+default seccomp profile, requests and limits, and a grace period long enough to leave the
+meeting cleanly. Chromium writes only to the emptyDirs mounted for it (/tmp, $HOME, /dev/shm).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meetingbot_operator.contract import CONFIG_ENV, CONFIG_KEY, CONFIG_MOUNT_PATH, JoinConfig
+from meetingbot_operator.models import API_VERSION, GROUP, MeetingBotSpec
+from meetingbot_operator.reconcile import Meta, pod_name
+from meetingbot_operator.settings import Settings
+
+MANAGED_BY = "meetingbot-operator"
+BOT_LABEL = f"{GROUP}/bot"
+ATTEMPT_LABEL = f"{GROUP}/attempt"
+HOME = "/home/bot"
+
+
+def secret_name(bot: str) -> str:
+    return f"{bot}-join"
+
+
+def labels(meta: Meta, attempt: int) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "meetingbot-bot",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        BOT_LABEL: meta.name,
+        ATTEMPT_LABEL: str(attempt),
+    }
+
+
+def owner_reference(meta: Meta) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MeetingBot",
+        "name": meta.name,
+        "uid": meta.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def join_secret(meta: Meta, attempt: int, config: JoinConfig) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": secret_name(meta.name),
+            "namespace": meta.namespace,
+            "labels": labels(meta, attempt),
+            "annotations": {ATTEMPT_LABEL: str(attempt)},
+            "ownerReferences": [owner_reference(meta)],
+        },
+        "stringData": {CONFIG_KEY: config.to_json()},
+    }
+
+
+def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) -> dict[str, Any]:
+    template = spec.pod_template
+    uid = settings.bot_run_as_user
+    resources: dict[str, dict[str, Any]] = {
+        "requests": {"cpu": settings.bot_cpu_request, "memory": settings.bot_memory_request},
+        "limits": {"cpu": settings.bot_cpu_limit, "memory": settings.bot_memory_limit},
+    }
+    if template.resources:
+        resources["requests"].update(template.resources.requests or {})
+        resources["limits"].update(template.resources.limits or {})
+    env = [
+        {"name": CONFIG_ENV, "value": f"{CONFIG_MOUNT_PATH}/{CONFIG_KEY}"},
+        {"name": "HOME", "value": HOME},
+    ] + [{"name": e.name, "value": e.value} for e in template.env or []]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": settings.bot_grace_seconds,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": uid,
+            "runAsGroup": uid,
+            "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "bot",
+                "image": template.image or settings.bot_image,
+                "imagePullPolicy": settings.bot_image_pull_policy,
+                "env": env,
+                "resources": resources,
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "runAsNonRoot": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "volumeMounts": [
+                    {"name": "join", "mountPath": CONFIG_MOUNT_PATH, "readOnly": True},
+                    {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir
+                    {"name": "home", "mountPath": HOME},
+                    {"name": "shm", "mountPath": "/dev/shm"},  # noqa: S108 - an emptyDir
+                ],
+            }
+        ],
+        "volumes": [
+            {
+                "name": "join",
+                "secret": {"secretName": secret_name(meta.name), "defaultMode": 0o440},
+            },
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            {"name": "home", "emptyDir": {"sizeLimit": "256Mi"}},
+            # Chromium needs more shared memory than a container's default 64 MiB.
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "512Mi"}},
+        ],
+    }
+    if template.node_selector:
+        pod_spec["nodeSelector"] = dict(template.node_selector)
+    if template.tolerations:
+        pod_spec["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in template.tolerations
+        ]
+    if template.priority_class_name:
+        pod_spec["priorityClassName"] = template.priority_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(meta.name, attempt),
+            "namespace": meta.namespace,
+            "labels": {**(template.labels or {}), **labels(meta, attempt)},
+            "annotations": dict(template.annotations or {}),
+            "ownerReferences": [owner_reference(meta)],
+        },
+        "spec": pod_spec,
+    }

@@ -1,0 +1,32 @@
+"""metav1.Condition lists, written whole (a merge patch replaces lists)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from meetingbot_operator.models import Condition
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: bool | None,
+    reason: str,
+    message: str,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> list[Condition]:
+    """Return the list with `type_` set; lastTransitionTime moves only when status flips."""
+    value = "Unknown" if status is None else ("True" if status else "False")
+    previous = next((c for c in conditions if c.type == type_), None)
+    changed_at = previous.last_transition_time if previous and previous.status == value else now
+    updated = Condition(
+        type=type_,
+        status=value,
+        reason=reason,
+        message=message[:32768],
+        observed_generation=generation,
+        last_transition_time=changed_at,
+    )
+    return [c for c in conditions if c.type != type_] + [updated]

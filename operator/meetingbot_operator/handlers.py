@@ -1,0 +1,64 @@
+"""kopf registrations only: each a few lines that hand the event to the services.
+
+Level-based: watch events for MeetingBots, ZoomAccounts and bot Pods update what the
+services know and trigger a reconcile; nothing depends on catching a particular change, so no
+handler progress is stored on the objects and no finalizer is added (deleting a MeetingBot
+lets the garbage collector delete its pod, whose SIGTERM makes the bot leave).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import kopf
+
+from meetingbot_operator.children import BOT_LABEL
+from meetingbot_operator.models import GROUP, VERSION
+from meetingbot_operator.runtime import Runtime, health
+from meetingbot_operator.settings import Settings
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Our own prefix, chosen before any release: changing it later makes objects look new.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # Only warnings from kopf itself become Events; our phase events are posted explicitly.
+    settings.posting.level = logging.WARNING
+    settings.networking.request_timeout = 60
+    memo.runtime = await Runtime.start(Settings(), _post_event)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        await runtime.stop()
+
+
+@kopf.on.probe(id="state")
+async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    return health(memo.runtime)
+
+
+@kopf.on.event(GROUP, VERSION, "meetingbots")
+async def meetingbot_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.bots.observe_bot(event["type"] or "ADDED", dict(event["object"]))
+
+
+@kopf.on.event(GROUP, VERSION, "zoomaccounts")
+async def zoomaccount_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    await memo.runtime.accounts.observe(event["type"] or "ADDED", dict(event["object"]))
+
+
+@kopf.on.event("", "v1", "pods", labels={BOT_LABEL: kopf.PRESENT})
+async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.bots.observe_pod(event["type"] or "ADDED", dict(event["object"]))
+
+
+def _post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    kopf.event(kopf.Body(cast(kopf.RawBody, body)), type=type_, reason=reason, message=message)

@@ -1,0 +1,90 @@
+"""Structured logs that never carry a secret.
+
+Secrets are kept out of log calls by construction (SecretStr everywhere); this filter is the
+second line: it masks anything shaped like a credential, and any value registered with
+`redact()` (every ZAK, signature and report token the operator handles), in the message and
+in every extra field, before any handler formats the record.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+MASK = "***"
+PATTERNS = [
+    re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"(Basic\s+)[A-Za-z0-9+/=]{8,}"),
+    re.compile(
+        r"""((?:zak|token|secret|signature|password|passcode|obfToken|client_secret)"""
+        r"""["']?\s*[:=]\s*["']?)[^\s"',}&]{6,}""",
+        re.IGNORECASE,
+    ),
+]
+_REGISTERED: OrderedDict[str, None] = OrderedDict()
+_MAX_REGISTERED = 20000
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def redact(*values: str) -> None:
+    """Remember values that must never be printed (bounded: the oldest are forgotten)."""
+    for value in values:
+        if value and len(value) >= 8:
+            _REGISTERED[value] = None
+            _REGISTERED.move_to_end(value)
+    while len(_REGISTERED) > _MAX_REGISTERED:
+        _REGISTERED.popitem(last=False)
+
+
+def scrub(text: str) -> str:
+    for pattern in PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + MASK, text)
+    if _REGISTERED:
+        for value in list(_REGISTERED):
+            if value in text:
+                text = text.replace(value, MASK)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and isinstance(value, str | dict | list):
+                setattr(record, key, _scrub_value(value))
+        return True
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_value(v) for v in value]
+    return value
+
+
+def configure(level: str = "INFO", fmt: str = "json") -> None:
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(
+            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=False)
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # httpx logs every request URL at INFO; keep it for debugging only.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,67 @@
+"""Prometheus metrics, computed from what the operator already holds in memory (a scrape never
+lists objects from the API server)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+ZAK_MINTS = Counter(
+    "meetingbot_zak_mints_total",
+    "ZAK (and OBF token) mint attempts by result: ok, or the failure reason.",
+    ["result"],
+    registry=REGISTRY,
+)
+ZOOM_API_SECONDS = Histogram(
+    "meetingbot_zoom_api_seconds",
+    "Latency of Zoom API calls by endpoint.",
+    ["endpoint"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+APPLY_TO_POD = Histogram(
+    "meetingbot_apply_to_pod_seconds",
+    "From a MeetingBot's creation to its first bot pod being created.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+    registry=REGISTRY,
+)
+APPLY_TO_IN_MEETING = Histogram(
+    "meetingbot_apply_to_in_meeting_seconds",
+    "From a MeetingBot's creation (or its joinAt, if later) to the bot being in the meeting.",
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+    registry=REGISTRY,
+)
+REPORTS = Counter(
+    "meetingbot_reports_total",
+    "Bot reports received by result: accepted, stale, unauthorized, invalid, unknown.",
+    ["result"],
+    registry=REGISTRY,
+)
+FINISHED = Counter(
+    "meetingbot_bots_finished_total",
+    "MeetingBots that reached Succeeded or Failed, by phase and reason.",
+    ["phase", "reason"],
+    registry=REGISTRY,
+)
+
+
+class PhaseCollector(Collector):
+    """meetingbot_bots{phase}: the bots the operator holds, by phase, counted at scrape time."""
+
+    def __init__(self, phases: Callable[[], Mapping[str, int]]) -> None:
+        self._phases = phases
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily("meetingbot_bots", "MeetingBots by phase.", labels=["phase"])
+        for phase, count in sorted(self._phases().items()):
+            family.add_metric([phase], count)
+        yield family
+
+
+def observe_zoom_call(endpoint: str, seconds: float) -> None:
+    ZOOM_API_SECONDS.labels(endpoint).observe(seconds)

@@ -1,0 +1,468 @@
+"""Pure decisions for one MeetingBot: (spec, status, observed state, now) -> a plan.
+
+Nothing here does I/O. The service layer (bots.py) gathers the observations (the MeetingBot,
+its account, the pod of the current attempt, the bot's latest report), calls `decide`, and
+carries the plan out. Level-based: the same inputs give the same plan, so running it twice,
+or after a restart, does no harm.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import ValidationError
+
+from meetingbot_operator.conditions import set_condition
+from meetingbot_operator.contract import BotReport, BotResult, BotState
+from meetingbot_operator.models import TERMINAL_PHASES, MeetingBot, MeetingBotStatus, Phase
+from meetingbot_operator.reasons import ACCOUNT_LEVEL, SUCCESS, Reason, is_transient
+
+IMAGE_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+CONFIG_FAILURES = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+# How long an image pull may fail before the bot fails (kubelet retries in between).
+IMAGE_PULL_PATIENCE = timedelta(seconds=90)
+# A pod the operator meant to create but has not seen yet is recreated after this long.
+MISSING_POD_PATIENCE = timedelta(seconds=60)
+ACCOUNT_RECHECK = 30.0
+
+STATE_PHASES = {
+    BotState.STARTING: Phase.STARTING,
+    BotState.JOINING: Phase.JOINING,
+    BotState.WAITING_ROOM: Phase.WAITING_ROOM,
+    BotState.IN_MEETING: Phase.IN_MEETING,
+    BotState.LEAVING: Phase.LEAVING,
+}
+PHASE_MESSAGES = {
+    Phase.SCHEDULED: "waiting for joinAt",
+    Phase.STARTING: "bot pod starting",
+    Phase.JOINING: "joining the meeting",
+    Phase.WAITING_ROOM: "in the waiting room",
+    Phase.IN_MEETING: "in the meeting",
+    Phase.LEAVING: "leaving the meeting",
+}
+
+
+@dataclass(frozen=True)
+class PodObservation:
+    name: str
+    attempt: int
+    phase: str = "Pending"
+    deleted: bool = False
+    exit_code: int | None = None
+    terminated_reason: str | None = None
+    termination_message: str | None = None
+    waiting_reason: str | None = None
+    waiting_message: str | None = None
+    status_reason: str | None = None
+    status_message: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("Succeeded", "Failed") or self.exit_code is not None
+
+
+@dataclass(frozen=True)
+class AccountState:
+    ready: bool
+    reason: str
+    message: str
+    users: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Meta:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class Observed:
+    now: datetime
+    account: AccountState | None
+    pod: PodObservation | None = None  # the current attempt's pod, as last seen
+    report: BotReport | None = None  # the current attempt's latest report
+    operator_started: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Timing:
+    start_lead: timedelta = timedelta(seconds=60)
+    retry_base: float = 5.0
+    retry_max: float = 300.0
+    max_duration_grace: timedelta = timedelta(seconds=120)
+
+
+class ActionKind(StrEnum):
+    START_ATTEMPT = "StartAttempt"
+    DELETE_POD = "DeletePod"
+    DELETE_BOT = "DeleteBot"
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    attempt: int = 0
+    pod_name: str = ""
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    status: MeetingBotStatus
+    actions: list[Action] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+
+
+def pod_name(bot: str, attempt: int) -> str:
+    return f"{bot}-{attempt}"
+
+
+def backoff(uid: str, attempt: int, timing: Timing) -> float:
+    """Exponential with ±20 % jitter, deterministic per bot and attempt (pure, repeatable)."""
+    base = min(timing.retry_base * 2.0 ** max(attempt - 1, 0), timing.retry_max)
+    jitter: float = random.Random(f"{uid}/{attempt}").uniform(0.8, 1.2)  # noqa: S311
+    return base * jitter
+
+
+def pick_user(spec_user: str | None, users: tuple[str, ...], uid: str) -> str | None:
+    """The spec's user, or one of the account's users chosen by the bot's uid (stable)."""
+    if spec_user:
+        return spec_user
+    if not users:
+        return None
+    return users[int(uid.replace("-", "")[:8] or "0", 16) % len(users)]
+
+
+def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> Plan:
+    old = bot.status
+    status = old.model_copy(deep=True)
+    status.observed_generation = meta.generation
+    phase = old.phase or Phase.PENDING
+    plan = Plan(status=status)
+
+    if phase in TERMINAL_PHASES:
+        _expire(bot, observed.now, plan)
+    elif old.attempts == 0 or old.next_attempt_at is not None:
+        _maybe_start(bot, meta, observed, timing, plan)
+    else:
+        _follow_attempt(bot, meta, observed, timing, plan)
+
+    _finish(old, meta, observed.now, plan)
+    return plan
+
+
+def _expire(bot: MeetingBot, now: datetime, plan: Plan) -> None:
+    ttl = bot.spec.ttl_seconds_after_finished
+    done = bot.status.completion_time
+    if ttl is None or done is None:
+        return
+    due = done + timedelta(seconds=ttl)
+    if now >= due:
+        plan.actions.append(Action(ActionKind.DELETE_BOT))
+    else:
+        plan.requeue_after = (due - now).total_seconds()
+
+
+def _maybe_start(
+    bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing, plan: Plan
+) -> None:
+    status, now = plan.status, observed.now
+    join_at = bot.spec.join_at
+    if join_at is not None and now < join_at - timing.start_lead:
+        _set_phase(
+            status, Phase.SCHEDULED, None, f"starts at {(join_at - timing.start_lead).isoformat()}"
+        )
+        plan.requeue_after = (join_at - timing.start_lead - now).total_seconds()
+        return
+    account = observed.account
+    if account is None:
+        _set_phase(
+            status,
+            Phase.PENDING,
+            Reason.ZOOM_ACCOUNT_NOT_FOUND,
+            f"ZoomAccount {bot.spec.account_ref.name!r} not found in this namespace",
+        )
+        plan.requeue_after = ACCOUNT_RECHECK
+        return
+    if not account.ready:
+        _set_phase(
+            status, Phase.PENDING, account.reason, f"ZoomAccount not ready: {account.message}"
+        )
+        plan.requeue_after = ACCOUNT_RECHECK
+        return
+    user = None
+    if bot.spec.auth == "zak":
+        user = pick_user(bot.spec.user, account.users, meta.uid)
+        if bot.spec.user and bot.spec.user not in account.users:
+            _fail(
+                status,
+                Reason.USER_NOT_IN_ACCOUNT,
+                f"user {bot.spec.user!r} is not one of the account's users",
+                now,
+            )
+            plan.events.append(Event("Warning", Reason.USER_NOT_IN_ACCOUNT, status.message or ""))
+            return
+    if status.next_attempt_at is not None and now < status.next_attempt_at:
+        plan.requeue_after = (status.next_attempt_at - now).total_seconds()
+        return
+    plan.actions.append(Action(ActionKind.START_ATTEMPT, attempt=status.attempts + 1, user=user))
+
+
+def _follow_attempt(
+    bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing, plan: Plan
+) -> None:
+    status, now = plan.status, observed.now
+    attempt = status.attempts
+    name = pod_name(meta.name, attempt)
+    pod = observed.pod if observed.pod and observed.pod.attempt == attempt else None
+    report = observed.report if observed.report and observed.report.attempt == attempt else None
+
+    if report and report.joined_at and not status.joined_at:
+        status.joined_at = report.joined_at
+    if report and report.left_at:
+        status.left_at = report.left_at
+
+    outcome = _outcome(status, pod, report, now)
+    if outcome is None and pod is None:
+        patience_from = max(
+            filter(None, [status.started_at, observed.operator_started]), default=now
+        )
+        if now - patience_from >= MISSING_POD_PATIENCE:
+            if status.phase == Phase.STARTING:
+                # Meant to be created but never seen (the operator stopped in between): again.
+                plan.actions.append(
+                    Action(ActionKind.START_ATTEMPT, attempt=attempt, user=status.zoom_user)
+                )
+                return
+            outcome = (Reason.POD_FAILED, f"pod {name} disappeared")
+        else:
+            plan.requeue_after = (patience_from + MISSING_POD_PATIENCE - now).total_seconds()
+    if outcome is not None:
+        _conclude(bot, meta, outcome, now, timing, plan)
+        if pod is not None and not pod.finished and not pod.deleted:
+            plan.actions.append(Action(ActionKind.DELETE_POD, pod_name=name))
+        return
+
+    if report is not None:
+        _set_phase(
+            status,
+            STATE_PHASES[report.state],
+            report.reason,
+            report.message or PHASE_MESSAGES[STATE_PHASES[report.state]],
+        )
+    elif status.phase in (None, Phase.PENDING, Phase.STARTING):
+        waiting = pod.waiting_reason if pod else None
+        _set_phase(
+            status,
+            Phase.STARTING,
+            None,
+            f"pod {name}: {waiting or (pod.phase if pod else 'creating')}",
+        )
+
+    # Backstop for maxDuration: the bot enforces it itself; a bot that does not is stopped.
+    anchor = status.joined_at or status.started_at
+    if anchor is not None and status.phase != Phase.LEAVING:
+        deadline = (
+            anchor
+            + timedelta(seconds=bot.spec.leave.max_duration_seconds)
+            + timing.max_duration_grace
+        )
+        if now >= deadline:
+            _set_phase(
+                status,
+                Phase.LEAVING,
+                Reason.MAX_DURATION_REACHED,
+                "maxDurationSeconds passed; stopping the bot",
+            )
+            plan.actions.append(Action(ActionKind.DELETE_POD, pod_name=name))
+        else:
+            plan.requeue_after = _sooner(plan.requeue_after, (deadline - now).total_seconds())
+
+
+def _outcome(
+    status: MeetingBotStatus, pod: PodObservation | None, report: BotReport | None, now: datetime
+) -> tuple[str, str] | None:
+    """Why the current attempt is over, or None while it goes on."""
+    if report is not None and report.state == BotState.ENDED:
+        return report.reason or Reason.COMPLETED, report.message or "the bot left"
+    if pod is None:
+        return None
+    if pod.finished:
+        result = _result(pod.termination_message, status.attempts)
+        if result is not None:
+            return result.reason, result.message or f"bot exited with code {pod.exit_code}"
+        if status.phase == Phase.LEAVING and status.reason in SUCCESS:
+            return status.reason, status.message or ""  # stopped by the operator on purpose
+        if pod.terminated_reason == "OOMKilled":
+            return (
+                Reason.POD_FAILED,
+                "the bot ran out of memory (OOMKilled); raise its memory limit",
+            )
+        if pod.status_reason == "Evicted":
+            return Reason.POD_FAILED, f"pod evicted: {pod.status_message or ''}".strip()
+        if pod.exit_code == 0:
+            return Reason.COMPLETED, "the bot exited without a result"
+        if pod.exit_code is None:
+            return (
+                Reason.POD_FAILED,
+                f"pod {pod.phase}: {pod.status_reason or 'no container status'}",
+            )
+        return Reason.BOT_CRASHED, f"bot exited with code {pod.exit_code} without a result"
+    if pod.deleted:
+        if status.phase == Phase.LEAVING and status.reason in SUCCESS:
+            return status.reason, status.message or ""
+        return Reason.POD_FAILED, f"pod {pod.name} was deleted"
+    if pod.waiting_reason == "InvalidImageName" or (
+        pod.waiting_reason in IMAGE_PULL_FAILURES
+        and status.started_at is not None
+        and now - status.started_at >= IMAGE_PULL_PATIENCE
+    ):
+        return (
+            Reason.IMAGE_PULL_FAILED,
+            f"{pod.waiting_reason}: {pod.waiting_message or ''}".strip(),
+        )
+    if pod.waiting_reason in CONFIG_FAILURES:
+        return Reason.POD_FAILED, f"{pod.waiting_reason}: {pod.waiting_message or ''}".strip()
+    return None
+
+
+def _result(message: str | None, attempt: int) -> BotResult | None:
+    if not message:
+        return None
+    try:
+        result = BotResult.model_validate_json(message.strip().splitlines()[-1])
+    except (ValidationError, IndexError):
+        return None
+    return result if result.attempt == attempt else None
+
+
+def _conclude(
+    bot: MeetingBot, meta: Meta, outcome: tuple[str, str], now: datetime, timing: Timing, plan: Plan
+) -> None:
+    reason, message = outcome
+    status = plan.status
+    attempt = status.attempts
+    if reason in SUCCESS:
+        _set_phase(status, Phase.SUCCEEDED, reason, message)
+        status.completion_time = now
+        status.left_at = status.left_at or now
+        plan.events.append(Event("Normal", reason, message))
+        _expire(bot, now, plan)
+    elif is_transient(reason) and attempt <= bot.spec.retry.limit:
+        delay = backoff(meta.uid, attempt, timing)
+        status.next_attempt_at = now + timedelta(seconds=delay)
+        _set_phase(
+            status,
+            Phase.PENDING,
+            reason,
+            f"attempt {attempt} failed: {message}; retrying in {delay:.0f}s",
+        )
+        plan.events.append(Event("Warning", reason, status.message or ""))
+        plan.requeue_after = delay
+    else:
+        _fail(status, reason, message if attempt == 0 else f"attempt {attempt}: {message}", now)
+        plan.events.append(Event("Warning", reason, status.message or ""))
+        _expire(bot, now, plan)
+
+
+def after_start_failure(
+    bot: MeetingBot,
+    meta: Meta,
+    reason: str,
+    message: str,
+    failures: int,
+    now: datetime,
+    timing: Timing,
+) -> Plan:
+    """The plan when an attempt could not start (minting failed, a Secret is missing...)."""
+    status = bot.status.model_copy(deep=True)
+    plan = Plan(status=status)
+    if reason in ACCOUNT_LEVEL or is_transient(reason):
+        delay = ACCOUNT_RECHECK if reason in ACCOUNT_LEVEL else backoff(meta.uid, failures, timing)
+        _set_phase(status, Phase.PENDING, reason, f"{message}; trying again in {delay:.0f}s")
+        plan.requeue_after = delay
+    else:
+        _fail(status, reason, message, now)
+        plan.events.append(Event("Warning", reason, message))
+        _expire(bot, now, plan)
+    _finish(bot.status, meta, now, plan)
+    return plan
+
+
+def started(
+    bot: MeetingBot,
+    meta: Meta,
+    attempt: int,
+    user: str | None,
+    zak_expires_at: datetime | None,
+    now: datetime,
+) -> MeetingBotStatus:
+    """The status once attempt `attempt` has its ZAK: written before the Secret and the Pod."""
+    status = bot.status.model_copy(deep=True)
+    status.attempts = attempt
+    status.pod_name = pod_name(meta.name, attempt)
+    status.zoom_user = user
+    status.zak_expires_at = zak_expires_at
+    status.started_at = now
+    status.next_attempt_at = None
+    status.joined_at = None
+    status.left_at = None
+    _set_phase(status, Phase.STARTING, None, f"attempt {attempt}: creating pod {status.pod_name}")
+    return status
+
+
+def _set_phase(status: MeetingBotStatus, phase: Phase, reason: str | None, message: str) -> None:
+    status.phase = phase
+    status.reason = reason
+    status.message = message
+
+
+def _fail(status: MeetingBotStatus, reason: str, message: str, now: datetime) -> None:
+    _set_phase(status, Phase.FAILED, reason, message)
+    status.completion_time = now
+    status.next_attempt_at = None
+
+
+def _sooner(a: float | None, b: float) -> float:
+    return b if a is None else min(a, b)
+
+
+def _finish(old: MeetingBotStatus, meta: Meta, now: datetime, plan: Plan) -> None:
+    """Conditions follow the phase; a phase change is an event."""
+    status = plan.status
+    phase = status.phase or Phase.PENDING
+    reason = status.reason or phase.value
+    message = status.message or ""
+    gen = meta.generation
+    conditions = set_condition(
+        status.conditions,
+        "Ready",
+        phase == Phase.IN_MEETING,
+        reason,
+        message,
+        generation=gen,
+        now=now,
+    )
+    conditions = set_condition(
+        conditions, "Complete", phase == Phase.SUCCEEDED, reason, message, generation=gen, now=now
+    )
+    conditions = set_condition(
+        conditions, "Failed", phase == Phase.FAILED, reason, message, generation=gen, now=now
+    )
+    status.conditions = conditions
+    if phase != old.phase and not any(e.reason == status.reason for e in plan.events):
+        kind = "Warning" if phase == Phase.FAILED else "Normal"
+        plan.events.append(Event(kind, phase.value, message))

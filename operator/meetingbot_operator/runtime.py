@@ -1,0 +1,107 @@
+"""Everything built once at startup and shared: the API client, the services, the servers for
+bot reports and metrics, and the periodic sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from meetingbot_operator import metrics, reports
+from meetingbot_operator.accounts import AccountService
+from meetingbot_operator.bots import BotService, EventSink
+from meetingbot_operator.kube import Kube, api_client
+from meetingbot_operator.settings import Settings
+
+log = logging.getLogger(__name__)
+ACCOUNT_TICK = 5.0
+
+
+class Runtime:
+    def __init__(self, settings: Settings, kube: Kube, post_event: EventSink) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.accounts = AccountService(
+            kube,
+            settings,
+            on_change=self._account_changed,
+            observe_zoom_call=metrics.observe_zoom_call,
+        )
+        self.bots = BotService(
+            kube, self.accounts, settings, reports.ReportTokens(settings.report_key), post_event
+        )
+        self._runners: list[web.AppRunner] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self._collector = metrics.PhaseCollector(self.bots.phases)
+
+    @classmethod
+    async def start(cls, settings: Settings, post_event: EventSink) -> Runtime:
+        runtime = cls(settings, Kube(await api_client()), post_event)
+        report_app = reports.make_app(
+            runtime.bots.tokens, runtime.bots.identity, runtime.bots.observe_report
+        )
+        await runtime._serve(report_app, settings.report_host, settings.report_port)
+        await runtime._serve(_metrics_app(), settings.report_host, settings.metrics_port)
+        metrics.REGISTRY.register(runtime._collector)
+        runtime._sweeper = asyncio.create_task(runtime._sweep(), name="sweep")
+        log.info(
+            "operator started",
+            extra={"report_port": settings.report_port, "metrics_port": settings.metrics_port},
+        )
+        return runtime
+
+    async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.bots.stop()
+        for runner in self._runners:
+            await runner.cleanup()
+        with contextlib.suppress(KeyError):
+            metrics.REGISTRY.unregister(self._collector)
+        await self.accounts.close()
+        await self.kube.close()
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        self._runners.append(runner)
+
+    async def _account_changed(self, namespace: str, name: str) -> None:
+        for key in self.bots.bots_of_account(namespace, name):
+            self.bots.trigger(key)
+
+    async def _sweep(self) -> None:
+        elapsed = 0.0
+        while True:
+            await asyncio.sleep(ACCOUNT_TICK)
+            elapsed += ACCOUNT_TICK
+            try:
+                await self.accounts.recheck_due()
+                if elapsed >= self.settings.sweep_seconds:
+                    elapsed = 0.0
+                    self.bots.sweep()
+            except Exception:
+                log.exception("sweep failed; trying again at the next tick")
+
+
+def _metrics_app() -> web.Application:
+    async def serve(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", serve)
+    return app
+
+
+def health(runtime: Runtime) -> dict[str, Any]:
+    return {"bots": sum(runtime.bots.phases().values()), "accounts": len(runtime.accounts.entries)}
+
+
