@@ -42,6 +42,7 @@ from meetingbot_operator.reasons import Reason
 from meetingbot_operator.reconcile import (
     Action,
     ActionKind,
+    Event,
     Meta,
     Observed,
     Plan,
@@ -229,6 +230,15 @@ class BotService:
             operator_started=self.started_at,
         )
         plan = decide(bot, meta, observed, self.timing)
+        log.debug(
+            "decided",
+            extra={
+                "bot": f"{key[0]}/{key[1]}",
+                "phase": plan.status.phase,
+                "actions": [a.kind.value for a in plan.actions],
+                "requeue": plan.requeue_after,
+            },
+        )
         start = next((a for a in plan.actions if a.kind == ActionKind.START_ATTEMPT), None)
         if start is not None:
             async with self._starts:
@@ -297,7 +307,7 @@ class BotService:
                 (datetime.now(UTC) - _created(memory.body)).total_seconds()
             )
         updated = bot.model_copy(update={"status": status})
-        return decide(
+        plan = decide(
             updated,
             meta,
             Observed(
@@ -307,6 +317,8 @@ class BotService:
             ),
             self.timing,
         )
+        plan.events.insert(0, Event("Normal", Phase.STARTING.value, status.message or ""))
+        return plan
 
     async def _join_config(
         self, bot: MeetingBot, meta: Meta, action: Action

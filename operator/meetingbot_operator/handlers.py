@@ -9,7 +9,7 @@ lets the garbage collector delete its pod, whose SIGTERM makes the bot leave).
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -27,10 +27,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    # Only warnings from kopf itself become Events; our phase events are posted explicitly.
+    # Only warnings from kopf itself become Events; ours are posted by events.EventRecorder.
     settings.posting.level = logging.WARNING
     settings.networking.request_timeout = 60
-    memo.runtime = await Runtime.start(Settings(), _post_event)
+    memo.runtime = await Runtime.start(Settings())
 
 
 @kopf.on.cleanup()
@@ -58,7 +58,3 @@ async def zoomaccount_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> 
 @kopf.on.event("", "v1", "pods", labels={BOT_LABEL: kopf.PRESENT})
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.bots.observe_pod(event["type"] or "ADDED", dict(event["object"]))
-
-
-def _post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    kopf.event(kopf.Body(cast(kopf.RawBody, body)), type=type_, reason=reason, message=message)

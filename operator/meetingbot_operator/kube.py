@@ -110,6 +110,10 @@ class Kube:
             raise
         return result
 
+    async def create_event(self, body: dict[str, Any]) -> None:
+        self.calls += 1
+        await self.core.create_namespaced_event(body["metadata"]["namespace"], body)  # type: ignore[arg-type]
+
     async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
         self.calls += 1
         try:

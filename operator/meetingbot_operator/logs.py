@@ -58,8 +58,13 @@ class RedactingFilter(logging.Filter):
             record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         for key, value in list(vars(record).items()):
-            if key not in _STANDARD and isinstance(value, str | dict | list):
+            if key in _STANDARD:
+                continue
+            if isinstance(value, str | dict | list):
                 setattr(record, key, _scrub_value(value))
+            elif not isinstance(value, int | float | bool | type(None)):
+                # e.g. kopf's settings object: not JSON, and its repr is nobody's business.
+                delattr(record, key)
         return True
 
 
@@ -87,4 +92,10 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level)
     # httpx logs every request URL at INFO; keep it for debugging only.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.INFO)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # At DEBUG the Kubernetes client logs whole response bodies (Secrets among them): never.
+    logging.getLogger("kubernetes_asyncio").setLevel(logging.INFO)
+    if logging.getLevelName(level) != logging.DEBUG:
+        # kopf logs every handled watch event at INFO: thousands of lines in a burst.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)

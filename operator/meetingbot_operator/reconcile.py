@@ -252,7 +252,10 @@ def _follow_attempt(
             plan.requeue_after = (patience_from + MISSING_POD_PATIENCE - now).total_seconds()
     if outcome is not None:
         _conclude(bot, meta, outcome, now, timing, plan)
-        if pod is not None and not pod.finished and not pod.deleted:
+        stuck = pod is not None and pod.waiting_reason in IMAGE_PULL_FAILURES | CONFIG_FAILURES
+        if stuck:
+            # A container that cannot start would sit there; a bot that reported Ended exits
+            # by itself, and its pod stays for `kubectl logs`.
             plan.actions.append(Action(ActionKind.DELETE_POD, pod_name=name))
         return
 

@@ -13,7 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from meetingbot_operator import metrics, reports
 from meetingbot_operator.accounts import AccountService
-from meetingbot_operator.bots import BotService, EventSink
+from meetingbot_operator.bots import BotService
+from meetingbot_operator.events import EventRecorder
 from meetingbot_operator.kube import Kube, api_client
 from meetingbot_operator.settings import Settings
 
@@ -22,7 +23,7 @@ ACCOUNT_TICK = 5.0
 
 
 class Runtime:
-    def __init__(self, settings: Settings, kube: Kube, post_event: EventSink) -> None:
+    def __init__(self, settings: Settings, kube: Kube) -> None:
         self.settings = settings
         self.kube = kube
         self.accounts = AccountService(
@@ -31,16 +32,21 @@ class Runtime:
             on_change=self._account_changed,
             observe_zoom_call=metrics.observe_zoom_call,
         )
+        self.events = EventRecorder(kube)
         self.bots = BotService(
-            kube, self.accounts, settings, reports.ReportTokens(settings.report_key), post_event
+            kube,
+            self.accounts,
+            settings,
+            reports.ReportTokens(settings.report_key),
+            self.events.post,
         )
         self._runners: list[web.AppRunner] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._collector = metrics.PhaseCollector(self.bots.phases)
 
     @classmethod
-    async def start(cls, settings: Settings, post_event: EventSink) -> Runtime:
-        runtime = cls(settings, Kube(await api_client()), post_event)
+    async def start(cls, settings: Settings) -> Runtime:
+        runtime = cls(settings, Kube(await api_client()))
         report_app = reports.make_app(
             runtime.bots.tokens, runtime.bots.identity, runtime.bots.observe_report
         )
@@ -65,6 +71,7 @@ class Runtime:
         with contextlib.suppress(KeyError):
             metrics.REGISTRY.unregister(self._collector)
         await self.accounts.close()
+        await self.events.close()
         await self.kube.close()
 
     async def _serve(self, app: web.Application, host: str, port: int) -> None:
@@ -103,5 +110,3 @@ def _metrics_app() -> web.Application:
 
 def health(runtime: Runtime) -> dict[str, Any]:
     return {"bots": sum(runtime.bots.phases().values()), "accounts": len(runtime.accounts.entries)}
-
-

@@ -1,0 +1,85 @@
+"""Kubernetes Events about our objects, posted in the background.
+
+Posting never blocks or fails a reconcile: events go into a bounded queue drained by a few
+workers, and one that cannot be posted is logged and dropped (events are informational; the
+status is the record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from meetingbot_operator.kube import Kube
+
+log = logging.getLogger(__name__)
+COMPONENT = "meetingbot-operator"
+QUEUE_SIZE = 10000
+WORKERS = 4
+
+
+class EventRecorder:
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        self.dropped = 0
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"events-{i}") for i in range(WORKERS)
+        ]
+
+    def post(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = body["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": body["apiVersion"],
+                "kind": body["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": COMPONENT,
+            "action": reason,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def _work(self) -> None:
+        while True:
+            event = await self.queue.get()
+            try:
+                await self.kube.create_event(event)
+            except (TimeoutError, ApiException, OSError) as error:
+                self.dropped += 1
+                log.warning(
+                    "event not posted",
+                    extra={"reason": event["reason"], "error": type(error).__name__},
+                )
+            finally:
+                self.queue.task_done()
+
+    async def close(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker

@@ -1,0 +1,152 @@
+"""A scripted bot: a small test client that speaks the runtime contract in place of the browser.
+
+It does what a bot pod does, from the outside: reads the join Secret the pod would mount,
+joins the simulated meeting the way the fake SDK does, reports each state to the operator,
+and "exits" by writing the container's terminated state and termination message into the
+pod's status, as the kubelet would (the pod sits on a kwok node, where nothing runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from meetingbot_operator.contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
+from meetingbot_operator.reasons import reason_for_sdk_error
+from tests.integration.zoom_helpers import JoinFailed, SdkSession
+
+Ending = Literal["normal", "crash"]
+# Every secret a scripted bot was handed: the log check at the end looks for these too.
+SEEN_SECRETS: list[str] = []
+
+
+class ScriptedBot:
+    def __init__(self, api: client.ApiClient, namespace: str, name: str, sim_url: str) -> None:
+        self.core = client.CoreV1Api(api)
+        self.namespace = namespace
+        self.name = name
+        self.sim_url = sim_url
+        self.reports: list[BotReport] = []
+        self.config: JoinConfig | None = None
+
+    async def read_config(self, attempt: int, timeout: float = 30) -> JoinConfig:
+        """The Secret as the pod of `attempt` would see it, once that pod exists."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                await asyncio.to_thread(self.core.read_namespaced_pod, f"{self.name}-{attempt}", self.namespace)
+                secret = await asyncio.to_thread(self.core.read_namespaced_secret, f"{self.name}-join", self.namespace)
+                if (secret.metadata.annotations or {}).get("meetingbot.dev/attempt") == str(attempt):
+                    config = JoinConfig.model_validate_json(base64.b64decode(secret.data["join.json"]))
+                    SEEN_SECRETS.extend(
+                        s.get_secret_value()
+                        for s in (config.signature, config.report.token, config.zak, config.obf_token)
+                        if s is not None
+                    )
+                    self.config = config
+                    return config
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"no pod and Secret for attempt {attempt} of {self.name}")
+            await asyncio.sleep(0.2)
+
+    async def report(self, state: BotState, **fields: Any) -> int:
+        assert self.config is not None
+        body = BotReport(attempt=self.config.bot.attempt, state=state, **fields)
+        self.reports.append(body)
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.post(
+                self.config.report.url,
+                content=body.model_dump_json(by_alias=True, exclude_none=True),
+                headers={"Authorization": f"Bearer {self.config.report.token.get_secret_value()}", "Content-Type": "application/json"},
+            )
+        return response.status_code
+
+    async def run(self, attempt: int = 1, *, ending: Ending = "normal", admit: bool = False) -> str:
+        """Join, stay until the meeting ends / the bot is removed / the pod is deleted; return the
+        reason the bot ended with. `ending="crash"` exits with code 1 right after joining."""
+        config = await self.read_config(attempt)
+        await self.report(BotState.JOINING)
+        session = SdkSession(self.sim_url)
+        try:
+            try:
+                joined = await session.join(
+                    signature=config.signature.get_secret_value(),
+                    meetingNumber=config.meeting.number,
+                    userName=config.display_name,
+                    password=config.meeting.passcode.get_secret_value(),
+                    zak=config.zak.get_secret_value() if config.zak else "",
+                    obfToken=config.obf_token.get_secret_value() if config.obf_token else "",
+                )
+            except JoinFailed as failed:
+                reason = reason_for_sdk_error(failed.code)
+                await self.report(BotState.ENDED, reason=reason, message=f"{failed.code}: {failed.reason}")
+                await self.exit(ExitCode.JOIN_FAILED, reason, f"{failed.code}: {failed.reason}")
+                return reason
+            if joined["currentUser"]["isHold"]:
+                await self.report(BotState.WAITING_ROOM)
+                await session.wait_for("user-updated", timeout=60)
+            joined_at = datetime.now(UTC)
+            await self.report(BotState.IN_MEETING, joined_at=joined_at)
+            if ending == "crash":
+                await self.exit(1, None, None)
+                return "BotCrashed"
+            reason = await self._stay(session)
+            await self.report(BotState.ENDED, reason=reason, joined_at=joined_at, left_at=datetime.now(UTC))
+            if reason != "Canceled":
+                code = ExitCode.LEFT if reason == "MeetingEnded" else ExitCode.LEFT_EARLY
+                await self.exit(code, reason, None, joined_at)
+            return reason
+        finally:
+            await session.close()
+
+    async def _stay(self, session: SdkSession) -> str:
+        """Wait for the meeting to end, a removal, or the pod's deletion (the SIGTERM case)."""
+        while True:
+            try:
+                event = await session.next_event(timeout=0.5)
+            except (TimeoutError, asyncio.TimeoutError):
+                if await self._pod_going():
+                    await self.report(BotState.LEAVING, reason="Canceled")
+                    await session.leave()
+                    return "Canceled"
+                continue
+            except AssertionError:
+                return "MeetingEnded"  # the socket closed
+            if event["event"] == "connection-change" and event["payload"]["state"] == "Closed":
+                return "RemovedByHost" if "kicked" in event["payload"]["reason"] else "MeetingEnded"
+
+    async def _pod_going(self) -> bool:
+        assert self.config is not None
+        try:
+            pod = await asyncio.to_thread(self.core.read_namespaced_pod, f"{self.name}-{self.config.bot.attempt}", self.namespace)
+        except ApiException as error:
+            return error.status == 404
+        return pod.metadata.deletion_timestamp is not None
+
+    async def exit(self, code: int, reason: str | None, message: str | None, joined_at: datetime | None = None) -> None:
+        """Write what the kubelet would: the container terminated, with our result."""
+        assert self.config is not None
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        terminated: dict[str, Any] = {"exitCode": int(code), "reason": "Completed" if code == 0 else "Error", "startedAt": now, "finishedAt": now}
+        if reason is not None:
+            result = BotResult(attempt=self.config.bot.attempt, reason=reason, message=message, joined_at=joined_at, left_at=datetime.now(UTC))
+            terminated["message"] = result.model_dump_json(by_alias=True, exclude_none=True)
+        body = {
+            "status": {
+                "phase": "Succeeded" if code == 0 else "Failed",
+                "containerStatuses": [
+                    {"name": "bot", "ready": False, "restartCount": 0, "image": "bot", "imageID": "", "state": {"terminated": terminated}}
+                ],
+            }
+        }
+        await asyncio.to_thread(self.core.patch_namespaced_pod_status, f"{self.name}-{self.config.bot.attempt}", self.namespace, body)
+

@@ -1,0 +1,225 @@
+"""Failures: permanent ones end in Failed with their reason and no retry; transient ones get
+a new attempt with a fresh ZAK; Zoom outages and 429 storms delay without losing anything."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from meetingbot_operator.contract import JoinConfig
+from tests.integration.operator_fixtures import Bots, OperatorProcess, account_ready, wait_for, zoom_account
+from tests.integration.scripted_bot import ScriptedBot
+from tests.integration.zoom_helpers import client_for
+from tests.zoomsim import SimAdmin, ZoomSim
+
+
+@pytest.fixture
+def zoom(api_client: client.ApiClient, namespace: str, sim: SimAdmin, zoomsim: ZoomSim, operator: OperatorProcess) -> dict[str, Any]:
+    account = zoom_account(api_client, namespace, sim, zoomsim.url)
+    account_ready(api_client, namespace)
+    return account
+
+
+def spec(number: str, **extra: Any) -> dict[str, Any]:
+    return {"accountRef": {"name": "main"}, "meeting": {"number": number}, "displayName": "Bot", "retry": {"limit": 2}, **extra}
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("wrong passcode", "WrongPasscode"),
+        ("no zak on an authenticated-only meeting", "AuthenticationRequired"),
+        ("unknown meeting", "MeetingNotFound"),
+        ("locked meeting", "MeetingLocked"),
+        ("zoom user unknown to zoom", "ZoomUserNotFound"),
+        ("pending zoom user", "ZoomUserInactive"),
+        ("user not in the account", "ZoomUserNotInAccount"),
+        ("removed by host", "RemovedByHost"),
+    ],
+)
+async def test_permanent_failures_end_in_failed_without_retry(
+    api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim, case: str, reason: str
+) -> None:
+    meeting = sim.create_meeting(zoom["id"], passcode="right", auth_required=case.startswith("no zak"))
+    number = meeting["number"]
+    body = spec(number, meeting={"number": number, "passcode": "right"})
+    scripted = True
+    if case == "wrong passcode":
+        body["meeting"]["passcode"] = "wrong"
+    elif case.startswith("no zak"):
+        body["auth"] = "none"
+    elif case == "unknown meeting":
+        body["meeting"]["number"] = "99999999999"
+    elif case == "locked meeting":
+        sim.update_meeting(number, locked=True)
+    elif case in ("zoom user unknown to zoom", "pending zoom user"):
+        email = "ghost@bots.example.com"
+        if case == "pending zoom user":
+            email = sim.add_user(zoom["id"], email="new@bots.example.com", status="pending")["email"]
+        custom = client.CustomObjectsApi(api_client)
+        users = {"spec": {"users": [zoom["users"][0]["email"], email]}}
+        custom.patch_namespaced_custom_object("meetingbot.dev", "v1alpha1", namespace, "zoomaccounts", "main", users)
+        await asyncio.to_thread(wait_for, lambda: account_ready(api_client, namespace)["observedGeneration"] == 2, 20)
+        body["user"] = email
+        scripted = False
+    elif case == "user not in the account":
+        body["user"] = "stranger@elsewhere.example.com"
+        scripted = False
+    bots.apply("failing", body)
+    if scripted:
+        bot = ScriptedBot(api_client, namespace, "failing", zoomsim.url)
+        run = asyncio.create_task(bot.run())
+        if case == "removed by host":
+            await asyncio.to_thread(bots.wait_phase, "failing", "InMeeting")
+            (me,) = sim.participants(number, "in_meeting")
+            sim.remove_participant(number, me["userId"])
+        await run
+    status = await asyncio.to_thread(bots.wait_phase, "failing", "Failed", "Succeeded", timeout=30)
+    assert (status["phase"], status["reason"]) == ("Failed", reason), status
+    assert status["attempts"] == (1 if scripted else 0)
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Failed"]["status"] == "True"
+    assert conditions["Failed"]["reason"] == reason
+    await asyncio.sleep(2)  # nothing more happens: no second attempt
+    assert [p.metadata.name for p in bots.pods("failing")] == (["failing-1"] if scripted else [])
+    assert bots.status("failing")["attempts"] == status["attempts"]
+
+
+async def test_transient_failure_then_success_with_a_fresh_zak(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+    number = sim.create_meeting(zoom["id"])["number"]
+    bots.apply("phoenix", spec(number))
+    bot = ScriptedBot(api_client, namespace, "phoenix", zoomsim.url)
+    assert await bot.run(1, ending="crash") == "BotCrashed"
+    first = bot.config
+    retrying = await asyncio.to_thread(bots.wait_phase, "phoenix", "Pending", "Starting", timeout=30)
+    assert retrying["reason"] in ("BotCrashed", None)
+    run = asyncio.create_task(bot.run(2))
+    await asyncio.to_thread(bots.wait_phase, "phoenix", "InMeeting", timeout=30)
+    second = bot.config
+    assert first is not None and second is not None
+    assert first.zak is not None and second.zak is not None
+    assert first.zak.get_secret_value() != second.zak.get_secret_value()
+    assert second.bot.attempt == 2
+    sim.end_meeting(number)
+    await run
+    status = await asyncio.to_thread(bots.wait_phase, "phoenix", "Succeeded")
+    assert status["attempts"] == 2
+    assert sorted(p.metadata.name for p in bots.pods("phoenix")) == ["phoenix-1", "phoenix-2"]
+
+
+async def test_retries_stop_at_the_limit(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+    number = sim.create_meeting(zoom["id"])["number"]
+    bots.apply("fragile", spec(number, retry={"limit": 1}))
+    bot = ScriptedBot(api_client, namespace, "fragile", zoomsim.url)
+    await bot.run(1, ending="crash")
+    await bot.run(2, ending="crash")
+    status = await asyncio.to_thread(bots.wait_phase, "fragile", "Failed", timeout=30)
+    assert (status["reason"], status["attempts"]) == ("BotCrashed", 2)
+
+
+async def test_zoom_outage_delays_then_recovers(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin) -> None:
+    number = sim.create_meeting(zoom["id"])["number"]
+    sim.set_faults(outage=True)
+    bots.apply("patient", spec(number))
+    status = await asyncio.to_thread(wait_for, lambda: (s := bots.status("patient")).get("reason") == "ZoomUnavailable" and s, 60, what="ZoomUnavailable")
+    assert status["phase"] == "Pending"
+    assert status["attempts"] == 0
+    assert bots.pods("patient") == []
+    failed_calls = sim.calls().get(f"{zoom['id']}:zak:failed", 0)
+    await asyncio.sleep(3)
+    # Backing off, not hammering: a handful of calls in 3 s, not hundreds.
+    assert sim.calls().get(f"{zoom['id']}:zak:failed", 0) - failed_calls < 15
+    sim.set_faults()
+    await asyncio.to_thread(wait_for, lambda: bots.pods("patient"), 60, what="pod after the outage")
+    assert bots.status("patient")["attempts"] == 1
+
+
+async def test_429_storm_from_another_app_loses_no_bot(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+    """Another app of the same account spends the account's ZAK budget while 30 bots start."""
+    number = sim.create_meeting(zoom["id"])["number"]
+    sim.set_faults(rate_limit_headers="sometimes", retry_after_format="iso")
+
+    async def other_app() -> int:
+        async with client_for(zoomsim.url, zoom, max_attempts=20) as rival:
+            await asyncio.gather(*(rival.mint_zak(zoom["users"][0]["id"]) for _ in range(150)))
+            return rival.rate_limited
+
+    rival = asyncio.create_task(other_app())
+    await asyncio.sleep(0.3)
+    for i in range(30):
+        bots.apply(f"storm-{i}", spec(number))
+    await rival
+
+    def all_started() -> bool:
+        return all(bots.status(f"storm-{i}").get("attempts") == 1 for i in range(30))
+
+    await asyncio.to_thread(wait_for, all_started, 90, what="30 bots started")
+    assert sim.calls()[f"{zoom['id']}:429"] > 0
+    for i in range(30):
+        assert [p.metadata.name for p in bots.pods(f"storm-{i}")] == [f"storm-{i}-1"]
+
+
+async def test_join_at_in_the_future_waits(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin) -> None:
+    number = sim.create_meeting(zoom["id"])["number"]
+    join_at = time.time() + 10  # the test operator starts bots 2 s before joinAt
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(join_at))
+    bots.apply("later", spec(number, joinAt=stamp))
+    status = await asyncio.to_thread(bots.wait_phase, "later", "Scheduled")
+    assert status["attempts"] == 0
+    assert bots.pods("later") == []
+    await asyncio.to_thread(wait_for, lambda: bots.pods("later"), 20, what="pod at joinAt")
+    assert time.time() >= join_at - 2 - 1.5
+
+
+async def test_deleting_a_bot_mid_meeting_makes_it_leave(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+    number = sim.create_meeting(zoom["id"])["number"]
+    bots.apply("goner", spec(number))
+    run = asyncio.create_task(ScriptedBot(api_client, namespace, "goner", zoomsim.url).run())
+    await asyncio.to_thread(bots.wait_phase, "goner", "InMeeting")
+    bots.delete("goner")
+    assert await run == "Canceled"
+    left = sim.participants(number, "left")
+    assert [p["leftReason"] for p in left] == ["left"]
+    core = client.CoreV1Api(api_client)
+
+    def children_gone() -> bool:
+        pods = core.list_namespaced_pod(namespace, label_selector="meetingbot.dev/bot=goner").items
+        secrets = [s for s in core.list_namespaced_secret(namespace).items if s.metadata.name == "goner-join"]
+        return not pods and not secrets
+
+    await asyncio.to_thread(wait_for, children_gone, 60, what="pod and Secret garbage-collected")
+
+
+async def test_ttl_after_finished_deletes_the_bot(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+    number = sim.create_meeting(zoom["id"], passcode="x")["number"]
+    bots.apply("brief", spec(number, ttlSecondsAfterFinished=2, meeting={"number": number, "passcode": "nope"}))
+    await ScriptedBot(api_client, namespace, "brief", zoomsim.url).run()
+
+    def gone() -> bool:
+        try:
+            bots.get("brief")
+        except client.ApiException as error:
+            return error.status == 404
+        return False
+
+    await asyncio.to_thread(wait_for, gone, 30, what="MeetingBot deleted after its TTL")
+
+
+async def test_passcode_from_a_secret(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+    number = sim.create_meeting(zoom["id"], passcode="from-secret")["number"]
+    bots.apply("secretive", spec(number, meeting={"number": number, "passcodeSecretRef": {"name": "pw", "key": "passcode"}}))
+    status = await asyncio.to_thread(wait_for, lambda: (s := bots.status("secretive")).get("reason") == "SecretNotFound" and s, 30, what="SecretNotFound")
+    assert "'pw'" in status["message"]
+    client.CoreV1Api(api_client).create_namespaced_secret(namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="pw"), string_data={"passcode": "from-secret"}))
+    bot = ScriptedBot(api_client, namespace, "secretive", zoomsim.url)
+    run = asyncio.create_task(bot.run())
+    await asyncio.to_thread(bots.wait_phase, "secretive", "InMeeting", timeout=60)
+    sim.end_meeting(number)
+    await run
+    secret = client.CoreV1Api(api_client).read_namespaced_secret("secretive-join", namespace)
+    assert JoinConfig.model_validate_json(base64.b64decode(secret.data["join.json"])).meeting.passcode.get_secret_value() == "from-secret"

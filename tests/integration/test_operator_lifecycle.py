@@ -1,0 +1,114 @@
+"""A MeetingBot from apply to a finished status, against the real control plane, the operator
+process and the Zoom simulator, with a scripted bot speaking the runtime contract."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from meetingbot_operator.contract import JoinConfig
+from tests.cluster import cluster
+from tests.integration.operator_fixtures import Bots, OperatorProcess, account_ready, wait_for, zoom_account
+from tests.integration.scripted_bot import ScriptedBot
+from tests.zoomsim import SimAdmin, ZoomSim
+
+
+@pytest.fixture
+def zoom(api_client: client.ApiClient, namespace: str, sim: SimAdmin, zoomsim: ZoomSim, operator: OperatorProcess) -> dict[str, Any]:
+    account = zoom_account(api_client, namespace, sim, zoomsim.url)
+    assert account_ready(api_client, namespace)["status"] == "True"
+    return account
+
+
+def spec(number: str, **extra: Any) -> dict[str, Any]:
+    return {"accountRef": {"name": "main"}, "meeting": {"number": number}, "displayName": "Notetaker", **extra}
+
+
+async def test_happy_path_to_succeeded(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+    number = sim.create_meeting(zoom["id"], passcode="pw-1", auth_required=True)["number"]
+    bots.apply("notetaker", spec(number, meeting={"number": number, "passcode": "pw-1"}))
+
+    bot = ScriptedBot(api_client, namespace, "notetaker", zoomsim.url)
+    run = asyncio.create_task(bot.run())
+    status = await asyncio.to_thread(bots.wait_phase, "notetaker", "InMeeting")
+    assert status["zoomUser"] == zoom["users"][0]["email"]
+    assert status["attempts"] == 1
+    assert status["podName"] == "notetaker-1"
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+    # kubectl wait works on the phase, as the README says.
+    waited = cluster.kubectl("-n", namespace, "wait", "--for=jsonpath={.status.phase}=InMeeting", "mb/notetaker", "--timeout=10s")
+    assert "condition met" in waited.stdout
+
+    (person,) = sim.participants(number, "in_meeting")
+    assert person["displayName"] == "Notetaker"
+    assert person["zoomUserId"] == zoom["users"][0]["id"]
+
+    sim.end_meeting(number)
+    assert await run == "MeetingEnded"
+    status = await asyncio.to_thread(bots.wait_phase, "notetaker", "Succeeded", "Failed")
+    assert (status["phase"], status["reason"]) == ("Succeeded", "MeetingEnded")
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Complete"]["status"] == "True"
+    assert conditions["Ready"]["status"] == "False"
+    assert status["joinedAt"] and status["leftAt"] and status["completionTime"]
+
+    header, row = cluster.kubectl("-n", namespace, "get", "mb").stdout.splitlines()
+    assert header.split() == ["NAME", "PHASE", "REASON", "MEETING", "USER", "AGE"]
+    assert row.split()[:5] == ["notetaker", "Succeeded", "MeetingEnded", number, zoom["users"][0]["email"]]
+
+    def reasons() -> list[str]:
+        events = client.CoreV1Api(api_client).list_namespaced_event(namespace, field_selector="involvedObject.name=notetaker")
+        return [e.reason for e in events.items]
+
+    expected = {"Starting", "Joining", "InMeeting", "MeetingEnded"}
+    await asyncio.to_thread(wait_for, lambda: expected <= set(reasons()), 10, what="events")
+
+
+async def test_children_are_owned_and_locked_down(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin) -> None:
+    number = sim.create_meeting(zoom["id"])["number"]
+    created = bots.apply("locked", spec(number, podTemplate={"nodeSelector": {"type": "kwok"}, "annotations": {"team": "notes"}}))
+    core = client.CoreV1Api(api_client)
+    pod = await asyncio.to_thread(wait_for, lambda: next(iter(bots.pods("locked")), None), 30)
+    secret = core.read_namespaced_secret("locked-join", namespace)
+    for child in (pod, secret):
+        (owner,) = child.metadata.owner_references
+        assert (owner.kind, owner.name, owner.uid, owner.controller) == ("MeetingBot", "locked", created["metadata"]["uid"], True)
+    assert pod.metadata.name == "locked-1"
+    assert pod.metadata.annotations["team"] == "notes"
+    spec_ = pod.spec
+    assert spec_.automount_service_account_token is False
+    assert spec_.restart_policy == "Never"
+    assert spec_.security_context.run_as_non_root is True
+    assert spec_.security_context.seccomp_profile.type == "RuntimeDefault"
+    assert spec_.termination_grace_period_seconds >= 30
+    (container,) = spec_.containers
+    assert container.security_context.read_only_root_filesystem is True
+    assert container.security_context.allow_privilege_escalation is False
+    assert container.security_context.capabilities.drop == ["ALL"]
+    assert container.resources.requests and container.resources.limits
+    mount = next(m for m in container.volume_mounts if m.name == "join")
+    assert mount.read_only is True
+    config = JoinConfig.model_validate_json(base64.b64decode(secret.data["join.json"]))
+    assert config.meeting.number == number
+    assert config.zak is not None and config.zak.get_secret_value().startswith("simzak_")
+    raw = json.loads(base64.b64decode(secret.data["join.json"]))
+    # The account's own secrets never reach the bot.
+    assert zoom["client_secret"] not in json.dumps(raw)
+    assert zoom["sdk_secret"] not in json.dumps(raw)
+
+
+async def test_waiting_room_then_admitted(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+    number = sim.create_meeting(zoom["id"], waiting_room=True)["number"]
+    bots.apply("patient", spec(number))
+    run = asyncio.create_task(ScriptedBot(api_client, namespace, "patient", zoomsim.url).run())
+    await asyncio.to_thread(bots.wait_phase, "patient", "WaitingRoom")
+    sim.admit(number)
+    await asyncio.to_thread(bots.wait_phase, "patient", "InMeeting")
+    sim.end_meeting(number)
+    await run
+    assert (await asyncio.to_thread(bots.wait_phase, "patient", "Succeeded"))["reason"] == "MeetingEnded"
