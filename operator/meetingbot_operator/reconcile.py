@@ -24,8 +24,9 @@ IMAGE_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidIma
 CONFIG_FAILURES = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 # How long an image pull may fail before the bot fails (kubelet retries in between).
 IMAGE_PULL_PATIENCE = timedelta(seconds=90)
-# A pod the operator meant to create but has not seen yet is recreated after this long.
-MISSING_POD_PATIENCE = timedelta(seconds=60)
+# A pod the operator meant to create but has not seen yet is created (again) after this long:
+# long enough for the watch to deliver it after a restart, short enough to recover quickly.
+MISSING_POD_PATIENCE = timedelta(seconds=10)
 ACCOUNT_RECHECK = 30.0
 
 STATE_PHASES = {

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-
 from tests.integration.operator_fixtures import Bots, OperatorProcess, install_crds
 from tests.zoomsim import ZoomSim
 
 
 @pytest.fixture(scope="session")
-def operator(kubeconfig: Path, zoomsim: ZoomSim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    kubeconfig: Path, zoomsim: ZoomSim, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     """One operator process for the session, cluster-wide, with test-friendly timings."""
     install_crds()
     process = OperatorProcess(

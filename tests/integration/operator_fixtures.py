@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 from kubernetes import client
-
 from tests.cluster import cluster
 from tests.zoomsim import SimAdmin
 
@@ -81,9 +80,14 @@ class OperatorProcess:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"operator exited with {self.process.returncode}; see {self.log_path}")
+                raise RuntimeError(
+                    f"operator exited with {self.process.returncode}; see {self.log_path}"
+                )
             try:
-                if httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1).status_code == 200:
+                if (
+                    httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1).status_code
+                    == 200
+                ):
                     return self
             except httpx.HTTPError:
                 pass
@@ -117,7 +121,12 @@ def install_crds() -> None:
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.25, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 60,
+    interval: float = 0.25,
+    what: str = "condition",
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -137,17 +146,32 @@ class Bots:
         self.core = client.CoreV1Api(api)
 
     def apply(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MeetingBot", "metadata": {"name": name}, "spec": spec}
-        return dict(self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "meetingbots", body))
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "MeetingBot",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        return dict(
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "meetingbots", body
+            )
+        )
 
     def get(self, name: str) -> dict[str, Any]:
-        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "meetingbots", name))
+        return dict(
+            self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "meetingbots", name
+            )
+        )
 
     def status(self, name: str) -> dict[str, Any]:
         return dict(self.get(name).get("status") or {})
 
     def delete(self, name: str) -> None:
-        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, "meetingbots", name)
+        self.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "meetingbots", name
+        )
 
     def wait_phase(self, name: str, *phases: str, timeout: float = 60) -> dict[str, Any]:
         def reached() -> dict[str, Any] | None:
@@ -157,19 +181,54 @@ class Bots:
         try:
             return dict(wait_for(reached, timeout, what=f"{name} in {phases}"))
         except TimeoutError:
-            raise TimeoutError(f"{name} not in {phases} within {timeout}s: {self.status(name)}") from None
+            raise TimeoutError(
+                f"{name} not in {phases} within {timeout}s: {self.status(name)}"
+            ) from None
 
     def pods(self, name: str) -> list[client.V1Pod]:
-        return list(self.core.list_namespaced_pod(self.namespace, label_selector=f"meetingbot.dev/bot={name}").items)
+        return list(
+            self.core.list_namespaced_pod(
+                self.namespace, label_selector=f"meetingbot.dev/bot={name}"
+            ).items
+        )
 
 
-def zoom_account(api: client.ApiClient, namespace: str, sim: SimAdmin, sim_url: str, *, users: int = 1, plan: str = "pro", name: str = "main", **account: Any) -> dict[str, Any]:
+def zoom_account(
+    api: client.ApiClient,
+    namespace: str,
+    sim: SimAdmin,
+    sim_url: str,
+    *,
+    users: int = 1,
+    plan: str = "pro",
+    name: str = "main",
+    **account: Any,
+) -> dict[str, Any]:
     """A simulator account, its two Secrets and a ZoomAccount named `name` in the namespace."""
     zoom = sim.create_account(plan=plan, **account)
-    zoom["users"] = [sim.add_user(zoom["id"], email=f"bot{i}-{uuid.uuid4().hex[:6]}@bots.example.com") for i in range(users)]
+    zoom["users"] = [
+        sim.add_user(zoom["id"], email=f"bot{i}-{uuid.uuid4().hex[:6]}@bots.example.com")
+        for i in range(users)
+    ]
     core = client.CoreV1Api(api)
-    core.create_namespaced_secret(namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=f"{name}-sdk"), string_data={"sdkKey": zoom["sdk_key"], "sdkSecret": zoom["sdk_secret"]}))
-    core.create_namespaced_secret(namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=f"{name}-api"), string_data={"accountId": zoom["id"], "clientId": zoom["client_id"], "clientSecret": zoom["client_secret"]}))
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=f"{name}-sdk"),
+            string_data={"sdkKey": zoom["sdk_key"], "sdkSecret": zoom["sdk_secret"]},
+        ),
+    )
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=f"{name}-api"),
+            string_data={
+                "accountId": zoom["id"],
+                "clientId": zoom["client_id"],
+                "clientSecret": zoom["client_secret"],
+            },
+        ),
+    )
     client.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP,
         VERSION,

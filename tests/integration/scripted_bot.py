@@ -16,10 +16,10 @@ from typing import Any, Literal
 import httpx
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from tests.integration.zoom_helpers import JoinFailed, SdkSession
 
 from meetingbot_operator.contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
 from meetingbot_operator.reasons import reason_for_sdk_error
-from tests.integration.zoom_helpers import JoinFailed, SdkSession
 
 Ending = Literal["normal", "crash"]
 # Every secret a scripted bot was handed: the log check at the end looks for these too.
@@ -40,13 +40,26 @@ class ScriptedBot:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             try:
-                await asyncio.to_thread(self.core.read_namespaced_pod, f"{self.name}-{attempt}", self.namespace)
-                secret = await asyncio.to_thread(self.core.read_namespaced_secret, f"{self.name}-join", self.namespace)
-                if (secret.metadata.annotations or {}).get("meetingbot.dev/attempt") == str(attempt):
-                    config = JoinConfig.model_validate_json(base64.b64decode(secret.data["join.json"]))
+                await asyncio.to_thread(
+                    self.core.read_namespaced_pod, f"{self.name}-{attempt}", self.namespace
+                )
+                secret = await asyncio.to_thread(
+                    self.core.read_namespaced_secret, f"{self.name}-join", self.namespace
+                )
+                if (secret.metadata.annotations or {}).get("meetingbot.dev/attempt") == str(
+                    attempt
+                ):
+                    config = JoinConfig.model_validate_json(
+                        base64.b64decode(secret.data["join.json"])
+                    )
                     SEEN_SECRETS.extend(
                         s.get_secret_value()
-                        for s in (config.signature, config.report.token, config.zak, config.obf_token)
+                        for s in (
+                            config.signature,
+                            config.report.token,
+                            config.zak,
+                            config.obf_token,
+                        )
                         if s is not None
                     )
                     self.config = config
@@ -66,7 +79,10 @@ class ScriptedBot:
             response = await http.post(
                 self.config.report.url,
                 content=body.model_dump_json(by_alias=True, exclude_none=True),
-                headers={"Authorization": f"Bearer {self.config.report.token.get_secret_value()}", "Content-Type": "application/json"},
+                headers={
+                    "Authorization": f"Bearer {self.config.report.token.get_secret_value()}",
+                    "Content-Type": "application/json",
+                },
             )
         return response.status_code
 
@@ -87,8 +103,10 @@ class ScriptedBot:
                     obfToken=config.obf_token.get_secret_value() if config.obf_token else "",
                 )
             except JoinFailed as failed:
-                reason = reason_for_sdk_error(failed.code)
-                await self.report(BotState.ENDED, reason=reason, message=f"{failed.code}: {failed.reason}")
+                reason: str = reason_for_sdk_error(failed.code)
+                await self.report(
+                    BotState.ENDED, reason=reason, message=f"{failed.code}: {failed.reason}"
+                )
                 await self.exit(ExitCode.JOIN_FAILED, reason, f"{failed.code}: {failed.reason}")
                 return reason
             if joined["currentUser"]["isHold"]:
@@ -100,7 +118,9 @@ class ScriptedBot:
                 await self.exit(1, None, None)
                 return "BotCrashed"
             reason = await self._stay(session)
-            await self.report(BotState.ENDED, reason=reason, joined_at=joined_at, left_at=datetime.now(UTC))
+            await self.report(
+                BotState.ENDED, reason=reason, joined_at=joined_at, left_at=datetime.now(UTC)
+            )
             if reason != "Canceled":
                 code = ExitCode.LEFT if reason == "MeetingEnded" else ExitCode.LEFT_EARLY
                 await self.exit(code, reason, None, joined_at)
@@ -113,7 +133,7 @@ class ScriptedBot:
         while True:
             try:
                 event = await session.next_event(timeout=0.5)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 if await self._pod_going():
                     await self.report(BotState.LEAVING, reason="Canceled")
                     await session.leave()
@@ -127,26 +147,54 @@ class ScriptedBot:
     async def _pod_going(self) -> bool:
         assert self.config is not None
         try:
-            pod = await asyncio.to_thread(self.core.read_namespaced_pod, f"{self.name}-{self.config.bot.attempt}", self.namespace)
+            pod = await asyncio.to_thread(
+                self.core.read_namespaced_pod,
+                f"{self.name}-{self.config.bot.attempt}",
+                self.namespace,
+            )
         except ApiException as error:
             return error.status == 404
         return pod.metadata.deletion_timestamp is not None
 
-    async def exit(self, code: int, reason: str | None, message: str | None, joined_at: datetime | None = None) -> None:
+    async def exit(
+        self, code: int, reason: str | None, message: str | None, joined_at: datetime | None = None
+    ) -> None:
         """Write what the kubelet would: the container terminated, with our result."""
         assert self.config is not None
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        terminated: dict[str, Any] = {"exitCode": int(code), "reason": "Completed" if code == 0 else "Error", "startedAt": now, "finishedAt": now}
+        terminated: dict[str, Any] = {
+            "exitCode": int(code),
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": now,
+            "finishedAt": now,
+        }
         if reason is not None:
-            result = BotResult(attempt=self.config.bot.attempt, reason=reason, message=message, joined_at=joined_at, left_at=datetime.now(UTC))
+            result = BotResult(
+                attempt=self.config.bot.attempt,
+                reason=reason,
+                message=message,
+                joined_at=joined_at,
+                left_at=datetime.now(UTC),
+            )
             terminated["message"] = result.model_dump_json(by_alias=True, exclude_none=True)
         body = {
             "status": {
                 "phase": "Succeeded" if code == 0 else "Failed",
                 "containerStatuses": [
-                    {"name": "bot", "ready": False, "restartCount": 0, "image": "bot", "imageID": "", "state": {"terminated": terminated}}
+                    {
+                        "name": "bot",
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": "bot",
+                        "imageID": "",
+                        "state": {"terminated": terminated},
+                    }
                 ],
             }
         }
-        await asyncio.to_thread(self.core.patch_namespaced_pod_status, f"{self.name}-{self.config.bot.attempt}", self.namespace, body)
-
+        await asyncio.to_thread(
+            self.core.patch_namespaced_pod_status,
+            f"{self.name}-{self.config.bot.attempt}",
+            self.namespace,
+            body,
+        )

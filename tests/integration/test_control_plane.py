@@ -68,7 +68,7 @@ def widget_crd(api_client: client.ApiClient) -> Iterator[tuple[str, str]]:
             ],
         },
     }
-    ext.create_custom_resource_definition(body)  # type: ignore[arg-type]
+    ext.create_custom_resource_definition(body)
 
     def established() -> bool:
         crd = ext.read_custom_resource_definition(f"widgets.{group}")

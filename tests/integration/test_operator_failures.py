@@ -10,23 +10,41 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-
-from meetingbot_operator.contract import JoinConfig
-from tests.integration.operator_fixtures import Bots, OperatorProcess, account_ready, wait_for, zoom_account
+from tests.integration.operator_fixtures import (
+    Bots,
+    OperatorProcess,
+    account_ready,
+    wait_for,
+    zoom_account,
+)
 from tests.integration.scripted_bot import ScriptedBot
 from tests.integration.zoom_helpers import client_for
 from tests.zoomsim import SimAdmin, ZoomSim
 
+from meetingbot_operator.contract import JoinConfig
+
 
 @pytest.fixture
-def zoom(api_client: client.ApiClient, namespace: str, sim: SimAdmin, zoomsim: ZoomSim, operator: OperatorProcess) -> dict[str, Any]:
+def zoom(
+    api_client: client.ApiClient,
+    namespace: str,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    operator: OperatorProcess,
+) -> dict[str, Any]:
     account = zoom_account(api_client, namespace, sim, zoomsim.url)
     account_ready(api_client, namespace)
     return account
 
 
 def spec(number: str, **extra: Any) -> dict[str, Any]:
-    return {"accountRef": {"name": "main"}, "meeting": {"number": number}, "displayName": "Bot", "retry": {"limit": 2}, **extra}
+    return {
+        "accountRef": {"name": "main"},
+        "meeting": {"number": number},
+        "displayName": "Bot",
+        "retry": {"limit": 2},
+        **extra,
+    }
 
 
 @pytest.mark.parametrize(
@@ -43,9 +61,18 @@ def spec(number: str, **extra: Any) -> dict[str, Any]:
     ],
 )
 async def test_permanent_failures_end_in_failed_without_retry(
-    api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim, case: str, reason: str
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    case: str,
+    reason: str,
 ) -> None:
-    meeting = sim.create_meeting(zoom["id"], passcode="right", auth_required=case.startswith("no zak"))
+    meeting = sim.create_meeting(
+        zoom["id"], passcode="right", auth_required=case.startswith("no zak")
+    )
     number = meeting["number"]
     body = spec(number, meeting={"number": number, "passcode": "right"})
     scripted = True
@@ -60,11 +87,17 @@ async def test_permanent_failures_end_in_failed_without_retry(
     elif case in ("zoom user unknown to zoom", "pending zoom user"):
         email = "ghost@bots.example.com"
         if case == "pending zoom user":
-            email = sim.add_user(zoom["id"], email="new@bots.example.com", status="pending")["email"]
+            email = sim.add_user(zoom["id"], email="new@bots.example.com", status="pending")[
+                "email"
+            ]
         custom = client.CustomObjectsApi(api_client)
         users = {"spec": {"users": [zoom["users"][0]["email"], email]}}
-        custom.patch_namespaced_custom_object("meetingbot.dev", "v1alpha1", namespace, "zoomaccounts", "main", users)
-        await asyncio.to_thread(wait_for, lambda: account_ready(api_client, namespace)["observedGeneration"] == 2, 20)
+        custom.patch_namespaced_custom_object(
+            "meetingbot.dev", "v1alpha1", namespace, "zoomaccounts", "main", users
+        )
+        await asyncio.to_thread(
+            wait_for, lambda: account_ready(api_client, namespace)["observedGeneration"] == 2, 20
+        )
         body["user"] = email
         scripted = False
     elif case == "user not in the account":
@@ -90,13 +123,22 @@ async def test_permanent_failures_end_in_failed_without_retry(
     assert bots.status("failing")["attempts"] == status["attempts"]
 
 
-async def test_transient_failure_then_success_with_a_fresh_zak(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+async def test_transient_failure_then_success_with_a_fresh_zak(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
     bots.apply("phoenix", spec(number))
     bot = ScriptedBot(api_client, namespace, "phoenix", zoomsim.url)
     assert await bot.run(1, ending="crash") == "BotCrashed"
     first = bot.config
-    retrying = await asyncio.to_thread(bots.wait_phase, "phoenix", "Pending", "Starting", timeout=30)
+    retrying = await asyncio.to_thread(
+        bots.wait_phase, "phoenix", "Pending", "Starting", timeout=30
+    )
     assert retrying["reason"] in ("BotCrashed", None)
     run = asyncio.create_task(bot.run(2))
     await asyncio.to_thread(bots.wait_phase, "phoenix", "InMeeting", timeout=30)
@@ -112,7 +154,14 @@ async def test_transient_failure_then_success_with_a_fresh_zak(api_client: clien
     assert sorted(p.metadata.name for p in bots.pods("phoenix")) == ["phoenix-1", "phoenix-2"]
 
 
-async def test_retries_stop_at_the_limit(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+async def test_retries_stop_at_the_limit(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
     bots.apply("fragile", spec(number, retry={"limit": 1}))
     bot = ScriptedBot(api_client, namespace, "fragile", zoomsim.url)
@@ -122,11 +171,18 @@ async def test_retries_stop_at_the_limit(api_client: client.ApiClient, namespace
     assert (status["reason"], status["attempts"]) == ("BotCrashed", 2)
 
 
-async def test_zoom_outage_delays_then_recovers(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin) -> None:
+async def test_zoom_outage_delays_then_recovers(
+    api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin
+) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
     sim.set_faults(outage=True)
     bots.apply("patient", spec(number))
-    status = await asyncio.to_thread(wait_for, lambda: (s := bots.status("patient")).get("reason") == "ZoomUnavailable" and s, 60, what="ZoomUnavailable")
+    status = await asyncio.to_thread(
+        wait_for,
+        lambda: (s := bots.status("patient")).get("reason") == "ZoomUnavailable" and s,
+        60,
+        what="ZoomUnavailable",
+    )
     assert status["phase"] == "Pending"
     assert status["attempts"] == 0
     assert bots.pods("patient") == []
@@ -139,7 +195,14 @@ async def test_zoom_outage_delays_then_recovers(api_client: client.ApiClient, na
     assert bots.status("patient")["attempts"] == 1
 
 
-async def test_429_storm_from_another_app_loses_no_bot(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+async def test_429_storm_from_another_app_loses_no_bot(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+) -> None:
     """Another app of the same account spends the account's ZAK budget while 30 bots start."""
     number = sim.create_meeting(zoom["id"])["number"]
     sim.set_faults(rate_limit_headers="sometimes", retry_after_format="iso")
@@ -164,7 +227,9 @@ async def test_429_storm_from_another_app_loses_no_bot(api_client: client.ApiCli
         assert [p.metadata.name for p in bots.pods(f"storm-{i}")] == [f"storm-{i}-1"]
 
 
-async def test_join_at_in_the_future_waits(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin) -> None:
+async def test_join_at_in_the_future_waits(
+    api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin
+) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
     join_at = time.time() + 10  # the test operator starts bots 2 s before joinAt
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(join_at))
@@ -176,7 +241,14 @@ async def test_join_at_in_the_future_waits(api_client: client.ApiClient, namespa
     assert time.time() >= join_at - 2 - 1.5
 
 
-async def test_deleting_a_bot_mid_meeting_makes_it_leave(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+async def test_deleting_a_bot_mid_meeting_makes_it_leave(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
     bots.apply("goner", spec(number))
     run = asyncio.create_task(ScriptedBot(api_client, namespace, "goner", zoomsim.url).run())
@@ -189,15 +261,29 @@ async def test_deleting_a_bot_mid_meeting_makes_it_leave(api_client: client.ApiC
 
     def children_gone() -> bool:
         pods = core.list_namespaced_pod(namespace, label_selector="meetingbot.dev/bot=goner").items
-        secrets = [s for s in core.list_namespaced_secret(namespace).items if s.metadata.name == "goner-join"]
+        secrets = [
+            s
+            for s in core.list_namespaced_secret(namespace).items
+            if s.metadata.name == "goner-join"
+        ]
         return not pods and not secrets
 
     await asyncio.to_thread(wait_for, children_gone, 60, what="pod and Secret garbage-collected")
 
 
-async def test_ttl_after_finished_deletes_the_bot(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+async def test_ttl_after_finished_deletes_the_bot(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+) -> None:
     number = sim.create_meeting(zoom["id"], passcode="x")["number"]
-    bots.apply("brief", spec(number, ttlSecondsAfterFinished=2, meeting={"number": number, "passcode": "nope"}))
+    bots.apply(
+        "brief",
+        spec(number, ttlSecondsAfterFinished=2, meeting={"number": number, "passcode": "nope"}),
+    )
     await ScriptedBot(api_client, namespace, "brief", zoomsim.url).run()
 
     def gone() -> bool:
@@ -210,16 +296,44 @@ async def test_ttl_after_finished_deletes_the_bot(api_client: client.ApiClient, 
     await asyncio.to_thread(wait_for, gone, 30, what="MeetingBot deleted after its TTL")
 
 
-async def test_passcode_from_a_secret(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+async def test_passcode_from_a_secret(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+) -> None:
     number = sim.create_meeting(zoom["id"], passcode="from-secret")["number"]
-    bots.apply("secretive", spec(number, meeting={"number": number, "passcodeSecretRef": {"name": "pw", "key": "passcode"}}))
-    status = await asyncio.to_thread(wait_for, lambda: (s := bots.status("secretive")).get("reason") == "SecretNotFound" and s, 30, what="SecretNotFound")
+    bots.apply(
+        "secretive",
+        spec(
+            number,
+            meeting={"number": number, "passcodeSecretRef": {"name": "pw", "key": "passcode"}},
+        ),
+    )
+    status = await asyncio.to_thread(
+        wait_for,
+        lambda: (s := bots.status("secretive")).get("reason") == "SecretNotFound" and s,
+        30,
+        what="SecretNotFound",
+    )
     assert "'pw'" in status["message"]
-    client.CoreV1Api(api_client).create_namespaced_secret(namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="pw"), string_data={"passcode": "from-secret"}))
+    client.CoreV1Api(api_client).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="pw"), string_data={"passcode": "from-secret"}
+        ),
+    )
     bot = ScriptedBot(api_client, namespace, "secretive", zoomsim.url)
     run = asyncio.create_task(bot.run())
     await asyncio.to_thread(bots.wait_phase, "secretive", "InMeeting", timeout=60)
     sim.end_meeting(number)
     await run
     secret = client.CoreV1Api(api_client).read_namespaced_secret("secretive-join", namespace)
-    assert JoinConfig.model_validate_json(base64.b64decode(secret.data["join.json"])).meeting.passcode.get_secret_value() == "from-secret"
+    assert (
+        JoinConfig.model_validate_json(
+            base64.b64decode(secret.data["join.json"])
+        ).meeting.passcode.get_secret_value()
+        == "from-secret"
+    )

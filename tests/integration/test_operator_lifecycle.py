@@ -10,26 +10,50 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-
-from meetingbot_operator.contract import JoinConfig
 from tests.cluster import cluster
-from tests.integration.operator_fixtures import Bots, OperatorProcess, account_ready, wait_for, zoom_account
+from tests.integration.operator_fixtures import (
+    Bots,
+    OperatorProcess,
+    account_ready,
+    wait_for,
+    zoom_account,
+)
 from tests.integration.scripted_bot import ScriptedBot
 from tests.zoomsim import SimAdmin, ZoomSim
 
+from meetingbot_operator.contract import JoinConfig
+
 
 @pytest.fixture
-def zoom(api_client: client.ApiClient, namespace: str, sim: SimAdmin, zoomsim: ZoomSim, operator: OperatorProcess) -> dict[str, Any]:
+def zoom(
+    api_client: client.ApiClient,
+    namespace: str,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    operator: OperatorProcess,
+) -> dict[str, Any]:
     account = zoom_account(api_client, namespace, sim, zoomsim.url)
     assert account_ready(api_client, namespace)["status"] == "True"
     return account
 
 
 def spec(number: str, **extra: Any) -> dict[str, Any]:
-    return {"accountRef": {"name": "main"}, "meeting": {"number": number}, "displayName": "Notetaker", **extra}
+    return {
+        "accountRef": {"name": "main"},
+        "meeting": {"number": number},
+        "displayName": "Notetaker",
+        **extra,
+    }
 
 
-async def test_happy_path_to_succeeded(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+async def test_happy_path_to_succeeded(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+) -> None:
     number = sim.create_meeting(zoom["id"], passcode="pw-1", auth_required=True)["number"]
     bots.apply("notetaker", spec(number, meeting={"number": number, "passcode": "pw-1"}))
 
@@ -41,7 +65,14 @@ async def test_happy_path_to_succeeded(api_client: client.ApiClient, namespace: 
     assert status["podName"] == "notetaker-1"
     assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
     # kubectl wait works on the phase, as the README says.
-    waited = cluster.kubectl("-n", namespace, "wait", "--for=jsonpath={.status.phase}=InMeeting", "mb/notetaker", "--timeout=10s")
+    waited = cluster.kubectl(
+        "-n",
+        namespace,
+        "wait",
+        "--for=jsonpath={.status.phase}=InMeeting",
+        "mb/notetaker",
+        "--timeout=10s",
+    )
     assert "condition met" in waited.stdout
 
     (person,) = sim.participants(number, "in_meeting")
@@ -59,25 +90,45 @@ async def test_happy_path_to_succeeded(api_client: client.ApiClient, namespace: 
 
     header, row = cluster.kubectl("-n", namespace, "get", "mb").stdout.splitlines()
     assert header.split() == ["NAME", "PHASE", "REASON", "MEETING", "USER", "AGE"]
-    assert row.split()[:5] == ["notetaker", "Succeeded", "MeetingEnded", number, zoom["users"][0]["email"]]
+    assert row.split()[:5] == [
+        "notetaker",
+        "Succeeded",
+        "MeetingEnded",
+        number,
+        zoom["users"][0]["email"],
+    ]
 
     def reasons() -> list[str]:
-        events = client.CoreV1Api(api_client).list_namespaced_event(namespace, field_selector="involvedObject.name=notetaker")
+        events = client.CoreV1Api(api_client).list_namespaced_event(
+            namespace, field_selector="involvedObject.name=notetaker"
+        )
         return [e.reason for e in events.items]
 
     expected = {"Starting", "Joining", "InMeeting", "MeetingEnded"}
     await asyncio.to_thread(wait_for, lambda: expected <= set(reasons()), 10, what="events")
 
 
-async def test_children_are_owned_and_locked_down(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin) -> None:
+async def test_children_are_owned_and_locked_down(
+    api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin
+) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    created = bots.apply("locked", spec(number, podTemplate={"nodeSelector": {"type": "kwok"}, "annotations": {"team": "notes"}}))
+    created = bots.apply(
+        "locked",
+        spec(
+            number, podTemplate={"nodeSelector": {"type": "kwok"}, "annotations": {"team": "notes"}}
+        ),
+    )
     core = client.CoreV1Api(api_client)
     pod = await asyncio.to_thread(wait_for, lambda: next(iter(bots.pods("locked")), None), 30)
     secret = core.read_namespaced_secret("locked-join", namespace)
     for child in (pod, secret):
         (owner,) = child.metadata.owner_references
-        assert (owner.kind, owner.name, owner.uid, owner.controller) == ("MeetingBot", "locked", created["metadata"]["uid"], True)
+        assert (owner.kind, owner.name, owner.uid, owner.controller) == (
+            "MeetingBot",
+            "locked",
+            created["metadata"]["uid"],
+            True,
+        )
     assert pod.metadata.name == "locked-1"
     assert pod.metadata.annotations["team"] == "notes"
     spec_ = pod.spec
@@ -102,7 +153,14 @@ async def test_children_are_owned_and_locked_down(api_client: client.ApiClient, 
     assert zoom["sdk_secret"] not in json.dumps(raw)
 
 
-async def test_waiting_room_then_admitted(api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim) -> None:
+async def test_waiting_room_then_admitted(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+) -> None:
     number = sim.create_meeting(zoom["id"], waiting_room=True)["number"]
     bots.apply("patient", spec(number))
     run = asyncio.create_task(ScriptedBot(api_client, namespace, "patient", zoomsim.url).run())
@@ -111,4 +169,6 @@ async def test_waiting_room_then_admitted(api_client: client.ApiClient, namespac
     await asyncio.to_thread(bots.wait_phase, "patient", "InMeeting")
     sim.end_meeting(number)
     await run
-    assert (await asyncio.to_thread(bots.wait_phase, "patient", "Succeeded"))["reason"] == "MeetingEnded"
+    assert (await asyncio.to_thread(bots.wait_phase, "patient", "Succeeded"))[
+        "reason"
+    ] == "MeetingEnded"

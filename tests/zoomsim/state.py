@@ -217,7 +217,7 @@ class World:
             client_secret=fields.pop("client_secret", None) or secrets.token_urlsafe(24),
             sdk_key=fields.pop("sdk_key", None) or secrets.token_hex(10),
             sdk_secret=fields.pop("sdk_secret", None) or secrets.token_urlsafe(24),
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()},  # type: ignore[arg-type]
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()},
         )
         self.accounts[account.id] = account
         return account

@@ -1,0 +1,219 @@
+"""Bad input is refused at apply time by the CRD schema and CEL rules, with messages a user
+can act on; bad credentials show on the ZoomAccount and the bots that use it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from tests.cluster import cluster
+from tests.integration.operator_fixtures import (
+    Bots,
+    OperatorProcess,
+    account_ready,
+    install_crds,
+    wait_for,
+    zoom_account,
+)
+from tests.zoomsim import SimAdmin, ZoomSim
+
+VALID: dict[str, Any] = {
+    "accountRef": {"name": "main"},
+    "meeting": {"number": "12345678901"},
+    "displayName": "Bot",
+}
+
+
+def apply(
+    namespace: str, spec: dict[str, Any], name: str = "bad"
+) -> subprocess.CompletedProcess[str]:
+    manifest = {
+        "apiVersion": "meetingbot.dev/v1alpha1",
+        "kind": "MeetingBot",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    return subprocess.run(
+        [
+            str(cluster.Binaries.in_cache().kubectl),
+            "--kubeconfig",
+            str(cluster.kubeconfig_path()),
+            "-n",
+            namespace,
+            "apply",
+            "-f",
+            "-",
+        ],
+        input=yaml.safe_dump(manifest),
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def crds(kubeconfig: Any) -> None:
+    install_crds()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"meeting": {"number": "12345678901", "joinUrl": "https://zoom.us/j/12345678901"}},
+            "set exactly one of number or joinUrl",
+        ),
+        ({"meeting": {}}, "set exactly one of number or joinUrl"),
+        ({"meeting": {"number": "12-34"}}, 'spec.meeting.number: Invalid value: "12-34"'),
+        (
+            {"meeting": {"joinUrl": "https://evil.example.com/j/12345678901"}},
+            "spec.meeting.joinUrl: Invalid value",
+        ),
+        (
+            {
+                "meeting": {
+                    "number": "12345678901",
+                    "passcode": "a",
+                    "passcodeSecretRef": {"name": "s", "key": "k"},
+                }
+            },
+            "set at most one passcode source",
+        ),
+        ({"auth": "obf"}, "auth obf needs obf.userTokenSecretRef"),
+        ({"auth": "password"}, 'spec.auth: Unsupported value: "password"'),
+        ({"auth": "none", "user": "a@b.c"}, "user applies only to auth zak"),
+        ({"joinAt": "tomorrow at noon"}, "spec.joinAt"),
+        (
+            {"leave": {"maxDurationSeconds": 0}},
+            "maxDurationSeconds in body should be greater than or equal to 60",
+        ),
+        ({"leave": {"waitingRoomTimeoutSeconds": -5}}, "should be greater than or equal to 0"),
+        ({"retry": {"limit": 50}}, "should be less than or equal to 10"),
+        ({"ttlSecondsAfterFinished": -1}, "should be greater than or equal to 0"),
+        ({"displayName": ""}, "spec.displayName"),
+        ({"accountRef": None}, "spec.accountRef: Required value"),
+    ],
+)
+def test_invalid_specs_are_refused_with_a_readable_message(
+    crds: None, namespace: str, change: dict[str, Any], message: str
+) -> None:
+    spec = {**VALID, **change}
+    spec = {k: v for k, v in spec.items() if v is not None}
+    result = apply(namespace, spec)
+    assert result.returncode != 0, f"accepted: {spec}"
+    assert message in result.stderr, result.stderr
+
+
+def test_a_valid_spec_is_accepted_with_defaults(
+    crds: None, namespace: str, api_client: client.ApiClient
+) -> None:
+    result = apply(
+        namespace,
+        {**VALID, "meeting": {"joinUrl": "https://us02web.zoom.us/j/12345678901?pwd=abc"}},
+        name="good",
+    )
+    assert result.returncode == 0, result.stderr
+    body = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        "meetingbot.dev", "v1alpha1", namespace, "meetingbots", "good"
+    )
+    assert body["spec"]["auth"] == "zak"
+    assert body["spec"]["leave"] == {
+        "waitingRoomTimeoutSeconds": 900,
+        "noOneJoinedTimeoutSeconds": 900,
+        "everyoneLeftTimeoutSeconds": 60,
+        "maxDurationSeconds": 14400,
+    }
+    assert body["spec"]["retry"] == {"limit": 2}
+
+
+def test_meeting_and_identity_are_immutable(crds: None, namespace: str) -> None:
+    assert apply(namespace, VALID, name="fixed").returncode == 0
+    changed = apply(namespace, {**VALID, "meeting": {"number": "98765432109"}}, name="fixed")
+    assert changed.returncode != 0
+    assert "meeting is immutable; create a new MeetingBot" in changed.stderr
+    renamed = apply(namespace, {**VALID, "displayName": "Other"}, name="fixed")
+    assert "displayName is immutable" in renamed.stderr
+    # Mutable fields can change.
+    assert apply(namespace, {**VALID, "ttlSecondsAfterFinished": 60}, name="fixed").returncode == 0
+
+
+async def test_missing_and_wrong_credentials_give_clear_conditions(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    operator: OperatorProcess,
+) -> None:
+    zoom = zoom_account(api_client, namespace, sim, zoomsim.url)
+    account_ready(api_client, namespace)
+    core = client.CoreV1Api(api_client)
+    core.delete_namespaced_secret("main-api", namespace)
+    custom = client.CustomObjectsApi(api_client)
+    custom.patch_namespaced_custom_object(
+        "meetingbot.dev",
+        "v1alpha1",
+        namespace,
+        "zoomaccounts",
+        "main",
+        {"spec": {"plan": "business"}},
+    )
+
+    def ready_reason() -> tuple[str, str, str]:
+        ready = account_ready(api_client, namespace)
+        return ready["status"], ready["reason"], ready["message"]
+
+    status, _reason, message = await asyncio.to_thread(
+        wait_for,
+        lambda: (r := ready_reason())[1] == "SecretNotFound" and r,
+        30,
+        what="SecretNotFound",
+    )
+    assert status == "False"
+    assert message == "Secret 'main-api' not found"
+
+    bots.apply(
+        "waiting", {**VALID, "meeting": {"number": sim.create_meeting(zoom["id"])["number"]}}
+    )
+    bot = await asyncio.to_thread(
+        wait_for,
+        lambda: (s := bots.status("waiting")).get("reason") == "SecretNotFound" and s,
+        30,
+        what="bot waits",
+    )
+    assert bot["phase"] == "Pending"
+    assert "ZoomAccount not ready" in bot["message"]
+
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="main-api"),
+            string_data={
+                "accountId": zoom["id"],
+                "clientId": zoom["client_id"],
+                "clientSecret": "wrong",
+            },
+        ),
+    )
+    status, _, message = await asyncio.to_thread(
+        wait_for,
+        lambda: (r := ready_reason())[1] == "ZoomCredentialsInvalid" and r,
+        45,
+        what="ZoomCredentialsInvalid",
+    )
+    assert "Invalid client_id or client_secret" in message
+    assert "wrong" not in message
+
+    core.patch_namespaced_secret(
+        "main-api", namespace, {"stringData": {"clientSecret": zoom["client_secret"]}}
+    )
+    await asyncio.to_thread(
+        wait_for, lambda: ready_reason()[0] == "True", 45, what="Ready after the fix"
+    )
+    await asyncio.to_thread(
+        wait_for, lambda: bots.pods("waiting"), 45, what="the waiting bot starts"
+    )
