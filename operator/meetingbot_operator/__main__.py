@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import kopf
+import uvloop
 
 from meetingbot_operator import logs
 from meetingbot_operator.settings import Settings
@@ -12,6 +15,9 @@ def main() -> None:
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
     import meetingbot_operator.handlers  # noqa: F401 - registers the handlers
+
+    # uvloop: a faster event loop, measurably so in bursts of watch events.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
     kopf.run(
         standalone=True,  # one active replica: the chart runs one pod with the Recreate strategy

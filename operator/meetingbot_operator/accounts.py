@@ -26,6 +26,7 @@ from meetingbot_operator.reconcile import AccountState
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import (
     ApiCredentials,
+    Category,
     Endpoints,
     Plan,
     SdkCredentials,
@@ -161,9 +162,16 @@ class AccountService:
             if spec.endpoints
             else Endpoints.for_cloud(Cloud(spec.cloud.value))
         )
-        material = "\0".join(
-            [*sdk.values(), *api.values(), endpoints.oauth_url, endpoints.api_url, spec.plan]
-        )
+        limits = spec.rate_limits.model_dump_json() if spec.rate_limits else ""
+        parts = [
+            *sdk.values(),
+            *api.values(),
+            endpoints.oauth_url,
+            endpoints.api_url,
+            spec.plan,
+            limits,
+        ]
+        material = "\0".join(parts)
         fingerprint = hashlib.sha256(material.encode()).hexdigest()
         if entry.client is not None and fingerprint == entry.fingerprint:
             return
@@ -183,6 +191,11 @@ class AccountService:
             ),
             max_attempts=self.settings.zoom_max_attempts,
             observer=self._observe,
+            rate_limits=(
+                {Category.LIGHT: spec.rate_limits.light_per_second}
+                if spec.rate_limits and spec.rate_limits.light_per_second
+                else None
+            ),
         )
         entry.fingerprint = fingerprint
 

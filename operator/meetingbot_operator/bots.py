@@ -50,6 +50,7 @@ from meetingbot_operator.reconcile import (
     Timing,
     after_start_failure,
     decide,
+    pod_name,
     started,
 )
 from meetingbot_operator.reports import Outcome, ReportTokens, report_path
@@ -112,11 +113,13 @@ class BotService:
                 memory.timer.cancel()
             return
         memory = self.memory.setdefault(key, BotMemory())
-        if memory.body is not None and body["metadata"].get("uid") != memory.body["metadata"].get(
-            "uid"
-        ):
+        current = memory.body
+        if current is not None and body["metadata"].get("uid") != current["metadata"].get("uid"):
             self.memory[key] = memory = BotMemory()  # deleted and re-created with the same name
-        if not _older(body, memory.body):
+            current = None
+        if current is not None and _same_version(body, current):
+            return  # the echo of our own status patch: already known
+        if not _older(body, current):
             memory.body = body
         self.trigger(key)
 
@@ -128,7 +131,10 @@ class BotService:
             return
         key = (meta["namespace"], bot)
         memory = self.memory.setdefault(key, BotMemory())
-        memory.pods[int(attempt)] = parse_pod(body, deleted=event_type == "DELETED")
+        observation = parse_pod(body, deleted=event_type == "DELETED")
+        if memory.pods.get(observation.attempt) == observation:
+            return  # nothing the decisions look at has changed (conditions, IPs, ...)
+        memory.pods[observation.attempt] = observation
         self.trigger(key)
 
     def observe_report(self, namespace: str, name: str, report: BotReport) -> Outcome:
@@ -302,6 +308,11 @@ class BotService:
         created = await self.kube.create_pod(
             children.bot_pod(meta, action.attempt, bot.spec, self.settings)
         )
+        # The pod exists now; its watch event may lag behind under load. Until it arrives, this
+        # stands for it, so a busy operator does not take the pod for lost.
+        memory.pods.setdefault(
+            action.attempt, PodObservation(pod_name(meta.name, action.attempt), action.attempt)
+        )
         if created and action.attempt == 1 and memory.body is not None:
             metrics.APPLY_TO_POD.observe(
                 (datetime.now(UTC) - _created(memory.body)).total_seconds()
@@ -426,6 +437,11 @@ def _meta(body: dict[str, Any]) -> Meta:
 
 def _created(body: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(body["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+
+
+def _same_version(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    version = a["metadata"].get("resourceVersion")
+    return bool(version) and version == b["metadata"].get("resourceVersion")
 
 
 def _older(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:

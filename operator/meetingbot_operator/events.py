@@ -20,7 +20,7 @@ from meetingbot_operator.kube import Kube
 log = logging.getLogger(__name__)
 COMPONENT = "meetingbot-operator"
 QUEUE_SIZE = 10000
-WORKERS = 4
+WORKERS = 2  # informational: kept light so a burst of events does not slow the bots
 
 
 class EventRecorder:

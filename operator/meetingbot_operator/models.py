@@ -105,6 +105,14 @@ class ZakSettings(Model):
     )
 
 
+class RateLimits(Model):
+    """Overrides of the plan's limits, for accounts Zoom has given higher ones."""
+
+    light_per_second: int | None = Field(
+        None, alias="lightPerSecond", ge=1, le=10000, description="Light APIs (ZAK, users)."
+    )
+
+
 class ZoomAccountSpec(Model):
     sdk_credentials_secret_ref: LocalObjectRef = Field(
         alias="sdkCredentialsSecretRef",
@@ -123,6 +131,7 @@ class ZoomAccountSpec(Model):
     plan: PlanName = Field(
         PlanName.PRO, description="The account's plan: sets the client-side rate limits."
     )
+    rate_limits: RateLimits | None = Field(None, alias="rateLimits")
     users: list[str] = Field(
         min_length=1,
         max_length=100,

@@ -149,7 +149,7 @@ def pick_user(spec_user: str | None, users: tuple[str, ...], uid: str) -> str | 
 
 def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> Plan:
     old = bot.status
-    status = old.model_copy(deep=True)
+    status = old.model_copy()  # shallow: nothing nested is mutated, conditions are replaced
     status.observed_generation = meta.generation
     phase = old.phase or Phase.PENDING
     plan = Plan(status=status)
@@ -268,13 +268,11 @@ def _follow_attempt(
             report.message or PHASE_MESSAGES[STATE_PHASES[report.state]],
         )
     elif status.phase in (None, Phase.PENDING, Phase.STARTING):
+        # The message changes only for trouble, so routine pod updates write no status.
         waiting = pod.waiting_reason if pod else None
-        _set_phase(
-            status,
-            Phase.STARTING,
-            None,
-            f"pod {name}: {waiting or (pod.phase if pod else 'creating')}",
-        )
+        trouble = waiting not in (None, "ContainerCreating", "PodInitializing")
+        detail = f": {waiting} {pod.waiting_message or ''}".rstrip() if pod and trouble else ""
+        _set_phase(status, Phase.STARTING, None, f"attempt {attempt}: pod {name}{detail}")
 
     # Backstop for maxDuration: the bot enforces it itself; a bot that does not is stopped.
     anchor = status.joined_at or status.started_at
@@ -392,7 +390,7 @@ def after_start_failure(
     timing: Timing,
 ) -> Plan:
     """The plan when an attempt could not start (minting failed, a Secret is missing...)."""
-    status = bot.status.model_copy(deep=True)
+    status = bot.status.model_copy()
     plan = Plan(status=status)
     if reason in ACCOUNT_LEVEL or is_transient(reason):
         delay = ACCOUNT_RECHECK if reason in ACCOUNT_LEVEL else backoff(meta.uid, failures, timing)
@@ -415,7 +413,7 @@ def started(
     now: datetime,
 ) -> MeetingBotStatus:
     """The status once attempt `attempt` has its ZAK: written before the Secret and the Pod."""
-    status = bot.status.model_copy(deep=True)
+    status = bot.status.model_copy()
     status.attempts = attempt
     status.pod_name = pod_name(meta.name, attempt)
     status.zoom_user = user
@@ -424,7 +422,7 @@ def started(
     status.next_attempt_at = None
     status.joined_at = None
     status.left_at = None
-    _set_phase(status, Phase.STARTING, None, f"attempt {attempt}: creating pod {status.pod_name}")
+    _set_phase(status, Phase.STARTING, None, f"attempt {attempt}: pod {status.pod_name}")
     return status
 
 

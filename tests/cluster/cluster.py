@@ -180,6 +180,12 @@ def up(nodes: int = DEFAULT_NODES) -> Path:
     return kubeconfig_path()
 
 
+def scale(nodes: int) -> None:
+    """Set the number of fake kwok nodes (each takes 110 pods)."""
+    _kwokctl(Binaries.in_cache(), "scale", "node", "--replicas", str(nodes))
+    _wait_for_nodes(nodes)
+
+
 def _wait_for_nodes(count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

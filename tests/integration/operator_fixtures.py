@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -70,12 +71,17 @@ class OperatorProcess:
 
     def start(self) -> OperatorProcess:
         log = self.log_path.open("ab")
+        command = [sys.executable, "-m", "meetingbot_operator"]
+        profile = os.environ.get("MEETINGBOT_PROFILE")  # a py-spy output file, for benchmarks
+        if profile:
+            command = ["py-spy", "record", "--format", "raw", "-o", profile, "--", *command]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "meetingbot_operator"],
+            command,
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            start_new_session=True,  # its own process group: stop() leaves nothing behind
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -95,18 +101,27 @@ class OperatorProcess:
         raise TimeoutError(f"operator not healthy within 60s; see {self.log_path}")
 
     def kill(self) -> None:
-        """SIGKILL: no cleanup, as when a node dies."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+        """SIGKILL to the whole process group: no cleanup, as when a node dies."""
+        if self.process:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            self.process.terminate()
+            # py-spy writes its profile on SIGINT; the operator stops on either.
+            profiling = os.environ.get("MEETINGBOT_PROFILE")
+            self.process.send_signal(signal.SIGINT if profiling else signal.SIGTERM)
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+            self.kill()
+
+    def cpu_seconds(self) -> float:
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> float:
         assert self.process is not None
@@ -202,6 +217,7 @@ def zoom_account(
     users: int = 1,
     plan: str = "pro",
     name: str = "main",
+    extra_spec: dict[str, Any] | None = None,
     **account: Any,
 ) -> dict[str, Any]:
     """A simulator account, its two Secrets and a ZoomAccount named `name` in the namespace."""
@@ -244,6 +260,7 @@ def zoom_account(
                 "endpoints": {"oauthUrl": f"{sim_url}/oauth/token", "apiUrl": f"{sim_url}/v2"},
                 "plan": "business" if plan == "business" else "pro",
                 "users": [u["email"] for u in zoom["users"]],
+                **(extra_spec or {}),
             },
         },
     )

@@ -62,12 +62,13 @@ class ZoomClient:
         http: httpx.AsyncClient | None = None,
         max_attempts: int = DEFAULT_ATTEMPTS,
         observer: Callable[[str, float], None] | None = None,
+        rate_limits: dict[Category, int] | None = None,
     ) -> None:
         self._http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
         self._owns_http = http is None
         self.endpoints = endpoints
         self.tokens = TokenProvider(self._http, endpoints.oauth_url, credentials)
-        self.limiter = AccountLimiter(plan)
+        self.limiter = AccountLimiter(plan, rate_limits)
         self.max_attempts = max_attempts
         self._observer = observer  # (endpoint, seconds) of every API response, for metrics
         # Observable counters: rate-limited answers and calls by endpoint, for metrics.

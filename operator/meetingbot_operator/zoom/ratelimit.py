@@ -44,7 +44,7 @@ LIMITS: dict[Plan, dict[Category, tuple[int, float]]] = {
 
 # Pace at this share of the limit, evenly spaced (a bucket of one): Zoom counts per window, and a
 # bucket that allowed a full burst could put more than the limit into one window.
-HEADROOM = 0.9
+HEADROOM = 0.95
 
 
 class CategoryLimiter:
@@ -66,11 +66,11 @@ class CategoryLimiter:
 
 
 class AccountLimiter:
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, overrides: dict[Category, int] | None = None) -> None:
         self.plan = plan
+        limits = {**LIMITS[plan], **{c: (n, 1.0) for c, n in (overrides or {}).items()}}
         self._categories = {
-            category: CategoryLimiter(limit, period)
-            for category, (limit, period) in LIMITS[plan].items()
+            category: CategoryLimiter(limit, period) for category, (limit, period) in limits.items()
         }
 
     def __getitem__(self, category: Category) -> CategoryLimiter:

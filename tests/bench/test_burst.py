@@ -1,0 +1,313 @@
+"""Burst benchmarks (`make bench`): 1000 MeetingBots applied at once, pods on kwok nodes.
+
+1. Operator, simulator without rate limits: time until every bot has its Secret and Pod,
+   against a baseline that creates the same 1000 Secrets and Pods directly with the same
+   client library (kubernetes_asyncio) in the same run.
+2. Operator, simulator with Pro limits (30 ZAKs/s): time against 1000 / 30 s, and the 429s.
+Also: Zoom calls per bot, operator peak RSS and CPU seconds. Prints a table, writes JSON to
+bench-results/burst.json. Timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes_asyncio import client as aclient
+from kubernetes_asyncio import config as aconfig
+from kubernetes_asyncio import watch
+
+from meetingbot_operator.children import bot_pod, join_secret
+from meetingbot_operator.contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget
+from meetingbot_operator.models import MeetingBotSpec
+from meetingbot_operator.reconcile import Meta
+from meetingbot_operator.settings import Settings
+from tests.cluster import cluster
+from tests.integration.operator_fixtures import (
+    OperatorProcess,
+    account_ready,
+    install_crds,
+    zoom_account,
+)
+from tests.zoomsim import SimAdmin, ZoomSim
+
+BOTS = int(os.environ.get("BENCH_BOTS", "1000"))
+CONCURRENCY = 50
+RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
+
+
+def progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+async def bounded(jobs: list[Callable[[], Awaitable[Any]]], limit: int = CONCURRENCY) -> None:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(job: Callable[[], Awaitable[Any]]) -> None:
+        async with gate:
+            await job()
+
+    await asyncio.gather(*(one(j) for j in jobs))
+
+
+async def api() -> aclient.ApiClient:
+    await aconfig.load_kube_config(config_file=str(cluster.kubeconfig_path()))
+    return aclient.ApiClient()
+
+
+def new_namespace(core: client.CoreV1Api) -> str:
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    return name
+
+
+async def watch_pods(namespace: str, count: int) -> float:
+    """time.monotonic() when the `count`-th bot pod appeared (a watch: no polling load)."""
+    async with await api() as a:
+        core = aclient.CoreV1Api(a)
+        seen: set[str] = set()
+        stream = watch.Watch()
+        async for event in stream.stream(
+            core.list_namespaced_pod,
+            namespace,
+            label_selector="meetingbot.dev/bot",
+            timeout_seconds=600,
+        ):
+            seen.add(event["object"].metadata.name)
+            if len(seen) % 100 == 0 and event["type"] == "ADDED":
+                progress(f"  {len(seen)}/{count} bot pods")
+            if len(seen) >= count:
+                stream.stop()
+                return time.monotonic()
+        raise TimeoutError(f"only {len(seen)} pods")
+
+
+def count_secrets(core: client.CoreV1Api, namespace: str) -> int:
+    return len(core.list_namespaced_secret(namespace, label_selector="meetingbot.dev/bot").items)
+
+
+def delete_namespace(core: client.CoreV1Api, namespace: str) -> None:
+    """Delete and wait until gone, so the next measurement starts on a quiet cluster."""
+    progress(f"deleting {namespace}")
+    core.delete_namespace(namespace)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if not [n for n in core.list_namespace().items if n.metadata.name == namespace]:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"namespace {namespace} still there")
+
+
+async def apply_bots(namespace: str, number: str) -> float:
+    async with await api() as a:
+        custom = aclient.CustomObjectsApi(a)
+        spec = {
+            "accountRef": {"name": "main"},
+            "meeting": {"number": number},
+            "displayName": "Bench",
+        }
+
+        def job(i: int) -> Callable[[], Awaitable[Any]]:
+            body = {
+                "apiVersion": "meetingbot.dev/v1alpha1",
+                "kind": "MeetingBot",
+                "metadata": {"name": f"b{i:04d}"},
+                "spec": spec,
+            }
+            return lambda: custom.create_namespaced_custom_object(
+                "meetingbot.dev", "v1alpha1", namespace, "meetingbots", body
+            )
+
+        started = time.monotonic()
+        await bounded([job(i) for i in range(BOTS)])
+        return started
+
+
+async def baseline(namespace: str) -> float:
+    """The same Secrets and Pods the operator makes, created directly."""
+    settings = Settings(bot_image="example.invalid/meetingbot-bot:bench")
+    spec = MeetingBotSpec.model_validate(
+        {
+            "accountRef": {"name": "main"},
+            "meeting": {"number": "12345678901"},
+            "displayName": "Bench",
+        }
+    )
+    async with await api() as a:
+        core = aclient.CoreV1Api(a)
+        owner = await core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
+
+        def job(i: int) -> Callable[[], Awaitable[Any]]:
+            meta = Meta(name=f"b{i:04d}", namespace=namespace, uid=owner.metadata.uid, generation=1)
+            config = JoinConfig(
+                bot=BotIdentity(namespace=namespace, name=meta.name, uid=meta.uid, attempt=1),
+                meeting=MeetingInfo(number="12345678901"),
+                display_name="Bench",
+                auth="zak",
+                sdk_key="k",
+                signature=__import__("pydantic").SecretStr("s" * 200),
+                zak=__import__("pydantic").SecretStr("z" * 300),
+                report=ReportTarget(
+                    url="http://op/report", token=__import__("pydantic").SecretStr("t" * 64)
+                ),
+            )
+            secret = join_secret(meta, 1, config)
+            pod = bot_pod(meta, 1, spec, settings)
+            for body in (secret, pod):
+                body["metadata"]["ownerReferences"] = [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "name": "owner",
+                        "uid": owner.metadata.uid,
+                    }
+                ]
+
+            async def create() -> None:
+                await core.create_namespaced_secret(namespace, secret)
+                await core.create_namespaced_pod(namespace, pod)
+
+            return create
+
+        watcher = asyncio.create_task(watch_pods(namespace, BOTS))
+        await asyncio.sleep(0.5)  # the watch is established
+        started = time.monotonic()
+        await bounded([job(i) for i in range(BOTS)], limit=64)
+        return await watcher - started
+
+
+@pytest.fixture(scope="module")
+def bench_env(
+    kubeconfig: Path, zoomsim: ZoomSim, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[client.ApiClient, SimAdmin, ZoomSim]]:
+    install_crds()
+    cluster.scale(max(3, BOTS // 100 + 3))  # kwok nodes take 110 pods each
+    api_client = client.ApiClient(client.Configuration())
+    from kubernetes import config
+
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    yield api_client, SimAdmin(zoomsim.url), zoomsim
+    core = client.CoreV1Api(api_client)
+    for ns in core.list_namespace().items:
+        if ns.metadata.name.startswith("bench-"):
+            core.delete_namespace(ns.metadata.name)
+
+
+def run_operator_burst(
+    bench_env: tuple[client.ApiClient, SimAdmin, ZoomSim],
+    tmp: Path,
+    *,
+    sim_plan: str,
+    extra_spec: dict[str, Any] | None,
+) -> dict[str, Any]:
+    api_client, sim, zoomsim = bench_env
+    core = client.CoreV1Api(api_client)
+    namespace = new_namespace(core)
+    operator = OperatorProcess(
+        cluster.kubeconfig_path(),
+        tmp / f"operator-{sim_plan}.log",
+        log_level=os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+    ).start()
+    try:
+        zoom = zoom_account(
+            api_client, namespace, sim, zoomsim.url, plan=sim_plan, users=5, extra_spec=extra_spec
+        )
+        account_ready(api_client, namespace)
+        number = sim.create_meeting(zoom["id"])["number"]
+        before = sim.calls()
+        progress(f"applying {BOTS} MeetingBots (simulator plan: {sim_plan})")
+
+        async def go() -> tuple[float, float]:
+            watcher = asyncio.create_task(watch_pods(namespace, BOTS))
+            await asyncio.sleep(0.5)
+            started = await apply_bots(namespace, number)
+            applied = time.monotonic() - started
+            return applied, await watcher - started
+
+        applied, seconds = asyncio.run(go())
+        secrets = count_secrets(core, namespace)
+        assert secrets == BOTS, f"{secrets} join Secrets for {BOTS} bots"
+        after = sim.calls()
+        delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if k.startswith(zoom["id"])}
+        zoom_calls = sum(
+            v for k, v in delta.items() if not k.endswith(":429") and not k.endswith(":failed")
+        )
+        return {
+            "seconds": round(seconds, 2),
+            "apply_seconds": round(applied, 2),
+            "zoom_calls_per_bot": round(zoom_calls / BOTS, 3),
+            "zak_calls": delta.get(f"{zoom['id']}:zak", 0),
+            "oauth_calls": delta.get(f"{zoom['id']}:oauth", 0),
+            "http_429": delta.get(f"{zoom['id']}:429", 0),
+            "operator_peak_rss_mb": round(operator.peak_rss_mb(), 1),
+            "operator_cpu_seconds": round(operator.cpu_seconds(), 1),
+        }
+    finally:
+        operator.stop()
+        delete_namespace(core, namespace)
+
+
+def test_burst(bench_env: tuple[client.ApiClient, SimAdmin, ZoomSim], tmp_path: Path) -> None:
+    api_client, _, _ = bench_env
+    results: dict[str, Any] = {"bots": BOTS}
+    progress(f"baseline: {BOTS} Secrets and Pods created directly")
+    core = client.CoreV1Api(api_client)
+    ns = new_namespace(core)
+    results["baseline_seconds"] = round(asyncio.run(baseline(ns)), 2)
+    assert count_secrets(core, ns) == BOTS
+    delete_namespace(core, ns)
+    results["unlimited"] = run_operator_burst(
+        bench_env,
+        tmp_path,
+        sim_plan="unlimited",
+        extra_spec={"rateLimits": {"lightPerSecond": 10000}},
+    )
+    results["ratio_to_baseline"] = round(
+        results["unlimited"]["seconds"] / results["baseline_seconds"], 2
+    )
+    results["pro"] = run_operator_burst(bench_env, tmp_path, sim_plan="pro", extra_spec=None)
+    results["pro_minimum_seconds"] = round(BOTS / 30, 2)
+    results["pro_ratio_to_minimum"] = round(
+        results["pro"]["seconds"] / results["pro_minimum_seconds"], 2
+    )
+
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "burst.json").write_text(json.dumps(results, indent=2) + "\n")
+    rows = [
+        ("bots", BOTS, ""),
+        ("baseline: direct Secret+Pod creation", f"{results['baseline_seconds']} s", ""),
+        (
+            "operator, Zoom without limits",
+            f"{results['unlimited']['seconds']} s",
+            f"ratio {results['ratio_to_baseline']} (target <= 1.5)",
+        ),
+        (
+            "operator, Zoom Pro limits (30/s)",
+            f"{results['pro']['seconds']} s",
+            f"{results['pro_ratio_to_minimum']} x minimum {results['pro_minimum_seconds']} s (target <= 1.2)",
+        ),
+        ("429s under Pro limits", results["pro"]["http_429"], ""),
+        (
+            "Zoom calls per bot",
+            results["unlimited"]["zoom_calls_per_bot"],
+            f"(oauth {results['unlimited']['oauth_calls']}, zak {results['unlimited']['zak_calls']})",
+        ),
+        (
+            "operator peak RSS",
+            f"{results['unlimited']['operator_peak_rss_mb']} MB",
+            "(target <= 250 MB)",
+        ),
+        ("operator CPU", f"{results['unlimited']['operator_cpu_seconds']} s", "(unlimited run)"),
+    ]
+    print()
+    for name, value, note in rows:
+        print(f"  {name:<40} {value!s:>12}  {note}")
+    print(f"  written to {RESULTS / 'burst.json'}")

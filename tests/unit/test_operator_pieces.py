@@ -1,0 +1,156 @@
+"""Children builders, the CRDs' freshness, redaction, report tokens, settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from meetingbot_operator import crdgen, logs
+from meetingbot_operator.children import bot_pod, join_secret
+from meetingbot_operator.contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget
+from meetingbot_operator.models import MeetingBotSpec, meeting_number
+from meetingbot_operator.reconcile import Meta
+from meetingbot_operator.reports import ReportTokens
+from meetingbot_operator.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+META = Meta(name="bot", namespace="ns", uid="uid-1", generation=1)
+SPEC = MeetingBotSpec.model_validate(
+    {
+        "accountRef": {"name": "main"},
+        "meeting": {"number": "12345678901"},
+        "displayName": "Bot",
+        "podTemplate": {
+            "image": "custom:1",
+            "resources": {"limits": {"memory": "2Gi"}},
+            "tolerations": [{"key": "bots", "operator": "Exists"}],
+            "env": [{"name": "X", "value": "1"}],
+        },
+    }
+)
+
+
+def config() -> JoinConfig:
+    return JoinConfig(
+        bot=BotIdentity(namespace="ns", name="bot", uid="uid-1", attempt=2),
+        meeting=MeetingInfo(number="12345678901", passcode=SecretStr("pw")),
+        display_name="Bot",
+        auth="zak",
+        sdk_key="key",
+        signature=SecretStr("sig.nat.ure"),
+        zak=SecretStr("zak-token-value"),
+        report=ReportTarget(url="http://op/report", token=SecretStr("report-token")),
+    )
+
+
+def test_crds_are_generated_from_the_models() -> None:
+    for name, document in crdgen.definitions().items():
+        assert (ROOT / "crds" / name).read_text() == crdgen.render(document), (
+            f"crds/{name} is stale: run make crds"
+        )
+
+
+def test_crd_schemas_are_structural() -> None:
+    def walk(node: object, path: str) -> None:
+        if isinstance(node, dict):
+            assert "$ref" not in node and "anyOf" not in node and "title" not in node, path
+            assert node.get("additionalProperties") is not False, path
+            if "properties" in node or "items" in node:
+                assert node.get("type") in ("object", "array"), path
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, path)
+
+    for document in crdgen.definitions().values():
+        walk(document["spec"]["versions"][0]["schema"], "schema")
+
+
+def test_the_pod_is_locked_down() -> None:
+    pod = bot_pod(META, 2, SPEC, Settings())
+    assert pod["metadata"]["name"] == "bot-2"
+    assert pod["metadata"]["labels"]["meetingbot.dev/attempt"] == "2"
+    assert pod["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    spec = pod["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = spec["containers"]
+    assert container["image"] == "custom:1"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["resources"]["limits"]["memory"] == "2Gi"
+    assert container["resources"]["requests"]["cpu"] == Settings().bot_cpu_request
+    assert {"name": "X", "value": "1"} in container["env"]
+    assert spec["tolerations"] == [{"key": "bots", "operator": "Exists"}]
+    join = next(v for v in spec["volumes"] if v["name"] == "join")
+    assert join["secret"]["secretName"] == "bot-join"
+
+
+def test_the_secret_holds_the_versioned_document() -> None:
+    secret = join_secret(META, 2, config())
+    document = json.loads(secret["stringData"]["join.json"])
+    assert document["apiVersion"] == "meetingbot.dev/v1"
+    assert document["zak"] == "zak-token-value"
+    assert document["bot"]["attempt"] == 2
+    assert secret["metadata"]["annotations"]["meetingbot.dev/attempt"] == "2"
+    assert JoinConfig.model_validate(document).zak is not None
+    assert "zak-token-value" not in repr(config())
+
+
+def test_meeting_number_from_a_join_link() -> None:
+    spec = MeetingBotSpec.model_validate(
+        {
+            "accountRef": {"name": "a"},
+            "meeting": {"joinUrl": "https://us02web.zoom.us/j/81234567890?pwd=x"},
+            "displayName": "B",
+        }
+    )
+    assert meeting_number(spec.meeting) == "81234567890"
+
+
+def test_redaction(caplog: pytest.LogCaptureFixture) -> None:
+    logs.redact("registered-secret-value")
+    record = logging.makeLogRecord(
+        {
+            "msg": "got %s and Bearer abcdefghijkl and zak=qwertyuiop",
+            "args": ("registered-secret-value",),
+            "extra_field": {"token": "registered-secret-value"},
+        }
+    )
+    logs.RedactingFilter().filter(record)
+    assert record.getMessage() == "got *** and Bearer *** and zak=***"
+    assert record.extra_field == {"token": "***"}
+
+
+def test_report_tokens_bind_bot_and_attempt() -> None:
+    tokens = ReportTokens(SecretStr("key"))
+    token = tokens.token("ns", "bot", "uid", 1).get_secret_value()
+    assert tokens.valid(token, "ns", "bot", "uid", 1)
+    assert not tokens.valid(token, "ns", "bot", "uid", 2)
+    assert not tokens.valid(token, "ns", "other", "uid", 1)
+    assert not ReportTokens(SecretStr("other-key")).valid(token, "ns", "bot", "uid", 1)
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEETINGBOT_NAMESPACES", "team-a, team-b")
+    monkeypatch.setenv("MEETINGBOT_BOT_IMAGE", "registry.example.com/bot:2")
+    settings = Settings()
+    assert settings.namespaces == ["team-a", "team-b"]
+    assert settings.bot_image == "registry.example.com/bot:2"
+
+
+def test_chart_crds_match(tmp_path: Path) -> None:
+    chart_crds = ROOT / "charts" / "meetingbot-operator" / "crds"
+    if not chart_crds.exists():
+        pytest.skip("no chart yet")
+    for name in crdgen.definitions():
+        assert yaml.safe_load((chart_crds / name).read_text()) == yaml.safe_load(
+            (ROOT / "crds" / name).read_text()
+        )

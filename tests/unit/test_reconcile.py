@@ -1,0 +1,340 @@
+"""`reconcile.decide`: every decision the operator makes, without a cluster."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from meetingbot_operator.contract import BotReport, BotResult
+from meetingbot_operator.models import MeetingBot, Phase
+from meetingbot_operator.reconcile import (
+    ActionKind,
+    AccountState,
+    Meta,
+    Observed,
+    PodObservation,
+    Timing,
+    after_start_failure,
+    backoff,
+    decide,
+    pick_user,
+    started,
+)
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+META = Meta(name="bot", namespace="ns", uid="0a1b2c3d-0000", generation=1)
+READY = AccountState(True, "CredentialsVerified", "ok", ("svc@example.com",))
+TIMING = Timing(
+    start_lead=timedelta(seconds=60),
+    retry_base=5,
+    retry_max=300,
+    max_duration_grace=timedelta(seconds=120),
+)
+
+
+def bot(status: dict[str, Any] | None = None, **spec: Any) -> MeetingBot:
+    return MeetingBot.model_validate(
+        {
+            "spec": {
+                "accountRef": {"name": "main"},
+                "meeting": {"number": "12345678901"},
+                "displayName": "Bot",
+                **spec,
+            },
+            "status": status or {},
+        }
+    )
+
+
+def running(attempt: int = 1, phase: str = "Starting", **extra: Any) -> dict[str, Any]:
+    return {
+        "phase": phase,
+        "attempts": attempt,
+        "podName": f"bot-{attempt}",
+        "startedAt": (NOW - timedelta(seconds=30)).isoformat(),
+        **extra,
+    }
+
+
+def observe(**fields: Any) -> Observed:
+    return Observed(now=fields.pop("now", NOW), account=fields.pop("account", READY), **fields)
+
+
+def test_a_new_bot_starts_its_first_attempt() -> None:
+    plan = decide(bot(), META, observe(), TIMING)
+    (action,) = plan.actions
+    assert (action.kind, action.attempt, action.user) == (
+        ActionKind.START_ATTEMPT,
+        1,
+        "svc@example.com",
+    )
+
+
+def test_join_at_in_the_future_is_scheduled_with_the_lead_time() -> None:
+    plan = decide(bot(joinAt=(NOW + timedelta(minutes=10)).isoformat()), META, observe(), TIMING)
+    assert plan.status.phase == Phase.SCHEDULED
+    assert plan.actions == []
+    assert plan.requeue_after == pytest.approx(540)
+    soon = decide(bot(joinAt=(NOW + timedelta(seconds=30)).isoformat()), META, observe(), TIMING)
+    assert soon.actions[0].kind == ActionKind.START_ATTEMPT
+
+
+def test_missing_or_unready_account_waits() -> None:
+    missing = decide(bot(), META, observe(account=None), TIMING)
+    assert (missing.status.phase, missing.status.reason) == (Phase.PENDING, "ZoomAccountNotFound")
+    unready = decide(
+        bot(),
+        META,
+        observe(account=AccountState(False, "ZoomCredentialsInvalid", "bad secret")),
+        TIMING,
+    )
+    assert (unready.status.reason, unready.actions) == ("ZoomCredentialsInvalid", [])
+    assert unready.requeue_after == 30.0
+
+
+def test_a_user_outside_the_account_fails_at_once() -> None:
+    plan = decide(bot(user="other@example.com"), META, observe(), TIMING)
+    assert (plan.status.phase, plan.status.reason) == (Phase.FAILED, "ZoomUserNotInAccount")
+    assert plan.actions == []
+
+
+def test_user_choice_is_stable_per_bot() -> None:
+    users = ("a", "b", "c")
+    assert pick_user(None, users, "0000000f-x") == pick_user(None, users, "0000000f-x")
+    assert pick_user("b", users, "anything") == "b"
+    assert {pick_user(None, users, f"{i:08x}-x") for i in range(30)} == set(users)
+
+
+@pytest.mark.parametrize(
+    ("state", "phase"),
+    [
+        ("Joining", Phase.JOINING),
+        ("WaitingRoom", Phase.WAITING_ROOM),
+        ("InMeeting", Phase.IN_MEETING),
+        ("Leaving", Phase.LEAVING),
+    ],
+)
+def test_reports_set_the_phase(state: str, phase: Phase) -> None:
+    report = BotReport(attempt=1, state=state, joined_at=NOW if state == "InMeeting" else None)
+    plan = decide(
+        bot(running()),
+        META,
+        observe(report=report, pod=PodObservation("bot-1", 1, "Running")),
+        TIMING,
+    )
+    assert plan.status.phase == phase
+    ready = {c.type: c.status for c in plan.status.conditions}["Ready"]
+    assert ready == ("True" if phase == Phase.IN_MEETING else "False")
+    assert any(e.reason == phase.value for e in plan.events)
+
+
+def test_a_report_of_an_earlier_attempt_is_ignored() -> None:
+    plan = decide(
+        bot(running(2)),
+        META,
+        observe(
+            report=BotReport(attempt=1, state="InMeeting"),
+            pod=PodObservation("bot-2", 2, "Running"),
+        ),
+        TIMING,
+    )
+    assert plan.status.phase == Phase.STARTING
+
+
+def test_meeting_ended_succeeds() -> None:
+    report = BotReport(attempt=1, state="Ended", reason="MeetingEnded")
+    plan = decide(bot(running(phase="InMeeting")), META, observe(report=report), TIMING)
+    assert (plan.status.phase, plan.status.reason) == (Phase.SUCCEEDED, "MeetingEnded")
+    assert plan.status.completion_time == NOW
+    assert {c.type: c.status for c in plan.status.conditions}["Complete"] == "True"
+
+
+def test_a_permanent_reason_fails_without_retry() -> None:
+    report = BotReport(attempt=1, state="Ended", reason="WrongPasscode", message="3004")
+    plan = decide(bot(running(phase="Joining")), META, observe(report=report), TIMING)
+    assert (plan.status.phase, plan.status.reason) == (Phase.FAILED, "WrongPasscode")
+    assert plan.actions == []
+    assert plan.events[0].type == "Warning"
+
+
+def test_a_transient_reason_retries_with_backoff_then_starts_the_next_attempt() -> None:
+    pod = PodObservation("bot-1", 1, "Failed", exit_code=1)
+    plan = decide(bot(running(phase="InMeeting")), META, observe(pod=pod), TIMING)
+    assert (plan.status.phase, plan.status.reason) == (Phase.PENDING, "BotCrashed")
+    delay = backoff(META.uid, 1, TIMING)
+    assert 4 <= delay <= 6
+    assert plan.status.next_attempt_at == NOW + timedelta(seconds=delay)
+    waiting = decide(
+        bot(plan.status.model_dump(mode="json", by_alias=True)),
+        META,
+        observe(pod=pod, now=NOW + timedelta(seconds=1)),
+        TIMING,
+    )
+    assert waiting.actions == []
+    due = decide(
+        bot(plan.status.model_dump(mode="json", by_alias=True)),
+        META,
+        observe(pod=pod, now=NOW + timedelta(seconds=10)),
+        TIMING,
+    )
+    assert (due.actions[0].kind, due.actions[0].attempt) == (ActionKind.START_ATTEMPT, 2)
+
+
+def test_retries_stop_at_the_limit() -> None:
+    pod = PodObservation("bot-3", 3, "Failed", exit_code=1)
+    plan = decide(bot(running(3), retry={"limit": 2}), META, observe(pod=pod), TIMING)
+    assert (plan.status.phase, plan.status.reason) == (Phase.FAILED, "BotCrashed")
+    assert "attempt 3" in (plan.status.message or "")
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    delays = [backoff("u", n, TIMING) for n in range(1, 12)]
+    assert delays[0] < delays[3] < delays[6]
+    assert max(delays) <= 300 * 1.2
+
+
+@pytest.mark.parametrize(
+    ("pod", "reason"),
+    [
+        (
+            PodObservation("bot-1", 1, "Failed", exit_code=137, terminated_reason="OOMKilled"),
+            "PodFailed",
+        ),
+        (
+            PodObservation(
+                "bot-1", 1, "Failed", status_reason="Evicted", status_message="low memory"
+            ),
+            "PodFailed",
+        ),
+        (PodObservation("bot-1", 1, "Running", deleted=True), "PodFailed"),
+        (PodObservation("bot-1", 1, "Failed", exit_code=5), "BotCrashed"),
+        (PodObservation("bot-1", 1, "Succeeded", exit_code=0), "Completed"),
+        (
+            PodObservation(
+                "bot-1", 1, "Pending", waiting_reason="InvalidImageName", waiting_message="bad"
+            ),
+            "ImagePullFailed",
+        ),
+    ],
+)
+def test_pod_outcomes(pod: PodObservation, reason: str) -> None:
+    plan = decide(bot(running(phase="InMeeting")), META, observe(pod=pod), TIMING)
+    assert plan.status.reason == reason
+
+
+def test_the_termination_message_names_the_outcome() -> None:
+    result = BotResult(attempt=1, reason="EveryoneLeft", message="alone for 60 s")
+    pod = PodObservation(
+        "bot-1",
+        1,
+        "Succeeded",
+        exit_code=0,
+        termination_message=result.model_dump_json(by_alias=True),
+    )
+    plan = decide(bot(running(phase="InMeeting")), META, observe(pod=pod), TIMING)
+    assert (plan.status.phase, plan.status.reason, plan.status.message) == (
+        Phase.SUCCEEDED,
+        "EveryoneLeft",
+        "alone for 60 s",
+    )
+    stale = BotResult(attempt=7, reason="EveryoneLeft").model_dump_json(by_alias=True)
+    other = decide(
+        bot(running(phase="InMeeting")),
+        META,
+        observe(pod=PodObservation("bot-1", 1, "Failed", exit_code=3, termination_message=stale)),
+        TIMING,
+    )
+    assert other.status.reason == "BotCrashed"
+
+
+def test_an_image_that_cannot_be_pulled_fails_after_patience_and_the_pod_goes() -> None:
+    pod = PodObservation("bot-1", 1, "Pending", waiting_reason="ImagePullBackOff")
+    early = decide(bot(running()), META, observe(pod=pod), TIMING)
+    assert early.status.phase == Phase.STARTING
+    late = decide(bot(running()), META, observe(pod=pod, now=NOW + timedelta(minutes=5)), TIMING)
+    assert (late.status.phase, late.status.reason) == (Phase.FAILED, "ImagePullFailed")
+    assert [a.kind for a in late.actions] == [ActionKind.DELETE_POD]
+
+
+def test_a_pod_never_seen_is_created_again_after_patience() -> None:
+    status = running()
+    quiet = decide(bot(status), META, observe(operator_started=NOW - timedelta(seconds=5)), TIMING)
+    assert quiet.actions == []
+    assert quiet.requeue_after == pytest.approx(5)
+    later = decide(bot(status), META, observe(operator_started=NOW - timedelta(minutes=5)), TIMING)
+    assert (later.actions[0].kind, later.actions[0].attempt) == (ActionKind.START_ATTEMPT, 1)
+    gone = decide(
+        bot(running(phase="InMeeting")),
+        META,
+        observe(operator_started=NOW - timedelta(minutes=5)),
+        TIMING,
+    )
+    assert gone.status.reason == "PodFailed"
+
+
+def test_max_duration_backstop_stops_the_pod_and_counts_as_success() -> None:
+    status = running(phase="InMeeting", joinedAt=(NOW - timedelta(hours=5)).isoformat())
+    pod = PodObservation("bot-1", 1, "Running")
+    plan = decide(bot(status), META, observe(pod=pod), TIMING)
+    assert (plan.status.phase, plan.status.reason) == (Phase.LEAVING, "MaxDurationReached")
+    assert [a.kind for a in plan.actions] == [ActionKind.DELETE_POD]
+    killed = PodObservation("bot-1", 1, "Failed", exit_code=137)
+    after = decide(
+        bot(plan.status.model_dump(mode="json", by_alias=True)), META, observe(pod=killed), TIMING
+    )
+    assert (after.status.phase, after.status.reason) == (Phase.SUCCEEDED, "MaxDurationReached")
+
+
+def test_ttl_after_finished() -> None:
+    done = {
+        "phase": "Succeeded",
+        "reason": "MeetingEnded",
+        "attempts": 1,
+        "completionTime": (NOW - timedelta(seconds=30)).isoformat(),
+    }
+    keep = decide(bot(done, ttlSecondsAfterFinished=60), META, observe(), TIMING)
+    assert keep.actions == [] and keep.requeue_after == pytest.approx(30)
+    delete = decide(bot(done, ttlSecondsAfterFinished=10), META, observe(), TIMING)
+    assert [a.kind for a in delete.actions] == [ActionKind.DELETE_BOT]
+    forever = decide(bot(done), META, observe(), TIMING)
+    assert forever.actions == [] and forever.requeue_after is None
+
+
+def test_conditions_keep_their_transition_time_while_unchanged() -> None:
+    first = decide(bot(running()), META, observe(pod=PodObservation("bot-1", 1, "Running")), TIMING)
+    again = decide(
+        bot(first.status.model_dump(mode="json", by_alias=True)),
+        META,
+        observe(now=NOW + timedelta(minutes=1), pod=PodObservation("bot-1", 1, "Running")),
+        TIMING,
+    )
+    assert [c.last_transition_time for c in again.status.conditions] == [
+        c.last_transition_time for c in first.status.conditions
+    ]
+    assert again.events == []
+
+
+def test_start_failures() -> None:
+    transient = after_start_failure(bot(), META, "ZoomRateLimited", "rate limited", 3, NOW, TIMING)
+    assert (transient.status.phase, transient.status.reason) == (Phase.PENDING, "ZoomRateLimited")
+    assert transient.requeue_after == pytest.approx(backoff(META.uid, 3, TIMING))
+    account = after_start_failure(bot(), META, "ZoomCredentialsInvalid", "bad", 1, NOW, TIMING)
+    assert (account.status.phase, account.requeue_after) == (Phase.PENDING, 30.0)
+    permanent = after_start_failure(bot(), META, "ZoomUserNotFound", "no such user", 1, NOW, TIMING)
+    assert (permanent.status.phase, permanent.status.reason) == (Phase.FAILED, "ZoomUserNotFound")
+
+
+def test_started_resets_the_attempt_fields() -> None:
+    previous = bot(
+        {
+            "phase": "Pending",
+            "attempts": 1,
+            "joinedAt": NOW.isoformat(),
+            "nextAttemptAt": NOW.isoformat(),
+        }
+    )
+    status = started(previous, META, 2, "svc@example.com", NOW + timedelta(hours=2), NOW)
+    assert (status.attempts, status.pod_name, status.phase) == (2, "bot-2", Phase.STARTING)
+    assert status.joined_at is None and status.next_attempt_at is None
