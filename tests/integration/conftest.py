@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
+
 from tests.integration.operator_fixtures import Bots, OperatorProcess, install_crds
 from tests.zoomsim import ZoomSim
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from kubernetes import client
+
 from tests.cluster import cluster
 from tests.zoomsim import SimAdmin
 
@@ -112,10 +113,8 @@ class OperatorProcess:
             # py-spy writes its profile on SIGINT; the operator stops on either.
             profiling = os.environ.get("MEETINGBOT_PROFILE")
             self.process.send_signal(signal.SIGINT if profiling else signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
             self.kill()
 
     def cpu_seconds(self) -> float:

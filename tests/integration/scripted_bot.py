@@ -16,10 +16,10 @@ from typing import Any, Literal
 import httpx
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from tests.integration.zoom_helpers import JoinFailed, SdkSession
 
 from meetingbot_operator.contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
 from meetingbot_operator.reasons import reason_for_sdk_error
+from tests.integration.zoom_helpers import JoinFailed, SdkSession
 
 Ending = Literal["normal", "crash"]
 # Every secret a scripted bot was handed: the log check at the end looks for these too.

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+
 from tests.cluster import cluster
 from tests.integration.operator_fixtures import (
     Bots,

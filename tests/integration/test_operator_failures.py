@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+
+from meetingbot_operator.contract import JoinConfig
 from tests.integration.operator_fixtures import (
     Bots,
     OperatorProcess,
@@ -20,8 +22,6 @@ from tests.integration.operator_fixtures import (
 from tests.integration.scripted_bot import ScriptedBot
 from tests.integration.zoom_helpers import client_for
 from tests.zoomsim import SimAdmin, ZoomSim
-
-from meetingbot_operator.contract import JoinConfig
 
 
 @pytest.fixture

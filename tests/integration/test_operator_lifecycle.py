@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+
+from meetingbot_operator.contract import JoinConfig
 from tests.cluster import cluster
 from tests.integration.operator_fixtures import (
     Bots,
@@ -20,8 +22,6 @@ from tests.integration.operator_fixtures import (
 )
 from tests.integration.scripted_bot import ScriptedBot
 from tests.zoomsim import SimAdmin, ZoomSim
-
-from meetingbot_operator.contract import JoinConfig
 
 
 @pytest.fixture

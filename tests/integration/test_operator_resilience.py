@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from kubernetes import client
+
 from tests.integration.operator_fixtures import (
     Bots,
     OperatorProcess,

@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from tests.integration.zoom_helpers import client_for
-from tests.zoomsim import SimAdmin, ZoomSim
 
 from meetingbot_operator.reasons import Reason
 from meetingbot_operator.zoom import ZoomError
+from tests.integration.zoom_helpers import client_for
+from tests.zoomsim import SimAdmin, ZoomSim
 
 
 class _Capture(logging.Handler):

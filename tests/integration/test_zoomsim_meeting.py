@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from tests.integration.zoom_helpers import JoinFailed, SdkSession, client_for
-from tests.zoomsim import SimAdmin, ZoomSim
 
 from meetingbot_operator.zoom import SdkCredentials, sdk_signature
+from tests.integration.zoom_helpers import JoinFailed, SdkSession, client_for
+from tests.zoomsim import SimAdmin, ZoomSim
 
 
 def signature_for(account: dict[str, Any], number: str, **options: Any) -> str:

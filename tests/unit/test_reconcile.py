@@ -10,8 +10,8 @@ import pytest
 from meetingbot_operator.contract import BotReport, BotResult
 from meetingbot_operator.models import MeetingBot, Phase
 from meetingbot_operator.reconcile import (
-    ActionKind,
     AccountState,
+    ActionKind,
     Meta,
     Observed,
     PodObservation,
