@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint typecheck test test-unit test-integration bench demo image \
+.PHONY: help venv lint typecheck crds test test-unit test-integration bench demo image \
         cluster-build cluster-up cluster-down cluster-status kind-up clean
 
 help:
@@ -35,6 +35,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	@echo "==> mypy"
 	@$(VENV)/bin/mypy
+
+# Regenerate crds/ from the pydantic models (a unit test fails when they drift).
+crds: $(STAMP)
+	@$(PY) -m meetingbot_operator.crdgen crds
 
 cluster-build: $(STAMP)
 	@$(PY) -m tests.cluster build

@@ -127,10 +127,11 @@ class ExitCode(IntEnum):
 
 
 class BotResult(_Model):
-    """The one-line JSON a bot writes to its termination message on exit."""
+    """The one-line JSON a bot writes to its termination message on exit. `attempt` is 0 when
+    the bot could not even read its configuration (it then stands for the current attempt)."""
 
     api_version: Literal["meetingbot.dev/v1"] = Field("meetingbot.dev/v1", alias="apiVersion")
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=0)
     reason: str = Field(max_length=64)
     message: str | None = Field(None, max_length=1024)
     joined_at: datetime | None = Field(None, alias="joinedAt")

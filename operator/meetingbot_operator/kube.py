@@ -41,11 +41,16 @@ class Kube:
         await self.api.close()
 
     @staticmethod
-    async def _discard(call: Awaitable[Any]) -> None:
-        """Await a call made with _preload_content=False, skipping the client's (slow)
-        deserialization of a response we do not need."""
+    async def _raw(call: Awaitable[Any]) -> bytes:
+        """Await a call made with _preload_content=False: the client then skips its (slow)
+        deserialization into models, and also its status check, which this does instead."""
         response = await call
-        response.release()
+        body: bytes = await response.read()
+        if not 200 <= response.status <= 299:
+            error = ApiException(status=response.status, reason=response.reason)
+            error.body = body
+            raise error
+        return body
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's decoded data, or None if it does not exist."""
@@ -63,14 +68,14 @@ class Kube:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         self.calls += 1
         try:
-            await self._discard(
+            await self._raw(
                 self.core.create_namespaced_secret(namespace, body, _preload_content=False)
             )
         except ApiException as error:
             if error.status != 409:
                 raise
             self.calls += 1
-            await self._discard(
+            await self._raw(
                 self.core.replace_namespaced_secret(name, namespace, body, _preload_content=False)
             )
 
@@ -79,7 +84,7 @@ class Kube:
         namespace = body["metadata"]["namespace"]
         self.calls += 1
         try:
-            await self._discard(
+            await self._raw(
                 self.core.create_namespaced_pod(namespace, body, _preload_content=False)
             )
         except ApiException as error:
@@ -111,7 +116,7 @@ class Kube:
         """Merge-patch the status subresource; None if the object is gone."""
         self.calls += 1
         try:
-            response = await self.custom.patch_namespaced_custom_object_status(
+            response = self.custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 namespace,
@@ -121,7 +126,7 @@ class Kube:
                 _content_type=MERGE_PATCH,
                 _preload_content=False,
             )
-            result: dict[str, Any] = json.loads(await response.read())
+            result: dict[str, Any] = json.loads(await self._raw(response))
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -130,7 +135,7 @@ class Kube:
 
     async def create_event(self, body: dict[str, Any]) -> None:
         self.calls += 1
-        await self._discard(
+        await self._raw(
             self.core.create_namespaced_event(
                 body["metadata"]["namespace"], body, _preload_content=False
             )

@@ -46,6 +46,7 @@ class Reason(StrEnum):
     MAX_DURATION_REACHED = "MaxDurationReached"
     CANCELED = "Canceled"
     COMPLETED = "Completed"  # the bot exited 0 without saying why
+    BOT_CONFIG_INVALID = "BotConfigInvalid"  # the bot could not read its join configuration
     # Before the pod
     ZOOM_ACCOUNT_NOT_FOUND = "ZoomAccountNotFound"
     ZOOM_ACCOUNT_NOT_READY = "ZoomAccountNotReady"
@@ -91,6 +92,7 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.MAX_DURATION_REACHED: False,
     Reason.CANCELED: False,
     Reason.COMPLETED: False,
+    Reason.BOT_CONFIG_INVALID: False,
     Reason.ZOOM_ACCOUNT_NOT_FOUND: True,
     Reason.ZOOM_ACCOUNT_NOT_READY: True,
     Reason.USER_NOT_IN_ACCOUNT: False,

@@ -348,7 +348,7 @@ def _result(message: str | None, attempt: int) -> BotResult | None:
         result = BotResult.model_validate_json(message.strip().splitlines()[-1])
     except (ValidationError, IndexError):
         return None
-    return result if result.attempt == attempt else None
+    return result if result.attempt in (attempt, 0) else None
 
 
 def _conclude(

@@ -50,7 +50,6 @@
     if (self.session) {
       return Promise.reject({ type: 'JOIN_MEETING_FAILED', reason: 'Already in a meeting', errorCode: 3000 });
     }
-    self.emit('connection-change', { state: 'Connecting' });
     return fetch(base + 'join', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },

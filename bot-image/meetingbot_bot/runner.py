@@ -1,0 +1,217 @@
+"""One bot run: page server, Chromium, join, stay, leave; the machine decides, this does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page, async_playwright
+
+from meetingbot_bot.browser import FLAGS, chromium_path
+from meetingbot_bot.machine import Machine
+from meetingbot_bot.page import PageServer
+from meetingbot_bot.reporter import Reporter
+from meetingbot_operator.contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 1.0
+
+
+@dataclass
+class Options:
+    chromium: str = field(default_factory=chromium_path)
+    # Tests only: load this script instead of the real SDK (the Zoom simulator's fake).
+    sdk_url: str | None = field(default_factory=lambda: os.environ.get("MEETINGBOT_SDK_URL"))
+    screenshot_dir: Path | None = field(
+        default_factory=lambda: (
+            Path(d) if (d := os.environ.get("MEETINGBOT_SCREENSHOT_DIR")) else None
+        )
+    )
+    page_timeout: float = 30.0
+    join_timeout: float = 90.0
+    leave_timeout: float = 10.0
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Bot:
+    def __init__(self, config: JoinConfig, options: Options, stop: asyncio.Event) -> None:
+        self.config = config
+        self.options = options
+        self.stop = stop
+        self.machine = Machine(config.leave, config.display_name)
+        self.reporter = Reporter(config.report)
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._published: tuple[Any, ...] | None = None
+
+    def publish(self) -> None:
+        m = self.machine
+        snapshot = (m.state, m.reason, m.joined_at, len(m.people()))
+        if snapshot == self._published:
+            return
+        self._published = snapshot
+        log.info(
+            "state", extra={"state": m.state.value, "reason": m.reason, "participants": snapshot[3]}
+        )
+        self.reporter.report(
+            BotReport(
+                attempt=self.config.bot.attempt,
+                state=m.state,
+                reason=m.reason if m.state in (BotState.LEAVING, BotState.ENDED) else None,
+                message=m.message if m.state in (BotState.LEAVING, BotState.ENDED) else None,
+                joined_at=m.joined_at,
+                left_at=m.left_at,
+                participants=snapshot[3],
+            )
+        )
+
+    def result(self) -> BotResult:
+        m = self.machine
+        return BotResult(
+            attempt=self.config.bot.attempt,
+            reason=m.reason or "BotCrashed",
+            message=(m.message or "")[:1024] or None,
+            joined_at=m.joined_at,
+            left_at=m.left_at,
+        )
+
+    async def run(self) -> Machine:
+        self.reporter.start()
+        self.publish()
+        try:
+            async with PageServer() as server, async_playwright() as playwright:
+                browser = await playwright.chromium.launch(
+                    executable_path=self.options.chromium, args=FLAGS, headless=True
+                )
+                try:
+                    page = await browser.new_page()
+                    await self._meeting(page, server.url)
+                finally:
+                    await browser.close()
+        except (PlaywrightError, OSError, TimeoutError) as error:
+            log.exception("the browser failed")
+            self.machine.crashed(f"browser failed: {type(error).__name__}", now())
+        finally:
+            self.publish()
+            await self.reporter.flush(timeout=3.0)
+            await self.reporter.close()
+        return self.machine
+
+    async def _meeting(self, page: Page, url: str) -> None:
+        await page.expose_function(
+            "meetingbotEvent", lambda name, payload: self.events.put_nowait((name, payload))
+        )
+        page.on("crash", lambda _: self.events.put_nowait(("page-crash", None)))
+        if self.options.sdk_url:
+            url += "?sdk=" + quote(self.options.sdk_url, safe="")
+        await page.goto(url, timeout=self.options.page_timeout * 1000)
+        ready = "(window.meetingbot && window.meetingbot.ready)"
+        failed = "(window.meetingbotLoad && window.meetingbotLoad.error)"
+        await page.wait_for_function(
+            f"{ready} || {failed}", timeout=self.options.page_timeout * 1000
+        )
+        problem = await page.evaluate("window.meetingbotLoad.error")
+        if problem:
+            self.machine.crashed(str(problem), now())
+            return
+        self.machine.joining(now())
+        self.publish()
+        if not await self._join(page):
+            await self._screenshot(page)
+            return
+        while self.machine.state != BotState.ENDED:
+            if self.machine.state == BotState.LEAVING:
+                await self._leave(page)
+                break
+            await self._next(page)
+        if self.machine.exit_code != ExitCode.LEFT:
+            await self._screenshot(page)
+
+    async def _join(self, page: Page) -> bool:
+        params = {
+            "signature": self.config.signature.get_secret_value(),
+            "meetingNumber": self.config.meeting.number,
+            "userName": self.config.display_name,
+            "password": self.config.meeting.passcode.get_secret_value(),
+            "zak": self.config.zak.get_secret_value() if self.config.zak else None,
+            "obfToken": self.config.obf_token.get_secret_value() if self.config.obf_token else None,
+        }
+        joining = asyncio.create_task(
+            page.evaluate("params => window.meetingbot.join(params)", params)
+        )
+        stopping = asyncio.create_task(self.stop.wait())
+        done, _ = await asyncio.wait(
+            {joining, stopping},
+            timeout=self.options.join_timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        stopping.cancel()
+        if joining not in done:
+            joining.cancel()
+            if self.stop.is_set():
+                self.machine.sigterm(now())
+                self.machine.left(now())
+            else:
+                self.machine.crashed("the join did not finish in time", now())
+            return False
+        result = joining.result()
+        if not result.get("ok"):
+            self.machine.join_failed(
+                int(result.get("errorCode") or 0), str(result.get("reason")), now()
+            )
+            return False
+        self.machine.joined(result.get("currentUser") or {}, result.get("attendees") or [], now())
+        self.publish()
+        return True
+
+    async def _next(self, page: Page) -> None:
+        """Wait for an SDK event, SIGTERM or the next tick, and apply it."""
+        if self.stop.is_set():
+            self.machine.sigterm(now())
+            return
+        getting = asyncio.create_task(self.events.get())
+        stopping = asyncio.create_task(self.stop.wait())
+        done, _ = await asyncio.wait(
+            {getting, stopping}, timeout=TICK_SECONDS, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in (getting, stopping):
+            if task not in done:
+                task.cancel()
+        if getting in done:
+            name, payload = getting.result()
+            if name == "page-crash":
+                self.machine.crashed("the page crashed", now())
+            else:
+                self.machine.event(name, payload, now())
+        if stopping in done:
+            self.machine.sigterm(now())
+        self.machine.tick(now())
+        self.publish()
+
+    async def _leave(self, page: Page) -> None:
+        self.publish()
+        with contextlib.suppress(PlaywrightError, TimeoutError):
+            await asyncio.wait_for(
+                page.evaluate("window.meetingbot.leave()"), self.options.leave_timeout
+            )
+        self.machine.left(now())
+
+    async def _screenshot(self, page: Page) -> None:
+        directory = self.options.screenshot_dir
+        if directory is None:
+            return
+        path = directory / f"failure-attempt-{self.config.bot.attempt}.png"
+        with contextlib.suppress(PlaywrightError, OSError):
+            directory.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(path))
+            log.info("screenshot saved", extra={"path": str(path)})

@@ -1,0 +1,117 @@
+"""The bot's state machine and leave rules, driven by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from meetingbot_bot.machine import Machine, exit_code_for
+from meetingbot_operator.contract import BotState, ExitCode, LeaveRules
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+RULES = LeaveRules.model_validate(
+    {"waitingRoomTimeoutSeconds": 60, "noOneJoinedTimeoutSeconds": 120, "everyoneLeftTimeoutSeconds": 30, "maxDurationSeconds": 3600}
+)
+ME = {"userId": 1, "displayName": "Bot", "isHold": False}
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def joined(attendees: list[dict[str, object]] | None = None, hold: bool = False) -> Machine:
+    machine = Machine(RULES, "Bot")
+    machine.joining(T0)
+    machine.joined({**ME, "isHold": hold}, attendees or [], T0)
+    return machine
+
+
+def test_join_then_meeting_end() -> None:
+    machine = joined()
+    assert machine.state == BotState.IN_MEETING and machine.joined_at == T0
+    machine.event("connection-change", {"state": "Closed", "reason": "ended by host"}, at(5))
+    assert (machine.state, machine.reason, machine.exit_code) == (BotState.ENDED, "MeetingEnded", ExitCode.LEFT)
+    assert machine.left_at == at(5)
+
+
+def test_removed_by_host() -> None:
+    machine = joined()
+    machine.event("connection-change", {"state": "Closed", "reason": "kicked by host"}, at(5))
+    assert (machine.reason, machine.exit_code) == ("RemovedByHost", ExitCode.LEFT_EARLY)
+
+
+def test_waiting_room_admission_and_timeout() -> None:
+    machine = joined(hold=True)
+    assert machine.state == BotState.WAITING_ROOM
+    machine.event("user-updated", [{**ME, "isHold": False}], at(10))
+    assert machine.state == BotState.IN_MEETING and machine.joined_at == at(10)
+    stuck = joined(hold=True)
+    stuck.tick(at(59))
+    assert stuck.state == BotState.WAITING_ROOM
+    stuck.tick(at(60))
+    assert (stuck.state, stuck.reason) == (BotState.LEAVING, "WaitingRoomTimeout")
+    stuck.left(at(61))
+    assert (stuck.state, stuck.exit_code) == (BotState.ENDED, ExitCode.LEFT_EARLY)
+
+
+def test_nobody_joined() -> None:
+    machine = joined()
+    machine.tick(at(119))
+    assert machine.state == BotState.IN_MEETING
+    machine.tick(at(120))
+    assert machine.reason == "NoOneJoined"
+
+
+def test_everyone_left_and_bots_do_not_count() -> None:
+    machine = joined([{"userId": 2, "displayName": "Bot"}])  # a sibling bot
+    machine.tick(at(121))
+    assert machine.reason == "NoOneJoined"
+    machine = joined([{"userId": 3, "displayName": "Dana"}])
+    assert machine.people_seen
+    machine.event("user-removed", [{"userId": 3}], at(100))
+    machine.tick(at(129))
+    assert machine.state == BotState.IN_MEETING
+    machine.event("user-added", [{"userId": 4, "displayName": "Eve"}], at(120))
+    machine.tick(at(140))
+    assert machine.state == BotState.IN_MEETING  # someone came back: the clock restarted
+    machine.event("user-removed", [{"userId": 4}], at(200))
+    machine.tick(at(230))
+    assert (machine.state, machine.reason) == (BotState.LEAVING, "EveryoneLeft")
+
+
+def test_max_duration() -> None:
+    machine = joined([{"userId": 3, "displayName": "Dana"}])
+    machine.tick(at(3600))
+    assert machine.reason == "MaxDurationReached"
+    assert exit_code_for("MaxDurationReached") == ExitCode.LEFT
+
+
+def test_sigterm_leaves_and_the_close_that_follows_is_ours() -> None:
+    machine = joined()
+    machine.sigterm(at(3))
+    assert (machine.state, machine.reason) == (BotState.LEAVING, "Canceled")
+    machine.event("connection-change", {"state": "Closed", "reason": "leave meeting"}, at(4))
+    assert (machine.state, machine.reason, machine.exit_code) == (BotState.ENDED, "Canceled", ExitCode.LEFT)
+
+
+def test_join_failure_and_fail_events_map_zoom_codes() -> None:
+    machine = Machine(RULES, "Bot")
+    machine.join_failed(3004, "Wrong meeting passcode.", T0)
+    assert (machine.reason, machine.exit_code) == ("WrongPasscode", ExitCode.JOIN_FAILED)
+    assert machine.left_at is None
+    machine = joined()
+    machine.event("connection-change", {"state": "Fail", "errorCode": 3634, "reason": "recaptcha"}, at(1))
+    assert machine.reason == "BlockedByZoom"
+
+
+def test_zero_disables_a_rule() -> None:
+    rules = LeaveRules.model_validate({"waitingRoomTimeoutSeconds": 0, "noOneJoinedTimeoutSeconds": 0, "everyoneLeftTimeoutSeconds": 0})
+    machine = Machine(rules, "Bot")
+    machine.joined({**ME, "isHold": True}, [], T0)
+    machine.tick(at(10**6))
+    assert machine.state == BotState.WAITING_ROOM
+
+
+def test_crash_is_its_own_exit_code() -> None:
+    machine = joined()
+    machine.crashed("page crashed", at(1))
+    assert (machine.reason, machine.exit_code) == ("BotCrashed", ExitCode.BROWSER_FAILED)
