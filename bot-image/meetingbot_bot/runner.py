@@ -23,6 +23,8 @@ from meetingbot_operator.contract import BotReport, BotResult, BotState, ExitCod
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
+# Touched on every tick; the image's HEALTHCHECK reads its age.
+HEARTBEAT = Path(os.environ.get("MEETINGBOT_HEARTBEAT", "/tmp/meetingbot-heartbeat"))  # noqa: S108
 
 
 @dataclass
@@ -197,6 +199,8 @@ class Bot:
             self.machine.sigterm(now())
         self.machine.tick(now())
         self.publish()
+        with contextlib.suppress(OSError):
+            HEARTBEAT.touch()  # noqa: ASYNC240 - a touch of a tmpfs file, once a second
 
     async def _leave(self, page: Page) -> None:
         self.publish()

@@ -206,10 +206,89 @@ def render(document: dict[str, Any]) -> str:
 def main(argv: list[str]) -> int:
     target = Path(argv[0]) if argv else Path("crds")
     target.mkdir(parents=True, exist_ok=True)
+    chart = target.parent / "charts" / "meetingbot-operator" / "crds"
     for name, document in definitions().items():
-        (target / name).write_text(render(document))
-        print(target / name)
+        for directory in (target, chart) if chart.is_dir() else (target,):
+            (directory / name).write_text(render(document))
+            print(directory / name)
+    readme = target.parent / "README.md"
+    if readme.exists() and update_readme(readme):
+        print(readme)
     return 0
+
+
+def reference_markdown() -> str:
+    """The README's field reference, generated from the CRD schemas (a test keeps it fresh)."""
+    lines: list[str] = []
+    for document in definitions().values():
+        version = document["spec"]["versions"][0]
+        kind = document["spec"]["names"]["kind"]
+        lines += [
+            f"#### {kind} `{GROUP}/{VERSION}`",
+            "",
+            "| field | type | default | notes |",
+            "|---|---|---|---|",
+        ]
+        schema = version["schema"]["openAPIV3Schema"]["properties"]
+        for prefix in ("spec", "status"):
+            _rows(schema[prefix], prefix, schema[prefix].get("required", []), lines)
+        rules = [r["message"] for r in _all_validations(schema["spec"])]
+        if rules:
+            lines += ["", "Checked at apply time: " + "; ".join(f"*{r}*" for r in rules) + "."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _rows(node: dict[str, Any], path: str, required: list[str], lines: list[str]) -> None:
+    for key, child in (node.get("properties") or {}).items():
+        here = f"{path}.{key}"
+        kind = child.get("type", "int-or-string" if child.get("x-kubernetes-int-or-string") else "")
+        if kind == "array":
+            kind = f"[]{child.get('items', {}).get('type', 'object')}"
+        notes = child.get("description", "")
+        if "enum" in child:
+            notes = (notes + " One of: " + ", ".join(f"`{v}`" for v in child["enum"]) + ".").strip()
+        bounds = [
+            f"{k} {child[k]}"
+            for k in ("minimum", "maximum", "minLength", "maxLength")
+            if k in child
+        ]
+        if bounds:
+            notes = (notes + " (" + ", ".join(bounds) + ")").strip()
+        if key in required:
+            notes = ("**required**. " + notes).strip()
+        default = child.get("default")
+        shown = "" if default is None or default == {} else f"`{default}`"
+        if child.get("type") == "object" and child.get("properties") and path.count(".") < 2:
+            lines.append(f"| `{here}` | object | | {notes} |")
+            _rows(child, here, child.get("required", []), lines)
+        else:
+            lines.append(f"| `{here}` | {kind} | {shown} | {notes} |")
+
+
+def _all_validations(node: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        found += node.get("x-kubernetes-validations", [])
+        for value in node.values():
+            found += _all_validations(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _all_validations(item)
+    return found
+
+
+def update_readme(path: Path) -> bool:
+    """Rewrite the README's generated section; True if it changed."""
+    text = path.read_text()
+    start, end = "<!-- reference:start -->", "<!-- reference:end -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    updated = f"{head}{start}\n{reference_markdown()}\n{end}{tail}"
+    if updated != text:
+        path.write_text(updated)
+        return True
+    return False
 
 
 if __name__ == "__main__":

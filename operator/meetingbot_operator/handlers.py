@@ -41,7 +41,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Only warnings from kopf itself become Events; ours are posted by events.EventRecorder.
     settings.posting.level = logging.WARNING
     settings.networking.request_timeout = 60
-    memo.runtime = await Runtime.start(Settings())
+    config = Settings()
+    if config.namespaces and not any(c in "".join(config.namespaces) for c in "*?[!"):
+        # Exact namespaces: nothing to discover, so no cluster-wide RBAC (namespaces, CRDs).
+        settings.scanning.disabled = True
+    memo.runtime = await Runtime.start(config)
 
 
 @kopf.on.cleanup()

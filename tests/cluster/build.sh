@@ -101,12 +101,12 @@ GO
   timed go build -ldflags "-s -w" -o "$bin/etcd-$ETCD_VERSION" .
 }
 
-build_install() { # name version module-path
-  local name=$1 version=$2 path=$3
+build_install() { # name version module-path [extra ldflags]
+  local name=$1 version=$2 path=$3 extra=${4:-}
   have "$name-$version" && { say "$name $version: cached"; return; }
   say "$name $version: go install $path@$version"
   local gobin=$work/gobin-$name-$version
-  GOBIN=$gobin timed go install -ldflags "-s -w" "$path@$version"
+  GOBIN=$gobin timed go install -ldflags "-s -w $extra" "$path@$version"
   mv "$gobin/$(basename "$path")" "$bin/$name-$version"
 }
 
@@ -114,7 +114,13 @@ t0=$SECONDS
 build_etcd
 build_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
 build_install kwokctl "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwokctl
-build_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+# Helm's own Makefile sets these: its version, and the Kubernetes version it assumes offline
+# (for `helm template` and `helm lint`), here the version of our control plane.
+helm_ld="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+  helm_ld+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$kube_minor"
+done
+build_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$helm_ld"
 build_kube
 say "all binaries ready in $((SECONDS - t0))s"
 echo "$bin"

@@ -167,6 +167,13 @@ def up(nodes: int = DEFAULT_NODES) -> Path:
         "--kubeconfig",
         str(kubeconfig_path()),
         "--disable-qps-limits",
+        # Setting blockOwnerDeletion then needs RBAC on the owner's finalizers, as on
+        # clusters that enable this plugin: the chart's RBAC is tested against it.
+        "--extra-args",
+        "kube-apiserver=enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+        # Requests of the chart's service account are audited: the RBAC minimality test.
+        "--kube-audit-policy",
+        str(_audit_policy()),
         "--wait",
         "2m",
         check=False,
@@ -178,6 +185,26 @@ def up(nodes: int = DEFAULT_NODES) -> Path:
     _wait_for_nodes(nodes)
     log(f"ready in {time.monotonic() - started:.1f}s; kubeconfig: {kubeconfig_path()}")
     return kubeconfig_path()
+
+
+AUDITED_GROUP = "system:serviceaccounts:meetingbot-system"
+
+
+def _audit_policy() -> Path:
+    path = cache_dir() / "audit-policy.yaml"
+    path.write_text(
+        "apiVersion: audit.k8s.io/v1\n"
+        "kind: Policy\n"
+        "omitStages: [RequestReceived]\n"
+        "rules:\n"
+        f"  - level: Metadata\n    userGroups: [{AUDITED_GROUP!r}]\n"
+        "  - level: None\n"
+    )
+    return path
+
+
+def audit_log() -> Path:
+    return kwok_workdir() / "clusters" / CLUSTER_NAME / "logs" / "audit.log"
 
 
 def scale(nodes: int) -> None:

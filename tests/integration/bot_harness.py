@@ -18,7 +18,13 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from meetingbot_operator.contract import BotIdentity, JoinConfig, LeaveRules, MeetingInfo, ReportTarget
+from meetingbot_operator.contract import (
+    BotIdentity,
+    JoinConfig,
+    LeaveRules,
+    MeetingInfo,
+    ReportTarget,
+)
 from meetingbot_operator.zoom import SdkCredentials, sdk_signature
 from tests.integration.zoom_helpers import client_for
 
@@ -34,7 +40,7 @@ class ReportSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 sink.reports.append(json.loads(body))
                 sink.tokens.append(self.headers.get("Authorization", ""))
@@ -68,10 +74,22 @@ def mint_zak(sim_url: str, account: dict[str, Any]) -> str:
 
 
 def join_config(
-    account: dict[str, Any], number: str, sink: ReportSink, *, zak: str | None, passcode: str = "", name: str = "Notetaker", **leave: int
+    account: dict[str, Any],
+    number: str,
+    sink: ReportSink,
+    *,
+    zak: str | None,
+    passcode: str = "",
+    name: str = "Notetaker",
+    **leave: int,
 ) -> JoinConfig:
     sdk = SdkCredentials(sdk_key=account["sdk_key"], sdk_secret=SecretStr(account["sdk_secret"]))
-    rules = {"waitingRoomTimeoutSeconds": 60, "noOneJoinedTimeoutSeconds": 0, "everyoneLeftTimeoutSeconds": 0, **leave}
+    rules = {
+        "waitingRoomTimeoutSeconds": 60,
+        "noOneJoinedTimeoutSeconds": 0,
+        "everyoneLeftTimeoutSeconds": 0,
+        **leave,
+    }
     return JoinConfig(
         bot=BotIdentity(namespace="ns", name="bot", uid="uid", attempt=1),
         meeting=MeetingInfo(number=number, passcode=SecretStr(passcode)),
@@ -81,7 +99,9 @@ def join_config(
         signature=sdk_signature(sdk, number),
         zak=SecretStr(zak) if zak else None,
         leave=LeaveRules.model_validate(rules),
-        report=ReportTarget(url=sink.url, token=SecretStr("report-token-for-tests"), interval_seconds=5),
+        report=ReportTarget(
+            url=sink.url, token=SecretStr("report-token-for-tests"), interval_seconds=5
+        ),
     )
 
 
@@ -97,7 +117,15 @@ class BotProcess:
         env["MEETINGBOT_SCREENSHOT_DIR"] = str(workdir)
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "meetingbot_bot", "--config", str(self.config_path), "--termination-log", str(self.result_path)],
+            [
+                sys.executable,
+                "-m",
+                "meetingbot_bot",
+                "--config",
+                str(self.config_path),
+                "--termination-log",
+                str(self.result_path),
+            ],
             env=env,
             stdout=self.log_path.open("wb"),
             stderr=subprocess.STDOUT,

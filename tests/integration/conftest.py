@@ -25,6 +25,8 @@ def operator(
         start_lead_seconds="2",
         sweep_seconds="5",
         max_duration_grace_seconds="1",
+        # Only the tests' namespaces: the chart test runs an operator of its own elsewhere.
+        namespaces="t-*",
     )
     process.start()
     yield process

@@ -37,12 +37,26 @@ def run_bot(zoomsim: ZoomSim, tmp_path: Path) -> Iterator[Any]:
 
 
 def in_meeting(sim: SimAdmin, number: str, count: int = 1) -> list[dict[str, Any]]:
-    return wait_until(lambda: (p := sim.participants(number, "in_meeting")) and len([x for x in p if x["kind"] == "sdk"]) >= count and p, 30, "bot in meeting")
+    return wait_until(
+        lambda: (
+            (p := sim.participants(number, "in_meeting"))
+            and len([x for x in p if x["kind"] == "sdk"]) >= count
+            and p
+        ),
+        30,
+        "bot in meeting",
+    )
 
 
-def test_joins_with_a_zak_and_leaves_when_the_host_ends(zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any) -> None:
+def test_joins_with_a_zak_and_leaves_when_the_host_ends(
+    zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
+) -> None:
     number = sim.create_meeting(zoom_account["id"], passcode="pw", auth_required=True)["number"]
-    bot = run_bot(join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account), passcode="pw"))
+    bot = run_bot(
+        join_config(
+            zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account), passcode="pw"
+        )
+    )
     (me,) = in_meeting(sim, number)
     assert me["displayName"] == "Notetaker"
     assert me["zoomUserId"] == zoom_account["user"]["id"]
@@ -58,7 +72,9 @@ def test_joins_with_a_zak_and_leaves_when_the_host_ends(zoomsim: ZoomSim, sim: S
     assert bot.config_path.read_text().count("simzak_") == 1 and "simzak_" not in log
 
 
-def test_waiting_room_then_admitted(zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any) -> None:
+def test_waiting_room_then_admitted(
+    zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
+) -> None:
     number = sim.create_meeting(zoom_account["id"], waiting_room=True)["number"]
     bot = run_bot(join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account)))
     wait_until(lambda: "WaitingRoom" in sink.states(), 30, "WaitingRoom report")
@@ -69,26 +85,61 @@ def test_waiting_room_then_admitted(zoomsim: ZoomSim, sim: SimAdmin, zoom_accoun
     assert sink.states() == ["Starting", "Joining", "WaitingRoom", "InMeeting", "Ended"]
 
 
-def test_waiting_room_timeout(zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any) -> None:
+def test_waiting_room_timeout(
+    zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
+) -> None:
     number = sim.create_meeting(zoom_account["id"], waiting_room=True)["number"]
-    bot = run_bot(join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account), waitingRoomTimeoutSeconds=2))
+    bot = run_bot(
+        join_config(
+            zoom_account,
+            number,
+            sink,
+            zak=mint_zak(zoomsim.url, zoom_account),
+            waitingRoomTimeoutSeconds=2,
+        )
+    )
     code, result = bot.wait()
     assert (code, result["reason"]) == (4, "WaitingRoomTimeout")
     assert [p["leftReason"] for p in sim.participants(number, "left")] == ["left"]
     assert (Path(bot.result_path).parent / "failure-attempt-1.png").exists()
 
 
-@pytest.mark.parametrize(("case", "code", "reason"), [("wrong passcode", 3, "WrongPasscode"), ("no zak on an authenticated-only meeting", 3, "AuthenticationRequired")])
-def test_join_failures(zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any, case: str, code: int, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "code", "reason"),
+    [
+        ("wrong passcode", 3, "WrongPasscode"),
+        ("no zak on an authenticated-only meeting", 3, "AuthenticationRequired"),
+    ],
+)
+def test_join_failures(
+    zoomsim: ZoomSim,
+    sim: SimAdmin,
+    zoom_account: dict[str, Any],
+    sink: ReportSink,
+    run_bot: Any,
+    case: str,
+    code: int,
+    reason: str,
+) -> None:
     number = sim.create_meeting(zoom_account["id"], passcode="right", auth_required=True)["number"]
     zak = None if case.startswith("no zak") else mint_zak(zoomsim.url, zoom_account)
-    bot = run_bot(join_config(zoom_account, number, sink, zak=zak, passcode="wrong" if case == "wrong passcode" else "right"))
+    bot = run_bot(
+        join_config(
+            zoom_account,
+            number,
+            sink,
+            zak=zak,
+            passcode="wrong" if case == "wrong passcode" else "right",
+        )
+    )
     exit_code, result = bot.wait()
     assert (exit_code, result["reason"]) == (code, reason)
     assert sink.reports[-1]["state"] == "Ended" and sink.reports[-1]["reason"] == reason
 
 
-def test_removed_by_host(zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any) -> None:
+def test_removed_by_host(
+    zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
+) -> None:
     number = sim.create_meeting(zoom_account["id"])["number"]
     bot = run_bot(join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account)))
     (me,) = in_meeting(sim, number)
@@ -97,13 +148,25 @@ def test_removed_by_host(zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str
     assert (code, result["reason"]) == (4, "RemovedByHost")
 
 
-def test_everyone_left_other_bots_do_not_count(zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any) -> None:
+def test_everyone_left_other_bots_do_not_count(
+    zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
+) -> None:
     number = sim.create_meeting(zoom_account["id"])["number"]
     sim.add_participant(number, "Notetaker")  # a sibling bot: same display name
     person = sim.add_participant(number, "Dana")
-    bot = run_bot(join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account), everyoneLeftTimeoutSeconds=1))
+    bot = run_bot(
+        join_config(
+            zoom_account,
+            number,
+            sink,
+            zak=mint_zak(zoomsim.url, zoom_account),
+            everyoneLeftTimeoutSeconds=1,
+        )
+    )
     in_meeting(sim, number)
-    wait_until(lambda: any(r.get("participants") == 1 for r in sink.reports), 10, "one person counted")
+    wait_until(
+        lambda: any(r.get("participants") == 1 for r in sink.reports), 10, "one person counted"
+    )
     time.sleep(1.5)
     assert bot.process.poll() is None, "left while a person was there"
     sim.remove_participant(number, person["userId"], mode="leave")
@@ -111,14 +174,26 @@ def test_everyone_left_other_bots_do_not_count(zoomsim: ZoomSim, sim: SimAdmin, 
     assert (code, result["reason"]) == (0, "EveryoneLeft")
 
 
-def test_no_one_joined(zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any) -> None:
+def test_no_one_joined(
+    zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
+) -> None:
     number = sim.create_meeting(zoom_account["id"])["number"]
-    bot = run_bot(join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account), noOneJoinedTimeoutSeconds=2))
+    bot = run_bot(
+        join_config(
+            zoom_account,
+            number,
+            sink,
+            zak=mint_zak(zoomsim.url, zoom_account),
+            noOneJoinedTimeoutSeconds=2,
+        )
+    )
     code, result = bot.wait(30)
     assert (code, result["reason"]) == (0, "NoOneJoined")
 
 
-def test_sigterm_mid_meeting_leaves_cleanly(zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any) -> None:
+def test_sigterm_mid_meeting_leaves_cleanly(
+    zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
+) -> None:
     number = sim.create_meeting(zoom_account["id"])["number"]
     bot = run_bot(join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account)))
     in_meeting(sim, number)
@@ -127,24 +202,40 @@ def test_sigterm_mid_meeting_leaves_cleanly(zoomsim: ZoomSim, sim: SimAdmin, zoo
     code, result = bot.wait(30)
     took = time.monotonic() - asked
     assert (code, result["reason"]) == (0, "Canceled")
-    assert [p["leftReason"] for p in sim.participants(number, "left")] == ["left"]  # left, not dropped
+    assert [p["leftReason"] for p in sim.participants(number, "left")] == [
+        "left"
+    ]  # left, not dropped
     assert took < 30  # the pod's default grace period is 60 s
     assert "Leaving" in sink.states()
 
 
-def test_markup_in_the_display_name_stays_text(zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any) -> None:
-    name = '</script><img src=x onerror=alert(1)>Bot'
+def test_markup_in_the_display_name_stays_text(
+    zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
+) -> None:
+    name = "</script><img src=x onerror=alert(1)>Bot"
     number = sim.create_meeting(zoom_account["id"])["number"]
-    bot = run_bot(join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account), name=name))
+    bot = run_bot(
+        join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account), name=name)
+    )
     (me,) = in_meeting(sim, number)
     assert me["displayName"] == name
     sim.end_meeting(number)
     assert bot.wait()[0] == 0
 
 
-def test_a_zak_expiring_in_the_meeting_does_not_matter(zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any) -> None:
-    token = httpx.post(f"{zoomsim.url}/oauth/token", data={"grant_type": "account_credentials", "account_id": zoom_account["id"]}, auth=(zoom_account["client_id"], zoom_account["client_secret"])).json()["access_token"]
-    zak = httpx.get(f"{zoomsim.url}/v2/users/{zoom_account['user']['id']}/token", params={"type": "zak", "ttl": 3}, headers={"Authorization": f"Bearer {token}"}).json()["token"]
+def test_a_zak_expiring_in_the_meeting_does_not_matter(
+    zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
+) -> None:
+    token = httpx.post(
+        f"{zoomsim.url}/oauth/token",
+        data={"grant_type": "account_credentials", "account_id": zoom_account["id"]},
+        auth=(zoom_account["client_id"], zoom_account["client_secret"]),
+    ).json()["access_token"]
+    zak = httpx.get(
+        f"{zoomsim.url}/v2/users/{zoom_account['user']['id']}/token",
+        params={"type": "zak", "ttl": 3},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["token"]
     number = sim.create_meeting(zoom_account["id"], auth_required=True)["number"]
     bot = run_bot(join_config(zoom_account, number, sink, zak=zak))
     in_meeting(sim, number)
@@ -160,6 +251,19 @@ def test_an_unreadable_config_exits_2(tmp_path: Path) -> None:
     import sys
 
     (tmp_path / "join.json").write_text("{not json")
-    result = subprocess.run([sys.executable, "-m", "meetingbot_bot", "--config", str(tmp_path / "join.json"), "--termination-log", str(tmp_path / "out")], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "meetingbot_bot",
+            "--config",
+            str(tmp_path / "join.json"),
+            "--termination-log",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert '"reason":"BotConfigInvalid"' in (tmp_path / "out").read_text()

@@ -39,7 +39,10 @@ async def test_the_page_and_the_real_sdk_agree(installed: Path) -> None:
         page.on("pageerror", lambda error: errors.append(str(error)))
         await page.route("**/*", only_loopback)
         await page.goto(server.url)
-        await page.wait_for_function("(window.meetingbot && window.meetingbot.ready) || window.meetingbotLoad.error", timeout=60000)
+        await page.wait_for_function(
+            "(window.meetingbot && window.meetingbot.ready) || window.meetingbotLoad.error",
+            timeout=60000,
+        )
         assert await page.evaluate("window.meetingbotLoad") == {"sdk": "local", "error": None}
         surface = await page.evaluate(
             """async () => {
@@ -69,12 +72,14 @@ async def test_the_page_and_the_real_sdk_agree(installed: Path) -> None:
 
 def test_the_fake_sdk_offers_the_same_surface() -> None:
     """The simulator's fake defines every function and event the page uses (static check)."""
-    fake = (Path(__file__).resolve().parents[1] / "zoomsim" / "static" / "zoom-meeting-embedded.js").read_text()
+    fake = (
+        Path(__file__).resolve().parents[1] / "zoomsim" / "static" / "zoom-meeting-embedded.js"
+    ).read_text()
     page = (web_dir() / "bot.js").read_text()
     functions = page.split("CLIENT_FUNCTIONS = [")[1].split("]")[0]
     for name in [n.strip().strip("'") for n in functions.split(",")]:
         assert f"Client.prototype.{name} = function" in fake, name
     events = page.split("EVENTS = [")[1].split("]")[0]
     for name in [n.strip().strip("'") for n in events.split(",")]:
-        assert f"'{name}'" in fake or f"emit(message.event" in fake, name
+        assert f"'{name}'" in fake or "emit(message.event" in fake, name
     asyncio.get_event_loop_policy()  # keep the import used under every configuration

@@ -9,7 +9,12 @@ from meetingbot_operator.contract import BotState, ExitCode, LeaveRules
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 RULES = LeaveRules.model_validate(
-    {"waitingRoomTimeoutSeconds": 60, "noOneJoinedTimeoutSeconds": 120, "everyoneLeftTimeoutSeconds": 30, "maxDurationSeconds": 3600}
+    {
+        "waitingRoomTimeoutSeconds": 60,
+        "noOneJoinedTimeoutSeconds": 120,
+        "everyoneLeftTimeoutSeconds": 30,
+        "maxDurationSeconds": 3600,
+    }
 )
 ME = {"userId": 1, "displayName": "Bot", "isHold": False}
 
@@ -29,7 +34,11 @@ def test_join_then_meeting_end() -> None:
     machine = joined()
     assert machine.state == BotState.IN_MEETING and machine.joined_at == T0
     machine.event("connection-change", {"state": "Closed", "reason": "ended by host"}, at(5))
-    assert (machine.state, machine.reason, machine.exit_code) == (BotState.ENDED, "MeetingEnded", ExitCode.LEFT)
+    assert (machine.state, machine.reason, machine.exit_code) == (
+        BotState.ENDED,
+        "MeetingEnded",
+        ExitCode.LEFT,
+    )
     assert machine.left_at == at(5)
 
 
@@ -90,7 +99,11 @@ def test_sigterm_leaves_and_the_close_that_follows_is_ours() -> None:
     machine.sigterm(at(3))
     assert (machine.state, machine.reason) == (BotState.LEAVING, "Canceled")
     machine.event("connection-change", {"state": "Closed", "reason": "leave meeting"}, at(4))
-    assert (machine.state, machine.reason, machine.exit_code) == (BotState.ENDED, "Canceled", ExitCode.LEFT)
+    assert (machine.state, machine.reason, machine.exit_code) == (
+        BotState.ENDED,
+        "Canceled",
+        ExitCode.LEFT,
+    )
 
 
 def test_join_failure_and_fail_events_map_zoom_codes() -> None:
@@ -99,12 +112,20 @@ def test_join_failure_and_fail_events_map_zoom_codes() -> None:
     assert (machine.reason, machine.exit_code) == ("WrongPasscode", ExitCode.JOIN_FAILED)
     assert machine.left_at is None
     machine = joined()
-    machine.event("connection-change", {"state": "Fail", "errorCode": 3634, "reason": "recaptcha"}, at(1))
+    machine.event(
+        "connection-change", {"state": "Fail", "errorCode": 3634, "reason": "recaptcha"}, at(1)
+    )
     assert machine.reason == "BlockedByZoom"
 
 
 def test_zero_disables_a_rule() -> None:
-    rules = LeaveRules.model_validate({"waitingRoomTimeoutSeconds": 0, "noOneJoinedTimeoutSeconds": 0, "everyoneLeftTimeoutSeconds": 0})
+    rules = LeaveRules.model_validate(
+        {
+            "waitingRoomTimeoutSeconds": 0,
+            "noOneJoinedTimeoutSeconds": 0,
+            "everyoneLeftTimeoutSeconds": 0,
+        }
+    )
     machine = Machine(rules, "Bot")
     machine.joined({**ME, "isHold": True}, [], T0)
     machine.tick(at(10**6))

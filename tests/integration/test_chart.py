@@ -1,0 +1,363 @@
+"""The Helm chart against the real API server: lint, server-side dry runs of its manifests,
+a real install whose service account then runs the operator through a full MeetingBot
+lifecycle (RBAC sufficient), an audit of what that account did (RBAC minimal), upgrade and
+uninstall."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.cluster import cluster
+from tests.integration.operator_fixtures import (
+    Bots,
+    OperatorProcess,
+    account_ready,
+    install_crds,
+    wait_for,
+    zoom_account,
+)
+from tests.integration.scripted_bot import ScriptedBot
+from tests.zoomsim import SimAdmin, ZoomSim
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "meetingbot-operator"
+RELEASE, SYSTEM = "meetingbot-operator", "meetingbot-system"
+SA_USER = f"system:serviceaccount:{SYSTEM}:meetingbot-operator"
+# Granted, and needed, but no request of a short lifecycle shows them in the audit log:
+RARELY_USED = {
+    # OwnerReferencesPermissionEnforcement checks it when a child sets blockOwnerDeletion:
+    # an authorization check inside admission, not a request of its own.
+    ("meetingbot.dev", "meetingbots/finalizers", "update"),
+    # Only when a restarted operator finds its pod already there (409 on create).
+    ("", "pods", "get"),
+}
+NON_DEFAULT = {
+    "watchNamespaces": ["team-a", "team-b"],
+    "serviceAccount": {"name": "custom-sa", "annotations": {"example.com/role": "bots"}},
+    "operator": {
+        "logLevel": "DEBUG",
+        "startLeadSeconds": 30,
+        "reportKey": {"existingSecret": "my-key"},
+    },
+    "bot": {
+        "image": "registry.example.com/bot:1",
+        "resources": {
+            "requests": {"cpu": "1", "memory": "1Gi"},
+            "limits": {"cpu": "2", "memory": "2Gi"},
+        },
+    },
+    "metrics": {"serviceMonitor": {"enabled": True}},
+    "networkPolicy": {"enabled": True},
+    "nodeSelector": {"pool": "system"},
+    "priorityClassName": "system-cluster-critical",
+}
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    binaries = cluster.Binaries.in_cache()
+    result = subprocess.run(
+        [str(binaries.helm), "--kubeconfig", str(cluster.kubeconfig_path()), *args],
+        text=True,
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def values_file(tmp_path: Path, values: dict[str, Any]) -> str:
+    path = tmp_path / f"values-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+def test_lint_strict(tmp_path: Path) -> None:
+    assert "0 chart(s) failed" in helm("lint", "--strict", str(CHART)).stdout
+    assert (
+        "0 chart(s) failed"
+        in helm("lint", "--strict", str(CHART), "-f", values_file(tmp_path, NON_DEFAULT)).stdout
+    )
+
+
+def test_schema_rejects_bad_values(tmp_path: Path) -> None:
+    for bad, message in [
+        ({"replicaCount": 2}, "replicaCount"),
+        ({"bot": {"graceSeconds": 1}}, "graceSeconds"),
+        ({"unknown": 1}, "unknown"),
+    ]:
+        result = helm(
+            "template", RELEASE, str(CHART), "-f", values_file(tmp_path, bad), check=False
+        )
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("values", [{}, NON_DEFAULT], ids=["default", "non-default"])
+def test_rendered_manifests_pass_a_server_side_dry_run(
+    kubeconfig: Path, tmp_path: Path, values: dict[str, Any]
+) -> None:
+    install_crds()
+    namespaces = [SYSTEM, *values.get("watchNamespaces", [])]
+    for namespace in namespaces:
+        cluster.kubectl("create", "namespace", namespace, check=False)
+    rendered = helm(
+        "template", RELEASE, str(CHART), "--namespace", SYSTEM, "-f", values_file(tmp_path, values)
+    ).stdout
+    documents = [d for d in yaml.safe_load_all(rendered) if d]
+    kinds = sorted({d["kind"] for d in documents})
+    # The ServiceMonitor CRD is not installed here: the dry run covers everything else.
+    manifest = yaml.safe_dump_all([d for d in documents if d["kind"] != "ServiceMonitor"])
+    dry = subprocess.run(
+        [
+            str(cluster.Binaries.in_cache().kubectl),
+            "--kubeconfig",
+            str(cluster.kubeconfig_path()),
+            "apply",
+            "--dry-run=server",
+            "-f",
+            "-",
+        ],
+        input=manifest,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert {"Deployment", "Service", "ServiceAccount"} <= set(kinds)
+    if values:
+        # Listed namespaces: Roles there, nothing cluster-wide.
+        assert {"Role", "RoleBinding", "NetworkPolicy", "ServiceMonitor"} <= set(kinds)
+        assert not {"ClusterRole", "ClusterRoleBinding"} & set(kinds)
+        assert "Secret" not in kinds  # an existing report-key Secret was named
+    else:
+        assert {"ClusterRole", "ClusterRoleBinding", "Secret"} <= set(kinds)
+    for document in documents:
+        assert document["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+
+
+@pytest.fixture
+def installed(api_client: client.ApiClient, kubeconfig: Path, tmp_path: Path) -> Iterator[str]:
+    """`helm install` scoped to one fresh namespace, uninstalled afterwards."""
+    install_crds()
+    watched = f"chart-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=watched)))
+    values = {
+        "watchNamespaces": [watched],
+        "image": {"repository": "example.invalid/meetingbot-operator"},
+    }
+    helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        SYSTEM,
+        "--create-namespace",
+        "-f",
+        values_file(tmp_path, values),
+        "--wait=false",
+    )
+    yield watched
+    helm("uninstall", RELEASE, "--namespace", SYSTEM, check=False)
+    core.delete_namespace(watched)
+
+
+def service_account_kubeconfig(api_client: client.ApiClient, path: Path) -> Path:
+    """A kubeconfig that authenticates as the chart's service account (a bound token)."""
+    core = client.CoreV1Api(api_client)
+    token = core.create_namespaced_service_account_token(
+        "meetingbot-operator",
+        SYSTEM,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        ),
+    ).status.token
+    admin = yaml.safe_load(cluster.kubeconfig_path().read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"]
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "local", "cluster": server}],
+                "users": [{"name": "operator", "user": {"token": token}}],
+                "contexts": [
+                    {"name": "operator", "context": {"cluster": "local", "user": "operator"}}
+                ],
+                "current-context": "operator",
+            }
+        )
+    )
+    return path
+
+
+def audited_permissions(since: str) -> tuple[set[tuple[str, str, str]], set[tuple[str, str, str]]]:
+    """(allowed, forbidden) requests of the service account since an RFC 3339 time."""
+    used, forbidden = set(), set()
+    for line in cluster.audit_log().read_text().splitlines():
+        entry = json.loads(line)
+        if entry["user"]["username"] != SA_USER or "objectRef" not in entry:
+            continue
+        if entry["requestReceivedTimestamp"] < since:
+            continue
+        ref = entry["objectRef"]
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        permission = (ref.get("apiGroup", ""), resource, entry["verb"])
+        (forbidden if entry.get("responseStatus", {}).get("code") == 403 else used).add(permission)
+    return used, forbidden
+
+
+def granted_permissions(api_client: client.ApiClient, namespace: str) -> set[tuple[str, str, str]]:
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    rules = list(rbac.read_namespaced_role("meetingbot-operator", namespace).rules)
+    assert not [
+        r
+        for r in rbac.list_cluster_role().items
+        if r.metadata.name.startswith("meetingbot-operator")
+    ]
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule.api_groups
+        for resource in rule.resources
+        for verb in rule.verbs
+    }
+
+
+async def test_the_operator_runs_on_the_charts_rbac_and_needs_all_of_it(
+    api_client: client.ApiClient, installed: str, sim: SimAdmin, zoomsim: ZoomSim, tmp_path: Path
+) -> None:
+    namespace = installed
+    core = client.CoreV1Api(api_client)
+    report_key = base64.b64decode(
+        core.read_namespaced_secret("meetingbot-operator-report-key", SYSTEM).data["reportKey"]
+    ).decode()
+    operator = OperatorProcess(
+        service_account_kubeconfig(api_client, tmp_path / "sa.kubeconfig"),
+        tmp_path / "operator.log",
+        namespaces=namespace,
+        report_key=report_key,
+        retry_base_seconds="1",
+    )
+    operator.report_key = report_key
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    operator.start()
+    try:
+        bots = Bots(api_client, namespace)
+        zoom = zoom_account(api_client, namespace, sim, zoomsim.url)
+        assert account_ready(api_client, namespace)["status"] == "True"
+        number = sim.create_meeting(zoom["id"])["number"]
+        spec = {"accountRef": {"name": "main"}, "meeting": {"number": number}, "displayName": "Bot"}
+        # 1. a bot that crashes once (a second attempt replaces its Secret), then succeeds
+        bots.apply("full", {**spec, "ttlSecondsAfterFinished": 0})
+        bot = ScriptedBot(api_client, namespace, "full", zoomsim.url)
+        await bot.run(1, ending="crash")
+        run = asyncio.create_task(bot.run(2))
+        await asyncio.to_thread(bots.wait_phase, "full", "InMeeting", timeout=60)
+        sim.end_meeting(number)
+        await run
+        # ... and is deleted by its TTL (the delete verb)
+        await asyncio.to_thread(
+            wait_for,
+            lambda: (
+                not bots.custom.list_namespaced_custom_object(
+                    "meetingbot.dev", "v1alpha1", namespace, "meetingbots"
+                )["items"]
+            ),
+            60,
+            what="TTL deletion",
+        )
+        # 2. a bot whose image name is invalid: the operator deletes the stuck pod
+        bots.apply(
+            "stuck", {**{**spec, "meeting": {"number": sim.create_meeting(zoom["id"])["number"]}}}
+        )
+        pod = await asyncio.to_thread(
+            wait_for, lambda: next(iter(bots.pods("stuck")), None), 30, what="pod"
+        )
+        core.patch_namespaced_pod_status(
+            pod.metadata.name,
+            namespace,
+            {
+                "status": {
+                    "phase": "Pending",
+                    "containerStatuses": [
+                        {
+                            "name": "bot",
+                            "ready": False,
+                            "restartCount": 0,
+                            "image": "bad",
+                            "imageID": "",
+                            "state": {
+                                "waiting": {"reason": "InvalidImageName", "message": "bad image"}
+                            },
+                        }
+                    ],
+                }
+            },
+        )
+        status = await asyncio.to_thread(bots.wait_phase, "stuck", "Failed", timeout=30)
+        assert status["reason"] == "ImagePullFailed"
+        await asyncio.to_thread(
+            wait_for,
+            lambda: not [p for p in bots.pods("stuck") if p.metadata.deletion_timestamp is None],
+            30,
+            what="stuck pod deleted",
+        )
+    finally:
+        operator.stop()
+    log = operator.log_path.read_text()
+    assert '"Forbidden"' not in log and "forbidden" not in log.lower(), (
+        "the operator hit an RBAC denial"
+    )
+
+    used, forbidden = audited_permissions(since)
+    assert not forbidden, f"the operator was refused: {sorted(forbidden)}"
+    granted = granted_permissions(api_client, namespace)
+    unused = granted - used - RARELY_USED
+    assert not unused, f"granted but never used: {sorted(unused)}"
+    assert used <= granted
+    print("\nRBAC used by the operator:", sorted(used))
+
+
+def test_upgrade_keeps_the_report_key_and_uninstall_removes_everything(
+    api_client: client.ApiClient, installed: str, tmp_path: Path
+) -> None:
+    core = client.CoreV1Api(api_client)
+    key = core.read_namespaced_secret("meetingbot-operator-report-key", SYSTEM).data["reportKey"]
+    values = {"watchNamespaces": [installed], "operator": {"logLevel": "DEBUG"}}
+    helm("upgrade", RELEASE, str(CHART), "--namespace", SYSTEM, "-f", values_file(tmp_path, values))
+    assert (
+        core.read_namespaced_secret("meetingbot-operator-report-key", SYSTEM).data["reportKey"]
+        == key
+    )
+    deployment = client.AppsV1Api(api_client).read_namespaced_deployment(
+        "meetingbot-operator", SYSTEM
+    )
+    env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
+    assert env["MEETINGBOT_LOG_LEVEL"] == "DEBUG"
+    assert env["MEETINGBOT_NAMESPACES"] == installed
+    assert deployment.spec.strategy.type == "Recreate"
+    helm("uninstall", RELEASE, "--namespace", SYSTEM)
+    assert not client.AppsV1Api(api_client).list_namespaced_deployment(SYSTEM).items
+    assert not [
+        r
+        for r in client.RbacAuthorizationV1Api(api_client).list_cluster_role().items
+        if r.metadata.name.startswith("meetingbot-operator")
+    ]
+    assert not core.list_namespaced_secret(
+        SYSTEM, label_selector="app.kubernetes.io/instance=meetingbot-operator"
+    ).items
