@@ -207,7 +207,8 @@ def service_account_kubeconfig(api_client: client.ApiClient, path: Path) -> Path
 
 def audited_permissions(since: str) -> tuple[set[tuple[str, str, str]], set[tuple[str, str, str]]]:
     """(allowed, forbidden) requests of the service account since an RFC 3339 time."""
-    used, forbidden = set(), set()
+    used: set[tuple[str, str, str]] = set()
+    forbidden: set[tuple[str, str, str]] = set()
     for line in cluster.audit_log().read_text().splitlines():
         entry = json.loads(line)
         if entry["user"]["username"] != SA_USER or "objectRef" not in entry:
