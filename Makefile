@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint typecheck crds test test-unit test-integration bench demo image \
+.PHONY: help venv web lint typecheck crds test test-unit test-integration bench demo image \
         cluster-build cluster-up cluster-down cluster-status kind-up clean
 
 help:
@@ -26,6 +26,19 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 venv: $(STAMP)
+
+# The bot page's npm packages (the Zoom Meeting SDK), from the lock file; never committed.
+WEB_STAMP := bot-image/web/node_modules/.installed
+$(WEB_STAMP): bot-image/web/package.json bot-image/web/package-lock.json
+	@echo "==> npm ci in bot-image/web"
+	@cd bot-image/web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+web: $(WEB_STAMP)
+
+# The bot image, with podman (a Debian base is bootstrapped locally when BASE_IMAGE is unset).
+image:
+	@bash bot-image/build.sh
 
 lint: $(STAMP)
 	@echo "==> ruff"
@@ -56,18 +69,21 @@ kind-up:
 	@bash tests/cluster/kind-up.sh
 
 # The README's test command. Builds the control plane first (cached) so its progress is visible.
-test: lint typecheck cluster-build
-	@echo "==> pytest"
+test: lint typecheck web cluster-build
+	@echo "==> pytest (unit, integration, e2e)"
 	@$(PY) -m pytest -m "not bench" $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	@$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
-test-integration: $(STAMP) cluster-build
+test-integration: $(STAMP) web cluster-build
 	@$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+demo: $(STAMP) web cluster-build
+	@$(PY) -m tests.demo
 
 bench: $(STAMP) cluster-build
 	@$(PY) -m pytest -m bench -s tests/bench $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bot-image/web/node_modules

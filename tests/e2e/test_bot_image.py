@@ -1,0 +1,79 @@
+"""The bot image (built by `make image`) joins a simulator meeting from inside a podman
+container on the host network, and exits 0 when the host ends the meeting."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.bot_harness import ReportSink, join_config, mint_zak, wait_until
+from tests.zoomsim import SimAdmin, ZoomSim
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("IMAGE", "localhost/meetingbot-bot:dev")
+# What podman needs on this kind of machine (DESIGN.md §6).
+RUN_FLAGS = ["--runtime", "runc", "--network=host", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed (.ci/run installs it)")
+    print("\nbuilding the bot image (cached layers make this quick after the first time)", flush=True)
+    subprocess.run(["bash", str(ROOT / "bot-image" / "build.sh")], check=True, stdout=subprocess.DEVNULL, env={**os.environ, "IMAGE": IMAGE})
+    return IMAGE
+
+
+@pytest.fixture
+def sink() -> Iterator[ReportSink]:
+    receiver = ReportSink()
+    yield receiver
+    receiver.close()
+
+
+def test_the_image_joins_and_exits_0_when_the_host_ends(image: str, zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, tmp_path: Path) -> None:
+    number = sim.create_meeting(zoom_account["id"], passcode="pw", auth_required=True)["number"]
+    config = join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account), passcode="pw")
+    config_dir, out = tmp_path / "config", tmp_path / "out"
+    config_dir.mkdir()
+    out.mkdir()
+    (config_dir / "join.json").write_text(config.to_json())
+    os.chmod(config_dir / "join.json", 0o444)
+    os.chmod(out, 0o777)
+    name = f"meetingbot-test-{os.getpid()}"
+    started = time.monotonic()
+    container = subprocess.Popen(
+        [
+            "podman", "run", "--rm", "--name", name, *RUN_FLAGS,
+            "--read-only", "--tmpfs", "/tmp", "--tmpfs", "/home/bot", "--cap-drop", "ALL",
+            "-v", f"{config_dir}:/var/run/meetingbot:ro", "-v", f"{out}:/out",
+            "-e", "MEETINGBOT_CONFIG=/var/run/meetingbot/join.json",
+            "-e", "MEETINGBOT_TERMINATION_LOG=/out/result.json",
+            "-e", f"MEETINGBOT_SDK_URL={zoomsim.url}/sim/sdk/zoom-meeting-embedded.js",
+            image,
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_until(lambda: sim.participants(number, "in_meeting"), 90, "the containerized bot in the meeting")
+        print(f"\ncontainer start to InMeeting: {time.monotonic() - started:.1f}s")
+        (me,) = sim.participants(number, "in_meeting")
+        assert me["zoomUserId"] == zoom_account["user"]["id"]
+        sim.end_meeting(number)
+        output, _ = container.communicate(timeout=60)
+    finally:
+        if container.poll() is None:
+            subprocess.run(["podman", "rm", "-f", name], capture_output=True, check=False)
+    assert container.returncode == 0, output[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["reason"] == "MeetingEnded"
+    assert sink.states()[-1] == "Ended"
+    assert "simzak_" not in output  # the bot's log carries no token
