@@ -13,6 +13,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster import cluster
+from tests.integration.operator_fixtures import Bots, OperatorProcess, install_crds
 from tests.zoomsim import SimAdmin, ZoomSim
 
 
@@ -100,3 +101,29 @@ def zoom_account(sim: SimAdmin) -> dict[str, Any]:
         account["id"], email=f"bot-{uuid.uuid4().hex[:6]}@bots.example.com"
     )
     return account
+
+
+@pytest.fixture(scope="session")
+def operator(
+    kubeconfig: Path, zoomsim: ZoomSim, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One operator process for the session, for the tests' namespaces, with quick timings."""
+    install_crds()
+    process = OperatorProcess(
+        kubeconfig,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        retry_base_seconds="1",
+        start_lead_seconds="2",
+        sweep_seconds="5",
+        max_duration_grace_seconds="1",
+        # Only the tests' namespaces: the chart test runs an operator of its own elsewhere.
+        namespaces="t-*",
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def bots(api_client: client.ApiClient, namespace: str, operator: OperatorProcess) -> Bots:
+    return Bots(api_client, namespace)

@@ -171,6 +171,11 @@ def up(nodes: int = DEFAULT_NODES) -> Path:
         # clusters that enable this plugin: the chart's RBAC is tested against it.
         "--extra-args",
         "kube-apiserver=enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+        # kwok fakes only its own nodes: the podman node agent's node runs pods for real.
+        "--extra-args",
+        "kwok-controller=manage-all-nodes=false",
+        "--extra-args",
+        "kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         # Requests of the chart's service account are audited: the RBAC minimality test.
         "--kube-audit-policy",
         str(_audit_policy()),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,16 +19,15 @@ from tests.zoomsim import SimAdmin, ZoomSim
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("IMAGE", "localhost/meetingbot-bot:dev")
 # What podman needs on this kind of machine (DESIGN.md §6).
-RUN_FLAGS = ["--runtime", "runc", "--network=host", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
-
-
-@pytest.fixture(scope="session")
-def image() -> str:
-    if shutil.which("podman") is None:
-        pytest.fail("podman is not installed (.ci/run installs it)")
-    print("\nbuilding the bot image (cached layers make this quick after the first time)", flush=True)
-    subprocess.run(["bash", str(ROOT / "bot-image" / "build.sh")], check=True, stdout=subprocess.DEVNULL, env={**os.environ, "IMAGE": IMAGE})
-    return IMAGE
+RUN_FLAGS = [
+    "--runtime",
+    "runc",
+    "--network=host",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+]
 
 
 @pytest.fixture
@@ -39,9 +37,18 @@ def sink() -> Iterator[ReportSink]:
     receiver.close()
 
 
-def test_the_image_joins_and_exits_0_when_the_host_ends(image: str, zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, tmp_path: Path) -> None:
+def test_the_image_joins_and_exits_0_when_the_host_ends(
+    image: str,
+    zoomsim: ZoomSim,
+    sim: SimAdmin,
+    zoom_account: dict[str, Any],
+    sink: ReportSink,
+    tmp_path: Path,
+) -> None:
     number = sim.create_meeting(zoom_account["id"], passcode="pw", auth_required=True)["number"]
-    config = join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account), passcode="pw")
+    config = join_config(
+        zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account), passcode="pw"
+    )
     config_dir, out = tmp_path / "config", tmp_path / "out"
     config_dir.mkdir()
     out.mkdir()
@@ -52,18 +59,41 @@ def test_the_image_joins_and_exits_0_when_the_host_ends(image: str, zoomsim: Zoo
     started = time.monotonic()
     container = subprocess.Popen(
         [
-            "podman", "run", "--rm", "--name", name, *RUN_FLAGS,
-            "--read-only", "--tmpfs", "/tmp", "--tmpfs", "/home/bot", "--cap-drop", "ALL",
-            "-v", f"{config_dir}:/var/run/meetingbot:ro", "-v", f"{out}:/out",
-            "-e", "MEETINGBOT_CONFIG=/var/run/meetingbot/join.json",
-            "-e", "MEETINGBOT_TERMINATION_LOG=/out/result.json",
-            "-e", f"MEETINGBOT_SDK_URL={zoomsim.url}/sim/sdk/zoom-meeting-embedded.js",
+            "podman",
+            "run",
+            "--rm",
+            "--name",
+            name,
+            *RUN_FLAGS,
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--tmpfs",
+            "/home/bot",
+            "--cap-drop",
+            "ALL",
+            "-v",
+            f"{config_dir}:/var/run/meetingbot:ro",
+            "-v",
+            f"{out}:/out",
+            "-e",
+            "MEETINGBOT_CONFIG=/var/run/meetingbot/join.json",
+            "-e",
+            "MEETINGBOT_TERMINATION_LOG=/out/result.json",
+            "-e",
+            f"MEETINGBOT_SDK_URL={zoomsim.url}/sim/sdk/zoom-meeting-embedded.js",
             image,
         ],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
-        wait_until(lambda: sim.participants(number, "in_meeting"), 90, "the containerized bot in the meeting")
+        wait_until(
+            lambda: sim.participants(number, "in_meeting"),
+            90,
+            "the containerized bot in the meeting",
+        )
         print(f"\ncontainer start to InMeeting: {time.monotonic() - started:.1f}s")
         (me,) = sim.participants(number, "in_meeting")
         assert me["zoomUserId"] == zoom_account["user"]["id"]
