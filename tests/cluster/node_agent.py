@@ -279,13 +279,12 @@ class Agent:
         for env in container.env or []:
             value = env.value or ""
             if env.value_from and env.value_from.secret_key_ref:
-                ref = env.value_from.secret_key_ref
-                value = base64.b64decode(
-                    self.core.read_namespaced_secret(ref.name, ns).data[ref.key]
-                ).decode()
+                secret_ref = env.value_from.secret_key_ref
+                data = self.core.read_namespaced_secret(secret_ref.name, ns).data
+                value = base64.b64decode(data[secret_ref.key]).decode()
             elif env.value_from and env.value_from.config_map_key_ref:
-                ref = env.value_from.config_map_key_ref
-                value = self.core.read_namespaced_config_map(ref.name, ns).data[ref.key]
+                map_ref = env.value_from.config_map_key_ref
+                value = self.core.read_namespaced_config_map(map_ref.name, ns).data[map_ref.key]
             command += ["-e", f"{env.name}={value}"]
         if container.command:
             command += ["--entrypoint", container.command[0]]
