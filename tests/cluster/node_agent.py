@@ -280,8 +280,8 @@ class Agent:
             value = env.value or ""
             if env.value_from and env.value_from.secret_key_ref:
                 secret_ref = env.value_from.secret_key_ref
-                data = self.core.read_namespaced_secret(secret_ref.name, ns).data
-                value = base64.b64decode(data[secret_ref.key]).decode()
+                secret_data = self.core.read_namespaced_secret(secret_ref.name, ns).data or {}
+                value = base64.b64decode(secret_data[secret_ref.key]).decode()
             elif env.value_from and env.value_from.config_map_key_ref:
                 map_ref = env.value_from.config_map_key_ref
                 value = self.core.read_namespaced_config_map(map_ref.name, ns).data[map_ref.key]
