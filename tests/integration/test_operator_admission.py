@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -218,3 +219,14 @@ async def test_missing_and_wrong_credentials_give_clear_conditions(
     await asyncio.to_thread(
         wait_for, lambda: bots.pods("waiting"), 45, what="the waiting bot starts"
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["zoomaccount.yaml", "meetingbot.yaml", "meetingbot-scheduled.yaml"]
+)
+def test_the_examples_are_valid(crds: None, namespace: str, name: str) -> None:
+    path = Path(__file__).resolve().parents[2] / "examples" / name
+    result = cluster.kubectl(
+        "-n", namespace, "apply", "--dry-run=server", "-f", str(path), check=False
+    )
+    assert result.returncode == 0, result.stderr
