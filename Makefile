@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv web lint typecheck crds test test-unit test-integration bench demo image \
+.PHONY: help venv web lint typecheck crds test test-unit test-integration bench demo image operator-image \
         cluster-build cluster-up cluster-down cluster-status kind-up clean
 
 help:
@@ -39,6 +39,9 @@ web: $(WEB_STAMP)
 # The bot image, with podman (a Debian base is bootstrapped locally when BASE_IMAGE is unset).
 image:
 	@bash bot-image/build.sh
+
+operator-image:
+	@IMAGE=$${IMAGE:-localhost/meetingbot-operator:dev} DOCKERFILE=operator/Dockerfile bash bot-image/build.sh
 
 lint: $(STAMP)
 	@echo "==> ruff"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the bot image with podman (make image). Without BASE_IMAGE, a Debian base is made
+# Build the bot image (make image) or the operator's (make operator-image) with podman. Without BASE_IMAGE, a Debian base is made
 # locally with debootstrap (no registry needed) and cached; with BASE_IMAGE (e.g.
 # docker.io/library/debian:bookworm-slim) that image is used as the base instead.
 set -euo pipefail
@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 say() { printf '[image %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 IMAGE=${IMAGE:-localhost/meetingbot-bot:dev}
+DOCKERFILE=${DOCKERFILE:-bot-image/Dockerfile}
 SUITE=${DEBIAN_SUITE:-bookworm}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 cache=${MEETINGBOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meetingbot-operator}/images
@@ -40,6 +41,6 @@ say "podman build $IMAGE (base $BASE_IMAGE)"
 started=$SECONDS
 podman build --network=host --isolation=chroot --layers \
   --build-arg "BASE_IMAGE=$BASE_IMAGE" "${secret[@]}" \
-  -f bot-image/Dockerfile -t "$IMAGE" . >&2
+  -f "$DOCKERFILE" -t "$IMAGE" . >&2
 say "built $IMAGE in $((SECONDS - started))s; size $(podman image inspect "$IMAGE" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}')"
 echo "$IMAGE"

@@ -13,7 +13,13 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster import cluster
-from tests.integration.operator_fixtures import Bots, OperatorProcess, install_crds
+from tests.integration.operator_fixtures import (
+    Bots,
+    OperatorProcess,
+    account_ready,
+    install_crds,
+)
+from tests.integration.operator_fixtures import zoom_account as zoom_account_in
 from tests.zoomsim import SimAdmin, ZoomSim
 
 
@@ -127,3 +133,17 @@ def operator(
 @pytest.fixture
 def bots(api_client: client.ApiClient, namespace: str, operator: OperatorProcess) -> Bots:
     return Bots(api_client, namespace)
+
+
+@pytest.fixture
+def zoom(
+    api_client: client.ApiClient,
+    namespace: str,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    operator: OperatorProcess,
+) -> dict[str, Any]:
+    """A simulated Zoom account with one service user, and its Ready ZoomAccount "main"."""
+    account = zoom_account_in(api_client, namespace, sim, zoomsim.url)
+    assert account_ready(api_client, namespace)["status"] == "True"
+    return account

@@ -13,21 +13,12 @@ from typing import Any
 
 import pytest
 
+from tests.cluster.node_agent import PODMAN_RUN
 from tests.integration.bot_harness import ReportSink, join_config, mint_zak, wait_until
 from tests.zoomsim import SimAdmin, ZoomSim
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("IMAGE", "localhost/meetingbot-bot:dev")
-# What podman needs on this kind of machine (DESIGN.md §6).
-RUN_FLAGS = [
-    "--runtime",
-    "runc",
-    "--network=host",
-    "--ulimit",
-    "nofile=1024:1024",
-    "--ulimit",
-    "nproc=1024:1024",
-]
 
 
 @pytest.fixture
@@ -64,7 +55,7 @@ def test_the_image_joins_and_exits_0_when_the_host_ends(
             "--rm",
             "--name",
             name,
-            *RUN_FLAGS,
+            *PODMAN_RUN,
             "--read-only",
             "--tmpfs",
             "/tmp",

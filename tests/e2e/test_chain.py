@@ -13,22 +13,10 @@ from kubernetes import client
 
 from meetingbot_operator.contract import JoinConfig
 from tests.e2e.conftest import on_the_bot_node
-from tests.integration.operator_fixtures import Bots, account_ready, wait_for, zoom_account
+from tests.integration.operator_fixtures import Bots, wait_for
 from tests.zoomsim import SimAdmin, ZoomSim
 
-
-@pytest.fixture
-def zoom(
-    api_client: client.ApiClient,
-    namespace: str,
-    sim: SimAdmin,
-    zoomsim: ZoomSim,
-    bots: Bots,
-    node_agent: str,
-) -> dict[str, Any]:
-    account = zoom_account(api_client, namespace, sim, zoomsim.url)
-    account_ready(api_client, namespace)
-    return account
+pytestmark = pytest.mark.usefixtures("node_agent")
 
 
 def spec(zoomsim: ZoomSim, image: str, number: str, **extra: Any) -> dict[str, Any]:
@@ -153,15 +141,6 @@ async def test_deleting_the_bot_mid_meeting_makes_it_leave(
         wait_for, lambda: sim.participants(number, "left"), 60, what="the bot leaving"
     )
     assert [p["leftReason"] for p in left] == ["left"]
-    core = client.CoreV1Api(api_client)
-
-    def gone() -> bool:
-        pods = core.list_namespaced_pod(namespace, label_selector="meetingbot.dev/bot=goner").items
-        secrets = [
-            s
-            for s in core.list_namespaced_secret(namespace).items
-            if s.metadata.name == "goner-join"
-        ]
-        return not pods and not secrets
-
-    await asyncio.to_thread(wait_for, gone, 90, what="everything removed")
+    await asyncio.to_thread(
+        wait_for, lambda: bots.children_gone("goner"), 90, what="everything removed"
+    )

@@ -199,6 +199,14 @@ class Bots:
                 f"{name} not in {phases} within {timeout}s: {self.status(name)}"
             ) from None
 
+    def children_gone(self, name: str) -> bool:
+        """Whether the bot's pods and join Secret have all been removed."""
+        pods = self.pods(name)
+        secrets = self.core.list_namespaced_secret(
+            self.namespace, field_selector=f"metadata.name={name}-join"
+        ).items
+        return not pods and not secrets
+
     def pods(self, name: str) -> list[client.V1Pod]:
         return list(
             self.core.list_namespaced_pod(

@@ -14,27 +14,12 @@ from kubernetes import client
 from meetingbot_operator.contract import JoinConfig
 from tests.integration.operator_fixtures import (
     Bots,
-    OperatorProcess,
     account_ready,
     wait_for,
-    zoom_account,
 )
 from tests.integration.scripted_bot import ScriptedBot
 from tests.integration.zoom_helpers import client_for
 from tests.zoomsim import SimAdmin, ZoomSim
-
-
-@pytest.fixture
-def zoom(
-    api_client: client.ApiClient,
-    namespace: str,
-    sim: SimAdmin,
-    zoomsim: ZoomSim,
-    operator: OperatorProcess,
-) -> dict[str, Any]:
-    account = zoom_account(api_client, namespace, sim, zoomsim.url)
-    account_ready(api_client, namespace)
-    return account
 
 
 def spec(number: str, **extra: Any) -> dict[str, Any]:
@@ -257,18 +242,9 @@ async def test_deleting_a_bot_mid_meeting_makes_it_leave(
     assert await run == "Canceled"
     left = sim.participants(number, "left")
     assert [p["leftReason"] for p in left] == ["left"]
-    core = client.CoreV1Api(api_client)
-
-    def children_gone() -> bool:
-        pods = core.list_namespaced_pod(namespace, label_selector="meetingbot.dev/bot=goner").items
-        secrets = [
-            s
-            for s in core.list_namespaced_secret(namespace).items
-            if s.metadata.name == "goner-join"
-        ]
-        return not pods and not secrets
-
-    await asyncio.to_thread(wait_for, children_gone, 60, what="pod and Secret garbage-collected")
+    await asyncio.to_thread(
+        wait_for, lambda: bots.children_gone("goner"), 60, what="pod and Secret garbage-collected"
+    )
 
 
 async def test_ttl_after_finished_deletes_the_bot(

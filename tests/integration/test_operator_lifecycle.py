@@ -8,33 +8,16 @@ import base64
 import json
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from meetingbot_operator.contract import JoinConfig
 from tests.cluster import cluster
 from tests.integration.operator_fixtures import (
     Bots,
-    OperatorProcess,
-    account_ready,
     wait_for,
-    zoom_account,
 )
 from tests.integration.scripted_bot import ScriptedBot
 from tests.zoomsim import SimAdmin, ZoomSim
-
-
-@pytest.fixture
-def zoom(
-    api_client: client.ApiClient,
-    namespace: str,
-    sim: SimAdmin,
-    zoomsim: ZoomSim,
-    operator: OperatorProcess,
-) -> dict[str, Any]:
-    account = zoom_account(api_client, namespace, sim, zoomsim.url)
-    assert account_ready(api_client, namespace)["status"] == "True"
-    return account
 
 
 def spec(number: str, **extra: Any) -> dict[str, Any]:
