@@ -158,6 +158,10 @@ class Bot:
             return_when=asyncio.FIRST_COMPLETED,
         )
         stopping.cancel()
+        if joining not in done and self.stop.is_set():
+            # SIGTERM while joining: let the join finish (briefly), so that a bot that did get
+            # in leaves properly instead of dropping out.
+            done, _ = await asyncio.wait({joining}, timeout=self.options.leave_timeout)
         if joining not in done:
             joining.cancel()
             if self.stop.is_set():

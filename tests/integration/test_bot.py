@@ -143,6 +143,7 @@ def test_removed_by_host(
     number = sim.create_meeting(zoom_account["id"])["number"]
     bot = run_bot(join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account)))
     (me,) = in_meeting(sim, number)
+    wait_until(lambda: "InMeeting" in sink.states(), 30, "InMeeting report")
     sim.remove_participant(number, me["userId"])
     code, result = bot.wait()
     assert (code, result["reason"]) == (4, "RemovedByHost")
@@ -197,6 +198,7 @@ def test_sigterm_mid_meeting_leaves_cleanly(
     number = sim.create_meeting(zoom_account["id"])["number"]
     bot = run_bot(join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account)))
     in_meeting(sim, number)
+    wait_until(lambda: "InMeeting" in sink.states(), 30, "InMeeting report")
     asked = time.monotonic()
     bot.terminate()
     code, result = bot.wait(30)

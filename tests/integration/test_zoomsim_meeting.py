@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any
 
+import aiohttp
 import httpx
 import jwt
 import pytest
@@ -310,3 +311,28 @@ def test_rest_side_answers_429_with_zooms_headers(
     assert sample.headers["X-RateLimit-Type"] == "QPS"
     assert sample.headers["X-RateLimit-Limit"] == "30"
     assert float(sample.headers["Retry-After"]) <= 1.0
+
+
+async def test_removal_before_the_client_connects_is_still_told(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
+) -> None:
+    number = sim.create_meeting(zoom_account["id"])["number"]
+    async with aiohttp.ClientSession() as http:
+        params = {
+            "signature": signature_for(zoom_account, number),
+            "meetingNumber": number,
+            "userName": "Bot",
+        }
+        async with http.post(f"{zoomsim.url}/sim/sdk/join", json=params) as response:
+            joined = await response.json()
+        sim.remove_participant(number, joined["currentUser"]["userId"])
+        ws = await http.ws_connect(
+            zoomsim.url.replace("http", "ws", 1) + "/sim/sdk/events",
+            params={"session": joined["session"]},
+        )
+        message = await ws.receive_json(timeout=5)
+        assert message == {
+            "event": "connection-change",
+            "payload": {"state": "Closed", "reason": "kicked by host"},
+        }
+        await ws.close()

@@ -141,7 +141,14 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=10)
     await ws.prepare(request)
     found = _find(world, request.query.get("session", ""))
-    if found is None or found[1].state == "left" or found[1].inbox is None:
+    if found is None or found[1].inbox is None:
+        await ws.close()
+        return ws
+    if found[1].state == "left":
+        # Removed (or the meeting ended) between the join and this connection: the client
+        # still hears why, as a Zoom client would, then the connection closes.
+        while not found[1].inbox.empty():
+            await ws.send_str(json.dumps(found[1].inbox.get_nowait()))
         await ws.close()
         return ws
     meeting, participant = found
