@@ -85,7 +85,7 @@ test-integration: $(STAMP) web cluster-build
 demo: $(STAMP) web cluster-build
 	@$(PY) -m tests.demo
 
-bench: $(STAMP) cluster-build
+bench: $(STAMP) web cluster-build
 	@$(PY) -m pytest -m bench -s tests/bench $(PYTEST_ARGS)
 
 clean:

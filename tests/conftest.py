@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +17,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster import cluster
+from tests.cluster.node_agent import BOT_NODE
 from tests.integration.operator_fixtures import (
     Bots,
     OperatorProcess,
@@ -147,3 +152,53 @@ def zoom(
     account = zoom_account_in(api_client, namespace, sim, zoomsim.url)
     assert account_ready(api_client, namespace)["status"] == "True"
     return account
+
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = os.environ.get("IMAGE", "localhost/meetingbot-bot:dev")
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed (.ci/run installs it)")
+    print(
+        "\nbuilding the bot image (cached layers make this quick after the first time)", flush=True
+    )
+    subprocess.run(
+        ["bash", str(ROOT / "bot-image" / "build.sh")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "IMAGE": IMAGE},
+    )
+    return IMAGE
+
+
+@pytest.fixture(scope="session")
+def node_agent(
+    kubeconfig: Path,
+    api_client: client.ApiClient,
+    image: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("node-agent") / "agent.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.cluster.node_agent", "--node", BOT_NODE],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    core = client.CoreV1Api(api_client)
+    deadline = time.monotonic() + 30
+    while "ready" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the node agent did not start; see {log}:\n{log.read_text()[-2000:]}"
+            )
+        time.sleep(0.3)
+    yield BOT_NODE
+    process.terminate()
+    process.wait(10)
+    subprocess.run(["podman", "rm", "-f", "--all"], capture_output=True, check=False)
+    core.delete_node(BOT_NODE)

@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client, config
 
 from tests.cluster import cluster
-from tests.cluster.node_agent import LABEL, TAINT_KEY
+from tests.cluster.node_agent import BOT_NODE, pod_template_for
 from tests.integration.operator_fixtures import OperatorProcess, install_crds
 from tests.zoomsim import SimAdmin, ZoomSim
 
@@ -71,7 +71,7 @@ def start_services(sim: ZoomSim) -> tuple[subprocess.Popen[bytes], OperatorProce
     say("4/6 starting the Zoom simulator, the bot node (podman) and the operator")
     agent_log = WORK / "node-agent.log"
     agent = subprocess.Popen(
-        [sys.executable, "-m", "tests.cluster.node_agent", "--node", "bots-node"],
+        [sys.executable, "-m", "tests.cluster.node_agent", "--node", BOT_NODE],
         env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path())},
         stdout=agent_log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -148,17 +148,7 @@ def main() -> int:
                 "oauthUrl": f"{sim.url}/oauth/token",
                 "apiUrl": f"{sim.url}/v2",
             }
-            bot["spec"]["podTemplate"] = {
-                "image": IMAGE,
-                "nodeSelector": {LABEL: "true"},
-                "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-                "env": [
-                    {
-                        "name": "MEETINGBOT_SDK_URL",
-                        "value": f"{sim.url}/sim/sdk/zoom-meeting-embedded.js",
-                    }
-                ],
-            }
+            bot["spec"]["podTemplate"] = pod_template_for(sim.url, IMAGE)
             say("6/6 applying examples/zoomaccount.yaml and examples/meetingbot.yaml, with:")
             print(
                 yaml.safe_dump(

@@ -36,6 +36,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger("node-agent")
+BOT_NODE = "bots-node"
 TAINT_KEY = "meetingbot.dev/podman-node"
 LABEL = "meetingbot.dev/podman-node"
 # What podman needs on this kind of machine (DESIGN.md §6).
@@ -341,9 +342,22 @@ class Agent:
         self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, status)
 
 
+def pod_template_for(sim_url: str, image: str) -> dict[str, Any]:
+    """The podTemplate that steers a bot pod to this node, with the simulator's fake SDK: test
+    and demo configuration only (the operator knows nothing of this node)."""
+    return {
+        "image": image,
+        "nodeSelector": {LABEL: "true"},
+        "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+        "env": [
+            {"name": "MEETINGBOT_SDK_URL", "value": f"{sim_url}/sim/sdk/zoom-meeting-embedded.js"}
+        ],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="test-only node agent running pods with podman")
-    parser.add_argument("--node", default="bots-node")
+    parser.add_argument("--node", default=BOT_NODE)
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "meetingbot-node-agent"
     )

@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 
 from meetingbot_operator.contract import JoinConfig
-from tests.e2e.conftest import on_the_bot_node
+from tests.cluster.node_agent import pod_template_for
 from tests.integration.operator_fixtures import Bots, wait_for
 from tests.zoomsim import SimAdmin, ZoomSim
 
@@ -24,7 +24,7 @@ def spec(zoomsim: ZoomSim, image: str, number: str, **extra: Any) -> dict[str, A
         "accountRef": {"name": "main"},
         "meeting": {"number": number, **extra.pop("meeting", {})},
         "displayName": "Notetaker",
-        "podTemplate": on_the_bot_node(zoomsim.url, image),
+        "podTemplate": pod_template_for(zoomsim.url, image),
         **extra,
     }
 

@@ -1,0 +1,136 @@
+"""Bot benchmarks (`make bench`): time to InMeeting, median of 5, and the browser's memory.
+
+1. The reference bot as a process (real Chromium, the simulator's fake SDK): from process
+   start to its InMeeting report; peak RSS of the bot's process tree while in the meeting.
+2. The whole chain on the podman node: from `apply` to status.phase InMeeting.
+Printed and written to bench-results/bot.json; never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.cluster.node_agent import pod_template_for
+from tests.integration.bot_harness import BotProcess, ReportSink, join_config, mint_zak, wait_until
+from tests.integration.operator_fixtures import Bots
+from tests.zoomsim import SimAdmin, ZoomSim
+
+RUNS = 5
+RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of a process and all its descendants (Chromium's renderers, GPU, utility...)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        rss[int(entry.name)] = next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        total += rss.get(current, 0)
+        stack += children.get(current, [])
+    return total / 1024
+
+
+def record(name: str, values: dict[str, Any]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "bot.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = values
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def test_bot_process_to_in_meeting(
+    zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], tmp_path: Path
+) -> None:
+    times, peaks = [], []
+    for run in range(RUNS):
+        sink = ReportSink()
+        number = sim.create_meeting(zoom_account["id"], auth_required=True)["number"]
+        bot = BotProcess(
+            join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account)),
+            zoomsim.url,
+            tmp_path / f"run{run}",
+        )
+        try:
+            wait_until(lambda sink=sink: "InMeeting" in sink.states(), 60, "InMeeting")
+            times.append(time.monotonic() - bot.started)
+            peak = 0.0
+            for _ in range(20):  # 2 s in the meeting
+                peak = max(peak, tree_rss_mb(bot.process.pid))
+                time.sleep(0.1)
+            peaks.append(peak)
+            sim.end_meeting(number)
+            bot.wait(30)
+        finally:
+            bot.kill()
+            sink.close()
+    values = {
+        "start_to_in_meeting_s": [round(t, 2) for t in times],
+        "median_s": round(statistics.median(times), 2),
+        "peak_tree_rss_mb": [round(p) for p in peaks],
+        "max_peak_tree_rss_mb": round(max(peaks)),
+    }
+    record("bot_process", values)
+    print(
+        f"\nbot process start to InMeeting: median {values['median_s']} s of {values['start_to_in_meeting_s']}"
+    )
+    print(
+        f"peak RSS of the bot's process tree in a meeting: {values['max_peak_tree_rss_mb']} MB (runs: {values['peak_tree_rss_mb']})"
+    )
+
+
+@pytest.mark.usefixtures("node_agent")
+def test_apply_to_in_meeting_through_the_chain(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    image: str,
+) -> None:
+    times = []
+    for run in range(RUNS):
+        number = sim.create_meeting(zoom["id"])["number"]
+        name = f"lat{run}"
+        started = time.monotonic()
+        bots.apply(
+            name,
+            {
+                "accountRef": {"name": "main"},
+                "meeting": {"number": number},
+                "displayName": "Notetaker",
+                "podTemplate": pod_template_for(zoomsim.url, image),
+            },
+        )
+        bots.wait_phase(name, "InMeeting", timeout=120)
+        times.append(time.monotonic() - started)
+        sim.end_meeting(number)
+        bots.wait_phase(name, "Succeeded", timeout=60)
+    values = {
+        "apply_to_in_meeting_s": [round(t, 2) for t in times],
+        "median_s": round(statistics.median(times), 2),
+    }
+    record("whole_chain", values)
+    print(
+        f"\napply to InMeeting through the whole chain: median {values['median_s']} s of {values['apply_to_in_meeting_s']}"
+    )
