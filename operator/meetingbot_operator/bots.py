@@ -102,7 +102,6 @@ class BotService:
         )
         # Bounds the Zoom and API work of attempts started at once (a burst of applies).
         self._starts = asyncio.Semaphore(64)
-        self.zoom_calls: Counter[str] = Counter()
 
     # --- observations -----------------------------------------------------------------------
 

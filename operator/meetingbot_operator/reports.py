@@ -72,7 +72,8 @@ def make_app(tokens: ReportTokens, identity: Identity, sink: Sink) -> web.Applic
             return _answer("unauthorized", 401)
         if body.attempt != current:
             return _answer("stale", 409)
-        return _answer(sink(namespace, name, body), 202)
+        outcome = sink(namespace, name, body)
+        return _answer(outcome, 202 if outcome == "accepted" else 404)
 
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/v1/namespaces/{namespace}/meetingbots/{name}/report", report)
@@ -81,8 +82,6 @@ def make_app(tokens: ReportTokens, identity: Identity, sink: Sink) -> web.Applic
 
 def _answer(result: str, status: int) -> web.Response:
     metrics.REPORTS.labels(result).inc()
-    if result == "unknown" and status == 202:
-        status = 404
     return web.json_response({"result": result}, status=status)
 
 

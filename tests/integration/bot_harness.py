@@ -10,12 +10,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pydantic import SecretStr
 
 from meetingbot_operator.contract import (
@@ -153,11 +151,3 @@ def wait_until(predicate: Any, timeout: float = 30, what: str = "condition") -> 
             return value
         time.sleep(0.1)
     raise TimeoutError(f"{what} not met within {timeout}s")
-
-
-def sdk_url_ok(sim_url: str) -> bool:
-    return httpx.get(f"{sim_url}/sim/sdk/zoom-meeting-embedded.js").status_code == 200
-
-
-def processes(workdir: Path) -> Iterator[Path]:
-    yield workdir

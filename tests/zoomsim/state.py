@@ -281,12 +281,6 @@ class World:
             return limit, (window + 1) * period - now
         return None
 
-    def remaining(self, account: Account, category: str) -> int:
-        if account.plan == "unlimited":
-            return 0
-        limit, _ = RATE_LIMITS[account.plan][category]
-        return max(limit - self.windows.get((account.id, category), (0, 0))[1], 0)
-
     # --- the meeting side -----------------------------------------------------------------
 
     def verify_signature(self, signature: str, meeting_number: str) -> tuple[Account, int]:
