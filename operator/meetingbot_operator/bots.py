@@ -130,8 +130,17 @@ class BotService:
         if not bot or not attempt.isdigit():
             return
         key = (meta["namespace"], bot)
+        deleted = event_type == "DELETED"
+        if deleted and (key not in self.memory or self.memory[key].body is None):
+            # The pod of a bot that is gone (or never seen): nothing to decide, nothing to keep.
+            orphan = self.memory.get(key)
+            if orphan is not None:
+                orphan.pods.pop(int(attempt), None)
+                if not orphan.pods:
+                    del self.memory[key]
+            return
         memory = self.memory.setdefault(key, BotMemory())
-        observation = parse_pod(body, deleted=event_type == "DELETED")
+        observation = parse_pod(body, deleted=deleted)
         if memory.pods.get(observation.attempt) == observation:
             return  # nothing the decisions look at has changed (conditions, IPs, ...)
         memory.pods[observation.attempt] = observation

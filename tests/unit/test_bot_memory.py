@@ -1,0 +1,79 @@
+"""What BotService keeps in memory as watch events arrive (no API calls are made here)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import SecretStr
+
+from meetingbot_operator.bots import BotService, parse_pod
+from meetingbot_operator.reports import ReportTokens
+from meetingbot_operator.settings import Settings
+
+
+def service() -> BotService:
+    # Nothing here reaches the API: a bot without a body is never reconciled.
+    return BotService(
+        kube=None,
+        accounts=None,
+        settings=Settings(),
+        tokens=ReportTokens(SecretStr("k")),
+        post_event=lambda *a: None,
+    )
+
+
+def pod(name: str, attempt: int, bot: str = "b", **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "labels": {"meetingbot.dev/bot": bot, "meetingbot.dev/attempt": str(attempt)},
+        },
+        "status": status,
+    }
+
+
+async def test_pods_of_deleted_bots_are_not_kept() -> None:
+    bots = service()
+    bots.observe_pod("DELETED", pod("b-1", 1))
+    assert bots.memory == {}
+    bots.observe_pod("ADDED", pod("b-1", 1))
+    bots.observe_pod("ADDED", pod("b-2", 2))
+    bots.observe_pod("DELETED", pod("b-1", 1))
+    assert list(bots.memory[("ns", "b")].pods) == [2]
+    bots.observe_pod("DELETED", pod("b-2", 2))
+    assert bots.memory == {}
+    await asyncio.sleep(0)
+
+
+async def test_unlabelled_pods_are_ignored() -> None:
+    bots = service()
+    bots.observe_pod("ADDED", {"metadata": {"name": "x", "namespace": "ns", "labels": {}}})
+    assert bots.memory == {}
+
+
+def test_parse_pod_reads_what_the_decisions_need() -> None:
+    observed = parse_pod(
+        pod(
+            "b-1",
+            1,
+            phase="Failed",
+            reason="Evicted",
+            containerStatuses=[
+                {
+                    "name": "bot",
+                    "state": {
+                        "terminated": {"exitCode": 137, "reason": "OOMKilled", "message": "{}"}
+                    },
+                }
+            ],
+        )
+    )
+    assert (
+        observed.attempt,
+        observed.exit_code,
+        observed.terminated_reason,
+        observed.status_reason,
+    ) == (1, 137, "OOMKilled", "Evicted")
+    assert observed.finished
