@@ -70,23 +70,32 @@ def new_namespace(core: client.CoreV1Api) -> str:
 
 
 async def watch_pods(namespace: str, count: int) -> float:
-    """time.monotonic() when the `count`-th bot pod appeared (a watch: no polling load)."""
+    """time.monotonic() when the `count`-th bot pod appeared: a watch (no polling load),
+    resumed from a fresh list if the API server ends it early."""
     async with await api() as a:
         core = aclient.CoreV1Api(a)
         seen: set[str] = set()
-        stream = watch.Watch()
-        async for event in stream.stream(
-            core.list_namespaced_pod,
-            namespace,
-            label_selector="meetingbot.dev/bot",
-            timeout_seconds=600,
-        ):
-            seen.add(event["object"].metadata.name)
-            if len(seen) % 100 == 0 and event["type"] == "ADDED":
-                progress(f"  {len(seen)}/{count} bot pods")
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            listing = await core.list_namespaced_pod(namespace, label_selector="meetingbot.dev/bot")
+            seen.update(p.metadata.name for p in listing.items)
             if len(seen) >= count:
-                stream.stop()
                 return time.monotonic()
+            stream = watch.Watch()
+            async for event in stream.stream(
+                core.list_namespaced_pod,
+                namespace,
+                label_selector="meetingbot.dev/bot",
+                resource_version=listing.metadata.resource_version,
+                timeout_seconds=300,
+            ):
+                before = len(seen)
+                seen.add(event["object"].metadata.name)
+                if len(seen) // 100 != before // 100:
+                    progress(f"  {len(seen)}/{count} bot pods")
+                if len(seen) >= count:
+                    stream.stop()
+                    return time.monotonic()
         raise TimeoutError(f"only {len(seen)} pods")
 
 
