@@ -199,13 +199,9 @@ class BotService:
             memory.dirty = False
             try:
                 await self.reconcile(key, memory)
-            except ApiException as error:
-                if error.status == 403 and "NamespaceTerminating" in str(error.body):
-                    log.debug("namespace terminating", extra={"bot": f"{key[0]}/{key[1]}"})
+            except Exception as error:
+                if isinstance(error, ApiException) and "NamespaceTerminating" in str(error.body):
                     return  # the bot goes with its namespace
-                log.exception("reconcile failed", extra={"bot": f"{key[0]}/{key[1]}"})
-                self._schedule(key, memory, 10.0)
-            except Exception:
                 # Never lost: the bot is retried by a timer, and by the sweep after that.
                 log.exception("reconcile failed", extra={"bot": f"{key[0]}/{key[1]}"})
                 self._schedule(key, memory, 10.0)
