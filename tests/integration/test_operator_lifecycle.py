@@ -8,14 +8,12 @@ import base64
 import json
 from typing import Any
 
+import httpx
 from kubernetes import client
 
 from meetingbot_operator.contract import JoinConfig
 from tests.cluster import cluster
-from tests.integration.operator_fixtures import (
-    Bots,
-    wait_for,
-)
+from tests.integration.operator_fixtures import Bots, OperatorProcess, wait_for
 from tests.integration.scripted_bot import ScriptedBot
 from tests.zoomsim import SimAdmin, ZoomSim
 
@@ -30,6 +28,7 @@ def spec(number: str, **extra: Any) -> dict[str, Any]:
 
 
 async def test_happy_path_to_succeeded(
+    operator: OperatorProcess,
     api_client: client.ApiClient,
     namespace: str,
     bots: Bots,
@@ -86,6 +85,22 @@ async def test_happy_path_to_succeeded(
             namespace, field_selector="involvedObject.name=notetaker"
         )
         return [e.reason for e in events.items]
+
+    async with httpx.AsyncClient(timeout=5) as http:
+        metrics = (await http.get(operator.metrics_url)).text
+    for line in (
+        'meetingbot_zak_mints_total{result="ok"}',
+        'meetingbot_bots_finished_total{phase="Succeeded",reason="MeetingEnded"}',
+        'meetingbot_zoom_api_seconds_count{endpoint="zak"}',
+        "meetingbot_apply_to_pod_seconds_count",
+        "meetingbot_apply_to_in_meeting_seconds_count",
+        'meetingbot_reports_total{result="accepted"}',
+        'meetingbot_bots{phase="Succeeded"}',
+    ):
+        value = next(
+            (float(m.split()[-1]) for m in metrics.splitlines() if m.startswith(line)), 0.0
+        )
+        assert value >= 1, f"{line} is {value}"
 
     expected = {"Starting", "Joining", "InMeeting", "MeetingEnded"}
     await asyncio.to_thread(wait_for, lambda: expected <= set(reasons()), 10, what="events")
