@@ -13,7 +13,13 @@ from kubernetes import client
 
 from meetingbot_operator.contract import JoinConfig
 from tests.cluster import cluster
-from tests.integration.operator_fixtures import Bots, OperatorProcess, wait_for
+from tests.integration.operator_fixtures import (
+    Bots,
+    OperatorProcess,
+    account_ready,
+    wait_for,
+    zoom_account,
+)
 from tests.integration.scripted_bot import ScriptedBot
 from tests.zoomsim import SimAdmin, ZoomSim
 
@@ -168,5 +174,48 @@ async def test_waiting_room_then_admitted(
     sim.end_meeting(number)
     await run
     assert (await asyncio.to_thread(bots.wait_phase, "patient", "Succeeded"))[
+        "reason"
+    ] == "MeetingEnded"
+
+
+async def test_an_obf_bot_joins_on_behalf_of_a_user_in_another_accounts_meeting(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    operator: OperatorProcess,
+) -> None:
+    """auth: obf: the operator mints the OBF token with the authorizing user's own token (from a
+    Secret) for this meeting; the bot joins a meeting hosted by another account."""
+    app = zoom_account(api_client, namespace, sim, zoomsim.url, app_published=True)
+    assert account_ready(api_client, namespace)["status"] == "True"
+    host = sim.create_account()
+    number = sim.create_meeting(host["id"])["number"]
+    alice = sim.add_user(app["id"], email="alice@customer.example.com")
+    client.CoreV1Api(api_client).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="alice-token"),
+            string_data={"token": sim.authorize_user(alice["id"])},
+        ),
+    )
+    sim.add_participant(number, "Alice", user_id=alice["id"])
+    bots.apply(
+        "onbehalf",
+        spec(
+            number, auth="obf", obf={"userTokenSecretRef": {"name": "alice-token", "key": "token"}}
+        ),
+    )
+    bot = ScriptedBot(api_client, namespace, "onbehalf", zoomsim.url)
+    run = asyncio.create_task(bot.run())
+    status = await asyncio.to_thread(bots.wait_phase, "onbehalf", "InMeeting", "Failed", timeout=60)
+    assert status["phase"] == "InMeeting", status
+    assert bot.config is not None and bot.config.zak is None and bot.config.obf_token is not None
+    me = next(p for p in sim.participants(number, "in_meeting") if p["displayName"] == "Notetaker")
+    assert me["zoomUserId"] == alice["id"]
+    sim.end_meeting(number)
+    await run
+    assert (await asyncio.to_thread(bots.wait_phase, "onbehalf", "Succeeded"))[
         "reason"
     ] == "MeetingEnded"

@@ -162,7 +162,9 @@ async def test_429_storm_from_a_second_app_is_absorbed(
 async def test_server_errors_are_retried(
     zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
 ) -> None:
-    async with client_for(zoomsim.url, zoom_account) as zoom:
+    # 12 attempts: with 30 % failures, one of 30 calls failing every time is a 1-in-60,000 event
+    # (with the default 6 it would be 1 in 45: a test must not flake).
+    async with client_for(zoomsim.url, zoom_account, max_attempts=12) as zoom:
         await zoom.verify()
         sim.set_faults(error_rate=0.3, error_status=502)
         zaks = await asyncio.gather(*(zoom.mint_zak(zoom_account["user"]["id"]) for _ in range(30)))

@@ -298,13 +298,14 @@ def test_rest_side_answers_429_with_zooms_headers(
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
             url = f"{zoomsim.url}/v2/users/{zoom_account['user']['id']}/token?type=zak"
-            return await asyncio.gather(*(http.get(url) for _ in range(45)))
+            return await asyncio.gather(*(http.get(url) for _ in range(70)))
 
     responses = asyncio.run(burst())
     limited = [r for r in responses if r.status_code == 429]
-    # 45 at once against 30 per second: unless the burst straddled a window boundary, 15 are
-    # refused; either way no window served more than 30.
-    assert limited, "no 429 in a burst of 45 against a limit of 30/s"
+    assert len(responses) - len(limited) <= 60  # never more than 30 in any window
+    # 70 at once against 30 per second: a burst shorter than a second spans at most two
+    # windows, so one of them got at least 35 and refused some.
+    assert limited, "no 429 in a burst of 70 against a limit of 30/s"
     sample = limited[0]
     assert sample.json()["code"] == 429
     assert sample.headers["X-RateLimit-Category"] == "Light"
