@@ -17,15 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from meetingbot_operator.contract import BotState, ExitCode, LeaveRules
-from meetingbot_operator.reasons import Reason, reason_for_sdk_error
+from meetingbot_operator.reasons import SUCCESS, Reason, reason_for_sdk_error
 
-SUCCESS = {
-    Reason.MEETING_ENDED,
-    Reason.EVERYONE_LEFT,
-    Reason.NO_ONE_JOINED,
-    Reason.MAX_DURATION_REACHED,
-    Reason.CANCELED,
-}
 LEFT_EARLY = {Reason.WAITING_ROOM_TIMEOUT, Reason.REMOVED_BY_HOST}
 
 

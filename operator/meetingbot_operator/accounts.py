@@ -150,7 +150,7 @@ class AccountService:
         delay = self.settings.account_recheck_seconds if entry.state.ready else NOT_READY_RECHECK
         entry.next_check = time.monotonic() + delay
         await self._write_status(key, entry, scopes)
-        if entry.state.ready != was_ready or entry.state.ready:
+        if entry.state.ready != was_ready:
             await self._on_change(namespace, name)
 
     async def _load_credentials(self, namespace: str, entry: AccountEntry) -> None:

@@ -95,10 +95,10 @@ class BotService:
         self.memory: dict[Key, BotMemory] = {}
         self.started_at = datetime.now(UTC)
         self.timing = Timing(
-            start_lead=_seconds(settings.start_lead_seconds),
+            start_lead=timedelta(seconds=settings.start_lead_seconds),
             retry_base=settings.retry_base_seconds,
             retry_max=settings.retry_max_seconds,
-            max_duration_grace=_seconds(settings.max_duration_grace_seconds),
+            max_duration_grace=timedelta(seconds=settings.max_duration_grace_seconds),
         )
         # Bounds the Zoom and API work of attempts started at once (a burst of applies).
         self._starts = asyncio.Semaphore(64)
@@ -247,15 +247,16 @@ class BotService:
             operator_started=self.started_at,
         )
         plan = decide(bot, meta, observed, self.timing)
-        log.debug(
-            "decided",
-            extra={
-                "bot": f"{key[0]}/{key[1]}",
-                "phase": plan.status.phase,
-                "actions": [a.kind.value for a in plan.actions],
-                "requeue": plan.requeue_after,
-            },
-        )
+        if log.isEnabledFor(logging.DEBUG):  # a hot path in bursts: build the record only if shown
+            log.debug(
+                "decided",
+                extra={
+                    "bot": f"{key[0]}/{key[1]}",
+                    "phase": plan.status.phase,
+                    "actions": [a.kind.value for a in plan.actions],
+                    "requeue": plan.requeue_after,
+                },
+            )
         start = next((a for a in plan.actions if a.kind == ActionKind.START_ATTEMPT), None)
         if start is not None:
             async with self._starts:
@@ -464,7 +465,3 @@ def _older(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:
     a = candidate["metadata"].get("resourceVersion", "")
     b = current["metadata"].get("resourceVersion", "")
     return a.isdigit() and b.isdigit() and int(a) < int(b)
-
-
-def _seconds(value: float) -> timedelta:
-    return timedelta(seconds=value)

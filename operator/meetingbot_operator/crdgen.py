@@ -55,7 +55,8 @@ def _clean(node: Any, definitions: dict[str, Any], defaults: bool) -> Any:
             return {**_keep(rest, defaults), "x-kubernetes-int-or-string": True}
         if len(options) == 1:
             merged = {**_clean(options[0], definitions, defaults), **_keep(rest, defaults)}
-            merged.pop("default", None) if merged.get("default") is None else None
+            if merged.get("default") is None:
+                merged.pop("default", None)
             return merged
         raise ValueError(f"cannot express anyOf {options} structurally")
     out: dict[str, Any] = {}

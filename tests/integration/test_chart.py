@@ -254,7 +254,6 @@ async def test_the_operator_runs_on_the_charts_rbac_and_needs_all_of_it(
         report_key=report_key,
         retry_base_seconds="1",
     )
-    operator.report_key = report_key
     since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     operator.start()
     try:
