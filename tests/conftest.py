@@ -17,7 +17,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster import cluster
-from tests.cluster.node_agent import BOT_NODE
+from tests.cluster.node_agent import BOT_NODE, fake_sdk_url
 from tests.integration.operator_fixtures import (
     Bots,
     OperatorProcess,
@@ -127,6 +127,10 @@ def operator(
         start_lead_seconds="2",
         sweep_seconds="5",
         max_duration_grace_seconds="1",
+        # Heartbeats every 2 s: a silent bot is stopped after 8 s (BotUnresponsive).
+        report_interval_seconds="2",
+        allowed_endpoints=zoomsim.url,
+        bot_sdk_url=fake_sdk_url(zoomsim.url),
         # Only the tests' namespaces: the chart test runs an operator of its own elsewhere.
         namespaces="t-*",
     )
@@ -149,13 +153,21 @@ def zoom(
     operator: OperatorProcess,
 ) -> dict[str, Any]:
     """A simulated Zoom account with one service user, and its Ready ZoomAccount "main"."""
-    account = zoom_account_in(api_client, namespace, sim, zoomsim.url)
+    account = zoom_account_in(
+        api_client,
+        namespace,
+        sim,
+        zoomsim.url,
+        extra_spec={"botImages": [TEST_BOT_IMAGE, IMAGE]},
+    )
     assert account_ready(api_client, namespace)["status"] == "True"
     return account
 
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("IMAGE", "localhost/meetingbot-bot:dev")
+# The test operator's default bot image (pods on kwok nodes never pull it).
+TEST_BOT_IMAGE = "example.invalid/meetingbot-bot:test"
 
 
 @pytest.fixture(scope="session")

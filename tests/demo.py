@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client, config
 
 from tests.cluster import cluster
-from tests.cluster.node_agent import BOT_NODE, pod_template_for
+from tests.cluster.node_agent import BOT_NODE, fake_sdk_url, pod_template_for
 from tests.integration.operator_fixtures import OperatorProcess, install_crds
 from tests.zoomsim import SimAdmin, ZoomSim
 
@@ -84,7 +84,12 @@ def start_services(sim: ZoomSim) -> tuple[subprocess.Popen[bytes], OperatorProce
         time.sleep(0.2)
     (WORK / "operator.log").unlink(missing_ok=True)
     operator = OperatorProcess(
-        cluster.kubeconfig_path(), WORK / "operator.log", namespaces=NAMESPACE, log_level="INFO"
+        cluster.kubeconfig_path(),
+        WORK / "operator.log",
+        namespaces=NAMESPACE,
+        log_level="INFO",
+        allowed_endpoints=sim.url,
+        bot_sdk_url=fake_sdk_url(sim.url),
     )
     operator.start()
     say(f"    simulator {sim.url}, operator log {operator.log_path}, node agent log {agent_log}")
@@ -128,7 +133,12 @@ def zoom_setup(sim: ZoomSim, bot: dict[str, Any], account: dict[str, Any]) -> di
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name, "namespace": NAMESPACE},
+            # The opt-in label: without it the operator will not use the Secret (README).
+            "metadata": {
+                "name": name,
+                "namespace": NAMESPACE,
+                "labels": {"meetingbot.dev/secret-for": "zoom-credentials"},
+            },
             "stringData": data,
         }
         kubectl("apply", "-f", "-", stdin=json.dumps(secret))
@@ -143,17 +153,19 @@ def main() -> int:
         try:
             zoom_setup(sim, bot, account)
             # Demo-only additions, printed so nothing is hidden: Zoom is the simulator, and bot
-            # pods go to the podman node with the simulator's fake Meeting SDK.
+            # pods go to the podman node (the operator loads the simulator's fake Meeting SDK into them).
             account["spec"]["endpoints"] = {
                 "oauthUrl": f"{sim.url}/oauth/token",
                 "apiUrl": f"{sim.url}/v2",
             }
-            bot["spec"]["podTemplate"] = pod_template_for(sim.url, IMAGE)
+            account["spec"]["botImages"] = [IMAGE]
+            bot["spec"]["podTemplate"] = pod_template_for(IMAGE)
             say("6/6 applying examples/zoomaccount.yaml and examples/meetingbot.yaml, with:")
             print(
                 yaml.safe_dump(
                     {
                         "ZoomAccount.spec.endpoints": account["spec"]["endpoints"],
+                        "ZoomAccount.spec.botImages": account["spec"]["botImages"],
                         "MeetingBot.spec.podTemplate": bot["spec"]["podTemplate"],
                     },
                     sort_keys=False,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from meetingbot_bot.health import health_server
 from meetingbot_bot.runner import Bot, Options
 from meetingbot_operator import logs
 from meetingbot_operator.contract import CONFIG_ENV, BotResult, ExitCode, JoinConfig
@@ -74,7 +75,8 @@ async def main_async(config: JoinConfig) -> tuple[int, BotResult]:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     bot = Bot(config, Options(), stop)
-    machine = await bot.run()
+    async with health_server():
+        machine = await bot.run()
     log.info("done", extra={"reason": machine.reason, "exit_code": int(machine.exit_code)})
     return int(machine.exit_code), bot.result()
 

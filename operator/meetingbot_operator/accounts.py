@@ -1,8 +1,12 @@
 """ZoomAccounts: their credentials, one shared Zoom client each, and whether they work.
 
-A ZoomAccount is Ready when its two Secrets exist with the expected keys and a real token
-request succeeds. The check runs when the account changes, every `account_recheck_seconds`
-while Ready, and every 30 s while not (so a fixed Secret is noticed soon).
+A ZoomAccount is Ready when its two Secrets exist with the expected keys and the opt-in label
+(secret_refs.py), its endpoints are Zoom's own or allowed by the operator's settings, and a
+real token request succeeds. The check runs when the account or one of its Secrets changes
+(the Secret watch), every `account_recheck_seconds` while Ready, and every 30 s while not.
+
+Nothing a remote endpoint answers is copied into the status: messages are the operator's own
+words about Zoom's status and error codes.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from meetingbot_operator.kube import Kube
 from meetingbot_operator.models import ZoomAccountSpec, ZoomAccountStatus
 from meetingbot_operator.reasons import Reason
 from meetingbot_operator.reconcile import AccountState
-from meetingbot_operator.settings import Settings
+from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, usable
+from meetingbot_operator.settings import Settings, endpoint_allowed
 from meetingbot_operator.zoom import (
     ApiCredentials,
     Category,
@@ -83,6 +88,25 @@ class AccountService:
 
     def get(self, namespace: str, name: str) -> AccountEntry | None:
         return self.entries.get((namespace, name))
+
+    def using_secret(self, namespace: str, secret: str) -> list[Key]:
+        """The accounts whose credentials come from this Secret."""
+        return [
+            key
+            for key, entry in self.entries.items()
+            if key[0] == namespace
+            and secret
+            in (
+                entry.spec.sdk_credentials_secret_ref.name,
+                entry.spec.api_credentials_secret_ref.name,
+            )
+        ]
+
+    async def secret_changed(self, namespace: str, secret: str) -> None:
+        """A Secret was created, changed or deleted: re-verify the accounts that use it now,
+        so a revoked or deleted credential stops ZAKs at once, not at the next recheck."""
+        for key in self.using_secret(namespace, secret):
+            await self.verify(key)
 
     async def observe(self, event_type: str, body: dict[str, Any]) -> None:
         """A ZoomAccount watch event."""
@@ -146,6 +170,19 @@ class AccountService:
             entry.state = AccountState(
                 False, Reason.SECRET_NOT_FOUND, str(error), tuple(entry.spec.users)
             )
+        except SecretNotAllowed as error:
+            entry.state = AccountState(
+                False, Reason.SECRET_NOT_ALLOWED, str(error), tuple(entry.spec.users)
+            )
+        except _EndpointNotAllowed as error:
+            entry.state = AccountState(
+                False, Reason.ZOOM_ENDPOINT_NOT_ALLOWED, str(error), tuple(entry.spec.users)
+            )
+        if not entry.state.ready and entry.client is not None:
+            # Not ready: forget the client (and with it the credentials and the cached token),
+            # so nothing is minted with credentials that were withdrawn.
+            await entry.client.aclose()
+            entry.client, entry.sdk, entry.fingerprint = None, None, ""
         entry.verified_generation = entry.generation
         delay = self.settings.account_recheck_seconds if entry.state.ready else NOT_READY_RECHECK
         entry.next_check = time.monotonic() + delay
@@ -155,13 +192,10 @@ class AccountService:
 
     async def _load_credentials(self, namespace: str, entry: AccountEntry) -> None:
         spec = entry.spec
+        # Where the credentials would go is checked before they are even read.
+        endpoints = self._endpoints(spec)
         sdk = await self._secret(namespace, spec.sdk_credentials_secret_ref.name, SDK_KEYS)
         api = await self._secret(namespace, spec.api_credentials_secret_ref.name, API_KEYS)
-        endpoints = (
-            Endpoints(oauth_url=spec.endpoints.oauth_url, api_url=spec.endpoints.api_url)
-            if spec.endpoints
-            else Endpoints.for_cloud(Cloud(spec.cloud.value))
-        )
         limits = spec.rate_limits.model_dump_json() if spec.rate_limits else ""
         parts = [
             *sdk.values(),
@@ -199,10 +233,23 @@ class AccountService:
         )
         entry.fingerprint = fingerprint
 
+    def _endpoints(self, spec: ZoomAccountSpec) -> Endpoints:
+        if spec.endpoints is None:
+            return Endpoints.for_cloud(Cloud(spec.cloud.value))
+        allowed = self.settings.allowed_endpoints
+        for url in (spec.endpoints.oauth_url, spec.endpoints.api_url):
+            if not endpoint_allowed(url, allowed):
+                raise _EndpointNotAllowed(
+                    f"endpoint {url!r} is not one this operator allows (its "
+                    "MEETINGBOT_ALLOWED_ENDPOINTS setting); no credentials were sent"
+                )
+        return Endpoints(oauth_url=spec.endpoints.oauth_url, api_url=spec.endpoints.api_url)
+
     async def _secret(self, namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
-        data = await self.kube.secret_data(namespace, name)
-        if data is None:
+        secret = await self.kube.read_secret(namespace, name)
+        if secret is None:
             raise _MissingSecret(f"Secret {name!r} not found")
+        data = usable(secret, name, SecretUse.ZOOM_CREDENTIALS)
         missing = [k for k in keys if not data.get(k)]
         if missing:
             raise _MissingSecret(f"Secret {name!r} lacks keys: {', '.join(missing)}")
@@ -237,4 +284,8 @@ class AccountService:
 
 
 class _MissingSecret(Exception):
+    pass
+
+
+class _EndpointNotAllowed(Exception):
     pass

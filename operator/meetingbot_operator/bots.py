@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from meetingbot_operator.contract import (
     MeetingInfo,
     ReportTarget,
 )
-from meetingbot_operator.kube import Kube
+from meetingbot_operator.kube import Kube, NameTaken, api_message
 from meetingbot_operator.logs import redact
 from meetingbot_operator.models import (
     TERMINAL_PHASES,
@@ -52,9 +53,11 @@ from meetingbot_operator.reconcile import (
     after_start_failure,
     decide,
     pod_name,
+    spec_invalid,
     started,
 )
 from meetingbot_operator.reports import Outcome, ReportTokens, report_path
+from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, usable
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import ZoomError, sdk_signature
 
@@ -68,14 +71,29 @@ EventSink = Callable[[dict[str, Any], str, str, str], None]
 @dataclass
 class BotMemory:
     body: dict[str, Any] | None = None
-    pods: dict[int, PodObservation] = field(default_factory=dict)
+    # Pods seen with this bot's label, by attempt, with the uid of their controller: decisions
+    # read only the one named for the attempt and controlled by this MeetingBot's uid.
+    pods: dict[int, tuple[str | None, PodObservation]] = field(default_factory=dict)
     report: BotReport | None = None
+    last_report_at: datetime | None = None
+    secret_cleaned: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     dirty: bool = False
     task: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
-    start_failures: int = 0
     in_meeting_seen: bool = False
+
+    def pod(self, meta: Meta, attempt: int) -> PodObservation | None:
+        """The attempt's pod, if the one seen is really ours: its name is the attempt's and its
+        controller is this MeetingBot (not a pod of an earlier MeetingBot of the same name,
+        nor any pod that merely carries our labels)."""
+        seen = self.pods.get(attempt)
+        if seen is None:
+            return None
+        owner, observation = seen
+        if owner != meta.uid or observation.name != pod_name(meta.name, attempt):
+            return None
+        return observation
 
 
 class BotService:
@@ -99,6 +117,9 @@ class BotService:
             retry_base=settings.retry_base_seconds,
             retry_max=settings.retry_max_seconds,
             max_duration_grace=timedelta(seconds=settings.max_duration_grace_seconds),
+            unresponsive_after=timedelta(
+                seconds=settings.report_interval_seconds * settings.unresponsive_intervals
+            ),
         )
         # Bounds the Zoom and API work of attempts started at once (a burst of applies).
         self._starts = asyncio.Semaphore(64)
@@ -141,15 +162,21 @@ class BotService:
             return
         memory = self.memory.setdefault(key, BotMemory())
         observation = parse_pod(body, deleted=deleted)
-        if memory.pods.get(observation.attempt) == observation:
+        if observation.name != pod_name(bot, observation.attempt):
+            return  # carries our labels, but is not named as any pod of ours would be
+        seen = (controller_uid(body), observation)
+        if memory.pods.get(observation.attempt) == seen:
             return  # nothing the decisions look at has changed (conditions, IPs, ...)
-        memory.pods[observation.attempt] = observation
+        memory.pods[observation.attempt] = seen
         self.trigger(key)
 
     def observe_report(self, namespace: str, name: str, report: BotReport) -> Outcome:
         memory = self.memory.get((namespace, name))
         if memory is None or memory.body is None:
             return "unknown"
+        memory.last_report_at = datetime.now(UTC)
+        if report == memory.report:
+            return "accepted"  # a heartbeat: the liveness timer reads last_report_at
         memory.report = report
         self.trigger((namespace, name))
         return "accepted"
@@ -233,18 +260,20 @@ class BotService:
         try:
             bot = MeetingBot.model_validate(body)
         except ValidationError as error:
-            log.warning(
-                "MeetingBot does not parse",
-                extra={"bot": f"{key[0]}/{key[1]}", "error": str(error)},
-            )
+            # The CRD should have refused it (an older CRD, or a rule it cannot state): say so
+            # in the status once, rather than retrying something that cannot work.
+            await self._spec_invalid(memory, meta, error)
             return
         attempt = bot.status.attempts
+        report = memory.report if memory.report and memory.report.attempt == attempt else None
         observed = Observed(
             now=datetime.now(UTC),
             account=self.accounts.state(meta.namespace, bot.spec.account_ref.name),
-            pod=memory.pods.get(attempt),
-            report=memory.report if memory.report and memory.report.attempt == attempt else None,
+            pod=memory.pod(meta, attempt),
+            report=report,
+            last_report_at=memory.last_report_at if report else None,
             operator_started=self.started_at,
+            secret_cleaned=memory.secret_cleaned,
         )
         plan = decide(bot, meta, observed, self.timing)
         if log.isEnabledFor(logging.DEBUG):  # a hot path in bursts: build the record only if shown
@@ -272,7 +301,12 @@ class BotService:
             self.post_event(memory.body, event.type, event.reason, event.message[:1024])
         for action in plan.actions:
             if action.kind == ActionKind.DELETE_POD:
-                await self.kube.delete_pod(meta.namespace, action.pod_name)
+                await self.kube.delete_pod(meta.namespace, action.pod_name, meta.uid)
+            elif action.kind == ActionKind.DELETE_SECRET:
+                await self.kube.delete_owned_secret(
+                    meta.namespace, children.secret_name(meta.name), meta.uid
+                )
+                memory.secret_cleaned = True
             elif action.kind == ActionKind.DELETE_BOT:
                 await self.kube.delete_custom("meetingbots", meta.namespace, meta.name)
         if plan.status.phase == Phase.IN_MEETING and not memory.in_meeting_seen:
@@ -294,42 +328,77 @@ class BotService:
         if result is not None and memory.body is not None and not _older(result, memory.body):
             memory.body = result
 
+    async def _spec_invalid(self, memory: BotMemory, meta: Meta, error: ValidationError) -> None:
+        status = MeetingBotStatus.model_validate((memory.body or {}).get("status") or {})
+        if status.reason == Reason.SPEC_INVALID:
+            return
+        message = f"the spec cannot be used: {_first_error(error)}"
+        log.warning("MeetingBot spec invalid", extra={"bot": f"{meta.namespace}/{meta.name}"})
+        failed = spec_invalid(status, meta, message, datetime.now(UTC))
+        await self._write_status(memory, meta, status, failed)
+        if memory.body is not None:
+            self.post_event(memory.body, "Warning", Reason.SPEC_INVALID, message)
+
     async def _start_attempt(
         self, memory: BotMemory, bot: MeetingBot, meta: Meta, action: Action
     ) -> Plan:
+        """Secret and Pod for a new attempt, in an order that spends nothing that could be
+        wasted: the pod is admitted (dry run) before any ZAK is minted, so a pod the API
+        server refuses never costs a Zoom call, and a name held by someone else is reported,
+        never overwritten."""
         now = datetime.now(UTC)
+        pod = children.bot_pod(meta, action.attempt, bot.spec, self.settings)
+        secret = children.secret_name(meta.name)
         try:
+            self._check_image(bot, meta, pod)
+            pod_exists = not await self.kube.create_pod(pod, dry_run=True)
+            if bot.status.reason == Reason.NAME_CONFLICT and await self.kube.secret_taken(
+                meta.namespace, secret, meta.uid
+            ):
+                # Still held by someone else: say so again without minting a ZAK for nothing.
+                raise NameTaken("Secret", meta.namespace, secret)
             config, zak_expires = await self._join_config(bot, meta, action)
         except ZoomError as error:
             metrics.ZAK_MINTS.labels(error.reason.value).inc()
-            memory.start_failures += 1
-            return after_start_failure(
-                bot, meta, error.reason, error.message, memory.start_failures, now, self.timing
-            )
+            return after_start_failure(bot, meta, error.reason, error.message, now, self.timing)
         except _StartProblem as problem:
-            memory.start_failures += 1
+            return after_start_failure(bot, meta, problem.reason, str(problem), now, self.timing)
+        except NameTaken as taken:
             return after_start_failure(
-                bot, meta, problem.reason, str(problem), memory.start_failures, now, self.timing
+                bot, meta, Reason.NAME_CONFLICT, str(taken), now, self.timing
             )
-        memory.start_failures = 0
+        except ApiException as error:
+            reason, message = pod_refusal(error)
+            return after_start_failure(bot, meta, reason, message, now, self.timing)
         status = started(bot, meta, action.attempt, config.zoom_user, zak_expires, now)
         # Intent first: if the operator stops before the pod exists, the next run sees a
         # Starting attempt without a pod and creates it again under the same name.
         await self._write_status(memory, meta, bot.status, status)
-        await self.kube.upsert_secret(children.join_secret(meta, action.attempt, config))
-        created = await self.kube.create_pod(
-            children.bot_pod(meta, action.attempt, bot.spec, self.settings)
-        )
+        updated = bot.model_copy(update={"status": status})
+        try:
+            await self.kube.upsert_secret(children.join_secret(meta, action.attempt, config))
+            memory.secret_cleaned = False
+            created = False if pod_exists else await self.kube.create_pod(pod)
+        except NameTaken as taken:
+            # Back to the status before this attempt: the attempt never ran.
+            return after_start_failure(
+                bot, meta, Reason.NAME_CONFLICT, str(taken), now, self.timing
+            )
+        except ApiException as error:
+            if error.status not in (400, 403, 422):
+                raise
+            reason, message = pod_refusal(error)
+            return after_start_failure(bot, meta, reason, message, now, self.timing)
         # The pod exists now; its watch event may lag behind under load. Until it arrives, this
         # stands for it, so a busy operator does not take the pod for lost.
         memory.pods.setdefault(
-            action.attempt, PodObservation(pod_name(meta.name, action.attempt), action.attempt)
+            action.attempt,
+            (meta.uid, PodObservation(pod_name(meta.name, action.attempt), action.attempt)),
         )
         if created and action.attempt == 1 and memory.body is not None:
             metrics.APPLY_TO_POD.observe(
                 (datetime.now(UTC) - _created(memory.body)).total_seconds()
             )
-        updated = bot.model_copy(update={"status": status})
         plan = decide(
             updated,
             meta,
@@ -343,6 +412,18 @@ class BotService:
         plan.events.insert(0, Event("Normal", Phase.STARTING.value, status.message or ""))
         return plan
 
+    def _check_image(self, bot: MeetingBot, meta: Meta, pod: dict[str, Any]) -> None:
+        """A ZoomAccount's ZAKs go only to the images it allows (default: the operator's)."""
+        image = pod["spec"]["containers"][0]["image"]
+        entry = self.accounts.get(meta.namespace, bot.spec.account_ref.name)
+        allowed = (entry.spec.bot_images if entry else None) or [self.settings.bot_image]
+        if not any(image == pattern or fnmatch.fnmatchcase(image, pattern) for pattern in allowed):
+            raise _StartProblem(
+                Reason.IMAGE_NOT_ALLOWED,
+                f"image {image!r} may not receive this ZoomAccount's tokens; list it in the "
+                "ZoomAccount's spec.botImages",
+            )
+
     async def _join_config(
         self, bot: MeetingBot, meta: Meta, action: Action
     ) -> tuple[JoinConfig, datetime | None]:
@@ -353,10 +434,9 @@ class BotService:
         number = meeting_number(spec.meeting)
         passcode = spec.meeting.passcode or ""
         if spec.meeting.passcode_secret_ref:
+            ref = spec.meeting.passcode_secret_ref
             passcode = await self._secret_value(
-                meta.namespace,
-                spec.meeting.passcode_secret_ref.name,
-                spec.meeting.passcode_secret_ref.key,
+                meta.namespace, ref.name, ref.key, SecretUse.MEETING_PASSCODE
             )
         zak = obf = None
         zak_expires: datetime | None = None
@@ -369,7 +449,9 @@ class BotService:
         elif spec.auth == AuthMode.OBF:
             assert spec.obf is not None
             ref = spec.obf.user_token_secret_ref
-            user_token = SecretStr(await self._secret_value(meta.namespace, ref.name, ref.key))
+            user_token = SecretStr(
+                await self._secret_value(meta.namespace, ref.name, ref.key, SecretUse.OBF_TOKEN)
+            )
             obf = await entry.client.mint_obf(user_token, "me", number)
         metrics.ZAK_MINTS.labels("ok").inc()
         signature = sdk_signature(entry.sdk, number)
@@ -393,17 +475,21 @@ class BotService:
             report=ReportTarget(
                 url=self.settings.report_url.rstrip("/") + report_path(meta.namespace, meta.name),
                 token=report_token,
+                interval_seconds=self.settings.report_interval_seconds,
             ),
         )
         return config, zak_expires
 
-    async def _secret_value(self, namespace: str, name: str, key: str) -> str:
-        data = await self.kube.secret_data(namespace, name)
-        if data is None or key not in data:
+    async def _secret_value(self, namespace: str, name: str, key: str, use: SecretUse) -> str:
+        secret = await self.kube.read_secret(namespace, name)
+        if secret is None or key not in secret.data:
             raise _StartProblem(
                 Reason.SECRET_NOT_FOUND, f"Secret {name!r} with key {key!r} not found"
             )
-        return data[key]
+        try:
+            return usable(secret, name, use)[key]
+        except SecretNotAllowed as refused:
+            raise _StartProblem(Reason.SECRET_NOT_ALLOWED, str(refused)) from None
 
 
 class _StartProblem(Exception):
@@ -412,9 +498,40 @@ class _StartProblem(Exception):
         self.reason = reason
 
 
+def pod_refusal(error: ApiException) -> tuple[Reason, str]:
+    """Why the API server refused a bot pod, as a reason: a spec it will never accept fails
+    the bot; a quota may free up, so it is retried with backoff."""
+    message = api_message(error)
+    if error.status in (400, 422):
+        return Reason.POD_SPEC_INVALID, f"the API server refused the bot pod: {message}"
+    if error.status == 403 and "exceeded quota" in message:
+        return Reason.POD_QUOTA_EXCEEDED, f"the bot pod does not fit the quota: {message}"
+    if error.status == 403 and "PodSecurity" in message:
+        return Reason.POD_FORBIDDEN, f"the bot pod is forbidden by policy: {message}"
+    if error.status == 403:
+        # Usually RBAC (the operator's own grants): retried with backoff once fixed, never silent.
+        return Reason.POD_FAILED, f"the API server refused the bot pod: {message}"
+    raise error
+
+
+def controller_uid(body: dict[str, Any]) -> str | None:
+    for owner in body["metadata"].get("ownerReferences") or []:
+        if owner.get("controller"):
+            return str(owner.get("uid"))
+    return None
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+
+
 def parse_pod(body: dict[str, Any], *, deleted: bool = False) -> PodObservation:
     meta, status = body["metadata"], body.get("status") or {}
     labels = meta.get("labels") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    disruption = conditions.get("DisruptionTarget") or {}
+    scheduled = conditions.get("PodScheduled") or {}
     container = (
         next((c for c in status.get("containerStatuses") or [] if c.get("name") == "bot"), None)
         or {}
@@ -427,6 +544,17 @@ def parse_pod(body: dict[str, Any], *, deleted: bool = False) -> PodObservation:
         attempt=int(labels.get(children.ATTEMPT_LABEL, "0")),
         phase=status.get("phase") or "Pending",
         deleted=deleted,
+        deleting=bool(meta.get("deletionTimestamp")),
+        disruption=(
+            f"{disruption.get('reason')}: {disruption.get('message') or ''}".strip(": ")
+            if disruption.get("status") == "True"
+            else None
+        ),
+        unschedulable=(
+            scheduled.get("message") or "no node fits the pod"
+            if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable"
+            else None
+        ),
         exit_code=terminated.get("exitCode"),
         terminated_reason=terminated.get("reason"),
         termination_message=terminated.get("message"),

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from meetingbot_operator.contract import CONFIG_ENV, CONFIG_KEY, CONFIG_MOUNT_PATH, JoinConfig
+from meetingbot_operator.contract import (
+    CONFIG_ENV,
+    CONFIG_KEY,
+    CONFIG_MOUNT_PATH,
+    HEALTH_PATH,
+    HEALTH_PORT_ENV,
+    SDK_URL_ENV,
+    JoinConfig,
+)
 from meetingbot_operator.models import API_VERSION, GROUP, MeetingBotSpec
 from meetingbot_operator.reconcile import Meta, pod_name
 from meetingbot_operator.settings import Settings
@@ -74,7 +82,11 @@ def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) 
     env = [
         {"name": CONFIG_ENV, "value": f"{CONFIG_MOUNT_PATH}/{CONFIG_KEY}"},
         {"name": "HOME", "value": HOME},
-    ] + [{"name": e.name, "value": e.value} for e in template.env or []]
+        {"name": HEALTH_PORT_ENV, "value": str(settings.bot_health_port)},
+    ]
+    if settings.bot_sdk_url:
+        env.append({"name": SDK_URL_ENV, "value": settings.bot_sdk_url})
+    env += [{"name": e.name, "value": e.value} for e in template.env or []]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -100,6 +112,7 @@ def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) 
                     "runAsNonRoot": True,
                     "capabilities": {"drop": ["ALL"]},
                 },
+                **_probes(settings),
                 "terminationMessagePath": "/dev/termination-log",
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "volumeMounts": [
@@ -140,4 +153,21 @@ def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) 
             "ownerReferences": [owner_reference(meta)],
         },
         "spec": pod_spec,
+    }
+
+
+def _probes(settings: Settings) -> dict[str, Any]:
+    """The liveness probe: a bot whose event loop stops answering is restarted by nobody
+    (restartPolicy Never), so the kubelet ends the container and the operator retries the
+    attempt. Reports stopping (the operator's own heartbeat check) catch a bot that answers
+    probes but has stopped working."""
+    if not settings.bot_health_port:
+        return {}
+    return {
+        "livenessProbe": {
+            "httpGet": {"path": HEALTH_PATH, "port": settings.bot_health_port},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        }
     }

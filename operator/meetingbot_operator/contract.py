@@ -27,6 +27,14 @@ CONTRACT_VERSION = "meetingbot.dev/v1"
 CONFIG_KEY = "join.json"
 CONFIG_MOUNT_PATH = "/var/run/meetingbot"
 CONFIG_ENV = "MEETINGBOT_CONFIG"
+# The bot answers GET /healthz on this port while its event loop runs (the pod's liveness
+# probe); the port is also in the env var MEETINGBOT_HEALTH_PORT.
+HEALTH_PORT_ENV = "MEETINGBOT_HEALTH_PORT"
+HEALTH_PATH = "/healthz"
+# Sandbox option of the reference bot: load this Meeting SDK script (the simulator's fake).
+SDK_URL_ENV = "MEETINGBOT_SDK_URL"
+DAY_SECONDS = 24 * 3600
+MAX_DURATION_SECONDS = 7 * DAY_SECONDS
 
 
 class _Model(BaseModel):
@@ -42,10 +50,19 @@ class AuthMode(StrEnum):
 class LeaveRules(_Model):
     """When the bot leaves on its own. Zero disables a rule."""
 
-    waiting_room_timeout_seconds: int = Field(900, alias="waitingRoomTimeoutSeconds", ge=0)
-    no_one_joined_timeout_seconds: int = Field(900, alias="noOneJoinedTimeoutSeconds", ge=0)
-    everyone_left_timeout_seconds: int = Field(60, alias="everyoneLeftTimeoutSeconds", ge=0)
-    max_duration_seconds: int = Field(4 * 3600, alias="maxDurationSeconds", ge=60)
+    # Upper bounds keep every deadline computable (and refused at apply time, not at runtime).
+    waiting_room_timeout_seconds: int = Field(
+        900, alias="waitingRoomTimeoutSeconds", ge=0, le=DAY_SECONDS
+    )
+    no_one_joined_timeout_seconds: int = Field(
+        900, alias="noOneJoinedTimeoutSeconds", ge=0, le=DAY_SECONDS
+    )
+    everyone_left_timeout_seconds: int = Field(
+        60, alias="everyoneLeftTimeoutSeconds", ge=0, le=DAY_SECONDS
+    )
+    max_duration_seconds: int = Field(
+        4 * 3600, alias="maxDurationSeconds", ge=60, le=MAX_DURATION_SECONDS
+    )
 
 
 class MeetingInfo(_Model):

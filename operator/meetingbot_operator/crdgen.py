@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from meetingbot_operator.models import (
     GROUP,
+    MAX_BOT_NAME,
     VERSION,
     MeetingBotSpec,
     MeetingBotStatus,
@@ -27,7 +28,7 @@ CATEGORY = "meetingbot"
 KEEP = {
     "type", "properties", "required", "items", "enum", "default", "description", "format",
     "pattern", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems",
-    "additionalProperties", "nullable",
+    "additionalProperties", "nullable", "maxProperties", "minProperties",
 }  # fmt: skip
 
 
@@ -96,7 +97,12 @@ def crd(
     short_names: list[str],
     columns: list[dict[str, Any]],
     description: str,
+    max_name_length: int = 253,
 ) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"type": "object"}
+    if max_name_length < 253:
+        # The only metadata rule a CRD may state: refused at apply time, not at pod creation.
+        metadata["properties"] = {"name": {"type": "string", "maxLength": max_name_length}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -130,7 +136,7 @@ def crd(
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "metadata": metadata,
                                 "spec": structural(spec),
                                 "status": structural(status, defaults=False),
                             },
@@ -155,6 +161,7 @@ def definitions() -> dict[str, dict[str, Any]]:
             MeetingBotSpec,
             MeetingBotStatus,
             short_names=["mb"],
+            max_name_length=MAX_BOT_NAME,
             description="A bot that joins one Zoom meeting with a freshly minted ZAK.",
             columns=[
                 {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},

@@ -15,8 +15,35 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from meetingbot_operator.models import GROUP, VERSION
+from meetingbot_operator.secret_refs import SecretView
 
 MERGE_PATCH = "application/merge-patch+json"
+
+
+class NameTaken(Exception):
+    """An object with the child's name exists and is not controlled by this MeetingBot: it is
+    never overwritten, adopted or deleted."""
+
+    def __init__(self, kind: str, namespace: str, name: str) -> None:
+        super().__init__(
+            f"a {kind} named {name!r} already exists in {namespace} and is not this "
+            "MeetingBot's; the operator will not touch it"
+        )
+
+
+def controlled_by(metadata: Any, owner_uid: str) -> bool:
+    """Whether an object (a client model's metadata) has `owner_uid` as its controller."""
+    return any(o.uid == owner_uid and o.controller for o in (metadata.owner_references or []))
+
+
+def api_message(error: ApiException) -> str:
+    """The API server's own message from an error response (a Status object), else its reason."""
+    try:
+        body = json.loads(error.body or b"{}")
+    except (TypeError, ValueError):
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or error.reason or f"HTTP {error.status}")[:1024]
 
 
 async def api_client() -> client.ApiClient:
@@ -52,8 +79,8 @@ class Kube:
             raise error
         return body
 
-    async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
-        """A Secret's decoded data, or None if it does not exist."""
+    async def read_secret(self, namespace: str, name: str) -> SecretView | None:
+        """A Secret's labels and decoded data, or None if it does not exist."""
         self.calls += 1
         try:
             secret = await self.core.read_namespaced_secret(name, namespace)
@@ -61,53 +88,114 @@ class Kube:
             if error.status == 404:
                 return None
             raise
-        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        return SecretView(
+            labels=dict(secret.metadata.labels or {}),
+            data={k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()},
+        )
 
     async def upsert_secret(self, body: dict[str, Any]) -> None:
-        """Create the Secret, or replace it if it exists (a new attempt has a new ZAK)."""
+        """Create the Secret, or replace it if it exists and is ours (a new attempt has a new
+        ZAK); NameTaken if a Secret of that name belongs to anyone else."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        owner_uid = body["metadata"]["ownerReferences"][0]["uid"]
         self.calls += 1
         try:
             await self._raw(
                 self.core.create_namespaced_secret(namespace, body, _preload_content=False)
             )
+            return
         except ApiException as error:
             if error.status != 409:
                 raise
-            self.calls += 1
-            await self._raw(
-                self.core.replace_namespaced_secret(name, namespace, body, _preload_content=False)
+        self.calls += 1
+        existing = await self.core.read_namespaced_secret(name, namespace)
+        if not controlled_by(existing.metadata, owner_uid):
+            raise NameTaken("Secret", namespace, name)
+        # Replace exactly the version just checked: a concurrent swap fails with 409 instead.
+        replacement = {
+            **body,
+            "metadata": {**body["metadata"], "resourceVersion": existing.metadata.resource_version},
+        }
+        self.calls += 1
+        await self._raw(
+            self.core.replace_namespaced_secret(
+                name, namespace, replacement, _preload_content=False
             )
+        )
 
-    async def create_pod(self, body: dict[str, Any]) -> bool:
-        """Create the Pod; False if one of that name exists already and is ours."""
-        namespace = body["metadata"]["namespace"]
+    async def secret_taken(self, namespace: str, name: str, owner_uid: str) -> bool:
+        """Whether a Secret of that name exists and is not controlled by `owner_uid`."""
+        self.calls += 1
+        try:
+            existing = await self.core.read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return not controlled_by(existing.metadata, owner_uid)
+
+    async def delete_owned_secret(self, namespace: str, name: str, owner_uid: str) -> None:
+        """Delete the Secret if it is controlled by `owner_uid` (preconditioned on its uid, so
+        a Secret re-created by someone else in between is left alone)."""
+        self.calls += 1
+        try:
+            existing = await self.core.read_namespaced_secret(name, namespace)
+            if not controlled_by(existing.metadata, owner_uid):
+                return
+            self.calls += 1
+            await self.core.delete_namespaced_secret(
+                name,
+                namespace,
+                body=client.V1DeleteOptions(
+                    preconditions=client.V1Preconditions(uid=existing.metadata.uid)
+                ),
+            )
+        except ApiException as error:
+            if error.status not in (404, 409):
+                raise
+
+    async def create_pod(self, body: dict[str, Any], *, dry_run: bool = False) -> bool:
+        """Create the Pod (or only check that the API server would admit it, with `dry_run`).
+
+        True when created (or admissible); False when a pod of that name exists already and is
+        controlled by the same MeetingBot; NameTaken when it belongs to anyone else. Any other
+        refusal (422 invalid, 403 quota or policy) is raised as the ApiException."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        owner_uid = body["metadata"]["ownerReferences"][0]["uid"]
+        extra = {"dry_run": "All"} if dry_run else {}
         self.calls += 1
         try:
             await self._raw(
-                self.core.create_namespaced_pod(namespace, body, _preload_content=False)
+                self.core.create_namespaced_pod(namespace, body, _preload_content=False, **extra)
             )
         except ApiException as error:
             if error.status != 409:
                 raise
             self.calls += 1
-            existing = await self.core.read_namespaced_pod(body["metadata"]["name"], namespace)
-            owner_uid = body["metadata"]["ownerReferences"][0]["uid"]
-            owners = existing.metadata.owner_references or []
-            if not any(o.uid == owner_uid for o in owners):
-                raise RuntimeError(
-                    f"pod {namespace}/{body['metadata']['name']} exists and is not ours"
-                ) from None
+            existing = await self.core.read_namespaced_pod(name, namespace)
+            if not controlled_by(existing.metadata, owner_uid):
+                raise NameTaken("Pod", namespace, name) from None
             return False
         return True
 
-    async def delete_pod(self, namespace: str, name: str) -> None:
-        """Delete with the pod's own grace period: the bot gets SIGTERM and time to leave."""
+    async def delete_pod(self, namespace: str, name: str, owner_uid: str) -> None:
+        """Delete the pod if this MeetingBot controls it, with the pod's own grace period (the
+        bot gets SIGTERM and time to leave). Preconditioned on the pod's uid."""
         self.calls += 1
         try:
-            await self.core.delete_namespaced_pod(name, namespace)
+            existing = await self.core.read_namespaced_pod(name, namespace)
+            if not controlled_by(existing.metadata, owner_uid):
+                return
+            self.calls += 1
+            await self.core.delete_namespaced_pod(
+                name,
+                namespace,
+                body=client.V1DeleteOptions(
+                    preconditions=client.V1Preconditions(uid=existing.metadata.uid)
+                ),
+            )
         except ApiException as error:
-            if error.status != 404:
+            if error.status not in (404, 409):
                 raise
 
     async def patch_status(

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from meetingbot_operator.contract import AuthMode, LeaveRules
+from meetingbot_operator.contract import DAY_SECONDS, MAX_DURATION_SECONDS, AuthMode, LeaveRules
 
 GROUP = "meetingbot.dev"
 VERSION = "v1alpha1"
@@ -88,10 +88,17 @@ class ExplicitEndpoints(Model):
     """Base URLs that replace the cloud's (a proxy, or a simulator in tests)."""
 
     oauth_url: str = Field(
-        alias="oauthUrl", pattern=r"^https?://", description="Token endpoint URL"
+        alias="oauthUrl",
+        pattern=r"^https?://",
+        max_length=2048,
+        description="Token endpoint URL. Used only when the operator allows it "
+        "(MEETINGBOT_ALLOWED_ENDPOINTS); otherwise the account is not Ready.",
     )
     api_url: str = Field(
-        alias="apiUrl", pattern=r"^https?://", description="REST base, ending in /v2"
+        alias="apiUrl",
+        pattern=r"^https?://",
+        max_length=2048,
+        description="REST base, ending in /v2",
     )
 
 
@@ -139,6 +146,15 @@ class ZoomAccountSpec(Model):
         json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 128}},
     )
     zak: ZakSettings = Field(default_factory=ZakSettings, json_schema_extra=APPLY_DEFAULTS)
+    bot_images: list[str] | None = Field(
+        None,
+        alias="botImages",
+        max_length=32,
+        description="Images allowed to receive this account's ZAKs and OBF tokens: exact "
+        "references or shell-style patterns (registry.example.com/team/*). Unset: only the "
+        "operator's default bot image.",
+        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 512}},
+    )
 
 
 class ZoomAccountStatus(Model):
@@ -156,6 +172,13 @@ class ZoomAccount(Model):
 # --- MeetingBot ----------------------------------------------------------------------------------
 
 MEETING_NUMBER = r"^[0-9]{9,12}$"
+# Printable text only: no control characters and no bidirectional overrides or isolates
+# (which make a name read differently from what it is, in Zoom's roster and in logs).
+DISPLAY_NAME = r"^[^\x00-\x1F\x7F-\x9F\x{200E}\x{200F}\x{202A}-\x{202E}\x{2066}-\x{2069}]*$"
+# joinAt must lie in a range where every deadline computed from it stays representable.
+EARLIEST, LATEST = "2000-01-01T00:00:00Z", "2200-01-01T00:00:00Z"
+# The longest MeetingBot name that fits the label value its children carry (63 characters).
+MAX_BOT_NAME = 63
 JOIN_URL = r"^https://([a-zA-Z0-9-]+\.)*zoom(gov)?\.(us|com)/(j|w|wc/join|s)/[0-9]{9,12}([/?#].*)?$"
 
 
@@ -190,37 +213,105 @@ class RetryPolicy(Model):
 
 
 class Toleration(Model):
-    key: str | None = None
+    key: str | None = Field(None, max_length=317)
     operator: str | None = Field(None, json_schema_extra={"enum": ["Exists", "Equal"]})
-    value: str | None = None
+    value: str | None = Field(None, max_length=63)
     effect: str | None = Field(
         None, json_schema_extra={"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]}
     )
-    toleration_seconds: int | None = Field(None, alias="tolerationSeconds")
+    toleration_seconds: int | None = Field(
+        None, alias="tolerationSeconds", ge=0, le=MAX_DURATION_SECONDS
+    )
 
 
+# A resource.Quantity, as the API server parses it ("500m", "1.5Gi", 2).
+QUANTITY = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
 Quantity = int | str
+QUANTITY_MAP: dict[str, Any] = {
+    "maxProperties": 8,
+    "additionalProperties": {"x-kubernetes-int-or-string": True, "pattern": QUANTITY},
+}
 
 
 class Resources(Model):
-    requests: dict[str, Quantity] | None = None
-    limits: dict[str, Quantity] | None = None
+    requests: dict[str, Quantity] | None = Field(None, json_schema_extra=QUANTITY_MAP)
+    limits: dict[str, Quantity] | None = Field(None, json_schema_extra=QUANTITY_MAP)
 
 
 class EnvVar(Model):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    value: str = ""
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)
+    value: str = Field("", max_length=4096)
+
+
+# Annotation keys in Kubernetes' own domains configure the runtime (AppArmor, seccomp, ...):
+# a bot's security settings are the operator's, so podTemplate may not set them.
+RESERVED_KEY = r"^([^/]*[.])?(kubernetes[.]io|k8s[.]io)/"
+# Environment a bot image must be able to trust: the runtime contract's variables (a bot's
+# configuration and options, e.g. which Meeting SDK to load) and the loaders' own.
+RESERVED_ENV = r"^(MEETINGBOT_.*|HOME|LD_.*|PYTHON.*|NODE_OPTIONS)$"
+STRING_MAP: dict[str, Any] = {"additionalProperties": {"type": "string", "maxLength": 4096}}
 
 
 class PodTemplate(Model):
-    image: str | None = Field(None, description="The bot image; the operator's default if unset.")
+    image: str | None = Field(
+        None,
+        max_length=512,
+        pattern=r"^[^\s]+$",
+        description="The bot image; the operator's default if unset. The ZoomAccount's "
+        "botImages must allow it.",
+    )
     resources: Resources | None = None
-    node_selector: dict[str, str] | None = Field(None, alias="nodeSelector")
-    tolerations: list[Toleration] | None = None
-    annotations: dict[str, str] | None = None
-    labels: dict[str, str] | None = None
-    priority_class_name: str | None = Field(None, alias="priorityClassName")
-    env: list[EnvVar] | None = Field(None, description="Extra environment for the bot container.")
+    node_selector: dict[str, str] | None = Field(
+        None, alias="nodeSelector", max_length=32, json_schema_extra=STRING_MAP
+    )
+    tolerations: list[Toleration] | None = Field(None, max_length=32)
+    annotations: dict[str, str] | None = Field(
+        None,
+        max_length=64,
+        json_schema_extra={
+            **STRING_MAP,
+            **cel(
+                (
+                    f"self.all(k, !k.matches('{RESERVED_KEY}'))",
+                    "annotations in the kubernetes.io and k8s.io domains (AppArmor, seccomp, "
+                    "...) are set by the operator, not by podTemplate",
+                )
+            ),
+        },
+    )
+    labels: dict[str, str] | None = Field(
+        None,
+        max_length=32,
+        json_schema_extra={
+            "additionalProperties": {"type": "string", "maxLength": 63},
+            **cel(
+                (
+                    f"self.all(k, !k.startsWith('{GROUP}/'))",
+                    f"labels under {GROUP}/ are the operator's",
+                )
+            ),
+        },
+    )
+    priority_class_name: str | None = Field(
+        None,
+        alias="priorityClassName",
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    )
+    env: list[EnvVar] | None = Field(
+        None,
+        max_length=64,
+        description="Extra environment for the bot container. Not MEETINGBOT_* or HOME (the "
+        "runtime contract's), nor variables that change what code runs (LD_*, PYTHON*, "
+        "NODE_OPTIONS).",
+        json_schema_extra=cel(
+            (
+                f"self.all(e, !e.name.matches('{RESERVED_ENV}'))",
+                "MEETINGBOT_*, HOME, LD_*, PYTHON* and NODE_OPTIONS are set by the operator or "
+                "the image, not by podTemplate",
+            )
+        ),
+    )
 
 
 class MeetingBotSpec(Model):
@@ -240,12 +331,20 @@ class MeetingBotSpec(Model):
             ("self.accountRef == oldSelf.accountRef", "accountRef is immutable", ".accountRef"),
             ("self.auth == oldSelf.auth", "auth is immutable", ".auth"),
             ("self.displayName == oldSelf.displayName", "displayName is immutable", ".displayName"),
+            (
+                f"!has(self.joinAt) || (self.joinAt >= timestamp('{EARLIEST}') && "
+                f"self.joinAt < timestamp('{LATEST}'))",
+                f"joinAt must be between {EARLIEST} and {LATEST}",
+                ".joinAt",
+            ),
         )
     )
 
     account_ref: LocalObjectRef = Field(alias="accountRef", description="The ZoomAccount to use.")
     meeting: Meeting
-    display_name: str = Field(alias="displayName", min_length=1, max_length=64)
+    display_name: str = Field(
+        alias="displayName", min_length=1, max_length=64, pattern=DISPLAY_NAME
+    )
     auth: AuthMode = Field(AuthMode.ZAK, description="zak, none (own-account meetings) or obf.")
     user: str | None = Field(
         None, max_length=128, description="Zoom user to join as; one of the account's users."
@@ -257,7 +356,20 @@ class MeetingBotSpec(Model):
     leave: LeaveRules = Field(default_factory=LeaveRules, json_schema_extra=APPLY_DEFAULTS)
     retry: RetryPolicy = Field(default_factory=RetryPolicy, json_schema_extra=APPLY_DEFAULTS)
     ttl_seconds_after_finished: int | None = Field(
-        None, alias="ttlSecondsAfterFinished", ge=0, description="Delete this long after finishing."
+        None,
+        alias="ttlSecondsAfterFinished",
+        ge=0,
+        le=365 * DAY_SECONDS,
+        description="Delete this long after finishing.",
+    )
+    start_timeout_seconds: int = Field(
+        300,
+        alias="startTimeoutSeconds",
+        ge=10,
+        le=DAY_SECONDS,
+        description="How long an attempt may take from its start to the bot's first report "
+        "(scheduling, image pull, browser start). Past it the pod is stopped and the attempt "
+        "counts as failed (StartTimeout, retried).",
     )
     pod_template: PodTemplate = Field(default_factory=PodTemplate, alias="podTemplate")
 
@@ -277,6 +389,14 @@ class Phase(StrEnum):
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 
 
+class StopRequest(Model):
+    """Why the operator stopped an attempt's pod (written before it deletes the pod): only such a stop ends an attempt on the bot's SIGTERM; a pod stopped by anyone else is a disruption and is retried."""  # noqa: E501
+
+    attempt: int = Field(ge=1)
+    reason: str = Field(max_length=64)
+    message: str = Field("", max_length=1024)
+
+
 class MeetingBotStatus(Model):
     phase: Phase | None = None
     reason: str | None = None
@@ -293,6 +413,13 @@ class MeetingBotStatus(Model):
     joined_at: datetime | None = Field(None, alias="joinedAt")
     left_at: datetime | None = Field(None, alias="leftAt")
     next_attempt_at: datetime | None = Field(None, alias="nextAttemptAt")
+    start_failures: int = Field(
+        0,
+        alias="startFailures",
+        description="Consecutive attempts that could not start (sets the backoff; kept here so "
+        "a restart does not reset it).",
+    )
+    stop: StopRequest | None = None
     completion_time: datetime | None = Field(None, alias="completionTime")
 
 

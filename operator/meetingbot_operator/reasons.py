@@ -52,10 +52,24 @@ class Reason(StrEnum):
     ZOOM_ACCOUNT_NOT_READY = "ZoomAccountNotReady"
     USER_NOT_IN_ACCOUNT = "ZoomUserNotInAccount"
     SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 - a reason, not a password
+    # A referenced Secret lacks the opt-in label for this use (see secrets.py).
+    SECRET_NOT_ALLOWED = "SecretNotAllowed"  # noqa: S105 - a reason, not a password
+    ZOOM_ENDPOINT_NOT_ALLOWED = "ZoomEndpointNotAllowed"
+    IMAGE_NOT_ALLOWED = "ImageNotAllowed"
+    SPEC_INVALID = "SpecInvalid"
+    # Creating the bot's children
+    NAME_CONFLICT = "NameConflict"  # a Pod or Secret of the child's name exists and is not ours
+    POD_SPEC_INVALID = "PodSpecInvalid"  # the API server refused the pod (422/400)
+    POD_FORBIDDEN = "PodForbidden"  # refused by admission policy (PodSecurity)
+    POD_QUOTA_EXCEEDED = "PodQuotaExceeded"
     # The pod
     BOT_CRASHED = "BotCrashed"
     POD_FAILED = "PodFailed"
+    # Stopped by someone other than the operator: eviction, drain, preemption, deletion.
+    POD_DISRUPTED = "PodDisrupted"
     IMAGE_PULL_FAILED = "ImagePullFailed"
+    START_TIMEOUT = "StartTimeout"  # no report within spec.startTimeoutSeconds
+    BOT_UNRESPONSIVE = "BotUnresponsive"  # reports stopped for several report intervals
 
 
 # The one table: True means another attempt (new pod, fresh ZAK) may succeed.
@@ -97,9 +111,20 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.ZOOM_ACCOUNT_NOT_READY: True,
     Reason.USER_NOT_IN_ACCOUNT: False,
     Reason.SECRET_NOT_FOUND: True,
+    Reason.SECRET_NOT_ALLOWED: False,
+    Reason.ZOOM_ENDPOINT_NOT_ALLOWED: False,
+    Reason.IMAGE_NOT_ALLOWED: False,
+    Reason.SPEC_INVALID: False,
+    Reason.NAME_CONFLICT: True,  # usually an old pod the garbage collector is removing
+    Reason.POD_SPEC_INVALID: False,
+    Reason.POD_FORBIDDEN: False,
+    Reason.POD_QUOTA_EXCEEDED: True,
     Reason.BOT_CRASHED: True,
     Reason.POD_FAILED: True,
+    Reason.POD_DISRUPTED: True,
     Reason.IMAGE_PULL_FAILED: False,
+    Reason.START_TIMEOUT: True,
+    Reason.BOT_UNRESPONSIVE: True,
 }
 
 # A bot that left for one of these did its job: the MeetingBot Succeeded.
@@ -121,6 +146,7 @@ ACCOUNT_LEVEL: frozenset[str] = frozenset(
         Reason.ZOOM_SCOPE_MISSING,
         Reason.ZOOM_ACCOUNT_NOT_FOUND,
         Reason.ZOOM_ACCOUNT_NOT_READY,
+        Reason.ZOOM_ENDPOINT_NOT_ALLOWED,
     }
 )
 

@@ -17,7 +17,13 @@ from pydantic import ValidationError
 
 from meetingbot_operator.conditions import set_condition
 from meetingbot_operator.contract import BotReport, BotResult, BotState
-from meetingbot_operator.models import TERMINAL_PHASES, MeetingBot, MeetingBotStatus, Phase
+from meetingbot_operator.models import (
+    TERMINAL_PHASES,
+    MeetingBot,
+    MeetingBotStatus,
+    Phase,
+    StopRequest,
+)
 from meetingbot_operator.reasons import ACCOUNT_LEVEL, SUCCESS, Reason, is_transient
 
 IMAGE_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
@@ -46,12 +52,22 @@ PHASE_MESSAGES = {
 }
 
 
+# What a bot reports when it left because it got SIGTERM. Whether that is a success depends
+# on who sent it: the operator (a StopRequest in status) or anyone else (a disruption).
+SIGTERM_REASONS = frozenset({Reason.CANCELED})
+
+
 @dataclass(frozen=True)
 class PodObservation:
     name: str
     attempt: int
     phase: str = "Pending"
-    deleted: bool = False
+    deleted: bool = False  # gone from the API server
+    deleting: bool = False  # has a deletionTimestamp: its containers got (or will get) SIGTERM
+    # The DisruptionTarget condition ("EvictionByEvictionAPI: ..."), set by the API server, the
+    # scheduler or the kubelet when they stop a pod.
+    disruption: str | None = None
+    unschedulable: str | None = None  # the scheduler's message while it cannot place the pod
     exit_code: int | None = None
     terminated_reason: str | None = None
     termination_message: str | None = None
@@ -87,7 +103,11 @@ class Observed:
     account: AccountState | None
     pod: PodObservation | None = None  # the current attempt's pod, as last seen
     report: BotReport | None = None  # the current attempt's latest report
+    # When the current attempt's bot last reported (heartbeats included); kept in memory only.
+    last_report_at: datetime | None = None
     operator_started: datetime | None = None
+    # Whether the join Secret is known to be gone (in memory: unknown after a restart).
+    secret_cleaned: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,11 +116,14 @@ class Timing:
     retry_base: float = 5.0
     retry_max: float = 300.0
     max_duration_grace: timedelta = timedelta(seconds=120)
+    # A bot that has reported once and then stays silent this long is stopped (BotUnresponsive).
+    unresponsive_after: timedelta = timedelta(seconds=120)
 
 
 class ActionKind(StrEnum):
     START_ATTEMPT = "StartAttempt"
     DELETE_POD = "DeletePod"
+    DELETE_SECRET = "DeleteSecret"  # noqa: S105 - the join Secret, once no pod needs it
     DELETE_BOT = "DeleteBot"
 
 
@@ -155,6 +178,8 @@ def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> P
     plan = Plan(status=status)
 
     if phase in TERMINAL_PHASES:
+        if not observed.secret_cleaned:
+            plan.actions.append(Action(ActionKind.DELETE_SECRET))
         _expire(bot, observed.now, plan)
     elif old.attempts == 0 or old.next_attempt_at is not None:
         _maybe_start(bot, meta, observed, timing, plan)
@@ -230,25 +255,26 @@ def _follow_attempt(
     name = pod_name(meta.name, attempt)
     pod = observed.pod if observed.pod and observed.pod.attempt == attempt else None
     report = observed.report if observed.report and observed.report.attempt == attempt else None
+    stop = status.stop if status.stop and status.stop.attempt == attempt else None
 
     if report and report.joined_at and not status.joined_at:
         status.joined_at = report.joined_at
     if report and report.left_at:
         status.left_at = report.left_at
 
-    outcome = _outcome(status, pod, report, now)
+    outcome = _outcome(status, pod, report, stop, now)
     if outcome is None and pod is None:
         patience_from = max(
             filter(None, [status.started_at, observed.operator_started]), default=now
         )
         if now - patience_from >= MISSING_POD_PATIENCE:
-            if status.phase == Phase.STARTING:
+            if status.phase == Phase.STARTING and stop is None:
                 # Meant to be created but never seen (the operator stopped in between): again.
                 plan.actions.append(
                     Action(ActionKind.START_ATTEMPT, attempt=attempt, user=status.zoom_user)
                 )
                 return
-            outcome = (Reason.POD_FAILED, f"pod {name} disappeared")
+            outcome = _stopped(stop) or (Reason.POD_DISRUPTED, f"pod {name} disappeared")
         else:
             plan.requeue_after = (patience_from + MISSING_POD_PATIENCE - now).total_seconds()
     if outcome is not None:
@@ -260,6 +286,13 @@ def _follow_attempt(
             plan.actions.append(Action(ActionKind.DELETE_POD, pod_name=name))
         return
 
+    if stop is not None:
+        # Stopping: the bot's own reports (Leaving/Canceled) do not replace why.
+        _set_phase(status, Phase.LEAVING, stop.reason, stop.message)
+        if pod is not None and not pod.deleting:
+            plan.actions.append(Action(ActionKind.DELETE_POD, pod_name=name))  # again: lost
+        return
+
     if report is not None:
         _set_phase(
             status,
@@ -269,52 +302,136 @@ def _follow_attempt(
         )
     elif status.phase in (None, Phase.PENDING, Phase.STARTING):
         # The message changes only for trouble, so routine pod updates write no status.
-        waiting = pod.waiting_reason if pod else None
-        trouble = waiting not in (None, "ContainerCreating", "PodInitializing")
-        detail = f": {waiting} {pod.waiting_message or ''}".rstrip() if pod and trouble else ""
-        _set_phase(status, Phase.STARTING, None, f"attempt {attempt}: pod {name}{detail}")
+        trouble = _pod_trouble(pod)
+        detail = f": {trouble[0]}: {trouble[1]}".rstrip(": ") if trouble else ""
+        message = f"attempt {attempt}: pod {name}{detail}"
+        if trouble and message != status.message:
+            plan.events.append(Event("Warning", trouble[0], f"pod {name}: {trouble[1]}"))
+        _set_phase(status, Phase.STARTING, None, message)
+
+    if status.phase == Phase.LEAVING:
+        return  # the bot is on its way out by itself
+    _watch_liveness(bot, observed, report, timing, plan, name)
 
     # Backstop for maxDuration: the bot enforces it itself; a bot that does not is stopped.
     anchor = status.joined_at or status.started_at
-    if anchor is not None and status.phase != Phase.LEAVING:
+    if anchor is not None and plan.status.stop is None:
         deadline = (
             anchor
             + timedelta(seconds=bot.spec.leave.max_duration_seconds)
             + timing.max_duration_grace
         )
         if now >= deadline:
-            _set_phase(
-                status,
-                Phase.LEAVING,
-                Reason.MAX_DURATION_REACHED,
-                "maxDurationSeconds passed; stopping the bot",
-            )
-            plan.actions.append(Action(ActionKind.DELETE_POD, pod_name=name))
+            _stop(plan, name, Reason.MAX_DURATION_REACHED, "maxDurationSeconds passed")
         else:
             plan.requeue_after = _sooner(plan.requeue_after, (deadline - now).total_seconds())
 
 
+def _watch_liveness(
+    bot: MeetingBot,
+    observed: Observed,
+    report: BotReport | None,
+    timing: Timing,
+    plan: Plan,
+    name: str,
+) -> None:
+    """A bot must report within startTimeoutSeconds of its start, then keep reporting (its
+    heartbeat); otherwise its pod is stopped and the attempt retried."""
+    status, now = plan.status, observed.now
+    if status.started_at is None:
+        return
+    reported = report is not None or status.phase not in (None, Phase.PENDING, Phase.STARTING)
+    if not reported:
+        deadline = status.started_at + timedelta(seconds=bot.spec.start_timeout_seconds)
+        if now >= deadline:
+            trouble = _pod_trouble(observed.pod)
+            why = f" ({trouble[0]}: {trouble[1]})".rstrip() if trouble else ""
+            _stop(
+                plan,
+                name,
+                Reason.START_TIMEOUT,
+                f"no report from the bot within startTimeoutSeconds "
+                f"({bot.spec.start_timeout_seconds}s){why}",
+            )
+        else:
+            plan.requeue_after = _sooner(plan.requeue_after, (deadline - now).total_seconds())
+        return
+    heard = max(
+        filter(None, [observed.last_report_at, observed.operator_started, status.started_at])
+    )
+    deadline = heard + timing.unresponsive_after
+    if now >= deadline:
+        _stop(
+            plan,
+            name,
+            Reason.BOT_UNRESPONSIVE,
+            f"no report from the bot for {timing.unresponsive_after.total_seconds():.0f}s",
+        )
+    else:
+        plan.requeue_after = _sooner(plan.requeue_after, (deadline - now).total_seconds())
+
+
+def _stop(plan: Plan, name: str, reason: str, message: str) -> None:
+    """Record why the operator stops this attempt, then stop it (status is written first)."""
+    status = plan.status
+    status.stop = StopRequest(attempt=status.attempts, reason=reason, message=message)
+    _set_phase(status, Phase.LEAVING, reason, f"{message}; stopping the bot")
+    plan.actions.append(Action(ActionKind.DELETE_POD, pod_name=name))
+
+
+def _stopped(stop: StopRequest | None) -> tuple[str, str] | None:
+    return (stop.reason, stop.message) if stop else None
+
+
+def _pod_trouble(pod: PodObservation | None) -> tuple[str, str] | None:
+    """Why a pod is not running yet, when that is worth telling: (reason, message)."""
+    if pod is None:
+        return None
+    if pod.unschedulable:
+        return "Unschedulable", pod.unschedulable
+    if pod.waiting_reason not in (None, "ContainerCreating", "PodInitializing"):
+        return pod.waiting_reason or "", pod.waiting_message or ""
+    return None
+
+
 def _outcome(
-    status: MeetingBotStatus, pod: PodObservation | None, report: BotReport | None, now: datetime
+    status: MeetingBotStatus,
+    pod: PodObservation | None,
+    report: BotReport | None,
+    stop: StopRequest | None,
+    now: datetime,
 ) -> tuple[str, str] | None:
-    """Why the current attempt is over, or None while it goes on."""
+    """Why the current attempt is over, or None while it goes on.
+
+    Facts first: what the bot says is trusted only for what it can know. A bot that got
+    SIGTERM cannot tell who sent it: the operator's own StopRequest says why, and without one
+    the pod was stopped by someone else (eviction, drain, preemption, deletion), which is a
+    disruption worth another attempt, never a success."""
+
+    def credited(reason: str, message: str) -> tuple[str, str]:
+        if reason in SIGTERM_REASONS or (reason == Reason.COMPLETED and stop is not None):
+            return _stopped(stop) or (Reason.POD_DISRUPTED, _disruption(pod))
+        return reason, message
+
     if report is not None and report.state == BotState.ENDED:
-        return report.reason or Reason.COMPLETED, report.message or "the bot left"
+        return credited(report.reason or Reason.COMPLETED, report.message or "the bot left")
     if pod is None:
         return None
     if pod.finished:
         result = _result(pod.termination_message, status.attempts)
         if result is not None:
-            return result.reason, result.message or f"bot exited with code {pod.exit_code}"
-        if status.phase == Phase.LEAVING and status.reason in SUCCESS:
-            return status.reason, status.message or ""  # stopped by the operator on purpose
+            return credited(
+                result.reason, result.message or f"bot exited with code {pod.exit_code}"
+            )
+        if stop is not None:
+            return stop.reason, stop.message
         if pod.terminated_reason == "OOMKilled":
             return (
                 Reason.POD_FAILED,
                 "the bot ran out of memory (OOMKilled); raise its memory limit",
             )
-        if pod.status_reason == "Evicted":
-            return Reason.POD_FAILED, f"pod evicted: {pod.status_message or ''}".strip()
+        if pod.status_reason == "Evicted" or pod.deleting or pod.disruption:
+            return Reason.POD_DISRUPTED, _disruption(pod)
         if pod.exit_code == 0:
             return Reason.COMPLETED, "the bot exited without a result"
         if pod.exit_code is None:
@@ -324,9 +441,7 @@ def _outcome(
             )
         return Reason.BOT_CRASHED, f"bot exited with code {pod.exit_code} without a result"
     if pod.deleted:
-        if status.phase == Phase.LEAVING and status.reason in SUCCESS:
-            return status.reason, status.message or ""
-        return Reason.POD_FAILED, f"pod {pod.name} was deleted"
+        return _stopped(stop) or (Reason.POD_DISRUPTED, _disruption(pod))
     if pod.waiting_reason == "InvalidImageName" or (
         pod.waiting_reason in IMAGE_PULL_FAILURES
         and status.started_at is not None
@@ -339,6 +454,17 @@ def _outcome(
     if pod.waiting_reason in CONFIG_FAILURES:
         return Reason.POD_FAILED, f"{pod.waiting_reason}: {pod.waiting_message or ''}".strip()
     return None
+
+
+def _disruption(pod: PodObservation | None) -> str:
+    what = "stopped by someone other than the operator"
+    if pod is None:
+        return f"the bot's pod was {what}"
+    if pod.disruption:
+        return f"pod {pod.name} {what} ({pod.disruption})"
+    if pod.status_reason == "Evicted":
+        return f"pod {pod.name} evicted by the kubelet: {pod.status_message or ''}".strip()
+    return f"pod {pod.name} {what} (deleted)"
 
 
 def _result(message: str | None, attempt: int) -> BotResult | None:
@@ -357,6 +483,8 @@ def _conclude(
     reason, message = outcome
     status = plan.status
     attempt = status.attempts
+    # The join Secret holds a live ZAK: nothing needs it once the attempt is over.
+    plan.actions.append(Action(ActionKind.DELETE_SECRET))
     if reason in SUCCESS:
         _set_phase(status, Phase.SUCCEEDED, reason, message)
         status.completion_time = now
@@ -381,20 +509,23 @@ def _conclude(
 
 
 def after_start_failure(
-    bot: MeetingBot,
-    meta: Meta,
-    reason: str,
-    message: str,
-    failures: int,
-    now: datetime,
-    timing: Timing,
+    bot: MeetingBot, meta: Meta, reason: str, message: str, now: datetime, timing: Timing
 ) -> Plan:
-    """The plan when an attempt could not start (minting failed, a Secret is missing...)."""
+    """The plan when an attempt could not start (minting failed, a Secret is missing, the API
+    server refused the pod...). Nothing ran, so no attempt is consumed; the failure count and
+    the next try are kept in status, so a restart keeps the backoff."""
     status = bot.status.model_copy()
     plan = Plan(status=status)
-    if reason in ACCOUNT_LEVEL or is_transient(reason):
-        delay = ACCOUNT_RECHECK if reason in ACCOUNT_LEVEL else backoff(meta.uid, failures, timing)
+    if reason in ACCOUNT_LEVEL:
+        # The account's own checks (and its change events) decide when to try again.
+        _set_phase(status, Phase.PENDING, reason, f"{message}; waiting for the ZoomAccount")
+        plan.requeue_after = ACCOUNT_RECHECK
+    elif is_transient(reason):
+        status.start_failures += 1
+        delay = backoff(meta.uid, status.start_failures, timing)
+        status.next_attempt_at = now + timedelta(seconds=delay)
         _set_phase(status, Phase.PENDING, reason, f"{message}; trying again in {delay:.0f}s")
+        plan.events.append(Event("Warning", reason, status.message or ""))
         plan.requeue_after = delay
     else:
         _fail(status, reason, message, now)
@@ -402,6 +533,16 @@ def after_start_failure(
         _expire(bot, now, plan)
     _finish(bot.status, meta, now, plan)
     return plan
+
+
+def spec_invalid(
+    old: MeetingBotStatus, meta: Meta, message: str, now: datetime
+) -> MeetingBotStatus:
+    """The status of a MeetingBot whose spec cannot be parsed: Failed, said once."""
+    plan = Plan(status=old.model_copy())
+    _fail(plan.status, Reason.SPEC_INVALID, message, now)
+    _finish(old, meta, now, plan)
+    return plan.status
 
 
 def started(
@@ -420,6 +561,8 @@ def started(
     status.zak_expires_at = zak_expires_at
     status.started_at = now
     status.next_attempt_at = None
+    status.start_failures = 0
+    status.stop = None
     status.joined_at = None
     status.left_at = None
     _set_phase(status, Phase.STARTING, None, f"attempt {attempt}: pod {status.pod_name}")

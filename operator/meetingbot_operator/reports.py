@@ -2,8 +2,9 @@
 
 Each bot gets its own bearer token, an HMAC of (namespace, name, uid, attempt) under the
 operator's report key: nothing to store, valid across operator restarts (when the key is
-kept), useless for any other bot or attempt. A report from an earlier attempt gets 409, which
-tells a lingering pod to stop reporting.
+kept), useless for any other bot or attempt. The token is checked before the body is read; an
+unknown bot and a wrong token get the same 401. A report from an earlier attempt (with that
+attempt's token) gets 409, which tells a lingering pod to stop reporting.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ Outcome = Literal["accepted", "stale", "unknown"]
 Identity = Callable[[str, str], tuple[str, int] | None]
 Sink = Callable[[str, str, BotReport], Outcome]
 MAX_BODY = 16 * 1024
+# Stands in for the uid of a bot the operator does not know, so that an unknown bot costs the
+# same work as a known one and gets the same answer.
+UNKNOWN_UID = "00000000-0000-0000-0000-000000000000"
 
 
 class ReportTokens:
@@ -44,9 +48,17 @@ class ReportTokens:
         message = f"{namespace}/{name}/{uid}/{attempt}".encode()
         return SecretStr(hmac.new(self._key, message, hashlib.sha256).hexdigest())
 
-    def valid(self, presented: str, namespace: str, name: str, uid: str, attempt: int) -> bool:
-        expected = self.token(namespace, name, uid, attempt).get_secret_value()
-        return hmac.compare_digest(presented.encode(), expected.encode())
+    def attempt_of(
+        self, presented: str, namespace: str, name: str, uid: str, current: int
+    ) -> int | None:
+        """Which attempt (1..current) the presented token belongs to, or None. Every candidate
+        is compared, so the time taken does not say which one matched."""
+        found = None
+        for attempt in range(1, max(current, 1) + 1):
+            expected = self.token(namespace, name, uid, attempt).get_secret_value()
+            if hmac.compare_digest(presented.encode(), expected.encode()):
+                found = attempt
+        return found
 
 
 def report_path(namespace: str, name: str) -> str:
@@ -57,23 +69,24 @@ def make_app(tokens: ReportTokens, identity: Identity, sink: Sink) -> web.Applic
     async def report(request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
+        presented = header[7:] if header.startswith("Bearer ") else ""
+        # The token first, before a byte of the body is read; the same answer for "no such bot"
+        # and "wrong token", so strangers learn nothing about which bots exist.
+        uid, current = identity(namespace, name) or (UNKNOWN_UID, 1)
+        attempt = tokens.attempt_of(presented, namespace, name, uid, current)
+        if attempt is None or uid == UNKNOWN_UID:
             return _answer("unauthorized", 401)
-        known = identity(namespace, name)
-        if known is None:
-            return _answer("unknown", 404)
-        uid, current = known
         try:
             body = BotReport.model_validate_json(await request.read())
         except ValidationError as error:
             metrics.REPORTS.labels("invalid").inc()
             return web.json_response({"error": _first_error(error)}, status=400)
-        if not tokens.valid(header[7:], namespace, name, uid, body.attempt):
-            return _answer("unauthorized", 401)
-        if body.attempt != current:
+        if body.attempt != attempt:
+            return _answer("unauthorized", 401)  # a token is good for its own attempt only
+        if attempt != current:
             return _answer("stale", 409)
         outcome = sink(namespace, name, body)
-        return _answer(outcome, 202 if outcome == "accepted" else 404)
+        return _answer(outcome, 202 if outcome == "accepted" else 401)
 
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/v1/namespaces/{namespace}/meetingbots/{name}/report", report)

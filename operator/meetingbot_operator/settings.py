@@ -3,7 +3,9 @@ MEETINGBOT_ (e.g. MEETINGBOT_BOT_IMAGE, MEETINGBOT_NAMESPACES=team-a,team-b)."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -45,16 +47,75 @@ class Settings(BaseSettings):
     # A bot still running this long past its maxDuration is stopped by the operator.
     max_duration_grace_seconds: int = 120
 
+    # Bots re-send their state this often (a heartbeat); after `unresponsive_intervals` missed
+    # ones the bot's pod is stopped and the attempt retried (BotUnresponsive).
+    report_interval_seconds: int = Field(30, ge=1, le=600)
+    unresponsive_intervals: int = Field(4, ge=2, le=100)
+    # The bot pod's liveness probe: GET /healthz on this port (0: no probe, for a bot image of
+    # your own that does not serve it).
+    bot_health_port: int = Field(8090, ge=0, le=65535)
+    # Sandbox only: the Meeting SDK script the reference bot loads instead of the real one (the
+    # Zoom simulator's fake SDK). An operator setting, never a MeetingBot's: the page that
+    # loads it holds the ZAK.
+    bot_sdk_url: str = ""
+
+    # Base URLs a ZoomAccount's spec.endpoints may use (a proxy, a Zoom simulator). Empty: none,
+    # only Zoom's own clouds. http:// is accepted only for loopback and in-cluster (*.svc) hosts.
+    allowed_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     zoom_timeout_seconds: float = 10.0
     zoom_max_attempts: int = 6
 
     log_format: str = Field("json", pattern="^(json|text)$")
     log_level: str = "INFO"
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "allowed_endpoints", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         # NoDecode above: the variable is a plain comma-separated list, not JSON.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("allowed_endpoints")
+    @classmethod
+    def _safe_endpoints(cls, value: list[str]) -> list[str]:
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme == "https" and parts.hostname:
+                continue
+            if parts.scheme == "http" and parts.hostname and _sandbox_host(parts.hostname):
+                continue
+            raise ValueError(
+                f"allowed endpoint {url!r}: use https://, or http:// only for a loopback or "
+                "in-cluster (*.svc) host"
+            )
+        return value
+
+
+def _sandbox_host(host: str) -> bool:
+    """Loopback, or a Service name inside the cluster: where plain HTTP stays on the machine
+    or the cluster network."""
+    if host == "localhost" or host.endswith((".svc", ".svc.cluster.local")):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint_allowed(url: str, allowed: list[str]) -> bool:
+    """Whether `url` lies under one of the allowed base URLs (same scheme, host and port; path
+    below the allowed one)."""
+    target = urlsplit(url)
+    for base in allowed:
+        prefix = urlsplit(base)
+        same_origin = (target.scheme, target.hostname, target.port) == (
+            prefix.scheme,
+            prefix.hostname,
+            prefix.port,
+        )
+        base_path = prefix.path.rstrip("/")
+        if same_origin and (target.path == base_path or target.path.startswith(base_path + "/")):
+            return True
+    return False

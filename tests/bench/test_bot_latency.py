@@ -129,7 +129,7 @@ def test_apply_to_in_meeting_through_the_chain(
                 "accountRef": {"name": "main"},
                 "meeting": {"number": number},
                 "displayName": "Notetaker",
-                "podTemplate": pod_template_for(zoomsim.url, image),
+                "podTemplate": pod_template_for(image),
             },
         )
         bots.wait_phase(name, "InMeeting", timeout=120)

@@ -224,6 +224,7 @@ def run_operator_burst(
         cluster.kubeconfig_path(),
         tmp / f"operator-{sim_plan}.log",
         log_level=os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        allowed_endpoints=zoomsim.url,
     ).start()
     try:
         zoom = zoom_account(

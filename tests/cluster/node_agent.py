@@ -342,17 +342,19 @@ class Agent:
         self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, status)
 
 
-def pod_template_for(sim_url: str, image: str) -> dict[str, Any]:
-    """The podTemplate that steers a bot pod to this node, with the simulator's fake SDK: test
-    and demo configuration only (the operator knows nothing of this node)."""
+def pod_template_for(image: str) -> dict[str, Any]:
+    """The podTemplate that steers a bot pod to this node: test and demo configuration only
+    (the operator knows nothing of this node). The simulator's fake SDK is the operator's
+    setting (fake_sdk_url)."""
     return {
         "image": image,
         "nodeSelector": {LABEL: "true"},
         "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-        "env": [
-            {"name": "MEETINGBOT_SDK_URL", "value": f"{sim_url}/sim/sdk/zoom-meeting-embedded.js"}
-        ],
     }
+
+
+def fake_sdk_url(sim_url: str) -> str:
+    return f"{sim_url}/sim/sdk/zoom-meeting-embedded.js"
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ def spec(zoomsim: ZoomSim, image: str, number: str, **extra: Any) -> dict[str, A
         "accountRef": {"name": "main"},
         "meeting": {"number": number, **extra.pop("meeting", {})},
         "displayName": "Notetaker",
-        "podTemplate": pod_template_for(zoomsim.url, image),
+        "podTemplate": pod_template_for(image),
         **extra,
     }
 

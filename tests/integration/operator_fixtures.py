@@ -22,6 +22,7 @@ from tests.zoomsim import SimAdmin
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "meetingbot.dev", "v1alpha1"
+SECRET_USE_LABEL = f"{GROUP}/secret-for"
 
 
 def free_port() -> int:
@@ -234,17 +235,18 @@ def zoom_account(
         for i in range(users)
     ]
     core = client.CoreV1Api(api)
+    opt_in = {SECRET_USE_LABEL: "zoom-credentials"}
     core.create_namespaced_secret(
         namespace,
         client.V1Secret(
-            metadata=client.V1ObjectMeta(name=f"{name}-sdk"),
+            metadata=client.V1ObjectMeta(name=f"{name}-sdk", labels=opt_in),
             string_data={"sdkKey": zoom["sdk_key"], "sdkSecret": zoom["sdk_secret"]},
         ),
     )
     core.create_namespaced_secret(
         namespace,
         client.V1Secret(
-            metadata=client.V1ObjectMeta(name=f"{name}-api"),
+            metadata=client.V1ObjectMeta(name=f"{name}-api", labels=opt_in),
             string_data={
                 "accountId": zoom["id"],
                 "clientId": zoom["client_id"],

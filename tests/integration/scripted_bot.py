@@ -34,6 +34,8 @@ class ScriptedBot:
         self.sim_url = sim_url
         self.reports: list[BotReport] = []
         self.config: JoinConfig | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.heartbeat = True  # re-send the latest state every report interval, as bots must
 
     async def read_config(self, attempt: int, timeout: float = 30) -> JoinConfig:
         """The Secret as the pod of `attempt` would see it, once that pod exists."""
@@ -75,6 +77,25 @@ class ScriptedBot:
         assert self.config is not None
         body = BotReport(attempt=self.config.bot.attempt, state=state, **fields)
         self.reports.append(body)
+        if state == BotState.ENDED:
+            self.stop_heartbeat()
+        elif self.heartbeat and self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._beat())
+        return await self._post(body)
+
+    def stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+
+    async def _beat(self) -> None:
+        assert self.config is not None
+        while True:
+            await asyncio.sleep(self.config.report.interval_seconds)
+            await self._post(self.reports[-1])
+
+    async def _post(self, body: BotReport) -> int:
+        assert self.config is not None
         async with httpx.AsyncClient(timeout=10) as http:
             response = await http.post(
                 self.config.report.url,
@@ -161,6 +182,7 @@ class ScriptedBot:
     ) -> None:
         """Write what the kubelet would: the container terminated, with our result."""
         assert self.config is not None
+        self.stop_heartbeat()
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         terminated: dict[str, Any] = {
             "exitCode": int(code),

@@ -253,6 +253,7 @@ async def test_the_operator_runs_on_the_charts_rbac_and_needs_all_of_it(
         namespaces=namespace,
         report_key=report_key,
         retry_base_seconds="1",
+        allowed_endpoints=zoomsim.url,
     )
     since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     operator.start()

@@ -13,6 +13,7 @@ from kubernetes import client
 
 from meetingbot_operator.contract import JoinConfig
 from tests.integration.operator_fixtures import (
+    SECRET_USE_LABEL,
     Bots,
     account_ready,
     wait_for,
@@ -298,7 +299,8 @@ async def test_passcode_from_a_secret(
     client.CoreV1Api(api_client).create_namespaced_secret(
         namespace,
         client.V1Secret(
-            metadata=client.V1ObjectMeta(name="pw"), string_data={"passcode": "from-secret"}
+            metadata=client.V1ObjectMeta(name="pw", labels={SECRET_USE_LABEL: "meeting-passcode"}),
+            string_data={"passcode": "from-secret"},
         ),
     )
     bot = ScriptedBot(api_client, namespace, "secretive", zoomsim.url)

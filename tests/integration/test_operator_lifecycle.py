@@ -14,6 +14,7 @@ from kubernetes import client
 from meetingbot_operator.contract import JoinConfig
 from tests.cluster import cluster
 from tests.integration.operator_fixtures import (
+    SECRET_USE_LABEL,
     Bots,
     OperatorProcess,
     account_ready,
@@ -196,7 +197,9 @@ async def test_an_obf_bot_joins_on_behalf_of_a_user_in_another_accounts_meeting(
     client.CoreV1Api(api_client).create_namespaced_secret(
         namespace,
         client.V1Secret(
-            metadata=client.V1ObjectMeta(name="alice-token"),
+            metadata=client.V1ObjectMeta(
+                name="alice-token", labels={SECRET_USE_LABEL: "obf-token"}
+            ),
             string_data={"token": sim.authorize_user(alice["id"])},
         ),
     )

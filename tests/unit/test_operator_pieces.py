@@ -132,10 +132,13 @@ def test_redaction(caplog: pytest.LogCaptureFixture) -> None:
 def test_report_tokens_bind_bot_and_attempt() -> None:
     tokens = ReportTokens(SecretStr("key"))
     token = tokens.token("ns", "bot", "uid", 1).get_secret_value()
-    assert tokens.valid(token, "ns", "bot", "uid", 1)
-    assert not tokens.valid(token, "ns", "bot", "uid", 2)
-    assert not tokens.valid(token, "ns", "other", "uid", 1)
-    assert not ReportTokens(SecretStr("other-key")).valid(token, "ns", "bot", "uid", 1)
+    second = tokens.token("ns", "bot", "uid", 2).get_secret_value()
+    assert tokens.attempt_of(token, "ns", "bot", "uid", 1) == 1
+    assert tokens.attempt_of(token, "ns", "bot", "uid", 3) == 1  # an earlier attempt's token
+    assert tokens.attempt_of(second, "ns", "bot", "uid", 1) is None  # not yet issued
+    assert tokens.attempt_of(token, "ns", "other", "uid", 1) is None
+    assert tokens.attempt_of(token, "ns", "bot", "another-uid", 1) is None
+    assert ReportTokens(SecretStr("other-key")).attempt_of(token, "ns", "bot", "uid", 1) is None
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -155,7 +155,7 @@ def test_a_permanent_reason_fails_without_retry() -> None:
     report = BotReport(attempt=1, state="Ended", reason="WrongPasscode", message="3004")
     plan = decide(bot(running(phase="Joining")), META, observe(report=report), TIMING)
     assert (plan.status.phase, plan.status.reason) == (Phase.FAILED, "WrongPasscode")
-    assert plan.actions == []
+    assert [a.kind for a in plan.actions] == [ActionKind.DELETE_SECRET]  # no retry, no ZAK left
     assert plan.events[0].type == "Warning"
 
 
@@ -206,9 +206,9 @@ def test_backoff_grows_and_is_capped() -> None:
             PodObservation(
                 "bot-1", 1, "Failed", status_reason="Evicted", status_message="low memory"
             ),
-            "PodFailed",
+            "PodDisrupted",
         ),
-        (PodObservation("bot-1", 1, "Running", deleted=True), "PodFailed"),
+        (PodObservation("bot-1", 1, "Running", deleted=True), "PodDisrupted"),
         (PodObservation("bot-1", 1, "Failed", exit_code=5), "BotCrashed"),
         (PodObservation("bot-1", 1, "Succeeded", exit_code=0), "Completed"),
         (
@@ -255,7 +255,7 @@ def test_an_image_that_cannot_be_pulled_fails_after_patience_and_the_pod_goes() 
     assert early.status.phase == Phase.STARTING
     late = decide(bot(running()), META, observe(pod=pod, now=NOW + timedelta(minutes=5)), TIMING)
     assert (late.status.phase, late.status.reason) == (Phase.FAILED, "ImagePullFailed")
-    assert [a.kind for a in late.actions] == [ActionKind.DELETE_POD]
+    assert [a.kind for a in late.actions] == [ActionKind.DELETE_SECRET, ActionKind.DELETE_POD]
 
 
 def test_a_pod_never_seen_is_created_again_after_patience() -> None:
@@ -271,7 +271,7 @@ def test_a_pod_never_seen_is_created_again_after_patience() -> None:
         observe(operator_started=NOW - timedelta(minutes=5)),
         TIMING,
     )
-    assert gone.status.reason == "PodFailed"
+    assert gone.status.reason == "PodDisrupted"
 
 
 def test_max_duration_backstop_stops_the_pod_and_counts_as_success() -> None:
@@ -294,11 +294,12 @@ def test_ttl_after_finished() -> None:
         "attempts": 1,
         "completionTime": (NOW - timedelta(seconds=30)).isoformat(),
     }
-    keep = decide(bot(done, ttlSecondsAfterFinished=60), META, observe(), TIMING)
+    cleaned = observe(secret_cleaned=True)
+    keep = decide(bot(done, ttlSecondsAfterFinished=60), META, cleaned, TIMING)
     assert keep.actions == [] and keep.requeue_after == pytest.approx(30)
-    delete = decide(bot(done, ttlSecondsAfterFinished=10), META, observe(), TIMING)
+    delete = decide(bot(done, ttlSecondsAfterFinished=10), META, cleaned, TIMING)
     assert [a.kind for a in delete.actions] == [ActionKind.DELETE_BOT]
-    forever = decide(bot(done), META, observe(), TIMING)
+    forever = decide(bot(done), META, cleaned, TIMING)
     assert forever.actions == [] and forever.requeue_after is None
 
 
@@ -317,13 +318,31 @@ def test_conditions_keep_their_transition_time_while_unchanged() -> None:
 
 
 def test_start_failures() -> None:
-    transient = after_start_failure(bot(), META, "ZoomRateLimited", "rate limited", 3, NOW, TIMING)
+    transient = after_start_failure(
+        bot({"startFailures": 2}), META, "ZoomRateLimited", "rate limited", NOW, TIMING
+    )
     assert (transient.status.phase, transient.status.reason) == (Phase.PENDING, "ZoomRateLimited")
-    assert transient.requeue_after == pytest.approx(backoff(META.uid, 3, TIMING))
-    account = after_start_failure(bot(), META, "ZoomCredentialsInvalid", "bad", 1, NOW, TIMING)
+    delay = backoff(META.uid, 3, TIMING)
+    assert transient.requeue_after == pytest.approx(delay)
+    # The count and the next try live in status, so a restarted operator keeps the schedule.
+    assert transient.status.start_failures == 3
+    assert transient.status.next_attempt_at == NOW + timedelta(seconds=delay)
+    account = after_start_failure(bot(), META, "ZoomCredentialsInvalid", "bad", NOW, TIMING)
     assert (account.status.phase, account.requeue_after) == (Phase.PENDING, 30.0)
-    permanent = after_start_failure(bot(), META, "ZoomUserNotFound", "no such user", 1, NOW, TIMING)
+    permanent = after_start_failure(bot(), META, "ZoomUserNotFound", "no such user", NOW, TIMING)
     assert (permanent.status.phase, permanent.status.reason) == (Phase.FAILED, "ZoomUserNotFound")
+
+
+def test_a_start_backoff_survives_a_restart() -> None:
+    """After a restart the same status gives the same wait: no new attempt before
+    nextAttemptAt, whatever the operator's memory lost."""
+    waiting = after_start_failure(bot(), META, "ZoomUnavailable", "down", NOW, TIMING)
+    restored = bot(waiting.status.model_dump(mode="json", by_alias=True))
+    soon = decide(restored, META, observe(now=NOW + timedelta(seconds=1)), TIMING)
+    assert soon.actions == []
+    assert soon.requeue_after is not None and soon.requeue_after > 0
+    later = decide(restored, META, observe(now=NOW + timedelta(minutes=10)), TIMING)
+    assert [a.kind for a in later.actions] == [ActionKind.START_ATTEMPT]
 
 
 def test_started_resets_the_attempt_fields() -> None:

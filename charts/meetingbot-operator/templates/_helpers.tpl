@@ -56,9 +56,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "delete"]
+# Secrets: read the ones a ZoomAccount or MeetingBot names (used only with the opt-in label),
+# watched so a changed or deleted credential is noticed at once; the join Secrets are created,
+# replaced per attempt and deleted when the bot finishes.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create", "update"]
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

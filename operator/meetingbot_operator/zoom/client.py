@@ -26,7 +26,7 @@ from tenacity.wait import wait_random_exponential
 from meetingbot_operator.reasons import Reason
 from meetingbot_operator.zoom.credentials import AccessToken, ApiCredentials, Zak
 from meetingbot_operator.zoom.endpoints import Endpoints
-from meetingbot_operator.zoom.errors import ZoomError
+from meetingbot_operator.zoom.errors import ZoomError, describe
 from meetingbot_operator.zoom.oauth import TokenProvider
 from meetingbot_operator.zoom.ratelimit import AccountLimiter, Category, Plan
 
@@ -319,7 +319,8 @@ def _classify(response: httpx.Response, what: str) -> ZoomError | None:
         return None
     body = _body(response)
     code = _zoom_code(response)
-    message = str(body.get("message") or response.reason_phrase or "error")[:300]
+    # Zoom's own text is read to classify, never repeated (see errors.CODE_MEANINGS).
+    message = str(body.get("message") or "")[:300]
     if status == 429:
         retry_after = _retry_after(response.headers)
         if response.headers.get("X-RateLimit-Type", "").lower().startswith("daily"):
@@ -338,20 +339,28 @@ def _classify(response: httpx.Response, what: str) -> ZoomError | None:
             retry_after=retry_after,
         )
     if status >= 500:
-        return ZoomError(Reason.ZOOM_UNAVAILABLE, f"{what}: {message}", status=status, code=code)
+        return ZoomError(
+            Reason.ZOOM_UNAVAILABLE,
+            f"{what}: {describe(status, code, 'server error')}",
+            status=status,
+            code=code,
+        )
+    fallback = ""
     if code == 4711 or "does not contain scopes" in message:
-        reason = Reason.ZOOM_SCOPE_MISSING
+        reason, fallback = Reason.ZOOM_SCOPE_MISSING, "the token lacks a required scope"
     elif code == 124 or status == 401:
-        reason = Reason.ZOOM_CREDENTIALS_INVALID
+        reason, fallback = Reason.ZOOM_CREDENTIALS_INVALID, "the credentials were refused"
     elif code == 1001 or (status == 404 and "user" in message.lower()):
-        reason = Reason.ZOOM_USER_NOT_FOUND
+        reason, fallback = Reason.ZOOM_USER_NOT_FOUND, "the user does not exist"
     elif code == 1005:
         reason = Reason.ZOOM_USER_EXISTS
     elif "user" in message.lower() and any(w in message.lower() for w in USER_STATE_WORDS):
-        reason = Reason.ZOOM_USER_INACTIVE
+        reason, fallback = Reason.ZOOM_USER_INACTIVE, "the user is not active"
     else:
         reason = Reason.ZOOM_REQUEST_INVALID
-    return ZoomError(reason, f"{what}: {message}", status=status, code=code)
+    return ZoomError(
+        reason, f"{what}: {describe(status, code, fallback)}", status=status, code=code
+    )
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 import httpx
@@ -12,10 +13,12 @@ from pydantic import SecretStr
 
 from meetingbot_operator.reasons import Reason
 from meetingbot_operator.zoom.credentials import AccessToken, ApiCredentials
-from meetingbot_operator.zoom.errors import ZoomError
+from meetingbot_operator.zoom.errors import ZoomError, describe
 
 log = logging.getLogger(__name__)
 
+# What a scope looks like ("user:read:token:admin"): anything else is not repeated in status.
+SCOPE = re.compile(r"^[a-z][a-z_]{0,40}(:[a-z_]{1,40}){0,4}$")
 # Refresh this long before Zoom's stated expiry (tokens live 3599 s).
 REFRESH_MARGIN_SECONDS = 60.0
 
@@ -75,10 +78,10 @@ class TokenProvider:
         if response.status_code != 200 or not isinstance(access_token, str):
             raw_code = body.get("code")
             code = raw_code if isinstance(raw_code, int) else None
-            detail = body.get("reason") or body.get("message") or body.get("error") or "rejected"
+            # The endpoint's own words are not repeated (they end up in status): ours are.
             raise ZoomError(
                 Reason.ZOOM_CREDENTIALS_INVALID,
-                f"token request rejected: {detail}",
+                f"token request rejected: {describe(response.status_code, code, 'refused')}",
                 status=response.status_code,
                 code=code,
             )
@@ -88,7 +91,9 @@ class TokenProvider:
         return AccessToken(
             value=SecretStr(access_token),
             expires_at=started + max(expires_in - REFRESH_MARGIN_SECONDS, 1.0),
-            scopes=frozenset(str(body.get("scope", "")).split()),
+            scopes=frozenset(
+                scope for scope in str(body.get("scope", "")).split()[:200] if SCOPE.match(scope)
+            ),
         )
 
 
