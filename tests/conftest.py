@@ -17,7 +17,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster import cluster
-from tests.cluster.node_agent import BOT_NODE, fake_sdk_url
+from tests.cluster.node_agent import BOT_NODE, fake_sdk_url, remove_containers
 from tests.integration.operator_fixtures import (
     Bots,
     OperatorProcess,
@@ -212,5 +212,5 @@ def node_agent(
     yield BOT_NODE
     process.terminate()
     process.wait(10)
-    subprocess.run(["podman", "rm", "-f", "--all"], capture_output=True, check=False)
+    remove_containers(BOT_NODE)
     core.delete_node(BOT_NODE)

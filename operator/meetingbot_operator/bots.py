@@ -506,6 +506,8 @@ def pod_refusal(error: ApiException) -> tuple[Reason, str]:
         return Reason.POD_SPEC_INVALID, f"the API server refused the bot pod: {message}"
     if error.status == 403 and "exceeded quota" in message:
         return Reason.POD_QUOTA_EXCEEDED, f"the bot pod does not fit the quota: {message}"
+    if error.status == 403 and "no PriorityClass" in message:
+        return Reason.POD_SPEC_INVALID, f"the API server refused the bot pod: {message}"
     if error.status == 403 and "PodSecurity" in message:
         return Reason.POD_FORBIDDEN, f"the bot pod is forbidden by policy: {message}"
     if error.status == 403:

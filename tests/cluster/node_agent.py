@@ -39,6 +39,7 @@ log = logging.getLogger("node-agent")
 BOT_NODE = "bots-node"
 TAINT_KEY = "meetingbot.dev/podman-node"
 LABEL = "meetingbot.dev/podman-node"
+AGENT_LABEL = "meetingbot.dev/node-agent"  # on every container the agent starts
 # What podman needs on this kind of machine (DESIGN.md §6).
 PODMAN_RUN = [
     "--runtime",
@@ -241,6 +242,9 @@ class Agent:
             "--rm",
             "--name",
             self.container_name(pod),
+            # Marks what this agent started, so cleaning up never touches other containers.
+            "--label",
+            f"{AGENT_LABEL}={self.node}",
             *PODMAN_RUN,
             "--pull=never",
         ]
@@ -340,6 +344,19 @@ class Agent:
             }
         }
         self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, status)
+
+
+def remove_containers(node: str) -> None:
+    """Remove the containers this node's agent started, and nothing else."""
+    listed = subprocess.run(
+        ["podman", "ps", "-aq", "--filter", f"label={AGENT_LABEL}={node}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ids = listed.stdout.split()
+    if ids:
+        subprocess.run(["podman", "rm", "-f", *ids], capture_output=True, check=False)
 
 
 def pod_template_for(image: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from kubernetes import client
 
 from tests.cluster import cluster
 from tests.integration.operator_fixtures import (
+    SECRET_USE_LABEL,
     Bots,
     OperatorProcess,
     account_ready,
@@ -98,6 +99,40 @@ def crds(kubeconfig: Any) -> None:
         ({"ttlSecondsAfterFinished": -1}, "should be greater than or equal to 0"),
         ({"displayName": ""}, "spec.displayName"),
         ({"accountRef": None}, "spec.accountRef: Required value"),
+        # Bounds: nothing that overflows a deadline or loops at pod creation gets in.
+        (
+            {"leave": {"maxDurationSeconds": 10**12}},
+            "maxDurationSeconds in body should be less than or equal to 604800",
+        ),
+        ({"joinAt": "0001-01-01T00:00:00Z"}, "joinAt must be between"),
+        ({"ttlSecondsAfterFinished": 10**12}, "should be less than or equal to 31536000"),
+        ({"startTimeoutSeconds": 1}, "should be greater than or equal to 10"),
+        ({"displayName": "Note\u0000taker"}, "spec.displayName"),
+        ({"displayName": "evil\u202egnp.exe"}, "spec.displayName"),
+        ({"podTemplate": {"image": "bot image:1"}}, "spec.podTemplate.image"),
+        ({"podTemplate": {"resources": {"limits": {"memory": "lots"}}}}, "memory"),
+        (
+            {
+                "podTemplate": {
+                    "annotations": {
+                        "container.apparmor.security.beta.kubernetes.io/bot": "unconfined"
+                    }
+                }
+            },
+            "annotations in the kubernetes.io and k8s.io domains",
+        ),
+        (
+            {"podTemplate": {"env": [{"name": "MEETINGBOT_SDK_URL", "value": "https://x/a.js"}]}},
+            "MEETINGBOT_*, HOME, LD_*, PYTHON* and NODE_OPTIONS",
+        ),
+        (
+            {"podTemplate": {"env": [{"name": "LD_PRELOAD", "value": "/tmp/x.so"}]}},
+            "MEETINGBOT_*, HOME, LD_*, PYTHON* and NODE_OPTIONS",
+        ),
+        (
+            {"podTemplate": {"labels": {"meetingbot.dev/attempt": "7"}}},
+            "labels under meetingbot.dev/ are the operator's",
+        ),
     ],
 )
 def test_invalid_specs_are_refused_with_a_readable_message(
@@ -108,6 +143,13 @@ def test_invalid_specs_are_refused_with_a_readable_message(
     result = apply(namespace, spec)
     assert result.returncode != 0, f"accepted: {spec}"
     assert message in result.stderr, result.stderr
+
+
+def test_a_name_too_long_for_the_bots_pods_is_refused(crds: None, namespace: str) -> None:
+    result = apply(namespace, VALID, name="b" * 64)
+    assert result.returncode != 0
+    assert "metadata.name: Too long" in result.stderr, result.stderr
+    assert apply(namespace, VALID, name="b" * 63).returncode == 0
 
 
 def test_a_valid_spec_is_accepted_with_defaults(
@@ -190,6 +232,7 @@ async def test_missing_and_wrong_credentials_give_clear_conditions(
     assert bot["phase"] == "Pending"
     assert "ZoomAccount not ready" in bot["message"]
 
+    # Re-created without the opt-in label: the operator will not use it (nor send it anywhere).
     core.create_namespaced_secret(
         namespace,
         client.V1Secret(
@@ -203,11 +246,22 @@ async def test_missing_and_wrong_credentials_give_clear_conditions(
     )
     status, _, message = await asyncio.to_thread(
         wait_for,
+        lambda: (r := ready_reason())[1] == "SecretNotAllowed" and r,
+        15,
+        what="SecretNotAllowed",
+    )
+    assert "meetingbot.dev/secret-for=zoom-credentials" in message
+    core.patch_namespaced_secret(
+        "main-api", namespace, {"metadata": {"labels": {SECRET_USE_LABEL: "zoom-credentials"}}}
+    )
+    status, _, message = await asyncio.to_thread(
+        wait_for,
         lambda: (r := ready_reason())[1] == "ZoomCredentialsInvalid" and r,
-        45,
+        15,
         what="ZoomCredentialsInvalid",
     )
-    assert "Invalid client_id or client_secret" in message
+    # Zoom's code in the operator's own words; nothing the endpoint wrote, no secret.
+    assert "Zoom code 4702 (invalid client id or client secret)" in message
     assert "wrong" not in message
 
     core.patch_namespaced_secret(

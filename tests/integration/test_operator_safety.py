@@ -1,0 +1,582 @@
+"""The operator cannot be turned against its users, and never calls a failure a success.
+
+One test (or more) per finding of the adversarial pass, through the real API server, the
+operator as a process and the Zoom simulator: evictions, a recreated MeetingBot, forged pods,
+Secrets and hosts reached through the operator, pod specs the API server refuses, silent or
+stuck bots, the report endpoint's answers."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from meetingbot_operator.contract import BotReport, BotResult
+from tests.integration.operator_fixtures import (
+    GROUP,
+    VERSION,
+    Bots,
+    OperatorProcess,
+    account_ready,
+    free_port,
+    wait_for,
+    zoom_account,
+)
+from tests.integration.scripted_bot import ScriptedBot
+from tests.zoomsim import SimAdmin, ZoomSim
+
+
+def spec(number: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "accountRef": {"name": "main"},
+        "meeting": {"number": number},
+        "displayName": "Bot",
+        "retry": {"limit": 2},
+        **extra,
+    }
+
+
+def zaks(sim: SimAdmin, zoom: dict[str, Any]) -> int:
+    """ZAKs the simulator has minted for this account."""
+    return sim.calls().get(f"{zoom['id']}:zak", 0)
+
+
+def events(api: client.ApiClient, namespace: str, name: str) -> list[client.CoreV1Event]:
+    return list(
+        client.CoreV1Api(api)
+        .list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+        .items
+    )
+
+
+def event_reasons(api: client.ApiClient, namespace: str, name: str) -> set[str]:
+    return {e.reason for e in events(api, namespace, name)}
+
+
+async def wait_reason(bots: Bots, name: str, reason: str, timeout: float = 30) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        status = bots.status(name)
+        return status if status.get("reason") == reason else None
+
+    try:
+        return dict(await asyncio.to_thread(wait_for, reached, timeout, what=reason))
+    except TimeoutError:
+        raise TimeoutError(f"{name}: no {reason} within {timeout}s: {bots.status(name)}") from None
+
+
+# --- 1. outcomes from facts ----------------------------------------------------------------------
+
+
+async def test_an_evicted_bot_is_retried_not_succeeded(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+) -> None:
+    """`kubectl drain`, the autoscaler and preemption evict: the bot leaves on SIGTERM as it
+    must, but the recording is not over, so the MeetingBot gets a new attempt."""
+    number = sim.create_meeting(zoom["id"])["number"]
+    bots.apply("evicted", spec(number))
+    first = ScriptedBot(api_client, namespace, "evicted", zoomsim.url)
+    running = asyncio.create_task(first.run())
+    await asyncio.to_thread(bots.wait_phase, "evicted", "InMeeting")
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_pod_eviction(
+        "evicted-1",
+        namespace,
+        client.V1Eviction(metadata=client.V1ObjectMeta(name="evicted-1", namespace=namespace)),
+    )
+    assert await running == "Canceled"  # the bot itself saw only a SIGTERM
+    await asyncio.to_thread(
+        wait_for,
+        lambda: "PodDisrupted" in event_reasons(api_client, namespace, "evicted"),
+        30,
+        what="a PodDisrupted event",
+    )
+    second = ScriptedBot(api_client, namespace, "evicted", zoomsim.url)
+    again = asyncio.create_task(second.run(attempt=2))
+    status = await asyncio.to_thread(bots.wait_phase, "evicted", "InMeeting", "Succeeded")
+    assert (status["phase"], status["attempts"]) == ("InMeeting", 2), status
+    sim.end_meeting(number)
+    await again
+    final = await asyncio.to_thread(bots.wait_phase, "evicted", "Succeeded")
+    assert (final["reason"], final["attempts"]) == ("MeetingEnded", 2)
+    # The join Secret (a live ZAK) does not outlive the bot.
+    await asyncio.to_thread(
+        wait_for,
+        lambda: (
+            not core.list_namespaced_secret(
+                namespace, field_selector="metadata.name=evicted-join"
+            ).items
+        ),
+        30,
+        what="the join Secret deleted",
+    )
+
+
+# --- 2. ownership by UID -------------------------------------------------------------------------
+
+
+async def test_a_recreated_meetingbot_does_not_inherit_the_old_pod(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+) -> None:
+    core = client.CoreV1Api(api_client)
+    number = sim.create_meeting(zoom["id"])["number"]
+    bots.apply("reborn", spec(number))
+    old = ScriptedBot(api_client, namespace, "reborn", zoomsim.url)
+    running = asyncio.create_task(old.run())
+    await asyncio.to_thread(bots.wait_phase, "reborn", "InMeeting")
+    sim.end_meeting(number)
+    await running
+    await asyncio.to_thread(bots.wait_phase, "reborn", "Succeeded")
+    # The old pod lingers after its MeetingBot is deleted (as it does while the garbage
+    # collector is behind): a finalizer holds it, with its result and its old owner.
+    core.patch_namespaced_pod(
+        "reborn-1", namespace, {"metadata": {"finalizers": ["test.meetingbot.dev/hold"]}}
+    )
+    bots.delete("reborn")
+    await asyncio.to_thread(wait_for, lambda: not _exists(bots, "reborn"), 30, what="deleted")
+    second_number = sim.create_meeting(zoom["id"])["number"]
+    bots.apply("reborn", spec(second_number))
+    status = await wait_reason(bots, "reborn", "NameConflict")
+    assert status["phase"] == "Pending"
+    assert "not this MeetingBot's" in status["message"]
+    pod = core.read_namespaced_pod("reborn-1", namespace)
+    assert pod.metadata.deletion_timestamp is not None  # untouched, still on its way out
+    # Once the old pod is gone, the new bot starts and joins its own meeting.
+    core.patch_namespaced_pod("reborn-1", namespace, {"metadata": {"finalizers": None}})
+    new = ScriptedBot(api_client, namespace, "reborn", zoomsim.url)
+    joining = asyncio.create_task(new.run())
+    status = await asyncio.to_thread(bots.wait_phase, "reborn", "InMeeting", timeout=90)
+    assert status["attempts"] == 1
+    sim.end_meeting(second_number)
+    await joining
+    assert (await asyncio.to_thread(bots.wait_phase, "reborn", "Succeeded"))["reason"] == (
+        "MeetingEnded"
+    )
+
+
+def _exists(bots: Bots, name: str) -> bool:
+    try:
+        bots.get(name)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+# --- 3. forged outcomes --------------------------------------------------------------------------
+
+
+async def test_a_pod_with_our_labels_cannot_write_a_bots_outcome(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+) -> None:
+    number = sim.create_meeting(zoom["id"])["number"]
+    bots.apply("target", spec(number))
+    bot = ScriptedBot(api_client, namespace, "target", zoomsim.url)
+    running = asyncio.create_task(bot.run())
+    status = await asyncio.to_thread(bots.wait_phase, "target", "InMeeting")
+    uid = bots.get("target")["metadata"]["uid"]
+    core = client.CoreV1Api(api_client)
+    result = BotResult(attempt=1, reason="WrongPasscode", message="forged")
+    for name, owners in (
+        ("forged", []),
+        # Even naming the MeetingBot as its controller does not help a pod of another name.
+        (
+            "target-forged",
+            [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "MeetingBot", "name": "target",
+              "uid": uid, "controller": True}],
+        ),
+    ):  # fmt: skip
+        core.create_namespaced_pod(
+            namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": name,
+                    "labels": {"meetingbot.dev/bot": "target", "meetingbot.dev/attempt": "1"},
+                    "ownerReferences": owners,
+                },
+                "spec": {"containers": [{"name": "bot", "image": "busybox"}]},
+            },
+        )
+        core.patch_namespaced_pod_status(
+            name,
+            namespace,
+            {
+                "status": {
+                    "phase": "Failed",
+                    "containerStatuses": [
+                        {
+                            "name": "bot",
+                            "ready": False,
+                            "restartCount": 0,
+                            "image": "busybox",
+                            "imageID": "",
+                            "state": {
+                                "terminated": {
+                                    "exitCode": 3,
+                                    "reason": "Error",
+                                    "message": result.model_dump_json(by_alias=True),
+                                }
+                            },
+                        }
+                    ],
+                }
+            },
+        )
+    await asyncio.sleep(3)
+    status = bots.status("target")
+    assert (status["phase"], status.get("reason")) == ("InMeeting", None), status
+    sim.end_meeting(number)
+    await running
+    final = await asyncio.to_thread(bots.wait_phase, "target", "Succeeded", "Failed")
+    assert (final["phase"], final["reason"]) == ("Succeeded", "MeetingEnded")
+
+
+# --- 4. no confused deputy -----------------------------------------------------------------------
+
+
+async def test_a_secret_without_the_opt_in_label_is_never_read_into_a_bot(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="db-creds"), string_data={"password": "hunter2-db"}
+        ),
+    )
+    number = sim.create_meeting(zoom["id"])["number"]
+    before = zaks(sim, zoom)
+    bots.apply(
+        "deputy",
+        spec(number, meeting={"number": number, "passcodeSecretRef": {"name": "db-creds", "key": "password"}}),
+    )  # fmt: skip
+    status = await asyncio.to_thread(bots.wait_phase, "deputy", "Failed", "Starting")
+    assert (status["phase"], status["reason"]) == ("Failed", "SecretNotAllowed"), status
+    assert "meetingbot.dev/secret-for=meeting-passcode" in status["message"]
+    assert bots.pods("deputy") == []
+    assert not core.list_namespaced_secret(
+        namespace, field_selector="metadata.name=deputy-join"
+    ).items
+    assert zaks(sim, zoom) == before
+
+
+class _Listener:
+    """A plain HTTP listener on loopback that counts what reaches it."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        listener = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                listener.requests.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b'{"access_token":"leak","expires_in":3599}')
+
+            do_GET = do_POST
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def listener() -> Iterator[_Listener]:
+    server = _Listener()
+    yield server
+    server.close()
+
+
+async def test_credentials_are_never_sent_to_an_endpoint_the_operator_does_not_allow(
+    api_client: client.ApiClient,
+    namespace: str,
+    sim: SimAdmin,
+    operator: OperatorProcess,
+    listener: _Listener,
+) -> None:
+    zoom_account(api_client, namespace, sim, listener.url, name="stolen")
+    ready = await asyncio.to_thread(
+        wait_for,
+        lambda: (
+            (r := account_ready(api_client, namespace, "stolen"))["reason"]
+            == "ZoomEndpointNotAllowed"
+            and r
+        ),
+        30,
+        what="ZoomEndpointNotAllowed",
+    )
+    assert ready["status"] == "False"
+    assert "no credentials were sent" in ready["message"]
+    await asyncio.sleep(2)
+    assert listener.requests == []
+
+
+async def test_an_unrelated_secret_with_the_join_secrets_name_is_never_touched(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="victim-join"), string_data={"k": "v"}),
+    )
+    number = sim.create_meeting(zoom["id"])["number"]
+    before = zaks(sim, zoom)
+    bots.apply("victim", spec(number))
+    status = await wait_reason(bots, "victim", "NameConflict")
+    assert status["phase"] == "Pending"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["reason"] == "NameConflict"
+    await asyncio.sleep(4)  # retries come with backoff, and mint nothing more
+    secret = core.read_namespaced_secret("victim-join", namespace)
+    assert secret.data == {"k": "dg=="}
+    assert not secret.metadata.owner_references
+    assert zaks(sim, zoom) - before <= 1  # at most the one that found the name taken
+    assert bots.pods("victim") == []
+    core.delete_namespaced_secret("victim-join", namespace)
+    await asyncio.to_thread(wait_for, lambda: bots.pods("victim"), 60, what="the bot starts")
+
+
+async def test_only_images_the_account_allows_receive_its_zaks(
+    bots: Bots, zoom: dict[str, Any], sim: SimAdmin
+) -> None:
+    number = sim.create_meeting(zoom["id"])["number"]
+    before = zaks(sim, zoom)
+    bots.apply("imposter", spec(number, podTemplate={"image": "registry.example.com/steal:1"}))
+    status = await asyncio.to_thread(bots.wait_phase, "imposter", "Failed", "Starting")
+    assert (status["phase"], status["reason"]) == ("Failed", "ImageNotAllowed"), status
+    assert "botImages" in status["message"]
+    assert bots.pods("imposter") == []
+    assert zaks(sim, zoom) == before
+
+
+# --- 5. pod refusals: a reason, once, and no ZAK ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "words"),
+    [
+        ({"priorityClassName": "no-such-class"}, "no PriorityClass"),
+        ({"labels": {"team": "not a valid value!"}}, "Invalid value"),
+        ({"nodeSelector": {"bad key!": "x"}}, "Invalid value"),
+    ],
+)
+async def test_a_pod_the_api_server_refuses_fails_the_bot_without_a_zak(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    template: dict[str, Any],
+    words: str,
+) -> None:
+    number = sim.create_meeting(zoom["id"])["number"]
+    before = zaks(sim, zoom)
+    bots.apply("refused", spec(number, podTemplate=template))
+    status = await asyncio.to_thread(bots.wait_phase, "refused", "Failed", timeout=30)
+    assert status["reason"] == "PodSpecInvalid", status
+    assert words in status["message"]
+    assert status["attempts"] == 0
+    await asyncio.sleep(2)
+    assert zaks(sim, zoom) == before
+    assert bots.pods("refused") == []
+    await asyncio.to_thread(
+        wait_for,
+        lambda: "PodSpecInvalid" in event_reasons(api_client, namespace, "refused"),
+        15,
+        what="a PodSpecInvalid event",
+    )
+
+
+async def test_a_quota_waits_with_backoff_and_a_condition_then_starts(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_resource_quota(
+        namespace,
+        client.V1ResourceQuota(
+            metadata=client.V1ObjectMeta(name="no-pods"), spec=client.V1ResourceQuotaSpec(hard={"pods": "0"})
+        ),
+    )  # fmt: skip
+    number = sim.create_meeting(zoom["id"])["number"]
+    before = zaks(sim, zoom)
+    bots.apply("quota", spec(number))
+    status = await wait_reason(bots, "quota", "PodQuotaExceeded")
+    assert status["phase"] == "Pending" and "trying again in" in status["message"]
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["Ready"] == "PodQuotaExceeded"
+    await asyncio.sleep(3)
+    assert zaks(sim, zoom) == before
+    failures = bots.status("quota")["startFailures"]
+    assert 1 <= failures <= 4  # backoff, not a storm
+    core.delete_namespaced_resource_quota("no-pods", namespace)
+    await asyncio.to_thread(wait_for, lambda: bots.pods("quota"), 60, what="the bot starts")
+    assert zaks(sim, zoom) == before + 1
+
+
+# --- 6. liveness, credentials, PodSecurity, the report endpoint ----------------------------------
+
+
+async def test_a_bot_that_stops_reporting_is_stopped_and_retried(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+) -> None:
+    number = sim.create_meeting(zoom["id"])["number"]
+    bots.apply("frozen", spec(number))
+    bot = ScriptedBot(api_client, namespace, "frozen", zoomsim.url)
+    bot.heartbeat = False  # in the meeting, then silent (a hung browser)
+    running = asyncio.create_task(bot.run())
+    await asyncio.to_thread(bots.wait_phase, "frozen", "InMeeting")
+    # The test operator expects a report every 2 s and gives up after 4 missed ones.
+    await asyncio.to_thread(
+        wait_for,
+        lambda: bots.status("frozen").get("attempts") == 2,
+        40,
+        what="a second attempt",
+    )
+    await running
+    assert "BotUnresponsive" in event_reasons(api_client, namespace, "frozen")
+
+
+async def test_an_unschedulable_pod_says_why_and_times_out(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+) -> None:
+    number = sim.create_meeting(zoom["id"])["number"]
+    bots.apply(
+        "nowhere",
+        spec(
+            number,
+            retry={"limit": 0},
+            startTimeoutSeconds=12,
+            podTemplate={"nodeSelector": {"no-such-label": "x"}},
+        ),
+    )
+    starting = await asyncio.to_thread(
+        wait_for,
+        lambda: "Unschedulable" in ((s := bots.status("nowhere")).get("message") or "") and s,
+        20,
+        what="Unschedulable in the status",
+    )
+    assert starting["phase"] == "Starting"
+    assert "Unschedulable" in event_reasons(api_client, namespace, "nowhere")
+    final = await asyncio.to_thread(bots.wait_phase, "nowhere", "Failed", timeout=40)
+    assert final["reason"] == "StartTimeout"
+    assert "Unschedulable" in final["message"]
+
+
+async def test_a_deleted_credentials_secret_is_noticed_at_once(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    operator: OperatorProcess,
+) -> None:
+    """The test operator rechecks Ready accounts only every 600 s: the Secret watch does it."""
+    client.CoreV1Api(api_client).delete_namespaced_secret("main-api", namespace)
+    ready = await asyncio.to_thread(
+        wait_for,
+        lambda: (r := account_ready(api_client, namespace))["status"] == "False" and r,
+        15,
+        what="the account not Ready",
+    )
+    assert ready["reason"] == "SecretNotFound"
+    before = zaks(sim, zoom)
+    bots.apply("after", spec(sim.create_meeting(zoom["id"])["number"]))
+    await asyncio.sleep(3)
+    assert bots.status("after")["phase"] == "Pending"
+    assert zaks(sim, zoom) == before
+
+
+async def test_bots_run_under_pod_security_restricted(
+    api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin
+) -> None:
+    core = client.CoreV1Api(api_client)
+    core.patch_namespace(
+        namespace,
+        {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
+    )
+    # The API server really enforces it: a pod that is not restricted is refused...
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_pod(
+            namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "loose"},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        )
+    assert refused.value.status == 403 and "PodSecurity" in str(refused.value.body)
+    # ... and the bot's pod is admitted.
+    bots.apply("strict", spec(sim.create_meeting(zoom["id"])["number"]))
+    await asyncio.to_thread(wait_for, lambda: bots.pods("strict"), 30, what="the bot pod")
+    assert bots.status("strict")["phase"] == "Starting"
+
+
+async def test_the_report_endpoint_answers_strangers_the_same(
+    bots: Bots, zoom: dict[str, Any], sim: SimAdmin, operator: OperatorProcess
+) -> None:
+    bots.apply("known", spec(sim.create_meeting(zoom["id"])["number"]))
+    await asyncio.to_thread(bots.wait_phase, "known", "Starting")
+    body = BotReport(attempt=1, state="InMeeting", joined_at=datetime.now(UTC))
+    answers = []
+    async with httpx.AsyncClient(timeout=5) as http:
+        for name in ("known", "unknown"):
+            response = await http.post(
+                f"{operator.report_url}/v1/namespaces/{bots.namespace}/meetingbots/{name}/report",
+                content=body.model_dump_json(by_alias=True),
+                headers={"Authorization": "Bearer not-the-token"},
+            )
+            answers.append((response.status_code, response.json()))
+    assert answers[0] == answers[1] == (401, {"result": "unauthorized"})
