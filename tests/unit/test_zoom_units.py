@@ -108,6 +108,17 @@ def test_classification(status: int, body: dict[str, object], reason: Reason) ->
     assert error.status == status
 
 
+@pytest.mark.parametrize("status", [400, 401, 404, 500])
+def test_a_remote_body_is_never_repeated(status: int) -> None:
+    """Messages end up in status: an endpoint's own text (an internal service's answer, when a
+    ZoomAccount points somewhere it should not) must not come back through them."""
+    body = {"code": 1001, "message": "user INTERNAL-ANSWER-7f3a does not exist"}
+    error = _classify(response(status, body), "GET zak")
+    assert error is not None
+    assert "INTERNAL-ANSWER" not in str(error) and "INTERNAL-ANSWER" not in error.message
+    assert f"HTTP {status}" in error.message
+
+
 def test_daily_limit_is_not_a_qps_limit() -> None:
     error = _classify(
         response(429, {"code": 429}, **{"X-RateLimit-Type": "Daily-limit"}), "POST users"
