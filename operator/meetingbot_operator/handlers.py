@@ -70,14 +70,6 @@ async def zoomaccount_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> 
     await memo.runtime.accounts.observe(event["type"] or "ADDED", dict(event["object"]))
 
 
-@kopf.on.event("", "v1", "secrets")
-async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    # Unfiltered on purpose: a Secret that loses its opt-in label must be noticed too. Cheap:
-    # a lookup by name; only the accounts that use the Secret are re-verified.
-    meta = event["object"].get("metadata") or {}
-    await memo.runtime.accounts.secret_changed(meta.get("namespace", ""), meta.get("name", ""))
-
-
 @kopf.on.event("", "v1", "pods", labels={BOT_LABEL: kopf.PRESENT})
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.bots.observe_pod(event["type"] or "ADDED", dict(event["object"]))

@@ -16,6 +16,7 @@ from meetingbot_operator.accounts import AccountService
 from meetingbot_operator.bots import BotService
 from meetingbot_operator.events import EventRecorder
 from meetingbot_operator.kube import Kube, api_client
+from meetingbot_operator.secret_watch import SecretWatch
 from meetingbot_operator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class Runtime:
         self._runners: list[web.AppRunner] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._collector = metrics.PhaseCollector(self.bots.phases)
+        # Credentials Secrets: a change or deletion re-verifies the accounts using them at once.
+        self.secret_watch = SecretWatch(kube, settings.namespaces, self.accounts.secret_changed)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -54,6 +57,7 @@ class Runtime:
         await runtime._serve(_metrics_app(), settings.report_host, settings.metrics_port)
         metrics.REGISTRY.register(runtime._collector)
         runtime._sweeper = asyncio.create_task(runtime._sweep(), name="sweep")
+        runtime.secret_watch.start()
         log.info(
             "operator started",
             extra={"report_port": settings.report_port, "metrics_port": settings.metrics_port},
@@ -61,6 +65,7 @@ class Runtime:
         return runtime
 
     async def stop(self) -> None:
+        await self.secret_watch.stop()
         if self._sweeper:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

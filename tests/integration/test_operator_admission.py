@@ -233,6 +233,8 @@ async def test_missing_and_wrong_credentials_give_clear_conditions(
     assert "ZoomAccount not ready" in bot["message"]
 
     # Re-created without the opt-in label: the operator will not use it (nor send it anywhere).
+    # It watches only labelled Secrets, so this one is found by the 30 s recheck of accounts
+    # that are not Ready.
     core.create_namespaced_secret(
         namespace,
         client.V1Secret(
@@ -247,7 +249,7 @@ async def test_missing_and_wrong_credentials_give_clear_conditions(
     status, _, message = await asyncio.to_thread(
         wait_for,
         lambda: (r := ready_reason())[1] == "SecretNotAllowed" and r,
-        15,
+        45,
         what="SecretNotAllowed",
     )
     assert "meetingbot.dev/secret-for=zoom-credentials" in message

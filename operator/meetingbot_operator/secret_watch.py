@@ -1,0 +1,115 @@
+"""Watches the opted-in Secrets (label `meetingbot.dev/secret-for`) and tells the accounts.
+
+A watch of its own rather than a kopf handler: kopf's watches carry no label selector, so it
+would see every Secret in the watched namespaces, every bot's join Secret included (a burst
+of 1000 bots is 1000 events and 1000 kopf workers for nothing). With the selector the API
+server sends only labelled Secrets, and a Secret that loses its label arrives as DELETED, so
+a withdrawn opt-in is noticed as surely as a deleted Secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kubernetes_asyncio import watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from meetingbot_operator.kube import Kube
+from meetingbot_operator.secret_refs import USE_LABEL
+
+log = logging.getLogger(__name__)
+
+Changed = Callable[[str, str], Awaitable[None]]
+# Each watch request ends after this long and is renewed (the API server's own limit is higher).
+WATCH_SECONDS = 300
+BACKOFF_MAX = 30.0
+
+
+class SecretWatch:
+    def __init__(self, kube: Kube, namespaces: list[str], on_change: Changed) -> None:
+        self.kube = kube
+        self.on_change = on_change
+        exact = namespaces and not any(c in "".join(namespaces) for c in "*?[!")
+        # Exact namespaces: one watch in each (the chart's Roles allow no more). Otherwise one
+        # cluster-wide watch, filtered by the patterns.
+        self.scopes: list[str | None] = list(namespaces) if exact else [None]
+        self.patterns = [] if exact else namespaces
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._follow(scope), name=f"secret-watch {scope or '*'}")
+            for scope in self.scopes
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _wanted(self, namespace: str) -> bool:
+        return not self.patterns or any(fnmatch.fnmatch(namespace, p) for p in self.patterns)
+
+    async def _follow(self, namespace: str | None) -> None:
+        failures = 0
+        version = ""
+        while True:
+            try:
+                if not version:
+                    # (Re)list: whatever changed while not watching counts as changed.
+                    listed = await self._list(namespace)
+                    version = listed.metadata.resource_version
+                    for secret in listed.items:
+                        await self._changed(secret.metadata.namespace, secret.metadata.name)
+                async for event in self._stream(namespace, version):
+                    meta = event["raw_object"]["metadata"]
+                    version = meta.get("resourceVersion") or version
+                    if event["type"] != "BOOKMARK":
+                        await self._changed(meta["namespace"], meta["name"])
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except ApiException as error:
+                if error.status == 410:  # too old: list again
+                    version = ""
+                    continue
+                failures += 1
+                version = ""
+                await self._pause(failures, f"HTTP {error.status}")
+            except Exception as error:  # a watch must outlive any failure
+                failures += 1
+                version = ""
+                await self._pause(failures, type(error).__name__)
+
+    async def _list(self, namespace: str | None) -> Any:
+        core = self.kube.core
+        if namespace is None:
+            return await core.list_secret_for_all_namespaces(label_selector=USE_LABEL)
+        return await core.list_namespaced_secret(namespace, label_selector=USE_LABEL)
+
+    def _stream(self, namespace: str | None, version: str) -> Any:
+        core = self.kube.core
+        options = {
+            "label_selector": USE_LABEL,
+            "resource_version": version,
+            "timeout_seconds": WATCH_SECONDS,
+            "allow_watch_bookmarks": True,
+        }
+        if namespace is None:
+            return watch.Watch().stream(core.list_secret_for_all_namespaces, **options)
+        return watch.Watch().stream(core.list_namespaced_secret, namespace, **options)
+
+    async def _changed(self, namespace: str, name: str) -> None:
+        if self._wanted(namespace):
+            await self.on_change(namespace, name)
+
+    @staticmethod
+    async def _pause(failures: int, why: str) -> None:
+        delay = min(2.0**failures, BACKOFF_MAX) * random.uniform(0.5, 1.0)  # noqa: S311
+        log.warning("secret watch interrupted", extra={"error": why, "retry_in": round(delay, 1)})
+        await asyncio.sleep(delay)
