@@ -18,11 +18,11 @@ help:
 	@echo "make image         build the bot image with podman"
 	@echo "make kind-up       for users with Docker: a kind cluster instead (cannot run here)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml contract/pyproject.toml operator/pyproject.toml bot-image/pyproject.toml
 	@echo "==> installing Python packages into $(VENV)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[dev]'
+	@$(PY) -m pip install --quiet -e ./contract -e ./operator -e ./bot-image -e '.[dev]'
 	@touch $@
 
 venv: $(STAMP)

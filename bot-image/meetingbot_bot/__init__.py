@@ -1,4 +1,4 @@
 """The reference bot: headless Chromium with the Zoom Meeting SDK, speaking the runtime
-contract of meetingbot_operator.contract."""
+contract of meetingbot_contract."""
 
 __version__ = "0.1.0"

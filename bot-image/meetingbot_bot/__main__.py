@@ -15,9 +15,8 @@ from pydantic import ValidationError
 
 from meetingbot_bot.health import health_server
 from meetingbot_bot.runner import Bot, Options
-from meetingbot_operator import logs
-from meetingbot_operator.contract import CONFIG_ENV, BotResult, ExitCode, JoinConfig
-from meetingbot_operator.reasons import Reason
+from meetingbot_contract import CONFIG_ENV, BotResult, ExitCode, JoinConfig, logs
+from meetingbot_contract.reasons import Reason
 
 log = logging.getLogger("meetingbot_bot")
 TERMINATION_LOG_ENV = "MEETINGBOT_TERMINATION_LOG"

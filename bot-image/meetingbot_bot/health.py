@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from meetingbot_operator.contract import HEALTH_PATH, HEALTH_PORT_ENV
+from meetingbot_contract import HEALTH_PATH, HEALTH_PORT_ENV
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from meetingbot_operator.contract import BotState, ExitCode, LeaveRules
-from meetingbot_operator.reasons import SUCCESS, Reason, reason_for_sdk_error
+from meetingbot_contract import BotState, ExitCode, LeaveRules
+from meetingbot_contract.reasons import SUCCESS, Reason, reason_for_sdk_error
 
 LEFT_EARLY = {Reason.WAITING_ROOM_TIMEOUT, Reason.REMOVED_BY_HOST}
 

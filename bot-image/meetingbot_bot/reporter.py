@@ -11,7 +11,7 @@ import random
 
 import httpx
 
-from meetingbot_operator.contract import BotReport, ReportTarget
+from meetingbot_contract import BotReport, ReportTarget
 
 log = logging.getLogger(__name__)
 # The operator answers 401/404/409 when this bot or attempt is no longer its business.

@@ -19,7 +19,7 @@ from meetingbot_bot.browser import FLAGS, chromium_path
 from meetingbot_bot.machine import Machine
 from meetingbot_bot.page import PageServer
 from meetingbot_bot.reporter import Reporter
-from meetingbot_operator.contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
+from meetingbot_contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0

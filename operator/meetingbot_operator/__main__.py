@@ -7,7 +7,7 @@ import asyncio
 import kopf
 import uvloop
 
-from meetingbot_operator import logs
+from meetingbot_contract import logs
 from meetingbot_operator.settings import Settings
 
 

@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 from pydantic import SecretStr, ValidationError
 
+from meetingbot_contract.reasons import Reason
 from meetingbot_operator.conditions import set_condition
 from meetingbot_operator.kube import Kube
 from meetingbot_operator.models import ZoomAccountSpec, ZoomAccountStatus
-from meetingbot_operator.reasons import Reason
-from meetingbot_operator.reconcile import AccountState
+from meetingbot_operator.observed import NOT_READY_RECHECK_SECONDS, AccountState
 from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, usable
 from meetingbot_operator.settings import Settings, endpoint_allowed
 from meetingbot_operator.zoom import (
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 SDK_KEYS = ("sdkKey", "sdkSecret")
 API_KEYS = ("accountId", "clientId", "clientSecret")
 ZAK_SCOPES = {"user:read:admin", "user:read:token:admin", "user:read:token"}
-NOT_READY_RECHECK = 30.0
 
 Key = tuple[str, str]
 
@@ -184,7 +183,11 @@ class AccountService:
             await entry.client.aclose()
             entry.client, entry.sdk, entry.fingerprint = None, None, ""
         entry.verified_generation = entry.generation
-        delay = self.settings.account_recheck_seconds if entry.state.ready else NOT_READY_RECHECK
+        delay = (
+            self.settings.account_recheck_seconds
+            if entry.state.ready
+            else NOT_READY_RECHECK_SECONDS
+        )
         entry.next_check = time.monotonic() + delay
         await self._write_status(key, entry, scopes)
         if entry.state.ready != was_ready:

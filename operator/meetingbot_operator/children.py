@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meetingbot_operator.contract import (
+from meetingbot_contract import (
     CONFIG_ENV,
     CONFIG_KEY,
     CONFIG_MOUNT_PATH,
@@ -20,7 +20,7 @@ from meetingbot_operator.contract import (
     JoinConfig,
 )
 from meetingbot_operator.models import API_VERSION, GROUP, MeetingBotSpec
-from meetingbot_operator.reconcile import Meta, pod_name
+from meetingbot_operator.observed import Meta, pod_name
 from meetingbot_operator.settings import Settings
 
 MANAGED_BY = "meetingbot-operator"

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from meetingbot_operator.contract import DAY_SECONDS, MAX_DURATION_SECONDS, AuthMode, LeaveRules
+from meetingbot_contract import DAY_SECONDS, MAX_DURATION_SECONDS, AuthMode, LeaveRules
 
 GROUP = "meetingbot.dev"
 VERSION = "v1alpha1"

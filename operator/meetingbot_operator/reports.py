@@ -19,15 +19,16 @@ from typing import Literal
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
 
+from meetingbot_contract import BotReport
 from meetingbot_operator import metrics
-from meetingbot_operator.contract import BotReport
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["accepted", "stale", "unknown"]
+# What the operator makes of a report it let through (the endpoint turns it into a status).
+Receipt = Literal["accepted", "stale", "unknown"]
 # (namespace, name) -> (uid, current attempt), or None if the bot is unknown
 Identity = Callable[[str, str], tuple[str, int] | None]
-Sink = Callable[[str, str, BotReport], Outcome]
+Sink = Callable[[str, str, BotReport], Receipt]
 MAX_BODY = 16 * 1024
 # Stands in for the uid of a bot the operator does not know, so that an unknown bot costs the
 # same work as a known one and gets the same answer.
@@ -85,8 +86,8 @@ def make_app(tokens: ReportTokens, identity: Identity, sink: Sink) -> web.Applic
             return _answer("unauthorized", 401)  # a token is good for its own attempt only
         if attempt != current:
             return _answer("stale", 409)
-        outcome = sink(namespace, name, body)
-        return _answer(outcome, 202 if outcome == "accepted" else 401)
+        receipt = sink(namespace, name, body)
+        return _answer(receipt, 202 if receipt == "accepted" else 401)
 
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/v1/namespaces/{namespace}/meetingbots/{name}/report", report)

@@ -43,7 +43,7 @@ class Runtime:
         )
         self._runners: list[web.AppRunner] = []
         self._sweeper: asyncio.Task[None] | None = None
-        self._collector = metrics.PhaseCollector(self.bots.phases)
+        self._collector = metrics.PhaseCollector(self.bots.cache.phases)
         # Credentials Secrets: a change or deletion re-verifies the accounts using them at once.
         self.secret_watch = SecretWatch(kube, settings.namespaces, self.accounts.secret_changed)
 
@@ -87,7 +87,7 @@ class Runtime:
 
     async def _account_changed(self, namespace: str, name: str) -> None:
         for key in self.bots.bots_of_account(namespace, name):
-            self.bots.trigger(key)
+            self.bots.queue.trigger(key)
 
     async def _sweep(self) -> None:
         elapsed = 0.0
@@ -114,4 +114,7 @@ def _metrics_app() -> web.Application:
 
 
 def health(runtime: Runtime) -> dict[str, Any]:
-    return {"bots": sum(runtime.bots.phases().values()), "accounts": len(runtime.accounts.entries)}
+    return {
+        "bots": sum(runtime.bots.cache.phases().values()),
+        "accounts": len(runtime.accounts.entries),
+    }

@@ -25,10 +25,10 @@ from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio import config as aconfig
 from kubernetes_asyncio import watch
 
+from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget
 from meetingbot_operator.children import bot_pod, join_secret
-from meetingbot_operator.contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget
 from meetingbot_operator.models import MeetingBotSpec
-from meetingbot_operator.reconcile import Meta
+from meetingbot_operator.observed import Meta
 from meetingbot_operator.settings import Settings
 from tests.cluster import cluster
 from tests.integration.operator_fixtures import (

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from meetingbot_operator.contract import JoinConfig
+from meetingbot_contract import JoinConfig
 from tests.cluster.node_agent import pod_template_for
 from tests.integration.operator_fixtures import Bots, wait_for
 from tests.zoomsim import SimAdmin, ZoomSim

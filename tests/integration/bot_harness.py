@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from meetingbot_operator.contract import (
+from meetingbot_contract import (
     BotIdentity,
     JoinConfig,
     LeaveRules,

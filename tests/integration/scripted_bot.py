@@ -17,8 +17,8 @@ import httpx
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from meetingbot_operator.contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
-from meetingbot_operator.reasons import reason_for_sdk_error
+from meetingbot_contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
+from meetingbot_contract.reasons import reason_for_sdk_error
 from tests.integration.zoom_helpers import JoinFailed, SdkSession
 
 Ending = Literal["normal", "crash"]

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from kubernetes import client
 
-from meetingbot_operator.contract import JoinConfig
+from meetingbot_contract import JoinConfig
 from tests.cluster import cluster
 from tests.integration.operator_fixtures import (
     SECRET_USE_LABEL,

@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from meetingbot_operator.contract import BotReport, BotResult
+from meetingbot_contract import BotReport, BotResult
 from tests.integration.operator_fixtures import (
     GROUP,
     VERSION,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from meetingbot_operator.reasons import Reason
+from meetingbot_contract.reasons import Reason
 from meetingbot_operator.zoom import ZoomError
 from tests.integration.zoom_helpers import client_for
 from tests.zoomsim import SimAdmin, ZoomSim

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from meetingbot_bot.machine import Machine, exit_code_for
-from meetingbot_operator.contract import BotState, ExitCode, LeaveRules
+from meetingbot_contract import BotState, ExitCode, LeaveRules
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 RULES = LeaveRules.model_validate(

@@ -1,26 +1,15 @@
-"""What BotService keeps in memory as watch events arrive (no API calls are made here)."""
+"""What the bot cache keeps as watch events arrive (no API calls are made here)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from pydantic import SecretStr
-
-from meetingbot_operator.bots import BotService, parse_pod
-from meetingbot_operator.reports import ReportTokens
-from meetingbot_operator.settings import Settings
+from meetingbot_operator.cache import BotCache, parse_pod
 
 
-def service() -> BotService:
-    # Nothing here reaches the API: a bot without a body is never reconciled.
-    return BotService(
-        kube=None,
-        accounts=None,
-        settings=Settings(),
-        tokens=ReportTokens(SecretStr("k")),
-        post_event=lambda *a: None,
-    )
+def service() -> BotCache:
+    return BotCache()
 
 
 def pod(name: str, attempt: int, bot: str = "b", **status: Any) -> dict[str, Any]:
@@ -37,20 +26,20 @@ def pod(name: str, attempt: int, bot: str = "b", **status: Any) -> dict[str, Any
 async def test_pods_of_deleted_bots_are_not_kept() -> None:
     bots = service()
     bots.observe_pod("DELETED", pod("b-1", 1))
-    assert bots.memory == {}
+    assert bots.records == {}
     bots.observe_pod("ADDED", pod("b-1", 1))
     bots.observe_pod("ADDED", pod("b-2", 2))
     bots.observe_pod("DELETED", pod("b-1", 1))
-    assert list(bots.memory[("ns", "b")].pods) == [2]
+    assert list(bots.records[("ns", "b")].pods) == [2]
     bots.observe_pod("DELETED", pod("b-2", 2))
-    assert bots.memory == {}
+    assert bots.records == {}
     await asyncio.sleep(0)
 
 
 async def test_unlabelled_pods_are_ignored() -> None:
     bots = service()
     bots.observe_pod("ADDED", {"metadata": {"name": "x", "namespace": "ns", "labels": {}}})
-    assert bots.memory == {}
+    assert bots.records == {}
 
 
 def test_parse_pod_reads_what_the_decisions_need() -> None:

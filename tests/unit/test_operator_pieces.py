@@ -10,11 +10,11 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from meetingbot_operator import crdgen, logs
+from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget, logs
+from meetingbot_operator import crdgen
 from meetingbot_operator.children import bot_pod, join_secret
-from meetingbot_operator.contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget
 from meetingbot_operator.models import MeetingBotSpec, meeting_number
-from meetingbot_operator.reconcile import Meta
+from meetingbot_operator.observed import Meta
 from meetingbot_operator.reports import ReportTokens
 from meetingbot_operator.settings import Settings
 

@@ -12,20 +12,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import SecretStr, ValidationError
 
-from meetingbot_operator.bots import BotMemory, parse_pod, pod_refusal
+from meetingbot_contract import BotReport, BotResult
+from meetingbot_contract.reasons import Reason
+from meetingbot_operator.cache import BotRecord, parse_pod
 from meetingbot_operator.children import bot_pod
-from meetingbot_operator.contract import BotReport, BotResult
+from meetingbot_operator.decide import ActionKind, Timing, decide
+from meetingbot_operator.executor import pod_refusal
 from meetingbot_operator.models import MeetingBot, Phase
-from meetingbot_operator.reasons import Reason
-from meetingbot_operator.reconcile import (
-    AccountState,
-    ActionKind,
-    Meta,
-    Observed,
-    PodObservation,
-    Timing,
-    decide,
-)
+from meetingbot_operator.observed import AccountState, Meta, Observed, PodObservation
 from meetingbot_operator.reports import ReportTokens, make_app
 from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, SecretView, usable
 from meetingbot_operator.settings import Settings, endpoint_allowed
@@ -221,7 +215,7 @@ def pod_body(name: str, attempt: str, owner: str | None) -> dict[str, Any]:
 
 
 def test_only_the_pod_controlled_by_this_meetingbot_is_observed() -> None:
-    memory = BotMemory()
+    memory = BotRecord()
     for body, owner in (
         (pod_body("bot-1", "1", "old-uid"), "old-uid"),  # a recreated bot's predecessor
         (pod_body("bot-1", "1", None), None),  # a pod that only carries the labels

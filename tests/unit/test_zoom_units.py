@@ -9,7 +9,7 @@ import jwt
 import pytest
 from pydantic import SecretStr
 
-from meetingbot_operator.reasons import (
+from meetingbot_contract.reasons import (
     SDK_ERROR_REASONS,
     TRANSIENT,
     Reason,

@@ -23,7 +23,7 @@ from pydantic import BaseModel, SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
-from meetingbot_operator.reasons import Reason
+from meetingbot_contract.reasons import Reason
 from meetingbot_operator.zoom.credentials import AccessToken, ApiCredentials, Zak
 from meetingbot_operator.zoom.endpoints import Endpoints
 from meetingbot_operator.zoom.errors import ZoomError, describe

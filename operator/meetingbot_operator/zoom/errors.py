@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meetingbot_operator.reasons import Reason, is_transient
+from meetingbot_contract.reasons import Reason, is_transient
 
 # Zoom's documented error codes in our own words. Messages shown in status and logs are
 # built from these, never from the text a remote endpoint sent: a status must not become a

@@ -11,7 +11,7 @@ import time
 import httpx
 from pydantic import SecretStr
 
-from meetingbot_operator.reasons import Reason
+from meetingbot_contract.reasons import Reason
 from meetingbot_operator.zoom.credentials import AccessToken, ApiCredentials
 from meetingbot_operator.zoom.errors import ZoomError, describe
 

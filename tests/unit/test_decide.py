@@ -1,4 +1,4 @@
-"""`reconcile.decide`: every decision the operator makes, without a cluster."""
+"""`decide`: every decision the operator makes, without a cluster."""
 
 from __future__ import annotations
 
@@ -7,20 +7,24 @@ from typing import Any
 
 import pytest
 
-from meetingbot_operator.contract import BotReport, BotResult
-from meetingbot_operator.models import MeetingBot, Phase
-from meetingbot_operator.reconcile import (
-    AccountState,
+from meetingbot_contract import BotReport, BotResult
+from meetingbot_operator.decide import (
     ActionKind,
-    Meta,
-    Observed,
-    PodObservation,
     Timing,
     after_start_failure,
     backoff,
     decide,
     pick_user,
     started,
+)
+from meetingbot_operator.models import MeetingBot, Phase
+from meetingbot_operator.observed import (
+    AccountState,
+    AttemptRefused,
+    AttemptStarted,
+    Meta,
+    Observed,
+    PodObservation,
 )
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -354,6 +358,46 @@ def test_started_resets_the_attempt_fields() -> None:
             "nextAttemptAt": NOW.isoformat(),
         }
     )
-    status = started(previous, META, 2, "svc@example.com", NOW + timedelta(hours=2), NOW)
+    status = started(
+        previous, META, AttemptStarted(2, NOW, "svc@example.com", NOW + timedelta(hours=2))
+    )
     assert (status.attempts, status.pod_name, status.phase) == (2, "bot-2", Phase.STARTING)
     assert status.joined_at is None and status.next_attempt_at is None
+
+
+def test_an_attempts_result_is_the_next_passes_observation() -> None:
+    """The executor's result is read by the next decision, which writes it into status once:
+    started -> Starting with the attempt's fields; refused -> the start backoff."""
+    new = bot()
+    first = decide(new, META, observe(), TIMING)
+    assert [a.kind for a in first.actions] == [ActionKind.START_ATTEMPT]
+    pod = PodObservation("bot-1", 1)
+    result = AttemptStarted(1, NOW, "svc@example.com", NOW + timedelta(hours=2))
+    after = decide(new, META, observe(attempt_result=result, pod=pod), TIMING)
+    assert (after.status.phase, after.status.attempts, after.status.pod_name) == (
+        Phase.STARTING,
+        1,
+        "bot-1",
+    )
+    assert after.status.zoom_user == "svc@example.com" and after.status.started_at == NOW
+    assert after.actions == []
+    assert [e.reason for e in after.events] == ["Starting"]
+    refused = AttemptRefused(1, NOW, "PodQuotaExceeded", "exceeded quota")
+    waiting = decide(new, META, observe(attempt_result=refused), TIMING)
+    assert (waiting.status.phase, waiting.status.reason) == (Phase.PENDING, "PodQuotaExceeded")
+    assert waiting.status.attempts == 0 and waiting.status.start_failures == 1
+    assert waiting.actions == []
+
+
+def test_the_same_attempt_found_again_keeps_its_start() -> None:
+    """After a restart the pod of the current attempt is created again (same name): its
+    timeouts still count from the first start."""
+    earlier = NOW - timedelta(minutes=3)
+    status = running(startedAt=earlier.isoformat())
+    again = decide(
+        bot(status),
+        META,
+        observe(attempt_result=AttemptStarted(1, NOW, "svc@example.com")),
+        TIMING,
+    )
+    assert again.status.started_at == earlier

@@ -13,8 +13,6 @@ import re
 from collections import OrderedDict
 from typing import Any
 
-from pythonjsonlogger.json import JsonFormatter
-
 MASK = "***"
 PATTERNS = [
     re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
@@ -79,8 +77,12 @@ def _scrub_value(value: Any) -> Any:
 
 
 def configure(level: str = "INFO", fmt: str = "json") -> None:
+    """Root logging for the operator or a bot: JSON (python-json-logger, which both install; it
+    is imported here so that the contract itself needs nothing but pydantic) or text."""
     handler = logging.StreamHandler()
     if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
         handler.setFormatter(
             JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=False)
         )

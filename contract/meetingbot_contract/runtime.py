@@ -1,7 +1,6 @@
 """The bot runtime contract, version 1: what a bot reads and what it reports.
 
-Any bot image can implement it (DESIGN.md §4; the README documents it for teams who bring
-their own bot):
+Any bot image can implement it (the README documents it for teams who bring their own bot):
 
 - In: one JSON document, `JoinConfig`, the key `join.json` of the Secret `<bot>-join`, mounted
   read-only at `/var/run/meetingbot/` (the path is also in the env var MEETINGBOT_CONFIG).
@@ -11,7 +10,7 @@ their own bot):
   termination message (/dev/termination-log), so the outcome survives lost reports.
 - SIGTERM means "leave now": leave the meeting and exit within the pod's grace period.
 
-This module imports nothing but pydantic, so a bot can use it without the operator's deps.
+This package imports nothing but pydantic: the reference bot uses it, and so can any bot.
 """
 
 from __future__ import annotations

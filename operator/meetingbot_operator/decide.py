@@ -1,9 +1,11 @@
-"""Pure decisions for one MeetingBot: (spec, status, observed state, now) -> a plan.
+"""Pure decisions for one MeetingBot: (spec, status, observed state, now) -> a Decision.
 
-Nothing here does I/O. The service layer (bots.py) gathers the observations (the MeetingBot,
-its account, the pod of the current attempt, the bot's latest report), calls `decide`, and
-carries the plan out. Level-based: the same inputs give the same plan, so running it twice,
-or after a restart, does no harm.
+Nothing here does I/O. The bot service gathers the observations (observed.py: the MeetingBot,
+its account, the pod of the current attempt, the bot's latest report, and what the attempt
+executor did last), calls `decide`, writes the status once and carries the actions out. The
+result of an action is the next pass's observation, never a call back into this module.
+Level-based: the same inputs give the same decision, so running it twice, or after a
+restart, does no harm.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
+from meetingbot_contract import AuthMode, BotReport, BotResult, BotState
+from meetingbot_contract.reasons import ACCOUNT_LEVEL, SUCCESS, Reason, is_transient
 from meetingbot_operator.conditions import set_condition
-from meetingbot_operator.contract import BotReport, BotResult, BotState
 from meetingbot_operator.models import (
     TERMINAL_PHASES,
     MeetingBot,
@@ -24,7 +27,15 @@ from meetingbot_operator.models import (
     Phase,
     StopRequest,
 )
-from meetingbot_operator.reasons import ACCOUNT_LEVEL, SUCCESS, Reason, is_transient
+from meetingbot_operator.observed import (
+    NOT_READY_RECHECK_SECONDS,
+    AttemptRefused,
+    AttemptStarted,
+    Meta,
+    Observed,
+    PodObservation,
+    pod_name,
+)
 
 IMAGE_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 CONFIG_FAILURES = frozenset({"CreateContainerConfigError", "CreateContainerError"})
@@ -33,7 +44,6 @@ IMAGE_PULL_PATIENCE = timedelta(seconds=90)
 # A pod the operator meant to create but has not seen yet is created (again) after this long:
 # long enough for the watch to deliver it after a restart, short enough to recover quickly.
 MISSING_POD_PATIENCE = timedelta(seconds=10)
-ACCOUNT_RECHECK = 30.0
 
 STATE_PHASES = {
     BotState.STARTING: Phase.STARTING,
@@ -55,59 +65,6 @@ PHASE_MESSAGES = {
 # What a bot reports when it left because it got SIGTERM. Whether that is a success depends
 # on who sent it: the operator (a StopRequest in status) or anyone else (a disruption).
 SIGTERM_REASONS = frozenset({Reason.CANCELED})
-
-
-@dataclass(frozen=True)
-class PodObservation:
-    name: str
-    attempt: int
-    phase: str = "Pending"
-    deleted: bool = False  # gone from the API server
-    deleting: bool = False  # has a deletionTimestamp: its containers got (or will get) SIGTERM
-    # The DisruptionTarget condition ("EvictionByEvictionAPI: ..."), set by the API server, the
-    # scheduler or the kubelet when they stop a pod.
-    disruption: str | None = None
-    unschedulable: str | None = None  # the scheduler's message while it cannot place the pod
-    exit_code: int | None = None
-    terminated_reason: str | None = None
-    termination_message: str | None = None
-    waiting_reason: str | None = None
-    waiting_message: str | None = None
-    status_reason: str | None = None
-    status_message: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.phase in ("Succeeded", "Failed") or self.exit_code is not None
-
-
-@dataclass(frozen=True)
-class AccountState:
-    ready: bool
-    reason: str
-    message: str
-    users: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Meta:
-    name: str
-    namespace: str
-    uid: str
-    generation: int
-
-
-@dataclass(frozen=True)
-class Observed:
-    now: datetime
-    account: AccountState | None
-    pod: PodObservation | None = None  # the current attempt's pod, as last seen
-    report: BotReport | None = None  # the current attempt's latest report
-    # When the current attempt's bot last reported (heartbeats included); kept in memory only.
-    last_report_at: datetime | None = None
-    operator_started: datetime | None = None
-    # Whether the join Secret is known to be gone (in memory: unknown after a restart).
-    secret_cleaned: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,15 +100,11 @@ class Event:
 
 
 @dataclass
-class Plan:
+class Decision:
     status: MeetingBotStatus
     actions: list[Action] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
-
-
-def pod_name(bot: str, attempt: int) -> str:
-    return f"{bot}-{attempt}"
 
 
 def backoff(uid: str, attempt: int, timing: Timing) -> float:
@@ -170,18 +123,26 @@ def pick_user(spec_user: str | None, users: tuple[str, ...], uid: str) -> str | 
     return users[int(uid.replace("-", "")[:8] or "0", 16) % len(users)]
 
 
-def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> Plan:
+def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> Decision:
     old = bot.status
-    status = old.model_copy()  # shallow: nothing nested is mutated, conditions are replaced
+    result = observed.attempt_result
+    if result is not None and (old.phase or Phase.PENDING) not in TERMINAL_PHASES:
+        if isinstance(result, AttemptRefused):
+            return after_start_failure(
+                bot, meta, result.reason, result.message, observed.now, timing
+            )
+        # Started: the attempt's status, then the same decisions as for any running attempt.
+        bot = bot.model_copy(update={"status": started(bot, meta, result)})
+    status = bot.status.model_copy()  # shallow: nothing nested is mutated, conditions replaced
     status.observed_generation = meta.generation
-    phase = old.phase or Phase.PENDING
-    plan = Plan(status=status)
+    phase = status.phase or Phase.PENDING
+    plan = Decision(status=status)
 
     if phase in TERMINAL_PHASES:
         if not observed.secret_cleaned:
             plan.actions.append(Action(ActionKind.DELETE_SECRET))
         _expire(bot, observed.now, plan)
-    elif old.attempts == 0 or old.next_attempt_at is not None:
+    elif bot.status.attempts == 0 or bot.status.next_attempt_at is not None:
         _maybe_start(bot, meta, observed, timing, plan)
     else:
         _follow_attempt(bot, meta, observed, timing, plan)
@@ -190,7 +151,7 @@ def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> P
     return plan
 
 
-def _expire(bot: MeetingBot, now: datetime, plan: Plan) -> None:
+def _expire(bot: MeetingBot, now: datetime, plan: Decision) -> None:
     ttl = bot.spec.ttl_seconds_after_finished
     done = bot.status.completion_time
     if ttl is None or done is None:
@@ -203,7 +164,7 @@ def _expire(bot: MeetingBot, now: datetime, plan: Plan) -> None:
 
 
 def _maybe_start(
-    bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing, plan: Plan
+    bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing, plan: Decision
 ) -> None:
     status, now = plan.status, observed.now
     join_at = bot.spec.join_at
@@ -221,16 +182,16 @@ def _maybe_start(
             Reason.ZOOM_ACCOUNT_NOT_FOUND,
             f"ZoomAccount {bot.spec.account_ref.name!r} not found in this namespace",
         )
-        plan.requeue_after = ACCOUNT_RECHECK
+        plan.requeue_after = NOT_READY_RECHECK_SECONDS
         return
     if not account.ready:
         _set_phase(
             status, Phase.PENDING, account.reason, f"ZoomAccount not ready: {account.message}"
         )
-        plan.requeue_after = ACCOUNT_RECHECK
+        plan.requeue_after = NOT_READY_RECHECK_SECONDS
         return
     user = None
-    if bot.spec.auth == "zak":
+    if bot.spec.auth == AuthMode.ZAK:
         user = pick_user(bot.spec.user, account.users, meta.uid)
         if bot.spec.user and bot.spec.user not in account.users:
             _fail(
@@ -248,7 +209,7 @@ def _maybe_start(
 
 
 def _follow_attempt(
-    bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing, plan: Plan
+    bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing, plan: Decision
 ) -> None:
     status, now = plan.status, observed.now
     attempt = status.attempts
@@ -332,7 +293,7 @@ def _watch_liveness(
     observed: Observed,
     report: BotReport | None,
     timing: Timing,
-    plan: Plan,
+    plan: Decision,
     name: str,
 ) -> None:
     """A bot must report within startTimeoutSeconds of its start, then keep reporting (its
@@ -371,7 +332,7 @@ def _watch_liveness(
         plan.requeue_after = _sooner(plan.requeue_after, (deadline - now).total_seconds())
 
 
-def _stop(plan: Plan, name: str, reason: str, message: str) -> None:
+def _stop(plan: Decision, name: str, reason: str, message: str) -> None:
     """Record why the operator stops this attempt, then stop it (status is written first)."""
     status = plan.status
     status.stop = StopRequest(attempt=status.attempts, reason=reason, message=message)
@@ -478,7 +439,12 @@ def _result(message: str | None, attempt: int) -> BotResult | None:
 
 
 def _conclude(
-    bot: MeetingBot, meta: Meta, outcome: tuple[str, str], now: datetime, timing: Timing, plan: Plan
+    bot: MeetingBot,
+    meta: Meta,
+    outcome: tuple[str, str],
+    now: datetime,
+    timing: Timing,
+    plan: Decision,
 ) -> None:
     reason, message = outcome
     status = plan.status
@@ -510,16 +476,16 @@ def _conclude(
 
 def after_start_failure(
     bot: MeetingBot, meta: Meta, reason: str, message: str, now: datetime, timing: Timing
-) -> Plan:
+) -> Decision:
     """The plan when an attempt could not start (minting failed, a Secret is missing, the API
     server refused the pod...). Nothing ran, so no attempt is consumed; the failure count and
     the next try are kept in status, so a restart keeps the backoff."""
     status = bot.status.model_copy()
-    plan = Plan(status=status)
+    plan = Decision(status=status)
     if reason in ACCOUNT_LEVEL:
         # The account's own checks (and its change events) decide when to try again.
         _set_phase(status, Phase.PENDING, reason, f"{message}; waiting for the ZoomAccount")
-        plan.requeue_after = ACCOUNT_RECHECK
+        plan.requeue_after = NOT_READY_RECHECK_SECONDS
     elif is_transient(reason):
         status.start_failures += 1
         delay = backoff(meta.uid, status.start_failures, timing)
@@ -539,33 +505,30 @@ def spec_invalid(
     old: MeetingBotStatus, meta: Meta, message: str, now: datetime
 ) -> MeetingBotStatus:
     """The status of a MeetingBot whose spec cannot be parsed: Failed, said once."""
-    plan = Plan(status=old.model_copy())
+    plan = Decision(status=old.model_copy())
     _fail(plan.status, Reason.SPEC_INVALID, message, now)
     _finish(old, meta, now, plan)
     return plan.status
 
 
-def started(
-    bot: MeetingBot,
-    meta: Meta,
-    attempt: int,
-    user: str | None,
-    zak_expires_at: datetime | None,
-    now: datetime,
-) -> MeetingBotStatus:
-    """The status once attempt `attempt` has its ZAK: written before the Secret and the Pod."""
-    status = bot.status.model_copy()
-    status.attempts = attempt
-    status.pod_name = pod_name(meta.name, attempt)
-    status.zoom_user = user
-    status.zak_expires_at = zak_expires_at
-    status.started_at = now
+def started(bot: MeetingBot, meta: Meta, result: AttemptStarted) -> MeetingBotStatus:
+    """The status once the executor has written the attempt's Secret and Pod. The same attempt
+    found again after a restart keeps its start time (its timeouts count from the real start)
+    and its ZAK's expiry when no new one was minted."""
+    old = bot.status
+    again = result.attempt == old.attempts
+    status = old.model_copy()
+    status.attempts = result.attempt
+    status.pod_name = pod_name(meta.name, result.attempt)
+    status.zoom_user = result.user
+    status.zak_expires_at = result.zak_expires_at or (old.zak_expires_at if again else None)
+    status.started_at = (old.started_at if again else None) or result.at
     status.next_attempt_at = None
     status.start_failures = 0
     status.stop = None
     status.joined_at = None
     status.left_at = None
-    _set_phase(status, Phase.STARTING, None, f"attempt {attempt}: pod {status.pod_name}")
+    _set_phase(status, Phase.STARTING, None, f"attempt {result.attempt}: pod {status.pod_name}")
     return status
 
 
@@ -585,7 +548,7 @@ def _sooner(a: float | None, b: float) -> float:
     return b if a is None else min(a, b)
 
 
-def _finish(old: MeetingBotStatus, meta: Meta, now: datetime, plan: Plan) -> None:
+def _finish(old: MeetingBotStatus, meta: Meta, now: datetime, plan: Decision) -> None:
     """Conditions follow the phase; a phase change is an event."""
     status = plan.status
     phase = status.phase or Phase.PENDING

@@ -1,0 +1,63 @@
+"""The bot runtime contract, shared by the operator and every bot: the documents a bot reads
+and writes (runtime), the reasons table (reasons) and the secret-redacting log filter (logs).
+Needs pydantic alone."""
+
+from meetingbot_contract.reasons import (
+    ACCOUNT_LEVEL,
+    SDK_ERROR_REASONS,
+    SUCCESS,
+    TRANSIENT,
+    Reason,
+    is_transient,
+    reason_for_sdk_error,
+)
+from meetingbot_contract.runtime import (
+    CONFIG_ENV,
+    CONFIG_KEY,
+    CONFIG_MOUNT_PATH,
+    CONTRACT_VERSION,
+    DAY_SECONDS,
+    HEALTH_PATH,
+    HEALTH_PORT_ENV,
+    MAX_DURATION_SECONDS,
+    SDK_URL_ENV,
+    AuthMode,
+    BotIdentity,
+    BotReport,
+    BotResult,
+    BotState,
+    ExitCode,
+    JoinConfig,
+    LeaveRules,
+    MeetingInfo,
+    ReportTarget,
+)
+
+__all__ = [
+    "ACCOUNT_LEVEL",
+    "CONFIG_ENV",
+    "CONFIG_KEY",
+    "CONFIG_MOUNT_PATH",
+    "CONTRACT_VERSION",
+    "DAY_SECONDS",
+    "HEALTH_PATH",
+    "HEALTH_PORT_ENV",
+    "MAX_DURATION_SECONDS",
+    "SDK_ERROR_REASONS",
+    "SDK_URL_ENV",
+    "SUCCESS",
+    "TRANSIENT",
+    "AuthMode",
+    "BotIdentity",
+    "BotReport",
+    "BotResult",
+    "BotState",
+    "ExitCode",
+    "JoinConfig",
+    "LeaveRules",
+    "MeetingInfo",
+    "Reason",
+    "ReportTarget",
+    "is_transient",
+    "reason_for_sdk_error",
+]

@@ -1,0 +1,203 @@
+"""The observed state of every MeetingBot, kept from watch events, reports and the attempt
+executor's results: what `decide` reads, and nothing more."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from meetingbot_contract import BotReport
+from meetingbot_operator import children
+from meetingbot_operator.observed import AttemptResult, Meta, PodObservation, pod_name
+from meetingbot_operator.reports import Receipt
+
+Key = tuple[str, str]
+
+
+@dataclass
+class BotRecord:
+    body: dict[str, Any] | None = None
+    # Pods seen with this bot's label, by attempt, with the uid of their controller: decisions
+    # read only the one named for the attempt and controlled by this MeetingBot's uid.
+    pods: dict[int, tuple[str | None, PodObservation]] = field(default_factory=dict)
+    report: BotReport | None = None
+    last_report_at: datetime | None = None
+    secret_cleaned: bool = False
+    # The executor's result for the attempt asked for, until a status write carries it.
+    attempt_result: AttemptResult | None = None
+    in_meeting_seen: bool = False
+
+    def pod(self, meta: Meta, attempt: int) -> PodObservation | None:
+        """The attempt's pod, if the one seen is really ours: its name is the attempt's and its
+        controller is this MeetingBot (not a pod of an earlier MeetingBot of the same name,
+        nor any pod that merely carries our labels)."""
+        seen = self.pods.get(attempt)
+        if seen is None:
+            return None
+        owner, observation = seen
+        if owner != meta.uid or observation.name != pod_name(meta.name, attempt):
+            return None
+        return observation
+
+    def report_for(self, attempt: int) -> BotReport | None:
+        return self.report if self.report and self.report.attempt == attempt else None
+
+
+class BotCache:
+    def __init__(self) -> None:
+        self.records: dict[Key, BotRecord] = {}
+
+    def get(self, key: Key) -> BotRecord | None:
+        return self.records.get(key)
+
+    def observe_bot(self, event_type: str, body: dict[str, Any]) -> bool:
+        """A MeetingBot watch event; whether there is anything new to decide about."""
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if event_type == "DELETED":
+            self.records.pop(key, None)
+            return False
+        record = self.records.setdefault(key, BotRecord())
+        current = record.body
+        if current is not None and body["metadata"].get("uid") != current["metadata"].get("uid"):
+            self.records[key] = record = BotRecord()  # deleted and re-created with the same name
+            current = None
+        if current is not None and _same_version(body, current):
+            return False  # the echo of our own status patch: already known
+        if not older(body, current):
+            record.body = body
+        return True
+
+    def observe_pod(self, event_type: str, body: dict[str, Any]) -> Key | None:
+        """A bot pod's watch event; the bot to decide about again, if anything changed."""
+        meta = body["metadata"]
+        labels = meta.get("labels") or {}
+        bot = labels.get(children.BOT_LABEL)
+        attempt = labels.get(children.ATTEMPT_LABEL, "")
+        if not bot or not attempt.isdigit():
+            return None
+        key = (meta["namespace"], bot)
+        deleted = event_type == "DELETED"
+        if deleted and (key not in self.records or self.records[key].body is None):
+            # The pod of a bot that is gone (or never seen): nothing to decide, nothing to keep.
+            orphan = self.records.get(key)
+            if orphan is not None:
+                orphan.pods.pop(int(attempt), None)
+                if not orphan.pods:
+                    del self.records[key]
+            return None
+        observation = parse_pod(body, deleted=deleted)
+        if observation.name != pod_name(bot, observation.attempt):
+            return None  # carries our labels, but is not named as any pod of ours would be
+        record = self.records.setdefault(key, BotRecord())
+        seen = (controller_uid(body), observation)
+        if record.pods.get(observation.attempt) == seen:
+            return None  # nothing the decisions look at has changed (conditions, IPs, ...)
+        record.pods[observation.attempt] = seen
+        return key
+
+    def created_pod(self, key: Key, meta: Meta, attempt: int) -> None:
+        """The executor created this pod; until its watch event arrives (it may lag under
+        load), this stands for it, so a busy operator does not take the pod for lost."""
+        record = self.records.get(key)
+        if record is not None:
+            record.pods.setdefault(
+                attempt, (meta.uid, PodObservation(pod_name(meta.name, attempt), attempt))
+            )
+
+    def observe_report(self, key: Key, report: BotReport) -> tuple[Receipt, bool]:
+        """A bot's report; (the answer, whether there is anything new to decide about)."""
+        record = self.records.get(key)
+        if record is None or record.body is None:
+            return "unknown", False
+        record.last_report_at = datetime.now(UTC)
+        if report == record.report:
+            return "accepted", False  # a heartbeat: the liveness timer reads last_report_at
+        record.report = report
+        return "accepted", True
+
+    def identity(self, namespace: str, name: str) -> tuple[str, int] | None:
+        record = self.records.get((namespace, name))
+        if record is None or record.body is None:
+            return None
+        status = record.body.get("status") or {}
+        return record.body["metadata"]["uid"], int(status.get("attempts") or 0)
+
+    def phases(self) -> Counter[str]:
+        return Counter(
+            ((r.body.get("status") or {}).get("phase") or "Pending")
+            for r in self.records.values()
+            if r.body is not None
+        )
+
+    def bots_of_account(self, namespace: str, account: str) -> list[Key]:
+        return [
+            key
+            for key, r in self.records.items()
+            if key[0] == namespace
+            and r.body is not None
+            and (r.body.get("spec") or {}).get("accountRef", {}).get("name") == account
+        ]
+
+
+def controller_uid(body: dict[str, Any]) -> str | None:
+    for owner in body["metadata"].get("ownerReferences") or []:
+        if owner.get("controller"):
+            return str(owner.get("uid"))
+    return None
+
+
+def parse_pod(body: dict[str, Any], *, deleted: bool = False) -> PodObservation:
+    meta, status = body["metadata"], body.get("status") or {}
+    labels = meta.get("labels") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    disruption = conditions.get("DisruptionTarget") or {}
+    scheduled = conditions.get("PodScheduled") or {}
+    container = (
+        next((c for c in status.get("containerStatuses") or [] if c.get("name") == "bot"), None)
+        or {}
+    )
+    state = container.get("state") or {}
+    terminated = state.get("terminated") or {}
+    waiting = state.get("waiting") or {}
+    return PodObservation(
+        name=meta["name"],
+        attempt=int(labels.get(children.ATTEMPT_LABEL, "0")),
+        phase=status.get("phase") or "Pending",
+        deleted=deleted,
+        deleting=bool(meta.get("deletionTimestamp")),
+        disruption=(
+            f"{disruption.get('reason')}: {disruption.get('message') or ''}".strip(": ")
+            if disruption.get("status") == "True"
+            else None
+        ),
+        unschedulable=(
+            scheduled.get("message") or "no node fits the pod"
+            if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable"
+            else None
+        ),
+        exit_code=terminated.get("exitCode"),
+        terminated_reason=terminated.get("reason"),
+        termination_message=terminated.get("message"),
+        waiting_reason=waiting.get("reason"),
+        waiting_message=waiting.get("message"),
+        status_reason=status.get("reason"),
+        status_message=status.get("message"),
+    )
+
+
+def _same_version(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    version = a["metadata"].get("resourceVersion")
+    return bool(version) and version == b["metadata"].get("resourceVersion")
+
+
+def older(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:
+    """Whether `candidate` is an older version than `current` (a late watch event after our own
+    patch). resourceVersions are opaque, but etcd's are integers; when they are not, trust
+    arrival order."""
+    if current is None:
+        return False
+    a = candidate["metadata"].get("resourceVersion", "")
+    b = current["metadata"].get("resourceVersion", "")
+    return a.isdigit() and b.isdigit() and int(a) < int(b)

@@ -1,0 +1,198 @@
+"""Carries decisions out: starts attempts (the join Secret and the bot Pod) and deletes what a
+decision says to. Reports what it did as an `AttemptResult`; it never decides.
+
+Starting spends nothing that could be wasted: the pod is admitted by the API server in a dry
+run before any ZAK is minted, so a pod it refuses (an invalid field, a quota, a policy) never
+costs a Zoom call; a name held by someone else is reported (NameConflict), never overwritten.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import SecretStr
+
+from meetingbot_contract import (
+    AuthMode,
+    BotIdentity,
+    JoinConfig,
+    MeetingInfo,
+    ReportTarget,
+)
+from meetingbot_contract.logs import redact
+from meetingbot_contract.reasons import Reason
+from meetingbot_operator import children, metrics
+from meetingbot_operator.accounts import AccountEntry, AccountService
+from meetingbot_operator.decide import Action
+from meetingbot_operator.kube import Kube, NameTaken, api_message
+from meetingbot_operator.models import MeetingBot, meeting_number
+from meetingbot_operator.observed import AttemptRefused, AttemptResult, AttemptStarted, Meta
+from meetingbot_operator.reports import ReportTokens, report_path
+from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, usable
+from meetingbot_operator.settings import Settings
+from meetingbot_operator.zoom import ZoomError, sdk_signature
+
+
+class AttemptExecutor:
+    def __init__(
+        self, kube: Kube, accounts: AccountService, settings: Settings, tokens: ReportTokens
+    ) -> None:
+        self.kube = kube
+        self.accounts = accounts
+        self.settings = settings
+        self.tokens = tokens
+
+    async def start(
+        self, bot: MeetingBot, meta: Meta, action: Action
+    ) -> tuple[AttemptResult, bool]:
+        """Write attempt `action.attempt`'s Secret and Pod; (the result, whether the pod was
+        created now)."""
+        now = datetime.now(UTC)
+        pod = children.bot_pod(meta, action.attempt, bot.spec, self.settings)
+        secret = children.secret_name(meta.name)
+        try:
+            entry = self._account(bot, meta)
+            self._check_image(entry, pod)
+            pod_exists = not await self.kube.create_pod(pod, dry_run=True)
+            if bot.status.reason == Reason.NAME_CONFLICT and await self.kube.secret_taken(
+                meta.namespace, secret, meta.uid
+            ):
+                # Still held by someone else: say so again without minting a ZAK for nothing.
+                raise NameTaken("Secret", meta.namespace, secret)
+            config, zak_expires = await self._join_config(entry, bot, meta, action)
+            await self.kube.upsert_secret(children.join_secret(meta, action.attempt, config))
+            created = False if pod_exists else await self.kube.create_pod(pod)
+        except ZoomError as error:
+            metrics.ZAK_MINTS.labels(error.reason.value).inc()
+            return AttemptRefused(action.attempt, now, error.reason, error.message), False
+        except _StartProblem as problem:
+            return AttemptRefused(action.attempt, now, problem.reason, str(problem)), False
+        except NameTaken as taken:
+            return AttemptRefused(action.attempt, now, Reason.NAME_CONFLICT, str(taken)), False
+        except ApiException as error:
+            reason, message = pod_refusal(error)
+            return AttemptRefused(action.attempt, now, reason, message), False
+        return AttemptStarted(action.attempt, now, config.zoom_user, zak_expires), created
+
+    async def delete_pod(self, meta: Meta, name: str) -> None:
+        await self.kube.delete_pod(meta.namespace, name, meta.uid)
+
+    async def delete_secret(self, meta: Meta) -> None:
+        await self.kube.delete_owned_secret(
+            meta.namespace, children.secret_name(meta.name), meta.uid
+        )
+
+    async def delete_bot(self, meta: Meta) -> None:
+        await self.kube.delete_custom("meetingbots", meta.namespace, meta.name)
+
+    def _account(self, bot: MeetingBot, meta: Meta) -> AccountEntry:
+        entry = self.accounts.get(meta.namespace, bot.spec.account_ref.name)
+        if entry is None or entry.client is None or entry.sdk is None or not entry.state.ready:
+            # Decided while it was Ready; it changed since. The account's own events follow.
+            raise _StartProblem(Reason.ZOOM_ACCOUNT_NOT_READY, "the ZoomAccount is not ready")
+        return entry
+
+    def _check_image(self, entry: AccountEntry, pod: dict[str, Any]) -> None:
+        """A ZoomAccount's tokens go only to the images it allows (default: the operator's)."""
+        image = pod["spec"]["containers"][0]["image"]
+        allowed = entry.spec.bot_images or [self.settings.bot_image]
+        if not any(image == pattern or fnmatch.fnmatchcase(image, pattern) for pattern in allowed):
+            raise _StartProblem(
+                Reason.IMAGE_NOT_ALLOWED,
+                f"image {image!r} may not receive this ZoomAccount's tokens; list it in the "
+                "ZoomAccount's spec.botImages",
+            )
+
+    async def _join_config(
+        self, entry: AccountEntry, bot: MeetingBot, meta: Meta, action: Action
+    ) -> tuple[JoinConfig, datetime | None]:
+        assert entry.client is not None and entry.sdk is not None
+        spec = bot.spec
+        number = meeting_number(spec.meeting)
+        passcode = spec.meeting.passcode or ""
+        if spec.meeting.passcode_secret_ref:
+            ref = spec.meeting.passcode_secret_ref
+            passcode = await self._secret_value(
+                meta.namespace, ref.name, ref.key, SecretUse.MEETING_PASSCODE
+            )
+        zak = obf = None
+        zak_expires: datetime | None = None
+        user = action.user if spec.auth == AuthMode.ZAK else None
+        if spec.auth == AuthMode.ZAK:
+            if user is None:
+                raise _StartProblem(Reason.USER_NOT_IN_ACCOUNT, "the ZoomAccount lists no users")
+            minted = await entry.client.mint_zak(user, entry.spec.zak.ttl_seconds)
+            zak, zak_expires = minted.token, minted.expires_at
+        elif spec.auth == AuthMode.OBF:
+            assert spec.obf is not None
+            ref = spec.obf.user_token_secret_ref
+            user_token = SecretStr(
+                await self._secret_value(meta.namespace, ref.name, ref.key, SecretUse.OBF_TOKEN)
+            )
+            obf = await entry.client.mint_obf(user_token, "me", number)
+        metrics.ZAK_MINTS.labels("ok").inc()
+        signature = sdk_signature(entry.sdk, number)
+        report_token = self.tokens.token(meta.namespace, meta.name, meta.uid, action.attempt)
+        redact(
+            *(s.get_secret_value() for s in (zak, obf, signature, report_token) if s is not None)
+        )
+        config = JoinConfig(
+            bot=BotIdentity(
+                namespace=meta.namespace, name=meta.name, uid=meta.uid, attempt=action.attempt
+            ),
+            meeting=MeetingInfo(number=number, passcode=SecretStr(passcode)),
+            display_name=spec.display_name,
+            auth=spec.auth,
+            sdk_key=entry.sdk.sdk_key,
+            signature=signature,
+            zak=zak,
+            obf_token=obf,
+            zoom_user=user,
+            leave=spec.leave,
+            report=ReportTarget(
+                url=self.settings.report_url.rstrip("/") + report_path(meta.namespace, meta.name),
+                token=report_token,
+                interval_seconds=self.settings.report_interval_seconds,
+            ),
+        )
+        return config, zak_expires
+
+    async def _secret_value(self, namespace: str, name: str, key: str, use: SecretUse) -> str:
+        secret = await self.kube.read_secret(namespace, name)
+        if secret is None or key not in secret.data:
+            raise _StartProblem(
+                Reason.SECRET_NOT_FOUND, f"Secret {name!r} with key {key!r} not found"
+            )
+        try:
+            return usable(secret, name, use)[key]
+        except SecretNotAllowed as refused:
+            raise _StartProblem(Reason.SECRET_NOT_ALLOWED, str(refused)) from None
+
+
+class _StartProblem(Exception):
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def pod_refusal(error: ApiException) -> tuple[Reason, str]:
+    """Why the API server refused a bot pod, as a reason: a spec it will never accept fails
+    the bot; a quota may free up, so it is retried with backoff. Anything else (5xx, a
+    timeout) is raised: the pass is retried as a whole."""
+    message = api_message(error)
+    refused = f"the API server refused the bot pod: {message}"
+    if error.status in (400, 422):
+        return Reason.POD_SPEC_INVALID, refused
+    if error.status == 403 and "exceeded quota" in message:
+        return Reason.POD_QUOTA_EXCEEDED, f"the bot pod does not fit the quota: {message}"
+    if error.status == 403 and "no PriorityClass" in message:
+        return Reason.POD_SPEC_INVALID, refused
+    if error.status == 403 and "PodSecurity" in message:
+        return Reason.POD_FORBIDDEN, f"the bot pod is forbidden by policy: {message}"
+    if error.status == 403:
+        # Usually RBAC (the operator's own grants): retried with backoff once fixed, never silent.
+        return Reason.POD_FAILED, refused
+    raise error

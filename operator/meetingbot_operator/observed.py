@@ -1,0 +1,97 @@
+"""What was seen: the vocabulary decisions read, shared by the builders and the services.
+
+Nothing here decides anything. The cache fills these in from watch events and reports, the
+attempt executor reports what it did as an `AttemptResult`, and `decide` reads them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from meetingbot_contract import BotReport
+
+# Accounts that are not Ready, and bots waiting for one, are looked at again this often.
+NOT_READY_RECHECK_SECONDS = 30.0
+
+
+def pod_name(bot: str, attempt: int) -> str:
+    return f"{bot}-{attempt}"
+
+
+@dataclass(frozen=True)
+class Meta:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class PodObservation:
+    name: str
+    attempt: int
+    phase: str = "Pending"
+    deleted: bool = False  # gone from the API server
+    deleting: bool = False  # has a deletionTimestamp: its containers got (or will get) SIGTERM
+    # The DisruptionTarget condition ("EvictionByEvictionAPI: ..."), set by the API server, the
+    # scheduler or the kubelet when they stop a pod.
+    disruption: str | None = None
+    unschedulable: str | None = None  # the scheduler's message while it cannot place the pod
+    exit_code: int | None = None
+    terminated_reason: str | None = None
+    termination_message: str | None = None
+    waiting_reason: str | None = None
+    waiting_message: str | None = None
+    status_reason: str | None = None
+    status_message: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("Succeeded", "Failed") or self.exit_code is not None
+
+
+@dataclass(frozen=True)
+class AccountState:
+    ready: bool
+    reason: str
+    message: str
+    users: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AttemptStarted:
+    """The executor wrote the attempt's Secret and Pod (or found both there, ours)."""
+
+    attempt: int
+    at: datetime
+    user: str | None = None
+    zak_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRefused:
+    """The attempt could not start: nothing ran, and no ZAK was handed out."""
+
+    attempt: int
+    at: datetime
+    reason: str
+    message: str
+
+
+AttemptResult = AttemptStarted | AttemptRefused
+
+
+@dataclass(frozen=True)
+class Observed:
+    now: datetime
+    account: AccountState | None
+    pod: PodObservation | None = None  # the current attempt's pod, as last seen
+    report: BotReport | None = None  # the current attempt's latest report
+    # When the current attempt's bot last reported (heartbeats included); kept in memory only.
+    last_report_at: datetime | None = None
+    operator_started: datetime | None = None
+    # Whether the join Secret is known to be gone (in memory: unknown after a restart).
+    secret_cleaned: bool = False
+    # What the executor did with the attempt the previous pass asked for, not yet in status.
+    attempt_result: AttemptResult | None = None

@@ -1,0 +1,78 @@
+"""One reconcile at a time per bot, coalesced: a burst of triggers for one bot runs at most one
+pass now and one after it. Timers ask again later; the sweep asks about every bot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+# After a pass that raised, the bot is tried again this soon (and by the sweep after that).
+RETRY_AFTER_ERROR = 10.0
+
+
+@dataclass
+class _Slot:
+    dirty: bool = False
+    task: asyncio.Task[None] | None = None
+    timer: asyncio.TimerHandle | None = None
+
+
+class WorkQueue:
+    def __init__(self, work: Callable[[Key], Awaitable[None]]) -> None:
+        self._work = work
+        self._slots: dict[Key, _Slot] = {}
+
+    def trigger(self, key: Key) -> None:
+        slot = self._slots.setdefault(key, _Slot())
+        slot.dirty = True
+        if slot.task is None or slot.task.done():
+            slot.task = asyncio.create_task(self._run(key), name=f"reconcile {key[0]}/{key[1]}")
+
+    def later(self, key: Key, delay: float) -> None:
+        """Trigger again after `delay` seconds (replacing any earlier timer of this bot)."""
+        slot = self._slots.setdefault(key, _Slot())
+        if slot.timer:
+            slot.timer.cancel()
+        slot.timer = asyncio.get_running_loop().call_later(max(delay, 0.05), self.trigger, key)
+
+    def forget(self, key: Key) -> None:
+        slot = self._slots.pop(key, None)
+        if slot and slot.timer:
+            slot.timer.cancel()
+
+    def sweep(self, keys: Iterable[Key]) -> None:
+        for key in list(keys):
+            self.trigger(key)
+
+    async def stop(self) -> None:
+        tasks = [s.task for s in self._slots.values() if s.task and not s.task.done()]
+        for slot in self._slots.values():
+            if slot.timer:
+                slot.timer.cancel()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self, key: Key) -> None:
+        slot = self._slots.get(key)
+        while slot is not None and slot.dirty:
+            slot.dirty = False
+            try:
+                await self._work(key)
+            except Exception as error:
+                if isinstance(error, ApiException) and "NamespaceTerminating" in str(error.body):
+                    return  # the bot goes with its namespace
+                # Never lost: tried again by a timer, and by the sweep after that.
+                log.exception("reconcile failed", extra={"bot": f"{key[0]}/{key[1]}"})
+                self.later(key, RETRY_AFTER_ERROR)
+            slot = self._slots.get(key)
