@@ -52,9 +52,9 @@ typecheck: $(STAMP)
 	@echo "==> mypy"
 	@$(VENV)/bin/mypy
 
-# Regenerate crds/ from the pydantic models (a unit test fails when they drift).
+# Regenerate the chart's CRDs (the only copy) from the pydantic models (a test fails when stale).
 crds: $(STAMP)
-	@$(PY) -m meetingbot_operator.crdgen crds
+	@$(PY) -m meetingbot_operator.crdgen
 
 cluster-build: $(STAMP)
 	@$(PY) -m tests.cluster build

@@ -27,7 +27,6 @@ class Reporter:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.stopped = False  # the operator said stop
-        self.delivered = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="reporter")
@@ -97,5 +96,4 @@ class Reporter:
         if response.status_code >= 300:
             log.warning("report not accepted", extra={"status": response.status_code})
             return False
-        self.delivered += 1
         return True

@@ -33,12 +33,10 @@ from meetingbot_operator.zoom import (
     ApiCredentials,
     Category,
     Endpoints,
-    Plan,
     SdkCredentials,
     ZoomClient,
     ZoomError,
 )
-from meetingbot_operator.zoom.endpoints import Cloud
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +71,7 @@ class AccountService:
         settings: Settings,
         *,
         on_change: Callable[[str, str], Awaitable[None]],
-        observe_zoom_call: Callable[[str, float], None] | None = None,
+        observe_zoom_call: Callable[[str, float, int], None] | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
@@ -222,7 +220,7 @@ class AccountService:
                 client_secret=SecretStr(api["clientSecret"]),
             ),
             endpoints,
-            plan=Plan.BUSINESS_PLUS if spec.plan == "business" else Plan.PRO,
+            plan=spec.plan,
             http=httpx.AsyncClient(
                 timeout=httpx.Timeout(self.settings.zoom_timeout_seconds, connect=5.0)
             ),
@@ -238,7 +236,7 @@ class AccountService:
 
     def _endpoints(self, spec: ZoomAccountSpec) -> Endpoints:
         if spec.endpoints is None:
-            return Endpoints.for_cloud(Cloud(spec.cloud.value))
+            return Endpoints.for_cloud(spec.cloud)
         allowed = self.settings.allowed_endpoints
         for url in (spec.endpoints.oauth_url, spec.endpoints.api_url):
             if not endpoint_allowed(url, allowed):

@@ -2,7 +2,8 @@
 
 The schema is made structural the way the API server wants it: every $ref inlined, Optional
 fields as plain optional properties, int-or-string quantities marked as such, no titles, no
-defaults under status. crds/ holds the output; a unit test fails when it drifts.
+defaults under status. The chart's crds/ holds the output (the only copy); a unit test fails
+when it drifts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from meetingbot_operator.models import (
 )
 
 CATEGORY = "meetingbot"
+ROOT = Path(__file__).resolve().parents[2]
+# The one copy of the CRDs: the chart's (installed by Helm, applied by `kubectl apply -f` on
+# upgrades, read by the tests).
+CRD_DIR = ROOT / "charts" / "meetingbot-operator" / "crds"
 KEEP = {
     "type", "properties", "required", "items", "enum", "default", "description", "format",
     "pattern", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems",
@@ -212,14 +217,12 @@ def render(document: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    target = Path(argv[0]) if argv else Path("crds")
+    target = Path(argv[0]) if argv else CRD_DIR
     target.mkdir(parents=True, exist_ok=True)
-    chart = target.parent / "charts" / "meetingbot-operator" / "crds"
     for name, document in definitions().items():
-        for directory in (target, chart) if chart.is_dir() else (target,):
-            (directory / name).write_text(render(document))
-            print(directory / name)
-    readme = target.parent / "README.md"
+        (target / name).write_text(render(document))
+        print(target / name)
+    readme = ROOT / "README.md"
     if readme.exists() and update_readme(readme):
         print(readme)
     return 0

@@ -15,6 +15,7 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from meetingbot_operator import metrics
 from meetingbot_operator.kube import Kube
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ class EventRecorder:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
-        self.dropped = 0
         self._workers = [
             asyncio.create_task(self._work(), name=f"events-{i}") for i in range(WORKERS)
         ]
@@ -61,7 +61,7 @@ class EventRecorder:
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
-            self.dropped += 1
+            metrics.EVENTS_DROPPED.inc()
 
     async def _work(self) -> None:
         while True:
@@ -69,7 +69,7 @@ class EventRecorder:
             try:
                 await self.kube.create_event(event)
             except (TimeoutError, ApiException, OSError) as error:
-                self.dropped += 1
+                metrics.EVENTS_DROPPED.inc()
                 log.warning(
                     "event not posted",
                     extra={"reason": event["reason"], "error": type(error).__name__},

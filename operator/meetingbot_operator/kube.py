@@ -62,7 +62,6 @@ class Kube:
         # _preload_content/_content_type, which it accepts and which we use.
         self.core: Any = client.CoreV1Api(api)
         self.custom: Any = client.CustomObjectsApi(api)
-        self.calls = 0  # API calls made, for benchmarks
 
     async def close(self) -> None:
         await self.api.close()
@@ -81,7 +80,6 @@ class Kube:
 
     async def read_secret(self, namespace: str, name: str) -> SecretView | None:
         """A Secret's labels and decoded data, or None if it does not exist."""
-        self.calls += 1
         try:
             secret = await self.core.read_namespaced_secret(name, namespace)
         except ApiException as error:
@@ -98,7 +96,6 @@ class Kube:
         ZAK); NameTaken if a Secret of that name belongs to anyone else."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         owner_uid = body["metadata"]["ownerReferences"][0]["uid"]
-        self.calls += 1
         try:
             await self._raw(
                 self.core.create_namespaced_secret(namespace, body, _preload_content=False)
@@ -107,7 +104,6 @@ class Kube:
         except ApiException as error:
             if error.status != 409:
                 raise
-        self.calls += 1
         existing = await self.core.read_namespaced_secret(name, namespace)
         if not controlled_by(existing.metadata, owner_uid):
             raise NameTaken("Secret", namespace, name)
@@ -116,7 +112,6 @@ class Kube:
             **body,
             "metadata": {**body["metadata"], "resourceVersion": existing.metadata.resource_version},
         }
-        self.calls += 1
         await self._raw(
             self.core.replace_namespaced_secret(
                 name, namespace, replacement, _preload_content=False
@@ -125,7 +120,6 @@ class Kube:
 
     async def secret_taken(self, namespace: str, name: str, owner_uid: str) -> bool:
         """Whether a Secret of that name exists and is not controlled by `owner_uid`."""
-        self.calls += 1
         try:
             existing = await self.core.read_namespaced_secret(name, namespace)
         except ApiException as error:
@@ -137,12 +131,10 @@ class Kube:
     async def delete_owned_secret(self, namespace: str, name: str, owner_uid: str) -> None:
         """Delete the Secret if it is controlled by `owner_uid` (preconditioned on its uid, so
         a Secret re-created by someone else in between is left alone)."""
-        self.calls += 1
         try:
             existing = await self.core.read_namespaced_secret(name, namespace)
             if not controlled_by(existing.metadata, owner_uid):
                 return
-            self.calls += 1
             await self.core.delete_namespaced_secret(
                 name,
                 namespace,
@@ -163,7 +155,6 @@ class Kube:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         owner_uid = body["metadata"]["ownerReferences"][0]["uid"]
         extra = {"dry_run": "All"} if dry_run else {}
-        self.calls += 1
         try:
             await self._raw(
                 self.core.create_namespaced_pod(namespace, body, _preload_content=False, **extra)
@@ -171,7 +162,6 @@ class Kube:
         except ApiException as error:
             if error.status != 409:
                 raise
-            self.calls += 1
             existing = await self.core.read_namespaced_pod(name, namespace)
             if not controlled_by(existing.metadata, owner_uid):
                 raise NameTaken("Pod", namespace, name) from None
@@ -181,12 +171,10 @@ class Kube:
     async def delete_pod(self, namespace: str, name: str, owner_uid: str) -> None:
         """Delete the pod if this MeetingBot controls it, with the pod's own grace period (the
         bot gets SIGTERM and time to leave). Preconditioned on the pod's uid."""
-        self.calls += 1
         try:
             existing = await self.core.read_namespaced_pod(name, namespace)
             if not controlled_by(existing.metadata, owner_uid):
                 return
-            self.calls += 1
             await self.core.delete_namespaced_pod(
                 name,
                 namespace,
@@ -202,7 +190,6 @@ class Kube:
         self, plural: str, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any] | None:
         """Merge-patch the status subresource; None if the object is gone."""
-        self.calls += 1
         try:
             response = self.custom.patch_namespaced_custom_object_status(
                 GROUP,
@@ -222,7 +209,6 @@ class Kube:
         return result
 
     async def create_event(self, body: dict[str, Any]) -> None:
-        self.calls += 1
         await self._raw(
             self.core.create_namespaced_event(
                 body["metadata"]["namespace"], body, _preload_content=False
@@ -230,7 +216,6 @@ class Kube:
         )
 
     async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
-        self.calls += 1
         try:
             await self.custom.delete_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, name, propagation_policy="Background"

@@ -17,6 +17,17 @@ ZAK_MINTS = Counter(
     ["result"],
     registry=REGISTRY,
 )
+ZOOM_RESPONSES = Counter(
+    "meetingbot_zoom_responses_total",
+    "Zoom API responses by endpoint and HTTP status (429: rate limited).",
+    ["endpoint", "status"],
+    registry=REGISTRY,
+)
+EVENTS_DROPPED = Counter(
+    "meetingbot_events_dropped_total",
+    "Kubernetes Events not posted (the queue was full or the API refused): informational only.",
+    registry=REGISTRY,
+)
 ZOOM_API_SECONDS = Histogram(
     "meetingbot_zoom_api_seconds",
     "Latency of Zoom API calls by endpoint.",
@@ -63,5 +74,6 @@ class PhaseCollector(Collector):
         yield family
 
 
-def observe_zoom_call(endpoint: str, seconds: float) -> None:
+def observe_zoom_call(endpoint: str, seconds: float, status: int) -> None:
     ZOOM_API_SECONDS.labels(endpoint).observe(seconds)
+    ZOOM_RESPONSES.labels(endpoint, str(status)).inc()

@@ -1,5 +1,5 @@
 """The custom resources as pydantic models: the single source of the CRDs (crdgen.py builds
-crds/*.yaml from these) and the parsed form the operator works with.
+the chart's crds/*.yaml from these) and the parsed form the operator works with.
 
 Field names follow the Kubernetes API conventions: camelCase on the wire, `...Seconds` for
 durations, `...Time` for timestamps, `...Ref` for references. Rules the API server can check
@@ -16,6 +16,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from meetingbot_contract import DAY_SECONDS, MAX_DURATION_SECONDS, AuthMode, LeaveRules
+from meetingbot_operator.zoom.credentials import ZAK_MAX_TTL_SECONDS, ZAK_MIN_TTL_SECONDS
+from meetingbot_operator.zoom.endpoints import Cloud
+from meetingbot_operator.zoom.ratelimit import RatePlan
 
 GROUP = "meetingbot.dev"
 VERSION = "v1alpha1"
@@ -74,16 +77,6 @@ CONDITIONS_LIST: dict[str, Any] = {
 # --- ZoomAccount ---------------------------------------------------------------------------------
 
 
-class Cloud(StrEnum):
-    COMMERCIAL = "commercial"
-    GOVERNMENT = "government"
-
-
-class PlanName(StrEnum):
-    PRO = "pro"
-    BUSINESS = "business"
-
-
 class ExplicitEndpoints(Model):
     """Base URLs that replace the cloud's (a proxy, or a simulator in tests)."""
 
@@ -106,8 +99,8 @@ class ZakSettings(Model):
     ttl_seconds: int = Field(
         7200,
         alias="ttlSeconds",
-        ge=60,
-        le=31536000,
+        ge=ZAK_MIN_TTL_SECONDS,
+        le=ZAK_MAX_TTL_SECONDS,
         description="Lifetime of each minted ZAK. It is checked only at join time.",
     )
 
@@ -135,8 +128,8 @@ class ZoomAccountSpec(Model):
     endpoints: ExplicitEndpoints | None = Field(
         None, description="Overrides the cloud's base URLs."
     )
-    plan: PlanName = Field(
-        PlanName.PRO, description="The account's plan: sets the client-side rate limits."
+    plan: RatePlan = Field(
+        RatePlan.PRO, description="The account's plan: sets the client-side rate limits."
     )
     rate_limits: RateLimits | None = Field(None, alias="rateLimits")
     users: list[str] = Field(

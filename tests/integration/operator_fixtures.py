@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from kubernetes import client
 
+from meetingbot_operator import crdgen
 from tests.cluster import cluster
 from tests.zoomsim import SimAdmin
 
@@ -132,7 +133,7 @@ class OperatorProcess:
 
 
 def install_crds() -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crdgen.CRD_DIR))
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
 
 

@@ -17,7 +17,7 @@ from tests.integration.operator_fixtures import (
     wait_for,
 )
 from tests.integration.scripted_bot import ScriptedBot
-from tests.integration.zoom_helpers import client_for
+from tests.integration.zoom_helpers import Statuses, client_for
 from tests.zoomsim import SimAdmin, ZoomSim
 
 
@@ -192,9 +192,10 @@ async def test_429_storm_from_another_app_loses_no_bot(
     sim.set_faults(rate_limit_headers="sometimes", retry_after_format="iso")
 
     async def other_app() -> int:
-        async with client_for(zoomsim.url, zoom, max_attempts=20) as rival:
+        statuses = Statuses()
+        async with client_for(zoomsim.url, zoom, max_attempts=20, observer=statuses) as rival:
             await asyncio.gather(*(rival.mint_zak(zoom["users"][0]["id"]) for _ in range(150)))
-            return rival.rate_limited
+            return statuses[429]
 
     rival = asyncio.create_task(other_app())
     await asyncio.sleep(0.3)

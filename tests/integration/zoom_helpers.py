@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import aiohttp
 
-from meetingbot_operator.zoom import ApiCredentials, Endpoints, Plan, ZoomClient
+from meetingbot_operator.zoom import ApiCredentials, Endpoints, RatePlan, ZoomClient
+
+
+class Statuses(Counter[int]):
+    """A Zoom client's observer that counts the HTTP statuses it got (429s among them)."""
+
+    def __call__(self, endpoint: str, seconds: float, status: int) -> None:
+        self[status] += 1
 
 
 def client_for(sim_url: str, account: dict[str, Any], **options: Any) -> ZoomClient:
-    plan = Plan.BUSINESS_PLUS if account.get("plan") == "business" else Plan.PRO
+    plan = RatePlan.BUSINESS_PLUS if account.get("plan") == "business" else RatePlan.PRO
     return ZoomClient(
         ApiCredentials(
             account_id=account["id"],

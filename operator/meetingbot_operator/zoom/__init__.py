@@ -4,7 +4,7 @@ from meetingbot_operator.zoom.client import ZoomClient, ZoomUser
 from meetingbot_operator.zoom.credentials import AccessToken, ApiCredentials, SdkCredentials, Zak
 from meetingbot_operator.zoom.endpoints import Cloud, Endpoints
 from meetingbot_operator.zoom.errors import ZoomError
-from meetingbot_operator.zoom.ratelimit import Category, Plan
+from meetingbot_operator.zoom.ratelimit import Category, RatePlan
 from meetingbot_operator.zoom.signature import sdk_signature
 
 __all__ = [
@@ -13,7 +13,7 @@ __all__ = [
     "Category",
     "Cloud",
     "Endpoints",
-    "Plan",
+    "RatePlan",
     "SdkCredentials",
     "Zak",
     "ZoomClient",

@@ -12,7 +12,6 @@ import email.utils
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,16 +23,20 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_random_exponential
 
 from meetingbot_contract.reasons import Reason
-from meetingbot_operator.zoom.credentials import AccessToken, ApiCredentials, Zak
+from meetingbot_operator.zoom.credentials import (
+    ZAK_MAX_TTL_SECONDS,
+    ZAK_MIN_TTL_SECONDS,
+    AccessToken,
+    ApiCredentials,
+    Zak,
+)
 from meetingbot_operator.zoom.endpoints import Endpoints
 from meetingbot_operator.zoom.errors import ZoomError, describe
 from meetingbot_operator.zoom.oauth import TokenProvider
-from meetingbot_operator.zoom.ratelimit import AccountLimiter, Category, Plan
+from meetingbot_operator.zoom.ratelimit import AccountLimiter, Category, RatePlan
 
 log = logging.getLogger(__name__)
 
-ZAK_MIN_TTL_SECONDS = 60
-ZAK_MAX_TTL_SECONDS = 365 * 24 * 3600
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 DEFAULT_ATTEMPTS = 6
 BACKOFF = wait_random_exponential(multiplier=0.5, max=10)
@@ -58,10 +61,10 @@ class ZoomClient:
         credentials: ApiCredentials,
         endpoints: Endpoints,
         *,
-        plan: Plan = Plan.PRO,
+        plan: RatePlan = RatePlan.PRO,
         http: httpx.AsyncClient | None = None,
         max_attempts: int = DEFAULT_ATTEMPTS,
-        observer: Callable[[str, float], None] | None = None,
+        observer: Callable[[str, float, int], None] | None = None,
         rate_limits: dict[Category, int] | None = None,
     ) -> None:
         self._http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
@@ -70,10 +73,8 @@ class ZoomClient:
         self.tokens = TokenProvider(self._http, endpoints.oauth_url, credentials)
         self.limiter = AccountLimiter(plan, rate_limits)
         self.max_attempts = max_attempts
-        self._observer = observer  # (endpoint, seconds) of every API response, for metrics
-        # Observable counters: rate-limited answers and calls by endpoint, for metrics.
-        self.rate_limited = 0
-        self.calls: Counter[str] = Counter()
+        # (endpoint, seconds, HTTP status) of every API response: the operator's metrics.
+        self._observer = observer
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -242,7 +243,6 @@ class ZoomClient:
             self.tokens.invalidate(account_token)
             account_token = await self.tokens.get()
             response = await self._send(method, path, params, json, account_token.value)
-        self.calls[endpoint] += 1
         elapsed = time.monotonic() - started
         log.debug(
             "zoom call",
@@ -253,12 +253,11 @@ class ZoomClient:
             },
         )
         if self._observer is not None:
-            self._observer(endpoint, elapsed)
+            self._observer(endpoint, elapsed, response.status_code)
         error = _classify(response, f"{method} {endpoint}")
         if error is None:
             return _body(response)
         if error.reason is Reason.ZOOM_RATE_LIMITED:
-            self.rate_limited += 1
             # Everyone in this category waits, not just this caller.
             limiter.pause(error.retry_after if error.retry_after is not None else 1.0)
         raise error

@@ -30,7 +30,6 @@ class TokenProvider:
         self._credentials = credentials
         self._token: AccessToken | None = None
         self._lock = asyncio.Lock()
-        self.requests = 0  # token requests sent, for metrics and tests
 
     async def get(self) -> AccessToken:
         token = self._token
@@ -49,7 +48,6 @@ class TokenProvider:
             self._token = None
 
     async def _request(self) -> AccessToken:
-        self.requests += 1
         started = time.monotonic()
         try:
             response = await self._http.post(

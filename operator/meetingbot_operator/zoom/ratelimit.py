@@ -21,20 +21,22 @@ class Category(StrEnum):
     RESOURCE_INTENSIVE = "Resource-intensive"
 
 
-class Plan(StrEnum):
+class RatePlan(StrEnum):
+    """The account's plan, as far as rate limits go (the ZoomAccount's spec.plan)."""
+
     PRO = "pro"
     BUSINESS_PLUS = "business"
 
 
 # Requests per period (seconds) for each plan and category.
-LIMITS: dict[Plan, dict[Category, tuple[int, float]]] = {
-    Plan.PRO: {
+LIMITS: dict[RatePlan, dict[Category, tuple[int, float]]] = {
+    RatePlan.PRO: {
         Category.LIGHT: (30, 1.0),
         Category.MEDIUM: (20, 1.0),
         Category.HEAVY: (10, 1.0),
         Category.RESOURCE_INTENSIVE: (10, 60.0),
     },
-    Plan.BUSINESS_PLUS: {
+    RatePlan.BUSINESS_PLUS: {
         Category.LIGHT: (80, 1.0),
         Category.MEDIUM: (60, 1.0),
         Category.HEAVY: (40, 1.0),
@@ -66,7 +68,7 @@ class CategoryLimiter:
 
 
 class AccountLimiter:
-    def __init__(self, plan: Plan, overrides: dict[Category, int] | None = None) -> None:
+    def __init__(self, plan: RatePlan, overrides: dict[Category, int] | None = None) -> None:
         self.plan = plan
         limits = {**LIMITS[plan], **{c: (n, 1.0) for c, n in (overrides or {}).items()}}
         self._categories = {
