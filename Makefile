@@ -57,19 +57,19 @@ crds: $(STAMP)
 	@$(PY) -m meetingbot_operator.crdgen
 
 cluster-build: $(STAMP)
-	@$(PY) -m tests.cluster build
+	@$(PY) -m devenv.cluster build
 
 cluster-up: $(STAMP)
-	@$(PY) -m tests.cluster up
+	@$(PY) -m devenv.cluster up
 
 cluster-down: $(STAMP)
-	@$(PY) -m tests.cluster down
+	@$(PY) -m devenv.cluster down
 
 cluster-status: $(STAMP)
-	@$(PY) -m tests.cluster status
+	@$(PY) -m devenv.cluster status
 
 kind-up:
-	@bash tests/cluster/kind-up.sh
+	@bash devenv/cluster/kind-up.sh
 
 # The README's test command. Builds the control plane first (cached) so its progress is visible.
 test: lint typecheck web cluster-build
@@ -83,7 +83,7 @@ test-integration: $(STAMP) web cluster-build
 	@$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 demo: $(STAMP) web cluster-build
-	@$(PY) -m tests.demo
+	@$(PY) -m devenv.demo
 
 bench: $(STAMP) web cluster-build
 	@$(PY) -m pytest -m bench -s tests/bench $(PYTEST_ARGS)

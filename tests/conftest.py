@@ -16,16 +16,16 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster import cluster
-from tests.cluster.node_agent import BOT_NODE, fake_sdk_url, remove_containers
-from tests.integration.operator_fixtures import (
+from devenv.cluster import cluster
+from devenv.cluster.node_agent import BOT_NODE, fake_sdk_url, remove_containers
+from devenv.zoomsim import SimAdmin, ZoomSim
+from tests.support.operator_fixtures import (
     Bots,
     OperatorProcess,
     account_ready,
     install_crds,
 )
-from tests.integration.operator_fixtures import zoom_account as zoom_account_in
-from tests.zoomsim import SimAdmin, ZoomSim
+from tests.support.operator_fixtures import zoom_account as zoom_account_in
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -195,7 +195,7 @@ def node_agent(
 ) -> Iterator[str]:
     log = tmp_path_factory.mktemp("node-agent") / "agent.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.cluster.node_agent", "--node", BOT_NODE],
+        [sys.executable, "-m", "devenv.cluster.node_agent", "--node", BOT_NODE],
         env={**os.environ, "KUBECONFIG": str(kubeconfig)},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

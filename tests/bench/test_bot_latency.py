@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.cluster.node_agent import pod_template_for
-from tests.integration.bot_harness import BotProcess, ReportSink, join_config, mint_zak, wait_until
-from tests.integration.operator_fixtures import Bots
-from tests.zoomsim import SimAdmin, ZoomSim
+from devenv.cluster.node_agent import pod_template_for
+from devenv.zoomsim import SimAdmin, ZoomSim
+from tests.support.bot_harness import BotProcess, ReportSink, join_config, mint_zak, wait_until
+from tests.support.operator_fixtures import Bots
 
 RUNS = 5
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results"

@@ -25,19 +25,19 @@ from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio import config as aconfig
 from kubernetes_asyncio import watch
 
+from devenv.cluster import cluster
+from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget
 from meetingbot_operator.children import bot_pod, join_secret
 from meetingbot_operator.models import MeetingBotSpec
 from meetingbot_operator.observed import Meta
 from meetingbot_operator.settings import Settings
-from tests.cluster import cluster
-from tests.integration.operator_fixtures import (
+from tests.support.operator_fixtures import (
     OperatorProcess,
     account_ready,
     install_crds,
     zoom_account,
 )
-from tests.zoomsim import SimAdmin, ZoomSim
 
 BOTS = int(os.environ.get("BENCH_BOTS", "1000"))
 CONCURRENCY = 50

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.node_agent import PODMAN_RUN
-from tests.integration.bot_harness import ReportSink, join_config, mint_zak, wait_until
-from tests.zoomsim import SimAdmin, ZoomSim
+from devenv.cluster.node_agent import PODMAN_RUN
+from devenv.zoomsim import SimAdmin, ZoomSim
+from tests.support.bot_harness import ReportSink, join_config, mint_zak, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("IMAGE", "localhost/meetingbot-bot:dev")

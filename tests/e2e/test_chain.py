@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from devenv.cluster.node_agent import pod_template_for
+from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract import JoinConfig
-from tests.cluster.node_agent import pod_template_for
-from tests.integration.operator_fixtures import Bots, wait_for
-from tests.zoomsim import SimAdmin, ZoomSim
+from tests.support.operator_fixtures import Bots, wait_for
 
 pytestmark = pytest.mark.usefixtures("node_agent")
 

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.bot_harness import BotProcess, ReportSink, join_config, mint_zak, wait_until
-from tests.zoomsim import SimAdmin, ZoomSim
+from devenv.zoomsim import SimAdmin, ZoomSim
+from tests.support.bot_harness import BotProcess, ReportSink, join_config, mint_zak, wait_until
 
 
 @pytest.fixture

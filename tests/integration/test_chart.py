@@ -19,8 +19,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.cluster import cluster
-from tests.integration.operator_fixtures import (
+from devenv.cluster import cluster
+from devenv.zoomsim import SimAdmin, ZoomSim
+from tests.support.operator_fixtures import (
     Bots,
     OperatorProcess,
     account_ready,
@@ -28,8 +29,7 @@ from tests.integration.operator_fixtures import (
     wait_for,
     zoom_account,
 )
-from tests.integration.scripted_bot import ScriptedBot
-from tests.zoomsim import SimAdmin, ZoomSim
+from tests.support.scripted_bot import ScriptedBot
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "meetingbot-operator"

@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.integration.operator_fixtures import wait_for
+from tests.support.operator_fixtures import wait_for
 
 
 @pytest.fixture

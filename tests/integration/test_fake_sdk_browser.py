@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_operator.zoom import SdkCredentials, sdk_signature
-from tests.zoomsim import SimAdmin, ZoomSim
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

@@ -12,8 +12,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.cluster import cluster
-from tests.integration.operator_fixtures import (
+from devenv.cluster import cluster
+from devenv.zoomsim import SimAdmin, ZoomSim
+from tests.support.operator_fixtures import (
     SECRET_USE_LABEL,
     Bots,
     OperatorProcess,
@@ -22,7 +23,6 @@ from tests.integration.operator_fixtures import (
     wait_for,
     zoom_account,
 )
-from tests.zoomsim import SimAdmin, ZoomSim
 
 VALID: dict[str, Any] = {
     "accountRef": {"name": "main"},

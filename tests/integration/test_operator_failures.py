@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.integration.operator_fixtures import (
+from devenv.zoomsim import SimAdmin, ZoomSim
+from tests.support.operator_fixtures import (
     SECRET_USE_LABEL,
     Bots,
     account_ready,
     wait_for,
 )
-from tests.integration.scripted_bot import ScriptedBot
-from tests.integration.zoom_helpers import Statuses, client_for
-from tests.zoomsim import SimAdmin, ZoomSim
+from tests.support.scripted_bot import ScriptedBot
+from tests.support.zoom_helpers import Statuses, client_for
 
 
 def spec(number: str, **extra: Any) -> dict[str, Any]:

@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 from kubernetes import client
 
+from devenv.cluster import cluster
+from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract import JoinConfig
-from tests.cluster import cluster
-from tests.integration.operator_fixtures import (
+from tests.support.operator_fixtures import (
     SECRET_USE_LABEL,
     Bots,
     OperatorProcess,
@@ -21,8 +22,7 @@ from tests.integration.operator_fixtures import (
     wait_for,
     zoom_account,
 )
-from tests.integration.scripted_bot import ScriptedBot
-from tests.zoomsim import SimAdmin, ZoomSim
+from tests.support.scripted_bot import ScriptedBot
 
 
 def spec(number: str, **extra: Any) -> dict[str, Any]:

@@ -10,15 +10,15 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.integration.operator_fixtures import (
+from devenv.zoomsim import SimAdmin, ZoomSim
+from tests.support.operator_fixtures import (
     Bots,
     OperatorProcess,
     account_ready,
     wait_for,
     zoom_account,
 )
-from tests.integration.scripted_bot import SEEN_SECRETS
-from tests.zoomsim import SimAdmin, ZoomSim
+from tests.support.scripted_bot import SEEN_SECRETS
 
 BURST = 200
 

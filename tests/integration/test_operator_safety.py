@@ -19,8 +19,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract import BotReport, BotResult
-from tests.integration.operator_fixtures import (
+from tests.support.operator_fixtures import (
     GROUP,
     VERSION,
     Bots,
@@ -30,8 +31,7 @@ from tests.integration.operator_fixtures import (
     wait_for,
     zoom_account,
 )
-from tests.integration.scripted_bot import ScriptedBot
-from tests.zoomsim import SimAdmin, ZoomSim
+from tests.support.scripted_bot import ScriptedBot
 
 
 def spec(number: str, **extra: Any) -> dict[str, Any]:

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator.zoom import ZoomError
-from tests.integration.zoom_helpers import Statuses, client_for
-from tests.zoomsim import SimAdmin, ZoomSim
+from tests.support.zoom_helpers import Statuses, client_for
 
 
 class _Capture(logging.Handler):

@@ -12,9 +12,9 @@ import httpx
 import jwt
 import pytest
 
+from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_operator.zoom import SdkCredentials, sdk_signature
-from tests.integration.zoom_helpers import JoinFailed, SdkSession, client_for
-from tests.zoomsim import SimAdmin, ZoomSim
+from tests.support.zoom_helpers import JoinFailed, SdkSession, client_for
 
 
 def signature_for(account: dict[str, Any], number: str, **options: Any) -> str:

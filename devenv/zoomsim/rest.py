@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.zoomsim.state import (
+from devenv.zoomsim.state import (
     DAILY_CREATE_CAP,
     TOKEN_MAX_TTL,
     ZAK_CUSTCREATE_DEFAULT_TTL,

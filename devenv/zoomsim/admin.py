@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.zoomsim.rest import WORLD
-from tests.zoomsim.sdk import admit, broadcast, depart, end_meeting, roster_event
-from tests.zoomsim.state import Account, Faults, Meeting, Participant, User, World
+from devenv.zoomsim.rest import WORLD
+from devenv.zoomsim.sdk import admit, broadcast, depart, end_meeting, roster_event
+from devenv.zoomsim.state import Account, Faults, Meeting, Participant, User, World
 
 ACCOUNT_FIELDS = {f.name for f in dataclasses.fields(Account)} - {"users"}
 MEETING_FIELDS = {

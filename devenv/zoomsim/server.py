@@ -1,5 +1,5 @@
 """Run the simulator: in a background thread for tests (`ZoomSim`), or on its own
-(`python -m tests.zoomsim --port 8765`)."""
+(`python -m devenv.zoomsim --port 8765`)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from tests.zoomsim import admin, rest, sdk
-from tests.zoomsim.rest import WORLD
-from tests.zoomsim.state import World
+from devenv.zoomsim import admin, rest, sdk
+from devenv.zoomsim.rest import WORLD
+from devenv.zoomsim.state import World
 
 
 async def _meeting_clock(app: web.Application) -> AsyncIterator[None]:

@@ -1,5 +1,5 @@
 import sys
 
-from tests.cluster.cluster import main
+from devenv.cluster.cluster import main
 
 raise SystemExit(main(sys.argv[1:]))

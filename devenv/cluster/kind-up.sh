@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # For users with Docker: a kind cluster equivalent to the local control plane.
 # (It cannot run on the project's CI machine, which has no Docker engine; make cluster-up is
-# what tests use there.) Pinned to the same Kubernetes version as tests/cluster/versions.env.
+# what tests use there.) Pinned to the same Kubernetes version as devenv/cluster/versions.env.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.env"

@@ -285,6 +285,6 @@ def main(argv: list[str]) -> int:
     elif command == "kubeconfig":
         print(kubeconfig_path())
     else:
-        print("usage: python -m tests.cluster [build|up|down|status|kubeconfig]", file=sys.stderr)
+        print("usage: python -m devenv.cluster [build|up|down|status|kubeconfig]", file=sys.stderr)
         return 2
     return 0

@@ -24,7 +24,7 @@ from meetingbot_contract import (
     ReportTarget,
 )
 from meetingbot_operator.zoom import SdkCredentials, sdk_signature
-from tests.integration.zoom_helpers import client_for
+from tests.support.zoom_helpers import client_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ tests need, honouring the pod spec as the bot image relies on it:
 - on deletion stops the container with SIGTERM and the pod's grace period, then removes the
   pod object, as a kubelet does.
 
-Run: python -m tests.cluster.node_agent --node bots-node  (uses $KUBECONFIG)
+Run: python -m devenv.cluster.node_agent --node bots-node  (uses $KUBECONFIG)
 """
 
 from __future__ import annotations

@@ -19,10 +19,10 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
-from tests.cluster import cluster
-from tests.cluster.node_agent import BOT_NODE, fake_sdk_url, pod_template_for
-from tests.integration.operator_fixtures import OperatorProcess, install_crds
-from tests.zoomsim import SimAdmin, ZoomSim
+from devenv.cluster import cluster
+from devenv.cluster.node_agent import BOT_NODE, fake_sdk_url, pod_template_for
+from devenv.operator_process import OperatorProcess, install_crds
+from devenv.zoomsim import SimAdmin, ZoomSim
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "demo"
@@ -71,7 +71,7 @@ def start_services(sim: ZoomSim) -> tuple[subprocess.Popen[bytes], OperatorProce
     say("4/6 starting the Zoom simulator, the bot node (podman) and the operator")
     agent_log = WORK / "node-agent.log"
     agent = subprocess.Popen(
-        [sys.executable, "-m", "tests.cluster.node_agent", "--node", BOT_NODE],
+        [sys.executable, "-m", "devenv.cluster.node_agent", "--node", BOT_NODE],
         env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path())},
         stdout=agent_log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -153,7 +153,7 @@ def main() -> int:
         try:
             zoom_setup(sim, bot, account)
             # Demo-only additions, printed so nothing is hidden: Zoom is the simulator, and bot
-            # pods go to the podman node (the operator loads the simulator's fake Meeting SDK into them).
+            # pods go to the podman node (the operator gives them the simulator's fake SDK).
             account["spec"]["endpoints"] = {
                 "oauthUrl": f"{sim.url}/oauth/token",
                 "apiUrl": f"{sim.url}/v2",
@@ -193,9 +193,8 @@ def main() -> int:
             say(f"kubeconfig: {cluster.kubeconfig_path()}")
             print(f"  export KUBECONFIG={cluster.kubeconfig_path()}")
             print(f"  {cluster.Binaries.in_cache().kubectl} -n {NAMESPACE} get mb,pods,secrets")
-            print(
-                f"  {cluster.Binaries.in_cache().kubectl} -n {NAMESPACE} describe mb {bot['metadata']['name']}"
-            )
+            kubectl_path = cluster.Binaries.in_cache().kubectl
+            print(f"  {kubectl_path} -n {NAMESPACE} describe mb {bot['metadata']['name']}")
             print("  make cluster-down   # when you are done")
             if os.environ.get("DEMO_KEEP") == "1":
                 say(
@@ -215,23 +214,22 @@ def main() -> int:
 def follow(name: str, number: str, sim: SimAdmin, applied: float) -> None:
     """Print each phase as it changes (like `kubectl get mb -w`); end the meeting once the bot
     is in it; return when the bot has finished."""
-    config.load_kube_config(config_file=str(cluster.kubeconfig_path()))
+    config.load_kube_config(config_file=str(cluster.kubeconfig_path()))  # type: ignore[no-untyped-call]
     custom = client.CustomObjectsApi()
     print(f"\n{'ELAPSED':>8}  {'PHASE':<12} {'REASON':<14} MESSAGE")
     last: tuple[Any, ...] = ()
     ended = False
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        status = (
-            custom.get_namespaced_custom_object(
-                "meetingbot.dev", "v1alpha1", NAMESPACE, "meetingbots", name
-            ).get("status")
-            or {}
+        body: dict[str, Any] = custom.get_namespaced_custom_object(  # type: ignore[assignment]
+            "meetingbot.dev", "v1alpha1", NAMESPACE, "meetingbots", name
         )
+        status = body.get("status") or {}
         row = (status.get("phase"), status.get("reason"))
         if row != last and row[0]:
             print(
-                f"{time.monotonic() - applied:7.1f}s  {row[0]:<12} {row[1] or '':<14} {status.get('message') or ''}",
+                f"{time.monotonic() - applied:7.1f}s  {row[0]:<12} {row[1] or '':<14} "
+                f"{status.get('message') or ''}",
                 flush=True,
             )
             last = row
@@ -244,7 +242,8 @@ def follow(name: str, number: str, sim: SimAdmin, applied: float) -> None:
             ended = True
         if row[0] in ("Succeeded", "Failed"):
             print(
-                f"{'':9} attempts: {status.get('attempts')}, Zoom user: {status.get('zoomUser')}, its ZAK expires {status.get('zakExpiresAt')}"
+                f"{'':9} attempts: {status.get('attempts')}, Zoom user: "
+                f"{status.get('zoomUser')}, its ZAK expires {status.get('zakExpiresAt')}"
             )
             if row[0] == "Failed":
                 raise SystemExit(

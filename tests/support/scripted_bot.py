@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from meetingbot_contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
 from meetingbot_contract.reasons import reason_for_sdk_error
-from tests.integration.zoom_helpers import JoinFailed, SdkSession
+from tests.support.zoom_helpers import JoinFailed, SdkSession
 
 Ending = Literal["normal", "crash"]
 # Every secret a scripted bot was handed: the log check at the end looks for these too.

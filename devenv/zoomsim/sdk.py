@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.zoomsim.rest import WORLD
-from tests.zoomsim.state import JoinError, Meeting, Participant, World
+from devenv.zoomsim.rest import WORLD
+from devenv.zoomsim.state import JoinError, Meeting, Participant, World
 
 STATIC = Path(__file__).parent / "static"
 CORS = {

@@ -193,6 +193,10 @@ class JoinError(Exception):
         self.reason = reason
 
 
+# An account's generated identifiers: given explicitly, or made up.
+IDS = frozenset({"id", "client_id", "client_secret", "sdk_key", "sdk_secret"})
+
+
 class World:
     """Everything the simulator knows. Mutated only on the simulator's event loop."""
 
@@ -211,13 +215,16 @@ class World:
     # --- accounts, users ----------------------------------------------------------------
 
     def add_account(self, **fields: Any) -> Account:
+        rest: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in fields.items() if k not in IDS
+        }
         account = Account(
             id=fields.pop("id", None) or secrets.token_hex(8),
             client_id=fields.pop("client_id", None) or secrets.token_hex(10),
             client_secret=fields.pop("client_secret", None) or secrets.token_urlsafe(24),
             sdk_key=fields.pop("sdk_key", None) or secrets.token_hex(10),
             sdk_secret=fields.pop("sdk_secret", None) or secrets.token_urlsafe(24),
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()},
+            **rest,
         )
         self.accounts[account.id] = account
         return account

@@ -1,0 +1,3 @@
+from devenv.zoomsim.server import main
+
+main()

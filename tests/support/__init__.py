@@ -1,0 +1,1 @@
+"""Helpers shared by the unit, integration, end-to-end and benchmark tests."""

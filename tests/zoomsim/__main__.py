@@ -1,3 +1,0 @@
-from tests.zoomsim.server import main
-
-main()
