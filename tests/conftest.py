@@ -18,13 +18,9 @@ from kubernetes.client.exceptions import ApiException
 
 from devenv.cluster import cluster
 from devenv.cluster.node_agent import BOT_NODE, fake_sdk_url, remove_containers
+from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
-from tests.support.operator_fixtures import (
-    Bots,
-    OperatorProcess,
-    account_ready,
-    install_crds,
-)
+from tests.support.operator_fixtures import Bots, account_ready
 from tests.support.operator_fixtures import zoom_account as zoom_account_in
 
 

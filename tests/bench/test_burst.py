@@ -26,18 +26,14 @@ from kubernetes_asyncio import config as aconfig
 from kubernetes_asyncio import watch
 
 from devenv.cluster import cluster
+from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget
 from meetingbot_operator.children import bot_pod, join_secret
 from meetingbot_operator.models import MeetingBotSpec
 from meetingbot_operator.observed import Meta
 from meetingbot_operator.settings import Settings
-from tests.support.operator_fixtures import (
-    OperatorProcess,
-    account_ready,
-    install_crds,
-    zoom_account,
-)
+from tests.support.operator_fixtures import account_ready, zoom_account
 
 BOTS = int(os.environ.get("BENCH_BOTS", "1000"))
 CONCURRENCY = 50

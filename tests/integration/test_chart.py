@@ -20,15 +20,9 @@ import yaml
 from kubernetes import client
 
 from devenv.cluster import cluster
+from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
-from tests.support.operator_fixtures import (
-    Bots,
-    OperatorProcess,
-    account_ready,
-    install_crds,
-    wait_for,
-    zoom_account,
-)
+from tests.support.operator_fixtures import Bots, account_ready, wait_for, zoom_account
 from tests.support.scripted_bot import ScriptedBot
 
 ROOT = Path(__file__).resolve().parents[2]

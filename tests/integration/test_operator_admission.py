@@ -13,13 +13,12 @@ import yaml
 from kubernetes import client
 
 from devenv.cluster import cluster
+from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
 from tests.support.operator_fixtures import (
     SECRET_USE_LABEL,
     Bots,
-    OperatorProcess,
     account_ready,
-    install_crds,
     wait_for,
     zoom_account,
 )

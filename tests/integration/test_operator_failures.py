@@ -11,12 +11,7 @@ import pytest
 from kubernetes import client
 
 from devenv.zoomsim import SimAdmin, ZoomSim
-from tests.support.operator_fixtures import (
-    SECRET_USE_LABEL,
-    Bots,
-    account_ready,
-    wait_for,
-)
+from tests.support.operator_fixtures import SECRET_USE_LABEL, Bots, account_ready, wait_for
 from tests.support.scripted_bot import ScriptedBot
 from tests.support.zoom_helpers import Statuses, client_for
 

@@ -12,12 +12,12 @@ import httpx
 from kubernetes import client
 
 from devenv.cluster import cluster
+from devenv.operator_process import OperatorProcess
 from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract import JoinConfig
 from tests.support.operator_fixtures import (
     SECRET_USE_LABEL,
     Bots,
-    OperatorProcess,
     account_ready,
     wait_for,
     zoom_account,

@@ -6,18 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes import client
 
+from devenv.operator_process import OperatorProcess
 from devenv.zoomsim import SimAdmin, ZoomSim
-from tests.support.operator_fixtures import (
-    Bots,
-    OperatorProcess,
-    account_ready,
-    wait_for,
-    zoom_account,
-)
+from tests.support.operator_fixtures import Bots, account_ready, wait_for, zoom_account
 from tests.support.scripted_bot import SEEN_SECRETS
 
 BURST = 200
@@ -83,6 +79,62 @@ async def test_sigkill_mid_burst_then_restart(
         "meetingbot.dev", "v1alpha1", namespace, "meetingbots"
     )["items"]:
         assert item["status"]["podName"] == f"{item['metadata']['name']}-1"
+
+
+async def test_a_start_backoff_survives_a_sigkill(
+    api_client: client.ApiClient,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    operator: OperatorProcess,
+) -> None:
+    """The failure count and the next try live in status: a restarted operator neither resets
+    the backoff nor tries before the time the previous one set."""
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_resource_quota(
+        namespace,
+        client.V1ResourceQuota(
+            metadata=client.V1ObjectMeta(name="no-pods"),
+            spec=client.V1ResourceQuotaSpec(hard={"pods": "0"}),
+        ),
+    )
+    bots.apply(
+        "patient",
+        {
+            "accountRef": {"name": "main"},
+            "meeting": {"number": sim.create_meeting(zoom["id"])["number"]},
+            "displayName": "Bot",
+        },
+    )
+    # With the test operator's 1 s base: 1, 2, 4, 8 s... wait for a wait of several seconds.
+    before = await asyncio.to_thread(
+        wait_for,
+        lambda: (s := bots.status("patient")).get("startFailures", 0) >= 4 and s,
+        60,
+        what="four failed starts",
+    )
+    scheduled = datetime.fromisoformat(before["nextAttemptAt"])
+    operator.kill()
+    operator.start()
+    restarted = datetime.now(UTC)
+    assert scheduled - restarted > timedelta(seconds=1), "restarted too late: nothing proven"
+    after = await asyncio.to_thread(
+        wait_for,
+        lambda: (
+            (s := bots.status("patient")).get("startFailures", 0) > before["startFailures"] and s
+        ),
+        90,
+        0.1,
+        "the next failed start after the restart",
+    )
+    seen = datetime.now(UTC)
+    assert after["startFailures"] == before["startFailures"] + 1  # counted on, not from 1
+    assert after["reason"] == "PodQuotaExceeded"
+    # Not tried at once on restart: only once the time the killed operator had set came.
+    assert seen >= scheduled - timedelta(milliseconds=500), (seen, scheduled)
+    core.delete_namespaced_resource_quota("no-pods", namespace)
+    await asyncio.to_thread(wait_for, lambda: bots.pods("patient"), 90, what="the bot starts")
 
 
 def test_no_secret_in_any_operator_log_line(operator: OperatorProcess, sim: SimAdmin) -> None:

@@ -19,15 +19,14 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from devenv.operator_process import OperatorProcess, free_port
 from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract import BotReport, BotResult
 from tests.support.operator_fixtures import (
     GROUP,
     VERSION,
     Bots,
-    OperatorProcess,
     account_ready,
-    free_port,
     wait_for,
     zoom_account,
 )
