@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
 from tests.support.operator_fixtures import Bots, account_ready
 from tests.support.operator_fixtures import zoom_account as zoom_account_in
+from tests.support.scripted_bot import ScriptedBot
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -133,6 +134,25 @@ def operator(
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def handed_secrets() -> list[str]:
+    """Every secret a scripted bot was handed during the run (signatures, report tokens, ZAKs):
+    the check of the operator's log looks for each of them."""
+    return []
+
+
+@pytest.fixture
+def scripted(
+    api_client: client.ApiClient, namespace: str, zoomsim: ZoomSim, handed_secrets: list[str]
+) -> Callable[[str], ScriptedBot]:
+    """Makes the scripted bot of a MeetingBot of this test's namespace."""
+
+    def make(name: str) -> ScriptedBot:
+        return ScriptedBot(api_client, namespace, name, zoomsim.url, handed_secrets)
+
+    return make
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from devenv.cluster import cluster
 from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
 from tests.support.operator_fixtures import Bots, account_ready, wait_for, zoom_account
-from tests.support.scripted_bot import ScriptedBot
+from tests.support.scripted_bot import Scripted
+from tests.support.specs import bot_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "meetingbot-operator"
@@ -237,7 +238,12 @@ def granted_permissions(api_client: client.ApiClient, namespace: str) -> set[tup
 
 
 async def test_the_operator_runs_on_the_charts_rbac_and_needs_all_of_it(
-    api_client: client.ApiClient, installed: str, sim: SimAdmin, zoomsim: ZoomSim, tmp_path: Path
+    api_client: client.ApiClient,
+    installed: str,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    tmp_path: Path,
+    scripted: Scripted,
 ) -> None:
     namespace = installed
     core = client.CoreV1Api(api_client)
@@ -259,10 +265,10 @@ async def test_the_operator_runs_on_the_charts_rbac_and_needs_all_of_it(
         zoom = zoom_account(api_client, namespace, sim, zoomsim.url)
         assert account_ready(api_client, namespace)["status"] == "True"
         number = sim.create_meeting(zoom["id"])["number"]
-        spec = {"accountRef": {"name": "main"}, "meeting": {"number": number}, "displayName": "Bot"}
+        spec = bot_spec(number)
         # 1. a bot that crashes once (a second attempt replaces its Secret), then succeeds
         bots.apply("full", {**spec, "ttlSecondsAfterFinished": 0})
-        bot = ScriptedBot(api_client, namespace, "full", zoomsim.url)
+        bot = scripted("full")
         await bot.run(1, ending="crash")
         run = asyncio.create_task(bot.run(2))
         await asyncio.to_thread(bots.wait_phase, "full", "InMeeting", timeout=60)

@@ -22,12 +22,9 @@ from tests.support.operator_fixtures import (
     wait_for,
     zoom_account,
 )
+from tests.support.specs import bot_spec
 
-VALID: dict[str, Any] = {
-    "accountRef": {"name": "main"},
-    "meeting": {"number": "12345678901"},
-    "displayName": "Bot",
-}
+VALID: dict[str, Any] = bot_spec()
 
 
 def apply(

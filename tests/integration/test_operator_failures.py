@@ -12,18 +12,9 @@ from kubernetes import client
 
 from devenv.zoomsim import SimAdmin, ZoomSim
 from tests.support.operator_fixtures import SECRET_USE_LABEL, Bots, account_ready, wait_for
-from tests.support.scripted_bot import ScriptedBot
+from tests.support.scripted_bot import Scripted
+from tests.support.specs import bot_spec
 from tests.support.zoom_helpers import Statuses, client_for
-
-
-def spec(number: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "accountRef": {"name": "main"},
-        "meeting": {"number": number},
-        "displayName": "Bot",
-        "retry": {"limit": 2},
-        **extra,
-    }
 
 
 @pytest.mark.parametrize(
@@ -48,13 +39,14 @@ async def test_permanent_failures_end_in_failed_without_retry(
     zoomsim: ZoomSim,
     case: str,
     reason: str,
+    scripted: Scripted,
 ) -> None:
     meeting = sim.create_meeting(
         zoom["id"], passcode="right", auth_required=case.startswith("no zak")
     )
     number = meeting["number"]
-    body = spec(number, meeting={"number": number, "passcode": "right"})
-    scripted = True
+    body = bot_spec(number, meeting={"number": number, "passcode": "right"})
+    with_bot = True
     if case == "wrong passcode":
         body["meeting"]["passcode"] = "wrong"
     elif case.startswith("no zak"):
@@ -78,13 +70,13 @@ async def test_permanent_failures_end_in_failed_without_retry(
             wait_for, lambda: account_ready(api_client, namespace)["observedGeneration"] == 2, 20
         )
         body["user"] = email
-        scripted = False
+        with_bot = False
     elif case == "user not in the account":
         body["user"] = "stranger@elsewhere.example.com"
-        scripted = False
+        with_bot = False
     bots.apply("failing", body)
-    if scripted:
-        bot = ScriptedBot(api_client, namespace, "failing", zoomsim.url)
+    if with_bot:
+        bot = scripted("failing")
         run = asyncio.create_task(bot.run())
         if case == "removed by host":
             await asyncio.to_thread(bots.wait_phase, "failing", "InMeeting")
@@ -93,12 +85,12 @@ async def test_permanent_failures_end_in_failed_without_retry(
         await run
     status = await asyncio.to_thread(bots.wait_phase, "failing", "Failed", "Succeeded", timeout=30)
     assert (status["phase"], status["reason"]) == ("Failed", reason), status
-    assert status["attempts"] == (1 if scripted else 0)
+    assert status["attempts"] == (1 if with_bot else 0)
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Failed"]["status"] == "True"
     assert conditions["Failed"]["reason"] == reason
     await asyncio.sleep(2)  # nothing more happens: no second attempt
-    assert [p.metadata.name for p in bots.pods("failing")] == (["failing-1"] if scripted else [])
+    assert [p.metadata.name for p in bots.pods("failing")] == (["failing-1"] if with_bot else [])
     assert bots.status("failing")["attempts"] == status["attempts"]
 
 
@@ -109,10 +101,11 @@ async def test_transient_failure_then_success_with_a_fresh_zak(
     zoom: dict[str, Any],
     sim: SimAdmin,
     zoomsim: ZoomSim,
+    scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("phoenix", spec(number))
-    bot = ScriptedBot(api_client, namespace, "phoenix", zoomsim.url)
+    bots.apply("phoenix", bot_spec(number))
+    bot = scripted("phoenix")
     assert await bot.run(1, ending="crash") == "BotCrashed"
     first = bot.config
     retrying = await asyncio.to_thread(
@@ -140,10 +133,11 @@ async def test_retries_stop_at_the_limit(
     zoom: dict[str, Any],
     sim: SimAdmin,
     zoomsim: ZoomSim,
+    scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("fragile", spec(number, retry={"limit": 1}))
-    bot = ScriptedBot(api_client, namespace, "fragile", zoomsim.url)
+    bots.apply("fragile", bot_spec(number, retry={"limit": 1}))
+    bot = scripted("fragile")
     await bot.run(1, ending="crash")
     await bot.run(2, ending="crash")
     status = await asyncio.to_thread(bots.wait_phase, "fragile", "Failed", timeout=30)
@@ -155,7 +149,7 @@ async def test_zoom_outage_delays_then_recovers(
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
     sim.set_faults(outage=True)
-    bots.apply("patient", spec(number))
+    bots.apply("patient", bot_spec(number))
     status = await asyncio.to_thread(
         wait_for,
         lambda: (s := bots.status("patient")).get("reason") == "ZoomUnavailable" and s,
@@ -195,7 +189,7 @@ async def test_429_storm_from_another_app_loses_no_bot(
     rival = asyncio.create_task(other_app())
     await asyncio.sleep(0.3)
     for i in range(30):
-        bots.apply(f"storm-{i}", spec(number))
+        bots.apply(f"storm-{i}", bot_spec(number))
     await rival
 
     def all_started() -> bool:
@@ -213,7 +207,7 @@ async def test_join_at_in_the_future_waits(
     number = sim.create_meeting(zoom["id"])["number"]
     join_at = time.time() + 10  # the test operator starts bots 2 s before joinAt
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(join_at))
-    bots.apply("later", spec(number, joinAt=stamp))
+    bots.apply("later", bot_spec(number, joinAt=stamp))
     status = await asyncio.to_thread(bots.wait_phase, "later", "Scheduled")
     assert status["attempts"] == 0
     assert bots.pods("later") == []
@@ -228,10 +222,11 @@ async def test_deleting_a_bot_mid_meeting_makes_it_leave(
     zoom: dict[str, Any],
     sim: SimAdmin,
     zoomsim: ZoomSim,
+    scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("goner", spec(number))
-    run = asyncio.create_task(ScriptedBot(api_client, namespace, "goner", zoomsim.url).run())
+    bots.apply("goner", bot_spec(number))
+    run = asyncio.create_task(scripted("goner").run())
     await asyncio.to_thread(bots.wait_phase, "goner", "InMeeting")
     bots.delete("goner")
     assert await run == "Canceled"
@@ -249,13 +244,14 @@ async def test_ttl_after_finished_deletes_the_bot(
     zoom: dict[str, Any],
     sim: SimAdmin,
     zoomsim: ZoomSim,
+    scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"], passcode="x")["number"]
     bots.apply(
         "brief",
-        spec(number, ttlSecondsAfterFinished=2, meeting={"number": number, "passcode": "nope"}),
+        bot_spec(number, ttlSecondsAfterFinished=2, meeting={"number": number, "passcode": "nope"}),
     )
-    await ScriptedBot(api_client, namespace, "brief", zoomsim.url).run()
+    await scripted("brief").run()
 
     def gone() -> bool:
         try:
@@ -274,11 +270,12 @@ async def test_passcode_from_a_secret(
     zoom: dict[str, Any],
     sim: SimAdmin,
     zoomsim: ZoomSim,
+    scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"], passcode="from-secret")["number"]
     bots.apply(
         "secretive",
-        spec(
+        bot_spec(
             number,
             meeting={"number": number, "passcodeSecretRef": {"name": "pw", "key": "passcode"}},
         ),
@@ -297,7 +294,7 @@ async def test_passcode_from_a_secret(
             string_data={"passcode": "from-secret"},
         ),
     )
-    bot = ScriptedBot(api_client, namespace, "secretive", zoomsim.url)
+    bot = scripted("secretive")
     run = asyncio.create_task(bot.run())
     await asyncio.to_thread(bots.wait_phase, "secretive", "InMeeting", timeout=60)
     sim.end_meeting(number)

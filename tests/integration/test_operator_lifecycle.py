@@ -22,16 +22,8 @@ from tests.support.operator_fixtures import (
     wait_for,
     zoom_account,
 )
-from tests.support.scripted_bot import ScriptedBot
-
-
-def spec(number: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "accountRef": {"name": "main"},
-        "meeting": {"number": number},
-        "displayName": "Notetaker",
-        **extra,
-    }
+from tests.support.scripted_bot import Scripted
+from tests.support.specs import bot_spec
 
 
 async def test_happy_path_to_succeeded(
@@ -42,11 +34,12 @@ async def test_happy_path_to_succeeded(
     zoom: dict[str, Any],
     sim: SimAdmin,
     zoomsim: ZoomSim,
+    scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"], passcode="pw-1", auth_required=True)["number"]
-    bots.apply("notetaker", spec(number, meeting={"number": number, "passcode": "pw-1"}))
+    bots.apply("notetaker", bot_spec(number, meeting={"number": number, "passcode": "pw-1"}))
 
-    bot = ScriptedBot(api_client, namespace, "notetaker", zoomsim.url)
+    bot = scripted("notetaker")
     run = asyncio.create_task(bot.run())
     status = await asyncio.to_thread(bots.wait_phase, "notetaker", "InMeeting")
     assert status["zoomUser"] == zoom["users"][0]["email"]
@@ -119,7 +112,7 @@ async def test_children_are_owned_and_locked_down(
     number = sim.create_meeting(zoom["id"])["number"]
     created = bots.apply(
         "locked",
-        spec(
+        bot_spec(
             number, podTemplate={"nodeSelector": {"type": "kwok"}, "annotations": {"team": "notes"}}
         ),
     )
@@ -165,10 +158,11 @@ async def test_waiting_room_then_admitted(
     zoom: dict[str, Any],
     sim: SimAdmin,
     zoomsim: ZoomSim,
+    scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"], waiting_room=True)["number"]
-    bots.apply("patient", spec(number))
-    run = asyncio.create_task(ScriptedBot(api_client, namespace, "patient", zoomsim.url).run())
+    bots.apply("patient", bot_spec(number))
+    run = asyncio.create_task(scripted("patient").run())
     await asyncio.to_thread(bots.wait_phase, "patient", "WaitingRoom")
     sim.admit(number)
     await asyncio.to_thread(bots.wait_phase, "patient", "InMeeting")
@@ -186,6 +180,7 @@ async def test_an_obf_bot_joins_on_behalf_of_a_user_in_another_accounts_meeting(
     sim: SimAdmin,
     zoomsim: ZoomSim,
     operator: OperatorProcess,
+    scripted: Scripted,
 ) -> None:
     """auth: obf: the operator mints the OBF token with the authorizing user's own token (from a
     Secret) for this meeting; the bot joins a meeting hosted by another account."""
@@ -206,11 +201,11 @@ async def test_an_obf_bot_joins_on_behalf_of_a_user_in_another_accounts_meeting(
     sim.add_participant(number, "Alice", user_id=alice["id"])
     bots.apply(
         "onbehalf",
-        spec(
+        bot_spec(
             number, auth="obf", obf={"userTokenSecretRef": {"name": "alice-token", "key": "token"}}
         ),
     )
-    bot = ScriptedBot(api_client, namespace, "onbehalf", zoomsim.url)
+    bot = scripted("onbehalf")
     run = asyncio.create_task(bot.run())
     status = await asyncio.to_thread(bots.wait_phase, "onbehalf", "InMeeting", "Failed", timeout=60)
     assert status["phase"] == "InMeeting", status

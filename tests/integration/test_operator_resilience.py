@@ -14,7 +14,7 @@ from kubernetes import client
 from devenv.operator_process import OperatorProcess
 from devenv.zoomsim import SimAdmin, ZoomSim
 from tests.support.operator_fixtures import Bots, account_ready, wait_for, zoom_account
-from tests.support.scripted_bot import SEEN_SECRETS
+from tests.support.specs import bot_spec
 
 BURST = 200
 
@@ -31,11 +31,7 @@ async def test_sigkill_mid_burst_then_restart(
     account_ready(api_client, namespace)
     number = sim.create_meeting(zoom["id"])["number"]
     core = client.CoreV1Api(api_client)
-    spec: dict[str, Any] = {
-        "accountRef": {"name": "main"},
-        "meeting": {"number": number},
-        "displayName": "Burst",
-    }
+    spec = bot_spec(number, displayName="Burst")
 
     def pods() -> list[client.V1Pod]:
         return core.list_namespaced_pod(namespace, label_selector="meetingbot.dev/bot").items
@@ -101,11 +97,7 @@ async def test_a_start_backoff_survives_a_sigkill(
     )
     bots.apply(
         "patient",
-        {
-            "accountRef": {"name": "main"},
-            "meeting": {"number": sim.create_meeting(zoom["id"])["number"]},
-            "displayName": "Bot",
-        },
+        bot_spec(sim.create_meeting(zoom["id"])["number"]),
     )
     # With the test operator's 1 s base: 1, 2, 4, 8 s... wait for a wait of several seconds.
     before = await asyncio.to_thread(
@@ -137,10 +129,12 @@ async def test_a_start_backoff_survives_a_sigkill(
     await asyncio.to_thread(wait_for, lambda: bots.pods("patient"), 90, what="the bot starts")
 
 
-def test_no_secret_in_any_operator_log_line(operator: OperatorProcess, sim: SimAdmin) -> None:
+def test_no_secret_in_any_operator_log_line(
+    operator: OperatorProcess, sim: SimAdmin, handed_secrets: list[str]
+) -> None:
     """Every token the simulator issued (account tokens, ZAKs, OBF tokens), every account
     secret, and every signature and report token a bot was handed, against every log line."""
-    secrets = set(sim.issued_secrets()) | set(SEEN_SECRETS)
+    secrets = set(sim.issued_secrets()) | set(handed_secrets)
     log = operator.log_path.read_text()
     assert len(log.splitlines()) > 1000
     assert len(secrets) > 100

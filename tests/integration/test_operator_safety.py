@@ -30,17 +30,8 @@ from tests.support.operator_fixtures import (
     wait_for,
     zoom_account,
 )
-from tests.support.scripted_bot import ScriptedBot
-
-
-def spec(number: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "accountRef": {"name": "main"},
-        "meeting": {"number": number},
-        "displayName": "Bot",
-        "retry": {"limit": 2},
-        **extra,
-    }
+from tests.support.scripted_bot import Scripted
+from tests.support.specs import bot_spec
 
 
 def zaks(sim: SimAdmin, zoom: dict[str, Any]) -> int:
@@ -81,12 +72,13 @@ async def test_an_evicted_bot_is_retried_not_succeeded(
     zoom: dict[str, Any],
     sim: SimAdmin,
     zoomsim: ZoomSim,
+    scripted: Scripted,
 ) -> None:
     """`kubectl drain`, the autoscaler and preemption evict: the bot leaves on SIGTERM as it
     must, but the recording is not over, so the MeetingBot gets a new attempt."""
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("evicted", spec(number))
-    first = ScriptedBot(api_client, namespace, "evicted", zoomsim.url)
+    bots.apply("evicted", bot_spec(number))
+    first = scripted("evicted")
     running = asyncio.create_task(first.run())
     await asyncio.to_thread(bots.wait_phase, "evicted", "InMeeting")
     core = client.CoreV1Api(api_client)
@@ -102,7 +94,7 @@ async def test_an_evicted_bot_is_retried_not_succeeded(
         30,
         what="a PodDisrupted event",
     )
-    second = ScriptedBot(api_client, namespace, "evicted", zoomsim.url)
+    second = scripted("evicted")
     again = asyncio.create_task(second.run(attempt=2))
     status = await asyncio.to_thread(bots.wait_phase, "evicted", "InMeeting", "Succeeded")
     assert (status["phase"], status["attempts"]) == ("InMeeting", 2), status
@@ -133,11 +125,12 @@ async def test_a_recreated_meetingbot_does_not_inherit_the_old_pod(
     zoom: dict[str, Any],
     sim: SimAdmin,
     zoomsim: ZoomSim,
+    scripted: Scripted,
 ) -> None:
     core = client.CoreV1Api(api_client)
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("reborn", spec(number))
-    old = ScriptedBot(api_client, namespace, "reborn", zoomsim.url)
+    bots.apply("reborn", bot_spec(number))
+    old = scripted("reborn")
     running = asyncio.create_task(old.run())
     await asyncio.to_thread(bots.wait_phase, "reborn", "InMeeting")
     sim.end_meeting(number)
@@ -151,7 +144,7 @@ async def test_a_recreated_meetingbot_does_not_inherit_the_old_pod(
     bots.delete("reborn")
     await asyncio.to_thread(wait_for, lambda: not _exists(bots, "reborn"), 30, what="deleted")
     second_number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("reborn", spec(second_number))
+    bots.apply("reborn", bot_spec(second_number))
     status = await wait_reason(bots, "reborn", "NameConflict")
     assert status["phase"] == "Pending"
     assert "not this MeetingBot's" in status["message"]
@@ -159,7 +152,7 @@ async def test_a_recreated_meetingbot_does_not_inherit_the_old_pod(
     assert pod.metadata.deletion_timestamp is not None  # untouched, still on its way out
     # Once the old pod is gone, the new bot starts and joins its own meeting.
     core.patch_namespaced_pod("reborn-1", namespace, {"metadata": {"finalizers": None}})
-    new = ScriptedBot(api_client, namespace, "reborn", zoomsim.url)
+    new = scripted("reborn")
     joining = asyncio.create_task(new.run())
     status = await asyncio.to_thread(bots.wait_phase, "reborn", "InMeeting", timeout=90)
     assert status["attempts"] == 1
@@ -190,10 +183,11 @@ async def test_a_pod_with_our_labels_cannot_write_a_bots_outcome(
     zoom: dict[str, Any],
     sim: SimAdmin,
     zoomsim: ZoomSim,
+    scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("target", spec(number))
-    bot = ScriptedBot(api_client, namespace, "target", zoomsim.url)
+    bots.apply("target", bot_spec(number))
+    bot = scripted("target")
     running = asyncio.create_task(bot.run())
     status = await asyncio.to_thread(bots.wait_phase, "target", "InMeeting")
     uid = bots.get("target")["metadata"]["uid"]
@@ -276,7 +270,7 @@ async def test_a_secret_without_the_opt_in_label_is_never_read_into_a_bot(
     before = zaks(sim, zoom)
     bots.apply(
         "deputy",
-        spec(number, meeting={"number": number, "passcodeSecretRef": {"name": "db-creds", "key": "password"}}),
+        bot_spec(number, meeting={"number": number, "passcodeSecretRef": {"name": "db-creds", "key": "password"}}),
     )  # fmt: skip
     status = await asyncio.to_thread(bots.wait_phase, "deputy", "Failed", "Starting")
     assert (status["phase"], status["reason"]) == ("Failed", "SecretNotAllowed"), status
@@ -360,7 +354,7 @@ async def test_an_unrelated_secret_with_the_join_secrets_name_is_never_touched(
     )
     number = sim.create_meeting(zoom["id"])["number"]
     before = zaks(sim, zoom)
-    bots.apply("victim", spec(number))
+    bots.apply("victim", bot_spec(number))
     status = await wait_reason(bots, "victim", "NameConflict")
     assert status["phase"] == "Pending"
     conditions = {c["type"]: c for c in status["conditions"]}
@@ -380,7 +374,7 @@ async def test_only_images_the_account_allows_receive_its_zaks(
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
     before = zaks(sim, zoom)
-    bots.apply("imposter", spec(number, podTemplate={"image": "registry.example.com/steal:1"}))
+    bots.apply("imposter", bot_spec(number, podTemplate={"image": "registry.example.com/steal:1"}))
     status = await asyncio.to_thread(bots.wait_phase, "imposter", "Failed", "Starting")
     assert (status["phase"], status["reason"]) == ("Failed", "ImageNotAllowed"), status
     assert "botImages" in status["message"]
@@ -410,7 +404,7 @@ async def test_a_pod_the_api_server_refuses_fails_the_bot_without_a_zak(
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
     before = zaks(sim, zoom)
-    bots.apply("refused", spec(number, podTemplate=template))
+    bots.apply("refused", bot_spec(number, podTemplate=template))
     status = await asyncio.to_thread(bots.wait_phase, "refused", "Failed", timeout=30)
     assert status["reason"] == "PodSpecInvalid", status
     assert words in status["message"]
@@ -442,7 +436,7 @@ async def test_a_quota_waits_with_backoff_and_a_condition_then_starts(
     )  # fmt: skip
     number = sim.create_meeting(zoom["id"])["number"]
     before = zaks(sim, zoom)
-    bots.apply("quota", spec(number))
+    bots.apply("quota", bot_spec(number))
     status = await wait_reason(bots, "quota", "PodQuotaExceeded")
     assert status["phase"] == "Pending" and "trying again in" in status["message"]
     assert {c["type"]: c["reason"] for c in status["conditions"]}["Ready"] == "PodQuotaExceeded"
@@ -465,10 +459,11 @@ async def test_a_bot_that_stops_reporting_is_stopped_and_retried(
     zoom: dict[str, Any],
     sim: SimAdmin,
     zoomsim: ZoomSim,
+    scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("frozen", spec(number))
-    bot = ScriptedBot(api_client, namespace, "frozen", zoomsim.url)
+    bots.apply("frozen", bot_spec(number))
+    bot = scripted("frozen")
     bot.heartbeat = False  # in the meeting, then silent (a hung browser)
     running = asyncio.create_task(bot.run())
     await asyncio.to_thread(bots.wait_phase, "frozen", "InMeeting")
@@ -493,7 +488,7 @@ async def test_an_unschedulable_pod_says_why_and_times_out(
     number = sim.create_meeting(zoom["id"])["number"]
     bots.apply(
         "nowhere",
-        spec(
+        bot_spec(
             number,
             retry={"limit": 0},
             startTimeoutSeconds=12,
@@ -531,7 +526,7 @@ async def test_a_deleted_credentials_secret_is_noticed_at_once(
     )
     assert ready["reason"] == "SecretNotFound"
     before = zaks(sim, zoom)
-    bots.apply("after", spec(sim.create_meeting(zoom["id"])["number"]))
+    bots.apply("after", bot_spec(sim.create_meeting(zoom["id"])["number"]))
     await asyncio.sleep(3)
     assert bots.status("after")["phase"] == "Pending"
     assert zaks(sim, zoom) == before
@@ -558,7 +553,7 @@ async def test_bots_run_under_pod_security_restricted(
         )
     assert refused.value.status == 403 and "PodSecurity" in str(refused.value.body)
     # ... and the bot's pod is admitted.
-    bots.apply("strict", spec(sim.create_meeting(zoom["id"])["number"]))
+    bots.apply("strict", bot_spec(sim.create_meeting(zoom["id"])["number"]))
     await asyncio.to_thread(wait_for, lambda: bots.pods("strict"), 30, what="the bot pod")
     assert bots.status("strict")["phase"] == "Starting"
 
@@ -566,7 +561,7 @@ async def test_bots_run_under_pod_security_restricted(
 async def test_the_report_endpoint_answers_strangers_the_same(
     bots: Bots, zoom: dict[str, Any], sim: SimAdmin, operator: OperatorProcess
 ) -> None:
-    bots.apply("known", spec(sim.create_meeting(zoom["id"])["number"]))
+    bots.apply("known", bot_spec(sim.create_meeting(zoom["id"])["number"]))
     await asyncio.to_thread(bots.wait_phase, "known", "Starting")
     body = BotReport(attempt=1, state="InMeeting", joined_at=datetime.now(UTC))
     answers = []

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Route, async_playwright
 
+from devenv.zoomsim.sdk import STATIC
 from meetingbot_bot.browser import FLAGS, chromium_path
 from meetingbot_bot.page import PageServer, web_dir
 
@@ -72,9 +73,7 @@ async def test_the_page_and_the_real_sdk_agree(installed: Path) -> None:
 
 def test_the_fake_sdk_offers_the_same_surface() -> None:
     """The simulator's fake defines every function and event the page uses (static check)."""
-    fake = (
-        Path(__file__).resolve().parents[1] / "zoomsim" / "static" / "zoom-meeting-embedded.js"
-    ).read_text()
+    fake = (STATIC / "zoom-meeting-embedded.js").read_text()
     page = (web_dir() / "bot.js").read_text()
     functions = page.split("CLIENT_FUNCTIONS = [")[1].split("]")[0]
     for name in [n.strip().strip("'") for n in functions.split(",")]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -22,16 +23,20 @@ from meetingbot_contract.reasons import reason_for_sdk_error
 from tests.support.zoom_helpers import JoinFailed, SdkSession
 
 Ending = Literal["normal", "crash"]
-# Every secret a scripted bot was handed: the log check at the end looks for these too.
-SEEN_SECRETS: list[str] = []
+# The `scripted` fixture: the scripted bot of a MeetingBot, by name.
+Scripted = Callable[[str], "ScriptedBot"]
 
 
 class ScriptedBot:
-    def __init__(self, api: client.ApiClient, namespace: str, name: str, sim_url: str) -> None:
+    def __init__(
+        self, api: client.ApiClient, namespace: str, name: str, sim_url: str, seen: list[str]
+    ) -> None:
+        """`seen` collects every secret the bot is handed (the log check looks for them)."""
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.name = name
         self.sim_url = sim_url
+        self.seen = seen
         self.reports: list[BotReport] = []
         self.config: JoinConfig | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -54,7 +59,7 @@ class ScriptedBot:
                     config = JoinConfig.model_validate_json(
                         base64.b64decode(secret.data["join.json"])
                     )
-                    SEEN_SECRETS.extend(
+                    self.seen.extend(
                         s.get_secret_value()
                         for s in (
                             config.signature,
