@@ -8,19 +8,18 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.cluster import cluster
 from devenv.cluster.node_agent import BOT_NODE, fake_sdk_url, remove_containers
 from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
-from tests.support.operator_fixtures import Bots, account_ready
+from tests.support.operator_fixtures import MERGE_PATCH, Bots, Kube, account_ready
 from tests.support.operator_fixtures import zoom_account as zoom_account_in
 from tests.support.scripted_bot import ScriptedBot
 
@@ -47,42 +46,43 @@ def kubeconfig() -> Iterator[Path]:
         cluster.down()
 
 
-@pytest.fixture(scope="session")
-def api_client(kubeconfig: Path) -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(kubeconfig))
+@pytest.fixture
+async def kube(kubeconfig: Path) -> AsyncIterator[Kube]:
+    """The async Kubernetes client the operator uses, for one test (its own event loop)."""
+    connected = await Kube.connect(kubeconfig)
+    yield connected
+    await connected.close()
 
 
 @pytest.fixture
-def namespace(api_client: client.ApiClient) -> Iterator[str]:
+async def namespace(kube: Kube) -> AsyncIterator[str]:
     """A fresh namespace for one test, deleted afterwards (finalizers first, so it can go)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
-    core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    await kube.core.create_namespace({"metadata": {"name": name}})
     yield name
-    custom = client.CustomObjectsApi(api_client)
-    ext = client.ApiextensionsV1Api(api_client)
-    for crd in ext.list_custom_resource_definition().items:
+    for crd in (await kube.ext.list_custom_resource_definition()).items:
         if crd.spec.scope != "Namespaced":
             continue
         version = next(v.name for v in crd.spec.versions if v.storage)
         plural = crd.spec.names.plural
         try:
-            objects: Any = custom.list_namespaced_custom_object(
+            objects = await kube.custom.list_namespaced_custom_object(
                 crd.spec.group, version, name, plural
             )
         except ApiException:
             continue  # a CRD being deleted, or not served yet
         for obj in objects.get("items", []):
             if obj["metadata"].get("finalizers"):
-                custom.patch_namespaced_custom_object(
+                await kube.custom.patch_namespaced_custom_object(
                     crd.spec.group,
                     version,
                     name,
                     plural,
                     obj["metadata"]["name"],
                     {"metadata": {"finalizers": None}},
+                    _content_type=MERGE_PATCH,
                 )
-    core.delete_namespace(name)
+    await kube.core.delete_namespace(name)
 
 
 @pytest.fixture(scope="session")
@@ -145,38 +145,38 @@ def handed_secrets() -> list[str]:
 
 @pytest.fixture
 def scripted(
-    api_client: client.ApiClient, namespace: str, zoomsim: ZoomSim, handed_secrets: list[str]
+    kube: Kube, namespace: str, zoomsim: ZoomSim, handed_secrets: list[str]
 ) -> Callable[[str], ScriptedBot]:
     """Makes the scripted bot of a MeetingBot of this test's namespace."""
 
     def make(name: str) -> ScriptedBot:
-        return ScriptedBot(api_client, namespace, name, zoomsim.url, handed_secrets)
+        return ScriptedBot(kube, namespace, name, zoomsim.url, handed_secrets)
 
     return make
 
 
 @pytest.fixture
-def bots(api_client: client.ApiClient, namespace: str, operator: OperatorProcess) -> Bots:
-    return Bots(api_client, namespace)
+def bots(kube: Kube, namespace: str, operator: OperatorProcess) -> Bots:
+    return Bots(kube, namespace)
 
 
 @pytest.fixture
-def zoom(
-    api_client: client.ApiClient,
+async def zoom(
+    kube: Kube,
     namespace: str,
     sim: SimAdmin,
     zoomsim: ZoomSim,
     operator: OperatorProcess,
 ) -> dict[str, Any]:
     """A simulated Zoom account with one service user, and its Ready ZoomAccount "main"."""
-    account = zoom_account_in(
-        api_client,
+    account = await zoom_account_in(
+        kube,
         namespace,
         sim,
         zoomsim.url,
         extra_spec={"botImages": [TEST_BOT_IMAGE, IMAGE]},
     )
-    assert account_ready(api_client, namespace)["status"] == "True"
+    assert (await account_ready(kube, namespace))["status"] == "True"
     return account
 
 
@@ -205,7 +205,6 @@ def image() -> str:
 @pytest.fixture(scope="session")
 def node_agent(
     kubeconfig: Path,
-    api_client: client.ApiClient,
     image: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
@@ -217,7 +216,6 @@ def node_agent(
         stderr=subprocess.STDOUT,
         cwd=ROOT,
     )
-    core = client.CoreV1Api(api_client)
     deadline = time.monotonic() + 30
     while "ready" not in log.read_text():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -229,4 +227,4 @@ def node_agent(
     process.terminate()
     process.wait(10)
     remove_containers(BOT_NODE)
-    core.delete_node(BOT_NODE)
+    cluster.kubectl("delete", "node", BOT_NODE, "--ignore-not-found", check=False)

@@ -8,6 +8,7 @@ Printed and written to bench-results/bot.json; never asserted.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import time
@@ -15,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from devenv.cluster.node_agent import pod_template_for
 from devenv.zoomsim import SimAdmin, ZoomSim
-from tests.support.bot_harness import BotProcess, ReportSink, join_config, mint_zak, wait_until
-from tests.support.operator_fixtures import Bots
+from tests.support.bot_harness import BotProcess, ReportSink, join_config, mint_zak
+from tests.support.operator_fixtures import Bots, wait_for
+from tests.support.specs import bot_spec
 
 RUNS = 5
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
@@ -65,7 +66,7 @@ def record(name: str, values: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def test_bot_process_to_in_meeting(
+async def test_bot_process_to_in_meeting(
     zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], tmp_path: Path
 ) -> None:
     times, peaks, pss_peaks = [], [], []
@@ -78,13 +79,13 @@ def test_bot_process_to_in_meeting(
             tmp_path / f"run{run}",
         )
         try:
-            wait_until(lambda sink=sink: "InMeeting" in sink.states(), 60, "InMeeting")
+            await wait_for(lambda: "InMeeting" in sink.states(), 60, what="InMeeting")  # noqa: B023 - awaited here
             times.append(time.monotonic() - bot.started)
             peak = pss_peak = 0.0
             for _ in range(20):  # 2 s in the meeting
                 rss, pss = tree_memory_mb(bot.process.pid)
                 peak, pss_peak = max(peak, rss), max(pss_peak, pss)
-                time.sleep(0.1)
+                await asyncio.sleep(0.1)
             peaks.append(peak)
             pss_peaks.append(pss_peak)
             sim.end_meeting(number)
@@ -109,8 +110,7 @@ def test_bot_process_to_in_meeting(
 
 
 @pytest.mark.usefixtures("node_agent")
-def test_apply_to_in_meeting_through_the_chain(
-    api_client: client.ApiClient,
+async def test_apply_to_in_meeting_through_the_chain(
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -123,19 +123,11 @@ def test_apply_to_in_meeting_through_the_chain(
         number = sim.create_meeting(zoom["id"])["number"]
         name = f"lat{run}"
         started = time.monotonic()
-        bots.apply(
-            name,
-            {
-                "accountRef": {"name": "main"},
-                "meeting": {"number": number},
-                "displayName": "Notetaker",
-                "podTemplate": pod_template_for(image),
-            },
-        )
-        bots.wait_phase(name, "InMeeting", timeout=120)
+        await bots.apply(name, bot_spec(number, podTemplate=pod_template_for(image)))
+        await bots.wait_phase(name, "InMeeting", timeout=120)
         times.append(time.monotonic() - started)
         sim.end_meeting(number)
-        bots.wait_phase(name, "Succeeded", timeout=60)
+        await bots.wait_phase(name, "Succeeded", timeout=60)
     values = {
         "apply_to_in_meeting_s": [round(t, 2) for t in times],
         "median_s": round(statistics.median(times), 2),

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio import config as aconfig
 from kubernetes_asyncio import watch
@@ -33,7 +32,7 @@ from meetingbot_operator.children import bot_pod, join_secret
 from meetingbot_operator.models import MeetingBotSpec
 from meetingbot_operator.observed import Meta
 from meetingbot_operator.settings import Settings
-from tests.support.operator_fixtures import account_ready, zoom_account
+from tests.support.operator_fixtures import Kube, account_ready, wait_for, zoom_account
 
 BOTS = int(os.environ.get("BENCH_BOTS", "1000"))
 CONCURRENCY = 50
@@ -59,9 +58,9 @@ async def api() -> aclient.ApiClient:
     return aclient.ApiClient()
 
 
-def new_namespace(core: client.CoreV1Api) -> str:
+async def new_namespace(kube: Kube) -> str:
     name = f"bench-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    await kube.core.create_namespace({"metadata": {"name": name}})
     return name
 
 
@@ -95,20 +94,20 @@ async def watch_pods(namespace: str, count: int) -> float:
         raise TimeoutError(f"only {len(seen)} pods")
 
 
-def count_secrets(core: client.CoreV1Api, namespace: str) -> int:
-    return len(core.list_namespaced_secret(namespace, label_selector="meetingbot.dev/bot").items)
+async def count_secrets(kube: Kube, namespace: str) -> int:
+    listed = await kube.core.list_namespaced_secret(namespace, label_selector="meetingbot.dev/bot")
+    return len(listed.items)
 
 
-def delete_namespace(core: client.CoreV1Api, namespace: str) -> None:
+async def delete_namespace(kube: Kube, namespace: str) -> None:
     """Delete and wait until gone, so the next measurement starts on a quiet cluster."""
     progress(f"deleting {namespace}")
-    core.delete_namespace(namespace)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if not [n for n in core.list_namespace().items if n.metadata.name == namespace]:
-            return
-        time.sleep(1)
-    raise TimeoutError(f"namespace {namespace} still there")
+    await kube.core.delete_namespace(namespace)
+
+    async def gone() -> bool:
+        return not await kube.exists(kube.core.read_namespace, namespace)
+
+    await wait_for(gone, 600, 1.0, f"namespace {namespace} deleted")
 
 
 async def apply_bots(namespace: str, number: str) -> float:
@@ -147,7 +146,7 @@ async def baseline(namespace: str) -> float:
         }
     )
     async with await api() as a:
-        core = aclient.CoreV1Api(a)
+        core: Any = aclient.CoreV1Api(a)
         owner = await core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
 
         def job(i: int) -> Callable[[], Awaitable[Any]]:
@@ -190,32 +189,26 @@ async def baseline(namespace: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def bench_env(
-    kubeconfig: Path, zoomsim: ZoomSim, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[client.ApiClient, SimAdmin, ZoomSim]]:
+def bench_env(kubeconfig: Path, zoomsim: ZoomSim) -> Iterator[tuple[SimAdmin, ZoomSim]]:
     install_crds()
     cluster.scale(max(3, BOTS // 100 + 3))  # kwok nodes take 110 pods each
-    api_client = client.ApiClient(client.Configuration())
-    from kubernetes import config
-
-    api_client = config.new_client_from_config(config_file=str(kubeconfig))
-    yield api_client, SimAdmin(zoomsim.url), zoomsim
-    core = client.CoreV1Api(api_client)
-    for ns in core.list_namespace().items:
-        if ns.metadata.name.startswith("bench-"):
-            core.delete_namespace(ns.metadata.name)
+    yield SimAdmin(zoomsim.url), zoomsim
+    names = cluster.kubectl("get", "namespaces", "-o", "name").stdout.split()
+    leftovers = [n for n in names if n.startswith("namespace/bench-")]
+    if leftovers:
+        cluster.kubectl("delete", "--wait=false", *leftovers, check=False)
 
 
-def run_operator_burst(
-    bench_env: tuple[client.ApiClient, SimAdmin, ZoomSim],
+async def run_operator_burst(
+    kube: Kube,
+    bench_env: tuple[SimAdmin, ZoomSim],
     tmp: Path,
     *,
     sim_plan: str,
     extra_spec: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    api_client, sim, zoomsim = bench_env
-    core = client.CoreV1Api(api_client)
-    namespace = new_namespace(core)
+    sim, zoomsim = bench_env
+    namespace = await new_namespace(kube)
     operator = OperatorProcess(
         cluster.kubeconfig_path(),
         tmp / f"operator-{sim_plan}.log",
@@ -223,23 +216,19 @@ def run_operator_burst(
         allowed_endpoints=zoomsim.url,
     ).start()
     try:
-        zoom = zoom_account(
-            api_client, namespace, sim, zoomsim.url, plan=sim_plan, users=5, extra_spec=extra_spec
+        zoom = await zoom_account(
+            kube, namespace, sim, zoomsim.url, plan=sim_plan, users=5, extra_spec=extra_spec
         )
-        account_ready(api_client, namespace)
+        await account_ready(kube, namespace)
         number = sim.create_meeting(zoom["id"])["number"]
         before = sim.calls()
         progress(f"applying {BOTS} MeetingBots (simulator plan: {sim_plan})")
-
-        async def go() -> tuple[float, float]:
-            watcher = asyncio.create_task(watch_pods(namespace, BOTS))
-            await asyncio.sleep(0.5)
-            started = await apply_bots(namespace, number)
-            applied = time.monotonic() - started
-            return applied, await watcher - started
-
-        applied, seconds = asyncio.run(go())
-        secrets = count_secrets(core, namespace)
+        watcher = asyncio.create_task(watch_pods(namespace, BOTS))
+        await asyncio.sleep(0.5)
+        started = await apply_bots(namespace, number)
+        applied = time.monotonic() - started
+        seconds = await watcher - started
+        secrets = await count_secrets(kube, namespace)
         assert secrets == BOTS, f"{secrets} join Secrets for {BOTS} bots"
         after = sim.calls()
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if k.startswith(zoom["id"])}
@@ -258,19 +247,18 @@ def run_operator_burst(
         }
     finally:
         operator.stop()
-        delete_namespace(core, namespace)
+        await delete_namespace(kube, namespace)
 
 
-def test_burst(bench_env: tuple[client.ApiClient, SimAdmin, ZoomSim], tmp_path: Path) -> None:
-    api_client, _, _ = bench_env
+async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path) -> None:
     results: dict[str, Any] = {"bots": BOTS}
     progress(f"baseline: {BOTS} Secrets and Pods created directly")
-    core = client.CoreV1Api(api_client)
-    ns = new_namespace(core)
-    results["baseline_seconds"] = round(asyncio.run(baseline(ns)), 2)
-    assert count_secrets(core, ns) == BOTS
-    delete_namespace(core, ns)
-    results["unlimited"] = run_operator_burst(
+    ns = await new_namespace(kube)
+    results["baseline_seconds"] = round(await baseline(ns), 2)
+    assert await count_secrets(kube, ns) == BOTS
+    await delete_namespace(kube, ns)
+    results["unlimited"] = await run_operator_burst(
+        kube,
         bench_env,
         tmp_path,
         sim_plan="unlimited",
@@ -279,7 +267,9 @@ def test_burst(bench_env: tuple[client.ApiClient, SimAdmin, ZoomSim], tmp_path: 
     results["ratio_to_baseline"] = round(
         results["unlimited"]["seconds"] / results["baseline_seconds"], 2
     )
-    results["pro"] = run_operator_burst(bench_env, tmp_path, sim_plan="pro", extra_spec=None)
+    results["pro"] = await run_operator_burst(
+        kube, bench_env, tmp_path, sim_plan="pro", extra_spec=None
+    )
     results["pro_minimum_seconds"] = round(BOTS / 30, 2)
     results["pro_ratio_to_minimum"] = round(
         results["pro"]["seconds"] / results["pro_minimum_seconds"], 2

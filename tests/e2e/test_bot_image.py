@@ -15,7 +15,8 @@ import pytest
 
 from devenv.cluster.node_agent import PODMAN_RUN
 from devenv.zoomsim import SimAdmin, ZoomSim
-from tests.support.bot_harness import ReportSink, join_config, mint_zak, wait_until
+from tests.support.bot_harness import ReportSink, join_config, mint_zak
+from tests.support.operator_fixtures import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("IMAGE", "localhost/meetingbot-bot:dev")
@@ -28,7 +29,7 @@ def sink() -> Iterator[ReportSink]:
     receiver.close()
 
 
-def test_the_image_joins_and_exits_0_when_the_host_ends(
+async def test_the_image_joins_and_exits_0_when_the_host_ends(
     image: str,
     zoomsim: ZoomSim,
     sim: SimAdmin,
@@ -80,10 +81,10 @@ def test_the_image_joins_and_exits_0_when_the_host_ends(
         text=True,
     )
     try:
-        wait_until(
+        await wait_for(
             lambda: sim.participants(number, "in_meeting"),
             90,
-            "the containerized bot in the meeting",
+            what="the containerized bot in the meeting",
         )
         print(f"\ncontainer start to InMeeting: {time.monotonic() - started:.1f}s")
         (me,) = sim.participants(number, "in_meeting")

@@ -9,36 +9,36 @@ import time
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from devenv.cluster.node_agent import pod_template_for
 from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract import JoinConfig
-from tests.support.operator_fixtures import Bots, wait_for
+from tests.support.operator_fixtures import Bots, Kube, wait_for
+from tests.support.specs import bot_spec
 
 pytestmark = pytest.mark.usefixtures("node_agent")
 
 
 def spec(zoomsim: ZoomSim, image: str, number: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "accountRef": {"name": "main"},
-        "meeting": {"number": number, **extra.pop("meeting", {})},
-        "displayName": "Notetaker",
-        "podTemplate": pod_template_for(image),
-        **extra,
-    }
+    """The tests' spec, with the pod steered to the podman node."""
+    meeting = {"number": number, **extra.pop("meeting", {})}
+    return bot_spec(number, meeting=meeting, podTemplate=pod_template_for(image), **extra)
 
 
-def terminated_state(bots: Bots, pod_name: str) -> Any:
-    pod = next(
-        (p for p in bots.pods(pod_name.rsplit("-", 1)[0]) if p.metadata.name == pod_name), None
-    )
-    statuses = (pod.status.container_statuses or []) if pod else []
-    return statuses[0].state.terminated if statuses else None
+def exit_of(bots: Bots, pod_name: str) -> Any:
+    """A predicate for wait_for: the container's terminated state, once there is one."""
+
+    async def state() -> Any:
+        pods = await bots.pods(pod_name.rsplit("-", 1)[0])
+        pod = next((p for p in pods if p.metadata.name == pod_name), None)
+        statuses = (pod.status.container_statuses or []) if pod else []
+        return statuses[0].state.terminated if statuses else None
+
+    return state
 
 
-def zak_of(api_client: client.ApiClient, namespace: str, name: str) -> str:
-    secret = client.CoreV1Api(api_client).read_namespaced_secret(f"{name}-join", namespace)
+async def zak_of(kube: Kube, namespace: str, name: str) -> str:
+    secret = await kube.core.read_namespaced_secret(f"{name}-join", namespace)
     config = JoinConfig.model_validate_json(base64.b64decode(secret.data["join.json"]))
     assert config.zak is not None
     return config.zak.get_secret_value()
@@ -49,18 +49,16 @@ async def test_in_meeting_then_succeeded_when_the_host_ends(
 ) -> None:
     number = sim.create_meeting(zoom["id"], passcode="pw", auth_required=True)["number"]
     started = time.monotonic()
-    bots.apply("real", spec(zoomsim, image, number, meeting={"passcode": "pw"}))
-    status = await asyncio.to_thread(bots.wait_phase, "real", "InMeeting", timeout=120)
+    await bots.apply("real", spec(zoomsim, image, number, meeting={"passcode": "pw"}))
+    status = await bots.wait_phase("real", "InMeeting", timeout=120)
     print(f"\napply to InMeeting through the whole chain: {time.monotonic() - started:.1f}s")
     (person,) = sim.participants(number, "in_meeting")
     assert (person["displayName"], person["zoomUserId"]) == ("Notetaker", zoom["users"][0]["id"])
     assert status["joinedAt"]
     sim.end_meeting(number)
-    done = await asyncio.to_thread(bots.wait_phase, "real", "Succeeded", "Failed", timeout=60)
+    done = await bots.wait_phase("real", "Succeeded", "Failed", timeout=60)
     assert (done["phase"], done["reason"]) == ("Succeeded", "MeetingEnded")
-    terminated = await asyncio.to_thread(
-        wait_for, lambda: terminated_state(bots, "real-1"), 60, what="the container's exit"
-    )
+    terminated = await wait_for(exit_of(bots, "real-1"), 60, what="the container's exit")
     assert terminated.exit_code == 0
     assert '"reason":"MeetingEnded"' in terminated.message
 
@@ -69,33 +67,29 @@ async def test_waiting_room_with_admission(
     bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim, image: str
 ) -> None:
     number = sim.create_meeting(zoom["id"], waiting_room=True)["number"]
-    bots.apply("patient", spec(zoomsim, image, number))
-    await asyncio.to_thread(bots.wait_phase, "patient", "WaitingRoom", timeout=120)
+    await bots.apply("patient", spec(zoomsim, image, number))
+    await bots.wait_phase("patient", "WaitingRoom", timeout=120)
     sim.admit(number)
-    await asyncio.to_thread(bots.wait_phase, "patient", "InMeeting", timeout=30)
+    await bots.wait_phase("patient", "InMeeting", timeout=30)
     sim.end_meeting(number)
-    assert (await asyncio.to_thread(bots.wait_phase, "patient", "Succeeded", timeout=60))[
-        "reason"
-    ] == "MeetingEnded"
+    assert (await bots.wait_phase("patient", "Succeeded", timeout=60))["reason"] == "MeetingEnded"
 
 
 async def test_wrong_passcode_fails_without_retry(
     bots: Bots, zoom: dict[str, Any], sim: SimAdmin, zoomsim: ZoomSim, image: str
 ) -> None:
     number = sim.create_meeting(zoom["id"], passcode="right")["number"]
-    bots.apply("wrong", spec(zoomsim, image, number, meeting={"passcode": "wrong"}))
-    status = await asyncio.to_thread(bots.wait_phase, "wrong", "Failed", "Succeeded", timeout=120)
+    await bots.apply("wrong", spec(zoomsim, image, number, meeting={"passcode": "wrong"}))
+    status = await bots.wait_phase("wrong", "Failed", "Succeeded", timeout=120)
     assert (status["phase"], status["reason"], status["attempts"]) == ("Failed", "WrongPasscode", 1)
     await asyncio.sleep(3)
-    assert [p.metadata.name for p in bots.pods("wrong")] == ["wrong-1"]
-    terminated = await asyncio.to_thread(
-        wait_for, lambda: terminated_state(bots, "wrong-1"), 60, what="the container's exit"
-    )
+    assert [p.metadata.name for p in await bots.pods("wrong")] == ["wrong-1"]
+    terminated = await wait_for(exit_of(bots, "wrong-1"), 60, what="the container's exit")
     assert terminated.exit_code == 3
 
 
 async def test_a_crash_mid_meeting_gets_a_second_attempt_with_a_fresh_zak(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -104,27 +98,25 @@ async def test_a_crash_mid_meeting_gets_a_second_attempt_with_a_fresh_zak(
     image: str,
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("phoenix", spec(zoomsim, image, number))
-    await asyncio.to_thread(bots.wait_phase, "phoenix", "InMeeting", timeout=120)
-    first_zak = zak_of(api_client, namespace, "phoenix")
-    (pod,) = bots.pods("phoenix")
+    await bots.apply("phoenix", spec(zoomsim, image, number))
+    await bots.wait_phase("phoenix", "InMeeting", timeout=120)
+    first_zak = await zak_of(kube, namespace, "phoenix")
+    (pod,) = await bots.pods("phoenix")
     container = f"k8s_{namespace}_{pod.metadata.name}_{pod.metadata.uid[:8]}"
     subprocess.run(
         ["podman", "kill", "--signal", "KILL", container], check=True, capture_output=True
     )
-    await asyncio.to_thread(
-        wait_for, lambda: bots.status("phoenix").get("attempts") == 2, 60, what="a second attempt"
-    )
-    await asyncio.to_thread(bots.wait_phase, "phoenix", "InMeeting", timeout=120)
-    assert zak_of(api_client, namespace, "phoenix") != first_zak
-    assert terminated_state(bots, "phoenix-1").exit_code == 137
+    await wait_for(_attempts(bots, "phoenix", 2), 60, what="a second attempt")
+    await bots.wait_phase("phoenix", "InMeeting", timeout=120)
+    assert await zak_of(kube, namespace, "phoenix") != first_zak
+    assert (await exit_of(bots, "phoenix-1")()).exit_code == 137
     sim.end_meeting(number)
-    status = await asyncio.to_thread(bots.wait_phase, "phoenix", "Succeeded", timeout=60)
+    status = await bots.wait_phase("phoenix", "Succeeded", timeout=60)
     assert status["attempts"] == 2
 
 
 async def test_deleting_the_bot_mid_meeting_makes_it_leave(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -133,14 +125,17 @@ async def test_deleting_the_bot_mid_meeting_makes_it_leave(
     image: str,
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("goner", spec(zoomsim, image, number))
-    await asyncio.to_thread(bots.wait_phase, "goner", "InMeeting", timeout=120)
-    bots.delete("goner")
+    await bots.apply("goner", spec(zoomsim, image, number))
+    await bots.wait_phase("goner", "InMeeting", timeout=120)
+    await bots.delete("goner")
     # The bot leaves the meeting (SIGTERM), it does not just drop off.
-    left = await asyncio.to_thread(
-        wait_for, lambda: sim.participants(number, "left"), 60, what="the bot leaving"
-    )
+    left = await wait_for(lambda: sim.participants(number, "left"), 60, what="the bot leaving")
     assert [p["leftReason"] for p in left] == ["left"]
-    await asyncio.to_thread(
-        wait_for, lambda: bots.children_gone("goner"), 90, what="everything removed"
-    )
+    await wait_for(lambda: bots.children_gone("goner"), 90, what="everything removed")
+
+
+def _attempts(bots: Bots, name: str, attempts: int) -> Any:
+    async def reached() -> bool:
+        return (await bots.status(name)).get("attempts") == attempts
+
+    return reached

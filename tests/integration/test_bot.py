@@ -3,6 +3,7 @@ joins, waits, stays and leaves, seen from the meeting, the reports and the exit.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,8 @@ import httpx
 import pytest
 
 from devenv.zoomsim import SimAdmin, ZoomSim
-from tests.support.bot_harness import BotProcess, ReportSink, join_config, mint_zak, wait_until
+from tests.support.bot_harness import BotProcess, ReportSink, join_config, mint_zak
+from tests.support.operator_fixtures import wait_for
 
 
 @pytest.fixture
@@ -36,19 +38,20 @@ def run_bot(zoomsim: ZoomSim, tmp_path: Path) -> Iterator[Any]:
         bot.kill()
 
 
-def in_meeting(sim: SimAdmin, number: str, count: int = 1) -> list[dict[str, Any]]:
-    return wait_until(
+async def in_meeting(sim: SimAdmin, number: str, count: int = 1) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = await wait_for(
         lambda: (
             (p := sim.participants(number, "in_meeting"))
             and len([x for x in p if x["kind"] == "sdk"]) >= count
             and p
         ),
         30,
-        "bot in meeting",
+        what="bot in meeting",
     )
+    return found
 
 
-def test_joins_with_a_zak_and_leaves_when_the_host_ends(
+async def test_joins_with_a_zak_and_leaves_when_the_host_ends(
     zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
 ) -> None:
     number = sim.create_meeting(zoom_account["id"], passcode="pw", auth_required=True)["number"]
@@ -57,10 +60,10 @@ def test_joins_with_a_zak_and_leaves_when_the_host_ends(
             zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account), passcode="pw"
         )
     )
-    (me,) = in_meeting(sim, number)
+    (me,) = await in_meeting(sim, number)
     assert me["displayName"] == "Notetaker"
     assert me["zoomUserId"] == zoom_account["user"]["id"]
-    wait_until(lambda: "InMeeting" in sink.states(), 10, "InMeeting report")
+    await wait_for(lambda: "InMeeting" in sink.states(), 10, what="InMeeting report")
     sim.end_meeting(number)
     code, result = bot.wait()
     assert (code, result["reason"]) == (0, "MeetingEnded")
@@ -72,14 +75,14 @@ def test_joins_with_a_zak_and_leaves_when_the_host_ends(
     assert bot.config_path.read_text().count("simzak_") == 1 and "simzak_" not in log
 
 
-def test_waiting_room_then_admitted(
+async def test_waiting_room_then_admitted(
     zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
 ) -> None:
     number = sim.create_meeting(zoom_account["id"], waiting_room=True)["number"]
     bot = run_bot(join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account)))
-    wait_until(lambda: "WaitingRoom" in sink.states(), 30, "WaitingRoom report")
+    await wait_for(lambda: "WaitingRoom" in sink.states(), 30, what="WaitingRoom report")
     sim.admit(number)
-    wait_until(lambda: "InMeeting" in sink.states(), 10, "InMeeting after admission")
+    await wait_for(lambda: "InMeeting" in sink.states(), 10, what="InMeeting after admission")
     sim.end_meeting(number)
     assert bot.wait()[0] == 0
     assert sink.states() == ["Starting", "Joining", "WaitingRoom", "InMeeting", "Ended"]
@@ -137,19 +140,19 @@ def test_join_failures(
     assert sink.reports[-1]["state"] == "Ended" and sink.reports[-1]["reason"] == reason
 
 
-def test_removed_by_host(
+async def test_removed_by_host(
     zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
 ) -> None:
     number = sim.create_meeting(zoom_account["id"])["number"]
     bot = run_bot(join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account)))
-    (me,) = in_meeting(sim, number)
-    wait_until(lambda: "InMeeting" in sink.states(), 30, "InMeeting report")
+    (me,) = await in_meeting(sim, number)
+    await wait_for(lambda: "InMeeting" in sink.states(), 30, what="InMeeting report")
     sim.remove_participant(number, me["userId"])
     code, result = bot.wait()
     assert (code, result["reason"]) == (4, "RemovedByHost")
 
 
-def test_everyone_left_other_bots_do_not_count(
+async def test_everyone_left_other_bots_do_not_count(
     zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
 ) -> None:
     number = sim.create_meeting(zoom_account["id"])["number"]
@@ -164,11 +167,11 @@ def test_everyone_left_other_bots_do_not_count(
             everyoneLeftTimeoutSeconds=1,
         )
     )
-    in_meeting(sim, number)
-    wait_until(
-        lambda: any(r.get("participants") == 1 for r in sink.reports), 10, "one person counted"
+    await in_meeting(sim, number)
+    await wait_for(
+        lambda: any(r.get("participants") == 1 for r in sink.reports), 10, what="one person counted"
     )
-    time.sleep(1.5)
+    await asyncio.sleep(1.5)
     assert bot.process.poll() is None, "left while a person was there"
     sim.remove_participant(number, person["userId"], mode="leave")
     code, result = bot.wait(30)
@@ -192,13 +195,13 @@ def test_no_one_joined(
     assert (code, result["reason"]) == (0, "NoOneJoined")
 
 
-def test_sigterm_mid_meeting_leaves_cleanly(
+async def test_sigterm_mid_meeting_leaves_cleanly(
     zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
 ) -> None:
     number = sim.create_meeting(zoom_account["id"])["number"]
     bot = run_bot(join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account)))
-    in_meeting(sim, number)
-    wait_until(lambda: "InMeeting" in sink.states(), 30, "InMeeting report")
+    await in_meeting(sim, number)
+    await wait_for(lambda: "InMeeting" in sink.states(), 30, what="InMeeting report")
     asked = time.monotonic()
     bot.terminate()
     code, result = bot.wait(30)
@@ -211,7 +214,7 @@ def test_sigterm_mid_meeting_leaves_cleanly(
     assert "Leaving" in sink.states()
 
 
-def test_markup_in_the_display_name_stays_text(
+async def test_markup_in_the_display_name_stays_text(
     zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
 ) -> None:
     name = "</script><img src=x onerror=alert(1)>Bot"
@@ -219,13 +222,13 @@ def test_markup_in_the_display_name_stays_text(
     bot = run_bot(
         join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account), name=name)
     )
-    (me,) = in_meeting(sim, number)
+    (me,) = await in_meeting(sim, number)
     assert me["displayName"] == name
     sim.end_meeting(number)
     assert bot.wait()[0] == 0
 
 
-def test_a_zak_expiring_in_the_meeting_does_not_matter(
+async def test_a_zak_expiring_in_the_meeting_does_not_matter(
     zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
 ) -> None:
     token = httpx.post(
@@ -242,9 +245,9 @@ def test_a_zak_expiring_in_the_meeting_does_not_matter(
     ).json()["token"]
     number = sim.create_meeting(zoom_account["id"], auth_required=True)["number"]
     bot = run_bot(join_config(zoom_account, number, sink, zak=zak))
-    in_meeting(sim, number)
+    await in_meeting(sim, number)
     assert time.monotonic() < minted + 15, "the bot joined after its ZAK expired: nothing proven"
-    time.sleep(max(0.0, minted + 16 - time.monotonic()))  # until the ZAK has expired
+    await asyncio.sleep(max(0.0, minted + 16 - time.monotonic()))  # until the ZAK has expired
     assert bot.process.poll() is None
     assert len(sim.participants(number, "in_meeting")) == 1
     sim.end_meeting(number)

@@ -10,20 +10,19 @@ import base64
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
 from devenv.cluster import cluster
 from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
-from tests.support.operator_fixtures import Bots, account_ready, wait_for, zoom_account
-from tests.support.scripted_bot import Scripted
+from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
+from tests.support.scripted_bot import ScriptedBot
 from tests.support.specs import bot_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,11 +91,12 @@ def test_lint_strict(tmp_path: Path) -> None:
 
 
 def test_schema_rejects_bad_values(tmp_path: Path) -> None:
-    for bad, message in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"replicaCount": 2}, "replicaCount"),
         ({"bot": {"graceSeconds": 1}}, "graceSeconds"),
         ({"unknown": 1}, "unknown"),
-    ]:
+    ]
+    for bad, message in cases:
         result = helm(
             "template", RELEASE, str(CHART), "-f", values_file(tmp_path, bad), check=False
         )
@@ -147,12 +147,11 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
 
 
 @pytest.fixture
-def installed(api_client: client.ApiClient, kubeconfig: Path, tmp_path: Path) -> Iterator[str]:
+async def installed(kube: Kube, kubeconfig: Path, tmp_path: Path) -> AsyncIterator[str]:
     """`helm install` scoped to one fresh namespace, uninstalled afterwards."""
     install_crds()
     watched = f"chart-{uuid.uuid4().hex[:6]}"
-    core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=watched)))
+    await kube.core.create_namespace({"metadata": {"name": watched}})
     values = {
         "watchNamespaces": [watched],
         "image": {"repository": "example.invalid/meetingbot-operator"},
@@ -170,19 +169,17 @@ def installed(api_client: client.ApiClient, kubeconfig: Path, tmp_path: Path) ->
     )
     yield watched
     helm("uninstall", RELEASE, "--namespace", SYSTEM, check=False)
-    core.delete_namespace(watched)
+    await kube.core.delete_namespace(watched)
 
 
-def service_account_kubeconfig(api_client: client.ApiClient, path: Path) -> Path:
+async def service_account_kubeconfig(kube: Kube, path: Path) -> Path:
     """A kubeconfig that authenticates as the chart's service account (a bound token)."""
-    core = client.CoreV1Api(api_client)
-    token = core.create_namespaced_service_account_token(
+    request = await kube.core.create_namespaced_service_account_token(
         "meetingbot-operator",
         SYSTEM,
-        client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
-        ),
-    ).status.token
+        {"spec": {"audiences": [], "expirationSeconds": 3600}},
+    )
+    token = request.status.token
     admin = yaml.safe_load(cluster.kubeconfig_path().read_text())
     context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
     server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"]
@@ -220,12 +217,11 @@ def audited_permissions(since: str) -> tuple[set[tuple[str, str, str]], set[tupl
     return used, forbidden
 
 
-def granted_permissions(api_client: client.ApiClient, namespace: str) -> set[tuple[str, str, str]]:
-    rbac = client.RbacAuthorizationV1Api(api_client)
-    rules = list(rbac.read_namespaced_role("meetingbot-operator", namespace).rules)
+async def granted_permissions(kube: Kube, namespace: str) -> set[tuple[str, str, str]]:
+    rules = list((await kube.rbac.read_namespaced_role("meetingbot-operator", namespace)).rules)
     assert not [
         r
-        for r in rbac.list_cluster_role().items
+        for r in (await kube.rbac.list_cluster_role()).items
         if r.metadata.name.startswith("meetingbot-operator")
     ]
     return {
@@ -238,20 +234,18 @@ def granted_permissions(api_client: client.ApiClient, namespace: str) -> set[tup
 
 
 async def test_the_operator_runs_on_the_charts_rbac_and_needs_all_of_it(
-    api_client: client.ApiClient,
+    kube: Kube,
     installed: str,
     sim: SimAdmin,
     zoomsim: ZoomSim,
     tmp_path: Path,
-    scripted: Scripted,
+    handed_secrets: list[str],
 ) -> None:
     namespace = installed
-    core = client.CoreV1Api(api_client)
-    report_key = base64.b64decode(
-        core.read_namespaced_secret("meetingbot-operator-report-key", SYSTEM).data["reportKey"]
-    ).decode()
+    secret = await kube.core.read_namespaced_secret("meetingbot-operator-report-key", SYSTEM)
+    report_key = base64.b64decode(secret.data["reportKey"]).decode()
     operator = OperatorProcess(
-        service_account_kubeconfig(api_client, tmp_path / "sa.kubeconfig"),
+        await service_account_kubeconfig(kube, tmp_path / "sa.kubeconfig"),
         tmp_path / "operator.log",
         namespaces=namespace,
         report_key=report_key,
@@ -261,38 +255,35 @@ async def test_the_operator_runs_on_the_charts_rbac_and_needs_all_of_it(
     since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     operator.start()
     try:
-        bots = Bots(api_client, namespace)
-        zoom = zoom_account(api_client, namespace, sim, zoomsim.url)
-        assert account_ready(api_client, namespace)["status"] == "True"
+        bots = Bots(kube, namespace)
+        zoom = await zoom_account(kube, namespace, sim, zoomsim.url)
+        assert (await account_ready(kube, namespace))["status"] == "True"
         number = sim.create_meeting(zoom["id"])["number"]
         spec = bot_spec(number)
-        # 1. a bot that crashes once (a second attempt replaces its Secret), then succeeds
-        bots.apply("full", {**spec, "ttlSecondsAfterFinished": 0})
-        bot = scripted("full")
+        # 1. a bot that crashes once (a second attempt gets a new Secret), then succeeds
+        await bots.apply("full", {**spec, "ttlSecondsAfterFinished": 0})
+        bot = ScriptedBot(kube, namespace, "full", zoomsim.url, handed_secrets)
         await bot.run(1, ending="crash")
         run = asyncio.create_task(bot.run(2))
-        await asyncio.to_thread(bots.wait_phase, "full", "InMeeting", timeout=60)
+        await bots.wait_phase("full", "InMeeting", timeout=60)
         sim.end_meeting(number)
         await run
+
         # ... and is deleted by its TTL (the delete verb)
-        await asyncio.to_thread(
-            wait_for,
-            lambda: (
-                not bots.custom.list_namespaced_custom_object(
-                    "meetingbot.dev", "v1alpha1", namespace, "meetingbots"
-                )["items"]
-            ),
-            60,
-            what="TTL deletion",
-        )
+        async def deleted() -> bool:
+            return not await bots.all()
+
+        await wait_for(deleted, 60, what="TTL deletion")
         # 2. a bot whose image name is invalid: the operator deletes the stuck pod
-        bots.apply(
-            "stuck", {**{**spec, "meeting": {"number": sim.create_meeting(zoom["id"])["number"]}}}
+        await bots.apply(
+            "stuck", {**spec, "meeting": {"number": sim.create_meeting(zoom["id"])["number"]}}
         )
-        pod = await asyncio.to_thread(
-            wait_for, lambda: next(iter(bots.pods("stuck")), None), 30, what="pod"
-        )
-        core.patch_namespaced_pod_status(
+
+        async def first_pod() -> Any:
+            return next(iter(await bots.pods("stuck")), None)
+
+        pod = await wait_for(first_pod, 30, what="pod")
+        await kube.core.patch_namespaced_pod_status(
             pod.metadata.name,
             namespace,
             {
@@ -313,14 +304,15 @@ async def test_the_operator_runs_on_the_charts_rbac_and_needs_all_of_it(
                 }
             },
         )
-        status = await asyncio.to_thread(bots.wait_phase, "stuck", "Failed", timeout=30)
+        status = await bots.wait_phase("stuck", "Failed", timeout=30)
         assert status["reason"] == "ImagePullFailed"
-        await asyncio.to_thread(
-            wait_for,
-            lambda: not [p for p in bots.pods("stuck") if p.metadata.deletion_timestamp is None],
-            30,
-            what="stuck pod deleted",
-        )
+
+        async def stuck_pod_deleted() -> bool:
+            return not [
+                p for p in await bots.pods("stuck") if p.metadata.deletion_timestamp is None
+            ]
+
+        await wait_for(stuck_pod_deleted, 30, what="stuck pod deleted")
     finally:
         operator.stop()
     log = operator.log_path.read_text()
@@ -330,38 +322,37 @@ async def test_the_operator_runs_on_the_charts_rbac_and_needs_all_of_it(
 
     used, forbidden = audited_permissions(since)
     assert not forbidden, f"the operator was refused: {sorted(forbidden)}"
-    granted = granted_permissions(api_client, namespace)
+    granted = await granted_permissions(kube, namespace)
     unused = granted - used - RARELY_USED
     assert not unused, f"granted but never used: {sorted(unused)}"
     assert used <= granted
     print("\nRBAC used by the operator:", sorted(used))
 
 
-def test_upgrade_keeps_the_report_key_and_uninstall_removes_everything(
-    api_client: client.ApiClient, installed: str, tmp_path: Path
+async def test_upgrade_keeps_the_report_key_and_uninstall_removes_everything(
+    kube: Kube, installed: str, tmp_path: Path
 ) -> None:
-    core = client.CoreV1Api(api_client)
-    key = core.read_namespaced_secret("meetingbot-operator-report-key", SYSTEM).data["reportKey"]
+    async def report_key() -> str:
+        secret = await kube.core.read_namespaced_secret("meetingbot-operator-report-key", SYSTEM)
+        return str(secret.data["reportKey"])
+
+    key = await report_key()
     values = {"watchNamespaces": [installed], "operator": {"logLevel": "DEBUG"}}
     helm("upgrade", RELEASE, str(CHART), "--namespace", SYSTEM, "-f", values_file(tmp_path, values))
-    assert (
-        core.read_namespaced_secret("meetingbot-operator-report-key", SYSTEM).data["reportKey"]
-        == key
-    )
-    deployment = client.AppsV1Api(api_client).read_namespaced_deployment(
-        "meetingbot-operator", SYSTEM
-    )
+    assert await report_key() == key
+    deployment = await kube.apps.read_namespaced_deployment("meetingbot-operator", SYSTEM)
     env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
     assert env["MEETINGBOT_LOG_LEVEL"] == "DEBUG"
     assert env["MEETINGBOT_NAMESPACES"] == installed
     assert deployment.spec.strategy.type == "Recreate"
     helm("uninstall", RELEASE, "--namespace", SYSTEM)
-    assert not client.AppsV1Api(api_client).list_namespaced_deployment(SYSTEM).items
+    assert not (await kube.apps.list_namespaced_deployment(SYSTEM)).items
     assert not [
         r
-        for r in client.RbacAuthorizationV1Api(api_client).list_cluster_role().items
+        for r in (await kube.rbac.list_cluster_role()).items
         if r.metadata.name.startswith("meetingbot-operator")
     ]
-    assert not core.list_namespaced_secret(
+    listed = await kube.core.list_namespaced_secret(
         SYSTEM, label_selector="app.kubernetes.io/instance=meetingbot-operator"
-    ).items
+    )
+    assert not listed.items

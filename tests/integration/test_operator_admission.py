@@ -3,23 +3,22 @@ can act on; bad credentials show on the ZoomAccount and the bots that use it."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
 from devenv.cluster import cluster
 from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
 from tests.support.operator_fixtures import (
+    MERGE_PATCH,
     SECRET_USE_LABEL,
     Bots,
+    Kube,
     account_ready,
-    wait_for,
     zoom_account,
 )
 from tests.support.specs import bot_spec
@@ -148,8 +147,8 @@ def test_a_name_too_long_for_the_bots_pods_is_refused(crds: None, namespace: str
     assert apply(namespace, VALID, name="b" * 63).returncode == 0
 
 
-def test_a_valid_spec_is_accepted_with_defaults(
-    crds: None, namespace: str, api_client: client.ApiClient
+async def test_a_valid_spec_is_accepted_with_defaults(
+    crds: None, namespace: str, kube: Kube
 ) -> None:
     result = apply(
         namespace,
@@ -157,7 +156,7 @@ def test_a_valid_spec_is_accepted_with_defaults(
         name="good",
     )
     assert result.returncode == 0, result.stderr
-    body = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+    body = await kube.custom.get_namespaced_custom_object(
         "meetingbot.dev", "v1alpha1", namespace, "meetingbots", "good"
     )
     assert body["spec"]["auth"] == "zak"
@@ -182,95 +181,71 @@ def test_meeting_and_identity_are_immutable(crds: None, namespace: str) -> None:
 
 
 async def test_missing_and_wrong_credentials_give_clear_conditions(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     sim: SimAdmin,
     zoomsim: ZoomSim,
     operator: OperatorProcess,
 ) -> None:
-    zoom = zoom_account(api_client, namespace, sim, zoomsim.url)
-    account_ready(api_client, namespace)
-    core = client.CoreV1Api(api_client)
-    core.delete_namespaced_secret("main-api", namespace)
-    custom = client.CustomObjectsApi(api_client)
-    custom.patch_namespaced_custom_object(
+    zoom = await zoom_account(kube, namespace, sim, zoomsim.url)
+    await account_ready(kube, namespace)
+    await kube.core.delete_namespaced_secret("main-api", namespace)
+    await kube.custom.patch_namespaced_custom_object(
         "meetingbot.dev",
         "v1alpha1",
         namespace,
         "zoomaccounts",
         "main",
         {"spec": {"plan": "business"}},
+        _content_type=MERGE_PATCH,
     )
 
-    def ready_reason() -> tuple[str, str, str]:
-        ready = account_ready(api_client, namespace)
-        return ready["status"], ready["reason"], ready["message"]
+    async def ready_because(reason: str, timeout: float) -> dict[str, Any]:
+        return await account_ready(
+            kube, namespace, predicate=lambda r: r["reason"] == reason, timeout=timeout
+        )
 
-    status, _reason, message = await asyncio.to_thread(
-        wait_for,
-        lambda: (r := ready_reason())[1] == "SecretNotFound" and r,
-        30,
-        what="SecretNotFound",
-    )
-    assert status == "False"
-    assert message == "Secret 'main-api' not found"
+    ready = await ready_because("SecretNotFound", 30)
+    assert ready["status"] == "False"
+    assert ready["message"] == "Secret 'main-api' not found"
 
-    bots.apply(
+    await bots.apply(
         "waiting", {**VALID, "meeting": {"number": sim.create_meeting(zoom["id"])["number"]}}
     )
-    bot = await asyncio.to_thread(
-        wait_for,
-        lambda: (s := bots.status("waiting")).get("reason") == "SecretNotFound" and s,
-        30,
-        what="bot waits",
-    )
+    bot = await bots.wait_reason("waiting", "SecretNotFound")
     assert bot["phase"] == "Pending"
     assert "ZoomAccount not ready" in bot["message"]
 
     # Re-created without the opt-in label: the operator will not use it (nor send it anywhere).
     # It watches only labelled Secrets, so this one is found by the 30 s recheck of accounts
     # that are not Ready.
-    core.create_namespaced_secret(
+    await kube.core.create_namespaced_secret(
         namespace,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(name="main-api"),
-            string_data={
+        {
+            "metadata": {"name": "main-api"},
+            "stringData": {
                 "accountId": zoom["id"],
                 "clientId": zoom["client_id"],
                 "clientSecret": "wrong",
             },
-        ),
+        },
     )
-    status, _, message = await asyncio.to_thread(
-        wait_for,
-        lambda: (r := ready_reason())[1] == "SecretNotAllowed" and r,
-        45,
-        what="SecretNotAllowed",
-    )
-    assert "meetingbot.dev/secret-for=zoom-credentials" in message
-    core.patch_namespaced_secret(
+    ready = await ready_because("SecretNotAllowed", 45)
+    assert "meetingbot.dev/secret-for=zoom-credentials" in ready["message"]
+    await kube.core.patch_namespaced_secret(
         "main-api", namespace, {"metadata": {"labels": {SECRET_USE_LABEL: "zoom-credentials"}}}
     )
-    status, _, message = await asyncio.to_thread(
-        wait_for,
-        lambda: (r := ready_reason())[1] == "ZoomCredentialsInvalid" and r,
-        15,
-        what="ZoomCredentialsInvalid",
-    )
+    ready = await ready_because("ZoomCredentialsInvalid", 15)
     # Zoom's code in the operator's own words; nothing the endpoint wrote, no secret.
-    assert "Zoom code 4702 (invalid client id or client secret)" in message
-    assert "wrong" not in message
+    assert "Zoom code 4702 (invalid client id or client secret)" in ready["message"]
+    assert "wrong" not in ready["message"]
 
-    core.patch_namespaced_secret(
+    await kube.core.patch_namespaced_secret(
         "main-api", namespace, {"stringData": {"clientSecret": zoom["client_secret"]}}
     )
-    await asyncio.to_thread(
-        wait_for, lambda: ready_reason()[0] == "True", 45, what="Ready after the fix"
-    )
-    await asyncio.to_thread(
-        wait_for, lambda: bots.pods("waiting"), 45, what="the waiting bot starts"
-    )
+    await account_ready(kube, namespace, predicate=lambda r: r["status"] == "True", timeout=45)
+    await bots.wait_pods("waiting", timeout=45)
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,16 @@ import time
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from devenv.zoomsim import SimAdmin, ZoomSim
-from tests.support.operator_fixtures import SECRET_USE_LABEL, Bots, account_ready, wait_for
+from tests.support.operator_fixtures import (
+    MERGE_PATCH,
+    SECRET_USE_LABEL,
+    Bots,
+    Kube,
+    account_ready,
+    wait_for,
+)
 from tests.support.scripted_bot import Scripted
 from tests.support.specs import bot_spec
 from tests.support.zoom_helpers import Statuses, client_for
@@ -31,7 +37,7 @@ from tests.support.zoom_helpers import Statuses, client_for
     ],
 )
 async def test_permanent_failures_end_in_failed_without_retry(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -61,41 +67,48 @@ async def test_permanent_failures_end_in_failed_without_retry(
             email = sim.add_user(zoom["id"], email="new@bots.example.com", status="pending")[
                 "email"
             ]
-        custom = client.CustomObjectsApi(api_client)
         users = {"spec": {"users": [zoom["users"][0]["email"], email]}}
-        custom.patch_namespaced_custom_object(
-            "meetingbot.dev", "v1alpha1", namespace, "zoomaccounts", "main", users
+        await kube.custom.patch_namespaced_custom_object(
+            "meetingbot.dev",
+            "v1alpha1",
+            namespace,
+            "zoomaccounts",
+            "main",
+            users,
+            _content_type=MERGE_PATCH,
         )
-        await asyncio.to_thread(
-            wait_for, lambda: account_ready(api_client, namespace)["observedGeneration"] == 2, 20
+        await account_ready(
+            kube, namespace, predicate=lambda r: r["observedGeneration"] == 2, timeout=20
         )
         body["user"] = email
         with_bot = False
     elif case == "user not in the account":
         body["user"] = "stranger@elsewhere.example.com"
         with_bot = False
-    bots.apply("failing", body)
+    await bots.apply("failing", body)
     if with_bot:
         bot = scripted("failing")
         run = asyncio.create_task(bot.run())
         if case == "removed by host":
-            await asyncio.to_thread(bots.wait_phase, "failing", "InMeeting")
+            await bots.wait_phase("failing", "InMeeting")
             (me,) = sim.participants(number, "in_meeting")
             sim.remove_participant(number, me["userId"])
         await run
-    status = await asyncio.to_thread(bots.wait_phase, "failing", "Failed", "Succeeded", timeout=30)
+    status = await bots.wait_phase("failing", "Failed", "Succeeded", timeout=30)
     assert (status["phase"], status["reason"]) == ("Failed", reason), status
     assert status["attempts"] == (1 if with_bot else 0)
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Failed"]["status"] == "True"
     assert conditions["Failed"]["reason"] == reason
     await asyncio.sleep(2)  # nothing more happens: no second attempt
-    assert [p.metadata.name for p in bots.pods("failing")] == (["failing-1"] if with_bot else [])
-    assert bots.status("failing")["attempts"] == status["attempts"]
+    assert [p.metadata.name for p in await bots.pods("failing")] == (
+        ["failing-1"] if with_bot else []
+    )
+    assert (await bots.status("failing"))["attempts"] == status["attempts"]
 
 
 async def test_transient_failure_then_success_with_a_fresh_zak(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -104,16 +117,14 @@ async def test_transient_failure_then_success_with_a_fresh_zak(
     scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("phoenix", bot_spec(number))
+    await bots.apply("phoenix", bot_spec(number))
     bot = scripted("phoenix")
     assert await bot.run(1, ending="crash") == "BotCrashed"
     first = bot.config
-    retrying = await asyncio.to_thread(
-        bots.wait_phase, "phoenix", "Pending", "Starting", timeout=30
-    )
+    retrying = await bots.wait_phase("phoenix", "Pending", "Starting", timeout=30)
     assert retrying["reason"] in ("BotCrashed", None)
     run = asyncio.create_task(bot.run(2))
-    await asyncio.to_thread(bots.wait_phase, "phoenix", "InMeeting", timeout=30)
+    await bots.wait_phase("phoenix", "InMeeting", timeout=30)
     second = bot.config
     assert first is not None and second is not None
     assert first.zak is not None and second.zak is not None
@@ -121,13 +132,13 @@ async def test_transient_failure_then_success_with_a_fresh_zak(
     assert second.bot.attempt == 2
     sim.end_meeting(number)
     await run
-    status = await asyncio.to_thread(bots.wait_phase, "phoenix", "Succeeded")
+    status = await bots.wait_phase("phoenix", "Succeeded")
     assert status["attempts"] == 2
-    assert sorted(p.metadata.name for p in bots.pods("phoenix")) == ["phoenix-1", "phoenix-2"]
+    assert sorted(p.metadata.name for p in await bots.pods("phoenix")) == ["phoenix-1", "phoenix-2"]
 
 
 async def test_retries_stop_at_the_limit(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -136,40 +147,35 @@ async def test_retries_stop_at_the_limit(
     scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("fragile", bot_spec(number, retry={"limit": 1}))
+    await bots.apply("fragile", bot_spec(number, retry={"limit": 1}))
     bot = scripted("fragile")
     await bot.run(1, ending="crash")
     await bot.run(2, ending="crash")
-    status = await asyncio.to_thread(bots.wait_phase, "fragile", "Failed", timeout=30)
+    status = await bots.wait_phase("fragile", "Failed", timeout=30)
     assert (status["reason"], status["attempts"]) == ("BotCrashed", 2)
 
 
 async def test_zoom_outage_delays_then_recovers(
-    api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin
+    kube: Kube, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
     sim.set_faults(outage=True)
-    bots.apply("patient", bot_spec(number))
-    status = await asyncio.to_thread(
-        wait_for,
-        lambda: (s := bots.status("patient")).get("reason") == "ZoomUnavailable" and s,
-        60,
-        what="ZoomUnavailable",
-    )
+    await bots.apply("patient", bot_spec(number))
+    status = await bots.wait_reason("patient", "ZoomUnavailable")
     assert status["phase"] == "Pending"
     assert status["attempts"] == 0
-    assert bots.pods("patient") == []
+    assert await bots.pods("patient") == []
     failed_calls = sim.calls().get(f"{zoom['id']}:zak:failed", 0)
     await asyncio.sleep(3)
     # Backing off, not hammering: a handful of calls in 3 s, not hundreds.
     assert sim.calls().get(f"{zoom['id']}:zak:failed", 0) - failed_calls < 15
     sim.set_faults()
-    await asyncio.to_thread(wait_for, lambda: bots.pods("patient"), 60, what="pod after the outage")
-    assert bots.status("patient")["attempts"] == 1
+    await bots.wait_pods("patient")
+    assert (await bots.status("patient"))["attempts"] == 1
 
 
 async def test_429_storm_from_another_app_loses_no_bot(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -189,34 +195,35 @@ async def test_429_storm_from_another_app_loses_no_bot(
     rival = asyncio.create_task(other_app())
     await asyncio.sleep(0.3)
     for i in range(30):
-        bots.apply(f"storm-{i}", bot_spec(number))
+        await bots.apply(f"storm-{i}", bot_spec(number))
     await rival
 
-    def all_started() -> bool:
-        return all(bots.status(f"storm-{i}").get("attempts") == 1 for i in range(30))
+    async def all_started() -> bool:
+        statuses = [await bots.status(f"storm-{i}") for i in range(30)]
+        return all(s.get("attempts") == 1 for s in statuses)
 
-    await asyncio.to_thread(wait_for, all_started, 90, what="30 bots started")
+    await wait_for(all_started, 90, what="30 bots started")
     assert sim.calls()[f"{zoom['id']}:429"] > 0
     for i in range(30):
-        assert [p.metadata.name for p in bots.pods(f"storm-{i}")] == [f"storm-{i}-1"]
+        assert [p.metadata.name for p in await bots.pods(f"storm-{i}")] == [f"storm-{i}-1"]
 
 
 async def test_join_at_in_the_future_waits(
-    api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin
+    kube: Kube, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
     join_at = time.time() + 10  # the test operator starts bots 2 s before joinAt
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(join_at))
-    bots.apply("later", bot_spec(number, joinAt=stamp))
-    status = await asyncio.to_thread(bots.wait_phase, "later", "Scheduled")
+    await bots.apply("later", bot_spec(number, joinAt=stamp))
+    status = await bots.wait_phase("later", "Scheduled")
     assert status["attempts"] == 0
-    assert bots.pods("later") == []
-    await asyncio.to_thread(wait_for, lambda: bots.pods("later"), 20, what="pod at joinAt")
+    assert await bots.pods("later") == []
+    await bots.wait_pods("later", timeout=20)
     assert time.time() >= join_at - 2 - 1.5
 
 
 async def test_deleting_a_bot_mid_meeting_makes_it_leave(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -225,20 +232,18 @@ async def test_deleting_a_bot_mid_meeting_makes_it_leave(
     scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("goner", bot_spec(number))
+    await bots.apply("goner", bot_spec(number))
     run = asyncio.create_task(scripted("goner").run())
-    await asyncio.to_thread(bots.wait_phase, "goner", "InMeeting")
-    bots.delete("goner")
+    await bots.wait_phase("goner", "InMeeting")
+    await bots.delete("goner")
     assert await run == "Canceled"
     left = sim.participants(number, "left")
     assert [p["leftReason"] for p in left] == ["left"]
-    await asyncio.to_thread(
-        wait_for, lambda: bots.children_gone("goner"), 60, what="pod and Secret garbage-collected"
-    )
+    await wait_for(lambda: bots.children_gone("goner"), 60, what="children garbage-collected")
 
 
 async def test_ttl_after_finished_deletes_the_bot(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -247,24 +252,20 @@ async def test_ttl_after_finished_deletes_the_bot(
     scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"], passcode="x")["number"]
-    bots.apply(
+    await bots.apply(
         "brief",
         bot_spec(number, ttlSecondsAfterFinished=2, meeting={"number": number, "passcode": "nope"}),
     )
     await scripted("brief").run()
 
-    def gone() -> bool:
-        try:
-            bots.get("brief")
-        except client.ApiException as error:
-            return error.status == 404
-        return False
+    async def gone() -> bool:
+        return not await bots.exists("brief")
 
-    await asyncio.to_thread(wait_for, gone, 30, what="MeetingBot deleted after its TTL")
+    await wait_for(gone, 30, what="MeetingBot deleted after its TTL")
 
 
 async def test_passcode_from_a_secret(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -273,30 +274,25 @@ async def test_passcode_from_a_secret(
     scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"], passcode="from-secret")["number"]
-    bots.apply(
+    await bots.apply(
         "secretive",
         bot_spec(
             number,
             meeting={"number": number, "passcodeSecretRef": {"name": "pw", "key": "passcode"}},
         ),
     )
-    status = await asyncio.to_thread(
-        wait_for,
-        lambda: (s := bots.status("secretive")).get("reason") == "SecretNotFound" and s,
-        30,
-        what="SecretNotFound",
-    )
+    status = await bots.wait_reason("secretive", "SecretNotFound")
     assert "'pw'" in status["message"]
-    client.CoreV1Api(api_client).create_namespaced_secret(
+    await kube.core.create_namespaced_secret(
         namespace,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(name="pw", labels={SECRET_USE_LABEL: "meeting-passcode"}),
-            string_data={"passcode": "from-secret"},
-        ),
+        {
+            "metadata": {"name": "pw", "labels": {SECRET_USE_LABEL: "meeting-passcode"}},
+            "stringData": {"passcode": "from-secret"},
+        },
     )
     bot = scripted("secretive")
     run = asyncio.create_task(bot.run())
-    await asyncio.to_thread(bots.wait_phase, "secretive", "InMeeting", timeout=60)
+    await bots.wait_phase("secretive", "InMeeting", timeout=60)
     sim.end_meeting(number)
     await run
     # The passcode the bot read from its join Secret (deleted now that the bot is done).

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
-from kubernetes import client
 
 from devenv.cluster import cluster
 from devenv.operator_process import OperatorProcess
@@ -18,6 +18,7 @@ from meetingbot_contract import JoinConfig
 from tests.support.operator_fixtures import (
     SECRET_USE_LABEL,
     Bots,
+    Kube,
     account_ready,
     wait_for,
     zoom_account,
@@ -28,7 +29,7 @@ from tests.support.specs import bot_spec
 
 async def test_happy_path_to_succeeded(
     operator: OperatorProcess,
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -37,11 +38,11 @@ async def test_happy_path_to_succeeded(
     scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"], passcode="pw-1", auth_required=True)["number"]
-    bots.apply("notetaker", bot_spec(number, meeting={"number": number, "passcode": "pw-1"}))
+    await bots.apply("notetaker", bot_spec(number, meeting={"number": number, "passcode": "pw-1"}))
 
     bot = scripted("notetaker")
     run = asyncio.create_task(bot.run())
-    status = await asyncio.to_thread(bots.wait_phase, "notetaker", "InMeeting")
+    status = await bots.wait_phase("notetaker", "InMeeting")
     assert status["zoomUser"] == zoom["users"][0]["email"]
     assert status["attempts"] == 1
     assert status["podName"] == "notetaker-1"
@@ -63,7 +64,7 @@ async def test_happy_path_to_succeeded(
 
     sim.end_meeting(number)
     assert await run == "MeetingEnded"
-    status = await asyncio.to_thread(bots.wait_phase, "notetaker", "Succeeded", "Failed")
+    status = await bots.wait_phase("notetaker", "Succeeded", "Failed")
     assert (status["phase"], status["reason"]) == ("Succeeded", "MeetingEnded")
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Complete"]["status"] == "True"
@@ -79,12 +80,6 @@ async def test_happy_path_to_succeeded(
         number,
         zoom["users"][0]["email"],
     ]
-
-    def reasons() -> list[str]:
-        events = client.CoreV1Api(api_client).list_namespaced_event(
-            namespace, field_selector="involvedObject.name=notetaker"
-        )
-        return [e.reason for e in events.items]
 
     async with httpx.AsyncClient(timeout=5) as http:
         metrics = (await http.get(operator.metrics_url)).text
@@ -103,22 +98,22 @@ async def test_happy_path_to_succeeded(
         assert value >= 1, f"{line} is {value}"
 
     expected = {"Starting", "Joining", "InMeeting", "MeetingEnded"}
-    await asyncio.to_thread(wait_for, lambda: expected <= set(reasons()), 10, what="events")
+    await wait_for(lambda: _includes(bots.event_reasons("notetaker"), expected), 10, what="events")
 
 
 async def test_children_are_owned_and_locked_down(
-    api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin
+    kube: Kube, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    created = bots.apply(
+    created = await bots.apply(
         "locked",
         bot_spec(
             number, podTemplate={"nodeSelector": {"type": "kwok"}, "annotations": {"team": "notes"}}
         ),
     )
-    core = client.CoreV1Api(api_client)
-    pod = await asyncio.to_thread(wait_for, lambda: next(iter(bots.pods("locked")), None), 30)
-    secret = core.read_namespaced_secret("locked-join", namespace)
+    core = kube.core
+    (pod,) = await bots.wait_pods("locked", timeout=30)
+    secret = await core.read_namespaced_secret("locked-join", namespace)
     for child in (pod, secret):
         (owner,) = child.metadata.owner_references
         assert (owner.kind, owner.name, owner.uid, owner.controller) == (
@@ -152,7 +147,7 @@ async def test_children_are_owned_and_locked_down(
 
 
 async def test_waiting_room_then_admitted(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -161,20 +156,18 @@ async def test_waiting_room_then_admitted(
     scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"], waiting_room=True)["number"]
-    bots.apply("patient", bot_spec(number))
+    await bots.apply("patient", bot_spec(number))
     run = asyncio.create_task(scripted("patient").run())
-    await asyncio.to_thread(bots.wait_phase, "patient", "WaitingRoom")
+    await bots.wait_phase("patient", "WaitingRoom")
     sim.admit(number)
-    await asyncio.to_thread(bots.wait_phase, "patient", "InMeeting")
+    await bots.wait_phase("patient", "InMeeting")
     sim.end_meeting(number)
     await run
-    assert (await asyncio.to_thread(bots.wait_phase, "patient", "Succeeded"))[
-        "reason"
-    ] == "MeetingEnded"
+    assert (await bots.wait_phase("patient", "Succeeded"))["reason"] == "MeetingEnded"
 
 
 async def test_an_obf_bot_joins_on_behalf_of_a_user_in_another_accounts_meeting(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     sim: SimAdmin,
@@ -184,22 +177,20 @@ async def test_an_obf_bot_joins_on_behalf_of_a_user_in_another_accounts_meeting(
 ) -> None:
     """auth: obf: the operator mints the OBF token with the authorizing user's own token (from a
     Secret) for this meeting; the bot joins a meeting hosted by another account."""
-    app = zoom_account(api_client, namespace, sim, zoomsim.url, app_published=True)
-    assert account_ready(api_client, namespace)["status"] == "True"
+    app = await zoom_account(kube, namespace, sim, zoomsim.url, app_published=True)
+    assert (await account_ready(kube, namespace))["status"] == "True"
     host = sim.create_account()
     number = sim.create_meeting(host["id"])["number"]
     alice = sim.add_user(app["id"], email="alice@customer.example.com")
-    client.CoreV1Api(api_client).create_namespaced_secret(
+    await kube.core.create_namespaced_secret(
         namespace,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(
-                name="alice-token", labels={SECRET_USE_LABEL: "obf-token"}
-            ),
-            string_data={"token": sim.authorize_user(alice["id"])},
-        ),
+        {
+            "metadata": {"name": "alice-token", "labels": {SECRET_USE_LABEL: "obf-token"}},
+            "stringData": {"token": sim.authorize_user(alice["id"])},
+        },
     )
     sim.add_participant(number, "Alice", user_id=alice["id"])
-    bots.apply(
+    await bots.apply(
         "onbehalf",
         bot_spec(
             number, auth="obf", obf={"userTokenSecretRef": {"name": "alice-token", "key": "token"}}
@@ -207,13 +198,15 @@ async def test_an_obf_bot_joins_on_behalf_of_a_user_in_another_accounts_meeting(
     )
     bot = scripted("onbehalf")
     run = asyncio.create_task(bot.run())
-    status = await asyncio.to_thread(bots.wait_phase, "onbehalf", "InMeeting", "Failed", timeout=60)
+    status = await bots.wait_phase("onbehalf", "InMeeting", "Failed", timeout=60)
     assert status["phase"] == "InMeeting", status
     assert bot.config is not None and bot.config.zak is None and bot.config.obf_token is not None
     me = next(p for p in sim.participants(number, "in_meeting") if p["displayName"] == "Notetaker")
     assert me["zoomUserId"] == alice["id"]
     sim.end_meeting(number)
     await run
-    assert (await asyncio.to_thread(bots.wait_phase, "onbehalf", "Succeeded"))[
-        "reason"
-    ] == "MeetingEnded"
+    assert (await bots.wait_phase("onbehalf", "Succeeded"))["reason"] == "MeetingEnded"
+
+
+async def _includes(reasons: Awaitable[set[str]], expected: set[str]) -> bool:
+    return expected <= await reasons

@@ -16,8 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.operator_process import OperatorProcess, free_port
 from devenv.zoomsim import SimAdmin, ZoomSim
@@ -26,6 +25,7 @@ from tests.support.operator_fixtures import (
     GROUP,
     VERSION,
     Bots,
+    Kube,
     account_ready,
     wait_for,
     zoom_account,
@@ -39,34 +39,11 @@ def zaks(sim: SimAdmin, zoom: dict[str, Any]) -> int:
     return sim.calls().get(f"{zoom['id']}:zak", 0)
 
 
-def events(api: client.ApiClient, namespace: str, name: str) -> list[client.CoreV1Event]:
-    return list(
-        client.CoreV1Api(api)
-        .list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
-        .items
-    )
-
-
-def event_reasons(api: client.ApiClient, namespace: str, name: str) -> set[str]:
-    return {e.reason for e in events(api, namespace, name)}
-
-
-async def wait_reason(bots: Bots, name: str, reason: str, timeout: float = 30) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        status = bots.status(name)
-        return status if status.get("reason") == reason else None
-
-    try:
-        return dict(await asyncio.to_thread(wait_for, reached, timeout, what=reason))
-    except TimeoutError:
-        raise TimeoutError(f"{name}: no {reason} within {timeout}s: {bots.status(name)}") from None
-
-
 # --- 1. outcomes from facts ----------------------------------------------------------------------
 
 
 async def test_an_evicted_bot_is_retried_not_succeeded(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -77,49 +54,35 @@ async def test_an_evicted_bot_is_retried_not_succeeded(
     """`kubectl drain`, the autoscaler and preemption evict: the bot leaves on SIGTERM as it
     must, but the recording is not over, so the MeetingBot gets a new attempt."""
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("evicted", bot_spec(number))
+    await bots.apply("evicted", bot_spec(number))
     first = scripted("evicted")
     running = asyncio.create_task(first.run())
-    await asyncio.to_thread(bots.wait_phase, "evicted", "InMeeting")
-    core = client.CoreV1Api(api_client)
-    core.create_namespaced_pod_eviction(
+    await bots.wait_phase("evicted", "InMeeting")
+    core = kube.core
+    await core.create_namespaced_pod_eviction(
         "evicted-1",
         namespace,
-        client.V1Eviction(metadata=client.V1ObjectMeta(name="evicted-1", namespace=namespace)),
+        {"metadata": {"name": "evicted-1", "namespace": namespace}},
     )
     assert await running == "Canceled"  # the bot itself saw only a SIGTERM
-    await asyncio.to_thread(
-        wait_for,
-        lambda: "PodDisrupted" in event_reasons(api_client, namespace, "evicted"),
-        30,
-        what="a PodDisrupted event",
-    )
+    await bots.wait_event("evicted", "PodDisrupted")
     second = scripted("evicted")
     again = asyncio.create_task(second.run(attempt=2))
-    status = await asyncio.to_thread(bots.wait_phase, "evicted", "InMeeting", "Succeeded")
+    status = await bots.wait_phase("evicted", "InMeeting", "Succeeded")
     assert (status["phase"], status["attempts"]) == ("InMeeting", 2), status
     sim.end_meeting(number)
     await again
-    final = await asyncio.to_thread(bots.wait_phase, "evicted", "Succeeded")
+    final = await bots.wait_phase("evicted", "Succeeded")
     assert (final["reason"], final["attempts"]) == ("MeetingEnded", 2)
     # The join Secret (a live ZAK) does not outlive the bot.
-    await asyncio.to_thread(
-        wait_for,
-        lambda: (
-            not core.list_namespaced_secret(
-                namespace, field_selector="metadata.name=evicted-join"
-            ).items
-        ),
-        30,
-        what="the join Secret deleted",
-    )
+    await wait_for(_none(lambda: bots.secrets("evicted-join")), 30, what="Secret deleted")
 
 
 # --- 2. ownership by UID -------------------------------------------------------------------------
 
 
 async def test_a_recreated_meetingbot_does_not_inherit_the_old_pod(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -127,57 +90,54 @@ async def test_a_recreated_meetingbot_does_not_inherit_the_old_pod(
     zoomsim: ZoomSim,
     scripted: Scripted,
 ) -> None:
-    core = client.CoreV1Api(api_client)
+    core = kube.core
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("reborn", bot_spec(number))
+    await bots.apply("reborn", bot_spec(number))
     old = scripted("reborn")
     running = asyncio.create_task(old.run())
-    await asyncio.to_thread(bots.wait_phase, "reborn", "InMeeting")
+    await bots.wait_phase("reborn", "InMeeting")
     sim.end_meeting(number)
     await running
-    await asyncio.to_thread(bots.wait_phase, "reborn", "Succeeded")
+    await bots.wait_phase("reborn", "Succeeded")
     # The old pod lingers after its MeetingBot is deleted (as it does while the garbage
     # collector is behind): a finalizer holds it, with its result and its old owner.
-    core.patch_namespaced_pod(
+    await core.patch_namespaced_pod(
         "reborn-1", namespace, {"metadata": {"finalizers": ["test.meetingbot.dev/hold"]}}
     )
-    bots.delete("reborn")
-    await asyncio.to_thread(wait_for, lambda: not _exists(bots, "reborn"), 30, what="deleted")
+    await bots.delete("reborn")
+    await wait_for(_none(lambda: bots.exists("reborn")), 30, what="deleted")
     second_number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("reborn", bot_spec(second_number))
-    status = await wait_reason(bots, "reborn", "NameConflict")
+    await bots.apply("reborn", bot_spec(second_number))
+    status = await bots.wait_reason("reborn", "NameConflict")
     assert status["phase"] == "Pending"
     assert "not this MeetingBot's" in status["message"]
-    pod = core.read_namespaced_pod("reborn-1", namespace)
+    pod = await core.read_namespaced_pod("reborn-1", namespace)
     assert pod.metadata.deletion_timestamp is not None  # untouched, still on its way out
     # Once the old pod is gone, the new bot starts and joins its own meeting.
-    core.patch_namespaced_pod("reborn-1", namespace, {"metadata": {"finalizers": None}})
+    await core.patch_namespaced_pod("reborn-1", namespace, {"metadata": {"finalizers": None}})
     new = scripted("reborn")
     joining = asyncio.create_task(new.run())
-    status = await asyncio.to_thread(bots.wait_phase, "reborn", "InMeeting", timeout=90)
+    status = await bots.wait_phase("reborn", "InMeeting", timeout=90)
     assert status["attempts"] == 1
     sim.end_meeting(second_number)
     await joining
-    assert (await asyncio.to_thread(bots.wait_phase, "reborn", "Succeeded"))["reason"] == (
-        "MeetingEnded"
-    )
+    assert (await bots.wait_phase("reborn", "Succeeded"))["reason"] == ("MeetingEnded")
 
 
-def _exists(bots: Bots, name: str) -> bool:
-    try:
-        bots.get(name)
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
-    return True
+def _none(check: Any) -> Any:
+    """A predicate for wait_for: true once what `check` gives (awaited) is empty or false."""
+
+    async def predicate() -> bool:
+        return not await check()
+
+    return predicate
 
 
 # --- 3. forged outcomes --------------------------------------------------------------------------
 
 
 async def test_a_pod_with_our_labels_cannot_write_a_bots_outcome(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -186,12 +146,12 @@ async def test_a_pod_with_our_labels_cannot_write_a_bots_outcome(
     scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("target", bot_spec(number))
+    await bots.apply("target", bot_spec(number))
     bot = scripted("target")
     running = asyncio.create_task(bot.run())
-    status = await asyncio.to_thread(bots.wait_phase, "target", "InMeeting")
-    uid = bots.get("target")["metadata"]["uid"]
-    core = client.CoreV1Api(api_client)
+    status = await bots.wait_phase("target", "InMeeting")
+    uid = (await bots.get("target"))["metadata"]["uid"]
+    core = kube.core
     result = BotResult(attempt=1, reason="WrongPasscode", message="forged")
     for name, owners in (
         ("forged", []),
@@ -202,7 +162,7 @@ async def test_a_pod_with_our_labels_cannot_write_a_bots_outcome(
               "uid": uid, "controller": True}],
         ),
     ):  # fmt: skip
-        core.create_namespaced_pod(
+        await core.create_namespaced_pod(
             namespace,
             {
                 "apiVersion": "v1",
@@ -215,7 +175,7 @@ async def test_a_pod_with_our_labels_cannot_write_a_bots_outcome(
                 "spec": {"containers": [{"name": "bot", "image": "busybox"}]},
             },
         )
-        core.patch_namespaced_pod_status(
+        await core.patch_namespaced_pod_status(
             name,
             namespace,
             {
@@ -241,11 +201,11 @@ async def test_a_pod_with_our_labels_cannot_write_a_bots_outcome(
             },
         )
     await asyncio.sleep(3)
-    status = bots.status("target")
+    status = await bots.status("target")
     assert (status["phase"], status.get("reason")) == ("InMeeting", None), status
     sim.end_meeting(number)
     await running
-    final = await asyncio.to_thread(bots.wait_phase, "target", "Succeeded", "Failed")
+    final = await bots.wait_phase("target", "Succeeded", "Failed")
     assert (final["phase"], final["reason"]) == ("Succeeded", "MeetingEnded")
 
 
@@ -253,30 +213,28 @@ async def test_a_pod_with_our_labels_cannot_write_a_bots_outcome(
 
 
 async def test_a_secret_without_the_opt_in_label_is_never_read_into_a_bot(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
     sim: SimAdmin,
 ) -> None:
-    core = client.CoreV1Api(api_client)
-    core.create_namespaced_secret(
+    core = kube.core
+    await core.create_namespaced_secret(
         namespace,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(name="db-creds"), string_data={"password": "hunter2-db"}
-        ),
+        {"metadata": {"name": "db-creds"}, "stringData": {"password": "hunter2-db"}},
     )
     number = sim.create_meeting(zoom["id"])["number"]
     before = zaks(sim, zoom)
-    bots.apply(
+    await bots.apply(
         "deputy",
         bot_spec(number, meeting={"number": number, "passcodeSecretRef": {"name": "db-creds", "key": "password"}}),
     )  # fmt: skip
-    status = await asyncio.to_thread(bots.wait_phase, "deputy", "Failed", "Starting")
+    status = await bots.wait_phase("deputy", "Failed", "Starting")
     assert (status["phase"], status["reason"]) == ("Failed", "SecretNotAllowed"), status
     assert "meetingbot.dev/secret-for=meeting-passcode" in status["message"]
-    assert bots.pods("deputy") == []
-    assert not core.list_namespaced_secret(
+    assert await bots.pods("deputy") == []
+    assert not await core.list_namespaced_secret(
         namespace, field_selector="metadata.name=deputy-join"
     ).items
     assert zaks(sim, zoom) == before
@@ -317,22 +275,15 @@ def listener() -> Iterator[_Listener]:
 
 
 async def test_credentials_are_never_sent_to_an_endpoint_the_operator_does_not_allow(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     sim: SimAdmin,
     operator: OperatorProcess,
     listener: _Listener,
 ) -> None:
-    zoom_account(api_client, namespace, sim, listener.url, name="stolen")
-    ready = await asyncio.to_thread(
-        wait_for,
-        lambda: (
-            (r := account_ready(api_client, namespace, "stolen"))["reason"]
-            == "ZoomEndpointNotAllowed"
-            and r
-        ),
-        30,
-        what="ZoomEndpointNotAllowed",
+    await zoom_account(kube, namespace, sim, listener.url, name="stolen")
+    ready = await account_ready(
+        kube, namespace, "stolen", lambda r: r["reason"] == "ZoomEndpointNotAllowed"
     )
     assert ready["status"] == "False"
     assert "no credentials were sent" in ready["message"]
@@ -341,32 +292,32 @@ async def test_credentials_are_never_sent_to_an_endpoint_the_operator_does_not_a
 
 
 async def test_an_unrelated_secret_with_the_join_secrets_name_is_never_touched(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
     sim: SimAdmin,
 ) -> None:
-    core = client.CoreV1Api(api_client)
-    core.create_namespaced_secret(
+    core = kube.core
+    await core.create_namespaced_secret(
         namespace,
-        client.V1Secret(metadata=client.V1ObjectMeta(name="victim-join"), string_data={"k": "v"}),
+        {"metadata": {"name": "victim-join"}, "stringData": {"k": "v"}},
     )
     number = sim.create_meeting(zoom["id"])["number"]
     before = zaks(sim, zoom)
-    bots.apply("victim", bot_spec(number))
-    status = await wait_reason(bots, "victim", "NameConflict")
+    await bots.apply("victim", bot_spec(number))
+    status = await bots.wait_reason("victim", "NameConflict")
     assert status["phase"] == "Pending"
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Ready"]["reason"] == "NameConflict"
     await asyncio.sleep(4)  # retries come with backoff, and mint nothing more
-    secret = core.read_namespaced_secret("victim-join", namespace)
+    secret = await core.read_namespaced_secret("victim-join", namespace)
     assert secret.data == {"k": "dg=="}
     assert not secret.metadata.owner_references
     assert zaks(sim, zoom) - before <= 1  # at most the one that found the name taken
-    assert bots.pods("victim") == []
-    core.delete_namespaced_secret("victim-join", namespace)
-    await asyncio.to_thread(wait_for, lambda: bots.pods("victim"), 60, what="the bot starts")
+    assert await bots.pods("victim") == []
+    await core.delete_namespaced_secret("victim-join", namespace)
+    await bots.wait_pods("victim")
 
 
 async def test_only_images_the_account_allows_receive_its_zaks(
@@ -374,11 +325,13 @@ async def test_only_images_the_account_allows_receive_its_zaks(
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
     before = zaks(sim, zoom)
-    bots.apply("imposter", bot_spec(number, podTemplate={"image": "registry.example.com/steal:1"}))
-    status = await asyncio.to_thread(bots.wait_phase, "imposter", "Failed", "Starting")
+    await bots.apply(
+        "imposter", bot_spec(number, podTemplate={"image": "registry.example.com/steal:1"})
+    )
+    status = await bots.wait_phase("imposter", "Failed", "Starting")
     assert (status["phase"], status["reason"]) == ("Failed", "ImageNotAllowed"), status
     assert "botImages" in status["message"]
-    assert bots.pods("imposter") == []
+    assert await bots.pods("imposter") == []
     assert zaks(sim, zoom) == before
 
 
@@ -394,7 +347,7 @@ async def test_only_images_the_account_allows_receive_its_zaks(
     ],
 )
 async def test_a_pod_the_api_server_refuses_fails_the_bot_without_a_zak(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -404,48 +357,41 @@ async def test_a_pod_the_api_server_refuses_fails_the_bot_without_a_zak(
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
     before = zaks(sim, zoom)
-    bots.apply("refused", bot_spec(number, podTemplate=template))
-    status = await asyncio.to_thread(bots.wait_phase, "refused", "Failed", timeout=30)
+    await bots.apply("refused", bot_spec(number, podTemplate=template))
+    status = await bots.wait_phase("refused", "Failed", timeout=30)
     assert status["reason"] == "PodSpecInvalid", status
     assert words in status["message"]
     assert status["attempts"] == 0
     await asyncio.sleep(2)
     assert zaks(sim, zoom) == before
-    assert bots.pods("refused") == []
-    await asyncio.to_thread(
-        wait_for,
-        lambda: "PodSpecInvalid" in event_reasons(api_client, namespace, "refused"),
-        15,
-        what="a PodSpecInvalid event",
-    )
+    assert await bots.pods("refused") == []
+    await bots.wait_event("refused", "PodSpecInvalid", 15)
 
 
 async def test_a_quota_waits_with_backoff_and_a_condition_then_starts(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
     sim: SimAdmin,
 ) -> None:
-    core = client.CoreV1Api(api_client)
-    core.create_namespaced_resource_quota(
+    core = kube.core
+    await core.create_namespaced_resource_quota(
         namespace,
-        client.V1ResourceQuota(
-            metadata=client.V1ObjectMeta(name="no-pods"), spec=client.V1ResourceQuotaSpec(hard={"pods": "0"})
-        ),
-    )  # fmt: skip
+        {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}},
+    )
     number = sim.create_meeting(zoom["id"])["number"]
     before = zaks(sim, zoom)
-    bots.apply("quota", bot_spec(number))
-    status = await wait_reason(bots, "quota", "PodQuotaExceeded")
+    await bots.apply("quota", bot_spec(number))
+    status = await bots.wait_reason("quota", "PodQuotaExceeded")
     assert status["phase"] == "Pending" and "trying again in" in status["message"]
     assert {c["type"]: c["reason"] for c in status["conditions"]}["Ready"] == "PodQuotaExceeded"
     await asyncio.sleep(3)
     assert zaks(sim, zoom) == before
-    failures = bots.status("quota")["startFailures"]
+    failures = (await bots.status("quota"))["startFailures"]
     assert 1 <= failures <= 4  # backoff, not a storm
-    core.delete_namespaced_resource_quota("no-pods", namespace)
-    await asyncio.to_thread(wait_for, lambda: bots.pods("quota"), 60, what="the bot starts")
+    await core.delete_namespaced_resource_quota("no-pods", namespace)
+    await bots.wait_pods("quota")
     assert zaks(sim, zoom) == before + 1
 
 
@@ -453,7 +399,7 @@ async def test_a_quota_waits_with_backoff_and_a_condition_then_starts(
 
 
 async def test_a_bot_that_stops_reporting_is_stopped_and_retried(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -462,31 +408,26 @@ async def test_a_bot_that_stops_reporting_is_stopped_and_retried(
     scripted: Scripted,
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply("frozen", bot_spec(number))
+    await bots.apply("frozen", bot_spec(number))
     bot = scripted("frozen")
     bot.heartbeat = False  # in the meeting, then silent (a hung browser)
     running = asyncio.create_task(bot.run())
-    await asyncio.to_thread(bots.wait_phase, "frozen", "InMeeting")
+    await bots.wait_phase("frozen", "InMeeting")
     # The test operator expects a report every 2 s and gives up after 4 missed ones.
-    await asyncio.to_thread(
-        wait_for,
-        lambda: bots.status("frozen").get("attempts") == 2,
-        40,
-        what="a second attempt",
-    )
+    await bots.wait_status("frozen", lambda s: s.get("attempts") == 2, 40, "a second attempt")
     await running
-    assert "BotUnresponsive" in event_reasons(api_client, namespace, "frozen")
+    assert "BotUnresponsive" in await bots.event_reasons("frozen")
 
 
 async def test_an_unschedulable_pod_says_why_and_times_out(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
     sim: SimAdmin,
 ) -> None:
     number = sim.create_meeting(zoom["id"])["number"]
-    bots.apply(
+    await bots.apply(
         "nowhere",
         bot_spec(
             number,
@@ -495,21 +436,18 @@ async def test_an_unschedulable_pod_says_why_and_times_out(
             podTemplate={"nodeSelector": {"no-such-label": "x"}},
         ),
     )
-    starting = await asyncio.to_thread(
-        wait_for,
-        lambda: "Unschedulable" in ((s := bots.status("nowhere")).get("message") or "") and s,
-        20,
-        what="Unschedulable in the status",
+    starting = await bots.wait_status(
+        "nowhere", lambda s: "Unschedulable" in (s.get("message") or ""), 20, "Unschedulable"
     )
     assert starting["phase"] == "Starting"
-    assert "Unschedulable" in event_reasons(api_client, namespace, "nowhere")
-    final = await asyncio.to_thread(bots.wait_phase, "nowhere", "Failed", timeout=40)
+    assert "Unschedulable" in await bots.event_reasons("nowhere")
+    final = await bots.wait_phase("nowhere", "Failed", timeout=40)
     assert final["reason"] == "StartTimeout"
     assert "Unschedulable" in final["message"]
 
 
 async def test_a_deleted_credentials_secret_is_noticed_at_once(
-    api_client: client.ApiClient,
+    kube: Kube,
     namespace: str,
     bots: Bots,
     zoom: dict[str, Any],
@@ -517,32 +455,27 @@ async def test_a_deleted_credentials_secret_is_noticed_at_once(
     operator: OperatorProcess,
 ) -> None:
     """The test operator rechecks Ready accounts only every 600 s: the Secret watch does it."""
-    client.CoreV1Api(api_client).delete_namespaced_secret("main-api", namespace)
-    ready = await asyncio.to_thread(
-        wait_for,
-        lambda: (r := account_ready(api_client, namespace))["status"] == "False" and r,
-        15,
-        what="the account not Ready",
-    )
+    await kube.core.delete_namespaced_secret("main-api", namespace)
+    ready = await account_ready(kube, namespace, predicate=lambda r: r["status"] == "False")
     assert ready["reason"] == "SecretNotFound"
     before = zaks(sim, zoom)
-    bots.apply("after", bot_spec(sim.create_meeting(zoom["id"])["number"]))
+    await bots.apply("after", bot_spec(sim.create_meeting(zoom["id"])["number"]))
     await asyncio.sleep(3)
-    assert bots.status("after")["phase"] == "Pending"
+    assert (await bots.status("after"))["phase"] == "Pending"
     assert zaks(sim, zoom) == before
 
 
 async def test_bots_run_under_pod_security_restricted(
-    api_client: client.ApiClient, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin
+    kube: Kube, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin
 ) -> None:
-    core = client.CoreV1Api(api_client)
-    core.patch_namespace(
+    core = kube.core
+    await core.patch_namespace(
         namespace,
         {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
     )
     # The API server really enforces it: a pod that is not restricted is refused...
     with pytest.raises(ApiException) as refused:
-        core.create_namespaced_pod(
+        await core.create_namespaced_pod(
             namespace,
             {
                 "apiVersion": "v1",
@@ -553,16 +486,16 @@ async def test_bots_run_under_pod_security_restricted(
         )
     assert refused.value.status == 403 and "PodSecurity" in str(refused.value.body)
     # ... and the bot's pod is admitted.
-    bots.apply("strict", bot_spec(sim.create_meeting(zoom["id"])["number"]))
-    await asyncio.to_thread(wait_for, lambda: bots.pods("strict"), 30, what="the bot pod")
-    assert bots.status("strict")["phase"] == "Starting"
+    await bots.apply("strict", bot_spec(sim.create_meeting(zoom["id"])["number"]))
+    await bots.wait_pods("strict", timeout=30)
+    assert (await bots.status("strict"))["phase"] == "Starting"
 
 
 async def test_the_report_endpoint_answers_strangers_the_same(
     bots: Bots, zoom: dict[str, Any], sim: SimAdmin, operator: OperatorProcess
 ) -> None:
-    bots.apply("known", bot_spec(sim.create_meeting(zoom["id"])["number"]))
-    await asyncio.to_thread(bots.wait_phase, "known", "Starting")
+    await bots.apply("known", bot_spec(sim.create_meeting(zoom["id"])["number"]))
+    await bots.wait_phase("known", "Starting")
     body = BotReport(attempt=1, state="InMeeting", joined_at=datetime.now(UTC))
     answers = []
     async with httpx.AsyncClient(timeout=5) as http:

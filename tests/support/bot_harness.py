@@ -141,13 +141,3 @@ class BotProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
-
-
-def wait_until(predicate: Any, timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not met within {timeout}s")

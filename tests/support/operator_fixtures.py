@@ -1,47 +1,89 @@
-"""Helpers around the operator process: waiting, MeetingBots in a namespace, Zoom accounts."""
+"""Helpers for the operator's tests: one `wait_for`, the async Kubernetes client the operator
+uses, MeetingBots in a namespace, and simulated Zoom accounts with their ZoomAccount."""
 
 from __future__ import annotations
 
-import time
+import asyncio
+import inspect
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.zoomsim import SimAdmin
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "meetingbot.dev", "v1alpha1"
 SECRET_USE_LABEL = f"{GROUP}/secret-for"
+# Custom objects take JSON merge patches (the client would pick JSON patch for a dict).
+MERGE_PATCH = "application/merge-patch+json"
 
 
-def wait_for(
+async def wait_for(
     predicate: Callable[[], Any],
     timeout: float = 60,
     interval: float = 0.25,
     what: str = "condition",
 ) -> Any:
-    deadline = time.monotonic() + timeout
+    """Poll `predicate` (plain or async) until it returns something true; that is the result."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     while True:
         value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
-        if time.monotonic() > deadline:
+        if loop.time() > deadline:
             raise TimeoutError(f"{what} not met within {timeout}s")
-        time.sleep(interval)
+        await asyncio.sleep(interval)
+
+
+class Kube:
+    """The tests' Kubernetes client: kubernetes_asyncio, as in the operator. The API objects
+    are typed Any, as in the operator's kube.py: the client's models type every field
+    Optional, and a test reads what the API server returned."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core: Any = client.CoreV1Api(api)
+        self.custom: Any = client.CustomObjectsApi(api)
+        self.ext: Any = client.ApiextensionsV1Api(api)
+        self.policy: Any = client.PolicyV1Api(api)
+        self.apps: Any = client.AppsV1Api(api)
+        self.rbac: Any = client.RbacAuthorizationV1Api(api)
+
+    @classmethod
+    async def connect(cls, kubeconfig: Path) -> Kube:
+        api = await config.new_client_from_config(config_file=str(kubeconfig))
+        return cls(api)
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def exists(self, call: Any, *args: Any) -> bool:
+        try:
+            await call(*args)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
 
 class Bots:
     """MeetingBot helpers in one namespace."""
 
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube = kube
         self.namespace = namespace
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
+        self.custom = kube.custom
+        self.core = kube.core
 
-    def apply(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "MeetingBot",
@@ -49,56 +91,134 @@ class Bots:
             "spec": spec,
         }
         return dict(
-            self.custom.create_namespaced_custom_object(
+            await self.custom.create_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, "meetingbots", body
             )
         )
 
-    def get(self, name: str) -> dict[str, Any]:
+    async def get(self, name: str) -> dict[str, Any]:
         return dict(
-            self.custom.get_namespaced_custom_object(
+            await self.custom.get_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, "meetingbots", name
             )
         )
 
-    def status(self, name: str) -> dict[str, Any]:
-        return dict(self.get(name).get("status") or {})
-
-    def delete(self, name: str) -> None:
-        self.custom.delete_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "meetingbots", name
+    async def exists(self, name: str) -> bool:
+        return await self.kube.exists(
+            self.custom.get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            "meetingbots",
+            name,
         )
 
-    def wait_phase(self, name: str, *phases: str, timeout: float = 60) -> dict[str, Any]:
-        def reached() -> dict[str, Any] | None:
-            status = self.status(name)
+    async def status(self, name: str) -> dict[str, Any]:
+        return dict((await self.get(name)).get("status") or {})
+
+    async def delete(self, name: str, **options: Any) -> None:
+        await self.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "meetingbots", name, **options
+        )
+
+    async def patch(self, name: str, body: dict[str, Any]) -> None:
+        await self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "meetingbots", name, body, _content_type=MERGE_PATCH
+        )
+
+    async def all(self) -> list[dict[str, Any]]:
+        listed = await self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "meetingbots"
+        )
+        return list(listed["items"])
+
+    async def wait_phase(self, name: str, *phases: str, timeout: float = 60) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            status = await self.status(name)
             return status if status.get("phase") in phases else None
 
         try:
-            return dict(wait_for(reached, timeout, what=f"{name} in {phases}"))
+            return dict(await wait_for(reached, timeout, what=f"{name} in {phases}"))
         except TimeoutError:
             raise TimeoutError(
-                f"{name} not in {phases} within {timeout}s: {self.status(name)}"
+                f"{name} not in {phases} within {timeout}s: {await self.status(name)}"
             ) from None
 
-    def children_gone(self, name: str) -> bool:
+    async def wait_status(
+        self,
+        name: str,
+        predicate: Callable[[dict[str, Any]], Any],
+        timeout: float = 60,
+        what: str = "status",
+    ) -> dict[str, Any]:
+        """The bot's status, once `predicate` holds for it."""
+
+        async def reached() -> dict[str, Any] | None:
+            status = await self.status(name)
+            return status if predicate(status) else None
+
+        try:
+            return dict(await wait_for(reached, timeout, what=f"{name}: {what}"))
+        except TimeoutError:
+            raise TimeoutError(
+                f"{name}: {what} not met within {timeout}s: {await self.status(name)}"
+            ) from None
+
+    async def wait_pods(
+        self, name: str, predicate: Callable[[list[Any]], Any] = bool, timeout: float = 60
+    ) -> list[Any]:
+        """The bot's pods, once `predicate` holds for them (by default: once there are some)."""
+
+        async def reached() -> list[Any] | None:
+            pods = await self.pods(name)
+            return pods if predicate(pods) else None
+
+        result = await wait_for(reached, timeout, what=f"{name}'s pods")
+        return list(result)
+
+    async def wait_event(self, name: str, reason: str, timeout: float = 30) -> None:
+        async def posted() -> bool:
+            return reason in await self.event_reasons(name)
+
+        await wait_for(posted, timeout, what=f"a {reason} event about {name}")
+
+    async def wait_reason(self, name: str, reason: str, timeout: float = 30) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            status = await self.status(name)
+            return status if status.get("reason") == reason else None
+
+        try:
+            return dict(await wait_for(reached, timeout, what=reason))
+        except TimeoutError:
+            raise TimeoutError(
+                f"{name}: no {reason} within {timeout}s: {await self.status(name)}"
+            ) from None
+
+    async def children_gone(self, name: str) -> bool:
         """Whether the bot's pods and join Secret have all been removed."""
-        pods = self.pods(name)
-        secrets = self.core.list_namespaced_secret(
-            self.namespace, field_selector=f"metadata.name={name}-join"
-        ).items
-        return not pods and not secrets
+        return not await self.pods(name) and not await self.secrets(f"{name}-join")
 
-    def pods(self, name: str) -> list[client.V1Pod]:
-        return list(
-            self.core.list_namespaced_pod(
-                self.namespace, label_selector=f"meetingbot.dev/bot={name}"
-            ).items
+    async def pods(self, name: str) -> list[Any]:
+        listed = await self.core.list_namespaced_pod(
+            self.namespace, label_selector=f"meetingbot.dev/bot={name}"
         )
+        return list(listed.items)
+
+    async def secrets(self, name: str) -> list[Any]:
+        listed = await self.core.list_namespaced_secret(
+            self.namespace, field_selector=f"metadata.name={name}"
+        )
+        return list(listed.items)
+
+    async def event_reasons(self, name: str) -> set[str]:
+        listed = await self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        )
+        return {e.reason for e in listed.items}
 
 
-def zoom_account(
-    api: client.ApiClient,
+async def zoom_account(
+    kube: Kube,
     namespace: str,
     sim: SimAdmin,
     sim_url: str,
@@ -115,27 +235,23 @@ def zoom_account(
         sim.add_user(zoom["id"], email=f"bot{i}-{uuid.uuid4().hex[:6]}@bots.example.com")
         for i in range(users)
     ]
-    core = client.CoreV1Api(api)
     opt_in = {SECRET_USE_LABEL: "zoom-credentials"}
-    core.create_namespaced_secret(
-        namespace,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(name=f"{name}-sdk", labels=opt_in),
-            string_data={"sdkKey": zoom["sdk_key"], "sdkSecret": zoom["sdk_secret"]},
-        ),
-    )
-    core.create_namespaced_secret(
-        namespace,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(name=f"{name}-api", labels=opt_in),
-            string_data={
+    for suffix, data in (
+        ("sdk", {"sdkKey": zoom["sdk_key"], "sdkSecret": zoom["sdk_secret"]}),
+        (
+            "api",
+            {
                 "accountId": zoom["id"],
                 "clientId": zoom["client_id"],
                 "clientSecret": zoom["client_secret"],
             },
         ),
-    )
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
+    ):
+        await kube.core.create_namespaced_secret(
+            namespace,
+            {"metadata": {"name": f"{name}-{suffix}", "labels": opt_in}, "stringData": data},
+        )
+    await kube.custom.create_namespaced_custom_object(
         GROUP,
         VERSION,
         namespace,
@@ -157,12 +273,21 @@ def zoom_account(
     return zoom
 
 
-def account_ready(api: client.ApiClient, namespace: str, name: str = "main") -> dict[str, Any]:
-    custom = client.CustomObjectsApi(api)
+async def account_ready(
+    kube: Kube,
+    namespace: str,
+    name: str = "main",
+    predicate: Callable[[dict[str, Any]], Any] = bool,
+    timeout: float = 30,
+) -> dict[str, Any]:
+    """The ZoomAccount's Ready condition, once it has one (that `predicate` accepts)."""
 
-    def ready() -> dict[str, Any] | None:
-        body = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "zoomaccounts", name)
+    async def ready() -> dict[str, Any] | None:
+        body = await kube.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "zoomaccounts", name
+        )
         conditions = {c["type"]: c for c in (body.get("status") or {}).get("conditions", [])}
-        return conditions.get("Ready")
+        condition = conditions.get("Ready")
+        return condition if condition and predicate(condition) else None
 
-    return dict(wait_for(ready, 30, what="ZoomAccount Ready condition"))
+    return dict(await wait_for(ready, timeout, what="ZoomAccount Ready condition"))

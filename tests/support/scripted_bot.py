@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from meetingbot_contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
 from meetingbot_contract.reasons import reason_for_sdk_error
+from tests.support.operator_fixtures import Kube
 from tests.support.zoom_helpers import JoinFailed, SdkSession
 
 Ending = Literal["normal", "crash"]
@@ -29,10 +29,10 @@ Scripted = Callable[[str], "ScriptedBot"]
 
 class ScriptedBot:
     def __init__(
-        self, api: client.ApiClient, namespace: str, name: str, sim_url: str, seen: list[str]
+        self, kube: Kube, namespace: str, name: str, sim_url: str, seen: list[str]
     ) -> None:
         """`seen` collects every secret the bot is handed (the log check looks for them)."""
-        self.core = client.CoreV1Api(api)
+        self.core = kube.core
         self.namespace = namespace
         self.name = name
         self.sim_url = sim_url
@@ -47,12 +47,8 @@ class ScriptedBot:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             try:
-                await asyncio.to_thread(
-                    self.core.read_namespaced_pod, f"{self.name}-{attempt}", self.namespace
-                )
-                secret = await asyncio.to_thread(
-                    self.core.read_namespaced_secret, f"{self.name}-join", self.namespace
-                )
+                await self.core.read_namespaced_pod(f"{self.name}-{attempt}", self.namespace)
+                secret = await self.core.read_namespaced_secret(f"{self.name}-join", self.namespace)
                 if (secret.metadata.annotations or {}).get("meetingbot.dev/attempt") == str(
                     attempt
                 ):
@@ -173,8 +169,7 @@ class ScriptedBot:
     async def _pod_going(self) -> bool:
         assert self.config is not None
         try:
-            pod = await asyncio.to_thread(
-                self.core.read_namespaced_pod,
+            pod = await self.core.read_namespaced_pod(
                 f"{self.name}-{self.config.bot.attempt}",
                 self.namespace,
             )
@@ -219,8 +214,7 @@ class ScriptedBot:
                 ],
             }
         }
-        await asyncio.to_thread(
-            self.core.patch_namespaced_pod_status,
+        await self.core.patch_namespaced_pod_status(
             f"{self.name}-{self.config.bot.attempt}",
             self.namespace,
             body,
