@@ -160,7 +160,7 @@ async def test_service_account_without_permission_is_forbidden(kube: Kube, names
     restricted.host = kube.api.configuration.host
     restricted.ssl_ca_cert = kube.api.configuration.ssl_ca_cert
     restricted.verify_ssl = kube.api.configuration.verify_ssl
-    restricted.api_key = {"authorization": f"Bearer {request.status.token}"}
+    restricted.api_key = {"BearerToken": f"Bearer {request.status.token}"}
     async with client.ApiClient(restricted) as api:
         as_nobody: Any = client.CoreV1Api(api)
 

@@ -234,9 +234,7 @@ async def test_a_secret_without_the_opt_in_label_is_never_read_into_a_bot(
     assert (status["phase"], status["reason"]) == ("Failed", "SecretNotAllowed"), status
     assert "meetingbot.dev/secret-for=meeting-passcode" in status["message"]
     assert await bots.pods("deputy") == []
-    assert not await core.list_namespaced_secret(
-        namespace, field_selector="metadata.name=deputy-join"
-    ).items
+    assert not await bots.secrets("deputy-join")
     assert zaks(sim, zoom) == before
 
 

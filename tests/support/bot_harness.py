@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -14,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import SecretStr
 
 from meetingbot_contract import (
@@ -24,7 +24,6 @@ from meetingbot_contract import (
     ReportTarget,
 )
 from meetingbot_operator.zoom import SdkCredentials, sdk_signature
-from tests.support.zoom_helpers import client_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,11 +63,22 @@ class ReportSink:
 
 
 def mint_zak(sim_url: str, account: dict[str, Any]) -> str:
-    async def mint() -> str:
-        async with client_for(sim_url, account) as zoom:
-            return (await zoom.mint_zak(account["user"]["id"])).token.get_secret_value()
-
-    return asyncio.run(mint())
+    """A ZAK for the account's user, straight from the simulator's REST API (these tests are
+    about the bot, not about the operator's Zoom client)."""
+    token = httpx.post(
+        f"{sim_url}/oauth/token",
+        data={"grant_type": "account_credentials", "account_id": account["id"]},
+        auth=(account["client_id"], account["client_secret"]),
+        timeout=10,
+    ).json()["access_token"]
+    response = httpx.get(
+        f"{sim_url}/v2/users/{account['user']['id']}/token",
+        params={"type": "zak"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return str(response.json()["token"])
 
 
 def join_config(
