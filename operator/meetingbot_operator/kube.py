@@ -129,22 +129,14 @@ class Kube:
         return not controlled_by(existing.metadata, owner_uid)
 
     async def delete_owned_secret(self, namespace: str, name: str, owner_uid: str) -> None:
-        """Delete the Secret if it is controlled by `owner_uid` (preconditioned on its uid, so
-        a Secret re-created by someone else in between is left alone)."""
-        try:
-            existing = await self.core.read_namespaced_secret(name, namespace)
-            if not controlled_by(existing.metadata, owner_uid):
-                return
-            await self.core.delete_namespaced_secret(
-                name,
-                namespace,
-                body=client.V1DeleteOptions(
-                    preconditions=client.V1Preconditions(uid=existing.metadata.uid)
-                ),
-            )
-        except ApiException as error:
-            if error.status not in (404, 409):
-                raise
+        """Delete the Secret if `owner_uid` controls it."""
+        await self._delete_owned(
+            self.core.read_namespaced_secret,
+            self.core.delete_namespaced_secret,
+            namespace,
+            name,
+            owner_uid,
+        )
 
     async def create_pod(self, body: dict[str, Any], *, dry_run: bool = False) -> bool:
         """Create the Pod (or only check that the API server would admit it, with `dry_run`).
@@ -169,13 +161,27 @@ class Kube:
         return True
 
     async def delete_pod(self, namespace: str, name: str, owner_uid: str) -> None:
-        """Delete the pod if this MeetingBot controls it, with the pod's own grace period (the
-        bot gets SIGTERM and time to leave). Preconditioned on the pod's uid."""
+        """Delete the pod if `owner_uid` controls it, with the pod's own grace period (the bot
+        gets SIGTERM and time to leave)."""
+        await self._delete_owned(
+            self.core.read_namespaced_pod,
+            self.core.delete_namespaced_pod,
+            namespace,
+            name,
+            owner_uid,
+        )
+
+    @staticmethod
+    async def _delete_owned(
+        read: Any, delete: Any, namespace: str, name: str, owner_uid: str
+    ) -> None:
+        """Delete an object only if `owner_uid` is its controller, preconditioned on the uid
+        just read: one re-created by someone else in between is left alone."""
         try:
-            existing = await self.core.read_namespaced_pod(name, namespace)
+            existing = await read(name, namespace)
             if not controlled_by(existing.metadata, owner_uid):
                 return
-            await self.core.delete_namespaced_pod(
+            await delete(
                 name,
                 namespace,
                 body=client.V1DeleteOptions(

@@ -133,16 +133,9 @@ class Bots:
         return list(listed["items"])
 
     async def wait_phase(self, name: str, *phases: str, timeout: float = 60) -> dict[str, Any]:
-        async def reached() -> dict[str, Any] | None:
-            status = await self.status(name)
-            return status if status.get("phase") in phases else None
-
-        try:
-            return dict(await wait_for(reached, timeout, what=f"{name} in {phases}"))
-        except TimeoutError:
-            raise TimeoutError(
-                f"{name} not in {phases} within {timeout}s: {await self.status(name)}"
-            ) from None
+        return await self.wait_status(
+            name, lambda s: s.get("phase") in phases, timeout, f"a phase in {phases}"
+        )
 
     async def wait_status(
         self,
@@ -183,16 +176,9 @@ class Bots:
         await wait_for(posted, timeout, what=f"a {reason} event about {name}")
 
     async def wait_reason(self, name: str, reason: str, timeout: float = 30) -> dict[str, Any]:
-        async def reached() -> dict[str, Any] | None:
-            status = await self.status(name)
-            return status if status.get("reason") == reason else None
-
-        try:
-            return dict(await wait_for(reached, timeout, what=reason))
-        except TimeoutError:
-            raise TimeoutError(
-                f"{name}: no {reason} within {timeout}s: {await self.status(name)}"
-            ) from None
+        return await self.wait_status(
+            name, lambda s: s.get("reason") == reason, timeout, f"reason {reason}"
+        )
 
     async def children_gone(self, name: str) -> bool:
         """Whether the bot's pods and join Secret have all been removed."""

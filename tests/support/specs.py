@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from meetingbot_operator.models import MeetingBot
+
 DEFAULT_NUMBER = "12345678901"
 
 
@@ -15,3 +17,8 @@ def bot_spec(number: str = DEFAULT_NUMBER, **fields: Any) -> dict[str, Any]:
         "displayName": "Notetaker",
         **fields,
     }
+
+
+def meeting_bot(status: dict[str, Any] | None = None, **fields: Any) -> MeetingBot:
+    """A parsed MeetingBot for the decisions' unit tests: `bot_spec()` and a status."""
+    return MeetingBot.model_validate({"spec": bot_spec(**fields), "status": status or {}})

@@ -26,6 +26,7 @@ from meetingbot_operator.observed import (
     Observed,
     PodObservation,
 )
+from tests.support.specs import meeting_bot
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 META = Meta(name="bot", namespace="ns", uid="0a1b2c3d-0000", generation=1)
@@ -39,17 +40,7 @@ TIMING = Timing(
 
 
 def bot(status: dict[str, Any] | None = None, **spec: Any) -> MeetingBot:
-    return MeetingBot.model_validate(
-        {
-            "spec": {
-                "accountRef": {"name": "main"},
-                "meeting": {"number": "12345678901"},
-                "displayName": "Bot",
-                **spec,
-            },
-            "status": status or {},
-        }
-    )
+    return meeting_bot(status, **{"displayName": "Bot", **spec})
 
 
 def running(attempt: int = 1, phase: str = "Starting", **extra: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from meetingbot_operator.observed import AccountState, Meta, Observed, PodObserv
 from meetingbot_operator.reports import ReportTokens, make_app
 from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, SecretView, usable
 from meetingbot_operator.settings import Settings, endpoint_allowed
+from tests.support.specs import meeting_bot
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 META = Meta(name="bot", namespace="ns", uid="0a1b2c3d-0000", generation=1)
@@ -31,17 +32,7 @@ TIMING = Timing(unresponsive_after=timedelta(seconds=120))
 
 
 def bot(status: dict[str, Any] | None = None, **spec: Any) -> MeetingBot:
-    return MeetingBot.model_validate(
-        {
-            "spec": {
-                "accountRef": {"name": "main"},
-                "meeting": {"number": "12345678901"},
-                "displayName": "Bot",
-                **spec,
-            },
-            "status": status or {},
-        }
-    )
+    return meeting_bot(status, **{"displayName": "Bot", **spec})
 
 
 def in_meeting(**extra: Any) -> dict[str, Any]:
