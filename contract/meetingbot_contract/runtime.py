@@ -148,7 +148,7 @@ class BotResult(_Model):
 
     api_version: Literal["meetingbot.dev/v1"] = Field("meetingbot.dev/v1", alias="apiVersion")
     attempt: int = Field(ge=0)
-    reason: str = Field(max_length=64)
+    reason: str = Field(max_length=64, pattern=r"^[A-Z][A-Za-z0-9]*$")
     message: str | None = Field(None, max_length=1024)
     joined_at: datetime | None = Field(None, alias="joinedAt")
     left_at: datetime | None = Field(None, alias="leftAt")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from meetingbot_operator.models import Condition
@@ -19,6 +20,7 @@ def set_condition(
 ) -> list[Condition]:
     """Return the list with `type_` set; lastTransitionTime moves only when status flips."""
     value = "Unknown" if status is None else ("True" if status else "False")
+    reason = condition_reason(reason)
     previous = next((c for c in conditions if c.type == type_), None)
     changed_at = previous.last_transition_time if previous and previous.status == value else now
     updated = Condition(
@@ -30,3 +32,16 @@ def set_condition(
         last_transition_time=changed_at,
     )
     return [c for c in conditions if c.type != type_] + [updated]
+
+
+# metav1.Condition's reason: CamelCase-ish, what the API server accepts.
+REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+
+
+def condition_reason(reason: str) -> str:
+    """`reason` if the API server accepts it as a condition's reason, else its letters and
+    digits (a bot of someone else's may report anything; the status must still be written)."""
+    if REASON.match(reason):
+        return reason[:1024]
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "", reason).lstrip("0123456789_")
+    return cleaned[:1024] or "Unknown"

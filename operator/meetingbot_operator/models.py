@@ -55,23 +55,32 @@ class SecretKeyRef(Model):
 
 
 class Condition(Model):
-    """metav1.Condition."""
+    """metav1.Condition with its own validation (all but observedGeneration required)."""
 
-    type: str = Field(max_length=316)
+    type: str = Field(
+        max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+    )
     status: str = Field(json_schema_extra={"enum": ["True", "False", "Unknown"]})
     observed_generation: int | None = Field(None, alias="observedGeneration", ge=0)
     last_transition_time: datetime = Field(alias="lastTransitionTime")
-    reason: str = Field(max_length=1024)
-    message: str = Field("", max_length=32768)
+    reason: str = Field(
+        min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+    )
+    message: str = Field(max_length=32768)
 
 
 # An empty object as the default, so the API server fills in the nested fields' defaults.
 APPLY_DEFAULTS: dict[str, Any] = {"default": {}}
 
 CONDITIONS_LIST: dict[str, Any] = {
+    "maxItems": 16,
     "x-kubernetes-list-type": "map",
     "x-kubernetes-list-map-keys": ["type"],
 }
+# A list of distinct strings, merged as a set by server-side apply.
+STRING_SET: dict[str, Any] = {"x-kubernetes-list-type": "set"}
 
 
 # --- ZoomAccount ---------------------------------------------------------------------------------
@@ -136,7 +145,10 @@ class ZoomAccountSpec(Model):
         min_length=1,
         max_length=100,
         description="Service users (ids or emails) a ZAK may be minted for.",
-        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 128}},
+        json_schema_extra={
+            "items": {"type": "string", "minLength": 1, "maxLength": 128},
+            **STRING_SET,
+        },
     )
     zak: ZakSettings = Field(default_factory=ZakSettings, json_schema_extra=APPLY_DEFAULTS)
     bot_images: list[str] | None = Field(
@@ -146,14 +158,21 @@ class ZoomAccountSpec(Model):
         description="Images allowed to receive this account's ZAKs and OBF tokens: exact "
         "references or shell-style patterns (registry.example.com/team/*). Unset: only the "
         "operator's default bot image.",
-        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": 512}},
+        json_schema_extra={
+            "items": {"type": "string", "minLength": 1, "maxLength": 512},
+            **STRING_SET,
+        },
     )
 
 
 class ZoomAccountStatus(Model):
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST)
     observed_generation: int | None = Field(None, alias="observedGeneration")
-    scopes: list[str] = Field(default_factory=list)
+    scopes: list[str] = Field(
+        default_factory=list,
+        max_length=200,
+        json_schema_extra={"items": {"type": "string", "maxLength": 200}, **STRING_SET},
+    )
     last_verified_time: datetime | None = Field(None, alias="lastVerifiedTime")
 
 
@@ -186,7 +205,9 @@ class Meeting(Model):
         )
     )
 
-    number: str | None = Field(None, pattern=MEETING_NUMBER, description="Meeting number (digits).")
+    number: str | None = Field(
+        None, pattern=MEETING_NUMBER, max_length=12, description="Meeting number (digits)."
+    )
     join_url: str | None = Field(
         None, alias="joinUrl", pattern=JOIN_URL, max_length=2048, description="A Zoom join link."
     )
@@ -297,13 +318,18 @@ class PodTemplate(Model):
         description="Extra environment for the bot container. Not MEETINGBOT_* or HOME (the "
         "runtime contract's), nor variables that change what code runs (LD_*, PYTHON*, "
         "NODE_OPTIONS).",
-        json_schema_extra=cel(
-            (
-                f"self.all(e, !e.name.matches('{RESERVED_ENV}'))",
-                "MEETINGBOT_*, HOME, LD_*, PYTHON* and NODE_OPTIONS are set by the operator or "
-                "the image, not by podTemplate",
-            )
-        ),
+        json_schema_extra={
+            # One value per name (server-side apply merges by name, as for a container's env).
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            **cel(
+                (
+                    f"self.all(e, !e.name.matches('{RESERVED_ENV}'))",
+                    "MEETINGBOT_*, HOME, LD_*, PYTHON* and NODE_OPTIONS are set by the operator "
+                    "or the image, not by podTemplate",
+                )
+            ),
+        },
     )
 
 
@@ -392,14 +418,14 @@ class StopRequest(Model):
 
 class MeetingBotStatus(Model):
     phase: Phase | None = None
-    reason: str | None = None
-    message: str | None = None
+    reason: str | None = Field(None, max_length=64)
+    message: str | None = Field(None, max_length=32768)
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST)
     observed_generation: int | None = Field(None, alias="observedGeneration")
     attempts: int = 0
-    zoom_user: str | None = Field(None, alias="zoomUser")
+    zoom_user: str | None = Field(None, alias="zoomUser", max_length=128)
     zak_expires_at: datetime | None = Field(None, alias="zakExpiresAt")
-    pod_name: str | None = Field(None, alias="podName")
+    pod_name: str | None = Field(None, alias="podName", max_length=253)
     started_at: datetime | None = Field(
         None, alias="startedAt", description="This attempt's start."
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.cluster import cluster
 from devenv.operator_process import OperatorProcess, install_crds
@@ -136,9 +137,18 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
     assert dry.returncode == 0, dry.stderr
     assert {"Deployment", "Service", "ServiceAccount"} <= set(kinds)
     if values:
-        # Listed namespaces: Roles there, nothing cluster-wide.
+        # Listed namespaces: Roles there, nothing cluster-wide for the operator (the only
+        # ClusterRoles are the ones aggregated into view/edit/admin, for people).
         assert {"Role", "RoleBinding", "NetworkPolicy", "ServiceMonitor"} <= set(kinds)
-        assert not {"ClusterRole", "ClusterRoleBinding"} & set(kinds)
+        assert "ClusterRoleBinding" not in kinds
+        cluster_roles = [d for d in documents if d["kind"] == "ClusterRole"]
+        assert all(
+            any(
+                k.startswith("rbac.authorization.k8s.io/aggregate-to-")
+                for k in d["metadata"]["labels"]
+            )
+            for d in cluster_roles
+        )
         assert "Secret" not in kinds  # an existing report-key Secret was named
     else:
         assert {"ClusterRole", "ClusterRoleBinding", "Secret"} <= set(kinds)
@@ -222,7 +232,7 @@ async def granted_permissions(kube: Kube, namespace: str) -> set[tuple[str, str,
     assert not [
         r
         for r in (await kube.rbac.list_cluster_role()).items
-        if r.metadata.name.startswith("meetingbot-operator")
+        if r.metadata.name.startswith("meetingbot-operator") and "aggregate" not in r.metadata.name
     ]
     return {
         (group, resource, verb)
@@ -356,3 +366,45 @@ async def test_upgrade_keeps_the_report_key_and_uninstall_removes_everything(
         SYSTEM, label_selector="app.kubernetes.io/instance=meetingbot-operator"
     )
     assert not listed.items
+
+
+async def test_namespace_users_get_our_resources_through_view_and_edit(
+    kube: Kube, installed: str
+) -> None:
+    """The chart's aggregated ClusterRoles reach Kubernetes' own "view" and "edit" (the
+    controller-manager aggregates them): a RoleBinding is all a namespace user needs."""
+    namespace = installed
+    for user, role in (("editor", "edit"), ("viewer", "view")):
+        await kube.rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": user},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": role,
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": user, "namespace": namespace}],
+            },
+        )
+    editor = Bots(await kube.as_service_account(namespace, "editor"), namespace)
+    viewer = Bots(await kube.as_service_account(namespace, "viewer"), namespace)
+    try:
+
+        async def editor_can_create() -> bool:
+            try:
+                await editor.apply("by-editor", bot_spec())
+            except ApiException as error:
+                if error.status == 403:
+                    return False  # the aggregation may not have caught up yet
+                raise
+            return True
+
+        await wait_for(editor_can_create, 30, what="edit granting MeetingBots")
+        assert [b["metadata"]["name"] for b in await viewer.all()] == ["by-editor"]
+        with pytest.raises(ApiException) as refused:
+            await viewer.apply("by-viewer", bot_spec())
+        assert refused.value.status == 403
+    finally:
+        await editor.kube.close()
+        await viewer.kube.close()

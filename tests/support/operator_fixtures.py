@@ -64,6 +64,19 @@ class Kube:
     async def close(self) -> None:
         await self.api.close()
 
+    async def as_service_account(self, namespace: str, name: str) -> Kube:
+        """A client that authenticates as a new service account `name` (a bound token)."""
+        await self.core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+        request = await self.core.create_namespaced_service_account_token(
+            name, namespace, {"spec": {"audiences": [], "expirationSeconds": 600}}
+        )
+        configuration = client.Configuration()
+        configuration.host = self.api.configuration.host
+        configuration.ssl_ca_cert = self.api.configuration.ssl_ca_cert
+        configuration.verify_ssl = self.api.configuration.verify_ssl
+        configuration.api_key = {"BearerToken": f"Bearer {request.status.token}"}
+        return Kube(client.ApiClient(configuration))
+
     async def exists(self, call: Any, *args: Any) -> bool:
         try:
             await call(*args)

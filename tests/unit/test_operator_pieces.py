@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -12,6 +13,7 @@ from pydantic import SecretStr
 from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget, logs
 from meetingbot_operator import crdgen
 from meetingbot_operator.children import bot_pod, join_secret
+from meetingbot_operator.conditions import condition_reason
 from meetingbot_operator.models import MeetingBotSpec, meeting_number
 from meetingbot_operator.observed import Meta
 from meetingbot_operator.reports import ReportTokens
@@ -147,3 +149,35 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.namespaces == ["team-a", "team-b"]
     assert settings.bot_image == "registry.example.com/bot:2"
+
+
+def test_every_string_list_and_map_of_the_crds_is_bounded() -> None:
+    """CEL cost and etcd both want bounds: every string has a maxLength (or an enum, or is a
+    date-time), every list a maxItems, every map a maxProperties."""
+    unbounded: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if not isinstance(node, dict):
+            return
+        kind = node.get("type")
+        exempt = node.get("format") == "date-time" or path in (".apiVersion", ".kind")
+        if kind == "string" and not ({"maxLength", "enum"} & node.keys()) and not exempt:
+            unbounded.append(path)
+        if kind == "array" and "maxItems" not in node:
+            unbounded.append(path)
+        if isinstance(node.get("additionalProperties"), dict) and "maxProperties" not in node:
+            unbounded.append(path)
+        for key, child in (node.get("properties") or {}).items():
+            walk(child, f"{path}.{key}")
+        walk(node.get("items"), f"{path}[]")
+        walk(node.get("additionalProperties"), f"{path}{{}}")
+
+    for document in crdgen.definitions().values():
+        walk(document["spec"]["versions"][0]["schema"]["openAPIV3Schema"], "")
+    assert unbounded == []
+
+
+def test_condition_reasons_are_always_acceptable() -> None:
+    assert condition_reason("MeetingEnded") == "MeetingEnded"
+    assert condition_reason("left: 3 people, 1 bot") == "left3people1bot"
+    assert condition_reason("42") == "Unknown"
