@@ -43,6 +43,19 @@ RARELY_USED = {
 }
 NON_DEFAULT = {
     "watchNamespaces": ["team-a", "team-b"],
+    # What platform teams set first: an image by digest, an OpenShift-style security context
+    # (no fixed UID), topology spread, labels that repeat a selector key.
+    "image": {"digest": "sha256:" + "a" * 64},
+    "podSecurityContext": {"runAsUser": None, "runAsGroup": None},
+    "topologySpreadConstraints": [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "meetingbot-operator"}},
+        }
+    ],
+    "podLabels": {"app.kubernetes.io/name": "not-the-selector", "team": "bots"},
     "serviceAccount": {"name": "custom-sa", "annotations": {"example.com/role": "bots"}},
     "operator": {
         "logLevel": "DEBUG",
@@ -89,6 +102,45 @@ def test_lint_strict(tmp_path: Path) -> None:
         "0 chart(s) failed"
         in helm("lint", "--strict", str(CHART), "-f", values_file(tmp_path, NON_DEFAULT)).stdout
     )
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """A YAML loader that refuses a mapping with a repeated key (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        assert len(keys) == len(set(keys)), f"duplicate keys in {keys}"
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_values_platform_teams_ask_for(tmp_path: Path) -> None:
+    rendered = helm(
+        "template", RELEASE, str(CHART), "-f", values_file(tmp_path, NON_DEFAULT)
+    ).stdout
+    documents = [d for d in yaml.load_all(rendered, Loader=_UniqueKeys) if d]
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "meetingbot-operator"
+    assert pod["metadata"]["labels"]["team"] == "bots"
+    assert pod["spec"]["containers"][0]["image"].endswith("@sha256:" + "a" * 64)
+    assert "runAsUser" not in pod["spec"]["securityContext"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["topologySpreadConstraints"][0]["maxSkew"] == 1
+    assert pod["spec"]["containers"][0]["startupProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_every_value_is_described() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    undescribed: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        for key, child in (node.get("properties") or {}).items():
+            if "description" not in child:
+                undescribed.append(f"{path}{key}")
+            walk(child, f"{path}{key}.")
+
+    walk(schema, "")
+    assert undescribed == []
 
 
 def test_schema_rejects_bad_values(tmp_path: Path) -> None:
