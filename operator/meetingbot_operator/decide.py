@@ -270,8 +270,7 @@ def _follow_attempt(
             plan.events.append(Event("Warning", trouble[0], f"pod {name}: {trouble[1]}"))
         _set_phase(status, Phase.STARTING, None, message)
 
-    if status.phase == Phase.LEAVING:
-        return  # the bot is on its way out by itself
+    # A bot on its way out still reports until it exits: one that hangs there is stopped too.
     _watch_liveness(bot, observed, report, timing, plan, name)
 
     # Backstop for maxDuration: the bot enforces it itself; a bot that does not is stopped.

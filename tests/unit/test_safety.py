@@ -146,6 +146,18 @@ def test_a_bot_that_stops_reporting_is_stopped_and_retried() -> None:
     assert (after.status.phase, after.status.reason) == (Phase.PENDING, "BotUnresponsive")
 
 
+def test_a_bot_that_hangs_while_leaving_is_stopped_too() -> None:
+    leaving = BotReport(attempt=1, state="Leaving", reason="EveryoneLeft")
+    plan = decide(
+        bot(in_meeting(phase="Leaving")),
+        META,
+        observe(report=leaving, last_report_at=NOW - timedelta(seconds=121)),
+        TIMING,
+    )
+    assert plan.status.stop is not None and plan.status.stop.reason == "BotUnresponsive"
+    assert [a.kind for a in plan.actions] == [ActionKind.DELETE_POD]
+
+
 def test_a_restart_does_not_count_as_silence() -> None:
     plan = decide(
         bot(in_meeting()),
