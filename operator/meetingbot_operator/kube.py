@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -117,6 +117,37 @@ class Kube:
                 name, namespace, replacement, _preload_content=False
             )
         )
+
+    async def ensure_secret_value(
+        self, namespace: str, name: str, key: str, make: Callable[[], str]
+    ) -> str:
+        """The value under `key` of a Secret, which is created with `make()` if it does not
+        exist yet (when two operators race, the first write wins and both read it)."""
+        for _ in range(2):
+            try:
+                secret = await self.core.read_namespaced_secret(name, namespace)
+                return base64.b64decode(secret.data[key]).decode()
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+            body = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": {"app.kubernetes.io/managed-by": "meetingbot-operator"},
+                },
+                "stringData": {key: make()},
+            }
+            try:
+                await self._raw(
+                    self.core.create_namespaced_secret(namespace, body, _preload_content=False)
+                )
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+        raise RuntimeError(f"Secret {namespace}/{name} could not be created nor read")
 
     async def secret_taken(self, namespace: str, name: str, owner_uid: str) -> bool:
         """Whether a Secret of that name exists and is not controlled by `owner_uid`."""

@@ -21,6 +21,8 @@ from pydantic import SecretStr, ValidationError
 
 from meetingbot_contract import BotReport
 from meetingbot_operator import metrics
+from meetingbot_operator.kube import Kube
+from meetingbot_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +37,29 @@ MAX_BODY = 16 * 1024
 UNKNOWN_UID = "00000000-0000-0000-0000-000000000000"
 
 
+async def load_key(settings: Settings, kube: Kube) -> SecretStr | None:
+    """The report key: given outright, or kept in a Secret of the operator's namespace (made
+    on the first start), or None (a random key for this process only)."""
+    if settings.report_key is not None and settings.report_key.get_secret_value():
+        return settings.report_key
+    if settings.report_key_secret and settings.pod_namespace:
+        value = await kube.ensure_secret_value(
+            settings.pod_namespace,
+            settings.report_key_secret,
+            "reportKey",
+            lambda: secrets.token_urlsafe(36),
+        )
+        return SecretStr(value)
+    return None
+
+
 class ReportTokens:
     def __init__(self, key: SecretStr | None) -> None:
         if key is None:
             log.warning(
-                "MEETINGBOT_REPORT_KEY is not set: using a random key; bots started before a "
-                "restart will not be able to report (their pods' exit results still count)"
+                "no report key (MEETINGBOT_REPORT_KEY or MEETINGBOT_REPORT_KEY_SECRET): using a "
+                "random key; bots started before a restart will not be able to report (their "
+                "pods' exit results still count)"
             )
             key = SecretStr(secrets.token_urlsafe(32))
         self._key = key.get_secret_value().encode()

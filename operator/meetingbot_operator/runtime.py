@@ -24,7 +24,7 @@ ACCOUNT_TICK = 5.0
 
 
 class Runtime:
-    def __init__(self, settings: Settings, kube: Kube) -> None:
+    def __init__(self, settings: Settings, kube: Kube, tokens: reports.ReportTokens) -> None:
         self.settings = settings
         self.kube = kube
         self.accounts = AccountService(
@@ -38,7 +38,7 @@ class Runtime:
             kube,
             self.accounts,
             settings,
-            reports.ReportTokens(settings.report_key),
+            tokens,
             self.events.post,
         )
         self._runners: list[web.AppRunner] = []
@@ -49,7 +49,9 @@ class Runtime:
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
-        runtime = cls(settings, Kube(await api_client()))
+        kube = Kube(await api_client())
+        tokens = reports.ReportTokens(await reports.load_key(settings, kube))
+        runtime = cls(settings, kube, tokens)
         report_app = reports.make_app(
             runtime.bots.tokens, runtime.bots.identity, runtime.bots.observe_report
         )

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     # Signs per-bot report tokens; must be stable across restarts (the chart keeps it in a
     # Secret). When unset a random key is used and running bots cannot report after a restart.
     report_key: SecretStr | None = None
+    # Or: the Secret (key reportKey) in the operator's own namespace that holds the key; the
+    # operator creates it with a random key on its first start and reuses it ever after (the
+    # chart's way: nothing random in the rendered chart, so GitOps renders are stable).
+    report_key_secret: str = ""
+    pod_namespace: str = ""  # the operator's namespace (the downward API in the chart)
 
     metrics_port: int = 9090
     health_port: int = 8080

@@ -6,7 +6,6 @@ uninstall."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import subprocess
 import uuid
@@ -22,6 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from devenv.cluster import cluster
 from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
+from meetingbot_contract import BotState
 from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
 from tests.support.scripted_bot import ScriptedBot
 from tests.support.specs import bot_spec
@@ -29,6 +29,7 @@ from tests.support.specs import bot_spec
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "meetingbot-operator"
 RELEASE, SYSTEM = "meetingbot-operator", "meetingbot-system"
+KEY_SECRET = "meetingbot-operator-report-key"
 SA_USER = f"system:serviceaccount:{SYSTEM}:meetingbot-operator"
 # Granted, and needed, but no request of a short lifecycle shows them in the audit log:
 RARELY_USED = {
@@ -201,9 +202,10 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
             )
             for d in cluster_roles
         )
-        assert "Secret" not in kinds  # an existing report-key Secret was named
     else:
-        assert {"ClusterRole", "ClusterRoleBinding", "Secret"} <= set(kinds)
+        assert {"ClusterRole", "ClusterRoleBinding"} <= set(kinds)
+    # Nothing random: the report key is made by the operator, never by the render.
+    assert "Secret" not in kinds
     for document in documents:
         assert document["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
 
@@ -304,16 +306,7 @@ async def test_the_operator_runs_on_the_charts_rbac_and_needs_all_of_it(
     handed_secrets: list[str],
 ) -> None:
     namespace = installed
-    secret = await kube.core.read_namespaced_secret("meetingbot-operator-report-key", SYSTEM)
-    report_key = base64.b64decode(secret.data["reportKey"]).decode()
-    operator = OperatorProcess(
-        await service_account_kubeconfig(kube, tmp_path / "sa.kubeconfig"),
-        tmp_path / "operator.log",
-        namespaces=namespace,
-        report_key=report_key,
-        retry_base_seconds="1",
-        allowed_endpoints=zoomsim.url,
-    )
+    operator = await chart_operator(kube, namespace, zoomsim, tmp_path)
     since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     operator.start()
     try:
@@ -391,17 +384,79 @@ async def test_the_operator_runs_on_the_charts_rbac_and_needs_all_of_it(
     print("\nRBAC used by the operator:", sorted(used))
 
 
-async def test_upgrade_keeps_the_report_key_and_uninstall_removes_everything(
-    kube: Kube, installed: str, tmp_path: Path
-) -> None:
-    async def report_key() -> str:
-        secret = await kube.core.read_namespaced_secret("meetingbot-operator-report-key", SYSTEM)
-        return str(secret.data["reportKey"])
+async def chart_operator(
+    kube: Kube, namespace: str, zoomsim: ZoomSim, tmp_path: Path
+) -> OperatorProcess:
+    """The operator as the chart's Deployment would run it: its service account's token, its
+    environment (the report key kept in a Secret of the release's namespace)."""
+    return OperatorProcess(
+        await service_account_kubeconfig(kube, tmp_path / "sa.kubeconfig"),
+        tmp_path / "operator.log",
+        namespaces=namespace,
+        report_key="",
+        report_key_secret=KEY_SECRET,
+        pod_namespace=SYSTEM,
+        retry_base_seconds="1",
+        allowed_endpoints=zoomsim.url,
+    )
 
-    key = await report_key()
+
+def test_renders_are_stable(tmp_path: Path) -> None:
+    """What Argo CD and `helm diff` run: the same values render the same manifests."""
+    for values in ({}, NON_DEFAULT):
+        renders = {
+            helm("template", RELEASE, str(CHART), "-f", values_file(tmp_path, values)).stdout
+            for _ in range(2)
+        }
+        assert len(renders) == 1
+
+
+async def test_the_report_key_is_made_once_and_outlives_an_upgrade(
+    kube: Kube,
+    installed: str,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    tmp_path: Path,
+    handed_secrets: list[str],
+) -> None:
+    """The operator makes the key on its first start; after an upgrade that changes the render
+    and a new operator process, a bot started before still reports."""
+    namespace = installed
+    if await kube.exists(kube.core.read_namespaced_secret, KEY_SECRET, SYSTEM):
+        await kube.core.delete_namespaced_secret(KEY_SECRET, SYSTEM)  # a first start, then
+    operator = await chart_operator(kube, namespace, zoomsim, tmp_path)
+    operator.start()
+    try:
+        key = await _report_key(kube)
+        bots = Bots(kube, namespace)
+        zoom = await zoom_account(kube, namespace, sim, zoomsim.url)
+        await account_ready(kube, namespace)
+        await bots.apply("steady", bot_spec(sim.create_meeting(zoom["id"])["number"]))
+        bot = ScriptedBot(kube, namespace, "steady", zoomsim.url, handed_secrets)
+        bot.heartbeat = False
+        await bot.read_config(1)
+        assert await bot.report(BotState.JOINING) == 202
+    finally:
+        operator.stop()
+    values = {"watchNamespaces": [namespace], "operator": {"logLevel": "DEBUG"}}
+    helm("upgrade", RELEASE, str(CHART), "--namespace", SYSTEM, "-f", values_file(tmp_path, values))
+    operator.start()
+    try:
+        assert await _report_key(kube) == key
+        assert await bot.report(BotState.IN_MEETING, joined_at=datetime.now(UTC)) == 202
+        await bots.wait_phase("steady", "InMeeting", timeout=30)
+    finally:
+        operator.stop()
+
+
+async def _report_key(kube: Kube) -> str:
+    secret = await kube.core.read_namespaced_secret(KEY_SECRET, SYSTEM)
+    return str(secret.data["reportKey"])
+
+
+async def test_upgrade_and_uninstall(kube: Kube, installed: str, tmp_path: Path) -> None:
     values = {"watchNamespaces": [installed], "operator": {"logLevel": "DEBUG"}}
     helm("upgrade", RELEASE, str(CHART), "--namespace", SYSTEM, "-f", values_file(tmp_path, values))
-    assert await report_key() == key
     deployment = await kube.apps.read_namespaced_deployment("meetingbot-operator", SYSTEM)
     env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
     assert env["MEETINGBOT_LOG_LEVEL"] == "DEBUG"
