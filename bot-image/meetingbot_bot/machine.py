@@ -20,6 +20,8 @@ from meetingbot_contract import BotState, ExitCode, LeaveRules
 from meetingbot_contract.reasons import SUCCESS, Reason, reason_for_sdk_error
 
 LEFT_EARLY = {Reason.WAITING_ROOM_TIMEOUT, Reason.REMOVED_BY_HOST}
+# Close reasons of the real bundle that mean the host removed us ("expeled" is its spelling).
+REMOVAL_WORDS = ("expeled", "expelled", "kicked", "removed")
 
 
 def exit_code_for(reason: str) -> ExitCode:
@@ -58,7 +60,7 @@ class Machine:
         self.me = str(current_user.get("userId"))
         for person in attendees:
             self.attendees[str(person.get("userId"))] = person
-        if current_user.get("isHold"):
+        if _on_hold(current_user):
             self._enter(BotState.WAITING_ROOM, now)
         else:
             self._admitted(now)
@@ -97,9 +99,9 @@ class Machine:
                 else:
                     self.attendees[key] = person
                 if key == self.me and name == "user-updated":
-                    if person.get("isHold") and self.state == BotState.IN_MEETING:
+                    if _on_hold(person) and self.state == BotState.IN_MEETING:
                         self._enter(BotState.WAITING_ROOM, now)  # put back in the waiting room
-                    elif not person.get("isHold") and self.state == BotState.WAITING_ROOM:
+                    elif not _on_hold(person) and self.state == BotState.WAITING_ROOM:
                         self._admitted(now)
             self._count_people(now)
 
@@ -109,7 +111,7 @@ class Machine:
         if state == "Closed":
             if self.state == BotState.LEAVING:
                 self.left(now)
-            elif "kicked" in reason or "removed" in reason:
+            elif any(word in reason for word in REMOVAL_WORDS):
                 self._end(Reason.REMOVED_BY_HOST, f"removed by the host ({reason})", now)
             else:
                 self._end(Reason.MEETING_ENDED, f"the meeting ended ({reason or 'closed'})", now)
@@ -147,7 +149,7 @@ class Machine:
         return [
             p
             for key, p in self.attendees.items()
-            if key != self.me and p.get("displayName") != self.display_name and not p.get("isHold")
+            if key != self.me and p.get("displayName") != self.display_name and not _on_hold(p)
         ]
 
     def _count_people(self, now: datetime) -> None:
@@ -180,3 +182,9 @@ class Machine:
 
 def _over(limit_seconds: int, since: datetime, now: datetime) -> bool:
     return limit_seconds > 0 and now - since >= timedelta(seconds=limit_seconds)
+
+
+def _on_hold(user: dict[str, Any]) -> bool:
+    """In the waiting room: roster events' raw user objects say `bHold`; getCurrentUser() and
+    getAttendeeslist() add the alias `isHold` (the .d.ts declares only that one)."""
+    return bool(user.get("bHold", user.get("isHold")))

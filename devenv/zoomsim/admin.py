@@ -184,7 +184,8 @@ async def remove_participant(request: web.Request) -> web.Response:
     if request.query.get("mode", "remove") == "leave":
         depart(meeting, participant, "left", "leave meeting")
     else:
-        depart(meeting, participant, "removed by host", "kicked by host")
+        # The real bundle's close reason, spelling included ("kicked by host" also occurs).
+        depart(meeting, participant, "removed by host", "expeled by host")
     return web.json_response(participant.public())
 
 

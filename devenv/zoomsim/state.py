@@ -131,7 +131,9 @@ class Participant:
             "userId": self.id,
             "displayName": self.name,
             "isHost": self.is_host,
-            "isHold": self.state == "waiting_room",
+            # The real SDK's raw user objects (roster events) say bHold; only its
+            # getCurrentUser()/getAttendeeslist() add an isHold alias (the fake SDK does too).
+            "bHold": self.state == "waiting_room",
             "avatar": self.avatar,
             "zoomUserId": self.user_id,
             "kind": self.kind,

@@ -64,9 +64,11 @@ async def test_the_page_and_the_real_sdk_agree(installed: Path) -> None:
     bundle = (installed / "zoom-meeting-embedded-ES5.min.js").read_text(errors="replace")
     for event in surface["events"]:
         assert f'"{event}"' in bundle, f"event {event} not in the SDK"
-    # The Closed reasons the bot's state machine reads are the SDK's own strings.
-    for reason in ("ended by host", "kicked by host"):
+    # The Closed reasons the bot's state machine reads are the SDK's own strings (removal is
+    # spelt "expeled" there), and roster events' waiting-room field is bHold.
+    for reason in ("ended by host", "kicked by host", "expeled by host"):
         assert f'"{reason}"' in bundle
+    assert "bHold" in bundle
     assert errors == []
     assert outside == [], f"the page reached outside: {outside[:3]}"
 

@@ -222,13 +222,13 @@ async def test_waiting_room_admission_is_pushed(
     number = sim.create_meeting(zoom_account["id"], waiting_room=True)["number"]
     async with await join(zoomsim, zoom_account, number) as session:
         me = session.joined["currentUser"]
-        assert me["isHold"] is True
+        assert me["bHold"] is True
         assert sim.participants(number, "in_meeting") == []
         sim.admit(number, me["userId"])
         event = await session.next_event()
         assert event["event"] == "user-updated"
         assert event["payload"][0]["userId"] == me["userId"]
-        assert event["payload"][0]["isHold"] is False
+        assert event["payload"][0]["bHold"] is False
 
 
 async def test_roster_removal_and_end_are_pushed(
@@ -249,7 +249,7 @@ async def test_roster_removal_and_end_are_pushed(
         closed = await removed.wait_for("connection-change")
         assert closed == {
             "event": "connection-change",
-            "payload": {"state": "Closed", "reason": "kicked by host"},
+            "payload": {"state": "Closed", "reason": "expeled by host"},
         }
         gone = await kept.next_event()
         assert (gone["event"], gone["payload"][0]["displayName"]) == ("user-removed", "Other")
@@ -334,6 +334,6 @@ async def test_removal_before_the_client_connects_is_still_told(
         message = await ws.receive_json(timeout=5)
         assert message == {
             "event": "connection-change",
-            "payload": {"state": "Closed", "reason": "kicked by host"},
+            "payload": {"state": "Closed", "reason": "expeled by host"},
         }
         await ws.close()

@@ -131,7 +131,7 @@ class ScriptedBot:
                 )
                 await self.exit(ExitCode.JOIN_FAILED, reason, f"{failed.code}: {failed.reason}")
                 return reason
-            if joined["currentUser"]["isHold"]:
+            if joined["currentUser"]["bHold"]:
                 await self.report(BotState.WAITING_ROOM)
                 await session.wait_for("user-updated", timeout=60)
             joined_at = datetime.now(UTC)
@@ -164,7 +164,9 @@ class ScriptedBot:
             except AssertionError:
                 return "MeetingEnded"  # the socket closed
             if event["event"] == "connection-change" and event["payload"]["state"] == "Closed":
-                return "RemovedByHost" if "kicked" in event["payload"]["reason"] else "MeetingEnded"
+                closed = event["payload"]["reason"]
+                removed = "expeled" in closed or "kicked" in closed
+                return "RemovedByHost" if removed else "MeetingEnded"
 
     async def _pod_going(self) -> bool:
         assert self.config is not None

@@ -46,12 +46,15 @@ def test_removed_by_host() -> None:
     machine = joined()
     machine.event("connection-change", {"state": "Closed", "reason": "kicked by host"}, at(5))
     assert (machine.reason, machine.exit_code) == ("RemovedByHost", ExitCode.LEFT_EARLY)
+    expelled = joined()
+    expelled.event("connection-change", {"state": "Closed", "reason": "expeled by host"}, at(5))
+    assert expelled.reason == "RemovedByHost"  # the bundle's spelling
 
 
 def test_waiting_room_admission_and_timeout() -> None:
     machine = joined(hold=True)
     assert machine.state == BotState.WAITING_ROOM
-    machine.event("user-updated", [{**ME, "isHold": False}], at(10))
+    machine.event("user-updated", [{**ME, "bHold": False}], at(10))
     # (mypy keeps the narrowing of the assert above across the call that changes the state)
     assert machine.state == BotState.IN_MEETING  # type: ignore[comparison-overlap]
     assert machine.joined_at == at(10)
@@ -138,3 +141,15 @@ def test_crash_is_its_own_exit_code() -> None:
     machine = joined()
     machine.crashed("page crashed", at(1))
     assert (machine.reason, machine.exit_code) == ("BotCrashed", ExitCode.BROWSER_FAILED)
+
+
+def test_the_waiting_room_follows_the_roster_events_bhold_both_ways() -> None:
+    """Roster events carry raw user objects (bHold, as the real bundle sends them): an update
+    about something else does not admit the bot, and being put back is noticed."""
+    machine = joined(hold=True)
+    machine.event("user-updated", [{**ME, "isHold": None, "bHold": True, "muted": True}], at(5))
+    assert machine.state == BotState.WAITING_ROOM
+    machine.event("user-updated", [{"userId": 1, "displayName": "Bot", "bHold": False}], at(6))
+    assert machine.state == BotState.IN_MEETING  # type: ignore[comparison-overlap]
+    machine.event("user-updated", [{"userId": 1, "displayName": "Bot", "bHold": True}], at(7))
+    assert machine.state == BotState.WAITING_ROOM

@@ -132,11 +132,20 @@
     });
   };
 
-  Client.prototype.getCurrentUser = function () { return this.currentUser; };
+  // As in the real bundle: roster events carry raw user objects (bHold); these two getters
+  // return copies with an isHold alias.
+  function withAlias(user) {
+    if (!user) { return user; }
+    var copy = Object.assign({}, user);
+    copy.isHold = Boolean(user.bHold);
+    return copy;
+  }
+  Client.prototype.getCurrentUser = function () { return withAlias(this.currentUser); };
   Client.prototype.getAttendeeslist = function () {
     var self = this;
     return Object.keys(self.attendees).map(function (k) { return self.attendees[k]; })
-      .filter(function (a) { return !a.isHold || (self.currentUser && a.userId === self.currentUser.userId); });
+      .filter(function (a) { return !a.bHold || (self.currentUser && a.userId === self.currentUser.userId); })
+      .map(withAlias);
   };
 
   // A minimal participant list, written with textContent so names are shown literally.
