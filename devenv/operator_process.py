@@ -4,6 +4,7 @@ the CRDs it needs."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -97,6 +98,35 @@ class OperatorProcess:
                 pass
             time.sleep(0.2)
         raise TimeoutError(f"operator not healthy within 60s; see {self.log_path}")
+
+    def wait_until_watching(self, namespace: str) -> None:
+        """Healthy is not yet watching: on a cluster that has just started, kopf can take half
+        a minute to discover namespaces. Wait until the operator writes the status of a probe
+        ZoomAccount in a new namespace `namespace` (one it watches), then remove it."""
+        probe = {
+            "apiVersion": "meetingbot.dev/v1alpha1",
+            "kind": "ZoomAccount",
+            "metadata": {"name": "probe", "namespace": namespace},
+            "spec": {
+                "sdkCredentialsSecretRef": {"name": "none"},
+                "apiCredentialsSecretRef": {"name": "none"},
+                "users": ["probe@example.com"],
+            },
+        }
+        cluster.kubectl("create", "namespace", namespace)
+        try:
+            cluster.kubectl("apply", "-f", "-", stdin=json.dumps(probe))
+            cluster.kubectl(
+                "-n",
+                namespace,
+                "wait",
+                "--for=jsonpath={.status.observedGeneration}=1",
+                "zoomaccount/probe",
+                "--timeout=120s",
+                timeout=130,
+            )
+        finally:
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
     def kill(self) -> None:
         """SIGKILL to the whole process group: no cleanup, as when a node dies."""

@@ -132,6 +132,7 @@ def operator(
         namespaces="t-*",
     )
     process.start()
+    process.wait_until_watching(f"t-ready-{uuid.uuid4().hex[:6]}")
     yield process
     process.stop()
 

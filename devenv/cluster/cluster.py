@@ -115,7 +115,7 @@ def _kwokctl(
 
 
 def kubectl(
-    *args: str, check: bool = True, timeout: float = 60
+    *args: str, check: bool = True, timeout: float = 60, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     binaries = Binaries.in_cache()
     return subprocess.run(
@@ -124,6 +124,7 @@ def kubectl(
         text=True,
         capture_output=True,
         timeout=timeout,
+        input=stdin,
     )
 
 

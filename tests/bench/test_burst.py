@@ -215,6 +215,7 @@ async def run_operator_burst(
         log_level=os.environ.get("BENCH_LOG_LEVEL", "INFO"),
         allowed_endpoints=zoomsim.url,
     ).start()
+    operator.wait_until_watching(f"bench-ready-{uuid.uuid4().hex[:6]}")
     try:
         zoom = await zoom_account(
             kube, namespace, sim, zoomsim.url, plan=sim_plan, users=5, extra_spec=extra_spec
