@@ -28,7 +28,13 @@ from meetingbot_operator.cache import BotCache, BotRecord, Key, older
 from meetingbot_operator.decide import ActionKind, Decision, Timing, decide, spec_invalid
 from meetingbot_operator.executor import AttemptExecutor
 from meetingbot_operator.kube import Kube
-from meetingbot_operator.models import TERMINAL_PHASES, MeetingBot, MeetingBotStatus, Phase
+from meetingbot_operator.models import (
+    TERMINAL_PHASES,
+    MeetingBot,
+    MeetingBotStatus,
+    Phase,
+    first_error,
+)
 from meetingbot_operator.observed import AttemptStarted, Meta, Observed
 from meetingbot_operator.reports import Receipt, ReportTokens
 from meetingbot_operator.settings import Settings
@@ -211,7 +217,7 @@ class BotService:
         status = MeetingBotStatus.model_validate((record.body or {}).get("status") or {})
         if status.reason == "SpecInvalid":
             return
-        message = f"the spec cannot be used: {_first_error(error)}"
+        message = f"the spec cannot be used: {first_error(error)}"
         log.warning("MeetingBot spec invalid", extra={"bot": f"{meta.namespace}/{meta.name}"})
         failed = spec_invalid(status, meta, message, datetime.now(UTC))
         await self._write_status(record, meta, status, failed)
@@ -231,8 +237,3 @@ def _meta(body: dict[str, Any]) -> Meta:
 
 def _created(body: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(body["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
-
-
-def _first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"

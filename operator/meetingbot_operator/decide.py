@@ -271,7 +271,7 @@ def _follow_attempt(
         _set_phase(status, Phase.STARTING, None, message)
 
     # A bot on its way out still reports until it exits: one that hangs there is stopped too.
-    _watch_liveness(bot, observed, report, timing, plan, name)
+    _watch_liveness(bot, observed, pod, report, timing, plan, name)
 
     # Backstop for maxDuration: the bot enforces it itself; a bot that does not is stopped.
     anchor = status.joined_at or status.started_at
@@ -290,6 +290,7 @@ def _follow_attempt(
 def _watch_liveness(
     bot: MeetingBot,
     observed: Observed,
+    pod: PodObservation | None,
     report: BotReport | None,
     timing: Timing,
     plan: Decision,
@@ -304,7 +305,7 @@ def _watch_liveness(
     if not reported:
         deadline = status.started_at + timedelta(seconds=bot.spec.start_timeout_seconds)
         if now >= deadline:
-            trouble = _pod_trouble(observed.pod)
+            trouble = _pod_trouble(pod)
             why = f" ({trouble[0]}: {trouble[1]})".rstrip() if trouble else ""
             _stop(
                 plan,

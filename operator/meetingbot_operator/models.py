@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from meetingbot_contract import DAY_SECONDS, MAX_DURATION_SECONDS, AuthMode, LeaveRules
 from meetingbot_operator.zoom.credentials import ZAK_MAX_TTL_SECONDS, ZAK_MIN_TTL_SECONDS
@@ -455,3 +455,9 @@ def meeting_number(meeting: Meeting) -> str:
     if match is None:
         raise ValueError("the meeting has neither a number nor a join link with one")
     return match.group(1)
+
+
+def first_error(error: ValidationError) -> str:
+    """The first problem of a validation error, as `field.path: message` (for status, answers)."""
+    first = error.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"

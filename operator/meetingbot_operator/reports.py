@@ -22,6 +22,7 @@ from pydantic import SecretStr, ValidationError
 from meetingbot_contract import BotReport
 from meetingbot_operator import metrics
 from meetingbot_operator.kube import Kube
+from meetingbot_operator.models import first_error
 from meetingbot_operator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def make_app(tokens: ReportTokens, identity: Identity, sink: Sink) -> web.Applic
             body = BotReport.model_validate_json(await request.read())
         except ValidationError as error:
             metrics.REPORTS.labels("invalid").inc()
-            return web.json_response({"error": _first_error(error)}, status=400)
+            return web.json_response({"error": first_error(error)}, status=400)
         if body.attempt != attempt:
             return _answer("unauthorized", 401)  # a token is good for its own attempt only
         if attempt != current:
@@ -116,8 +117,3 @@ def make_app(tokens: ReportTokens, identity: Identity, sink: Sink) -> web.Applic
 def _answer(result: str, status: int) -> web.Response:
     metrics.REPORTS.labels(result).inc()
     return web.json_response({"result": result}, status=status)
-
-
-def _first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"

@@ -58,14 +58,16 @@ class SecretWatch:
     async def _follow(self, namespace: str | None) -> None:
         failures = 0
         version = ""
+        first = True  # at start the accounts verify on their own events: nothing changed yet
         while True:
             try:
                 if not version:
-                    # (Re)list: whatever changed while not watching counts as changed.
+                    # Relist: whatever changed while not watching counts as changed.
                     listed = await self._list(namespace)
                     version = listed.metadata.resource_version
-                    for secret in listed.items:
+                    for secret in [] if first else listed.items:
                         await self._changed(secret.metadata.namespace, secret.metadata.name)
+                    first = False
                 async for event in self._stream(namespace, version):
                     meta = event["raw_object"]["metadata"]
                     version = meta.get("resourceVersion") or version

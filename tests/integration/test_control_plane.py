@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.support.operator_fixtures import Kube, wait_for
@@ -152,17 +151,9 @@ async def test_pod_is_scheduled_to_a_kwok_node_and_runs(kube: Kube, namespace: s
 
 
 async def test_service_account_without_permission_is_forbidden(kube: Kube, namespace: str) -> None:
-    await kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
-    request = await kube.core.create_namespaced_service_account_token(
-        "nobody", namespace, {"spec": {"audiences": [], "expirationSeconds": 600}}
-    )
-    restricted = client.Configuration()
-    restricted.host = kube.api.configuration.host
-    restricted.ssl_ca_cert = kube.api.configuration.ssl_ca_cert
-    restricted.verify_ssl = kube.api.configuration.verify_ssl
-    restricted.api_key = {"BearerToken": f"Bearer {request.status.token}"}
-    async with client.ApiClient(restricted) as api:
-        as_nobody: Any = client.CoreV1Api(api)
+    nobody = await kube.as_service_account(namespace, "nobody")
+    try:
+        as_nobody = nobody.core
 
         with pytest.raises(ApiException) as forbidden:
             await as_nobody.list_namespaced_secret(namespace)
@@ -200,3 +191,5 @@ async def test_service_account_without_permission_is_forbidden(kube: Kube, names
             return True
 
         await wait_for(can_list, timeout=15)
+    finally:
+        await nobody.close()
