@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from devenv.cluster import cluster
+from devenv.cluster.node import node_ip
 from meetingbot_operator import crdgen
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,10 +30,14 @@ def free_port() -> int:
 
 
 class OperatorProcess:
-    """`python -m meetingbot_operator` against the local control plane, logging to a file."""
+    """`python -m meetingbot_operator` against the local control plane, logging to a file.
+
+    Its report endpoint listens on the node's address, where bot pods on the real node reach
+    it (the host's loopback they cannot)."""
 
     def __init__(self, kubeconfig: Path, log_path: Path, **settings: str) -> None:
         self.kubeconfig = kubeconfig
+        self.report_host = node_ip()
         self.log_path = log_path
         self.report_port = free_port()
         self.metrics_port = free_port()
@@ -43,7 +48,7 @@ class OperatorProcess:
 
     @property
     def report_url(self) -> str:
-        return f"http://127.0.0.1:{self.report_port}"
+        return f"http://{self.report_host}:{self.report_port}"
 
     @property
     def metrics_url(self) -> str:
@@ -55,7 +60,7 @@ class OperatorProcess:
             {
                 "KUBECONFIG": str(self.kubeconfig),
                 "MEETINGBOT_REPORT_URL": self.report_url,
-                "MEETINGBOT_REPORT_HOST": "127.0.0.1",
+                "MEETINGBOT_REPORT_HOST": self.report_host,
                 "MEETINGBOT_REPORT_PORT": str(self.report_port),
                 "MEETINGBOT_METRICS_PORT": str(self.metrics_port),
                 "MEETINGBOT_HEALTH_PORT": str(self.health_port),

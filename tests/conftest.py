@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -16,9 +14,9 @@ import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.cluster import cluster
-from devenv.cluster.node_agent import BOT_NODE, fake_sdk_url, remove_containers
+from devenv.cluster.node import node_ip
 from devenv.operator_process import OperatorProcess, install_crds
-from devenv.zoomsim import SimAdmin, ZoomSim
+from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url
 from tests.support.operator_fixtures import MERGE_PATCH, Bots, Kube, account_ready
 from tests.support.operator_fixtures import zoom_account as zoom_account_in
 from tests.support.scripted_bot import ScriptedBot
@@ -87,7 +85,8 @@ async def namespace(kube: Kube) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def zoomsim() -> Iterator[ZoomSim]:
-    with ZoomSim() as sim:
+    """The simulator on loopback (for the operator) and on the node's address (for pods)."""
+    with ZoomSim(pod_host=node_ip()) as sim:
         yield sim
 
 
@@ -127,7 +126,7 @@ def operator(
         # Heartbeats every 2 s: a silent bot is stopped after 8 s (BotUnresponsive).
         report_interval_seconds="2",
         allowed_endpoints=zoomsim.url,
-        bot_sdk_url=fake_sdk_url(zoomsim.url),
+        bot_sdk_url=fake_sdk_url(zoomsim.pod_url),
         # Only the tests' namespaces: the chart test runs an operator of its own elsewhere.
         namespaces="t-*",
     )
@@ -188,44 +187,16 @@ TEST_BOT_IMAGE = "example.invalid/meetingbot-bot:test"
 
 
 @pytest.fixture(scope="session")
-def image() -> str:
+def image(kubeconfig: Path) -> str:
+    """The bot image, built with podman (cached layers) and imported into the real node."""
     if shutil.which("podman") is None:
-        pytest.fail("podman is not installed (.ci/run installs it)")
-    print(
-        "\nbuilding the bot image (cached layers make this quick after the first time)", flush=True
-    )
+        pytest.fail("podman is not installed (devenv/prereqs.sh installs it)")
+    print("\nbuilding the bot image (cached layers make this quick after the first time)")
     subprocess.run(
         ["bash", str(ROOT / "bot-image" / "build.sh")],
         check=True,
         stdout=subprocess.DEVNULL,
         env={**os.environ, "IMAGE": IMAGE},
     )
+    cluster.load_image(IMAGE)
     return IMAGE
-
-
-@pytest.fixture(scope="session")
-def node_agent(
-    kubeconfig: Path,
-    image: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("node-agent") / "agent.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devenv.cluster.node_agent", "--node", BOT_NODE],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-    deadline = time.monotonic() + 30
-    while "ready" not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(
-                f"the node agent did not start; see {log}:\n{log.read_text()[-2000:]}"
-            )
-        time.sleep(0.3)
-    yield BOT_NODE
-    process.terminate()
-    process.wait(10)
-    remove_containers(BOT_NODE)
-    cluster.kubectl("delete", "node", BOT_NODE, "--ignore-not-found", check=False)

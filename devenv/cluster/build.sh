@@ -20,11 +20,12 @@ kube_minor=${KUBE_VERSION#v1.}; kube_minor=${kube_minor%%.*}
 kube_libs=v0.${KUBE_VERSION#v1.}
 
 build_kube() {
-  local names=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-  local suffixed=() n
-  for n in "${names[@]}"; do suffixed+=("$n-$KUBE_VERSION"); done
-  have "${suffixed[@]}" && { say "kubernetes $KUBE_VERSION: cached"; return; }
-  say "kubernetes $KUBE_VERSION: building ${names[*]} (first time only; ~15-25 min on 2 cores)"
+  # The control plane, plus the real node's kubelet and kube-proxy. Only missing ones are built.
+  local all=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+  local names=() n
+  for n in "${all[@]}"; do have "$n-$KUBE_VERSION" || names+=("$n"); done
+  [ ${#names[@]} -eq 0 ] && { say "kubernetes $KUBE_VERSION: cached"; return; }
+  say "kubernetes $KUBE_VERSION: building ${names[*]} (first time only; ~20-30 min on 2 cores)"
   local dir=$work/kubernetes-$KUBE_VERSION
   mkdir -p "$dir" && cd "$dir"
   # k8s.io/kubernetes requires its staging modules at v0.0.0; replace every one of them with
@@ -53,6 +54,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
   say "  resolving modules"
@@ -121,6 +124,9 @@ for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
   helm_ld+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$kube_minor"
 done
 build_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$helm_ld"
+# Cluster DNS for the real node (runs on the host; a selector-less kube-dns Service points at it).
+build_install coredns "$COREDNS_VERSION" github.com/coredns/coredns \
+  "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
 build_kube
 say "all binaries ready in $((SECONDS - t0))s"
 echo "$bin"

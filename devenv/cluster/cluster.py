@@ -1,9 +1,13 @@
-"""The local control plane: a kwokctl cluster on binaries we built ourselves.
+"""The local cluster: a kwokctl control plane on binaries we built ourselves, one real node,
+and kwok's fake nodes.
 
 kube-apiserver, etcd, kube-controller-manager and kube-scheduler run as local processes
-(`kwokctl --runtime binary`), with RBAC on, and kwok provides fake nodes. Everything lives
-under ~/.cache/meetingbot-operator so a second start reuses the binaries and nothing is
-downloaded: every binary kwokctl could fetch is passed to it explicitly.
+(`kwokctl --runtime binary`), with RBAC on. One real node (node.py: containerd, the kubelet,
+kube-proxy, CoreDNS) runs pods for real; kwok's fake nodes, tainted
+`kwok.x-k8s.io/node=fake:NoSchedule` as kwok's docs suggest, take only pods that tolerate them
+(the scale benchmarks and the tests whose bots are scripted). Everything lives under
+~/.cache/meetingbot-operator so a second start reuses the binaries and nothing is downloaded:
+every binary kwokctl could fetch is passed to it explicitly.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from devenv.cluster import node
 
 HERE = Path(__file__).resolve().parent
 CLUSTER_NAME = "meetingbot"
@@ -54,6 +60,9 @@ class Binaries:
     kwok: Path
     kwokctl: Path
     helm: Path
+    kubelet: Path
+    kube_proxy: Path
+    coredns: Path
 
     @classmethod
     def in_cache(cls) -> Binaries:
@@ -69,6 +78,9 @@ class Binaries:
             kwok=bin_dir / f"kwok-{v['KWOK_VERSION']}",
             kwokctl=bin_dir / f"kwokctl-{v['KWOK_VERSION']}",
             helm=bin_dir / f"helm-{v['HELM_VERSION']}",
+            kubelet=bin_dir / f"kubelet-{kube}",
+            kube_proxy=bin_dir / f"kube-proxy-{kube}",
+            coredns=bin_dir / f"coredns-{v['COREDNS_VERSION']}",
         )
 
     def all_present(self) -> bool:
@@ -137,12 +149,19 @@ def is_running() -> bool:
         return False
 
 
+KWOK_TAINT = "kwok.x-k8s.io/node=fake:NoSchedule"
+
+
 def up(nodes: int = DEFAULT_NODES) -> Path:
     """Start the cluster unless one is already serving; return its kubeconfig path."""
     if is_running():
+        if not real_node_ready():
+            log("the control plane runs but the real node does not: starting it")
+            start_node(build())
         log(f"already running; kubeconfig: {kubeconfig_path()}")
         return kubeconfig_path()
     binaries = build()
+    node.stop(node_root(), binaries.kube_proxy)  # whatever an interrupted run left
     started = time.monotonic()
     if (kwok_workdir() / "clusters" / CLUSTER_NAME).exists():
         log("removing a stopped cluster left from an earlier run")
@@ -177,6 +196,15 @@ def up(nodes: int = DEFAULT_NODES) -> Path:
         "kwok-controller=manage-all-nodes=false",
         "--extra-args",
         "kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        # The API server reaches the real kubelet (logs, exec) by its InternalIP, with a client
+        # certificate the kubelet trusts. These come after the kwok-controller ones: kwokctl
+        # v0.8.0 panics otherwise (KUBELET.md, blocker 3).
+        "--extra-args",
+        "kube-apiserver=kubelet-preferred-address-types=InternalIP,Hostname",
+        "--extra-args",
+        f"kube-apiserver=kubelet-client-certificate={pki_dir() / 'admin.crt'}",
+        "--extra-args",
+        f"kube-apiserver=kubelet-client-key={pki_dir() / 'admin.key'}",
         # Requests of the chart's service account are audited: the RBAC minimality test.
         "--kube-audit-policy",
         str(_audit_policy()),
@@ -186,11 +214,61 @@ def up(nodes: int = DEFAULT_NODES) -> Path:
     )
     if result.returncode != 0:
         raise RuntimeError(f"kwokctl create cluster failed:\n{result.stdout}\n{result.stderr}")
+    start_node(binaries)
     log(f"scaling to {nodes} fake nodes")
-    _kwokctl(binaries, "scale", "node", "--replicas", str(nodes))
-    _wait_for_nodes(nodes)
+    scale(nodes)
     log(f"ready in {time.monotonic() - started:.1f}s; kubeconfig: {kubeconfig_path()}")
     return kubeconfig_path()
+
+
+def pki_dir() -> Path:
+    return kwok_workdir() / "clusters" / CLUSTER_NAME / "pki"
+
+
+def node_root() -> Path:
+    return cache_dir() / "node"
+
+
+def _server() -> str:
+    for line in kubeconfig_path().read_text().splitlines():
+        if line.strip().startswith("server:"):
+            return line.split("server:", 1)[1].strip()
+    raise RuntimeError(f"no server in {kubeconfig_path()}")
+
+
+def real_node() -> node.RealNode:
+    binaries = Binaries.in_cache()
+    return node.RealNode(
+        node_root(),
+        pki_dir(),
+        _server(),
+        kubelet=binaries.kubelet,
+        kube_proxy=binaries.kube_proxy,
+        coredns=binaries.coredns,
+    )
+
+
+def start_node(binaries: Binaries) -> None:
+    started = time.monotonic()
+    log(f"starting the real node {node.NODE_NAME} (containerd, kubelet, kube-proxy, CoreDNS)")
+    real_node().start(kubectl)
+    log(f"    node Ready in {time.monotonic() - started:.1f}s")
+
+
+def real_node_ready() -> bool:
+    result = kubectl(
+        "get", "node", node.NODE_NAME,
+        "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+        check=False,
+    )  # fmt: skip
+    return result.returncode == 0 and result.stdout.strip() == "True" and node.running()
+
+
+def load_image(image: str) -> None:
+    """Make a podman-built image available on the real node (no registry)."""
+    started = time.monotonic()
+    if node.import_image(image, node_root() / "images"):
+        log(f"imported {image} into the node's containerd in {time.monotonic() - started:.1f}s")
 
 
 AUDITED_GROUP = "system:serviceaccounts:meetingbot-system"
@@ -214,9 +292,12 @@ def audit_log() -> Path:
 
 
 def scale(nodes: int) -> None:
-    """Set the number of fake kwok nodes (each takes 110 pods)."""
+    """Set the number of fake kwok nodes (each takes 110 pods), tainted so that only pods which
+    tolerate them land there."""
     _kwokctl(Binaries.in_cache(), "scale", "node", "--replicas", str(nodes))
-    _wait_for_nodes(nodes)
+    if nodes:
+        kubectl("taint", "nodes", "-l", "type=kwok", KWOK_TAINT, "--overwrite")
+    _wait_for_nodes(nodes + 1)
 
 
 def _wait_for_nodes(count: int, timeout: float = 60) -> None:
@@ -233,6 +314,7 @@ def _wait_for_nodes(count: int, timeout: float = 60) -> None:
 def down() -> None:
     """Stop the cluster and its processes, leaving the cached binaries in place."""
     binaries = Binaries.in_cache()
+    node.stop(node_root(), binaries.kube_proxy)
     if binaries.kwokctl.exists():
         _kwokctl(binaries, "delete", "cluster", check=False)
     leftovers = _our_processes()

@@ -45,11 +45,17 @@ def make_app(world: World | None = None) -> web.Application:
 
 
 class ZoomSim:
-    """The simulator on 127.0.0.1 in a thread of its own, with its own event loop."""
+    """The simulator on 127.0.0.1 in a thread of its own, with its own event loop.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    `pod_host`: one more address it listens on, where pods on the real node reach it (the node's
+    own address; pods cannot reach the host's loopback). `url` stays the loopback one (what a
+    process on the host, e.g. the operator in the tests, uses); `pod_url` is the other.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, pod_host: str = "") -> None:
         self.host = host
-        self.port = port or _free_port(host)
+        self.pod_host = pod_host or host
+        self.port = port or _free_port(self.pod_host if pod_host else host)
         self.world = World()
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -59,6 +65,10 @@ class ZoomSim:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def pod_url(self) -> str:
+        return f"http://{self.pod_host}:{self.port}"
+
     def start(self) -> ZoomSim:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
@@ -67,7 +77,8 @@ class ZoomSim:
     async def _start(self) -> None:
         self._runner = web.AppRunner(make_app(self.world), access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        for host in dict.fromkeys((self.host, self.pod_host)):
+            await web.TCPSite(self._runner, host, self.port).start()
 
     def stop(self) -> None:
         if self._runner is not None:

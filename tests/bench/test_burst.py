@@ -33,6 +33,7 @@ from meetingbot_operator.models import MeetingBotSpec
 from meetingbot_operator.observed import Meta
 from meetingbot_operator.settings import Settings
 from tests.support.operator_fixtures import Kube, account_ready, wait_for, zoom_account
+from tests.support.specs import bot_spec
 
 BOTS = int(os.environ.get("BENCH_BOTS", "1000"))
 CONCURRENCY = 50
@@ -113,11 +114,7 @@ async def delete_namespace(kube: Kube, namespace: str) -> None:
 async def apply_bots(namespace: str, number: str) -> float:
     async with await api() as a:
         custom = aclient.CustomObjectsApi(a)
-        spec = {
-            "accountRef": {"name": "main"},
-            "meeting": {"number": number},
-            "displayName": "Bench",
-        }
+        spec = bot_spec(number, displayName="Bench")
 
         def job(i: int) -> Callable[[], Awaitable[Any]]:
             body = {
@@ -138,13 +135,7 @@ async def apply_bots(namespace: str, number: str) -> float:
 async def baseline(namespace: str) -> float:
     """The same Secrets and Pods the operator makes, created directly."""
     settings = Settings(bot_image="example.invalid/meetingbot-bot:bench")
-    spec = MeetingBotSpec.model_validate(
-        {
-            "accountRef": {"name": "main"},
-            "meeting": {"number": "12345678901"},
-            "displayName": "Bench",
-        }
-    )
+    spec = MeetingBotSpec.model_validate(bot_spec(displayName="Bench"))
     async with await api() as a:
         core: Any = aclient.CoreV1Api(a)
         owner = await core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})

@@ -13,13 +13,22 @@ from typing import Any
 
 import pytest
 
-from devenv.cluster.node_agent import PODMAN_RUN
-from devenv.zoomsim import SimAdmin, ZoomSim
+from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url
 from tests.support.bot_harness import ReportSink, join_config, mint_zak
 from tests.support.operator_fixtures import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("IMAGE", "localhost/meetingbot-bot:dev")
+# What podman needs on this kind of machine (DESIGN.md §6).
+PODMAN_RUN = [
+    "--runtime",
+    "runc",
+    "--network=host",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+]
 
 
 @pytest.fixture
@@ -73,7 +82,7 @@ async def test_the_image_joins_and_exits_0_when_the_host_ends(
             "-e",
             "MEETINGBOT_TERMINATION_LOG=/out/result.json",
             "-e",
-            f"MEETINGBOT_SDK_URL={zoomsim.url}/sim/sdk/zoom-meeting-embedded.js",
+            f"MEETINGBOT_SDK_URL={fake_sdk_url(zoomsim.url)}",
             image,
         ],
         stdout=subprocess.PIPE,

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import subprocess
 import time
 from typing import Any
 
-import pytest
-
-from devenv.cluster.node_agent import pod_template_for
+from devenv.cluster import node
 from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract import JoinConfig
 from tests.support.operator_fixtures import Bots, Kube, wait_for
 from tests.support.specs import bot_spec
 
-pytestmark = pytest.mark.usefixtures("node_agent")
-
 
 def spec(zoomsim: ZoomSim, image: str, number: str, **extra: Any) -> dict[str, Any]:
-    """The tests' spec, with the pod steered to the podman node."""
+    """The tests' spec: the bot image on the real node."""
     meeting = {"number": number, **extra.pop("meeting", {})}
-    return bot_spec(number, meeting=meeting, podTemplate=pod_template_for(image), **extra)
+    template = {"image": image, **extra.pop("podTemplate", {})}
+    return bot_spec(number, on_kwok=False, meeting=meeting, podTemplate=template, **extra)
 
 
 def exit_of(bots: Bots, pod_name: str) -> Any:
@@ -102,10 +98,7 @@ async def test_a_crash_mid_meeting_gets_a_second_attempt_with_a_fresh_zak(
     await bots.wait_phase("phoenix", "InMeeting", timeout=120)
     first_zak = await zak_of(kube, namespace, "phoenix")
     (pod,) = await bots.pods("phoenix")
-    container = f"k8s_{namespace}_{pod.metadata.name}_{pod.metadata.uid[:8]}"
-    subprocess.run(
-        ["podman", "kill", "--signal", "KILL", container], check=True, capture_output=True
-    )
+    node.kill_container(pod.status.container_statuses[0].container_id)
     await wait_for(_attempts(bots, "phoenix", 2), 60, what="a second attempt")
     await bots.wait_phase("phoenix", "InMeeting", timeout=120)
     assert await zak_of(kube, namespace, "phoenix") != first_zak

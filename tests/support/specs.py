@@ -7,18 +7,39 @@ from typing import Any
 from meetingbot_operator.models import MeetingBot
 
 DEFAULT_NUMBER = "12345678901"
+# kwok's fake nodes carry this taint (devenv/cluster): pods of scripted bots go there, where
+# kwok marks them Running without running anything.
+ON_KWOK: dict[str, Any] = {
+    "nodeSelector": {"type": "kwok"},
+    "tolerations": [
+        {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+    ],
+}
 
 
-def bot_spec(number: str = DEFAULT_NUMBER, **fields: Any) -> dict[str, Any]:
-    """A valid spec for the ZoomAccount "main": the meeting `number`, overridden by `fields`."""
-    return {
+def bot_spec(
+    number: str = DEFAULT_NUMBER, *, on_kwok: bool = True, **fields: Any
+) -> dict[str, Any]:
+    """A valid spec for the ZoomAccount "main": the meeting `number`, overridden by `fields`.
+
+    The pod goes to a kwok node (a scripted bot plays the bot) unless `on_kwok` is false: then
+    to the real node, where the container runs (the image must be imported: the `image`
+    fixture)."""
+    spec = {
         "accountRef": {"name": "main"},
         "meeting": {"number": number},
         "displayName": "Notetaker",
         **fields,
     }
+    if on_kwok:
+        template = dict(spec.get("podTemplate") or {})
+        template.setdefault("nodeSelector", ON_KWOK["nodeSelector"])
+        template["tolerations"] = [*template.get("tolerations", []), *ON_KWOK["tolerations"]]
+        spec["podTemplate"] = template
+    return spec
 
 
 def meeting_bot(status: dict[str, Any] | None = None, **fields: Any) -> MeetingBot:
     """A parsed MeetingBot for the decisions' unit tests: `bot_spec()` and a status."""
-    return MeetingBot.model_validate({"spec": bot_spec(**fields), "status": status or {}})
+    spec = bot_spec(on_kwok=False, **fields)
+    return MeetingBot.model_validate({"spec": spec, "status": status or {}})
