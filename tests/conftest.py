@@ -121,6 +121,7 @@ def operator(
         tmp_path_factory.mktemp("operator") / "operator.log",
         retry_base_seconds="1",
         start_lead_seconds="2",
+        image_pull_patience_seconds="10",
         sweep_seconds="5",
         max_duration_grace_seconds="1",
         # Heartbeats every 2 s: a silent bot is stopped after 8 s (BotUnresponsive).

@@ -65,6 +65,7 @@ class Reason(StrEnum):
     # The pod
     BOT_CRASHED = "BotCrashed"
     POD_FAILED = "PodFailed"
+    OOM_KILLED = "OOMKilled"  # the container went over its memory limit
     # Stopped by someone other than the operator: eviction, drain, preemption, deletion.
     POD_DISRUPTED = "PodDisrupted"
     IMAGE_PULL_FAILED = "ImagePullFailed"
@@ -121,6 +122,7 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.POD_QUOTA_EXCEEDED: True,
     Reason.BOT_CRASHED: True,
     Reason.POD_FAILED: True,
+    Reason.OOM_KILLED: True,  # a spike may not recur; a steady excess fails every attempt
     Reason.POD_DISRUPTED: True,
     Reason.IMAGE_PULL_FAILED: False,
     Reason.START_TIMEOUT: True,

@@ -396,8 +396,14 @@ def import_image(image: str, stamps: Path) -> bool:
         return False
     with tempfile.TemporaryDirectory(dir=stamps) as work:
         archive = Path(work) / "image.tar"
+        # The archive's index names the image (org.opencontainers.image.ref.name).
         _run(["podman", "save", "--format", "oci-archive", "-o", str(archive), image])
-        _run([*_ctr(), "images", "import", "--index-name", image, str(archive)])
+        _run([*_ctr(), "images", "import", str(archive)])
+    if stamp.exists() and stamp.read_text() != image_id:
+        # The CRI's alias of the build this one replaces: without it containerd can collect the
+        # old layers (running containers keep their snapshots).
+        old = "sha256:" + stamp.read_text().removeprefix("sha256:")
+        _run([*_ctr(), "images", "rm", old], check=False)
     stamp.write_text(image_id)
     return True
 

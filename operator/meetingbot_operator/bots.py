@@ -73,6 +73,7 @@ class BotService:
             unresponsive_after=timedelta(
                 seconds=settings.report_interval_seconds * settings.unresponsive_intervals
             ),
+            image_pull_patience=timedelta(seconds=settings.image_pull_patience_seconds),
         )
         self._starts = asyncio.Semaphore(CONCURRENT_STARTS)
 

@@ -39,8 +39,6 @@ from meetingbot_operator.observed import (
 
 IMAGE_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 CONFIG_FAILURES = frozenset({"CreateContainerConfigError", "CreateContainerError"})
-# How long an image pull may fail before the bot fails (kubelet retries in between).
-IMAGE_PULL_PATIENCE = timedelta(seconds=90)
 # A pod the operator meant to create but has not seen yet is created (again) after this long:
 # long enough for the watch to deliver it after a restart, short enough to recover quickly.
 MISSING_POD_PATIENCE = timedelta(seconds=10)
@@ -52,6 +50,11 @@ STATE_PHASES = {
     BotState.IN_MEETING: Phase.IN_MEETING,
     BotState.LEAVING: Phase.LEAVING,
 }
+OOM_OUTCOME = (
+    Reason.OOM_KILLED,
+    "the bot's container went over its memory limit (OOMKilled); raise "
+    "spec.podTemplate.resources.limits.memory",
+)
 PHASE_MESSAGES = {
     Phase.SCHEDULED: "waiting for joinAt",
     Phase.STARTING: "bot pod starting",
@@ -75,6 +78,8 @@ class Timing:
     max_duration_grace: timedelta = timedelta(seconds=120)
     # A bot that has reported once and then stays silent this long is stopped (BotUnresponsive).
     unresponsive_after: timedelta = timedelta(seconds=120)
+    # How long an image pull may fail before the bot fails (the kubelet retries in between).
+    image_pull_patience: timedelta = timedelta(seconds=90)
 
 
 class ActionKind(StrEnum):
@@ -223,7 +228,7 @@ def _follow_attempt(
     if report and report.left_at:
         status.left_at = report.left_at
 
-    outcome = _outcome(status, pod, report, stop, now)
+    outcome = _outcome(status, pod, report, stop, now, timing.image_pull_patience)
     if outcome is None and pod is None:
         patience_from = max(
             filter(None, [status.started_at, observed.operator_started]), default=now
@@ -255,12 +260,9 @@ def _follow_attempt(
         return
 
     if report is not None:
-        _set_phase(
-            status,
-            STATE_PHASES[report.state],
-            report.reason,
-            report.message or PHASE_MESSAGES[STATE_PHASES[report.state]],
-        )
+        # Ended but not yet exited (a failure waits for the container's exit): Leaving.
+        phase = STATE_PHASES.get(report.state, Phase.LEAVING)
+        _set_phase(status, phase, report.reason, report.message or PHASE_MESSAGES[phase])
     elif status.phase in (None, Phase.PENDING, Phase.STARTING):
         # The message changes only for trouble, so routine pod updates write no status.
         trouble = _pod_trouble(pod)
@@ -361,6 +363,7 @@ def _outcome(
     report: BotReport | None,
     stop: StopRequest | None,
     now: datetime,
+    image_pull_patience: timedelta,
 ) -> tuple[str, str] | None:
     """Why the current attempt is over, or None while it goes on.
 
@@ -374,23 +377,31 @@ def _outcome(
             return _stopped(stop) or (Reason.POD_DISRUPTED, _disruption(pod))
         return reason, message
 
+    # The runtime's fact beats the bot's account of a failure: when the kernel killed the
+    # browser for memory, the bot only saw its browser die.
+    oom = pod is not None and pod.finished and pod.terminated_reason == "OOMKilled"
     if report is not None and report.state == BotState.ENDED:
-        return credited(report.reason or Reason.COMPLETED, report.message or "the bot left")
+        reason = report.reason or Reason.COMPLETED
+        if reason not in SUCCESS and pod is not None:
+            if not (pod.finished or pod.deleted or pod.deleting):
+                # Wait for the container's exit, which follows the report at once, to learn
+                # whether the runtime says more (a bot that hangs is stopped as silent).
+                return None
+            if oom:
+                return OOM_OUTCOME
+        return credited(reason, report.message or "the bot left")
     if pod is None:
         return None
     if pod.finished:
         result = _result(pod.termination_message, status.attempts)
-        if result is not None:
+        if result is not None and not (oom and result.reason not in SUCCESS):
             return credited(
                 result.reason, result.message or f"bot exited with code {pod.exit_code}"
             )
         if stop is not None:
             return stop.reason, stop.message
-        if pod.terminated_reason == "OOMKilled":
-            return (
-                Reason.POD_FAILED,
-                "the bot ran out of memory (OOMKilled); raise its memory limit",
-            )
+        if oom:
+            return OOM_OUTCOME
         if pod.status_reason == "Evicted" or pod.deleting or pod.disruption:
             return Reason.POD_DISRUPTED, _disruption(pod)
         if pod.exit_code == 0:
@@ -406,7 +417,7 @@ def _outcome(
     if pod.waiting_reason == "InvalidImageName" or (
         pod.waiting_reason in IMAGE_PULL_FAILURES
         and status.started_at is not None
-        and now - status.started_at >= IMAGE_PULL_PATIENCE
+        and now - status.started_at >= image_pull_patience
     ):
         return (
             Reason.IMAGE_PULL_FAILED,

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     bot_memory_limit: str = "1536Mi"
     bot_grace_seconds: int = Field(60, ge=5, description="Time a bot has to leave on SIGTERM.")
     bot_run_as_user: int = 10001
+    # A bot's image that cannot be pulled for this long fails the bot (ImagePullFailed, not
+    # retried: a new attempt would pull the same image).
+    image_pull_patience_seconds: int = Field(90, ge=0, le=3600)
 
     # Timing.
     start_lead_seconds: int = Field(60, ge=0, description="Start this long before joinAt.")

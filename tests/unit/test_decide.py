@@ -154,6 +154,24 @@ def test_a_permanent_reason_fails_without_retry() -> None:
     assert plan.events[0].type == "Warning"
 
 
+def test_a_reported_failure_waits_for_the_containers_exit_which_may_say_oomkilled() -> None:
+    report = BotReport(attempt=1, state="Ended", reason="BotCrashed", message="browser died")
+    still = PodObservation("bot-1", 1, "Running")
+    waiting = decide(
+        bot(running(phase="InMeeting")), META, observe(report=report, pod=still), TIMING
+    )
+    assert (waiting.status.phase, waiting.status.reason) == (Phase.LEAVING, "BotCrashed")
+    assert waiting.actions == []
+    oom = PodObservation("bot-1", 1, "Failed", exit_code=5, terminated_reason="OOMKilled")
+    plan = decide(bot(running(phase="InMeeting")), META, observe(report=report, pod=oom), TIMING)
+    assert (plan.status.phase, plan.status.reason) == (Phase.PENDING, "OOMKilled")
+    crashed = PodObservation("bot-1", 1, "Failed", exit_code=5, terminated_reason="Error")
+    plan = decide(
+        bot(running(phase="InMeeting")), META, observe(report=report, pod=crashed), TIMING
+    )
+    assert (plan.status.phase, plan.status.reason) == (Phase.PENDING, "BotCrashed")
+
+
 def test_a_transient_reason_retries_with_backoff_then_starts_the_next_attempt() -> None:
     pod = PodObservation("bot-1", 1, "Failed", exit_code=1)
     plan = decide(bot(running(phase="InMeeting")), META, observe(pod=pod), TIMING)
@@ -195,7 +213,19 @@ def test_backoff_grows_and_is_capped() -> None:
     [
         (
             PodObservation("bot-1", 1, "Failed", exit_code=137, terminated_reason="OOMKilled"),
-            "PodFailed",
+            "OOMKilled",
+        ),
+        # The browser was killed for memory; the bot says only that its browser died.
+        (
+            PodObservation(
+                "bot-1",
+                1,
+                "Failed",
+                exit_code=5,
+                terminated_reason="OOMKilled",
+                termination_message='{"attempt": 1, "reason": "BotCrashed", "message": "gone"}',
+            ),
+            "OOMKilled",
         ),
         (
             PodObservation(
