@@ -183,6 +183,7 @@ async def zoom(
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("IMAGE", "localhost/meetingbot-bot:dev")
+OPERATOR_IMAGE = "localhost/meetingbot-operator:dev"
 # The test operator's default bot image (pods on kwok nodes never pull it).
 TEST_BOT_IMAGE = "example.invalid/meetingbot-bot:test"
 
@@ -201,3 +202,17 @@ def image(kubeconfig: Path) -> str:
     )
     cluster.load_image(IMAGE)
     return IMAGE
+
+
+@pytest.fixture(scope="session")
+def operator_image(kubeconfig: Path) -> str:
+    """The operator's image (`make operator-image`), imported into the real node."""
+    print("\nbuilding the operator image", flush=True)
+    subprocess.run(
+        ["bash", str(ROOT / "bot-image" / "build.sh")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "IMAGE": OPERATOR_IMAGE, "DOCKERFILE": "operator/Dockerfile"},
+    )
+    cluster.load_image(OPERATOR_IMAGE)
+    return OPERATOR_IMAGE

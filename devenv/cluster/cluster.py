@@ -208,6 +208,8 @@ def up(nodes: int = DEFAULT_NODES) -> Path:
         # Requests of the chart's service account are audited: the RBAC minimality test.
         "--kube-audit-policy",
         str(_audit_policy()),
+        "--config",
+        str(_kwokctl_config()),
         "--wait",
         "2m",
         check=False,
@@ -283,6 +285,19 @@ def _audit_policy() -> Path:
         "rules:\n"
         f"  - level: Metadata\n    userGroups: [{AUDITED_GROUP!r}]\n"
         "  - level: None\n"
+    )
+    return path
+
+
+def _kwokctl_config() -> Path:
+    """Options kwokctl has no flag for: the API server's certificate also names the
+    `kubernetes` Service's ClusterIP, which pods (the operator's own) connect to."""
+    path = cache_dir() / "kwokctl.yaml"
+    path.write_text(
+        "apiVersion: config.kwok.x-k8s.io/v1alpha1\n"
+        "kind: KwokctlConfiguration\n"
+        "options:\n"
+        f"  kubeApiserverCertSANs: [{node.KUBERNETES_SERVICE_IP!r}]\n"
     )
     return path
 

@@ -32,7 +32,9 @@ from pathlib import Path
 
 NODE_NAME = "meetingbot-node"
 POD_CIDR = "10.88.0.0/16"
-DNS_SERVICE_IP = "10.0.0.10"  # in kube-apiserver's default service range 10.0.0.0/24
+# kube-apiserver's default service range is 10.0.0.0/24: `kubernetes` gets the first address.
+KUBERNETES_SERVICE_IP = "10.0.0.1"
+DNS_SERVICE_IP = "10.0.0.10"
 CLUSTER_DOMAIN = "cluster.local"
 PAUSE_IMAGE = "localhost/meetingbot-pause:3.10"
 RUN_DIR = Path("/run/meetingbot-node")

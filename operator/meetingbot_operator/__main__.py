@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 
 import kopf
 import uvloop
@@ -24,6 +26,9 @@ def main() -> None:
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        # Our own identity: kopf's default asks the passwd database for the user's name, which
+        # fails for a UID without an entry (the chart's 10001, OpenShift's arbitrary UIDs).
+        identity=f"{socket.gethostname()}-{os.getpid()}",
     )
 
 

@@ -37,7 +37,9 @@ from meetingbot_operator.observed import (
     pod_name,
 )
 
-IMAGE_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+IMAGE_PULL_FAILURES = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+)
 CONFIG_FAILURES = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 # A pod the operator meant to create but has not seen yet is created (again) after this long:
 # long enough for the watch to deliver it after a restart, short enough to recover quickly.
@@ -414,7 +416,7 @@ def _outcome(
         return Reason.BOT_CRASHED, f"bot exited with code {pod.exit_code} without a result"
     if pod.deleted:
         return _stopped(stop) or (Reason.POD_DISRUPTED, _disruption(pod))
-    if pod.waiting_reason == "InvalidImageName" or (
+    if pod.waiting_reason in ("InvalidImageName", "ErrImageNeverPull") or (
         pod.waiting_reason in IMAGE_PULL_FAILURES
         and status.started_at is not None
         and now - status.started_at >= image_pull_patience

@@ -1,11 +1,10 @@
-"""The Helm chart against the real API server: lint, server-side dry runs of its manifests,
-a real install whose service account then runs the operator through a full MeetingBot
-lifecycle (RBAC sufficient), an audit of what that account did (RBAC minimal), upgrade and
-uninstall."""
+"""The Helm chart against the real cluster: lint, server-side dry runs of its manifests, a
+real install whose operator pod runs on the real node through a full MeetingBot lifecycle
+with real bots (RBAC sufficient), an audit of what its service account did (RBAC minimal),
+the report key across an upgrade, upgrade and uninstall."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import uuid
@@ -18,12 +17,17 @@ import pytest
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from devenv.cluster import cluster
-from devenv.operator_process import OperatorProcess, install_crds
-from devenv.zoomsim import SimAdmin, ZoomSim
-from meetingbot_contract import BotState
-from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
-from tests.support.scripted_bot import ScriptedBot
+from devenv.cluster import cluster, node
+from devenv.operator_process import install_crds
+from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
+from tests.support.operator_fixtures import (
+    MERGE_PATCH,
+    Bots,
+    Kube,
+    account_ready,
+    wait_for,
+    zoom_account,
+)
 from tests.support.specs import bot_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,14 +216,12 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
 
 @pytest.fixture
 async def installed(kube: Kube, kubeconfig: Path, tmp_path: Path) -> AsyncIterator[str]:
-    """`helm install` scoped to one fresh namespace, uninstalled afterwards."""
+    """`helm install` scoped to one fresh namespace, with no operator pod (replicaCount 0):
+    for the tests of what the chart renders and grants. Uninstalled afterwards."""
     install_crds()
     watched = f"chart-{uuid.uuid4().hex[:6]}"
     await kube.core.create_namespace({"metadata": {"name": watched}})
-    values = {
-        "watchNamespaces": [watched],
-        "image": {"repository": "example.invalid/meetingbot-operator"},
-    }
+    values = {"watchNamespaces": [watched], "replicaCount": 0}
     helm(
         "install",
         RELEASE,
@@ -236,32 +238,75 @@ async def installed(kube: Kube, kubeconfig: Path, tmp_path: Path) -> AsyncIterat
     await kube.core.delete_namespace(watched)
 
 
-async def service_account_kubeconfig(kube: Kube, path: Path) -> Path:
-    """A kubeconfig that authenticates as the chart's service account (a bound token)."""
-    request = await kube.core.create_namespaced_service_account_token(
-        "meetingbot-operator",
-        SYSTEM,
-        {"spec": {"audiences": [], "expirationSeconds": 3600}},
-    )
-    token = request.status.token
-    admin = yaml.safe_load(cluster.kubeconfig_path().read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
-    server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"]
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "local", "cluster": server}],
-                "users": [{"name": "operator", "user": {"token": token}}],
-                "contexts": [
-                    {"name": "operator", "context": {"cluster": "local", "user": "operator"}}
-                ],
-                "current-context": "operator",
-            }
+@pytest.fixture
+async def running(
+    kube: Kube,
+    kubeconfig: Path,
+    tmp_path: Path,
+    image: str,
+    operator_image: str,
+    zoomsim: ZoomSim,
+) -> AsyncIterator[Release]:
+    """The README's Helm install for real: the operator runs as the chart's Deployment on the
+    real node, with its own service account; bots report to it through the chart's Service;
+    Zoom is the simulator, reached through a Service (devenv/zoomsim/in_cluster.py)."""
+    install_crds()
+    watched = f"chart-{uuid.uuid4().hex[:6]}"
+    await kube.core.create_namespace({"metadata": {"name": watched}})
+    if await kube.exists(kube.core.read_namespaced_secret, KEY_SECRET, SYSTEM):
+        await kube.core.delete_namespaced_secret(KEY_SECRET, SYSTEM)  # a first start, then
+    sandbox = in_cluster.expose(zoomsim)
+    repository, tag = operator_image.rsplit(":", 1)
+    release = Release(watched, sandbox, tmp_path)
+    release.values = {
+        "watchNamespaces": [watched],
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "operator": {"allowedEndpoints": [sandbox], "retryBaseSeconds": 1},
+        "bot": {
+            "image": image,
+            "sdkUrl": fake_sdk_url(sandbox),
+            "imagePullPatienceSeconds": 10,
+        },
+    }
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        helm(
+            "install", RELEASE, str(CHART), "--namespace", SYSTEM, "--create-namespace",
+            "-f", values_file(tmp_path, release.values), "--wait", "--timeout", "120s",
+        )  # fmt: skip
+        release.since = since
+        yield release
+    finally:
+        release.logs()  # printed on failure, with the test's output
+        helm("uninstall", RELEASE, "--namespace", SYSTEM, "--wait", check=False)
+        await kube.core.delete_namespace(watched)
+
+
+class Release:
+    """A running install: the watched namespace, the simulator's in-cluster URL, its values."""
+
+    def __init__(self, namespace: str, sandbox: str, tmp_path: Path) -> None:
+        self.namespace = namespace
+        self.sandbox = sandbox
+        self.tmp_path = tmp_path
+        self.values: dict[str, Any] = {}
+        self.since = ""
+
+    def upgrade(self, **changes: Any) -> None:
+        values = {**self.values, "operator": {**self.values["operator"], **changes}}
+        helm(
+            "upgrade", RELEASE, str(CHART), "--namespace", SYSTEM,
+            "-f", values_file(self.tmp_path, values), "--wait", "--timeout", "120s",
+        )  # fmt: skip
+
+    def logs(self) -> str:
+        """The operator pod's log, with `kubectl logs` (the real kubelet serves it)."""
+        result = cluster.kubectl(
+            "-n", SYSTEM, "logs", f"deploy/{RELEASE}", "--tail", "-1", check=False
         )
-    )
-    return path
+        print(f"\n--- kubectl logs deploy/{RELEASE} (last 40 lines)\n")
+        print("\n".join(result.stdout.splitlines()[-40:]), result.stderr)
+        return result.stdout
 
 
 def audited_permissions(since: str) -> tuple[set[tuple[str, str, str]], set[tuple[str, str, str]]]:
@@ -297,108 +342,81 @@ async def granted_permissions(kube: Kube, namespace: str) -> set[tuple[str, str,
     }
 
 
-async def test_the_operator_runs_on_the_charts_rbac_and_needs_all_of_it(
-    kube: Kube,
-    installed: str,
-    sim: SimAdmin,
-    zoomsim: ZoomSim,
-    tmp_path: Path,
-    handed_secrets: list[str],
-) -> None:
-    namespace = installed
-    operator = await chart_operator(kube, namespace, zoomsim, tmp_path)
-    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    operator.start()
-    try:
-        bots = Bots(kube, namespace)
-        zoom = await zoom_account(kube, namespace, sim, zoomsim.url)
-        assert (await account_ready(kube, namespace))["status"] == "True"
-        number = sim.create_meeting(zoom["id"])["number"]
-        spec = bot_spec(number)
-        # 1. a bot that crashes once (a second attempt gets a new Secret), then succeeds
-        await bots.apply("full", {**spec, "ttlSecondsAfterFinished": 0})
-        bot = ScriptedBot(kube, namespace, "full", zoomsim.url, handed_secrets)
-        await bot.run(1, ending="crash")
-        run = asyncio.create_task(bot.run(2))
-        await bots.wait_phase("full", "InMeeting", timeout=60)
-        sim.end_meeting(number)
-        await run
-
-        # ... and is deleted by its TTL (the delete verb)
-        async def deleted() -> bool:
-            return not await bots.all()
-
-        await wait_for(deleted, 60, what="TTL deletion")
-        # 2. a bot whose image name is invalid: the operator deletes the stuck pod
-        await bots.apply(
-            "stuck", {**spec, "meeting": {"number": sim.create_meeting(zoom["id"])["number"]}}
-        )
-
-        async def first_pod() -> Any:
-            return next(iter(await bots.pods("stuck")), None)
-
-        pod = await wait_for(first_pod, 30, what="pod")
-        await kube.core.patch_namespaced_pod_status(
-            pod.metadata.name,
-            namespace,
-            {
-                "status": {
-                    "phase": "Pending",
-                    "containerStatuses": [
-                        {
-                            "name": "bot",
-                            "ready": False,
-                            "restartCount": 0,
-                            "image": "bad",
-                            "imageID": "",
-                            "state": {
-                                "waiting": {"reason": "InvalidImageName", "message": "bad image"}
-                            },
-                        }
-                    ],
-                }
-            },
-        )
-        status = await bots.wait_phase("stuck", "Failed", timeout=30)
-        assert status["reason"] == "ImagePullFailed"
-
-        async def stuck_pod_deleted() -> bool:
-            return not [
-                p for p in await bots.pods("stuck") if p.metadata.deletion_timestamp is None
-            ]
-
-        await wait_for(stuck_pod_deleted, 30, what="stuck pod deleted")
-    finally:
-        operator.stop()
-    log = operator.log_path.read_text()
-    assert '"Forbidden"' not in log and "forbidden" not in log.lower(), (
-        "the operator hit an RBAC denial"
+async def operator_pods(kube: Kube) -> list[Any]:
+    listed = await kube.core.list_namespaced_pod(
+        SYSTEM, label_selector="app.kubernetes.io/name=meetingbot-operator"
     )
+    return [p for p in listed.items if p.metadata.deletion_timestamp is None]
 
-    used, forbidden = audited_permissions(since)
+
+async def test_the_operator_pod_runs_on_the_charts_rbac_and_needs_all_of_it(
+    kube: Kube, running: Release, sim: SimAdmin, zoomsim: ZoomSim
+) -> None:
+    """A whole lifecycle with the chart's operator pod and real bots: a crash and a second
+    attempt, the operator's pod deleted mid-meeting (its successor takes over: no duplicate
+    bot pod, the status goes on), the TTL, an image that cannot be pulled. Then the audit log
+    of its service account: every request allowed, every grant used."""
+    namespace = running.namespace
+    (first,) = await operator_pods(kube)
+    assert first.spec.node_name == node.NODE_NAME
+    bots = Bots(kube, namespace)
+    zoom = await zoom_account(kube, namespace, sim, running.sandbox)
+    assert (await account_ready(kube, namespace, timeout=60))["status"] == "True"
+    number = sim.create_meeting(zoom["id"])["number"]
+    # 1. a bot that crashes once (a second attempt gets a new Secret) ...
+    await bots.apply("full", bot_spec(number, on_kwok=False, ttlSecondsAfterFinished=0))
+    await bots.wait_phase("full", "InMeeting", timeout=120)
+    (pod,) = await bots.pods("full")
+    node.kill_container(pod.status.container_statuses[0].container_id)
+    await bots.wait_status("full", lambda s: s.get("attempts") == 2, timeout=60)
+    await bots.wait_phase("full", "InMeeting", timeout=120)
+    # ... the operator's own pod is deleted mid-meeting: the Deployment's next pod takes over
+    await kube.core.delete_namespaced_pod(first.metadata.name, SYSTEM)
+
+    async def successor() -> Any:
+        pods = [p for p in await operator_pods(kube) if p.metadata.uid != first.metadata.uid]
+        ready = [p for p in pods if any(c.ready for c in p.status.container_statuses or [])]
+        return ready[0] if ready else None
+
+    await wait_for(successor, 120, what="a new operator pod Ready")
+    assert (await bots.status("full"))["phase"] == "InMeeting"
+    sim.end_meeting(number)
+    status = await bots.wait_phase("full", "Succeeded", timeout=60)
+    assert (status["reason"], status["attempts"]) == ("MeetingEnded", 2)
+    assert len(sim.participants(number, "left")) == 2  # one bot per attempt, never two at once
+
+    # ... and is deleted by its TTL (the delete verb)
+    async def deleted() -> bool:
+        return not await bots.all()
+
+    await wait_for(deleted, 60, what="TTL deletion")
+    # 2. a bot whose image cannot be pulled: Failed once, the stuck pod deleted
+    missing = running.values["bot"]["image"].rsplit(":", 1)[0] + ":missing"
+    await kube.custom.patch_namespaced_custom_object(
+        "meetingbot.dev", "v1alpha1", namespace, "zoomaccounts", "main",
+        {"spec": {"botImages": [running.values["bot"]["image"], missing]}},
+        _content_type=MERGE_PATCH,
+    )  # fmt: skip
+    stuck = bot_spec(sim.create_meeting(zoom["id"])["number"], on_kwok=False)
+    await bots.apply("stuck", {**stuck, "podTemplate": {"image": missing}})
+    status = await bots.wait_phase("stuck", "Failed", timeout=90)
+    assert status["reason"] == "ImagePullFailed"
+
+    async def stuck_pod_deleted() -> bool:
+        return not [p for p in await bots.pods("stuck") if p.metadata.deletion_timestamp is None]
+
+    await wait_for(stuck_pod_deleted, 30, what="stuck pod deleted")
+
+    log = running.logs()  # kubectl logs of the operator's pod, served by the real kubelet
+    assert log.strip(), "kubectl logs of the operator's pod is empty"
+    assert "forbidden" not in log.lower(), "the operator hit an RBAC denial"
+    used, forbidden = audited_permissions(running.since)
     assert not forbidden, f"the operator was refused: {sorted(forbidden)}"
     granted = await granted_permissions(kube, namespace)
     unused = granted - used - RARELY_USED
     assert not unused, f"granted but never used: {sorted(unused)}"
     assert used <= granted
     print("\nRBAC used by the operator:", sorted(used))
-
-
-async def chart_operator(
-    kube: Kube, namespace: str, zoomsim: ZoomSim, tmp_path: Path
-) -> OperatorProcess:
-    """The operator as the chart's Deployment would run it: its service account's token, its
-    environment (the report key kept in a Secret of the release's namespace)."""
-    return OperatorProcess(
-        await service_account_kubeconfig(kube, tmp_path / "sa.kubeconfig"),
-        tmp_path / "operator.log",
-        namespaces=namespace,
-        report_key="",
-        report_key_secret=KEY_SECRET,
-        pod_namespace=SYSTEM,
-        retry_base_seconds="1",
-        allowed_endpoints=zoomsim.url,
-    )
 
 
 def test_renders_are_stable(tmp_path: Path) -> None:
@@ -411,42 +429,27 @@ def test_renders_are_stable(tmp_path: Path) -> None:
         assert len(renders) == 1
 
 
-async def test_the_report_key_is_made_once_and_outlives_an_upgrade(
-    kube: Kube,
-    installed: str,
-    sim: SimAdmin,
-    zoomsim: ZoomSim,
-    tmp_path: Path,
-    handed_secrets: list[str],
+async def test_the_report_key_outlives_an_upgrade_with_a_bot_in_a_meeting(
+    kube: Kube, running: Release, sim: SimAdmin
 ) -> None:
-    """The operator makes the key on its first start; after an upgrade that changes the render
-    and a new operator process, a bot started before still reports."""
-    namespace = installed
-    if await kube.exists(kube.core.read_namespaced_secret, KEY_SECRET, SYSTEM):
-        await kube.core.delete_namespaced_secret(KEY_SECRET, SYSTEM)  # a first start, then
-    operator = await chart_operator(kube, namespace, zoomsim, tmp_path)
-    operator.start()
-    try:
-        key = await _report_key(kube)
-        bots = Bots(kube, namespace)
-        zoom = await zoom_account(kube, namespace, sim, zoomsim.url)
-        await account_ready(kube, namespace)
-        await bots.apply("steady", bot_spec(sim.create_meeting(zoom["id"])["number"]))
-        bot = ScriptedBot(kube, namespace, "steady", zoomsim.url, handed_secrets)
-        bot.heartbeat = False
-        await bot.read_config(1)
-        assert await bot.report(BotState.JOINING) == 202
-    finally:
-        operator.stop()
-    values = {"watchNamespaces": [namespace], "operator": {"logLevel": "DEBUG"}}
-    helm("upgrade", RELEASE, str(CHART), "--namespace", SYSTEM, "-f", values_file(tmp_path, values))
-    operator.start()
-    try:
-        assert await _report_key(kube) == key
-        assert await bot.report(BotState.IN_MEETING, joined_at=datetime.now(UTC)) == 202
-        await bots.wait_phase("steady", "InMeeting", timeout=30)
-    finally:
-        operator.stop()
+    """The operator made the key on its first start; an upgrade that changes the render
+    replaces its pod (Recreate), and the bot started before still reports to the new one."""
+    namespace = running.namespace
+    key = await _report_key(kube)
+    bots = Bots(kube, namespace)
+    zoom = await zoom_account(kube, namespace, sim, running.sandbox)
+    await account_ready(kube, namespace, timeout=60)
+    number = sim.create_meeting(zoom["id"])["number"]
+    await bots.apply("steady", bot_spec(number, on_kwok=False))
+    await bots.wait_phase("steady", "InMeeting", timeout=120)
+    (before,) = await operator_pods(kube)
+    running.upgrade(logLevel="DEBUG")
+    (after,) = await operator_pods(kube)
+    assert after.metadata.uid != before.metadata.uid
+    assert await _report_key(kube) == key
+    sim.end_meeting(number)
+    status = await bots.wait_phase("steady", "Succeeded", timeout=60)
+    assert (status["reason"], status["attempts"]) == ("MeetingEnded", 1)
 
 
 async def _report_key(kube: Kube) -> str:
