@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv web lint typecheck crds test test-unit test-integration bench demo image operator-image \
+.PHONY: help prereqs venv web lint typecheck crds test test-unit test-integration bench demo image operator-image \
         cluster-build cluster-up cluster-down cluster-status kind-up clean
 
 help:
@@ -72,7 +72,7 @@ kind-up:
 	@bash devenv/cluster/kind-up.sh
 
 # The README's test command. Builds the control plane first (cached) so its progress is visible.
-test: lint typecheck web cluster-build
+test: prereqs lint typecheck web cluster-build
 	@echo "==> pytest (unit, integration, e2e)"
 	@$(PY) -m pytest -m "not bench" $(PYTEST_ARGS)
 
@@ -82,10 +82,14 @@ test-unit: $(STAMP)
 test-integration: $(STAMP) web cluster-build
 	@$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
-demo: $(STAMP) web cluster-build
+# System packages first (checked in a second; installed when missing, as root): prereqs.sh.
+prereqs:
+	@bash devenv/prereqs.sh
+
+demo: prereqs $(STAMP) web cluster-build
 	@$(PY) -m devenv.demo
 
-bench: $(STAMP) web cluster-build
+bench: prereqs $(STAMP) web cluster-build
 	@$(PY) -m pytest -m bench -s tests/bench $(PYTEST_ARGS)
 
 clean:

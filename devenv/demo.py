@@ -1,9 +1,12 @@
-"""`make demo`: the whole chain on this machine, with Zoom simulated.
+"""`make demo`: the README's Helm quick start on this machine, with Zoom simulated.
 
-Sets up what it needs (with progress), starts the local control plane, the Zoom simulator,
-the operator and the bot node (podman), applies examples/zoomaccount.yaml and
+Builds what it needs (with progress): the local cluster (control plane + one real node), the
+bot and operator images (podman), imported into the node. Starts the Zoom simulator on the
+host and gives it a Service inside the cluster, `helm install`s the chart (the operator runs
+as the chart's Deployment on the real node), applies examples/zoomaccount.yaml and
 examples/meetingbot.yaml, shows the phases as they change, ends the simulated meeting, and
-prints where the kubeconfig is. DEMO_KEEP=1 keeps everything running until Ctrl-C.
+shows `kubectl logs` of the bot and of the operator. DEMO_KEEP=1 keeps the simulator running
+until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,14 +22,16 @@ import yaml
 from kubernetes import client, config
 
 from devenv.cluster import cluster
-from devenv.cluster.node_agent import BOT_NODE, fake_sdk_url, pod_template_for
-from devenv.operator_process import OperatorProcess, install_crds
-from devenv.zoomsim import SimAdmin, ZoomSim
+from devenv.cluster.node import node_ip
+from devenv.operator_process import install_crds
+from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "demo"
+SYSTEM = "meetingbot-system"
+RELEASE = "meetingbot-operator"
 IMAGE = os.environ.get("IMAGE", "localhost/meetingbot-bot:dev")
-WORK = cluster.cache_dir() / "demo"
+OPERATOR_IMAGE = "localhost/meetingbot-operator:dev"
 
 
 def say(message: str) -> None:
@@ -35,14 +39,7 @@ def say(message: str) -> None:
 
 
 def kubectl(*args: str, stdin: str | None = None) -> str:
-    binaries = cluster.Binaries.in_cache()
-    result = subprocess.run(
-        [str(binaries.kubectl), "--kubeconfig", str(cluster.kubeconfig_path()), *args],
-        input=stdin,
-        text=True,
-        capture_output=True,
-        check=False,
-    )
+    result = cluster.kubectl(*args, stdin=stdin, check=False, timeout=180)
     if result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
     return result.stdout
@@ -52,48 +49,88 @@ def example(name: str) -> dict[str, Any]:
     return dict(yaml.safe_load((ROOT / "examples" / name).read_text()))
 
 
-def setup() -> None:
-    started = time.monotonic()
-    say("1/6 local control plane binaries (built once, ~11 min on 2 cores the first time)")
-    cluster.build()
-    say("2/6 the bot image (podman; a Debian base is bootstrapped the first time)")
+def build_image(image: str, dockerfile: str) -> str:
+    """Build with podman; return the image under a tag naming this build (its ID), so that a
+    rebuilt image rolls the Deployment out, as an immutable tag from CI would."""
     subprocess.run(
-        ["bash", str(ROOT / "bot-image" / "build.sh")], check=True, stdout=subprocess.DEVNULL
+        ["bash", str(ROOT / "bot-image" / "build.sh")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "IMAGE": image, "DOCKERFILE": dockerfile},
     )
-    say("3/6 starting the control plane")
+    image_id = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", image],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    tagged = f"{image.rsplit(':', 1)[0]}:dev-{image_id[:12]}"
+    subprocess.run(["podman", "tag", image, tagged], check=True)
+    return tagged
+
+
+def setup() -> tuple[str, str]:
+    """Returns the bot's and the operator's image, as built and imported."""
+    started = time.monotonic()
+    say("1/6 local cluster binaries (built once: ~20 min on 2 cores the first time)")
+    cluster.build()
+    say("2/6 the bot and operator images (podman; a Debian base is bootstrapped the first time)")
+    images = (
+        build_image(IMAGE, "bot-image/Dockerfile"),
+        build_image(OPERATOR_IMAGE, "operator/Dockerfile"),
+    )
+    say("3/6 starting the cluster (control plane + a real node) and importing the images")
     cluster.up()
+    for image in images:
+        cluster.load_image(image)
     install_crds()
     say(f"    set up in {time.monotonic() - started:.0f}s")
+    return images
 
 
-def start_services(sim: ZoomSim) -> tuple[subprocess.Popen[bytes], OperatorProcess]:
-    WORK.mkdir(parents=True, exist_ok=True)
-    say("4/6 starting the Zoom simulator, the bot node (podman) and the operator")
-    agent_log = WORK / "node-agent.log"
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "devenv.cluster.node_agent", "--node", BOT_NODE],
-        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path())},
-        stdout=agent_log.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-    deadline = time.monotonic() + 30
-    while "ready" not in agent_log.read_text():
-        if agent.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the node agent did not start: see {agent_log}")
-        time.sleep(0.2)
-    (WORK / "operator.log").unlink(missing_ok=True)
-    operator = OperatorProcess(
-        cluster.kubeconfig_path(),
-        WORK / "operator.log",
-        namespaces=NAMESPACE,
-        log_level="INFO",
-        allowed_endpoints=sim.url,
-        bot_sdk_url=fake_sdk_url(sim.url),
-    )
-    operator.start()
-    say(f"    simulator {sim.url}, operator log {operator.log_path}, node agent log {agent_log}")
-    return agent, operator
+def helm_install(sandbox: str, bot_image: str, operator_image: str) -> None:
+    """The README's `helm install`, with values only for the local images and the sandbox."""
+    repository, tag = operator_image.rsplit(":", 1)
+    values = [
+        f"watchNamespaces={{{NAMESPACE}}}",
+        f"image.repository={repository}",
+        f"image.tag={tag}",
+        "image.pullPolicy=Never",  # imported into the node: there is no registry
+        f"bot.image={bot_image}",
+        f"operator.allowedEndpoints={{{sandbox}}}",
+        f"bot.sdkUrl={fake_sdk_url(sandbox)}",
+    ]
+    command = [
+        str(cluster.Binaries.in_cache().helm),
+        "--kubeconfig",
+        str(cluster.kubeconfig_path()),
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(ROOT / "charts" / "meetingbot-operator"),
+        "--namespace",
+        SYSTEM,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "180s",
+    ]
+    for value in values:
+        command += ["--set", value]
+    cluster.kubectl("create", "namespace", NAMESPACE, check=False)  # the README's first step
+    say("4/6 helm install (the operator runs as the chart's Deployment on the real node):")
+    print("  helm upgrade --install meetingbot-operator charts/meetingbot-operator \\")
+    print(f"    --namespace {SYSTEM} --create-namespace --wait \\")
+    print(" \\\n".join(f"    --set '{v}'" for v in values))
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"helm install failed: {result.stderr.strip()}")
+    pod = kubectl(
+        "-n", SYSTEM, "get", "pods", "-l", "app.kubernetes.io/name=meetingbot-operator",
+        "-o", "jsonpath={.items[0].metadata.name} on {.items[0].spec.nodeName}",
+    )  # fmt: skip
+    say(f"    operator pod {pod} Ready in {time.monotonic() - started:.0f}s")
 
 
 def zoom_setup(sim: ZoomSim, bot: dict[str, Any], account: dict[str, Any]) -> dict[str, Any]:
@@ -110,18 +147,7 @@ def zoom_setup(sim: ZoomSim, bot: dict[str, Any], account: dict[str, Any]) -> di
         auth_required=True,
     )
     admin.add_participant(meeting["number"], "Dana (host)", is_host=True)
-    subprocess.run(
-        [
-            str(cluster.Binaries.in_cache().kubectl),
-            "--kubeconfig",
-            str(cluster.kubeconfig_path()),
-            "create",
-            "namespace",
-            NAMESPACE,
-        ],
-        capture_output=True,
-        check=False,
-    )
+    cluster.kubectl("create", "namespace", NAMESPACE, check=False)
     for name, data in {
         "zoom-sdk": {"sdkKey": zoom["sdk_key"], "sdkSecret": zoom["sdk_secret"]},
         "zoom-api": {
@@ -146,69 +172,60 @@ def zoom_setup(sim: ZoomSim, bot: dict[str, Any], account: dict[str, Any]) -> di
 
 
 def main() -> int:
-    setup()
+    bot_image, operator_image = setup()
     account, bot = example("zoomaccount.yaml"), example("meetingbot.yaml")
-    with ZoomSim() as sim:
-        agent, operator = start_services(sim)
+    with ZoomSim(pod_host=node_ip()) as sim:
+        sandbox = in_cluster.expose(sim)
+        say(f"    the Zoom simulator: {sim.pod_url} on the host, {sandbox} in the cluster")
+        helm_install(sandbox, bot_image, operator_image)
         try:
             zoom_setup(sim, bot, account)
-            # Demo-only additions, printed so nothing is hidden: Zoom is the simulator, and bot
-            # pods go to the podman node (the operator gives them the simulator's fake SDK).
+            # The one demo-only change to the examples, printed so nothing is hidden: Zoom is
+            # the simulator, reached through its Service.
             account["spec"]["endpoints"] = {
-                "oauthUrl": f"{sim.url}/oauth/token",
-                "apiUrl": f"{sim.url}/v2",
+                "oauthUrl": f"{sandbox}/oauth/token",
+                "apiUrl": f"{sandbox}/v2",
             }
-            account["spec"]["botImages"] = [IMAGE]
-            bot["spec"]["podTemplate"] = pod_template_for(IMAGE)
             say("6/6 applying examples/zoomaccount.yaml and examples/meetingbot.yaml, with:")
             print(
                 yaml.safe_dump(
-                    {
-                        "ZoomAccount.spec.endpoints": account["spec"]["endpoints"],
-                        "ZoomAccount.spec.botImages": account["spec"]["botImages"],
-                        "MeetingBot.spec.podTemplate": bot["spec"]["podTemplate"],
-                    },
-                    sort_keys=False,
+                    {"ZoomAccount.spec.endpoints": account["spec"]["endpoints"]}, sort_keys=False
                 )
             )
-            kubectl(
-                "-n",
-                NAMESPACE,
-                "delete",
-                "mb",
-                bot["metadata"]["name"],
-                "--ignore-not-found",
-                "--wait=true",
-            )
+            name = bot["metadata"]["name"]
+            kubectl("-n", NAMESPACE, "delete", "mb", name, "--ignore-not-found", "--wait=true")
             kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(account))
             applied = time.monotonic()
             kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(bot))
-            follow(
-                bot["metadata"]["name"],
-                bot["spec"]["meeting"]["number"],
-                SimAdmin(sim.url),
-                applied,
-            )
+            follow(name, bot["spec"]["meeting"]["number"], SimAdmin(sim.url), applied)
+            show_logs(name)
             print()
+            kubectl_path = cluster.Binaries.in_cache().kubectl
             say(f"kubeconfig: {cluster.kubeconfig_path()}")
             print(f"  export KUBECONFIG={cluster.kubeconfig_path()}")
-            print(f"  {cluster.Binaries.in_cache().kubectl} -n {NAMESPACE} get mb,pods,secrets")
-            kubectl_path = cluster.Binaries.in_cache().kubectl
-            print(f"  {kubectl_path} -n {NAMESPACE} describe mb {bot['metadata']['name']}")
+            print(f"  {kubectl_path} -n {NAMESPACE} get mb,pods,secrets")
+            print(f"  {kubectl_path} -n {NAMESPACE} describe mb {name}")
+            print(f"  {kubectl_path} -n {SYSTEM} logs deploy/{RELEASE}")
             print("  make cluster-down   # when you are done")
             if os.environ.get("DEMO_KEEP") == "1":
-                say(
-                    "DEMO_KEEP=1: the simulator, operator and bot node keep running; Ctrl-C to stop"
-                )
+                say("DEMO_KEEP=1: the simulator keeps running; Ctrl-C to stop")
                 while True:
                     time.sleep(3600)
         except KeyboardInterrupt:
             pass
-        finally:
-            operator.stop()
-            agent.terminate()
-            agent.wait(10)
     return 0
+
+
+def show_logs(name: str) -> None:
+    """`kubectl logs` of the bot's pod and of the operator's, served by the real kubelet."""
+    for title, args in (
+        (f"kubectl -n {NAMESPACE} logs {name}-1", ["-n", NAMESPACE, "logs", f"{name}-1"]),
+        (f"kubectl -n {SYSTEM} logs deploy/{RELEASE}", ["-n", SYSTEM, "logs", f"deploy/{RELEASE}"]),
+    ):
+        lines = kubectl(*args, "--tail", "5").splitlines()
+        print(f"\n$ {title} --tail 5")
+        for line in lines:
+            print(f"  {line[:160]}{'...' if len(line) > 160 else ''}")
 
 
 def follow(name: str, number: str, sim: SimAdmin, applied: float) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 
 import kopf
 import uvloop
+from kopf._core.engines.peering import Identity  # the NewType kopf.run expects; not re-exported
 
 from meetingbot_contract import logs
 from meetingbot_operator.settings import Settings
@@ -16,6 +18,8 @@ from meetingbot_operator.settings import Settings
 def main() -> None:
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
+    # kopf logs every liveness probe at INFO: noise in `kubectl logs`.
+    logging.getLogger("kopf.activities.probe").setLevel(logging.WARNING)
     import meetingbot_operator.handlers  # noqa: F401 - registers the handlers
 
     # uvloop: a faster event loop, measurably so in bursts of watch events.
@@ -28,7 +32,7 @@ def main() -> None:
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
         # Our own identity: kopf's default asks the passwd database for the user's name, which
         # fails for a UID without an entry (the chart's 10001, OpenShift's arbitrary UIDs).
-        identity=f"{socket.gethostname()}-{os.getpid()}",
+        identity=Identity(f"{socket.gethostname()}-{os.getpid()}"),
     )
 
 

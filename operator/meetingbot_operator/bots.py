@@ -170,6 +170,12 @@ class BotService:
             record.attempt_result = None  # carried by the status just written
             for event in decision.events:
                 self.post_event(record.body, event.type, event.reason, event.message[:1024])
+                # The same words in the log (`kubectl logs` of the operator tells the story).
+                log.log(
+                    logging.WARNING if event.type == "Warning" else logging.INFO,
+                    event.message,
+                    extra={"bot": f"{key[0]}/{key[1]}", "reason": event.reason},
+                )
             self._observe_metrics(record, bot, decision)
         for action in decision.actions:
             if action.kind == ActionKind.START_ATTEMPT:
