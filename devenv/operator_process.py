@@ -52,7 +52,7 @@ class OperatorProcess:
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return f"http://{self.report_host}:{self.metrics_port}/metrics"  # served beside reports
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)

@@ -127,6 +127,8 @@ build_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$helm_ld"
 # Cluster DNS for the real node (runs on the host; a selector-less kube-dns Service points at it).
 build_install coredns "$COREDNS_VERSION" github.com/coredns/coredns \
   "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
+build_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
+build_install kube-score "$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score
 build_kube
 say "all binaries ready in $((SECONDS - t0))s"
 echo "$bin"

@@ -63,6 +63,8 @@ class Binaries:
     kubelet: Path
     kube_proxy: Path
     coredns: Path
+    kubeconform: Path
+    kube_score: Path
 
     @classmethod
     def in_cache(cls) -> Binaries:
@@ -81,6 +83,8 @@ class Binaries:
             kubelet=bin_dir / f"kubelet-{kube}",
             kube_proxy=bin_dir / f"kube-proxy-{kube}",
             coredns=bin_dir / f"coredns-{v['COREDNS_VERSION']}",
+            kubeconform=bin_dir / f"kubeconform-{v['KUBECONFORM_VERSION']}",
+            kube_score=bin_dir / f"kube-score-{v['KUBE_SCORE_VERSION']}",
         )
 
     def all_present(self) -> bool:

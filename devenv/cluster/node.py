@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -39,7 +40,9 @@ CLUSTER_DOMAIN = "cluster.local"
 PAUSE_IMAGE = "localhost/meetingbot-pause:3.10"
 RUN_DIR = Path("/run/meetingbot-node")
 KUBELET_DIR = Path("/var/lib/meetingbot-node/kubelet")
-CNI_STATE = Path("/var/lib/cni/networks/meetingbot")
+CNI_NETWORK = "meetingbot"
+BRIDGE = "mbr0"
+CNI_STATE = Path("/var/lib/cni/networks") / CNI_NETWORK
 SOCKET = RUN_DIR / "containerd.sock"
 PROCESSES = ("containerd", "kubelet", "kube-proxy", "coredns")
 
@@ -445,17 +448,40 @@ def stop(root: Path, kube_proxy: Path | None = None) -> None:
     if _ctr_ok():
         _clear_old_pods()
     _stop_named("containerd")
-    for pid in _pids_of("containerd-shim-runc-v2"):
+    for pid in pids_of("containerd-shim-runc-v2"):
         _stop_pid(pid, grace=5)
     if kube_proxy is not None and kube_proxy.exists():
         subprocess.run([str(kube_proxy), "--cleanup"], capture_output=True, check=False)
+    _undo_pod_network()
     _unmount_below(KUBELET_DIR)
+    subprocess.run(["umount", "-l", str(KUBELET_DIR)], capture_output=True, check=False)
     _unmount_below(RUN_DIR)
     shutil.rmtree(KUBELET_DIR, ignore_errors=True)
-    shutil.rmtree(CNI_STATE, ignore_errors=True)
     with contextlib.suppress(OSError):
         shutil.rmtree(RUN_DIR)
     _unmount_below(root / "containerd")
+
+
+def _undo_pod_network() -> None:
+    """What the bridge CNI plugin would undo for each pod had the pods been stopped through
+    the kubelet: masquerade rules and their chains, network namespaces, IP leases, the bridge."""
+    rules = _run(["iptables", "-t", "nat", "-S", "POSTROUTING"], check=False).stdout
+    chains = set()
+    for rule in rules.splitlines():
+        if rule.startswith("-A ") and f'name: \\"{CNI_NETWORK}\\"' in rule:
+            args = shlex.split(rule)
+            _run(["iptables", "-t", "nat", "-D", *args[1:]], check=False)
+            if "-j" in args and args[args.index("-j") + 1].startswith("CNI-"):
+                chains.add(args[args.index("-j") + 1])
+    for chain in chains:
+        _run(["iptables", "-t", "nat", "-F", chain], check=False)
+        _run(["iptables", "-t", "nat", "-X", chain], check=False)
+    for netns in Path("/run/netns").glob("cni-*"):
+        _run(["ip", "netns", "delete", netns.name], check=False)
+    _run(["ip", "link", "delete", BRIDGE], check=False)
+    shutil.rmtree(CNI_STATE, ignore_errors=True)
+    for result in Path("/var/lib/cni/results").glob(f"{CNI_NETWORK}-*"):
+        result.unlink(missing_ok=True)
 
 
 def _stop_named(name: str) -> None:
@@ -478,7 +504,7 @@ def _stop_pid(pid: int, grace: float) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _pids_of(executable: str) -> list[int]:
+def pids_of(executable: str) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -575,11 +601,11 @@ def _pause_source() -> Path:
 def _cni_conflist() -> dict[str, object]:
     return {
         "cniVersion": "1.0.0",
-        "name": "meetingbot",
+        "name": CNI_NETWORK,
         "plugins": [
             {
                 "type": "bridge",
-                "bridge": "mbr0",
+                "bridge": BRIDGE,
                 "isGateway": True,
                 "ipMasq": True,
                 "hairpinMode": True,

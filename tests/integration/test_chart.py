@@ -20,6 +20,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from devenv.cluster import cluster, node
 from devenv.operator_process import install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
+from tests.support.chart import CHART, NON_DEFAULT, RELEASE, SYSTEM, helm, values_file
 from tests.support.operator_fixtures import (
     MERGE_PATCH,
     Bots,
@@ -30,9 +31,6 @@ from tests.support.operator_fixtures import (
 )
 from tests.support.specs import bot_spec
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "meetingbot-operator"
-RELEASE, SYSTEM = "meetingbot-operator", "meetingbot-system"
 KEY_SECRET = "meetingbot-operator-report-key"
 SA_USER = f"system:serviceaccount:{SYSTEM}:meetingbot-operator"
 # Granted, and needed, but no request of a short lifecycle shows them in the audit log:
@@ -46,59 +44,6 @@ RARELY_USED = {
     # creating the pod (each attempt's Secret is deleted when the attempt ends).
     ("", "secrets", "update"),
 }
-NON_DEFAULT = {
-    "watchNamespaces": ["team-a", "team-b"],
-    # What platform teams set first: an image by digest, an OpenShift-style security context
-    # (no fixed UID), topology spread, labels that repeat a selector key.
-    "image": {"digest": "sha256:" + "a" * 64},
-    "podSecurityContext": {"runAsUser": None, "runAsGroup": None},
-    "topologySpreadConstraints": [
-        {
-            "maxSkew": 1,
-            "topologyKey": "kubernetes.io/hostname",
-            "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "meetingbot-operator"}},
-        }
-    ],
-    "podLabels": {"app.kubernetes.io/name": "not-the-selector", "team": "bots"},
-    "serviceAccount": {"name": "custom-sa", "annotations": {"example.com/role": "bots"}},
-    "operator": {
-        "logLevel": "DEBUG",
-        "startLeadSeconds": 30,
-        "reportKey": {"existingSecret": "my-key"},
-    },
-    "bot": {
-        "image": "registry.example.com/bot:1",
-        "resources": {
-            "requests": {"cpu": "1", "memory": "1Gi"},
-            "limits": {"cpu": "2", "memory": "2Gi"},
-        },
-    },
-    "metrics": {"serviceMonitor": {"enabled": True}},
-    "networkPolicy": {"enabled": True},
-    "nodeSelector": {"pool": "system"},
-    "priorityClassName": "system-cluster-critical",
-}
-
-
-def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    binaries = cluster.Binaries.in_cache()
-    result = subprocess.run(
-        [str(binaries.helm), "--kubeconfig", str(cluster.kubeconfig_path()), *args],
-        text=True,
-        capture_output=True,
-        timeout=180,
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def values_file(tmp_path: Path, values: dict[str, Any]) -> str:
-    path = tmp_path / f"values-{uuid.uuid4().hex[:6]}.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return str(path)
 
 
 def test_lint_strict(tmp_path: Path) -> None:

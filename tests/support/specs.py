@@ -11,9 +11,7 @@ DEFAULT_NUMBER = "12345678901"
 # kwok marks them Running without running anything.
 ON_KWOK: dict[str, Any] = {
     "nodeSelector": {"type": "kwok"},
-    "tolerations": [
-        {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
-    ],
+    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
 }
 
 
