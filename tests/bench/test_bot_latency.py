@@ -115,6 +115,7 @@ def pod_memory(namespace: str, pod: str) -> dict[str, float]:
     ).stdout  # fmt: skip
     fields = dict(line.split() for line in stat.splitlines() if line.count(" ") == 1)
     shm = cluster.kubectl("-n", namespace, "exec", pod, "--", "du", "-sk", "/dev/shm").stdout
+    tmp = cluster.kubectl("-n", namespace, "exec", pod, "--", "du", "-sk", "/tmp").stdout
     usage = cluster.kubectl(
         "-n", namespace, "exec", pod, "--", "cat", "/sys/fs/cgroup/memory/memory.usage_in_bytes"
     ).stdout  # fmt: skip
@@ -125,6 +126,7 @@ def pod_memory(namespace: str, pod: str) -> dict[str, float]:
         "shmem": round(int(fields.get("total_shmem", 0)) / mb),
         "cache": round(int(fields.get("total_cache", 0)) / mb),
         "dev_shm": round(int(shm.split()[0]) / 1024),
+        "tmp": round(int(tmp.split()[0]) / 1024),
     }
 
 
