@@ -30,6 +30,8 @@ class Reason(StrEnum):
     ZAK_INVALID = "ZakInvalid"
     OBF_INVALID = "ObfTokenInvalid"
     OBF_USER_NOT_IN_MEETING = "ObfUserNotInMeeting"
+    # OBF: Zoom removed the bot because its authorizing user left (4019): the bot's job is done.
+    AUTHORIZING_USER_LEFT = "AuthorizingUserLeft"
     SIGNATURE_INVALID = "SignatureInvalid"
     SIGNATURE_EXPIRED = "SignatureExpired"
     CROSS_ACCOUNT_NOT_ALLOWED = "CrossAccountJoinNotAllowed"
@@ -92,6 +94,7 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.ZAK_INVALID: True,  # e.g. signed out from all devices: a fresh ZAK may work
     Reason.OBF_INVALID: False,
     Reason.OBF_USER_NOT_IN_MEETING: True,
+    Reason.AUTHORIZING_USER_LEFT: False,
     Reason.SIGNATURE_INVALID: False,
     Reason.SIGNATURE_EXPIRED: True,
     Reason.CROSS_ACCOUNT_NOT_ALLOWED: False,
@@ -133,6 +136,7 @@ TRANSIENT: dict[Reason, bool] = {
 SUCCESS: frozenset[str] = frozenset(
     {
         Reason.MEETING_ENDED,
+        Reason.AUTHORIZING_USER_LEFT,
         Reason.EVERYONE_LEFT,
         Reason.NO_ONE_JOINED,
         Reason.MAX_DURATION_REACHED,
@@ -161,12 +165,15 @@ def is_transient(reason: str) -> bool:
         return True
 
 
-# Zoom Meeting SDK join and in-meeting error codes (ZOOM.md §7, §4) to reasons.
+# Zoom Meeting SDK join and in-meeting error codes (ZOOM.md §7, §4) to reasons. Where the
+# documentation is silent, the meaning is the one the 6.2.0 bundle gives the code (its own
+# message strings, quoted).
 SDK_ERROR_REASONS: dict[int, Reason] = {
     3000: Reason.JOIN_FAILED,
     3001: Reason.MEETING_NOT_FOUND,
     3004: Reason.WRONG_PASSCODE,
     3008: Reason.MEETING_NOT_STARTED,
+    3009: Reason.REMOVED_BY_HOST,  # "user has been removed" (and may not rejoin)
     3099: Reason.REGISTRATION_REQUIRED,
     3100: Reason.AUTHENTICATION_REQUIRED,
     3265: Reason.ZAK_INVALID,
@@ -177,6 +184,11 @@ SDK_ERROR_REASONS: dict[int, Reason] = {
     3706: Reason.MEETING_NOT_FOUND,
     3707: Reason.MEETING_NOT_FOUND,
     3712: Reason.SIGNATURE_INVALID,
+    # The bundle shows 3610 both for "meeting does not exist" and for an expired token (124):
+    # worth one more attempt with fresh tokens, not a permanent MeetingNotFound.
+    3610: Reason.JOIN_FAILED,
+    4003: Reason.JOIN_FAILED,  # "invalid parameter"
+    4004: Reason.MEETING_ENDED,  # "meeting ended"
     4005: Reason.MEETING_FULL,
     4006: Reason.MEETING_LOCKED,
     4011: Reason.CROSS_ACCOUNT_NOT_ALLOWED,
@@ -185,7 +197,12 @@ SDK_ERROR_REASONS: dict[int, Reason] = {
     4014: Reason.OBF_INVALID,
     4015: Reason.OBF_INVALID,
     4017: Reason.OBF_USER_NOT_IN_MEETING,
+    4016: Reason.ZAK_INVALID,  # "recording token expired": retried with fresh tokens
     4018: Reason.OBF_INVALID,
+    4019: Reason.AUTHORIZING_USER_LEFT,  # "bot user kicked due to master leaving"
+    # Refused by the SDK itself, before any network call: the page's own mistakes.
+    5012: Reason.JOIN_FAILED,  # CLIENT_DUPLICATED_JOIN: join() called twice
+    5013: Reason.BOT_CONFIG_INVALID,  # CLIENT_INVALID_JOIN_PARAMETER: zak with obfToken, no name
 }
 
 

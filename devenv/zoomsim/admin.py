@@ -120,10 +120,12 @@ async def sign_out(request: web.Request) -> web.Response:
 
 
 async def authorize_user(request: web.Request) -> web.Response:
-    """The user authorized our app with user OAuth: a user token (for OBF) is returned."""
+    """The user authorized our app with user OAuth: a user token is returned, with the scopes
+    of `?scopes=` (comma-separated; default user:read:token, for OBF)."""
     world = request.app[WORLD]
     user = _user(world, request.match_info["user_id"])
-    token = world.grant(world.accounts[user.account_id], ("user:read:token",), user_id=user.id)
+    scopes = tuple(request.query.get("scopes", "user:read:token").split(","))
+    token = world.grant(world.accounts[user.account_id], scopes, user_id=user.id)
     return web.json_response({"access_token": token})
 
 

@@ -35,8 +35,9 @@ class SimAdmin:
     def sign_out_everywhere(self, user_id: str) -> int:
         return int(self._json("POST", f"/sim/users/{user_id}/signout")["revoked"])
 
-    def authorize_user(self, user_id: str) -> str:
-        return str(self._json("POST", f"/sim/users/{user_id}/authorize")["access_token"])
+    def authorize_user(self, user_id: str, scopes: str = "user:read:token") -> str:
+        path = f"/sim/users/{user_id}/authorize?scopes={scopes}"
+        return str(self._json("POST", path)["access_token"])
 
     def create_meeting(self, account_id: str, **fields: Any) -> dict[str, Any]:
         return dict(self._json("POST", "/sim/meetings", {"account_id": account_id, **fields}))

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import email.utils
+import math
+import secrets
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,20 +21,32 @@ from devenv.zoomsim.state import (
     ZAK_CUSTCREATE_DEFAULT_TTL,
     ZAK_DEFAULT_TTL,
     AccessGrant,
-    Account,
+    RateWindow,
     World,
 )
 
 WORLD: web.AppKey[World] = web.AppKey("world", World)
+RATE_WINDOW: web.RequestKey[RateWindow] = web.RequestKey("rate_window", RateWindow)
 
 ZAK_SCOPES = ("user:read:admin", "user:read:token:admin")
 USER_READ_SCOPES = ("user:read:admin", "user:read:user:admin", "user:read:list_users:admin")
 USER_WRITE_SCOPES = ("user:write:admin", "user:write:user:admin", "user:delete:user:admin")
 OBF_SCOPES = ("user:read:token",)
+MY_ZAK_SCOPES = ("user:read:zak",)
 
 
 def zoom_error(status: int, code: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"code": code, "message": message}, status=status, headers=headers)
+
+
+def validation_failed(errors: dict[str, str]) -> web.Response:
+    """Zoom's 400 for a request body that fails validation: code 300 and one entry per field."""
+    body = {
+        "code": 300,
+        "message": "Validation Failed.",
+        "errors": [{"field": field, "message": message} for field, message in errors.items()],
+    }
+    return web.json_response(body, status=400)
 
 
 async def apply_faults(world: World, account_id: str, endpoint: str) -> web.Response | None:
@@ -127,10 +143,12 @@ class Gate:
         if fault is not None:
             return fault
         account = world.accounts[grant.account_id]
-        over = world.over_limit(account, self.category)
-        if over is not None:
-            world.calls[f"{account.id}:429"] += 1
-            return self._too_many(account, *over)
+        window = world.count_request(account, self.category)
+        if window is not None:
+            self.request[RATE_WINDOW] = window  # the middleware's X-RateLimit-* headers
+            if window.over:
+                world.calls[f"{account.id}:429"] += 1
+                return self._too_many(window)
         world.calls[f"{account.id}:{self.endpoint}"] += 1
         if not any(scope in grant.scopes for scope in scopes):
             return zoom_error(
@@ -138,27 +156,56 @@ class Gate:
             )
         return grant
 
-    def _too_many(self, account: Account, limit: int, reset_in: float) -> web.Response:
-        faults = self.world.faults
-        headers: dict[str, str] = {}
-        show = faults.rate_limit_headers == "always" or (
-            faults.rate_limit_headers == "sometimes" and self.world.random.random() < 0.5
-        )
-        if show:
-            headers = {
-                "X-RateLimit-Category": self.category,
-                "X-RateLimit-Type": "QPS",
-                "X-RateLimit-Limit": str(limit),
-                "X-RateLimit-Remaining": "0",
-            }
-            if faults.retry_after_format == "seconds":
-                headers["Retry-After"] = f"{max(reset_in, 0.01):.3f}"
-            elif faults.retry_after_format == "iso":
-                when = datetime.now(UTC) + timedelta(seconds=reset_in)
-                headers["Retry-After"] = when.isoformat().replace("+00:00", "Z")
+    def _too_many(self, window: RateWindow) -> web.Response:
+        # Its X-RateLimit-* and Retry-After headers come from the middleware (zoom_headers).
         return zoom_error(
-            429, 429, "You have reached the maximum per-second rate limit for this API.", **headers
+            429, 429, "You have reached the maximum per-second rate limit for this API."
         )
+
+
+def retry_after(world: World, seconds: float) -> dict[str, str]:
+    """Retry-After as Zoom sends it: HTTP allows integer seconds or an HTTP date (never a
+    fraction); Zoom's own example shows an ISO date. The fault settings pick one, or none."""
+    fmt = world.faults.retry_after_format
+    when = datetime.now(UTC) + timedelta(seconds=seconds)
+    if fmt == "seconds":
+        return {"Retry-After": str(max(math.ceil(seconds), 1))}
+    if fmt == "http-date":
+        return {"Retry-After": email.utils.format_datetime(when, usegmt=True)}
+    if fmt == "iso":
+        return {"Retry-After": when.isoformat(timespec="seconds").replace("+00:00", "Z")}
+    return {}
+
+
+@web.middleware
+async def zoom_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Headers Zoom puts on its API responses: the tracking id on every one (what Zoom's
+    support asks for), and X-RateLimit-* where a rate-limit window was counted: on every
+    response, not only on 429s, unless the fault settings hide them (Zoom sends them only
+    sometimes, ZOOM.md §6)."""
+    response = await handler(request)
+    if not request.path.startswith(("/v2/", "/oauth/")):
+        return response
+    world = request.app[WORLD]
+    response.headers["x-zm-trackingid"] = f"v=2.0;clid=us06;rid={secrets.token_hex(16)}"
+    window = request.get(RATE_WINDOW)
+    show = world.faults.rate_limit_headers == "always" or (
+        world.faults.rate_limit_headers == "sometimes" and world.random.random() < 0.5
+    )
+    if window is not None and show and "X-RateLimit-Type" not in response.headers:
+        response.headers.update(
+            {
+                "X-RateLimit-Category": window.category,
+                "X-RateLimit-Type": "QPS",
+                "X-RateLimit-Limit": str(window.limit),
+                "X-RateLimit-Remaining": str(window.remaining),
+            }
+        )
+        if window.over:
+            response.headers.update(retry_after(world, window.reset_in))
+    return response
 
 
 # --- /v2 ---------------------------------------------------------------------------------
@@ -246,13 +293,28 @@ async def create_user(request: web.Request) -> web.Response:
     world = gate.world
     account = world.accounts[grant.account_id]
     try:
-        body: dict[str, Any] = await request.json()
-        action = body["action"]
-        info = body["user_info"]
-        email = str(info["email"])
-    except (ValueError, KeyError, TypeError):
-        return zoom_error(400, 300, "Validation Failed: action and user_info.email are required.")
-    user_type = int(info.get("type", 1))
+        body: dict[str, Any] | Any = await request.json()
+    except ValueError:
+        return zoom_error(400, 300, "Request Body should be a valid JSON object.")
+    body = body if isinstance(body, dict) else {}
+    info: dict[str, Any] = body["user_info"] if isinstance(body.get("user_info"), dict) else {}
+    # Required by the documented schema: action, user_info.email and user_info.type.
+    missing = {
+        name: "must not be null"
+        for name, value in (
+            ("action", body.get("action")),
+            ("user_info.email", info.get("email")),
+            ("user_info.type", info.get("type")),
+        )
+        if value in (None, "")
+    }
+    if missing:
+        return validation_failed(missing)
+    action, email = body["action"], str(info["email"])
+    try:
+        user_type = int(info["type"])
+    except (TypeError, ValueError):
+        return validation_failed({"user_info.type": "must be an integer"})
     if action not in ("create", "autoCreate", "custCreate", "ssoCreate"):
         return zoom_error(400, 300, f"Invalid action: {action}.")
     if user_type not in (1, 2, 4, 99) or (user_type == 99 and action != "ssoCreate"):
@@ -271,11 +333,13 @@ async def create_user(request: web.Request) -> web.Response:
         day = int(time.time() // 86400)
         world.daily_creates[(account.id, day)] += 1
         if world.daily_creates[(account.id, day)] > DAILY_CREATE_CAP[account.plan]:
+            midnight = (day + 1) * 86400 - time.time()  # the daily limit resets at 00:00 UTC
             return zoom_error(
                 429,
                 429,
                 "You have reached the maximum daily rate limit for this API.",
                 **{"X-RateLimit-Type": "Daily-limit", "X-RateLimit-Category": "Light"},
+                **retry_after(world, midnight),
             )
     user = world.add_user(
         account,
@@ -309,9 +373,23 @@ async def delete_user(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def my_zak(request: web.Request) -> web.Response:
+    """`GET /v2/users/me/zak`: a ZAK with a user-level token (scope user:read:zak)."""
+    gate = Gate(request, "my_zak", "Light")
+    grant = await gate.open(MY_ZAK_SCOPES, user_token=True)
+    if isinstance(grant, web.Response):
+        return grant
+    account = gate.world.accounts[grant.account_id]
+    user = account.users.get(grant.user_id or "")
+    if user is None:
+        return zoom_error(404, 1001, "User does not exist: me.")
+    return web.json_response({"token": gate.world.issue("zak", user, ZAK_DEFAULT_TTL, None)})
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/oauth/token", oauth_token),
+        web.get("/v2/users/me/zak", my_zak),
         web.get("/v2/users/{user_id}/token", user_token),
         web.get("/v2/users", list_users),
         web.post("/v2/users", create_user),

@@ -37,7 +37,7 @@ async def _meeting_clock(app: web.Application) -> AsyncIterator[None]:
 
 
 def make_app(world: World | None = None) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[rest.zoom_headers])
     app[WORLD] = world or World()
     app.add_routes(rest.routes() + sdk.routes() + admin.routes())
     app.cleanup_ctx.append(_meeting_clock)

@@ -185,7 +185,7 @@ class Faults:
     latency_ms: int = 0
     outage: bool = False  # every OAuth and API call fails with 503
     rate_limit_headers: Literal["always", "sometimes", "never"] = "always"
-    retry_after_format: Literal["seconds", "iso", "none"] = "seconds"
+    retry_after_format: Literal["seconds", "http-date", "iso", "none"] = "seconds"
 
 
 class JoinError(Exception):
@@ -197,6 +197,24 @@ class JoinError(Exception):
 
 # An account's generated identifiers: given explicitly, or made up.
 IDS = frozenset({"id", "client_id", "client_secret", "sdk_key", "sdk_secret"})
+
+
+@dataclass(frozen=True)
+class RateWindow:
+    """Where a request left its category's window: what the X-RateLimit-* headers say."""
+
+    category: str
+    limit: int
+    count: int  # requests in the window, this one included
+    reset_in: float  # seconds until the window resets
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.count, 0)
+
+    @property
+    def over(self) -> bool:
+        return self.count > self.limit
 
 
 class World:
@@ -273,8 +291,8 @@ class World:
 
     # --- rate limits ----------------------------------------------------------------------
 
-    def over_limit(self, account: Account, category: str) -> tuple[int, float] | None:
-        """Count one request in its fixed window; return (limit, seconds to reset) if over."""
+    def count_request(self, account: Account, category: str) -> RateWindow | None:
+        """Count one request in its fixed window; None for accounts without limits."""
         if account.plan == "unlimited":
             return None
         limit, period = RATE_LIMITS[account.plan][category]
@@ -286,9 +304,7 @@ class World:
             current, count = window, 0
         count += 1
         self.windows[key] = (current, count)
-        if count > limit:
-            return limit, (window + 1) * period - now
-        return None
+        return RateWindow(category, limit, count, (window + 1) * period - now)
 
     # --- the meeting side -----------------------------------------------------------------
 

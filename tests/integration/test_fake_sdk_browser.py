@@ -114,3 +114,34 @@ def test_leave_meeting_is_seen_by_the_meeting(
     assert join(page, zoom_account, number, userName="Bot") == "joined"
     page.evaluate("client.leaveMeeting()")
     assert [p["leftReason"] for p in sim.participants(number, "left")] == ["left"]
+
+
+def test_client_side_refusals_follow_the_bundle(
+    page: Page, zoom_account: dict[str, Any], sim: SimAdmin
+) -> None:
+    """5013 before any network call for zak with obfToken or an empty name; 5012 for a second
+    join (the 6.2.0 bundle's CLIENT_INVALID_JOIN_PARAMETER and CLIENT_DUPLICATED_JOIN)."""
+    number = sim.create_meeting(zoom_account["id"])["number"]
+    both = join(page, zoom_account, number, userName="Bot", zak="z", obfToken="o")
+    nameless = join(page, zoom_account, number, userName="")
+    assert (both["errorCode"], nameless["errorCode"]) == (5013, 5013)
+    assert sim.participants(number) == []  # refused before reaching Zoom
+    assert join(page, zoom_account, number, userName="Bot") == "joined"
+    assert join(page, zoom_account, number, userName="Bot")["errorCode"] == 5012
+    assert len(sim.participants(number, "in_meeting")) == 1
+
+
+def test_the_client_exposes_only_the_sdks_members(page: Page) -> None:
+    """The page cannot come to rely on helpers the real client does not have."""
+    members = page.evaluate(
+        "Object.getOwnPropertyNames(Object.getPrototypeOf(client)).filter(n => n !== 'constructor')"
+    )
+    assert set(members) == {
+        "on",
+        "off",
+        "init",
+        "join",
+        "leaveMeeting",
+        "getCurrentUser",
+        "getAttendeeslist",
+    }

@@ -69,6 +69,17 @@ async def test_the_page_and_the_real_sdk_agree(installed: Path) -> None:
     for reason in ("ended by host", "kicked by host", "expeled by host"):
         assert f'"{reason}"' in bundle
     assert "bHold" in bundle
+    # The codes the error map reads meaning into are the bundle's own (reasons.py).
+    for name, code in (
+        ("UserHasBeenRemoved", 3009),
+        ("InvalidParameter", 4003),
+        ("SESSION_ENDED", 4004),
+        ("CLIENT_DUPLICATED_JOIN", 5012),
+        ("CLIENT_INVALID_JOIN_PARAMETER", 5013),
+    ):
+        assert f"{name}={code}]" in bundle, name
+    assert '"bot user kicked due to master leaving"' in bundle  # 4019
+    assert '{"recording token expired":4016}' in bundle
     assert errors == []
     assert outside == [], f"the page reached outside: {outside[:3]}"
 

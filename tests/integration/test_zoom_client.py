@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -262,3 +263,84 @@ async def test_obf_token_is_minted_with_the_users_own_token(
             # The account token cannot mint OBF tokens: only the authorizing user's can.
             await zoom.mint_obf((await zoom.tokens.get()).value)
     assert wrong_token.value.reason is Reason.ZOOM_CREDENTIALS_INVALID
+
+
+# --- the simulator's REST side as Zoom documents it (ZOOM.md §2-§6) ------------------------
+
+
+def _account_token(zoomsim: ZoomSim, account: dict[str, Any]) -> str:
+    response = httpx.post(
+        f"{zoomsim.url}/oauth/token",
+        params={"grant_type": "account_credentials", "account_id": account["id"]},
+        auth=(account["client_id"], account["client_secret"]),
+    )
+    return str(response.json()["access_token"])
+
+
+def test_every_api_response_carries_a_tracking_id_and_rate_limit_headers(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any]
+) -> None:
+    token = _account_token(zoomsim, zoom_account)
+    response = httpx.get(
+        f"{zoomsim.url}/v2/users/{zoom_account['user']['id']}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200
+    assert response.headers["x-zm-trackingid"].startswith("v=2.0;")
+    assert response.headers["X-RateLimit-Category"] == "Light"
+    assert response.headers["X-RateLimit-Type"] == "QPS"
+    assert int(response.headers["X-RateLimit-Remaining"]) < int(
+        response.headers["X-RateLimit-Limit"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("fmt", "check"),
+    [
+        ("seconds", lambda v: v.isdigit() and int(v) >= 1),  # integer seconds, never "0.897"
+        ("http-date", lambda v: email.utils.parsedate_to_datetime(v).tzinfo is not None),
+        ("none", lambda v: v is None),
+    ],
+)
+def test_retry_after_is_an_integer_or_a_date_as_http_allows(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin, fmt: str, check: Any
+) -> None:
+    sim.set_faults(retry_after_format=fmt, rate_limit_headers="always")
+    token = _account_token(zoomsim, zoom_account)
+    url = f"{zoomsim.url}/v2/users/{zoom_account['user']['id']}"
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as http:
+        limited = next(
+            r for r in (http.get(url) for _ in range(100)) if r.status_code == 429
+        )  # Pro: 30 requests a second in the Light category
+    assert limited.json()["code"] == 429
+    assert limited.headers["X-RateLimit-Remaining"] == "0"
+    assert check(limited.headers.get("Retry-After"))
+
+
+def test_a_user_without_type_is_refused_with_zoom_validation_errors(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any]
+) -> None:
+    token = _account_token(zoomsim, zoom_account)
+    response = httpx.post(
+        f"{zoomsim.url}/v2/users",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"action": "autoCreate", "user_info": {"email": "x@bots.example.com"}},
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["code"], body["message"]) == (300, "Validation Failed.")
+    assert body["errors"] == [{"field": "user_info.type", "message": "must not be null"}]
+
+
+def test_my_zak_needs_a_user_level_token_with_its_scope(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
+) -> None:
+    url = f"{zoomsim.url}/v2/users/me/zak"
+    user = zoom_account["user"]["id"]
+    own = sim.authorize_user(user, scopes="user:read:zak")
+    response = httpx.get(url, headers={"Authorization": f"Bearer {own}"})
+    assert response.status_code == 200 and response.json()["token"]
+    obf_only = sim.authorize_user(user)
+    assert httpx.get(url, headers={"Authorization": f"Bearer {obf_only}"}).json()["code"] == 4711
+    account = _account_token(zoomsim, zoom_account)
+    assert httpx.get(url, headers={"Authorization": f"Bearer {account}"}).status_code == 401

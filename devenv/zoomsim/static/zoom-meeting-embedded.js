@@ -9,7 +9,10 @@
  *   client.leaveMeeting() -> Promise
  *   client.getCurrentUser(), client.getAttendeeslist()
  *   client.on/off('connection-change' | 'user-added' | 'user-removed' | 'user-updated', fn)
- * The simulator's address comes from this script's own URL.
+ * The simulator's address comes from this script's own URL. Like the real client, a client
+ * exposes only those members: its helpers (emit, connect, handle, render) are private here.
+ * Client-side refusals follow the 6.2.0 bundle: CLIENT_DUPLICATED_JOIN (5012) for a second
+ * join, CLIENT_INVALID_JOIN_PARAMETER (5013) for zak with obfToken or an empty userName.
  */
 (function () {
   'use strict';
@@ -22,6 +25,7 @@
     this.socket = null;
     this.currentUser = null;
     this.attendees = {};
+    this.joining = false;
   }
 
   Client.prototype.on = function (event, fn) {
@@ -30,26 +34,30 @@
   Client.prototype.off = function (event, fn) {
     this.listeners[event] = (this.listeners[event] || []).filter(function (f) { return f !== fn; });
   };
-  Client.prototype.emit = function (event, payload) {
-    (this.listeners[event] || []).slice().forEach(function (fn) {
+  function emit(client, event, payload) {
+    (client.listeners[event] || []).slice().forEach(function (fn) {
       try { fn(payload); } catch (e) { console.error('listener failed', event, e); }
     });
-  };
+  }
 
   Client.prototype.init = function (options) {
     if (!options || !options.zoomAppRoot) {
       return Promise.reject({ type: 'INVALID_PARAMETERS', reason: 'zoomAppRoot is required' });
     }
     this.root = options.zoomAppRoot;
-    this.render();
+    render(this);
     return Promise.resolve();
   };
 
   Client.prototype.join = function (params) {
     var self = this;
-    if (self.session) {
-      return Promise.reject({ type: 'JOIN_MEETING_FAILED', reason: 'Already in a meeting', errorCode: 3000 });
+    if (self.session || self.joining) {
+      return Promise.reject({ type: 'JOIN_MEETING_FAILED', reason: 'Duplicated join', errorCode: 5012 });
     }
+    if ((params.zak && params.obfToken) || !params.userName) {
+      return Promise.reject({ type: 'INVALID_PARAMETERS', reason: 'Invalid join parameter', errorCode: 5013 });
+    }
+    self.joining = true;
     return fetch(base + 'join', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
@@ -72,38 +80,38 @@
       self.currentUser = body.currentUser;
       body.attendees.forEach(function (a) { self.attendees[a.userId] = a; });
       self.attendees[self.currentUser.userId] = self.currentUser;
-      return self.connect().then(function () {
-        self.render();
-        self.emit('connection-change', { state: 'Connected' });
+      return connect(self).then(function () {
+        self.joining = false;
+        render(self);
+        emit(self, 'connection-change', { state: 'Connected' });
       });
     }, function (error) {
+      self.joining = false;
       var failure = error && error.errorCode ? error
-        : { type: 'JOIN_MEETING_FAILED', reason: String(error), errorCode: 1 };
-      self.emit('connection-change', { state: 'Fail', reason: failure.reason, errorCode: failure.errorCode });
+        : { type: 'JOIN_MEETING_FAILED', reason: String(error), errorCode: 200 };
+      emit(self, 'connection-change', { state: 'Fail', reason: failure.reason, errorCode: failure.errorCode });
       throw failure;
     });
   };
 
-  Client.prototype.connect = function () {
-    var self = this;
+  function connect(self) {
     return new Promise(function (resolve, reject) {
       var url = base.replace(/^http/, 'ws') + 'events?session=' + encodeURIComponent(self.session);
       var socket = new WebSocket(url);
       self.socket = socket;
       socket.onopen = function () { resolve(); };
-      socket.onerror = function () { reject({ type: 'JOIN_MEETING_FAILED', reason: 'connection failed', errorCode: 1 }); };
-      socket.onmessage = function (message) { self.handle(JSON.parse(message.data)); };
+      socket.onerror = function () { reject({ type: 'JOIN_MEETING_FAILED', reason: 'connection failed', errorCode: 200 }); };
+      socket.onmessage = function (message) { handle(self, JSON.parse(message.data)); };
       socket.onclose = function () {
         if (self.session) {
           self.session = null;
-          self.emit('connection-change', { state: 'Closed', reason: 'connection lost' });
+          emit(self, 'connection-change', { state: 'Closed', reason: 'connection lost' });
         }
       };
     });
-  };
+  }
 
-  Client.prototype.handle = function (message) {
-    var self = this;
+  function handle(self, message) {
     if (message.event === 'connection-change') {
       if (message.payload.state === 'Closed') { self.session = null; self.socket.close(); }
     } else {
@@ -112,10 +120,10 @@
         else { self.attendees[user.userId] = user; }
         if (self.currentUser && user.userId === self.currentUser.userId) { self.currentUser = user; }
       });
-      self.render();
+      render(self);
     }
-    self.emit(message.event, message.payload);
-  };
+    emit(self, message.event, message.payload);
+  }
 
   Client.prototype.leaveMeeting = function () {
     var self = this;
@@ -128,7 +136,7 @@
       body: JSON.stringify({ session: session })
     }).then(function () {
       if (self.socket) { self.socket.close(); }
-      self.emit('connection-change', { state: 'Closed', reason: 'leave meeting' });
+      emit(self, 'connection-change', { state: 'Closed', reason: 'leave meeting' });
     });
   };
 
@@ -149,22 +157,22 @@
   };
 
   // A minimal participant list, written with textContent so names are shown literally.
-  Client.prototype.render = function () {
-    if (!this.root) { return; }
-    var list = this.root.querySelector('ul.zoomsim-participants');
+  function render(self) {
+    if (!self.root) { return; }
+    var list = self.root.querySelector('ul.zoomsim-participants');
     if (!list) {
       list = document.createElement('ul');
       list.className = 'zoomsim-participants';
-      this.root.appendChild(list);
+      self.root.appendChild(list);
     }
     list.textContent = '';
-    this.getAttendeeslist().forEach(function (a) {
+    self.getAttendeeslist().forEach(function (a) {
       var item = document.createElement('li');
       item.textContent = a.displayName;
       item.setAttribute('data-user-id', String(a.userId));
       list.appendChild(item);
     });
-  };
+  }
 
   var client = null;
   window.ZoomMtgEmbedded = {
