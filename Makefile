@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help prereqs venv web lint typecheck crds test test-unit test-integration bench demo image operator-image \
+.PHONY: help prereqs sim-image venv web lint typecheck crds test test-unit test-integration bench demo image operator-image \
         cluster-build cluster-up cluster-down cluster-status kind-up clean
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make cluster-up    start the local control plane (builds it once, cached)"
 	@echo "make cluster-down  stop it"
 	@echo "make image         build the bot image with podman"
+	@echo "make sim-image     build the Zoom simulator's sandbox image"
 	@echo "make kind-up       for users with Docker: a kind cluster instead (cannot run here)"
 
 $(STAMP): pyproject.toml contract/pyproject.toml operator/pyproject.toml bot-image/pyproject.toml
@@ -42,6 +43,10 @@ image:
 
 operator-image:
 	@IMAGE=$${IMAGE:-localhost/meetingbot-operator:dev} DOCKERFILE=operator/Dockerfile bash bot-image/build.sh
+
+# The Zoom simulator as a sandbox image (the chart runs it with sandbox.enabled=true).
+sim-image:
+	@IMAGE=$${IMAGE:-localhost/meetingbot-zoomsim:dev} DOCKERFILE=devenv/zoomsim/Dockerfile bash bot-image/build.sh
 
 lint: $(STAMP)
 	@echo "==> ruff"

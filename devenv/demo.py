@@ -1,12 +1,10 @@
 """`make demo`: the README's Helm quick start on this machine, with Zoom simulated.
 
 Builds what it needs (with progress): the local cluster (control plane + one real node), the
-bot and operator images (podman), imported into the node. Starts the Zoom simulator on the
-host and gives it a Service inside the cluster, `helm install`s the chart (the operator runs
-as the chart's Deployment on the real node), applies examples/zoomaccount.yaml and
-examples/meetingbot.yaml, shows the phases as they change, ends the simulated meeting, and
-shows `kubectl logs` of the bot and of the operator. DEMO_KEEP=1 keeps the simulator running
-until Ctrl-C.
+bot, operator and Zoom-sandbox images (podman), imported into the node. `helm install`s the
+chart with its Zoom sandbox (the operator and the simulator run as pods on the real node),
+applies examples/zoomaccount.yaml and examples/meetingbot.yaml, shows the phases as they
+change, ends the simulated meeting, and shows `kubectl logs` of the bot and of the operator.
 """
 
 from __future__ import annotations
@@ -22,9 +20,8 @@ import yaml
 from kubernetes import client, config
 
 from devenv.cluster import cluster
-from devenv.cluster.node import node_ip
 from devenv.operator_process import install_crds
-from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
+from devenv.zoomsim import SimAdmin
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "demo"
@@ -32,6 +29,7 @@ SYSTEM = "meetingbot-system"
 RELEASE = "meetingbot-operator"
 IMAGE = os.environ.get("IMAGE", "localhost/meetingbot-bot:dev")
 OPERATOR_IMAGE = "localhost/meetingbot-operator:dev"
+SIM_IMAGE = "localhost/meetingbot-zoomsim:dev"
 
 
 def say(message: str) -> None:
@@ -69,15 +67,17 @@ def build_image(image: str, dockerfile: str) -> str:
     return tagged
 
 
-def setup() -> tuple[str, str]:
-    """Returns the bot's and the operator's image, as built and imported."""
+def setup() -> tuple[str, str, str]:
+    """Returns the bot's, the operator's and the simulator's image, as built and imported."""
     started = time.monotonic()
     say("1/6 local cluster binaries (built once: ~20 min on 2 cores the first time)")
     cluster.build()
-    say("2/6 the bot and operator images (podman; a Debian base is bootstrapped the first time)")
+    say("2/6 the bot, operator and Zoom-sandbox images (podman; a Debian base is bootstrapped")
+    say("    the first time)")
     images = (
         build_image(IMAGE, "bot-image/Dockerfile"),
         build_image(OPERATOR_IMAGE, "operator/Dockerfile"),
+        build_image(SIM_IMAGE, "devenv/zoomsim/Dockerfile"),
     )
     say("3/6 starting the cluster (control plane + a real node) and importing the images")
     cluster.up()
@@ -88,17 +88,21 @@ def setup() -> tuple[str, str]:
     return images
 
 
-def helm_install(sandbox: str, bot_image: str, operator_image: str) -> None:
-    """The README's `helm install`, with values only for the local images and the sandbox."""
+def helm_install(bot_image: str, operator_image: str, sim_image: str) -> None:
+    """The README's `helm install`, with values only for the local images (imported into the
+    node: there is no registry) and the chart's Zoom sandbox."""
     repository, tag = operator_image.rsplit(":", 1)
+    sim_repository, sim_tag = sim_image.rsplit(":", 1)
     values = [
         f"watchNamespaces={{{NAMESPACE}}}",
         f"image.repository={repository}",
         f"image.tag={tag}",
-        "image.pullPolicy=Never",  # imported into the node: there is no registry
+        "image.pullPolicy=Never",
         f"bot.image={bot_image}",
-        f"operator.allowedEndpoints={{{sandbox}}}",
-        f"bot.sdkUrl={fake_sdk_url(sandbox)}",
+        "sandbox.enabled=true",
+        f"sandbox.image.repository={sim_repository}",
+        f"sandbox.image.tag={sim_tag}",
+        "sandbox.image.pullPolicy=Never",
     ]
     command = [
         str(cluster.Binaries.in_cache().helm),
@@ -118,7 +122,7 @@ def helm_install(sandbox: str, bot_image: str, operator_image: str) -> None:
     for value in values:
         command += ["--set", value]
     cluster.kubectl("create", "namespace", NAMESPACE, check=False)  # the README's first step
-    say("4/6 helm install (the operator runs as the chart's Deployment on the real node):")
+    say("4/6 helm install (the operator and the Zoom sandbox run as pods on the real node):")
     print("  helm upgrade --install meetingbot-operator charts/meetingbot-operator \\")
     print(f"    --namespace {SYSTEM} --create-namespace --wait \\")
     print(" \\\n".join(f"    --set '{v}'" for v in values))
@@ -133,9 +137,8 @@ def helm_install(sandbox: str, bot_image: str, operator_image: str) -> None:
     say(f"    operator pod {pod} Ready in {time.monotonic() - started:.0f}s")
 
 
-def zoom_setup(sim: ZoomSim, bot: dict[str, Any], account: dict[str, Any]) -> dict[str, Any]:
+def zoom_setup(admin: SimAdmin, bot: dict[str, Any], account: dict[str, Any]) -> dict[str, Any]:
     say("5/6 a simulated Zoom account, its service user and a meeting, as in the examples")
-    admin = SimAdmin(sim.url)
     zoom = admin.create_account(plan="pro")
     for email in account["spec"]["users"]:
         admin.add_user(zoom["id"], email=email)
@@ -172,14 +175,18 @@ def zoom_setup(sim: ZoomSim, bot: dict[str, Any], account: dict[str, Any]) -> di
 
 
 def main() -> int:
-    bot_image, operator_image = setup()
+    bot_image, operator_image, sim_image = setup()
     account, bot = example("zoomaccount.yaml"), example("meetingbot.yaml")
-    with ZoomSim(pod_host=node_ip()) as sim:
-        sandbox = in_cluster.expose(sim)
-        say(f"    the Zoom simulator: {sim.pod_url} on the host, {sandbox} in the cluster")
-        helm_install(sandbox, bot_image, operator_image)
+    helm_install(bot_image, operator_image, sim_image)
+    sandbox = f"http://{RELEASE}-zoomsim.{SYSTEM}.svc"
+    # Its admin API from this host: through the Service's ClusterIP (kube-proxy routes it).
+    cluster_ip = kubectl(
+        "-n", SYSTEM, "get", "service", f"{RELEASE}-zoomsim", "-o", "jsonpath={.spec.clusterIP}"
+    )  # fmt: skip
+    say(f"    the Zoom sandbox: {sandbox} in the cluster (http://{cluster_ip} from this host)")
+    with SimAdmin(f"http://{cluster_ip}") as admin:
         try:
-            zoom_setup(sim, bot, account)
+            zoom_setup(admin, bot, account)
             # The one demo-only change to the examples, printed so nothing is hidden: Zoom is
             # the simulator, reached through its Service.
             account["spec"]["endpoints"] = {
@@ -197,7 +204,7 @@ def main() -> int:
             kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(account))
             applied = time.monotonic()
             kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(bot))
-            follow(name, bot["spec"]["meeting"]["number"], SimAdmin(sim.url), applied)
+            follow(name, bot["spec"]["meeting"]["number"], admin, applied)
             show_logs(name)
             print()
             kubectl_path = cluster.Binaries.in_cache().kubectl
@@ -208,7 +215,7 @@ def main() -> int:
             print(f"  {kubectl_path} -n {SYSTEM} logs deploy/{RELEASE}")
             print("  make cluster-down   # when you are done")
             if os.environ.get("DEMO_KEEP") == "1":
-                say("DEMO_KEEP=1: the simulator keeps running; Ctrl-C to stop")
+                say("DEMO_KEEP=1: waiting; Ctrl-C to stop (everything stays in the cluster)")
                 while True:
                     time.sleep(3600)
         except KeyboardInterrupt:

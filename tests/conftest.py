@@ -184,6 +184,7 @@ async def zoom(
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("IMAGE", "localhost/meetingbot-bot:dev")
 OPERATOR_IMAGE = "localhost/meetingbot-operator:dev"
+SIM_IMAGE = "localhost/meetingbot-zoomsim:dev"
 # The test operator's default bot image (pods on kwok nodes never pull it).
 TEST_BOT_IMAGE = "example.invalid/meetingbot-bot:test"
 
@@ -204,15 +205,25 @@ def image(kubeconfig: Path) -> str:
     return IMAGE
 
 
-@pytest.fixture(scope="session")
-def operator_image(kubeconfig: Path) -> str:
-    """The operator's image (`make operator-image`), imported into the real node."""
-    print("\nbuilding the operator image", flush=True)
+def _build_and_load(image: str, dockerfile: str) -> str:
+    print(f"\nbuilding {image}", flush=True)
     subprocess.run(
         ["bash", str(ROOT / "bot-image" / "build.sh")],
         check=True,
         stdout=subprocess.DEVNULL,
-        env={**os.environ, "IMAGE": OPERATOR_IMAGE, "DOCKERFILE": "operator/Dockerfile"},
+        env={**os.environ, "IMAGE": image, "DOCKERFILE": dockerfile},
     )
-    cluster.load_image(OPERATOR_IMAGE)
-    return OPERATOR_IMAGE
+    cluster.load_image(image)
+    return image
+
+
+@pytest.fixture(scope="session")
+def operator_image(kubeconfig: Path) -> str:
+    """The operator's image (`make operator-image`), imported into the real node."""
+    return _build_and_load(OPERATOR_IMAGE, "operator/Dockerfile")
+
+
+@pytest.fixture(scope="session")
+def sim_image(kubeconfig: Path) -> str:
+    """The Zoom sandbox's image (`make sim-image`), imported into the real node."""
+    return _build_and_load(SIM_IMAGE, "devenv/zoomsim/Dockerfile")

@@ -79,5 +79,11 @@ class SimAdmin:
     def issued_secrets(self) -> list[str]:
         return list(self._json("GET", "/sim/issued")["secrets"])
 
+    def __enter__(self) -> SimAdmin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self.http.close()

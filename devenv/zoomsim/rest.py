@@ -32,7 +32,7 @@ ZAK_SCOPES = ("user:read:admin", "user:read:token:admin")
 USER_READ_SCOPES = ("user:read:admin", "user:read:user:admin", "user:read:list_users:admin")
 USER_WRITE_SCOPES = ("user:write:admin", "user:write:user:admin", "user:delete:user:admin")
 OBF_SCOPES = ("user:read:token",)
-MY_ZAK_SCOPES = ("user:read:zak",)
+MY_ZAK_SCOPES = ("user:read:zak", "user_zak:read")  # granular, and the classic name
 
 
 def zoom_error(status: int, code: int, message: str, **headers: str) -> web.Response:
@@ -261,6 +261,10 @@ async def get_user(request: web.Request) -> web.Response:
     user = gate.world.accounts[grant.account_id].find_user(request.match_info["user_id"])
     if user is None:
         return zoom_error(404, 1001, f"User does not exist: {request.match_info['user_id']}.")
+    if user.status == "pending":
+        # As Zoom documents: only id and created_at (the time of the call) for a pending user.
+        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return web.json_response({"id": user.id, "created_at": now})
     return web.json_response(user.public())
 
 

@@ -42,6 +42,10 @@ def new_token(prefix: str) -> str:
     return f"{prefix}{secrets.token_urlsafe(32)}"
 
 
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 @dataclass
 class User:
     id: str
@@ -54,10 +58,12 @@ class User:
     display_name: str = ""
     created_by: str = "create"
     pic_url: str = ""
+    created_at: str = field(default_factory=lambda: _now_iso())
 
     def public(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "created_at": self.created_at,
             "email": self.email,
             "type": self.type,
             "status": self.status,

@@ -364,6 +364,49 @@ async def test_the_operator_pod_runs_on_the_charts_rbac_and_needs_all_of_it(
     print("\nRBAC used by the operator:", sorted(used))
 
 
+async def test_the_sandbox_serves_a_whole_meeting_in_the_cluster(
+    kube: Kube, tmp_path: Path, image: str, operator_image: str, sim_image: str
+) -> None:
+    """`sandbox.enabled=true`: the simulator runs as a pod beside the operator; a pipeline
+    drives its admin API, and a real bot joins, meets and leaves with nothing on the host."""
+    install_crds()
+    watched = f"chart-{uuid.uuid4().hex[:6]}"
+    await kube.core.create_namespace({"metadata": {"name": watched}})
+    repository, tag = operator_image.rsplit(":", 1)
+    sim_repository, sim_tag = sim_image.rsplit(":", 1)
+    values = {
+        "watchNamespaces": [watched],
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "bot": {"image": image},
+        "sandbox": {
+            "enabled": True,
+            "image": {"repository": sim_repository, "tag": sim_tag, "pullPolicy": "Never"},
+        },
+    }
+    try:
+        helm(
+            "install", RELEASE, str(CHART), "--namespace", SYSTEM, "--create-namespace",
+            "-f", values_file(tmp_path, values), "--wait", "--timeout", "120s",
+        )  # fmt: skip
+        service = await kube.core.read_namespaced_service(f"{RELEASE}-zoomsim", SYSTEM)
+        sandbox = f"http://{RELEASE}-zoomsim.{SYSTEM}.svc"
+        # The host reaches the Service's ClusterIP through kube-proxy, as a CI job in a pod
+        # would reach its name.
+        with SimAdmin(f"http://{service.spec.cluster_ip}") as admin:
+            zoom = await zoom_account(kube, watched, admin, sandbox)
+            assert (await account_ready(kube, watched, timeout=60))["status"] == "True"
+            number = admin.create_meeting(zoom["id"])["number"]
+            bots = Bots(kube, watched)
+            await bots.apply("boxed", bot_spec(number, on_kwok=False))
+            await bots.wait_phase("boxed", "InMeeting", timeout=120)
+            admin.end_meeting(number)
+            status = await bots.wait_phase("boxed", "Succeeded", timeout=60)
+            assert status["reason"] == "MeetingEnded"
+    finally:
+        helm("uninstall", RELEASE, "--namespace", SYSTEM, "--wait", check=False)
+        await kube.core.delete_namespace(watched)
+
+
 def test_renders_are_stable(tmp_path: Path) -> None:
     """What Argo CD and `helm diff` run: the same values render the same manifests."""
     for values in ({}, NON_DEFAULT):

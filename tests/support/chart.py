@@ -44,6 +44,7 @@ NON_DEFAULT = {
     },
     "metrics": {"serviceMonitor": {"enabled": True}},
     "networkPolicy": {"enabled": True},
+    "sandbox": {"enabled": True},
     "nodeSelector": {"pool": "system"},
     "priorityClassName": "system-cluster-critical",
 }

@@ -66,3 +66,42 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["events"]
   verbs: ["create"]
 {{- end -}}
+
+{{/* The sandbox's in-cluster URL (the Zoom simulator's Service). */}}
+{{- define "mbo.sandboxUrl" -}}
+{{- printf "http://%s-zoomsim.%s.svc" (include "mbo.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/* Base URLs ZoomAccounts may use: the configured ones, and the sandbox's when it runs. */}}
+{{- define "mbo.allowedEndpoints" -}}
+{{- $endpoints := .Values.operator.allowedEndpoints -}}
+{{- if .Values.sandbox.enabled -}}
+{{- $endpoints = append $endpoints (include "mbo.sandboxUrl" .) -}}
+{{- end -}}
+{{- join "," $endpoints -}}
+{{- end -}}
+
+{{/* The SDK script bots load: bot.sdkUrl, else the sandbox's fake SDK when it runs. */}}
+{{- define "mbo.botSdkUrl" -}}
+{{- if .Values.bot.sdkUrl -}}
+{{- .Values.bot.sdkUrl -}}
+{{- else if .Values.sandbox.enabled -}}
+{{- printf "%s/sim/sdk/zoom-meeting-embedded.js" (include "mbo.sandboxUrl" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The sandbox's own labels: never the operator's selector (its Deployment, Service and
+     NetworkPolicy must not select the simulator). */}}
+{{- define "mbo.sandboxSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "mbo.name" . }}-zoomsim
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "mbo.sandboxLabels" -}}
+{{ include "mbo.sandboxSelectorLabels" . }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: meetingbot-operator
+app.kubernetes.io/component: zoom-sandbox
+{{- end -}}

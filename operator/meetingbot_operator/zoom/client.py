@@ -52,7 +52,8 @@ class ZoomUser(BaseModel):
     last_name: str = ""
     display_name: str = ""
     type: int = 1
-    status: str = "active"
+    # Zoom answers a pending user with only id and created_at: no status means pending.
+    status: str = "pending"
 
 
 class ZoomClient:
