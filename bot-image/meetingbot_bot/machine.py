@@ -22,6 +22,16 @@ from meetingbot_contract.reasons import SUCCESS, Reason, reason_for_sdk_error
 LEFT_EARLY = {Reason.WAITING_ROOM_TIMEOUT, Reason.REMOVED_BY_HOST}
 # Close reasons of the real bundle that mean the host removed us ("expeled" is its spelling).
 REMOVAL_WORDS = ("expeled", "expelled", "kicked", "removed")
+# What the machine reads from the SDK, per source: a test checks each against the real bundle
+# (tests/integration/test_real_sdk.py), so an SDK upgrade that renames one shows up there.
+READ_FIELDS: dict[str, tuple[str, ...]] = {
+    "connection-change": ("state", "reason", "errorCode"),
+    "roster events (user-added, user-updated, user-removed)": ("userId", "displayName", "bHold"),
+    "getCurrentUser() / getAttendeeslist()": ("userId", "displayName", "isHold"),
+}
+CONNECTION_STATES = ("Connected", "Closed", "Fail")
+# OBF: Zoom removes the bot when the user who authorized it leaves (the bundle's 4019 reason).
+OBF_MASTER_LEFT = "master leaving"
 
 
 def exit_code_for(reason: str) -> ExitCode:
@@ -111,6 +121,10 @@ class Machine:
         if state == "Closed":
             if self.state == BotState.LEAVING:
                 self.left(now)
+            elif OBF_MASTER_LEFT in reason:
+                self._end(
+                    Reason.AUTHORIZING_USER_LEFT, "the authorizing user left (Zoom 4019)", now
+                )
             elif any(word in reason for word in REMOVAL_WORDS):
                 self._end(Reason.REMOVED_BY_HOST, f"removed by the host ({reason})", now)
             else:

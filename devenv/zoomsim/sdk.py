@@ -62,6 +62,13 @@ def depart(meeting: Meeting, participant: Participant, reason: str, closed: str 
         )
     if was_visible:
         broadcast(meeting, roster_event("user-removed", participant))
+    if participant.authorized_by is None and participant.user_id is not None:
+        # OBF: bots this user authorized leave with them (error 4019; the bundle's reason).
+        for bot in meeting.present():
+            if bot.authorized_by == participant.user_id:
+                depart(
+                    meeting, bot, "authorizing user left", "bot user kicked due to master leaving"
+                )
 
 
 def end_meeting(meeting: Meeting) -> None:

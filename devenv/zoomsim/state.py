@@ -131,6 +131,8 @@ class Participant:
     joined_at: float = field(default_factory=time.time)
     left_reason: str = ""
     inbox: asyncio.Queue[dict[str, Any]] | None = None
+    # OBF: the user on whose behalf this participant joined; Zoom removes it when they leave.
+    authorized_by: str | None = None
 
     def public(self) -> dict[str, Any]:
         return {
@@ -390,6 +392,7 @@ class World:
             user_id=user.id if user else None,
             avatar=user.pic_url if user else "",
             state="waiting_room" if meeting.waiting_room else "in_meeting",
+            authorized_by=user.id if obf_token and user else None,
         )
         meeting.participants[participant.id] = participant
         return meeting, participant

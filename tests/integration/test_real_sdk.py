@@ -4,6 +4,7 @@ network shut: every client function and event the page uses exists in the real p
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from playwright.async_api import Route, async_playwright
 
 from devenv.zoomsim.sdk import STATIC
 from meetingbot_bot.browser import FLAGS, chromium_path
+from meetingbot_bot.machine import CONNECTION_STATES, READ_FIELDS
 from meetingbot_bot.page import PageServer, web_dir
 
 SDK_DIST = web_dir() / "node_modules" / "@zoom" / "meetingsdk" / "dist"
@@ -80,6 +82,12 @@ async def test_the_page_and_the_real_sdk_agree(installed: Path) -> None:
         assert f"{name}={code}]" in bundle, name
     assert '"bot user kicked due to master leaving"' in bundle  # 4019
     assert '{"recording token expired":4016}' in bundle
+    # Every payload field and connection state the bot's machine reads is the bundle's own.
+    for source, fields in READ_FIELDS.items():
+        for name in fields:
+            assert re.search(rf"[.\"]{name}\b", bundle), f"{source}: {name} not in the SDK"
+    for state in CONNECTION_STATES:
+        assert f'"{state}"' in bundle, state
     assert errors == []
     assert outside == [], f"the page reached outside: {outside[:3]}"
 

@@ -214,6 +214,20 @@ async def test_obf_join_needs_the_authorizing_user_in_the_meeting(
     assert mismatch.value.code == 4015
     async with await join(zoomsim, app, number, obfToken=obf) as session:
         assert session.joined["currentUser"]["zoomUserId"] == person["id"]
+        # Alice leaves: Zoom removes the bot she authorized (4019, the bundle's reason).
+        alice = next(p for p in sim.participants(number, "in_meeting") if p["kind"] == "human")
+        sim.remove_participant(number, alice["userId"], mode="leave")
+        event = await session.next_event()
+        while event["event"] != "connection-change":
+            event = await session.next_event()
+        assert event["payload"] == {
+            "state": "Closed",
+            "reason": "bot user kicked due to master leaving",
+        }
+        assert [p["leftReason"] for p in sim.participants(number, "left")] == [
+            "left",
+            "authorizing user left",
+        ]
 
 
 async def test_waiting_room_admission_is_pushed(

@@ -51,6 +51,14 @@ def test_removed_by_host() -> None:
     assert expelled.reason == "RemovedByHost"  # the bundle's spelling
 
 
+def test_obf_bot_removed_because_its_authorizing_user_left_succeeds() -> None:
+    machine = joined()
+    reason = "bot user kicked due to master leaving"  # the bundle's reason for 4019
+    machine.event("connection-change", {"state": "Closed", "reason": reason}, at(5))
+    assert (machine.reason, machine.exit_code) == ("AuthorizingUserLeft", ExitCode.LEFT)
+    assert exit_code_for("AuthorizingUserLeft") == ExitCode.LEFT
+
+
 def test_waiting_room_admission_and_timeout() -> None:
     machine = joined(hold=True)
     assert machine.state == BotState.WAITING_ROOM
