@@ -152,6 +152,30 @@ async def test_removed_by_host(
     assert (code, result["reason"]) == (4, "RemovedByHost")
 
 
+async def test_an_obf_bot_leaves_with_its_authorizing_user(
+    zoomsim: ZoomSim, sim: SimAdmin, sink: ReportSink, run_bot: Any
+) -> None:
+    """Zoom removes an OBF bot when the user who authorized it leaves (4019): the bot ends
+    AuthorizingUserLeft, a success."""
+    host = sim.create_account()
+    number = sim.create_meeting(host["id"])["number"]
+    app = sim.create_account(app_published=True)
+    alice = sim.add_user(app["id"], email="alice@customer.example.com")
+    sim.add_participant(number, "Alice", user_id=alice["id"])
+    user_token = sim.authorize_user(alice["id"])
+    obf = httpx.get(
+        f"{zoomsim.url}/v2/users/me/token",
+        params={"type": "onbehalf", "meeting_id": number},
+        headers={"Authorization": f"Bearer {user_token}"},
+    ).json()["token"]
+    bot = run_bot(join_config(app, number, sink, zak=None, obf=obf))
+    await wait_for(lambda: "InMeeting" in sink.states(), 30, what="InMeeting report")
+    person = next(p for p in sim.participants(number, "in_meeting") if p["kind"] == "human")
+    sim.remove_participant(number, person["userId"], mode="leave")
+    code, result = bot.wait()
+    assert (code, result["reason"]) == (0, "AuthorizingUserLeft")
+
+
 async def test_everyone_left_other_bots_do_not_count(
     zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], sink: ReportSink, run_bot: Any
 ) -> None:

@@ -87,6 +87,7 @@ def join_config(
     sink: ReportSink,
     *,
     zak: str | None,
+    obf: str | None = None,
     passcode: str = "",
     name: str = "Notetaker",
     **leave: int,
@@ -102,10 +103,11 @@ def join_config(
         bot=BotIdentity(namespace="ns", name="bot", uid="uid", attempt=1),
         meeting=MeetingInfo(number=number, passcode=SecretStr(passcode)),
         display_name=name,
-        auth="zak" if zak else "none",
+        auth="zak" if zak else "obf" if obf else "none",
         sdk_key=account["sdk_key"],
         signature=sdk_signature(sdk, number),
         zak=SecretStr(zak) if zak else None,
+        obf_token=SecretStr(obf) if obf else None,
         leave=LeaveRules.model_validate(rules),
         report=ReportTarget(
             url=sink.url, token=SecretStr("report-token-for-tests"), interval_seconds=5
