@@ -122,6 +122,7 @@ def operator(
         retry_base_seconds="1",
         start_lead_seconds="2",
         image_pull_patience_seconds="10",
+        user_recheck_seconds="2",
         sweep_seconds="5",
         max_duration_grace_seconds="1",
         # Heartbeats every 2 s: a silent bot is stopped after 8 s (BotUnresponsive).

@@ -53,6 +53,8 @@ class Reason(StrEnum):
     ZOOM_ACCOUNT_NOT_FOUND = "ZoomAccountNotFound"
     ZOOM_ACCOUNT_NOT_READY = "ZoomAccountNotReady"
     USER_NOT_IN_ACCOUNT = "ZoomUserNotInAccount"
+    # Every service user is Unavailable or serves maxBotsPerUser bots: the bot waits.
+    NO_SERVICE_USER_AVAILABLE = "NoServiceUserAvailable"
     SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 - a reason, not a password
     # A referenced Secret lacks the opt-in label for this use (see secrets.py).
     SECRET_NOT_ALLOWED = "SecretNotAllowed"  # noqa: S105 - a reason, not a password
@@ -114,6 +116,7 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.ZOOM_ACCOUNT_NOT_FOUND: True,
     Reason.ZOOM_ACCOUNT_NOT_READY: True,
     Reason.USER_NOT_IN_ACCOUNT: False,
+    Reason.NO_SERVICE_USER_AVAILABLE: True,
     Reason.SECRET_NOT_FOUND: True,
     Reason.SECRET_NOT_ALLOWED: False,
     Reason.ZOOM_ENDPOINT_NOT_ALLOWED: False,

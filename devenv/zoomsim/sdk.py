@@ -62,7 +62,7 @@ def depart(meeting: Meeting, participant: Participant, reason: str, closed: str 
         )
     if was_visible:
         broadcast(meeting, roster_event("user-removed", participant))
-    if participant.authorized_by is None and participant.user_id is not None:
+    if not meeting.ended and participant.authorized_by is None and participant.user_id:
         # OBF: bots this user authorized leave with them (error 4019; the bundle's reason).
         for bot in meeting.present():
             if bot.authorized_by == participant.user_id:
@@ -74,9 +74,9 @@ def depart(meeting: Meeting, participant: Participant, reason: str, closed: str 
 def end_meeting(meeting: Meeting) -> None:
     if meeting.ended:
         return
+    meeting.ended = True  # first: everyone leaves because of the end, not of each other
     for participant in meeting.present():
         depart(meeting, participant, "meeting ended", "ended by host")
-    meeting.ended = True
 
 
 async def options(_: web.Request) -> web.Response:

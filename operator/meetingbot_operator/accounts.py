@@ -15,7 +15,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,10 +23,12 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from meetingbot_contract.reasons import Reason
+from meetingbot_operator import metrics
 from meetingbot_operator.conditions import set_condition
 from meetingbot_operator.kube import Kube
-from meetingbot_operator.models import ZoomAccountSpec, ZoomAccountStatus
+from meetingbot_operator.models import ServiceUserStatus, ZoomAccountSpec, ZoomAccountStatus
 from meetingbot_operator.observed import NOT_READY_RECHECK_SECONDS, AccountState
+from meetingbot_operator.pool import UserPool
 from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, usable
 from meetingbot_operator.settings import Settings, endpoint_allowed
 from meetingbot_operator.zoom import (
@@ -62,6 +64,8 @@ class AccountEntry:
     verified_generation: int | None = None
     next_check: float = 0.0
     body: dict[str, Any] = field(default_factory=dict)
+    pool: UserPool = field(default_factory=UserPool)
+    written_version: int = -1  # the pool version the status shows
 
 
 class AccountService:
@@ -80,8 +84,19 @@ class AccountService:
         self._observe = observe_zoom_call
 
     def state(self, namespace: str, name: str) -> AccountState | None:
+        """What decisions read: readiness, and the pool as it stands now."""
         entry = self.entries.get((namespace, name))
-        return entry.state if entry else None
+        if entry is None:
+            return None
+        pool = entry.pool
+        return replace(
+            entry.state,
+            users=pool.active(),
+            all_users=pool.users,
+            loads=tuple(pool.loads().items()),
+            max_per_user=entry.spec.pool.max_bots_per_user,
+            unavailable=tuple((u, s.reason) for u, s in pool.unavailable.items()),
+        )
 
     def get(self, namespace: str, name: str) -> AccountEntry | None:
         return self.entries.get((namespace, name))
@@ -125,7 +140,9 @@ class AccountService:
         entry = self.entries.get(key)
         if entry is None:
             entry = self.entries[key] = AccountEntry(spec=spec, generation=generation)
+            entry.pool.recheck_seconds = self.settings.user_recheck_seconds
         entry.spec, entry.generation, entry.body = spec, generation, body
+        entry.pool.set_users(tuple(spec.users))
         if entry.verified_generation != generation:
             await self.verify(key)
 
@@ -134,6 +151,45 @@ class AccountService:
         for key, entry in list(self.entries.items()):
             if entry.next_check <= now:
                 await self.verify(key)
+            elif entry.pool.due() and entry.client is not None:
+                await self._recheck_users(key, entry)
+            elif entry.pool.version != entry.written_version:
+                await self._write_status(
+                    key, entry, list(entry.body.get("status", {}).get("scopes") or [])
+                )
+
+    def user_refused(self, namespace: str, name: str, user: str, error: ZoomError) -> None:
+        """Zoom refused `user` for a reason about the user: it is Unavailable until a check
+        says otherwise; bots move to another user."""
+        entry = self.entries.get((namespace, name))
+        if entry is not None:
+            entry.pool.mark_unavailable(user, error.reason, error.message, datetime.now(UTC))
+            log.warning(
+                "service user unavailable",
+                extra={"account": f"{namespace}/{name}", "reason": error.reason},
+            )
+
+    def pool(self, namespace: str, name: str) -> UserPool | None:
+        entry = self.entries.get((namespace, name))
+        return entry.pool if entry else None
+
+    async def _recheck_users(self, key: Key, entry: AccountEntry) -> None:
+        """GET /v2/users/{id} for each Unavailable user whose check is due."""
+        assert entry.client is not None
+        for user in entry.pool.due():
+            try:
+                found = await entry.client.get_user(user)
+            except ZoomError as error:
+                entry.pool.still_unavailable(user, error.reason, error.message)
+                continue
+            if found.status == "active":
+                entry.pool.recovered(user)
+            else:
+                entry.pool.still_unavailable(
+                    user, Reason.ZOOM_USER_INACTIVE, f"Zoom says the user is {found.status}"
+                )
+        await self._write_status(key, entry, list(entry.body.get("status", {}).get("scopes") or []))
+        await self._on_change(*key)
 
     async def verify(self, key: Key) -> None:
         entry = self.entries.get(key)
@@ -272,6 +328,24 @@ class AccountService:
         status.observed_generation = entry.generation
         status.scopes = scopes
         status.last_verified_time = now
+        views = entry.pool.view()
+        status.users = [
+            ServiceUserStatus.model_validate(
+                {
+                    "user": v.user,
+                    "state": v.state,
+                    "activeBots": v.active_bots,
+                    "reason": v.reason,
+                    "message": (v.message or "")[:1024] or None,
+                    "since": v.since,
+                }
+            )
+            for v in views
+        ]
+        status.active_users = sum(v.state == "Active" for v in views)
+        status.active_bots = sum(v.active_bots for v in views)
+        entry.written_version = entry.pool.version
+        metrics.observe_pool(key[0], key[1], views)
         result = await self.kube.patch_status(
             "zoomaccounts", key[0], key[1], status.model_dump(mode="json", by_alias=True)
         )

@@ -29,6 +29,7 @@ from meetingbot_operator.decide import ActionKind, Decision, Timing, decide, spe
 from meetingbot_operator.executor import AttemptExecutor
 from meetingbot_operator.kube import Kube
 from meetingbot_operator.models import (
+    RUNNING_PHASES,
     TERMINAL_PHASES,
     MeetingBot,
     MeetingBotStatus,
@@ -84,6 +85,10 @@ class BotService:
         if event_type == "DELETED":
             self.cache.observe_bot(event_type, body)
             self.queue.forget(key)
+            account = (body.get("spec") or {}).get("accountRef", {}).get("name")
+            pool = self.accounts.pool(key[0], account) if account else None
+            if pool is not None:
+                pool.release(body["metadata"].get("uid", ""))
         elif self.cache.observe_bot(event_type, body):
             self.queue.trigger(key)
 
@@ -130,6 +135,7 @@ class BotService:
             await self._spec_invalid(record, meta, error)
             return
         decision = decide(bot, meta, self._observed(record, meta, bot), self.timing)
+        self._hold_user(bot, meta, decision)
         if log.isEnabledFor(logging.DEBUG):  # a hot path in bursts: build the record only if shown
             log.debug(
                 "decided",
@@ -141,6 +147,18 @@ class BotService:
                 },
             )
         await self._act(key, record, bot, meta, decision)
+
+    def _hold_user(self, bot: MeetingBot, meta: Meta, decision: Decision) -> None:
+        """The pool's claims follow the attempts: a running attempt holds its service user
+        (adopted again after a restart), anything else holds none (pool.py)."""
+        pool = self.accounts.pool(meta.namespace, bot.spec.account_ref.name)
+        if pool is None:
+            return
+        status = decision.status
+        if status.phase in RUNNING_PHASES and status.zoom_user:
+            pool.adopt(meta.uid, status.zoom_user)
+        elif not any(a.kind == ActionKind.START_ATTEMPT for a in decision.actions):
+            pool.release(meta.uid)
 
     def _observed(self, record: BotRecord, meta: Meta, bot: MeetingBot) -> Observed:
         result = record.attempt_result

@@ -194,6 +194,8 @@ def definitions() -> dict[str, dict[str, Any]]:
                 {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
                 {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason"},
                 {"name": "Plan", "type": "string", "jsonPath": ".spec.plan"},
+                {"name": "Users", "type": "integer", "jsonPath": ".status.activeUsers"},
+                {"name": "Bots", "type": "integer", "jsonPath": ".status.activeBots"},
                 {
                     "name": "Message",
                     "type": "string",

@@ -29,6 +29,7 @@ from meetingbot_operator.models import (
 )
 from meetingbot_operator.observed import (
     NOT_READY_RECHECK_SECONDS,
+    AccountState,
     AttemptRefused,
     AttemptStarted,
     Meta,
@@ -37,6 +38,8 @@ from meetingbot_operator.observed import (
     pod_name,
 )
 
+# A bot waiting for a service user looks again this often (and at once when the pool changes).
+NO_USER_RECHECK_SECONDS = 2.0
 IMAGE_PULL_FAILURES = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 )
@@ -121,13 +124,27 @@ def backoff(uid: str, attempt: int, timing: Timing) -> float:
     return base * jitter
 
 
-def pick_user(spec_user: str | None, users: tuple[str, ...], uid: str) -> str | None:
-    """The spec's user, or one of the account's users chosen by the bot's uid (stable)."""
+def pick_user(
+    spec_user: str | None,
+    users: tuple[str, ...],
+    uid: str,
+    loads: dict[str, int] | None = None,
+    cap: int | None = None,
+) -> str | None:
+    """The spec's user, or the least-loaded of the usable users under the cap (None when all
+    are at it). Ties go to the user the bot's uid points at, then the next ones in order, so
+    that bots spread evenly and one bot keeps its choice while nothing changes."""
     if spec_user:
         return spec_user
     if not users:
         return None
-    return users[int(uid.replace("-", "")[:8] or "0", 16) % len(users)]
+    loads = loads or {}
+    start = int(uid.replace("-", "")[:8] or "0", 16) % len(users)
+    ordered = users[start:] + users[:start]
+    open_users = [u for u in ordered if cap is None or loads.get(u, 0) < cap]
+    if not open_users:
+        return None
+    return min(open_users, key=lambda u: loads.get(u, 0))  # min keeps the first of equals
 
 
 def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> Decision:
@@ -136,7 +153,13 @@ def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> D
     if result is not None and (old.phase or Phase.PENDING) not in TERMINAL_PHASES:
         if isinstance(result, AttemptRefused):
             return after_start_failure(
-                bot, meta, result.reason, result.message, observed.now, timing
+                bot,
+                meta,
+                result.reason,
+                result.message,
+                observed.now,
+                timing,
+                another_user=result.another_user,
             )
         # Started: the attempt's status, then the same decisions as for any running attempt.
         bot = bot.model_copy(update={"status": started(bot, meta, result)})
@@ -198,20 +221,28 @@ def _maybe_start(
         plan.requeue_after = NOT_READY_RECHECK_SECONDS
         return
     user = None
-    if bot.spec.auth == AuthMode.ZAK:
-        user = pick_user(bot.spec.user, account.users, meta.uid)
-        if bot.spec.user and bot.spec.user not in account.users:
-            _fail(
-                status,
-                Reason.USER_NOT_IN_ACCOUNT,
-                f"user {bot.spec.user!r} is not one of the account's users",
-                now,
-            )
-            plan.events.append(Event("Warning", Reason.USER_NOT_IN_ACCOUNT, status.message or ""))
-            return
+    zak = bot.spec.auth == AuthMode.ZAK
+    if zak and bot.spec.user and bot.spec.user not in (account.all_users or account.users):
+        _fail(
+            status,
+            Reason.USER_NOT_IN_ACCOUNT,
+            f"user {bot.spec.user!r} is not one of the account's users",
+            now,
+        )
+        plan.events.append(Event("Warning", Reason.USER_NOT_IN_ACCOUNT, status.message or ""))
+        return
     if status.next_attempt_at is not None and now < status.next_attempt_at:
         plan.requeue_after = (status.next_attempt_at - now).total_seconds()
         return
+    if zak:
+        user = pick_user(
+            bot.spec.user, account.users, meta.uid, dict(account.loads), account.max_per_user
+        )
+        if user is None:
+            # Waiting for a user: no attempt is consumed; a slot frees when a bot finishes.
+            _set_phase(status, Phase.PENDING, Reason.NO_SERVICE_USER_AVAILABLE, _no_user(account))
+            plan.requeue_after = NO_USER_RECHECK_SECONDS
+            return
     plan.actions.append(Action(ActionKind.START_ATTEMPT, attempt=status.attempts + 1, user=user))
 
 
@@ -488,14 +519,26 @@ def _conclude(
 
 
 def after_start_failure(
-    bot: MeetingBot, meta: Meta, reason: str, message: str, now: datetime, timing: Timing
+    bot: MeetingBot,
+    meta: Meta,
+    reason: str,
+    message: str,
+    now: datetime,
+    timing: Timing,
+    *,
+    another_user: bool = False,
 ) -> Decision:
     """The plan when an attempt could not start (minting failed, a Secret is missing, the API
     server refused the pod...). Nothing ran, so no attempt is consumed; the failure count and
-    the next try are kept in status, so a restart keeps the backoff."""
+    the next try are kept in status, so a restart keeps the backoff. `another_user`: the
+    refusal was about the service user (now Unavailable) or the user filled up meanwhile: the
+    bot tries another user at once, with no backoff and nothing counted against it."""
     status = bot.status.model_copy()
     plan = Decision(status=status)
-    if reason in ACCOUNT_LEVEL:
+    if another_user:
+        _set_phase(status, Phase.PENDING, reason, f"{message}; trying another service user")
+        plan.requeue_after = 0.1
+    elif reason in ACCOUNT_LEVEL:
         # The account's own checks (and its change events) decide when to try again.
         _set_phase(status, Phase.PENDING, reason, f"{message}; waiting for the ZoomAccount")
         plan.requeue_after = NOT_READY_RECHECK_SECONDS
@@ -512,6 +555,16 @@ def after_start_failure(
         _expire(bot, now, plan)
     _finish(bot.status, meta, now, plan)
     return plan
+
+
+def _no_user(account: AccountState) -> str:
+    if not account.users:
+        down = ", ".join(f"{user} ({reason})" for user, reason in account.unavailable)
+        return f"no service user can mint a ZAK now: {down or 'none listed'}; checked again"
+    return (
+        f"every service user serves maxBotsPerUser ({account.max_per_user}) bots; the bot "
+        "starts when one finishes"
+    )
 
 
 def spec_invalid(

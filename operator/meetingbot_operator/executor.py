@@ -30,6 +30,7 @@ from meetingbot_operator.decide import Action
 from meetingbot_operator.kube import Kube, NameTaken, api_message
 from meetingbot_operator.models import MeetingBot, meeting_number
 from meetingbot_operator.observed import AttemptRefused, AttemptResult, AttemptStarted, Meta
+from meetingbot_operator.pool import USER_LEVEL
 from meetingbot_operator.reports import ReportTokens, report_path
 from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, usable
 from meetingbot_operator.settings import Settings
@@ -65,17 +66,33 @@ class AttemptExecutor:
             config, zak_expires = await self._join_config(entry, bot, meta, action)
             await self.kube.upsert_secret(children.join_secret(meta, action.attempt, config))
             created = False if pod_exists else await self.kube.create_pod(pod)
+        except _AnotherUser as problem:
+            return (
+                AttemptRefused(
+                    action.attempt, now, problem.reason, str(problem), another_user=True
+                ),
+                False,
+            )
         except ZoomError as error:
+            self._release(bot, meta)
             metrics.ZAK_MINTS.labels(error.reason.value).inc()
             return AttemptRefused(action.attempt, now, error.reason, error.message), False
         except _StartProblem as problem:
+            self._release(bot, meta)
             return AttemptRefused(action.attempt, now, problem.reason, str(problem)), False
         except NameTaken as taken:
+            self._release(bot, meta)
             return AttemptRefused(action.attempt, now, Reason.NAME_CONFLICT, str(taken)), False
         except ApiException as error:
+            self._release(bot, meta)
             reason, message = pod_refusal(error)
             return AttemptRefused(action.attempt, now, reason, message), False
         return AttemptStarted(action.attempt, now, config.zoom_user, zak_expires), created
+
+    def _release(self, bot: MeetingBot, meta: Meta) -> None:
+        pool = self.accounts.pool(meta.namespace, bot.spec.account_ref.name)
+        if pool is not None:
+            pool.release(meta.uid)
 
     async def delete_pod(self, meta: Meta, name: str) -> None:
         await self.kube.delete_pod(meta.namespace, name, meta.uid)
@@ -124,7 +141,23 @@ class AttemptExecutor:
         if spec.auth == AuthMode.ZAK:
             if user is None:
                 raise _StartProblem(Reason.USER_NOT_IN_ACCOUNT, "the ZoomAccount lists no users")
-            minted = await entry.client.mint_zak(user, entry.spec.zak.ttl_seconds)
+            # The user is held from here; the next pass releases it when the attempt is over.
+            cap = None if spec.user else entry.spec.pool.max_bots_per_user
+            if not entry.pool.claim(meta.uid, user, cap):
+                raise _AnotherUser(
+                    Reason.NO_SERVICE_USER_AVAILABLE,
+                    "the service user chosen became full or unavailable",
+                )
+            try:
+                minted = await entry.client.mint_zak(user, entry.spec.zak.ttl_seconds)
+            except ZoomError as error:
+                entry.pool.release(meta.uid)
+                if error.reason in USER_LEVEL and not spec.user:
+                    # About the user, not the bot: the user is Unavailable, the bot moves on.
+                    metrics.ZAK_MINTS.labels(error.reason.value).inc()
+                    self.accounts.user_refused(meta.namespace, spec.account_ref.name, user, error)
+                    raise _AnotherUser(error.reason, error.message) from None
+                raise
             zak, zak_expires = minted.token, minted.expires_at
         elif spec.auth == AuthMode.OBF:
             assert spec.obf is not None
@@ -170,6 +203,12 @@ class AttemptExecutor:
             return usable(secret, name, use)[key]
         except SecretNotAllowed as refused:
             raise _StartProblem(Reason.SECRET_NOT_ALLOWED, str(refused)) from None
+
+
+class _AnotherUser(Exception):
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class _StartProblem(Exception):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from meetingbot_operator.pool import UserView
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -77,3 +79,25 @@ class PhaseCollector(Collector):
 def observe_zoom_call(endpoint: str, seconds: float, status: int) -> None:
     ZOOM_API_SECONDS.labels(endpoint).observe(seconds)
     ZOOM_RESPONSES.labels(endpoint, str(status)).inc()
+
+
+SERVICE_USERS = Gauge(
+    "meetingbot_service_users",
+    "Service users of each ZoomAccount by state (Active, Unavailable).",
+    ["namespace", "account", "state"],
+    registry=REGISTRY,
+)
+SERVICE_USER_BOTS = Gauge(
+    "meetingbot_service_user_bots",
+    "Running bots each service user serves (one ZAK each).",
+    ["namespace", "account", "user"],
+    registry=REGISTRY,
+)
+
+
+def observe_pool(namespace: str, account: str, views: Iterable[UserView]) -> None:
+    views = list(views)
+    for state in ("Active", "Unavailable"):
+        SERVICE_USERS.labels(namespace, account, state).set(sum(v.state == state for v in views))
+    for view in views:
+        SERVICE_USER_BOTS.labels(namespace, account, view.user).set(view.active_bots)

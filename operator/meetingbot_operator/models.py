@@ -122,6 +122,18 @@ class RateLimits(Model):
     )
 
 
+class PoolSettings(Model):
+    max_bots_per_user: int | None = Field(
+        None,
+        alias="maxBotsPerUser",
+        ge=1,
+        le=1000,
+        description="At most this many running bots per service user (unset: no cap; Zoom "
+        "sets none for participants). A bot waits in Pending (NoServiceUserAvailable) while "
+        "every user is at the cap.",
+    )
+
+
 class ZoomAccountSpec(Model):
     sdk_credentials_secret_ref: LocalObjectRef = Field(
         alias="sdkCredentialsSecretRef",
@@ -151,6 +163,7 @@ class ZoomAccountSpec(Model):
         },
     )
     zak: ZakSettings = Field(default_factory=ZakSettings, json_schema_extra=APPLY_DEFAULTS)
+    pool: PoolSettings = Field(default_factory=PoolSettings, json_schema_extra=APPLY_DEFAULTS)
     bot_images: list[str] | None = Field(
         None,
         alias="botImages",
@@ -165,6 +178,15 @@ class ZoomAccountSpec(Model):
     )
 
 
+class ServiceUserStatus(Model):
+    user: str = Field(max_length=128)
+    state: str = Field(json_schema_extra={"enum": ["Active", "Unavailable"]})
+    active_bots: int = Field(0, alias="activeBots", ge=0)
+    reason: str | None = Field(None, max_length=64)
+    message: str | None = Field(None, max_length=1024)
+    since: datetime | None = None
+
+
 class ZoomAccountStatus(Model):
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST)
     observed_generation: int | None = Field(None, alias="observedGeneration")
@@ -174,6 +196,15 @@ class ZoomAccountStatus(Model):
         json_schema_extra={"items": {"type": "string", "maxLength": 200}, **STRING_SET},
     )
     last_verified_time: datetime | None = Field(None, alias="lastVerifiedTime")
+    users: list[ServiceUserStatus] = Field(
+        default_factory=list,
+        max_length=100,
+        description="One entry per service user: Active or Unavailable (with Zoom's reason), "
+        "and the running bots it serves.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["user"]},
+    )
+    active_users: int | None = Field(None, alias="activeUsers", ge=0)
+    active_bots: int | None = Field(None, alias="activeBots", ge=0)
 
 
 class ZoomAccount(Model):
@@ -406,6 +437,10 @@ class Phase(StrEnum):
 
 
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+# An attempt is running (its pod exists or is meant to): it holds its service user.
+RUNNING_PHASES = frozenset(
+    {Phase.STARTING, Phase.JOINING, Phase.WAITING_ROOM, Phase.IN_MEETING, Phase.LEAVING}
+)
 
 
 class StopRequest(Model):

@@ -56,7 +56,13 @@ class AccountState:
     ready: bool
     reason: str
     message: str
-    users: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()  # the service users that can mint ZAKs now (Active)
+    # The pool (pool.py): every listed user, running attempts per user, the cap, and the
+    # users Zoom refused, with why.
+    all_users: tuple[str, ...] = ()
+    loads: tuple[tuple[str, int], ...] = ()
+    max_per_user: int | None = None
+    unavailable: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class AttemptRefused:
     at: datetime
     reason: str
     message: str
+    # About the service user, not the bot (pool.py): the next pass picks another user.
+    another_user: bool = False
 
 
 AttemptResult = AttemptStarted | AttemptRefused

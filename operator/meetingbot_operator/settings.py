@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(5.0, gt=0)
     retry_max_seconds: float = Field(300.0, gt=0)
     account_recheck_seconds: float = Field(600.0, gt=0)
+    # A service user Zoom refused is checked again after this long, then with doubling delays.
+    user_recheck_seconds: float = Field(30.0, gt=0)
     sweep_seconds: float = Field(30.0, gt=0)
     # A bot still running this long past its maxDuration is stopped by the operator.
     max_duration_grace_seconds: int = 120

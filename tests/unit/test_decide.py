@@ -422,3 +422,57 @@ def test_the_same_attempt_found_again_keeps_its_start() -> None:
         TIMING,
     )
     assert again.status.started_at == earlier
+
+
+# --- the service-user pool ----------------------------------------------------------------
+
+
+def pool_account(
+    users: tuple[str, ...], loads: dict[str, int], cap: int | None = None, **extra: Any
+) -> AccountState:
+    return AccountState(
+        True,
+        "CredentialsVerified",
+        "ok",
+        users,
+        all_users=extra.pop("all_users", users),
+        loads=tuple(loads.items()),
+        max_per_user=cap,
+        **extra,
+    )
+
+
+def test_the_least_loaded_user_is_chosen_under_the_cap() -> None:
+    account = pool_account(("a", "b", "c"), {"a": 3, "b": 1, "c": 2}, cap=3)
+    plan = decide(bot(), META, observe(account=account), TIMING)
+    assert [(a.kind, a.user) for a in plan.actions] == [(ActionKind.START_ATTEMPT, "b")]
+    assert pick_user(None, ("a", "b"), "0000000f-x", {"a": 1, "b": 1}, 1) is None
+
+
+def test_every_user_at_the_cap_waits_without_consuming_an_attempt() -> None:
+    account = pool_account(("a", "b"), {"a": 2, "b": 2}, cap=2)
+    plan = decide(bot(), META, observe(account=account), TIMING)
+    assert plan.actions == []
+    assert (plan.status.phase, plan.status.reason) == (Phase.PENDING, "NoServiceUserAvailable")
+    assert "maxBotsPerUser (2)" in (plan.status.message or "")
+    assert plan.status.attempts == 0 and plan.requeue_after is not None
+    assert plan.requeue_after <= 5
+
+
+def test_no_usable_user_says_which_are_unavailable_and_why() -> None:
+    account = pool_account((), {}, all_users=("a",), unavailable=(("a", "ZoomUserInactive"),))
+    plan = decide(bot(), META, observe(account=account), TIMING)
+    assert plan.status.reason == "NoServiceUserAvailable"
+    assert "a (ZoomUserInactive)" in (plan.status.message or "")
+    # A pinned user that is listed but Unavailable is still the bot's user (spec.user wins).
+    pinned = decide(bot(user="a"), META, observe(account=account), TIMING)
+    assert [a.user for a in pinned.actions] == ["a"]
+
+
+def test_a_refusal_about_the_user_moves_the_bot_on_at_once_and_costs_nothing() -> None:
+    refused = AttemptRefused(1, NOW, "ZoomUserInactive", "the user is not active", True)
+    plan = decide(bot(), META, observe(attempt_result=refused), TIMING)
+    assert (plan.status.phase, plan.status.reason) == (Phase.PENDING, "ZoomUserInactive")
+    assert plan.status.start_failures == 0 and plan.status.next_attempt_at is None
+    assert plan.requeue_after is not None and plan.requeue_after < 1
+    assert not [e for e in plan.events if e.type == "Warning"]  # not a failure of the bot

@@ -1,0 +1,94 @@
+"""The service-user pool through the operator: a user Zoom refuses is failed over and comes
+back when Zoom says it is fine; maxBotsPerUser makes bots wait and start as slots free."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from devenv.zoomsim import SimAdmin, ZoomSim
+from tests.support.operator_fixtures import (
+    Bots,
+    Kube,
+    account_ready,
+    wait_for,
+    zoom_account,
+)
+from tests.support.scripted_bot import ScriptedBot
+from tests.support.specs import bot_spec
+
+GROUP, VERSION = "meetingbot.dev", "v1alpha1"
+
+
+async def account_status(kube: Kube, namespace: str) -> dict[str, Any]:
+    body = await kube.custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "zoomaccounts", "main"
+    )
+    return dict(body.get("status") or {})
+
+
+async def test_a_refused_user_is_failed_over_and_comes_back(
+    kube: Kube, namespace: str, bots: Bots, sim: SimAdmin, zoomsim: ZoomSim, scripted: Any
+) -> None:
+    zoom = await zoom_account(kube, namespace, sim, zoomsim.url, users=2)
+    await account_ready(kube, namespace)
+    down, up = zoom["users"]
+    sim.set_user_status(down["id"], "inactive")  # deactivated in Zoom, still in the spec
+    number = sim.create_meeting(zoom["id"])["number"]
+    runs = []
+    for name in ("first", "second"):  # one after the other: the second sees the first's load
+        await bots.apply(name, bot_spec(number))
+        runs.append(asyncio.create_task(scripted(name).run()))
+        await bots.wait_phase(name, "InMeeting", timeout=60)
+    for name in ("first", "second"):
+        status = await bots.status(name)
+        # Both on the user Zoom accepts; the refusal cost neither bot an attempt.
+        assert (status["zoomUser"], status["attempts"]) == (up["email"], 1)
+        assert status.get("startFailures", 0) == 0
+
+    async def marked() -> dict[str, Any] | None:
+        status = await account_status(kube, namespace)
+        users = {u["user"]: u for u in status.get("users", [])}
+        return status if users.get(down["email"], {}).get("state") == "Unavailable" else None
+
+    status = await wait_for(marked, 30, what="the refused user Unavailable in status")
+    entry = next(u for u in status["users"] if u["user"] == down["email"])
+    assert entry["reason"] == "ZoomUserInactive" and entry["since"]
+    assert status["activeUsers"] == 1
+    sim.set_user_status(down["id"], "active")
+
+    async def back() -> bool:
+        users = {u["user"]: u for u in (await account_status(kube, namespace)).get("users", [])}
+        return bool(users.get(down["email"], {}).get("state") == "Active")
+
+    await wait_for(back, 60, what="the user Active again after a check")
+    sim.end_meeting(number)
+    assert await asyncio.gather(*runs) == ["MeetingEnded", "MeetingEnded"]
+
+
+async def test_max_bots_per_user_makes_bots_wait_until_a_slot_frees(
+    kube: Kube, namespace: str, bots: Bots, sim: SimAdmin, zoomsim: ZoomSim, scripted: Any
+) -> None:
+    zoom = await zoom_account(
+        kube, namespace, sim, zoomsim.url, extra_spec={"pool": {"maxBotsPerUser": 1}}
+    )
+    await account_ready(kube, namespace)
+    first_meeting = sim.create_meeting(zoom["id"])["number"]
+    await bots.apply("holder", bot_spec(first_meeting))
+    holder = asyncio.create_task(scripted("holder").run())
+    await bots.wait_phase("holder", "InMeeting", timeout=60)
+    second_meeting = sim.create_meeting(zoom["id"])["number"]
+    await bots.apply("waiter", bot_spec(second_meeting))
+    waiting = await bots.wait_reason("waiter", "NoServiceUserAvailable", timeout=30)
+    assert (waiting["phase"], waiting.get("attempts", 0)) == ("Pending", 0)
+    assert "maxBotsPerUser (1)" in waiting["message"]
+    await asyncio.sleep(3)
+    assert await bots.pods("waiter") == []  # no pod, no ZAK, no hot loop of attempts
+    sim.end_meeting(first_meeting)
+    assert await holder == "MeetingEnded"
+    waiter: ScriptedBot = scripted("waiter")
+    run = asyncio.create_task(waiter.run())
+    status = await bots.wait_phase("waiter", "InMeeting", timeout=60)
+    assert (status["attempts"], status["zoomUser"]) == (1, zoom["users"][0]["email"])
+    sim.end_meeting(second_meeting)
+    assert await run == "MeetingEnded"
