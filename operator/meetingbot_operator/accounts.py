@@ -11,6 +11,7 @@ words about Zoom's status and error codes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -36,6 +37,7 @@ from meetingbot_operator.zoom import (
     Category,
     Endpoints,
     SdkCredentials,
+    Zak,
     ZoomClient,
     ZoomError,
 )
@@ -66,6 +68,9 @@ class AccountEntry:
     body: dict[str, Any] = field(default_factory=dict)
     pool: UserPool = field(default_factory=UserPool)
     written_version: int = -1  # the pool version the status shows
+    # ZAK reuse (spec.zak.reuse): the latest ZAK per service user, in memory only.
+    zaks: dict[str, Zak] = field(default_factory=dict)
+    zak_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
 
 class AccountService:
@@ -169,6 +174,12 @@ class AccountService:
                 extra={"account": f"{namespace}/{name}", "reason": error.reason},
             )
 
+    def zak_refused(self, namespace: str, name: str, user: str) -> None:
+        """A join was refused for the ZAK (3265, 3623): the next bot of that user mints anew."""
+        entry = self.entries.get((namespace, name))
+        if entry is not None:
+            entry.zaks.pop(user, None)
+
     def pool(self, namespace: str, name: str) -> UserPool | None:
         entry = self.entries.get((namespace, name))
         return entry.pool if entry else None
@@ -236,6 +247,7 @@ class AccountService:
             # so nothing is minted with credentials that were withdrawn.
             await entry.client.aclose()
             entry.client, entry.sdk, entry.fingerprint = None, None, ""
+            entry.zaks.clear()
         entry.verified_generation = entry.generation
         delay = (
             self.settings.account_recheck_seconds

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from meetingbot_contract import BotReport
+from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
 from meetingbot_operator.accounts import AccountService
 from meetingbot_operator.cache import BotCache, BotRecord, Key, older
@@ -155,6 +156,8 @@ class BotService:
         if pool is None:
             return
         status = decision.status
+        if status.reason == Reason.ZAK_INVALID and status.zoom_user:
+            self.accounts.zak_refused(meta.namespace, bot.spec.account_ref.name, status.zoom_user)
         if status.phase in RUNNING_PHASES and status.zoom_user:
             pool.adopt(meta.uid, status.zoom_user)
         elif not any(a.kind == ActionKind.START_ATTEMPT for a in decision.actions):

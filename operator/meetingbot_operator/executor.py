@@ -8,8 +8,9 @@ costs a Zoom call; a name held by someone else is reported (NameConflict), never
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -34,7 +35,7 @@ from meetingbot_operator.pool import USER_LEVEL
 from meetingbot_operator.reports import ReportTokens, report_path
 from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, usable
 from meetingbot_operator.settings import Settings
-from meetingbot_operator.zoom import ZoomError, sdk_signature
+from meetingbot_operator.zoom import Zak, ZoomError, sdk_signature
 
 
 class AttemptExecutor:
@@ -149,7 +150,7 @@ class AttemptExecutor:
                     "the service user chosen became full or unavailable",
                 )
             try:
-                minted = await entry.client.mint_zak(user, entry.spec.zak.ttl_seconds)
+                minted = await self._zak(entry, user)
             except ZoomError as error:
                 entry.pool.release(meta.uid)
                 if error.reason in USER_LEVEL and not spec.user:
@@ -166,7 +167,7 @@ class AttemptExecutor:
                 await self._secret_value(meta.namespace, ref.name, ref.key, SecretUse.OBF_TOKEN)
             )
             obf = await entry.client.mint_obf(user_token, "me", number)
-        metrics.ZAK_MINTS.labels("ok").inc()
+            metrics.ZAK_MINTS.labels("ok").inc()
         signature = sdk_signature(entry.sdk, number)
         report_token = self.tokens.token(meta.namespace, meta.name, meta.uid, action.attempt)
         redact(
@@ -192,6 +193,27 @@ class AttemptExecutor:
             ),
         )
         return config, zak_expires
+
+    async def _zak(self, entry: AccountEntry, user: str) -> Zak:
+        """A ZAK for `user`: with reuse on, the one already minted while it has more than
+        minRemainingSeconds to live; bots starting together wait for one mint (a burst on one
+        user costs one Zoom call, not one per bot)."""
+        assert entry.client is not None
+        settings = entry.spec.zak
+        if not settings.reuse:
+            minted = await entry.client.mint_zak(user, settings.ttl_seconds)
+            metrics.ZAK_MINTS.labels("ok").inc()
+            return minted
+        async with entry.zak_locks.setdefault(user, asyncio.Lock()):
+            cached = entry.zaks.get(user)
+            margin = timedelta(seconds=settings.min_remaining_seconds)
+            if cached is not None and cached.expires_at - datetime.now(UTC) > margin:
+                metrics.ZAK_MINTS.labels("reused").inc()
+                return cached
+            minted = await entry.client.mint_zak(user, settings.ttl_seconds)
+            metrics.ZAK_MINTS.labels("ok").inc()
+            entry.zaks[user] = minted
+            return minted
 
     async def _secret_value(self, namespace: str, name: str, key: str, use: SecretUse) -> str:
         secret = await self.kube.read_secret(namespace, name)

@@ -105,12 +105,37 @@ class ExplicitEndpoints(Model):
 
 
 class ZakSettings(Model):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                # has(): the schema's own default ({}) is checked before its fields' defaults.
+                "!has(self.minRemainingSeconds) || !has(self.ttlSeconds) || "
+                "(has(self.reuse) && !self.reuse) || self.minRemainingSeconds < self.ttlSeconds",
+                "minRemainingSeconds must be less than ttlSeconds, or no ZAK is ever reused",
+                ".minRemainingSeconds",
+            )
+        )
+    )
+
     ttl_seconds: int = Field(
         7200,
         alias="ttlSeconds",
         ge=ZAK_MIN_TTL_SECONDS,
         le=ZAK_MAX_TTL_SECONDS,
         description="Lifetime of each minted ZAK. It is checked only at join time.",
+    )
+    reuse: bool = Field(
+        True,
+        description="Share one ZAK per service user among the bots that start while it has "
+        "more than minRemainingSeconds to live (Zoom checks a ZAK only at join, and several "
+        "are valid at once). A join refused for the ZAK drops it; false: one ZAK per attempt.",
+    )
+    min_remaining_seconds: int = Field(
+        600,
+        alias="minRemainingSeconds",
+        ge=0,
+        le=ZAK_MAX_TTL_SECONDS,
+        description="A shared ZAK is handed out only while it has at least this long to live.",
     )
 
 

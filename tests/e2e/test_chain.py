@@ -10,7 +10,7 @@ from typing import Any
 from devenv.cluster import node
 from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract import JoinConfig
-from tests.support.operator_fixtures import Bots, Kube, wait_for
+from tests.support.operator_fixtures import Bots, Kube, patch_account, wait_for
 from tests.support.specs import bot_spec
 
 
@@ -93,6 +93,7 @@ async def test_a_crash_mid_meeting_gets_a_second_attempt_with_a_fresh_zak(
     zoomsim: ZoomSim,
     image: str,
 ) -> None:
+    await patch_account(kube, namespace, {"zak": {"reuse": False}})  # one ZAK per attempt
     number = sim.create_meeting(zoom["id"])["number"]
     await bots.apply("phoenix", spec(zoomsim, image, number))
     await bots.wait_phase("phoenix", "InMeeting", timeout=120)

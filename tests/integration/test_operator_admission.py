@@ -3,6 +3,7 @@ can act on; bad credentials show on the ZoomAccount and the bots that use it."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -257,3 +258,31 @@ def test_the_examples_are_valid(crds: None, namespace: str, name: str) -> None:
         "-n", namespace, "apply", "--dry-run=server", "-f", str(path), check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("zak", "refused"),
+    [
+        ({"ttlSeconds": 600, "minRemainingSeconds": 600}, True),  # a ZAK could never be shared
+        ({"ttlSeconds": 600, "minRemainingSeconds": 600, "reuse": False}, False),
+        ({"ttlSeconds": 7200}, False),  # the defaults: reuse, 600 s
+    ],
+)
+def test_zak_reuse_settings_are_checked_at_apply_time(
+    crds: None, namespace: str, zak: dict[str, Any], refused: bool
+) -> None:
+    account = {
+        "apiVersion": "meetingbot.dev/v1alpha1",
+        "kind": "ZoomAccount",
+        "metadata": {"name": "reuse", "namespace": namespace},
+        "spec": {
+            "sdkCredentialsSecretRef": {"name": "sdk"},
+            "apiCredentialsSecretRef": {"name": "api"},
+            "users": ["bot@example.com"],
+            "zak": zak,
+        },
+    }
+    result = cluster.kubectl("apply", "-f", "-", stdin=json.dumps(account), check=False)
+    assert (result.returncode != 0) == refused, result.stderr
+    if refused:
+        assert "minRemainingSeconds must be less than ttlSeconds" in result.stderr

@@ -16,6 +16,7 @@ from tests.support.operator_fixtures import (
     Bots,
     Kube,
     account_ready,
+    patch_account,
     wait_for,
 )
 from tests.support.scripted_bot import Scripted
@@ -116,6 +117,8 @@ async def test_transient_failure_then_success_with_a_fresh_zak(
     zoomsim: ZoomSim,
     scripted: Scripted,
 ) -> None:
+    """With ZAK reuse off, every attempt mints its own ZAK."""
+    await patch_account(kube, namespace, {"zak": {"reuse": False}})
     number = sim.create_meeting(zoom["id"])["number"]
     await bots.apply("phoenix", bot_spec(number))
     bot = scripted("phoenix")

@@ -92,3 +92,39 @@ async def test_max_bots_per_user_makes_bots_wait_until_a_slot_frees(
     assert (status["attempts"], status["zoomUser"]) == (1, zoom["users"][0]["email"])
     sim.end_meeting(second_meeting)
     assert await run == "MeetingEnded"
+
+
+async def test_bots_of_one_user_share_a_zak_until_a_join_refuses_it(
+    kube: Kube, namespace: str, bots: Bots, sim: SimAdmin, zoomsim: ZoomSim, scripted: Any
+) -> None:
+    """spec.zak.reuse (on by default): three bots, one ZAK minted; the user signs out
+    everywhere (every ZAK revoked), the next join is refused (ZakInvalid), that ZAK is
+    dropped and the retry gets a new one."""
+    zoom = await zoom_account(kube, namespace, sim, zoomsim.url)
+    await account_ready(kube, namespace)
+    minted = f"{zoom['id']}:zak"
+    before = sim.calls().get(minted, 0)
+    runs, zaks = [], set()
+    for i in range(3):
+        number = sim.create_meeting(zoom["id"])["number"]
+        await bots.apply(f"shared{i}", bot_spec(number))
+        bot = scripted(f"shared{i}")
+        runs.append((number, asyncio.create_task(bot.run())))
+        await bots.wait_phase(f"shared{i}", "InMeeting", timeout=60)
+        assert bot.config is not None and bot.config.zak is not None
+        zaks.add(bot.config.zak.get_secret_value())
+    assert len(zaks) == 1 and sim.calls().get(minted, 0) - before == 1
+    sim.sign_out_everywhere(zoom["users"][0]["id"])
+    number = sim.create_meeting(zoom["id"])["number"]
+    await bots.apply("after", bot_spec(number))
+    late = scripted("after")
+    assert await late.run(1) == "ZakInvalid"
+    run = asyncio.create_task(late.run(2))
+    await bots.wait_phase("after", "InMeeting", timeout=60)
+    assert late.config is not None and late.config.zak is not None
+    assert late.config.zak.get_secret_value() not in zaks
+    assert sim.calls().get(minted, 0) - before == 2
+    for meeting, _ in runs:
+        sim.end_meeting(meeting)
+    sim.end_meeting(number)
+    await asyncio.gather(run, *(task for _, task in runs))

@@ -290,3 +290,13 @@ async def account_ready(
         return condition if condition and predicate(condition) else None
 
     return dict(await wait_for(ready, timeout, what="ZoomAccount Ready condition"))
+
+
+async def patch_account(
+    kube: Kube, namespace: str, spec: dict[str, Any], name: str = "main"
+) -> None:
+    """Merge-patch a ZoomAccount's spec (e.g. {"zak": {"reuse": False}})."""
+    await kube.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "zoomaccounts", name, {"spec": spec},
+        _content_type=MERGE_PATCH,
+    )  # fmt: skip
