@@ -128,3 +128,44 @@ async def test_bots_of_one_user_share_a_zak_until_a_join_refuses_it(
         sim.end_meeting(meeting)
     sim.end_meeting(number)
     await asyncio.gather(run, *(task for _, task in runs))
+
+
+async def test_ten_bots_on_three_users_capped_at_two_never_exceed_the_cap(
+    kube: Kube, namespace: str, bots: Bots, sim: SimAdmin, zoomsim: ZoomSim, scripted: Any
+) -> None:
+    zoom = await zoom_account(
+        kube, namespace, sim, zoomsim.url, users=3, extra_spec={"pool": {"maxBotsPerUser": 2}}
+    )
+    await account_ready(kube, namespace)
+    meetings = {f"b{i}": sim.create_meeting(zoom["id"])["number"] for i in range(10)}
+    for name, number in meetings.items():
+        await bots.apply(name, bot_spec(number))
+    running: dict[str, asyncio.Task[str]] = {}
+    peak: dict[str, int] = {}
+    deadline = asyncio.get_running_loop().time() + 120
+    while len(running) < 10 or not all(t.done() for t in running.values()):
+        assert asyncio.get_running_loop().time() < deadline, f"stuck: {sorted(running)}"
+        statuses = {b["metadata"]["name"]: b.get("status") or {} for b in await bots.all()}
+        holding: dict[str, int] = {}
+        for name, status in statuses.items():
+            if status.get("phase") in ("Starting", "Joining", "InMeeting") and status.get(
+                "zoomUser"
+            ):
+                holding[status["zoomUser"]] = holding.get(status["zoomUser"], 0) + 1
+                if name not in running:
+                    running[name] = asyncio.create_task(scripted(name).run())
+        assert all(count <= 2 for count in holding.values()), holding
+        for user, count in holding.items():
+            peak[user] = max(peak.get(user, 0), count)
+        waiting = [s for s in statuses.values() if s.get("reason") == "NoServiceUserAvailable"]
+        assert all(s.get("attempts", 0) == 0 for s in waiting)
+        # End the meetings of bots that are in: slots free, waiting bots start.
+        for name, status in statuses.items():
+            if status.get("phase") == "InMeeting" and not sim.meeting(meetings[name])["ended"]:
+                sim.end_meeting(meetings[name])
+        await asyncio.sleep(0.5)
+    # Every user served bots, none over the cap (checked at every poll above).
+    assert set(peak) == {u["email"] for u in zoom["users"]} and max(peak.values()) <= 2
+    for name in meetings:
+        status = await bots.wait_phase(name, "Succeeded", timeout=30)
+        assert status["attempts"] == 1
