@@ -71,6 +71,7 @@ class AccountEntry:
     # ZAK reuse (spec.zak.reuse): the latest ZAK per service user, in memory only.
     zaks: dict[str, Zak] = field(default_factory=dict)
     zak_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    zak_failures: dict[str, tuple[ZoomError, float]] = field(default_factory=dict)
 
 
 class AccountService:

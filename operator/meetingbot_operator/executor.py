@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,9 @@ from meetingbot_operator.reports import ReportTokens, report_path
 from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, usable
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import Zak, ZoomError, sdk_signature
+
+# Bots that waited on a shared ZAK mint that failed fail with it for this long.
+SHARED_FAILURE_SECONDS = 2.0
 
 
 class AttemptExecutor:
@@ -210,7 +214,18 @@ class AttemptExecutor:
             if cached is not None and cached.expires_at - datetime.now(UTC) > margin:
                 metrics.ZAK_MINTS.labels("reused").inc()
                 return cached
-            minted = await entry.client.mint_zak(user, settings.ttl_seconds)
+            failed = entry.zak_failures.get(user)
+            if failed is not None and time.monotonic() - failed[1] < SHARED_FAILURE_SECONDS:
+                # The mint the others waited for just failed (after its own retries): they
+                # fail with it and take their own jittered backoff, rather than each retrying
+                # in turn under the lock.
+                raise failed[0]
+            try:
+                minted = await entry.client.mint_zak(user, settings.ttl_seconds)
+            except ZoomError as error:
+                entry.zak_failures[user] = (error, time.monotonic())
+                raise
+            entry.zak_failures.pop(user, None)
             metrics.ZAK_MINTS.labels("ok").inc()
             entry.zaks[user] = minted
             return minted

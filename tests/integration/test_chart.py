@@ -68,7 +68,11 @@ def test_values_platform_teams_ask_for(tmp_path: Path) -> None:
         "template", RELEASE, str(CHART), "-f", values_file(tmp_path, NON_DEFAULT)
     ).stdout
     documents = [d for d in yaml.load_all(rendered, Loader=_UniqueKeys) if d]
-    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (deployment,) = [
+        d
+        for d in documents
+        if d["kind"] == "Deployment" and not d["metadata"]["name"].endswith("-zoomsim")
+    ]
     pod = deployment["spec"]["template"]
     assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "meetingbot-operator"
     assert pod["metadata"]["labels"]["team"] == "bots"

@@ -185,7 +185,9 @@ async def test_429_storm_from_another_app_loses_no_bot(
     sim: SimAdmin,
     zoomsim: ZoomSim,
 ) -> None:
-    """Another app of the same account spends the account's ZAK budget while 30 bots start."""
+    """Another app of the same account spends the account's ZAK budget while 30 bots start,
+    each minting its own ZAK (reuse off: with reuse the 30 share one mint)."""
+    await patch_account(kube, namespace, {"zak": {"reuse": False}})
     number = sim.create_meeting(zoom["id"])["number"]
     sim.set_faults(rate_limit_headers="sometimes", retry_after_format="iso")
 
