@@ -129,6 +129,14 @@ async def authorize_user(request: web.Request) -> web.Response:
     return web.json_response({"access_token": token})
 
 
+async def list_account_users(request: web.Request) -> web.Response:
+    """Every user of the account, whatever its status (what a pipeline checks)."""
+    account = request.app[WORLD].accounts.get(request.match_info["account_id"])
+    if account is None:
+        raise web.HTTPNotFound(text="no such account")
+    return web.json_response([user.public() for user in account.users.values()])
+
+
 async def create_meeting(request: web.Request) -> web.Response:
     world = request.app[WORLD]
     body = await _body(request)
@@ -252,6 +260,7 @@ def routes() -> list[web.RouteDef]:
         web.patch("/sim/accounts/{account_id}", update_account),
         web.post("/sim/accounts/{account_id}/revoke-tokens", revoke_grants),
         web.post("/sim/accounts/{account_id}/users", add_user),
+        web.get("/sim/accounts/{account_id}/users", list_account_users),
         web.post("/sim/users/{user_id}/status/{status}", set_user_status),
         web.post("/sim/users/{user_id}/signout", sign_out),
         web.post("/sim/users/{user_id}/authorize", authorize_user),

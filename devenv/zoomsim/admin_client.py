@@ -29,6 +29,9 @@ class SimAdmin:
     def add_user(self, account_id: str, **fields: Any) -> dict[str, Any]:
         return dict(self._json("POST", f"/sim/accounts/{account_id}/users", fields))
 
+    def account_users(self, account_id: str) -> list[dict[str, Any]]:
+        return list(self._json("GET", f"/sim/accounts/{account_id}/users"))
+
     def set_user_status(self, user_id: str, status: str) -> dict[str, Any]:
         return dict(self._json("POST", f"/sim/users/{user_id}/status/{status}"))
 

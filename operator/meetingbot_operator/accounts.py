@@ -72,6 +72,14 @@ class AccountEntry:
     zaks: dict[str, Zak] = field(default_factory=dict)
     zak_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     zak_failures: dict[str, tuple[ZoomError, float]] = field(default_factory=dict)
+    # Provisioning (spec.pool.provisioning): the template users Zoom has, and the one run.
+    provisioned: tuple[str, ...] = ()
+    provisioning: asyncio.Task[None] | None = None
+    provision_error: str = ""
+
+    def pool_users(self) -> tuple[str, ...]:
+        listed = tuple(self.spec.users)
+        return listed + tuple(u for u in self.provisioned if u not in listed)
 
 
 class AccountService:
@@ -148,7 +156,7 @@ class AccountService:
             entry = self.entries[key] = AccountEntry(spec=spec, generation=generation)
             entry.pool.recheck_seconds = self.settings.user_recheck_seconds
         entry.spec, entry.generation, entry.body = spec, generation, body
-        entry.pool.set_users(tuple(spec.users))
+        entry.pool.set_users(entry.pool_users())
         if entry.verified_generation != generation:
             await self.verify(key)
 
@@ -174,6 +182,82 @@ class AccountService:
                 "service user unavailable",
                 extra={"account": f"{namespace}/{name}", "reason": error.reason},
             )
+
+    def want_more_users(self, namespace: str, name: str) -> None:
+        """A bot found no service user: create one if provisioning allows (one run at a time
+        per account; nothing is asked of Zoom once maxUsers exist)."""
+        key = (namespace, name)
+        entry = self.entries.get(key)
+        provisioning = entry.spec.pool.provisioning if entry else None
+        if entry is None or provisioning is None or not entry.state.ready:
+            return
+        if len(entry.provisioned) >= provisioning.max_users:
+            return
+        if entry.provisioning is None or entry.provisioning.done():
+            entry.provisioning = asyncio.create_task(self._provision(key, entry))
+
+    async def _discover_provisioned(self, entry: AccountEntry) -> None:
+        """The template's users as Zoom has them (active and pending): the count of created
+        users comes from Zoom, never from memory, so a restart cannot exceed maxUsers."""
+        provisioning = entry.spec.pool.provisioning
+        assert provisioning is not None and entry.client is not None
+        found: list[str] = []
+        for state in ("active", "pending"):
+            for user in await entry.client.list_users(state):
+                if provisioning.index(user.email) is not None:
+                    found.append(user.email.lower())
+                    if state == "pending":
+                        entry.pool.mark_unavailable(
+                            user.email.lower(), Reason.ZOOM_USER_INACTIVE, PENDING, _now()
+                        )
+        entry.provisioned = tuple(sorted(set(found), key=lambda e: provisioning.index(e) or 0))
+        entry.pool.set_users(entry.pool_users())
+
+    async def _provision(self, key: Key, entry: AccountEntry) -> None:
+        provisioning = entry.spec.pool.provisioning
+        if provisioning is None or entry.client is None:
+            return
+        try:
+            await self._discover_provisioned(entry)
+            taken = {provisioning.index(e) for e in entry.provisioned}
+            free = [n for n in range(1, provisioning.max_users + 1) if n not in taken]
+            if not free:
+                return
+            email = provisioning.email(free[0])
+            try:
+                await entry.client.create_user(
+                    provisioning.action,
+                    email,
+                    user_type=provisioning.user_type,
+                    first_name="Meeting",
+                    last_name=f"Bot {free[0]}",
+                )
+            except ZoomError as error:
+                if error.reason != Reason.ZOOM_USER_EXISTS:  # 1005: already there, adopted
+                    raise
+            entry.provisioned = (*entry.provisioned, email.lower())
+            entry.pool.set_users(entry.pool_users())
+            if provisioning.action == "create":
+                # Zoom emails an invitation; no ZAK until the user accepts it.
+                entry.pool.mark_unavailable(
+                    email.lower(), Reason.ZOOM_USER_INACTIVE, PENDING, _now()
+                )
+            entry.provision_error = ""
+            log.info("service user created", extra={"account": "/".join(key)})
+        except ZoomError as error:
+            entry.provision_error = error.message
+            log.warning(
+                "creating a service user failed",
+                extra={"account": "/".join(key), "reason": error.reason},
+            )
+            await asyncio.sleep(PROVISION_BACKOFF_SECONDS)  # one run at a time: this paces it
+            return
+        except Exception:
+            log.exception("provisioning failed", extra={"account": "/".join(key)})
+            await asyncio.sleep(PROVISION_BACKOFF_SECONDS)
+            return
+        await self._write_status(key, entry, list(entry.body.get("status", {}).get("scopes") or []))
+        await self._on_change(*key)
 
     def zak_refused(self, namespace: str, name: str, user: str) -> None:
         """A join was refused for the ZAK (3265, 3623): the next bot of that user mints anew."""
@@ -229,6 +313,11 @@ class AccountService:
                     "a token request succeeded",
                     tuple(entry.spec.users),
                 )
+                if entry.spec.pool.provisioning is not None:
+                    try:
+                        await self._discover_provisioned(entry)
+                    except ZoomError as error:  # e.g. no user:read scope: no provisioning
+                        entry.provision_error = error.message
         except ZoomError as error:
             entry.state = AccountState(False, error.reason, error.message, tuple(entry.spec.users))
         except _MissingSecret as error:
@@ -369,6 +458,14 @@ class AccountService:
         for entry in self.entries.values():
             if entry.client:
                 await entry.client.aclose()
+
+
+PENDING = "pending: the user has not accepted Zoom's invitation yet"
+PROVISION_BACKOFF_SECONDS = 30.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class _MissingSecret(Exception):

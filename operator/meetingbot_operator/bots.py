@@ -90,8 +90,10 @@ class BotService:
             pool = self.accounts.pool(key[0], account) if account else None
             if pool is not None:
                 pool.release(body["metadata"].get("uid", ""))
-        elif self.cache.observe_bot(event_type, body):
-            self.queue.trigger(key)
+        else:
+            self._adopt_user(body)
+            if self.cache.observe_bot(event_type, body):
+                self.queue.trigger(key)
 
     def observe_pod(self, event_type: str, body: dict[str, Any]) -> None:
         key = self.cache.observe_pod(event_type, body)
@@ -149,6 +151,16 @@ class BotService:
             )
         await self._act(key, record, bot, meta, decision)
 
+    def _adopt_user(self, body: dict[str, Any]) -> None:
+        """A running attempt seen in a watch event holds its service user at once: after a
+        restart the pool's load is whole before any new bot is started against it."""
+        status = body.get("status") or {}
+        user, account = status.get("zoomUser"), (body.get("spec") or {}).get("accountRef", {})
+        if user and status.get("phase") in RUNNING_PHASES and account.get("name"):
+            pool = self.accounts.pool(body["metadata"]["namespace"], account["name"])
+            if pool is not None:
+                pool.adopt(body["metadata"]["uid"], user)
+
     def _hold_user(self, bot: MeetingBot, meta: Meta, decision: Decision) -> None:
         """The pool's claims follow the attempts: a running attempt holds its service user
         (adopted again after a restart), anything else holds none (pool.py)."""
@@ -156,6 +168,8 @@ class BotService:
         if pool is None:
             return
         status = decision.status
+        if status.reason == Reason.NO_SERVICE_USER_AVAILABLE:
+            self.accounts.want_more_users(meta.namespace, bot.spec.account_ref.name)
         if status.reason == Reason.ZAK_INVALID and status.zoom_user:
             self.accounts.zak_refused(meta.namespace, bot.spec.account_ref.name, status.zoom_user)
         if status.phase in RUNNING_PHASES and status.zoom_user:

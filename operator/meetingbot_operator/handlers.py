@@ -41,6 +41,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Only warnings from kopf itself become Events; ours are posted by events.EventRecorder.
     settings.posting.level = logging.WARNING
     settings.networking.request_timeout = 60
+    # Each watch request ends after 30 s (the API server's timeoutSeconds) and resumes from
+    # its resourceVersion: a stream that stalls, as measured on a just-started API server
+    # (events held back for two minutes), is recycled instead of waited out.
+    settings.watching.server_timeout = 30
+    settings.watching.client_timeout = 45
     config = Settings()
     if config.namespaces and not any(c in "".join(config.namespaces) for c in "*?[!"):
         # Exact namespaces: nothing to discover, so no cluster-wide RBAC (namespaces, CRDs).

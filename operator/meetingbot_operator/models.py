@@ -147,7 +147,59 @@ class RateLimits(Model):
     )
 
 
+class Provisioning(Model):
+    """Service users the operator creates with POST /v2/users when bots need more."""
+
+    max_users: int = Field(
+        alias="maxUsers",
+        ge=1,
+        le=100,
+        description="At most this many users are created (the count is read from Zoom, so "
+        "it holds across operator restarts).",
+    )
+    action: str = Field(
+        "autoCreate",
+        description="POST /v2/users action: autoCreate (a managed domain), custCreate (ISV "
+        "partners) or create (the user must accept an email before a ZAK can be minted).",
+        json_schema_extra={"enum": ["autoCreate", "custCreate", "create"]},
+    )
+    email_template: str = Field(
+        alias="emailTemplate",
+        min_length=6,
+        max_length=128,
+        pattern=r"^[^@\s]*\{n\}[^@\s]*@[A-Za-z0-9.-]+$",
+        description="Email of the n-th created user; {n} is 1..maxUsers, e.g. "
+        "bot-{n}@bots.example.com.",
+    )
+    user_type: int = Field(
+        1,
+        alias="userType",
+        description="Zoom user type: 1 basic, 2 licensed.",
+        json_schema_extra={"enum": [1, 2]},
+    )
+
+    def email(self, n: int) -> str:
+        return self.email_template.replace("{n}", str(n))
+
+    def index(self, email: str) -> int | None:
+        """n when `email` is the template's n-th address (1..maxUsers), else None."""
+        head, _, tail = self.email_template.partition("{n}")
+        lowered = email.lower()
+        if not (lowered.startswith(head.lower()) and lowered.endswith(tail.lower())):
+            return None
+        middle = email[len(head) : len(email) - len(tail)]
+        if not middle.isdigit() or middle != str(int(middle)):
+            return None
+        n = int(middle)
+        return n if 1 <= n <= self.max_users else None
+
+
 class PoolSettings(Model):
+    provisioning: Provisioning | None = Field(
+        None,
+        description="Create service users with POST /v2/users when every user is busy or "
+        "unavailable (opt-in).",
+    )
     max_bots_per_user: int | None = Field(
         None,
         alias="maxBotsPerUser",

@@ -262,9 +262,9 @@ async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: 
     results["pro"] = await run_operator_burst(
         kube, bench_env, tmp_path, sim_plan="pro", extra_spec=None
     )
-    results["pro_minimum_seconds"] = round(BOTS / 30, 2)
-    results["pro_ratio_to_minimum"] = round(
-        results["pro"]["seconds"] / results["pro_minimum_seconds"], 2
+    # With ZAK reuse (the default) the Pro limit hardly binds: compare with the unlimited run.
+    results["pro_ratio_to_unlimited"] = round(
+        results["pro"]["seconds"] / results["unlimited"]["seconds"], 2
     )
 
     RESULTS.mkdir(exist_ok=True)
@@ -280,7 +280,7 @@ async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: 
         (
             "operator, Zoom Pro limits (30/s)",
             f"{results['pro']['seconds']} s",
-            f"{results['pro_ratio_to_minimum']} x minimum {results['pro_minimum_seconds']} s (target <= 1.2)",
+            f"{results['pro_ratio_to_unlimited']} x the unlimited run (target <= 1.1)",
         ),
         ("429s under Pro limits", results["pro"]["http_429"], ""),
         (

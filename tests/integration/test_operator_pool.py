@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from devenv.operator_process import OperatorProcess
 from devenv.zoomsim import SimAdmin, ZoomSim
 from tests.support.operator_fixtures import (
     Bots,
@@ -169,3 +170,62 @@ async def test_ten_bots_on_three_users_capped_at_two_never_exceed_the_cap(
     for name in meetings:
         status = await bots.wait_phase(name, "Succeeded", timeout=30)
         assert status["attempts"] == 1
+
+
+async def test_provisioning_creates_users_up_to_max_users_even_across_a_sigkill(
+    kube: Kube,
+    namespace: str,
+    bots: Bots,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    scripted: Any,
+    operator: OperatorProcess,
+) -> None:
+    """spec.pool.provisioning: bots that find every user busy make the operator create users
+    (autoCreate, a managed domain) up to maxUsers; the operator is SIGKILLed once the first
+    exists, and its successor counts them in Zoom: exactly maxUsers exist at the end."""
+    provisioning = {
+        "maxUsers": 3,
+        "action": "autoCreate",
+        "emailTemplate": "prov-{n}@bots.example.com",
+    }
+    zoom = await zoom_account(
+        kube,
+        namespace,
+        sim,
+        zoomsim.url,
+        managed_domains=["bots.example.com"],
+        extra_spec={"pool": {"maxBotsPerUser": 1, "provisioning": provisioning}},
+    )
+    await account_ready(kube, namespace)
+
+    def created() -> list[str]:
+        users = sim.account_users(zoom["id"])
+        return sorted(u["email"] for u in users if u["email"].startswith("prov-"))
+
+    runs: dict[str, asyncio.Task[str]] = {}
+    for i in range(5):  # 1 listed user + 3 to create = 4 slots; the 5th bot waits
+        number = sim.create_meeting(zoom["id"])["number"]
+        await bots.apply(f"p{i}", bot_spec(number))
+        if i == 1:
+            await wait_for(created, 30, what="the first user created")
+            operator.kill()  # mid-provisioning: the next run must count from Zoom
+            operator.start()
+    deadline = asyncio.get_running_loop().time() + 90
+    while len(runs) < 4:
+        assert asyncio.get_running_loop().time() < deadline, f"started: {sorted(runs)}"
+        assert len(created()) <= 3
+        for bot in await bots.all():
+            name, status = bot["metadata"]["name"], bot.get("status") or {}
+            if status.get("phase") == "Starting" and name not in runs:
+                runs[name] = asyncio.create_task(scripted(name).run())
+        await asyncio.sleep(0.5)
+    assert created() == [f"prov-{n}@bots.example.com" for n in (1, 2, 3)]
+    (waiting,) = [b for b in await bots.all() if b["metadata"]["name"] not in runs]
+    assert (waiting.get("status") or {}).get("reason") == "NoServiceUserAvailable"
+    users = {u["user"] for u in (await account_status(kube, namespace)).get("users", [])}
+    assert {f"prov-{n}@bots.example.com" for n in (1, 2, 3)} <= users
+    for bot in await bots.all():
+        number = bot["spec"]["meeting"]["number"]
+        sim.end_meeting(number)
+    await asyncio.gather(*runs.values())
