@@ -23,6 +23,7 @@ import pytest
 from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio import config as aconfig
 from kubernetes_asyncio import watch
+from pydantic import SecretStr
 
 from devenv.cluster import cluster
 from devenv.operator_process import OperatorProcess, install_crds
@@ -148,11 +149,9 @@ async def baseline(namespace: str) -> float:
                 display_name="Bench",
                 auth="zak",
                 sdk_key="k",
-                signature=__import__("pydantic").SecretStr("s" * 200),
-                zak=__import__("pydantic").SecretStr("z" * 300),
-                report=ReportTarget(
-                    url="http://op/report", token=__import__("pydantic").SecretStr("t" * 64)
-                ),
+                signature=SecretStr("s" * 200),
+                zak=SecretStr("z" * 300),
+                report=ReportTarget(url="http://op/report", token=SecretStr("t" * 64)),
             )
             secret = join_secret(meta, 1, config)
             pod = bot_pod(meta, 1, spec, settings)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from devenv.zoomsim import SimAdmin, ZoomSim
+from tests.support.zoom_helpers import account_token
 
 FACTS = json.loads(
     (Path(__file__).resolve().parents[1] / "fixtures" / "zoom_api_v2.json").read_text()
@@ -62,11 +63,7 @@ def check(operation: str, response: httpx.Response) -> None:
 
 @pytest.fixture
 def api(zoomsim: ZoomSim, zoom_account: dict[str, Any]) -> Iterator[httpx.Client]:
-    token = httpx.post(
-        f"{zoomsim.url}/oauth/token",
-        params={"grant_type": "account_credentials", "account_id": zoom_account["id"]},
-        auth=(zoom_account["client_id"], zoom_account["client_secret"]),
-    ).json()["access_token"]
+    token = account_token(zoomsim.url, zoom_account)
     with httpx.Client(base_url=zoomsim.url, headers={"Authorization": f"Bearer {token}"}) as c:
         yield c
 
@@ -131,11 +128,7 @@ def test_users(api: httpx.Client, zoom_account: dict[str, Any], sim: SimAdmin) -
 def test_create_and_delete_users(api: httpx.Client, sim: SimAdmin) -> None:
     op = "POST /v2/users"
     account = sim.create_account(plan="pro", managed_domains=["bots.example.com"])
-    token = httpx.post(
-        f"{sim.url}/oauth/token",
-        params={"grant_type": "account_credentials", "account_id": account["id"]},
-        auth=(account["client_id"], account["client_secret"]),
-    ).json()["access_token"]
+    token = account_token(sim.url, account)
     headers = {"Authorization": f"Bearer {token}"}
     body = {"action": "autoCreate", "user_info": {"email": "n1@bots.example.com", "type": 1}}
     created = api.post("/v2/users", json=body, headers=headers)

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator.zoom import ZoomError
-from tests.support.zoom_helpers import Statuses, client_for
+from tests.support.zoom_helpers import Statuses, account_token, client_for
 
 
 class _Capture(logging.Handler):
@@ -268,19 +268,10 @@ async def test_obf_token_is_minted_with_the_users_own_token(
 # --- the simulator's REST side as Zoom documents it (ZOOM.md §2-§6) ------------------------
 
 
-def _account_token(zoomsim: ZoomSim, account: dict[str, Any]) -> str:
-    response = httpx.post(
-        f"{zoomsim.url}/oauth/token",
-        params={"grant_type": "account_credentials", "account_id": account["id"]},
-        auth=(account["client_id"], account["client_secret"]),
-    )
-    return str(response.json()["access_token"])
-
-
 def test_every_api_response_carries_a_tracking_id_and_rate_limit_headers(
     zoomsim: ZoomSim, zoom_account: dict[str, Any]
 ) -> None:
-    token = _account_token(zoomsim, zoom_account)
+    token = account_token(zoomsim.url, zoom_account)
     response = httpx.get(
         f"{zoomsim.url}/v2/users/{zoom_account['user']['id']}",
         headers={"Authorization": f"Bearer {token}"},
@@ -306,7 +297,7 @@ def test_retry_after_is_an_integer_or_a_date_as_http_allows(
     zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin, fmt: str, check: Any
 ) -> None:
     sim.set_faults(retry_after_format=fmt, rate_limit_headers="always")
-    token = _account_token(zoomsim, zoom_account)
+    token = account_token(zoomsim.url, zoom_account)
     url = f"{zoomsim.url}/v2/users/{zoom_account['user']['id']}"
     with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as http:
         limited = next(
@@ -320,7 +311,7 @@ def test_retry_after_is_an_integer_or_a_date_as_http_allows(
 def test_a_user_without_type_is_refused_with_zoom_validation_errors(
     zoomsim: ZoomSim, zoom_account: dict[str, Any]
 ) -> None:
-    token = _account_token(zoomsim, zoom_account)
+    token = account_token(zoomsim.url, zoom_account)
     response = httpx.post(
         f"{zoomsim.url}/v2/users",
         headers={"Authorization": f"Bearer {token}"},
@@ -342,5 +333,5 @@ def test_my_zak_needs_a_user_level_token_with_its_scope(
     assert response.status_code == 200 and response.json()["token"]
     obf_only = sim.authorize_user(user)
     assert httpx.get(url, headers={"Authorization": f"Bearer {obf_only}"}).json()["code"] == 4711
-    account = _account_token(zoomsim, zoom_account)
+    account = account_token(zoomsim.url, zoom_account)
     assert httpx.get(url, headers={"Authorization": f"Bearer {account}"}).status_code == 401

@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
+import httpx
 
 from meetingbot_operator.zoom import ApiCredentials, Endpoints, RatePlan, ZoomClient
 
@@ -86,3 +87,13 @@ class SdkSession:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def account_token(sim_url: str, account: dict[str, Any]) -> str:
+    """A Server-to-Server OAuth access token of a simulator account, fetched by hand."""
+    response = httpx.post(
+        f"{sim_url}/oauth/token",
+        params={"grant_type": "account_credentials", "account_id": account["id"]},
+        auth=(account["client_id"], account["client_secret"]),
+    )
+    return str(response.json()["access_token"])
