@@ -250,6 +250,9 @@ class AccountService:
                 "creating a service user failed",
                 extra={"account": "/".join(key), "reason": error.reason},
             )
+            await self._write_status(
+                key, entry, list(entry.body.get("status", {}).get("scopes") or [])
+            )
             await asyncio.sleep(PROVISION_BACKOFF_SECONDS)  # one run at a time: this paces it
             return
         except Exception:
@@ -446,6 +449,7 @@ class AccountService:
         ]
         status.active_users = sum(v.state == "Active" for v in views)
         status.active_bots = sum(v.active_bots for v in views)
+        status.provisioning_error = entry.provision_error[:1024] or None
         entry.written_version = entry.pool.version
         metrics.observe_pool(key[0], key[1], views)
         result = await self.kube.patch_status(

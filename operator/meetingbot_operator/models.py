@@ -281,6 +281,13 @@ class ZoomAccountStatus(Model):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["user"]},
     )
     active_users: int | None = Field(None, alias="activeUsers", ge=0)
+    provisioning_error: str | None = Field(
+        None,
+        alias="provisioningError",
+        max_length=1024,
+        description="Why the last attempt to create a service user failed (empty once one "
+        "succeeds).",
+    )
     active_bots: int | None = Field(None, alias="activeBots", ge=0)
 
 
