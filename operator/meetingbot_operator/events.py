@@ -2,7 +2,9 @@
 
 Posting never blocks or fails a reconcile: events go into a bounded queue drained by a few
 workers, and one that cannot be posted is logged and dropped (events are informational; the
-status is the record).
+status is the record). As client-go's recorder does, posting is rate-limited (a token bucket,
+`MEETINGBOT_EVENTS_PER_SECOND` with a burst of `EVENTS_BURST`), so a burst of bots spends the
+API server on Secrets and Pods first; 0 posts no Events (the operator's log has the same lines).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from aiolimiter import AsyncLimiter
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from meetingbot_operator import metrics
@@ -22,17 +25,23 @@ log = logging.getLogger(__name__)
 COMPONENT = "meetingbot-operator"
 QUEUE_SIZE = 10000
 WORKERS = 2  # informational: kept light so a burst of events does not slow the bots
+EVENTS_BURST = 25  # client-go's spam filter allows a burst of 25
 
 
 class EventRecorder:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, per_second: float = 10.0) -> None:
         self.kube = kube
+        self.enabled = per_second > 0
+        burst = min(EVENTS_BURST, max(1.0, per_second))
+        self.limiter = AsyncLimiter(burst, burst / per_second) if self.enabled else None
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self._workers = [
             asyncio.create_task(self._work(), name=f"events-{i}") for i in range(WORKERS)
         ]
 
     def post(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        if not self.enabled:
+            return
         meta = body["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         event = {
@@ -67,7 +76,9 @@ class EventRecorder:
         while True:
             event = await self.queue.get()
             try:
-                await self.kube.create_event(event)
+                assert self.limiter is not None
+                async with self.limiter:
+                    await self.kube.create_event(event)
             except (TimeoutError, ApiException, OSError) as error:
                 metrics.EVENTS_DROPPED.inc()
                 log.warning(

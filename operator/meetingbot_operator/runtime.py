@@ -33,7 +33,7 @@ class Runtime:
             on_change=self._account_changed,
             observe_zoom_call=metrics.observe_zoom_call,
         )
-        self.events = EventRecorder(kube)
+        self.events = EventRecorder(kube, settings.events_per_second)
         self.bots = BotService(
             kube,
             self.accounts,

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     zoom_timeout_seconds: float = 10.0
     zoom_max_attempts: int = 6
 
+    # Kubernetes Events, rate-limited (burst 25) so a burst of bots spends the API server on
+    # their Secrets and Pods first; 0: no Events (the log has the same lines).
+    events_per_second: float = Field(10.0, ge=0, le=1000)
+
     log_format: str = Field("json", pattern="^(json|text)$")
     log_level: str = "INFO"
 

@@ -196,14 +196,16 @@ async def run_operator_burst(
     *,
     sim_plan: str,
     extra_spec: dict[str, Any] | None,
+    events_per_second: str = "10",
 ) -> dict[str, Any]:
     sim, zoomsim = bench_env
     namespace = await new_namespace(kube)
     operator = OperatorProcess(
         cluster.kubeconfig_path(),
-        tmp / f"operator-{sim_plan}.log",
+        tmp / f"operator-{sim_plan}-{events_per_second}.log",
         log_level=os.environ.get("BENCH_LOG_LEVEL", "INFO"),
         allowed_endpoints=zoomsim.url,
+        events_per_second=events_per_second,
     ).start()
     operator.wait_until_watching(f"bench-ready-{uuid.uuid4().hex[:6]}")
     try:
@@ -258,6 +260,15 @@ async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: 
     results["ratio_to_baseline"] = round(
         results["unlimited"]["seconds"] / results["baseline_seconds"], 2
     )
+    # The same burst with no Events at all: how much the (rate-limited) Events cost.
+    results["unlimited_no_events"] = await run_operator_burst(
+        kube,
+        bench_env,
+        tmp_path,
+        sim_plan="unlimited",
+        extra_spec={"rateLimits": {"lightPerSecond": 10000}},
+        events_per_second="0",
+    )
     results["pro"] = await run_operator_burst(
         kube, bench_env, tmp_path, sim_plan="pro", extra_spec=None
     )
@@ -275,6 +286,11 @@ async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: 
             "operator, Zoom without limits",
             f"{results['unlimited']['seconds']} s",
             f"ratio {results['ratio_to_baseline']} (target <= 1.5)",
+        ),
+        (
+            "operator, Zoom without limits, no Events",
+            f"{results['unlimited_no_events']['seconds']} s",
+            "(Events are rate-limited: 10/s, burst 25)",
         ),
         (
             "operator, Zoom Pro limits (30/s)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -181,3 +182,31 @@ def test_condition_reasons_are_always_acceptable() -> None:
     assert condition_reason("MeetingEnded") == "MeetingEnded"
     assert condition_reason("left: 3 people, 1 bot") == "left3people1bot"
     assert condition_reason("42") == "Unknown"
+
+
+async def test_events_are_rate_limited_and_can_be_turned_off() -> None:
+    from meetingbot_operator.events import EventRecorder
+
+    posted: list[float] = []
+
+    class FakeKube:  # stands in for the API server's create_event only
+        async def create_event(self, event: dict[str, Any]) -> None:
+            posted.append(asyncio.get_running_loop().time())
+
+    body = {
+        "apiVersion": "meetingbot.dev/v1alpha1",
+        "kind": "MeetingBot",
+        "metadata": {"name": "b", "namespace": "ns", "uid": "u"},
+    }
+    off = EventRecorder(FakeKube(), per_second=0)  # type: ignore[arg-type]
+    off.post(body, "Normal", "Starting", "x")
+    assert off.queue.empty()
+    await off.close()
+    limited = EventRecorder(FakeKube(), per_second=20)  # type: ignore[arg-type]
+    for i in range(30):
+        limited.post(body, "Normal", "Starting", str(i))
+    await asyncio.sleep(0.3)
+    assert 20 <= len(posted) < 30  # the burst (20) goes at once, the rest at 20/s
+    await asyncio.wait_for(limited.queue.join(), 5)
+    assert len(posted) == 30
+    await limited.close()
