@@ -185,41 +185,34 @@ def main() -> int:
     )  # fmt: skip
     say(f"    the Zoom sandbox: {sandbox} in the cluster (http://{cluster_ip} from this host)")
     with SimAdmin(f"http://{cluster_ip}") as admin:
-        try:
-            zoom_setup(admin, bot, account)
-            # The one demo-only change to the examples, printed so nothing is hidden: Zoom is
-            # the simulator, reached through its Service.
-            account["spec"]["endpoints"] = {
-                "oauthUrl": f"{sandbox}/oauth/token",
-                "apiUrl": f"{sandbox}/v2",
-            }
-            say("6/6 applying examples/zoomaccount.yaml and examples/meetingbot.yaml, with:")
-            print(
-                yaml.safe_dump(
-                    {"ZoomAccount.spec.endpoints": account["spec"]["endpoints"]}, sort_keys=False
-                )
+        zoom_setup(admin, bot, account)
+        # The one demo-only change to the examples, printed so nothing is hidden: Zoom is
+        # the simulator, reached through its Service.
+        account["spec"]["endpoints"] = {
+            "oauthUrl": f"{sandbox}/oauth/token",
+            "apiUrl": f"{sandbox}/v2",
+        }
+        say("6/6 applying examples/zoomaccount.yaml and examples/meetingbot.yaml, with:")
+        print(
+            yaml.safe_dump(
+                {"ZoomAccount.spec.endpoints": account["spec"]["endpoints"]}, sort_keys=False
             )
-            name = bot["metadata"]["name"]
-            kubectl("-n", NAMESPACE, "delete", "mb", name, "--ignore-not-found", "--wait=true")
-            kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(account))
-            applied = time.monotonic()
-            kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(bot))
-            follow(name, bot["spec"]["meeting"]["number"], admin, applied)
-            show_logs(name)
-            print()
-            kubectl_path = cluster.Binaries.in_cache().kubectl
-            say(f"kubeconfig: {cluster.kubeconfig_path()}")
-            print(f"  export KUBECONFIG={cluster.kubeconfig_path()}")
-            print(f"  {kubectl_path} -n {NAMESPACE} get mb,pods,secrets")
-            print(f"  {kubectl_path} -n {NAMESPACE} describe mb {name}")
-            print(f"  {kubectl_path} -n {SYSTEM} logs deploy/{RELEASE}")
-            print("  make cluster-down   # when you are done")
-            if os.environ.get("DEMO_KEEP") == "1":
-                say("DEMO_KEEP=1: waiting; Ctrl-C to stop (everything stays in the cluster)")
-                while True:
-                    time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        )
+        name = bot["metadata"]["name"]
+        kubectl("-n", NAMESPACE, "delete", "mb", name, "--ignore-not-found", "--wait=true")
+        kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(account))
+        applied = time.monotonic()
+        kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(bot))
+        follow(name, bot["spec"]["meeting"]["number"], admin, applied)
+        show_logs(name)
+        print()
+        kubectl_path = cluster.Binaries.in_cache().kubectl
+        say(f"kubeconfig: {cluster.kubeconfig_path()}")
+        print(f"  export KUBECONFIG={cluster.kubeconfig_path()}")
+        print(f"  {kubectl_path} -n {NAMESPACE} get mb,pods,secrets")
+        print(f"  {kubectl_path} -n {NAMESPACE} describe mb {name}")
+        print(f"  {kubectl_path} -n {SYSTEM} logs deploy/{RELEASE}")
+        print("  make cluster-down   # when you are done")
     return 0
 
 
