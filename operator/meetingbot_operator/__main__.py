@@ -12,10 +12,12 @@ import uvloop
 from kopf._core.engines.peering import Identity  # the NewType kopf.run expects; not re-exported
 
 from meetingbot_contract import logs
+from meetingbot_operator import memory
 from meetingbot_operator.settings import Settings
 
 
 def main() -> None:
+    memory.start()  # only with MEETINGBOT_TRACEMALLOC_FILE (benchmarks)
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
     # kopf logs every liveness probe at INFO: noise in `kubectl logs`.

@@ -13,6 +13,7 @@ from typing import Any
 
 import kopf
 
+from meetingbot_operator import memory
 from meetingbot_operator.children import BOT_LABEL
 from meetingbot_operator.models import GROUP, VERSION
 from meetingbot_operator.runtime import Runtime, health
@@ -58,6 +59,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.stop()
+    memory.write_report()
 
 
 @kopf.on.probe(id="state")

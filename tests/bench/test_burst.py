@@ -216,9 +216,16 @@ async def run_operator_burst(
     sim_plan: str,
     extra_spec: dict[str, Any] | None,
     events_per_second: str = "10",
+    trace_memory: bool = False,
 ) -> dict[str, Any]:
     sim, zoomsim = bench_env
     namespace = await new_namespace(kube)
+    # Where the memory goes, written by the operator when it stops (meetingbot_operator.memory).
+    trace = RESULTS / "operator-memory.txt"
+    if trace_memory:
+        RESULTS.mkdir(exist_ok=True)
+        trace.unlink(missing_ok=True)
+        os.environ["MEETINGBOT_TRACEMALLOC_FILE"] = str(trace)
     operator = OperatorProcess(
         cluster.kubeconfig_path(),
         tmp / f"operator-{sim_plan}-{events_per_second}.log",
@@ -259,6 +266,7 @@ async def run_operator_burst(
         }
     finally:
         operator.stop()
+        os.environ.pop("MEETINGBOT_TRACEMALLOC_FILE", None)
         await delete_namespace(kube, namespace)
 
 
@@ -296,7 +304,7 @@ async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: 
         events_per_second="0",
     )
     results["pro"] = await run_operator_burst(
-        kube, bench_env, tmp_path, sim_plan="pro", extra_spec=None
+        kube, bench_env, tmp_path, sim_plan="pro", extra_spec=None, trace_memory=True
     )
     # With ZAK reuse (the default) the Pro limit hardly binds: compare with the unlimited run.
     results["pro_ratio_to_unlimited"] = round(
@@ -345,4 +353,8 @@ async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: 
     print()
     for name, value, note in rows:
         print(f"  {name:<40} {value!s:>12}  {note}")
+    trace = RESULTS / "operator-memory.txt"
+    if trace.exists():  # the Pro run, traced (tracing inflates its RSS: not the figure above)
+        print("\n  where the operator's memory goes (Pro run, tracemalloc):")
+        print("\n".join("    " + line for line in trace.read_text().splitlines()[:16]))
     print(f"  written to {RESULTS / 'burst.json'}")
