@@ -90,12 +90,14 @@ class AccountService:
         *,
         on_change: Callable[[str, str], Awaitable[None]],
         observe_zoom_call: Callable[[str, float, int], None] | None = None,
+        on_new_pool: Callable[[str, str], None] | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
         self.entries: dict[Key, AccountEntry] = {}
         self._on_change = on_change
         self._observe = observe_zoom_call
+        self._on_new_pool = on_new_pool
 
     def state(self, namespace: str, name: str) -> AccountState | None:
         """What decisions read: readiness, and the pool as it stands now."""
@@ -157,6 +159,8 @@ class AccountService:
             entry.pool.recheck_seconds = self.settings.user_recheck_seconds
         entry.spec, entry.generation, entry.body = spec, generation, body
         entry.pool.set_users(entry.pool_users())
+        if entry.verified_generation is None and self._on_new_pool is not None:
+            self._on_new_pool(*key)  # before the first verify: nothing can start yet
         if entry.verified_generation != generation:
             await self.verify(key)
 

@@ -116,6 +116,14 @@ class BotService:
     def bots_of_account(self, namespace: str, account: str) -> list[Key]:
         return self.cache.bots_of_account(namespace, account)
 
+    def adopt_all(self, namespace: str, account: str) -> None:
+        """A ZoomAccount just observed (e.g. after a restart): its pool takes the claims of
+        every running attempt the cache already knows, before any new bot can start."""
+        for key in self.cache.bots_of_account(namespace, account):
+            record = self.cache.get(key)
+            if record is not None and record.body is not None:
+                self._adopt_user(record.body)
+
     async def stop(self) -> None:
         await self.queue.stop()
 

@@ -40,6 +40,8 @@ from meetingbot_operator.observed import (
 
 # A bot waiting for a service user looks again this often (and at once when the pool changes).
 NO_USER_RECHECK_SECONDS = 2.0
+# After a start, a capped pool gives no user out for this long (see _maybe_start).
+POOL_SETTLE = timedelta(seconds=5)
 IMAGE_PULL_FAILURES = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 )
@@ -234,6 +236,13 @@ def _maybe_start(
     if status.next_attempt_at is not None and now < status.next_attempt_at:
         plan.requeue_after = (status.next_attempt_at - now).total_seconds()
         return
+    if zak and account.max_per_user and observed.operator_started is not None:
+        # Just (re)started: the claims of running bots come from the watches' first lists;
+        # a capped pool waits for them before it gives a user out.
+        settled = observed.operator_started + POOL_SETTLE
+        if now < settled:
+            plan.requeue_after = (settled - now).total_seconds()
+            return
     if zak:
         user = pick_user(
             bot.spec.user, account.users, meta.uid, dict(account.loads), account.max_per_user

@@ -32,6 +32,8 @@ class Runtime:
             settings,
             on_change=self._account_changed,
             observe_zoom_call=metrics.observe_zoom_call,
+            # Called only once bots exist: the pool of a new account takes their claims.
+            on_new_pool=lambda namespace, name: self.bots.adopt_all(namespace, name),
         )
         self.events = EventRecorder(kube, settings.events_per_second)
         self.bots = BotService(

@@ -476,3 +476,12 @@ def test_a_refusal_about_the_user_moves_the_bot_on_at_once_and_costs_nothing() -
     assert plan.status.start_failures == 0 and plan.status.next_attempt_at is None
     assert plan.requeue_after is not None and plan.requeue_after < 1
     assert not [e for e in plan.events if e.type == "Warning"]  # not a failure of the bot
+
+
+def test_a_capped_pool_waits_for_the_first_lists_after_a_restart() -> None:
+    account = pool_account(("a",), {"a": 0}, cap=1)
+    just = observe(account=account, operator_started=NOW - timedelta(seconds=1))
+    plan = decide(bot(), META, just, TIMING)
+    assert plan.actions == [] and plan.requeue_after == pytest.approx(4)
+    later = observe(account=account, operator_started=NOW - timedelta(seconds=10))
+    assert decide(bot(), META, later, TIMING).actions[0].user == "a"
