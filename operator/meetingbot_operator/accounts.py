@@ -172,9 +172,7 @@ class AccountService:
             elif entry.pool.due() and entry.client is not None:
                 await self._recheck_users(key, entry)
             elif entry.pool.version != entry.written_version:
-                await self._write_status(
-                    key, entry, list(entry.body.get("status", {}).get("scopes") or [])
-                )
+                await self._write_status(key, entry)
 
     def user_refused(self, namespace: str, name: str, user: str, error: ZoomError) -> None:
         """Zoom refused `user` for a reason about the user: it is Unavailable until a check
@@ -254,16 +252,14 @@ class AccountService:
                 "creating a service user failed",
                 extra={"account": "/".join(key), "reason": error.reason},
             )
-            await self._write_status(
-                key, entry, list(entry.body.get("status", {}).get("scopes") or [])
-            )
+            await self._write_status(key, entry)
             await asyncio.sleep(PROVISION_BACKOFF_SECONDS)  # one run at a time: this paces it
             return
         except Exception:
             log.exception("provisioning failed", extra={"account": "/".join(key)})
             await asyncio.sleep(PROVISION_BACKOFF_SECONDS)
             return
-        await self._write_status(key, entry, list(entry.body.get("status", {}).get("scopes") or []))
+        await self._write_status(key, entry)
         await self._on_change(*key)
 
     def zak_refused(self, namespace: str, name: str, user: str) -> None:
@@ -291,7 +287,7 @@ class AccountService:
                 entry.pool.still_unavailable(
                     user, Reason.ZOOM_USER_INACTIVE, f"Zoom says the user is {found.status}"
                 )
-        await self._write_status(key, entry, list(entry.body.get("status", {}).get("scopes") or []))
+        await self._write_status(key, entry)
         await self._on_change(*key)
 
     async def verify(self, key: Key) -> None:
@@ -421,7 +417,10 @@ class AccountService:
             raise _MissingSecret(f"Secret {name!r} lacks keys: {', '.join(missing)}")
         return {k: data[k] for k in keys}
 
-    async def _write_status(self, key: Key, entry: AccountEntry, scopes: list[str]) -> None:
+    async def _write_status(
+        self, key: Key, entry: AccountEntry, scopes: list[str] | None = None
+    ) -> None:
+        """The Ready condition and the pool; `scopes` from a verification (None: as they are)."""
         now = datetime.now(UTC)
         old = ZoomAccountStatus.model_validate(entry.body.get("status") or {})
         status = old.model_copy(deep=True)
@@ -435,8 +434,9 @@ class AccountService:
             now=now,
         )
         status.observed_generation = entry.generation
-        status.scopes = scopes
-        status.last_verified_time = now
+        if scopes is not None:  # a verification: not a pool update
+            status.scopes = scopes
+            status.last_verified_time = now
         views = entry.pool.view()
         status.users = [
             ServiceUserStatus.model_validate(

@@ -12,7 +12,7 @@ from typing import Any
 from devenv.cluster import cluster, node
 from devenv.zoomsim import SimAdmin
 from meetingbot_contract import BotResult
-from tests.support.operator_fixtures import MERGE_PATCH, Bots, Kube, wait_for
+from tests.support.operator_fixtures import Bots, Kube, patch_account, wait_for
 from tests.support.specs import bot_spec
 
 
@@ -81,11 +81,7 @@ async def test_a_missing_image_fails_once_without_a_retry_storm(
     kube: Kube, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, image: str
 ) -> None:
     missing = image.rsplit(":", 1)[0] + ":missing"
-    await kube.custom.patch_namespaced_custom_object(
-        "meetingbot.dev", "v1alpha1", namespace, "zoomaccounts", "main",
-        {"spec": {"botImages": [image, missing]}},
-        _content_type=MERGE_PATCH,
-    )  # fmt: skip
+    await patch_account(kube, namespace, {"botImages": [image, missing]})
     number = sim.create_meeting(zoom["id"])["number"]
     await bots.apply("nothing", on_node(missing, number))
     status = await bots.wait_phase("nothing", "Failed", "Succeeded", timeout=120)

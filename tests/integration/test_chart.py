@@ -22,10 +22,10 @@ from devenv.operator_process import install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
 from tests.support.chart import CHART, NON_DEFAULT, RELEASE, SYSTEM, helm, values_file
 from tests.support.operator_fixtures import (
-    MERGE_PATCH,
     Bots,
     Kube,
     account_ready,
+    patch_account,
     wait_for,
     zoom_account,
 )
@@ -341,11 +341,7 @@ async def test_the_operator_pod_runs_on_the_charts_rbac_and_needs_all_of_it(
     await wait_for(deleted, 60, what="TTL deletion")
     # 2. a bot whose image cannot be pulled: Failed once, the stuck pod deleted
     missing = running.values["bot"]["image"].rsplit(":", 1)[0] + ":missing"
-    await kube.custom.patch_namespaced_custom_object(
-        "meetingbot.dev", "v1alpha1", namespace, "zoomaccounts", "main",
-        {"spec": {"botImages": [running.values["bot"]["image"], missing]}},
-        _content_type=MERGE_PATCH,
-    )  # fmt: skip
+    await patch_account(kube, namespace, {"botImages": [running.values["bot"]["image"], missing]})
     stuck = bot_spec(sim.create_meeting(zoom["id"])["number"], on_kwok=False)
     await bots.apply("stuck", {**stuck, "podTemplate": {"image": missing}})
     status = await bots.wait_phase("stuck", "Failed", timeout=90)

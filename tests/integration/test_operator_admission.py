@@ -15,11 +15,11 @@ from devenv.cluster import cluster
 from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
 from tests.support.operator_fixtures import (
-    MERGE_PATCH,
     SECRET_USE_LABEL,
     Bots,
     Kube,
     account_ready,
+    patch_account,
     zoom_account,
 )
 from tests.support.specs import bot_spec
@@ -192,15 +192,7 @@ async def test_missing_and_wrong_credentials_give_clear_conditions(
     zoom = await zoom_account(kube, namespace, sim, zoomsim.url)
     await account_ready(kube, namespace)
     await kube.core.delete_namespaced_secret("main-api", namespace)
-    await kube.custom.patch_namespaced_custom_object(
-        "meetingbot.dev",
-        "v1alpha1",
-        namespace,
-        "zoomaccounts",
-        "main",
-        {"spec": {"plan": "business"}},
-        _content_type=MERGE_PATCH,
-    )
+    await patch_account(kube, namespace, {"plan": "business"})
 
     async def ready_because(reason: str, timeout: float) -> dict[str, Any]:
         return await account_ready(

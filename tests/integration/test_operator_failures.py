@@ -11,7 +11,6 @@ import pytest
 
 from devenv.zoomsim import SimAdmin, ZoomSim
 from tests.support.operator_fixtures import (
-    MERGE_PATCH,
     SECRET_USE_LABEL,
     Bots,
     Kube,
@@ -68,16 +67,7 @@ async def test_permanent_failures_end_in_failed_without_retry(
             email = sim.add_user(zoom["id"], email="new@bots.example.com", status="pending")[
                 "email"
             ]
-        users = {"spec": {"users": [zoom["users"][0]["email"], email]}}
-        await kube.custom.patch_namespaced_custom_object(
-            "meetingbot.dev",
-            "v1alpha1",
-            namespace,
-            "zoomaccounts",
-            "main",
-            users,
-            _content_type=MERGE_PATCH,
-        )
+        await patch_account(kube, namespace, {"users": [zoom["users"][0]["email"], email]})
         await account_ready(
             kube, namespace, predicate=lambda r: r["observedGeneration"] == 2, timeout=20
         )
