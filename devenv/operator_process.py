@@ -42,6 +42,7 @@ class OperatorProcess:
         self.report_port = free_port()
         self.metrics_port = free_port()
         self.health_port = free_port()
+        self.oauth_port = free_port()
         self.report_key = uuid.uuid4().hex
         self.settings = settings
         self.process: subprocess.Popen[bytes] | None = None
@@ -49,6 +50,11 @@ class OperatorProcess:
     @property
     def report_url(self) -> str:
         return f"http://{self.report_host}:{self.report_port}"
+
+    @property
+    def oauth_url(self) -> str:
+        """Where a browser on this machine opens ZoomUserGrants' pages (the public URL)."""
+        return f"http://{self.report_host}:{self.oauth_port}"
 
     @property
     def metrics_url(self) -> str:
@@ -64,6 +70,8 @@ class OperatorProcess:
                 "MEETINGBOT_REPORT_PORT": str(self.report_port),
                 "MEETINGBOT_METRICS_PORT": str(self.metrics_port),
                 "MEETINGBOT_HEALTH_PORT": str(self.health_port),
+                "MEETINGBOT_OAUTH_PORT": str(self.oauth_port),
+                "MEETINGBOT_OAUTH_PUBLIC_URL": self.oauth_url,
                 "MEETINGBOT_REPORT_KEY": self.report_key,
                 "MEETINGBOT_LOG_FORMAT": "json",
                 "MEETINGBOT_LOG_LEVEL": "DEBUG",
@@ -130,6 +138,15 @@ class OperatorProcess:
                 "--timeout=120s",
                 timeout=130,
             )
+        except Exception:
+            # An operator that never watched must not linger: a second one in the next run
+            # would take the bots' reports for missing (two operators, two report servers).
+            self.stop()
+            tail = self.log_path.read_text(errors="replace").splitlines()[-20:]
+            raise RuntimeError(
+                f"the operator did not watch {namespace} within 120s; its log ends:\n"
+                + "\n".join(tail)
+            ) from None
         finally:
             cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 

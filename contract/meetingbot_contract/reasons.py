@@ -29,6 +29,9 @@ class Reason(StrEnum):
     REGISTRATION_REQUIRED = "RegistrationRequired"
     ZAK_INVALID = "ZakInvalid"
     OBF_INVALID = "ObfTokenInvalid"
+    # 4014/4015: the OBF token was refused (expired, or for another meeting): a new attempt
+    # mints a new one for this meeting.
+    OBF_TOKEN_REJECTED = "ObfTokenRejected"  # noqa: S105 - a reason, not a password
     OBF_USER_NOT_IN_MEETING = "ObfUserNotInMeeting"
     # OBF: Zoom removed the bot because its authorizing user left (4019): the bot's job is done.
     AUTHORIZING_USER_LEFT = "AuthorizingUserLeft"
@@ -53,6 +56,11 @@ class Reason(StrEnum):
     ZOOM_ACCOUNT_NOT_FOUND = "ZoomAccountNotFound"
     ZOOM_ACCOUNT_NOT_READY = "ZoomAccountNotReady"
     USER_NOT_IN_ACCOUNT = "ZoomUserNotInAccount"
+    # OBF grants (ZoomUserGrant): the bot waits until the grant is Ready.
+    GRANT_NOT_FOUND = "ZoomUserGrantNotFound"
+    GRANT_NOT_READY = "ZoomUserGrantNotReady"
+    # auth: auto found the meeting outside the account and no grant to join on behalf of.
+    OBF_REQUIRED = "ObfRequiredForExternalMeeting"
     # Every service user is Unavailable or serves maxBotsPerUser bots: the bot waits.
     NO_SERVICE_USER_AVAILABLE = "NoServiceUserAvailable"
     SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 - a reason, not a password
@@ -95,6 +103,7 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.REGISTRATION_REQUIRED: False,
     Reason.ZAK_INVALID: True,  # e.g. signed out from all devices: a fresh ZAK may work
     Reason.OBF_INVALID: False,
+    Reason.OBF_TOKEN_REJECTED: True,
     Reason.OBF_USER_NOT_IN_MEETING: True,
     Reason.AUTHORIZING_USER_LEFT: False,
     Reason.SIGNATURE_INVALID: False,
@@ -116,6 +125,9 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.ZOOM_ACCOUNT_NOT_FOUND: True,
     Reason.ZOOM_ACCOUNT_NOT_READY: True,
     Reason.USER_NOT_IN_ACCOUNT: False,
+    Reason.GRANT_NOT_FOUND: True,
+    Reason.GRANT_NOT_READY: True,
+    Reason.OBF_REQUIRED: False,
     Reason.NO_SERVICE_USER_AVAILABLE: True,
     Reason.SECRET_NOT_FOUND: True,
     Reason.SECRET_NOT_ALLOWED: False,
@@ -197,8 +209,8 @@ SDK_ERROR_REASONS: dict[int, Reason] = {
     4011: Reason.CROSS_ACCOUNT_NOT_ALLOWED,
     4012: Reason.AUTHENTICATION_REQUIRED,
     4013: Reason.OBF_INVALID,
-    4014: Reason.OBF_INVALID,
-    4015: Reason.OBF_INVALID,
+    4014: Reason.OBF_TOKEN_REJECTED,  # invalid or expired: minted again for the next attempt
+    4015: Reason.OBF_TOKEN_REJECTED,  # for another meeting
     4017: Reason.OBF_USER_NOT_IN_MEETING,
     4016: Reason.ZAK_INVALID,  # "recording token expired": retried with fresh tokens
     4018: Reason.OBF_INVALID,

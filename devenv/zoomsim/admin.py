@@ -113,6 +113,21 @@ async def set_user_status(request: web.Request) -> web.Response:
     return web.json_response(user.public())
 
 
+async def delete_user(request: web.Request) -> web.Response:
+    """An admin deletes the user in Zoom's web portal (what `DELETE /v2/users` does)."""
+    world = request.app[WORLD]
+    user = _user(world, request.match_info["user_id"])
+    world.delete_user(world.accounts[user.account_id], user)
+    return web.Response(status=204)
+
+
+async def deauthorize(request: web.Request) -> web.Response:
+    """The user removes the app from their Zoom account: its refresh tokens stop working."""
+    world = request.app[WORLD]
+    user = _user(world, request.match_info["user_id"])
+    return web.json_response({"revoked": world.deauthorize(user.id)})
+
+
 async def sign_out(request: web.Request) -> web.Response:
     world = request.app[WORLD]
     user = _user(world, request.match_info["user_id"])
@@ -263,6 +278,8 @@ def routes() -> list[web.RouteDef]:
         web.get("/sim/accounts/{account_id}/users", list_account_users),
         web.post("/sim/users/{user_id}/status/{status}", set_user_status),
         web.post("/sim/users/{user_id}/signout", sign_out),
+        web.delete("/sim/users/{user_id}", delete_user),
+        web.post("/sim/users/{user_id}/deauthorize", deauthorize),
         web.post("/sim/users/{user_id}/authorize", authorize_user),
         web.post("/sim/meetings", create_meeting),
         web.get("/sim/meetings/{number}", get_meeting),

@@ -35,6 +35,13 @@ class SimAdmin:
     def set_user_status(self, user_id: str, status: str) -> dict[str, Any]:
         return dict(self._json("POST", f"/sim/users/{user_id}/status/{status}"))
 
+    def delete_user(self, user_id: str) -> None:
+        self._json("DELETE", f"/sim/users/{user_id}")
+
+    def deauthorize(self, user_id: str) -> int:
+        """The user removes the app: every refresh token of theirs stops working."""
+        return int(self._json("POST", f"/sim/users/{user_id}/deauthorize")["revoked"])
+
     def sign_out_everywhere(self, user_id: str) -> int:
         return int(self._json("POST", f"/sim/users/{user_id}/signout")["revoked"])
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from devenv.zoomsim import user_oauth
 from devenv.zoomsim.state import (
     DAILY_CREATE_CAP,
     TOKEN_MAX_TTL,
@@ -33,6 +34,8 @@ USER_READ_SCOPES = ("user:read:admin", "user:read:user:admin", "user:read:list_u
 USER_WRITE_SCOPES = ("user:write:admin", "user:write:user:admin", "user:delete:user:admin")
 OBF_SCOPES = ("user:read:token",)
 MY_ZAK_SCOPES = ("user:read:zak", "user_zak:read")  # granular, and the classic name
+ME_SCOPES = ("user:read:user", "user:read")
+MEETING_READ_SCOPES = ("meeting:read:admin", "meeting:read:meeting:admin")
 
 
 def zoom_error(status: int, code: int, message: str, **headers: str) -> web.Response:
@@ -73,6 +76,10 @@ async def oauth_token(request: web.Request) -> web.Response:
     fault = await apply_faults(world, str(params.get("account_id", "-")), "oauth")
     if fault is not None:
         return fault
+    if params.get("grant_type") == "authorization_code":
+        return user_oauth.exchange_code(world, _basic_auth(request), params)
+    if params.get("grant_type") == "refresh_token":
+        return user_oauth.refresh(world, _basic_auth(request), params)
     if params.get("grant_type") != "account_credentials":
         return _oauth_error(4705, "unsupported_grant_type", "Unsupported grant type")
     account_id = str(params.get("account_id", ""))
@@ -373,8 +380,51 @@ async def delete_user(request: web.Request) -> web.Response:
         return zoom_error(404, 1001, f"User does not exist: {request.match_info['user_id']}.")
     if request.query.get("action", "disassociate") not in ("disassociate", "delete"):
         return zoom_error(400, 300, "Invalid action.")
-    del account.users[user.id]
+    gate.world.delete_user(account, user)
     return web.Response(status=204)
+
+
+async def me(request: web.Request) -> web.Response:
+    """`GET /v2/users/me` with a user-level token: who authorized the app."""
+    gate = Gate(request, "me", "Light")
+    grant = await gate.open(ME_SCOPES, user_token=True)
+    if isinstance(grant, web.Response):
+        return grant
+    user = gate.world.accounts[grant.account_id].users.get(grant.user_id or "")
+    if user is None:
+        return zoom_error(404, 1001, "User does not exist: me.")
+    return web.json_response(user.public())
+
+
+async def get_meeting(request: web.Request) -> web.Response:
+    """`GET /v2/meetings/{meetingId}` with the account's token: only the account's own
+    meetings are found; another account's meeting is "not found" (3001), as in Zoom."""
+    gate = Gate(request, "meeting", "Light")
+    grant = await gate.open(MEETING_READ_SCOPES)
+    if isinstance(grant, web.Response):
+        return grant
+    number = request.match_info["meeting_id"]
+    meeting = gate.world.meetings.get(number)
+    if meeting is None or meeting.account_id != grant.account_id:
+        return zoom_error(404, 3001, f"Meeting does not exist: {number}.")
+    host = next(iter(gate.world.accounts[meeting.account_id].users.values()), None)
+    return web.json_response(
+        {
+            "id": int(number),
+            "host_id": host.id if host else "",
+            "type": 2,
+            "status": "started" if not meeting.ended else "finished",
+            "settings": {"waiting_room": meeting.waiting_room},
+        }
+    )
+
+
+async def authorize_page(request: web.Request) -> web.Response:
+    return await user_oauth.authorize_page(request, request.app[WORLD])
+
+
+async def authorize_submit(request: web.Request) -> web.Response:
+    return await user_oauth.authorize_submit(request, request.app[WORLD])
 
 
 async def my_zak(request: web.Request) -> web.Response:
@@ -393,7 +443,11 @@ async def my_zak(request: web.Request) -> web.Response:
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/oauth/token", oauth_token),
+        web.get("/oauth/authorize", authorize_page),
+        web.post("/oauth/authorize", authorize_submit),
         web.get("/v2/users/me/zak", my_zak),
+        web.get("/v2/users/me", me),
+        web.get("/v2/meetings/{meeting_id}", get_meeting),
         web.get("/v2/users/{user_id}/token", user_token),
         web.get("/v2/users", list_users),
         web.post("/v2/users", create_user),

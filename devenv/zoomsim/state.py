@@ -36,6 +36,9 @@ TOKEN_MAX_TTL = 365 * 24 * 3600
 SIGNATURE_MIN_LIFETIME = 1800
 SIGNATURE_MAX_LIFETIME = 48 * 3600
 ADMIN_SCOPES = ("user:read:admin", "user:write:admin")
+USER_APP_SCOPES = ("user:read:token", "user:read:user")
+AUTH_CODE_SECONDS = 300  # an authorization code lives five minutes and is used once
+REFRESH_TOKEN_SECONDS = 90 * 24 * 3600
 
 
 def new_token(prefix: str) -> str:
@@ -88,6 +91,12 @@ class Account:
     managed_domains: tuple[str, ...] = ()
     isv_partner: bool = False
     sso_enabled: bool = False
+    # The account's user-managed ("General") OAuth app, for OBF: users of any account may
+    # authorize it; Zoom redirects only to the URLs on its allow list (ZOOM.md §4).
+    user_client_id: str = ""
+    user_client_secret: str = ""
+    redirect_urls: tuple[str, ...] = ()
+    user_scopes: tuple[str, ...] = USER_APP_SCOPES
     users: dict[str, User] = field(default_factory=dict)
 
     def find_user(self, key: str) -> User | None:
@@ -105,6 +114,30 @@ class AccessGrant:
     scopes: tuple[str, ...]
     expires_at: float
     user_id: str | None = None
+
+
+@dataclass
+class AuthCode:
+    """An authorization code: bound to the app, the redirect URL and the PKCE challenge."""
+
+    account_id: str  # the app's account
+    user_id: str
+    user_account_id: str
+    redirect_uri: str
+    challenge: str
+    expires_at: float
+
+
+@dataclass
+class RefreshGrant:
+    """A user's authorization of an app, as one refresh token. Each refresh rotates it: the
+    old token stops working at once (ZOOM.md §4)."""
+
+    app_account_id: str
+    user_id: str
+    user_account_id: str
+    scopes: tuple[str, ...]
+    expires_at: float
 
 
 @dataclass
@@ -204,7 +237,17 @@ class JoinError(Exception):
 
 
 # An account's generated identifiers: given explicitly, or made up.
-IDS = frozenset({"id", "client_id", "client_secret", "sdk_key", "sdk_secret"})
+IDS = frozenset(
+    {
+        "id",
+        "client_id",
+        "client_secret",
+        "sdk_key",
+        "sdk_secret",
+        "user_client_id",
+        "user_client_secret",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -239,6 +282,8 @@ class World:
         self.daily_creates: Counter[tuple[str, int]] = Counter()
         self.random = random.Random(seed)
         self.issued_secrets: list[str] = []  # every token handed out, for leak checks in tests
+        self.auth_codes: dict[str, AuthCode] = {}
+        self.refresh_tokens: dict[str, RefreshGrant] = {}
 
     # --- accounts, users ----------------------------------------------------------------
 
@@ -252,6 +297,8 @@ class World:
             client_secret=fields.pop("client_secret", None) or secrets.token_urlsafe(24),
             sdk_key=fields.pop("sdk_key", None) or secrets.token_hex(10),
             sdk_secret=fields.pop("sdk_secret", None) or secrets.token_urlsafe(24),
+            user_client_id=fields.pop("user_client_id", None) or secrets.token_hex(10),
+            user_client_secret=fields.pop("user_client_secret", None) or secrets.token_urlsafe(24),
             **rest,
         )
         self.accounts[account.id] = account
@@ -268,6 +315,12 @@ class World:
             user.pic_url = f"/sim/avatars/{user.id}.png"
         account.users[user.id] = user
         return user
+
+    def delete_user(self, account: Account, user: User) -> None:
+        """A deleted (or disassociated) user's ZAKs stop working with it: a join with one is
+        refused as an invalid ZAK, like any ZAK Zoom no longer knows."""
+        self.sign_out_everywhere(user.id)
+        del account.users[user.id]
 
     def account_for_sdk_key(self, key: str) -> Account | None:
         return next((a for a in self.accounts.values() if a.sdk_key == key), None)
@@ -287,6 +340,53 @@ class World:
         self.tokens[token] = IssuedToken(kind, user.id, user.account_id, time.time() + ttl, meeting)
         self.issued_secrets.append(token)
         return token
+
+    # --- user OAuth (the authorization code grant with PKCE, for OBF) ----------------------
+
+    def app_for_client(self, client_id: str) -> Account | None:
+        return next((a for a in self.accounts.values() if a.user_client_id == client_id), None)
+
+    def find_any_user(self, key: str) -> User | None:
+        """The authorizing user may belong to any account (the meeting's, typically)."""
+        for account in self.accounts.values():
+            user = account.find_user(key)
+            if user is not None:
+                return user
+        return None
+
+    def new_code(self, app: Account, user: User, redirect_uri: str, challenge: str) -> str:
+        code = secrets.token_urlsafe(24)
+        self.auth_codes[code] = AuthCode(
+            app.id,
+            user.id,
+            user.account_id,
+            redirect_uri,
+            challenge,
+            time.time() + AUTH_CODE_SECONDS,
+        )
+        return code
+
+    def user_tokens(
+        self, app: Account, user_id: str, user_account_id: str, scopes: tuple[str, ...]
+    ) -> tuple[str, str]:
+        """An access token (the user's) and a fresh refresh token for `app`."""
+        access = self.grant(self.accounts[user_account_id], scopes, user_id=user_id)
+        refresh = new_token("simrt_")
+        self.refresh_tokens[refresh] = RefreshGrant(
+            app.id, user_id, user_account_id, scopes, time.time() + REFRESH_TOKEN_SECONDS
+        )
+        self.issued_secrets.append(refresh)
+        return access, refresh
+
+    def deauthorize(self, user_id: str) -> int:
+        """The user removed the app (or an admin did): its refresh tokens and the user's
+        access tokens stop working."""
+        gone = [t for t, g in self.refresh_tokens.items() if g.user_id == user_id]
+        for token in gone:
+            del self.refresh_tokens[token]
+        for token in [t for t, g in self.grants.items() if g.user_id == user_id]:
+            del self.grants[token]
+        return len(gone)
 
     def sign_out_everywhere(self, user_id: str) -> int:
         """Zoom's "sign me out from all devices": every ZAK of the user stops working."""
@@ -407,7 +507,10 @@ class World:
             or issued.expires_at < time.time()
         ):
             raise JoinError(3265, "The ZAK is invalid or expired.")
-        return self.accounts[issued.account_id].users[issued.user_id]
+        user = self.accounts[issued.account_id].users.get(issued.user_id)
+        if user is None:  # deleted since: its ZAKs went with it
+            raise JoinError(3265, "The ZAK is invalid or expired.")
+        return user
 
     def _check_obf(self, token: str, meeting: Meeting) -> User:
         issued = self.tokens.get(token)

@@ -28,7 +28,7 @@ from meetingbot_operator import metrics
 from meetingbot_operator.conditions import set_condition
 from meetingbot_operator.kube import Kube
 from meetingbot_operator.models import ServiceUserStatus, ZoomAccountSpec, ZoomAccountStatus
-from meetingbot_operator.observed import NOT_READY_RECHECK_SECONDS, AccountState
+from meetingbot_operator.observed import NOT_READY_RECHECK_SECONDS, AccountState, MeetingOwner
 from meetingbot_operator.pool import UserPool
 from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, usable
 from meetingbot_operator.settings import Settings, endpoint_allowed
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 SDK_KEYS = ("sdkKey", "sdkSecret")
 API_KEYS = ("accountId", "clientId", "clientSecret")
 ZAK_SCOPES = {"user:read:admin", "user:read:token:admin", "user:read:token"}
+# auth: auto's meeting lookups: kept this long, this many per account.
+MEETING_CACHE_SECONDS = 3600.0
+MEETING_CACHE_SIZE = 1000
 
 Key = tuple[str, str]
 
@@ -76,6 +79,8 @@ class AccountEntry:
     provisioned: tuple[str, ...] = ()
     provisioning: asyncio.Task[None] | None = None
     provision_error: str = ""
+    # auth: auto: meeting number -> (whose meeting, until when), bounded (lookup_meeting).
+    meetings: dict[str, tuple[MeetingOwner, float]] = field(default_factory=dict)
 
     def pool_users(self) -> tuple[str, ...]:
         listed = tuple(self.spec.users)
@@ -267,6 +272,36 @@ class AccountService:
         entry = self.entries.get((namespace, name))
         if entry is not None:
             entry.zaks.pop(user, None)
+
+    def meeting_owner(self, namespace: str, name: str, number: str) -> MeetingOwner | None:
+        """What a lookup found for this meeting (auth: auto), while it is fresh."""
+        entry = self.entries.get((namespace, name))
+        found = entry.meetings.get(number) if entry else None
+        if found is None or found[1] < time.monotonic():
+            return None
+        return found[0]
+
+    async def lookup_meeting(self, namespace: str, name: str, number: str) -> None:
+        """`GET /meetings/{id}` with the account's token, cached per meeting. A missing scope
+        is an answer too (UNKNOWN); any other failure leaves nothing cached (looked up again)."""
+        entry = self.entries.get((namespace, name))
+        if entry is None or entry.client is None:
+            return
+        try:
+            own = await entry.client.meeting_is_own(number)
+        except ZoomError as error:
+            if error.reason != Reason.ZOOM_SCOPE_MISSING:
+                log.warning(
+                    "meeting lookup failed",
+                    extra={"account": f"{namespace}/{name}", "reason": error.reason},
+                )
+                return
+            owner = MeetingOwner.UNKNOWN
+        else:
+            owner = MeetingOwner.OWN if own else MeetingOwner.EXTERNAL
+        if len(entry.meetings) >= MEETING_CACHE_SIZE:
+            entry.meetings.pop(next(iter(entry.meetings)))  # the oldest entry
+        entry.meetings[number] = (owner, time.monotonic() + MEETING_CACHE_SECONDS)
 
     def pool(self, namespace: str, name: str) -> UserPool | None:
         entry = self.entries.get((namespace, name))

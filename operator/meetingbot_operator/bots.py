@@ -28,16 +28,19 @@ from meetingbot_operator.accounts import AccountService
 from meetingbot_operator.cache import BotCache, BotRecord, Key, older
 from meetingbot_operator.decide import ActionKind, Decision, Timing, decide, spec_invalid
 from meetingbot_operator.executor import AttemptExecutor
+from meetingbot_operator.grants import GrantService
 from meetingbot_operator.kube import Kube
 from meetingbot_operator.models import (
     RUNNING_PHASES,
     TERMINAL_PHASES,
+    BotAuth,
     MeetingBot,
     MeetingBotStatus,
     Phase,
     first_error,
+    meeting_number,
 )
-from meetingbot_operator.observed import AttemptStarted, Meta, Observed
+from meetingbot_operator.observed import AccountState, AttemptStarted, GrantState, Meta, Observed
 from meetingbot_operator.reports import Receipt, ReportTokens
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.workqueue import WorkQueue
@@ -56,16 +59,18 @@ class BotService:
         kube: Kube,
         accounts: AccountService,
         settings: Settings,
+        grants: GrantService,
         tokens: ReportTokens,
         post_event: EventSink,
     ) -> None:
         self.kube = kube
         self.accounts = accounts
+        self.grants = grants
         self.tokens = tokens
         self.post_event = post_event
         self.cache = BotCache()
         self.queue = WorkQueue(self.reconcile)
-        self.executor = AttemptExecutor(kube, accounts, settings, tokens)
+        self.executor = AttemptExecutor(kube, accounts, grants, settings, tokens)
         self.started_at = datetime.now(UTC)
         self.timing = Timing(
             start_lead=timedelta(seconds=settings.start_lead_seconds),
@@ -116,6 +121,9 @@ class BotService:
     def bots_of_account(self, namespace: str, account: str) -> list[Key]:
         return self.cache.bots_of_account(namespace, account)
 
+    def bots_of_grant(self, namespace: str, grant: str) -> list[Key]:
+        return self.cache.bots_of_grant(namespace, grant)
+
     def adopt_all(self, namespace: str, account: str) -> None:
         """A ZoomAccount just observed (e.g. after a restart): its pool takes the claims of
         every running attempt the cache already knows, before any new bot can start."""
@@ -145,8 +153,9 @@ class BotService:
             # in the status once, rather than retrying something that cannot work.
             await self._spec_invalid(record, meta, error)
             return
-        decision = decide(bot, meta, self._observed(record, meta, bot), self.timing)
-        self._hold_user(bot, meta, decision)
+        observed = self._observed(record, meta, bot)
+        decision = decide(bot, meta, observed, self.timing)
+        self._hold_user(bot, meta, decision, observed.account)
         if log.isEnabledFor(logging.DEBUG):  # a hot path in bursts: build the record only if shown
             log.debug(
                 "decided",
@@ -169,12 +178,21 @@ class BotService:
             if pool is not None:
                 pool.adopt(body["metadata"]["uid"], user)
 
-    def _hold_user(self, bot: MeetingBot, meta: Meta, decision: Decision) -> None:
+    def _hold_user(
+        self, bot: MeetingBot, meta: Meta, decision: Decision, account: AccountState | None
+    ) -> None:
         """The pool's claims follow the attempts: a running attempt holds its service user
-        (adopted again after a restart), anything else holds none (pool.py)."""
+        (adopted again after a restart), anything else holds none (pool.py). An attempt about
+        to start holds its user from the decision on, before any await: the bots decided next
+        in a burst see the load and spread over the users."""
         pool = self.accounts.pool(meta.namespace, bot.spec.account_ref.name)
         if pool is None:
             return
+        for action in decision.actions:
+            if action.kind == ActionKind.START_ATTEMPT and action.user and not bot.spec.user:
+                # Refused when the user filled up meanwhile: the executor's own claim then
+                # fails too, and the bot is decided again (NoServiceUserAvailable).
+                pool.claim(meta.uid, action.user, account.max_per_user if account else None)
         status = decision.status
         if status.reason == Reason.NO_SERVICE_USER_AVAILABLE:
             self.accounts.want_more_users(meta.namespace, bot.spec.account_ref.name)
@@ -184,6 +202,12 @@ class BotService:
             pool.adopt(meta.uid, status.zoom_user)
         elif not any(a.kind == ActionKind.START_ATTEMPT for a in decision.actions):
             pool.release(meta.uid)
+
+    def _grant(self, meta: Meta, bot: MeetingBot) -> GrantState | None:
+        obf = bot.spec.obf
+        if obf is None or obf.grant_ref is None:
+            return None
+        return self.grants.state(meta.namespace, obf.grant_ref.name)
 
     def _observed(self, record: BotRecord, meta: Meta, bot: MeetingBot) -> Observed:
         result = record.attempt_result
@@ -198,6 +222,14 @@ class BotService:
             last_report_at=record.last_report_at if report else None,
             operator_started=self.started_at,
             secret_cleaned=record.secret_cleaned,
+            grant=self._grant(meta, bot),
+            meeting_owner=(
+                self.accounts.meeting_owner(
+                    meta.namespace, bot.spec.account_ref.name, meeting_number(bot.spec.meeting)
+                )
+                if bot.spec.auth == BotAuth.AUTO
+                else None
+            ),
             attempt_result=result,
         )
 
@@ -240,6 +272,14 @@ class BotService:
                 record.secret_cleaned = True
             elif action.kind == ActionKind.DELETE_BOT:
                 await self.executor.delete_bot(meta)
+            elif action.kind == ActionKind.LOOKUP_MEETING:
+                await self.accounts.lookup_meeting(
+                    meta.namespace, bot.spec.account_ref.name, meeting_number(bot.spec.meeting)
+                )
+                if self.accounts.meeting_owner(
+                    meta.namespace, bot.spec.account_ref.name, meeting_number(bot.spec.meeting)
+                ):
+                    self.queue.trigger(key)  # the next pass reads what was found
         if decision.requeue_after is not None and not starting:
             self.queue.later(key, decision.requeue_after)
 

@@ -140,6 +140,17 @@ class BotCache:
             and (r.body.get("spec") or {}).get("accountRef", {}).get("name") == account
         ]
 
+    def bots_of_grant(self, namespace: str, grant: str) -> list[Key]:
+        def named(body: dict[str, Any]) -> bool:
+            obf = (body.get("spec") or {}).get("obf") or {}
+            return bool((obf.get("grantRef") or {}).get("name") == grant)
+
+        return [
+            key
+            for key, r in self.records.items()
+            if key[0] == namespace and r.body is not None and named(r.body)
+        ]
+
 
 def controller_uid(body: dict[str, Any]) -> str | None:
     for owner in body["metadata"].get("ownerReferences") or []:

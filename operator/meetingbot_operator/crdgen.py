@@ -23,6 +23,8 @@ from meetingbot_operator.models import (
     MeetingBotStatus,
     ZoomAccountSpec,
     ZoomAccountStatus,
+    ZoomUserGrantSpec,
+    ZoomUserGrantStatus,
 )
 
 CATEGORY = "meetingbot"
@@ -180,6 +182,27 @@ def definitions() -> dict[str, dict[str, Any]]:
                     "priority": 1,
                 },
                 {"name": "Pod", "type": "string", "jsonPath": ".status.podName", "priority": 1},
+                age(),
+            ],
+        ),
+        "meetingbot.dev_zoomusergrants.yaml": crd(
+            "ZoomUserGrant",
+            "zoomusergrants",
+            ZoomUserGrantSpec,
+            ZoomUserGrantStatus,
+            short_names=["zug"],
+            description="A Zoom user's authorization of a user-managed OAuth app (for OBF): "
+            "the operator runs the authorization and keeps the grant's tokens fresh.",
+            columns=[
+                {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
+                {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason"},
+                {"name": "Email", "type": "string", "jsonPath": ".status.email"},
+                {
+                    "name": "URL",
+                    "type": "string",
+                    "jsonPath": ".status.authorizationUrl",
+                    "priority": 1,
+                },
                 age(),
             ],
         ),

@@ -22,6 +22,7 @@ from meetingbot_contract.reasons import ACCOUNT_LEVEL, SUCCESS, Reason, is_trans
 from meetingbot_operator.conditions import set_condition
 from meetingbot_operator.models import (
     TERMINAL_PHASES,
+    BotAuth,
     MeetingBot,
     MeetingBotStatus,
     Phase,
@@ -32,6 +33,7 @@ from meetingbot_operator.observed import (
     AccountState,
     AttemptRefused,
     AttemptStarted,
+    MeetingOwner,
     Meta,
     Observed,
     PodObservation,
@@ -94,6 +96,7 @@ class ActionKind(StrEnum):
     DELETE_POD = "DeletePod"
     DELETE_SECRET = "DeleteSecret"  # noqa: S105 - the join Secret, once no pod needs it
     DELETE_BOT = "DeleteBot"
+    LOOKUP_MEETING = "LookupMeeting"  # auth: auto (GET /meetings/{id}); the result is observed
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Action:
     attempt: int = 0
     pod_name: str = ""
     user: str | None = None
+    auth: AuthMode | None = None  # the mode the attempt joins with (auth: auto resolved)
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,8 @@ def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> D
     status.observed_generation = meta.generation
     phase = status.phase or Phase.PENDING
     plan = Decision(status=status)
+    if bot.spec.auth == BotAuth.AUTO and observed.meeting_owner == MeetingOwner.UNKNOWN:
+        _lookup_unavailable(bot, observed, plan)
 
     if phase in TERMINAL_PHASES:
         if not observed.secret_cleaned:
@@ -222,8 +228,13 @@ def _maybe_start(
         )
         plan.requeue_after = NOT_READY_RECHECK_SECONDS
         return
+    mode = _join_mode(bot, observed, plan)
+    if mode is None:
+        return
+    if mode == AuthMode.OBF and not _grant_ready(bot, observed, plan):
+        return
     user = None
-    zak = bot.spec.auth == AuthMode.ZAK
+    zak = mode == AuthMode.ZAK
     if zak and bot.spec.user and bot.spec.user not in (account.all_users or account.users):
         _fail(
             status,
@@ -252,7 +263,89 @@ def _maybe_start(
             _set_phase(status, Phase.PENDING, Reason.NO_SERVICE_USER_AVAILABLE, _no_user(account))
             plan.requeue_after = NO_USER_RECHECK_SECONDS
             return
-    plan.actions.append(Action(ActionKind.START_ATTEMPT, attempt=status.attempts + 1, user=user))
+    plan.actions.append(
+        Action(ActionKind.START_ATTEMPT, attempt=status.attempts + 1, user=user, auth=mode)
+    )
+
+
+# Zoom's policy, cited where auth: auto refuses an external meeting without a grant.
+POLICY = (
+    "since March 2026 Zoom lets Meeting SDK apps join meetings outside their own account only "
+    "with a ZAK, an OBF token or RTMS, and says ZAK sign-in is not for bots joining external "
+    "meetings while OBF is"
+)
+LOOKUP_RECHECK_SECONDS = 5.0
+
+
+def _join_mode(bot: MeetingBot, observed: Observed, plan: Decision) -> AuthMode | None:
+    """The mode an attempt joins with; for auth: auto, from the meeting's owner. None: not
+    now (the lookup is asked for, or the bot failed)."""
+    status, auth = plan.status, bot.spec.auth
+    if auth != BotAuth.AUTO:
+        return AuthMode(auth.value)
+    owner = observed.meeting_owner
+    if owner is None:
+        _set_phase(status, Phase.PENDING, None, "looking the meeting up (auth: auto)")
+        plan.actions.append(Action(ActionKind.LOOKUP_MEETING))
+        plan.requeue_after = LOOKUP_RECHECK_SECONDS  # again if the lookup fails
+        return None
+    number = bot.spec.meeting.number or "the meeting"
+    if owner == MeetingOwner.UNKNOWN:
+        # Said in a condition (decide); the spec decides: a grant → obf, else zak.
+        return AuthMode.OBF if bot.spec.obf else AuthMode.ZAK
+    if owner == MeetingOwner.OWN:
+        return AuthMode.ZAK
+    if bot.spec.obf is not None:
+        return AuthMode.OBF
+    message = (
+        f"meeting {number} is not one of this ZoomAccount's meetings, and no grant to join on "
+        f"behalf of a participant was given (spec.obf.grantRef): {POLICY}"
+    )
+    _fail(status, Reason.OBF_REQUIRED, message, observed.now)
+    plan.events.append(Event("Warning", Reason.OBF_REQUIRED, message))
+    return None
+
+
+def _lookup_unavailable(bot: MeetingBot, observed: Observed, plan: Decision) -> None:
+    """auth: auto could not look the meeting up: a condition of its own, on every pass (a
+    pass that starts an attempt writes no status), stable once written."""
+    plan.status.conditions = set_condition(
+        plan.status.conditions,
+        "MeetingLookedUp",
+        False,
+        "MeetingLookupUnavailable",
+        "the ZoomAccount's app lacks the scope meeting:read:meeting:admin (or "
+        "meeting:read:admin), so auth auto could not look the meeting up; it joins with "
+        + ("obf (a grant is given)" if bot.spec.obf else "zak"),
+        generation=plan.status.observed_generation,
+        now=observed.now,
+    )
+
+
+def _grant_ready(bot: MeetingBot, observed: Observed, plan: Decision) -> bool:
+    """OBF with a ZoomUserGrant waits, consuming nothing, until the grant is Ready."""
+    obf = bot.spec.obf
+    if obf is None or obf.grant_ref is None:
+        return True
+    grant = observed.grant
+    if grant is None:
+        _set_phase(
+            plan.status,
+            Phase.PENDING,
+            Reason.GRANT_NOT_FOUND,
+            f"ZoomUserGrant {obf.grant_ref.name!r} not found in this namespace",
+        )
+    elif not grant.ready:
+        _set_phase(
+            plan.status,
+            Phase.PENDING,
+            Reason.GRANT_NOT_READY,
+            f"ZoomUserGrant {obf.grant_ref.name!r} is not Ready ({grant.reason}): {grant.message}",
+        )
+    else:
+        return True
+    plan.requeue_after = NOT_READY_RECHECK_SECONDS  # and at once when the grant changes
+    return False
 
 
 def _follow_attempt(
@@ -279,7 +372,12 @@ def _follow_attempt(
             if status.phase == Phase.STARTING and stop is None:
                 # Meant to be created but never seen (the operator stopped in between): again.
                 plan.actions.append(
-                    Action(ActionKind.START_ATTEMPT, attempt=attempt, user=status.zoom_user)
+                    Action(
+                        ActionKind.START_ATTEMPT,
+                        attempt=attempt,
+                        user=status.zoom_user,
+                        auth=status.auth,
+                    )
                 )
                 return
             outcome = _stopped(stop) or (Reason.POD_DISRUPTED, f"pod {name} disappeared")
@@ -596,6 +694,7 @@ def started(bot: MeetingBot, meta: Meta, result: AttemptStarted) -> MeetingBotSt
     status.attempts = result.attempt
     status.pod_name = pod_name(meta.name, result.attempt)
     status.zoom_user = result.user
+    status.auth = result.auth or status.auth
     status.zak_expires_at = result.zak_expires_at or (old.zak_expires_at if again else None)
     status.started_at = (old.started_at if again else None) or result.at
     status.next_attempt_at = None

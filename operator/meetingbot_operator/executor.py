@@ -29,6 +29,7 @@ from meetingbot_contract.reasons import Reason
 from meetingbot_operator import children, metrics
 from meetingbot_operator.accounts import AccountEntry, AccountService
 from meetingbot_operator.decide import Action
+from meetingbot_operator.grants import GrantProblem, GrantService
 from meetingbot_operator.kube import Kube, NameTaken, api_message
 from meetingbot_operator.models import MeetingBot, meeting_number
 from meetingbot_operator.observed import AttemptRefused, AttemptResult, AttemptStarted, Meta
@@ -44,10 +45,16 @@ SHARED_FAILURE_SECONDS = 2.0
 
 class AttemptExecutor:
     def __init__(
-        self, kube: Kube, accounts: AccountService, settings: Settings, tokens: ReportTokens
+        self,
+        kube: Kube,
+        accounts: AccountService,
+        grants: GrantService,
+        settings: Settings,
+        tokens: ReportTokens,
     ) -> None:
         self.kube = kube
         self.accounts = accounts
+        self.grants = grants
         self.settings = settings
         self.tokens = tokens
 
@@ -92,7 +99,8 @@ class AttemptExecutor:
             self._release(bot, meta)
             reason, message = pod_refusal(error)
             return AttemptRefused(action.attempt, now, reason, message), False
-        return AttemptStarted(action.attempt, now, config.zoom_user, zak_expires), created
+        started = AttemptStarted(action.attempt, now, config.zoom_user, zak_expires, config.auth)
+        return started, created
 
     def _release(self, bot: MeetingBot, meta: Meta) -> None:
         pool = self.accounts.pool(meta.namespace, bot.spec.account_ref.name)
@@ -142,8 +150,9 @@ class AttemptExecutor:
             )
         zak = obf = None
         zak_expires: datetime | None = None
-        user = action.user if spec.auth == AuthMode.ZAK else None
-        if spec.auth == AuthMode.ZAK:
+        mode = action.auth or AuthMode(spec.auth.value)
+        user = action.user if mode == AuthMode.ZAK else None
+        if mode == AuthMode.ZAK:
             if user is None:
                 raise _StartProblem(Reason.USER_NOT_IN_ACCOUNT, "the ZoomAccount lists no users")
             # The user is held from here; the next pass releases it when the attempt is over.
@@ -164,14 +173,8 @@ class AttemptExecutor:
                     raise _AnotherUser(error.reason, error.message) from None
                 raise
             zak, zak_expires = minted.token, minted.expires_at
-        elif spec.auth == AuthMode.OBF:
-            assert spec.obf is not None
-            ref = spec.obf.user_token_secret_ref
-            user_token = SecretStr(
-                await self._secret_value(meta.namespace, ref.name, ref.key, SecretUse.OBF_TOKEN)
-            )
-            obf = await entry.client.mint_obf(user_token, "me", number)
-            metrics.ZAK_MINTS.labels("ok").inc()
+        elif mode == AuthMode.OBF:
+            obf = await self._obf_token(entry, bot, meta, number)
         signature = sdk_signature(entry.sdk, number)
         report_token = self.tokens.token(meta.namespace, meta.name, meta.uid, action.attempt)
         redact(
@@ -183,7 +186,7 @@ class AttemptExecutor:
             ),
             meeting=MeetingInfo(number=number, passcode=SecretStr(passcode)),
             display_name=spec.display_name,
-            auth=spec.auth,
+            auth=mode,
             sdk_key=entry.sdk.sdk_key,
             signature=signature,
             zak=zak,
@@ -197,6 +200,41 @@ class AttemptExecutor:
             ),
         )
         return config, zak_expires
+
+    async def _obf_token(
+        self, entry: AccountEntry, bot: MeetingBot, meta: Meta, number: str
+    ) -> SecretStr:
+        """An OBF token for this meeting, minted now with the authorizing user's token: from
+        the ZoomUserGrant (kept fresh by the operator) or from a Secret someone pasted."""
+        assert entry.client is not None and bot.spec.obf is not None
+        grant = bot.spec.obf.grant_ref
+        if grant is not None:
+            try:
+                user_token = await self.grants.access_token(meta.namespace, grant.name)
+            except GrantProblem as problem:
+                raise _StartProblem(
+                    Reason.GRANT_NOT_READY, f"ZoomUserGrant {grant.name!r}: {problem.message}"
+                ) from None
+        else:
+            ref = bot.spec.obf.user_token_secret_ref
+            assert ref is not None
+            user_token = SecretStr(
+                await self._secret_value(meta.namespace, ref.name, ref.key, SecretUse.OBF_TOKEN)
+            )
+        try:
+            obf = await entry.client.mint_obf(user_token, "me", number)
+        except ZoomError as error:
+            if grant is not None and error.reason == Reason.ZOOM_CREDENTIALS_INVALID:
+                # The user's access token was refused: the next attempt refreshes the grant.
+                self.grants.token_refused(meta.namespace, grant.name, user_token)
+                raise _StartProblem(
+                    Reason.GRANT_NOT_READY,
+                    f"ZoomUserGrant {grant.name!r}: Zoom refused the user's access token; the "
+                    "grant is refreshed for the next attempt",
+                ) from None
+            raise
+        metrics.ZAK_MINTS.labels("ok").inc()
+        return obf
 
     async def _zak(self, entry: AccountEntry, user: str) -> Zak:
         """A ZAK for `user`: with reuse on, the one already minted while it has more than

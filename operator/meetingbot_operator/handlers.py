@@ -77,6 +77,11 @@ async def zoomaccount_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> 
     await memo.runtime.accounts.observe(event["type"] or "ADDED", dict(event["object"]))
 
 
+@kopf.on.event(GROUP, VERSION, "zoomusergrants")
+async def zoomusergrant_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    await memo.runtime.grants.observe(event["type"] or "ADDED", dict(event["object"]))
+
+
 @kopf.on.event("", "v1", "pods", labels={BOT_LABEL: kopf.PRESENT})
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.bots.observe_pod(event["type"] or "ADDED", dict(event["object"]))

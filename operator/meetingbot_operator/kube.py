@@ -24,10 +24,10 @@ class NameTaken(Exception):
     """An object with the child's name exists and is not controlled by this MeetingBot: it is
     never overwritten, adopted or deleted."""
 
-    def __init__(self, kind: str, namespace: str, name: str) -> None:
+    def __init__(self, kind: str, namespace: str, name: str, owner: str = "MeetingBot") -> None:
         super().__init__(
             f"a {kind} named {name!r} already exists in {namespace} and is not this "
-            "MeetingBot's; the operator will not touch it"
+            f"{owner}'s; the operator will not touch it"
         )
 
 
@@ -90,6 +90,21 @@ class Kube:
             labels=dict(secret.metadata.labels or {}),
             data={k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()},
         )
+
+    async def read_owned_secret(
+        self, namespace: str, name: str, owner_uid: str
+    ) -> dict[str, str] | None:
+        """A Secret's decoded data if `owner_uid` controls it; None if it does not exist;
+        NameTaken if it belongs to anyone else (never read, never trusted)."""
+        try:
+            secret = await self.core.read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        if not controlled_by(secret.metadata, owner_uid):
+            raise NameTaken("Secret", namespace, name, owner="object")
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
     async def upsert_secret(self, body: dict[str, Any]) -> None:
         """Create the Secret, or replace it if it exists and is ours (a new attempt has a new

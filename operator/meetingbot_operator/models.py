@@ -296,6 +296,50 @@ class ZoomAccount(Model):
     status: ZoomAccountStatus = Field(default_factory=ZoomAccountStatus)
 
 
+# --- ZoomUserGrant -----------------------------------------------------------------------------
+
+
+class ZoomUserGrantSpec(Model):
+    account_ref: LocalObjectRef = Field(
+        alias="accountRef",
+        description="The ZoomAccount whose cloud (or explicit endpoints) the grant uses.",
+    )
+    app_credentials_secret_ref: LocalObjectRef = Field(
+        alias="appCredentialsSecretRef",
+        description="A Secret with clientId and clientSecret of the user-managed OAuth app "
+        "(labelled meetingbot.dev/secret-use: zoom-credentials). Its redirect URL must be the "
+        "operator's /oauth/callback.",
+    )
+
+
+class ZoomUserGrantStatus(Model):
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST)
+    observed_generation: int | None = Field(None, alias="observedGeneration")
+    authorization_url: str | None = Field(
+        None,
+        alias="authorizationUrl",
+        max_length=2048,
+        description="Open this in a browser, signed in as the user who authorizes the app.",
+    )
+    user_id: str | None = Field(None, alias="userId", max_length=128)
+    email: str | None = Field(None, max_length=256)
+    scopes: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        json_schema_extra={"items": {"type": "string", "maxLength": 200}, **STRING_SET},
+    )
+    authorized_time: datetime | None = Field(None, alias="authorizedTime")
+    last_refresh_time: datetime | None = Field(
+        None, alias="lastRefreshTime", description="The last refresh-token rotation."
+    )
+    access_token_expiry_time: datetime | None = Field(None, alias="accessTokenExpiryTime")
+
+
+class ZoomUserGrant(Model):
+    spec: ZoomUserGrantSpec
+    status: ZoomUserGrantStatus = Field(default_factory=ZoomUserGrantStatus)
+
+
 # --- MeetingBot ----------------------------------------------------------------------------------
 
 MEETING_NUMBER = r"^[0-9]{9,12}$"
@@ -331,9 +375,26 @@ class Meeting(Model):
 
 
 class ObfSettings(Model):
-    user_token_secret_ref: SecretKeyRef = Field(
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.grantRef) != has(self.userTokenSecretRef)",
+                "obf needs exactly one of grantRef and userTokenSecretRef",
+            )
+        )
+    )
+
+    grant_ref: LocalObjectRef | None = Field(
+        None,
+        alias="grantRef",
+        description="A ZoomUserGrant in this namespace: the authorizing user's grant, which the "
+        "operator keeps fresh. An OBF token for this meeting is minted at each attempt.",
+    )
+    user_token_secret_ref: SecretKeyRef | None = Field(
+        None,
         alias="userTokenSecretRef",
-        description="A user OAuth access token of the authorizing user (scope user:read:token).",
+        description="A user access token pasted into a Secret (scope user:read:token). It "
+        "expires within an hour and nothing refreshes it: prefer grantRef.",
     )
 
 
@@ -448,15 +509,29 @@ class PodTemplate(Model):
     )
 
 
+class BotAuth(StrEnum):
+    """How a bot joins. `auto` looks the meeting up first: the account's own meeting → zak,
+    another account's → obf (with a grant), as Zoom's 2026 policy asks (ZOOM.md §1)."""
+
+    ZAK = "zak"
+    NONE = "none"
+    OBF = "obf"
+    AUTO = "auto"
+
+
 class MeetingBotSpec(Model):
     model_config = ConfigDict(
         json_schema_extra=cel(
             (
                 "self.auth != 'obf' || has(self.obf)",
-                "auth obf needs obf.userTokenSecretRef",
+                "auth obf needs obf.grantRef (or obf.userTokenSecretRef)",
                 ".auth",
             ),
-            ("self.auth == 'zak' || !has(self.user)", "user applies only to auth zak", ".user"),
+            (
+                "self.auth in ['zak', 'auto'] || !has(self.user)",
+                "user applies only to auth zak or auto",
+                ".user",
+            ),
             (
                 "self.meeting == oldSelf.meeting",
                 "meeting is immutable; create a new MeetingBot",
@@ -479,7 +554,12 @@ class MeetingBotSpec(Model):
     display_name: str = Field(
         alias="displayName", min_length=1, max_length=64, pattern=DISPLAY_NAME
     )
-    auth: AuthMode = Field(AuthMode.ZAK, description="zak, none (own-account meetings) or obf.")
+    auth: BotAuth = Field(
+        BotAuth.ZAK,
+        description="zak (a service user's ZAK), obf (on behalf of a user who authorized the "
+        "app and is in the meeting), auto (look the meeting up: own account → zak, another "
+        "account's → obf) or none (own-account meetings, no sign-in).",
+    )
     user: str | None = Field(
         None, max_length=128, description="Zoom user to join as; one of the account's users."
     )
@@ -542,6 +622,9 @@ class MeetingBotStatus(Model):
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST)
     observed_generation: int | None = Field(None, alias="observedGeneration")
     attempts: int = 0
+    auth: AuthMode | None = Field(
+        None, description="The mode the bot joins with (what auth: auto resolved to)."
+    )
     zoom_user: str | None = Field(None, alias="zoomUser", max_length=128)
     zak_expires_at: datetime | None = Field(None, alias="zakExpiresAt")
     pod_name: str | None = Field(None, alias="podName", max_length=253)

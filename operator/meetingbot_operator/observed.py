@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
-from meetingbot_contract import BotReport
+from meetingbot_contract import AuthMode, BotReport
 
 # Accounts that are not Ready, and bots waiting for one, are looked at again this often.
 NOT_READY_RECHECK_SECONDS = 30.0
@@ -66,6 +67,23 @@ class AccountState:
 
 
 @dataclass(frozen=True)
+class GrantState:
+    """A ZoomUserGrant as decisions see it: can it mint OBF tokens now, and if not, why."""
+
+    ready: bool
+    reason: str
+    message: str
+
+
+class MeetingOwner(StrEnum):
+    """What `GET /meetings/{id}` with the account's token said (auth: auto)."""
+
+    OWN = "own"
+    EXTERNAL = "external"  # not found with the account's token: another account's meeting
+    UNKNOWN = "unknown"  # the app lacks the scope to look meetings up
+
+
+@dataclass(frozen=True)
 class AttemptStarted:
     """The executor wrote the attempt's Secret and Pod (or found both there, ours)."""
 
@@ -73,6 +91,7 @@ class AttemptStarted:
     at: datetime
     user: str | None = None
     zak_expires_at: datetime | None = None
+    auth: AuthMode | None = None  # the mode the attempt joins with
 
 
 @dataclass(frozen=True)
@@ -103,3 +122,7 @@ class Observed:
     secret_cleaned: bool = False
     # What the executor did with the attempt the previous pass asked for, not yet in status.
     attempt_result: AttemptResult | None = None
+    # The ZoomUserGrant spec.obf.grantRef names (None: not found, or none named).
+    grant: GrantState | None = None
+    # auth: auto: the meeting looked up (None: not yet).
+    meeting_owner: MeetingOwner | None = None

@@ -11,10 +11,11 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from meetingbot_operator import metrics, reports
+from meetingbot_operator import metrics, oauth_http, reports
 from meetingbot_operator.accounts import AccountService
 from meetingbot_operator.bots import BotService
 from meetingbot_operator.events import EventRecorder
+from meetingbot_operator.grants import GrantService
 from meetingbot_operator.kube import Kube, api_client
 from meetingbot_operator.secret_watch import SecretWatch
 from meetingbot_operator.settings import Settings
@@ -36,10 +37,12 @@ class Runtime:
             on_new_pool=lambda namespace, name: self.bots.adopt_all(namespace, name),
         )
         self.events = EventRecorder(kube, settings.events_per_second)
+        self.grants = GrantService(kube, self.accounts, settings, on_change=self._grant_changed)
         self.bots = BotService(
             kube,
             self.accounts,
             settings,
+            self.grants,
             tokens,
             self.events.post,
         )
@@ -59,6 +62,9 @@ class Runtime:
         )
         await runtime._serve(report_app, settings.report_host, settings.report_port)
         await runtime._serve(_metrics_app(), settings.report_host, settings.metrics_port)
+        if settings.oauth_port:
+            app = oauth_http.make_app(runtime.grants)
+            await runtime._serve(app, settings.report_host, settings.oauth_port)
         metrics.REGISTRY.register(runtime._collector)
         runtime._sweeper = asyncio.create_task(runtime._sweep(), name="sweep")
         runtime.secret_watch.start()
@@ -93,6 +99,10 @@ class Runtime:
         for key in self.bots.bots_of_account(namespace, name):
             self.bots.queue.trigger(key)
 
+    async def _grant_changed(self, namespace: str, name: str) -> None:
+        for key in self.bots.bots_of_grant(namespace, name):
+            self.bots.queue.trigger(key)
+
     async def _sweep(self) -> None:
         elapsed = 0.0
         while True:
@@ -103,6 +113,7 @@ class Runtime:
                 if elapsed >= self.settings.sweep_seconds:
                     elapsed = 0.0
                     self.bots.sweep()
+                    await self.grants.keep_fresh()
             except Exception:
                 log.exception("sweep failed; trying again at the next tick")
 

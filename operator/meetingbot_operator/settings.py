@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     metrics_port: int = 9090
     health_port: int = 8080
 
+    # ZoomUserGrants (OBF): the authorization endpoints (/oauth/start/..., /oauth/callback)
+    # listen here; 0 turns them off. `oauth_public_url` is where a person's browser reaches
+    # them (a port-forward, or the chart's Ingress); the user-managed app's redirect URL is
+    # `<oauth_public_url>/oauth/callback`.
+    oauth_port: int = Field(8082, ge=0, le=65535)
+    oauth_public_url: str = "http://localhost:8082"
+    # Ready grants are refreshed at least this often, so a refresh token never lapses unused
+    # and a revocation shows in the status before a bot needs the grant.
+    grant_refresh_seconds: float = Field(86400.0, gt=0)
+
     # Bot pods.
     bot_image: str = "ghcr.io/meetingbot-dev/meetingbot-bot:0.1.0"
     bot_image_pull_policy: str = "IfNotPresent"

@@ -8,8 +8,10 @@ import time
 from typing import Any
 
 from devenv.cluster import node
+from devenv.operator_process import OperatorProcess
 from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract import JoinConfig
+from tests.support.grants import authorize_in_browser, grant_body, make_grant, wait_grant
 from tests.support.operator_fixtures import Bots, Kube, patch_account, wait_for
 from tests.support.specs import bot_spec
 
@@ -133,3 +135,34 @@ def _attempts(bots: Bots, name: str, attempts: int) -> Any:
         return (await bots.status(name)).get("attempts") == attempts
 
     return reached
+
+
+async def test_an_obf_bot_joins_on_behalf_of_its_user_and_leaves_with_them(
+    kube: Kube,
+    namespace: str,
+    bots: Bots,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    operator: OperatorProcess,
+    image: str,
+) -> None:
+    """The whole OBF chain: a person authorizes in a browser, the operator mints an OBF token
+    with the grant, the real bot joins another account's meeting on the user's behalf, and
+    leaves when the user does (4019): AuthorizingUserLeft, a success."""
+    _, host, alice = await make_grant(
+        kube, namespace, sim, zoomsim, operator, extra_spec={"botImages": [image]}
+    )
+    url = (await grant_body(kube, namespace))["status"]["authorizationUrl"]
+    assert await authorize_in_browser(url, alice["email"]) == "Authorized"
+    await wait_grant(kube, namespace, ready="True")
+    number = sim.create_meeting(host["id"])["number"]
+    alice_in = sim.add_participant(number, "Alice", user_id=alice["id"])
+    obf = {"grantRef": {"name": "alice"}}
+    await bots.apply("onbehalf", spec(zoomsim, image, number, auth="obf", obf=obf))
+    status = await bots.wait_phase("onbehalf", "InMeeting", "Failed", timeout=120)
+    assert status["phase"] == "InMeeting", status
+    (me,) = [p for p in sim.participants(number, "in_meeting") if p["displayName"] == "Notetaker"]
+    assert me["zoomUserId"] == alice["id"]
+    sim.remove_participant(number, alice_in["userId"], mode="leave")
+    done = await bots.wait_phase("onbehalf", "Succeeded", "Failed", timeout=60)
+    assert (done["phase"], done["reason"]) == ("Succeeded", "AuthorizingUserLeft")

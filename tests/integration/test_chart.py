@@ -311,6 +311,28 @@ async def test_the_operator_pod_runs_on_the_charts_rbac_and_needs_all_of_it(
     bots = Bots(kube, namespace)
     zoom = await zoom_account(kube, namespace, sim, running.sandbox)
     assert (await account_ready(kube, namespace, timeout=60))["status"] == "True"
+    # 0. a ZoomUserGrant: its status names the chart's public OAuth URL (oauth.publicUrl)
+    await kube.custom.create_namespaced_custom_object(
+        "meetingbot.dev",
+        "v1alpha1",
+        namespace,
+        "zoomusergrants",
+        {
+            "apiVersion": "meetingbot.dev/v1alpha1",
+            "kind": "ZoomUserGrant",
+            "metadata": {"name": "someone"},
+            "spec": {"accountRef": {"name": "main"}, "appCredentialsSecretRef": {"name": "app"}},
+        },
+    )
+
+    async def grant_url() -> str | None:
+        body = await kube.custom.get_namespaced_custom_object(
+            "meetingbot.dev", "v1alpha1", namespace, "zoomusergrants", "someone"
+        )
+        return (body.get("status") or {}).get("authorizationUrl")
+
+    url = await wait_for(grant_url, 60, what="the grant's authorizationUrl")
+    assert url == f"http://localhost:8082/oauth/start/{namespace}/someone"
     number = sim.create_meeting(zoom["id"])["number"]
     # 1. a bot that crashes once (a second attempt gets a new Secret) ...
     await bots.apply("full", bot_spec(number, on_kwok=False, ttlSecondsAfterFinished=0))

@@ -33,7 +33,7 @@ specs = st.fixed_dictionaries(
         "displayName": st.one_of(texts, st.sampled_from(["Notetaker", "bot\u202e", "x" * 65])),
     },
     optional={
-        "auth": st.sampled_from(["zak", "none", "obf", "ZAK", ""]),
+        "auth": st.sampled_from(["zak", "none", "obf", "auto", "ZAK", ""]),
         "user": texts,
         "joinAt": st.one_of(
             st.datetimes(timezones=st.just(UTC)).map(

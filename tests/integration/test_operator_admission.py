@@ -82,9 +82,19 @@ def crds(kubeconfig: Any) -> None:
             },
             "set at most one passcode source",
         ),
-        ({"auth": "obf"}, "auth obf needs obf.userTokenSecretRef"),
+        ({"auth": "obf"}, "auth obf needs obf.grantRef (or obf.userTokenSecretRef)"),
+        (
+            {
+                "auth": "obf",
+                "obf": {
+                    "grantRef": {"name": "g"},
+                    "userTokenSecretRef": {"name": "s", "key": "k"},
+                },
+            },
+            "obf needs exactly one of grantRef and userTokenSecretRef",
+        ),
         ({"auth": "password"}, 'spec.auth: Unsupported value: "password"'),
-        ({"auth": "none", "user": "a@b.c"}, "user applies only to auth zak"),
+        ({"auth": "none", "user": "a@b.c"}, "user applies only to auth zak or auto"),
         ({"joinAt": "tomorrow at noon"}, "spec.joinAt"),
         (
             {"leave": {"maxDurationSeconds": 0}},

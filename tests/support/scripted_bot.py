@@ -17,6 +17,7 @@ from typing import Any, Literal
 import httpx
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from meetingbot_bot.machine import OBF_MASTER_LEFT
 from meetingbot_contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
 from meetingbot_contract.reasons import reason_for_sdk_error
 from tests.support.operator_fixtures import Kube
@@ -165,6 +166,8 @@ class ScriptedBot:
                 return "MeetingEnded"  # the socket closed
             if event["event"] == "connection-change" and event["payload"]["state"] == "Closed":
                 closed = event["payload"]["reason"]
+                if OBF_MASTER_LEFT in closed:  # 4019, as the reference bot reads it
+                    return "AuthorizingUserLeft"
                 removed = "expeled" in closed or "kicked" in closed
                 return "RemovedByHost" if removed else "MeetingEnded"
 

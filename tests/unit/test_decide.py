@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from meetingbot_contract import BotReport, BotResult
+from meetingbot_contract import AuthMode, BotReport, BotResult
 from meetingbot_operator.decide import (
     ActionKind,
     Timing,
@@ -22,6 +22,8 @@ from meetingbot_operator.observed import (
     AccountState,
     AttemptRefused,
     AttemptStarted,
+    GrantState,
+    MeetingOwner,
     Meta,
     Observed,
     PodObservation,
@@ -485,3 +487,64 @@ def test_a_capped_pool_waits_for_the_first_lists_after_a_restart() -> None:
     assert plan.actions == [] and plan.requeue_after == pytest.approx(4)
     later = observe(account=account, operator_started=NOW - timedelta(seconds=10))
     assert decide(bot(), META, later, TIMING).actions[0].user == "a"
+
+
+# --- auth: auto and ZoomUserGrants -----------------------------------------------------------
+
+GRANT = {"grantRef": {"name": "alice"}}
+
+
+def test_auth_auto_looks_the_meeting_up_before_anything_else() -> None:
+    plan = decide(bot(auth="auto"), META, observe(), TIMING)
+    assert [a.kind for a in plan.actions] == [ActionKind.LOOKUP_MEETING]
+    assert plan.status.phase == Phase.PENDING and plan.requeue_after is not None
+
+
+@pytest.mark.parametrize(
+    ("owner", "obf", "mode"),
+    [
+        (MeetingOwner.OWN, None, AuthMode.ZAK),
+        (MeetingOwner.OWN, GRANT, AuthMode.ZAK),
+        (MeetingOwner.EXTERNAL, GRANT, AuthMode.OBF),
+        (MeetingOwner.UNKNOWN, GRANT, AuthMode.OBF),
+        (MeetingOwner.UNKNOWN, None, AuthMode.ZAK),
+    ],
+)
+def test_auth_auto_resolves_from_the_meetings_owner(
+    owner: MeetingOwner, obf: dict[str, Any] | None, mode: AuthMode
+) -> None:
+    spec: dict[str, Any] = {"auth": "auto", **({"obf": obf} if obf else {})}
+    grant = GrantState(True, "Authorized", "ok")
+    plan = decide(bot(**spec), META, observe(meeting_owner=owner, grant=grant), TIMING)
+    (action,) = plan.actions
+    assert (action.kind, action.auth) == (ActionKind.START_ATTEMPT, mode)
+    assert (action.user is not None) == (mode == AuthMode.ZAK)
+    lookup = [c for c in plan.status.conditions if c.type == "MeetingLookedUp"]
+    assert bool(lookup) == (owner == MeetingOwner.UNKNOWN)
+
+
+def test_auth_auto_fails_an_external_meeting_without_a_grant_citing_the_policy() -> None:
+    plan = decide(bot(auth="auto"), META, observe(meeting_owner=MeetingOwner.EXTERNAL), TIMING)
+    assert plan.actions == [] and plan.status.phase == Phase.FAILED
+    assert plan.status.reason == "ObfRequiredForExternalMeeting"
+    assert "March 2026" in (plan.status.message or "")
+
+
+@pytest.mark.parametrize(
+    ("grant", "reason"),
+    [
+        (None, "ZoomUserGrantNotFound"),
+        (GrantState(False, "GrantRevoked", "the user removed the app"), "ZoomUserGrantNotReady"),
+    ],
+)
+def test_an_obf_bot_waits_for_its_grant_consuming_nothing(
+    grant: GrantState | None, reason: str
+) -> None:
+    plan = decide(bot(auth="obf", obf=GRANT), META, observe(grant=grant), TIMING)
+    assert plan.actions == []
+    assert (plan.status.phase, plan.status.reason, plan.status.attempts) == (
+        Phase.PENDING,
+        reason,
+        0,
+    )
+    assert plan.requeue_after is not None

@@ -136,6 +136,31 @@ class ZoomClient:
             raise ZoomError(Reason.ZOOM_UNAVAILABLE, "OBF response without a token")
         return SecretStr(token)
 
+    async def get_me(self, user_access_token: SecretStr) -> ZoomUser:
+        """`GET /users/me` with a user's own token: who authorized the app."""
+        body = await self._call(
+            Category.LIGHT, "GET", "/users/me", endpoint="me", bearer=user_access_token
+        )
+        return ZoomUser.model_validate(body)
+
+    async def meeting_is_own(self, meeting_number: str) -> bool:
+        """`GET /meetings/{id}` with the account's token: True for a meeting of the account;
+        False when Zoom does not find it (another account's meeting is not found: 3001)."""
+        try:
+            await self._call(
+                Category.LIGHT, "GET", f"/meetings/{_segment(meeting_number)}", endpoint="meeting"
+            )
+        except ZoomError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The account's HTTP client (its timeouts), for the user OAuth token requests."""
+        return self._http
+
     async def get_user(self, user_id: str) -> ZoomUser:
         body = await self._call(
             Category.LIGHT, "GET", f"/users/{_segment(user_id)}", endpoint="user"

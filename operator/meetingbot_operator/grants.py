@@ -1,0 +1,426 @@
+"""ZoomUserGrants: a Zoom user authorizes our user-managed app once; the operator keeps the
+grant alive and mints OBF tokens on the user's behalf.
+
+- Authorization: the status names a URL on the operator (`/oauth/start/...`); opening it
+  makes a state and a PKCE verifier, stores them in the grant's Secret (so a restart between
+  the click and the callback loses nothing) and redirects to Zoom's consent page. Zoom
+  redirects back to `/oauth/callback`, which checks the state, exchanges the code and stores
+  the refresh token.
+- Refresh: Zoom rotates the refresh token on every refresh and the old one dies at once. One
+  refresh runs at a time per grant; the new refresh token is written to the Secret before the
+  access token is used; a `refreshing` mark is written before the request and cleared with
+  the new token. A mark found by the next refresh means a refresh was cut off between Zoom's
+  answer and the write: if Zoom then refuses the stored token, the status says exactly that
+  (RefreshInterrupted), not a generic revocation.
+- The Secret `<grant>-zoom-grant` is controlled by the grant (owner reference with its UID);
+  a Secret of that name owned by anyone else is never read or written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import SecretStr, ValidationError
+
+from meetingbot_operator.accounts import AccountService
+from meetingbot_operator.conditions import set_condition
+from meetingbot_operator.kube import Kube, NameTaken
+from meetingbot_operator.models import (
+    API_VERSION,
+    ZoomUserGrant,
+    ZoomUserGrantStatus,
+)
+from meetingbot_operator.observed import GrantState
+from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, usable
+from meetingbot_operator.settings import Settings
+from meetingbot_operator.zoom import user_oauth
+from meetingbot_operator.zoom.credentials import AccessToken
+from meetingbot_operator.zoom.errors import ZoomError
+from meetingbot_operator.zoom.user_oauth import AppCredentials, UserOAuthError
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+SECRET_SUFFIX = "-zoom-grant"  # noqa: S105 - a name suffix
+PENDING_SECONDS = 600  # an authorization link works for ten minutes
+# Secret keys.
+REFRESH_TOKEN = "refreshToken"  # noqa: S105 - a key name
+REFRESHING = "refreshing"
+PENDING_STATE = "pendingState"
+PENDING_VERIFIER = "pendingVerifier"
+PENDING_AT = "pendingAt"
+
+# The Ready condition's reasons.
+AWAITING = "AwaitingAuthorization"
+AUTHORIZED = "Authorized"
+REVOKED = "GrantRevoked"
+INTERRUPTED = "RefreshInterrupted"
+NOT_USABLE = "GrantNotUsable"  # the app's Secret, the ZoomAccount or Zoom itself
+
+
+class GrantProblem(Exception):
+    """Why a grant cannot give a token now (safe to show: no token in it)."""
+
+    def __init__(self, reason: str, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class GrantEntry:
+    body: dict[str, Any]
+    grant: ZoomUserGrant
+    access: AccessToken | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    state: GrantState = field(
+        default_factory=lambda: GrantState(False, AWAITING, "not authorized yet")
+    )
+
+    @property
+    def uid(self) -> str:
+        return str(self.body["metadata"]["uid"])
+
+
+def secret_name(grant: str) -> str:
+    return f"{grant}{SECRET_SUFFIX}"
+
+
+class GrantService:
+    def __init__(
+        self,
+        kube: Kube,
+        accounts: AccountService,
+        settings: Settings,
+        on_change: Callable[[str, str], Awaitable[None]],
+    ) -> None:
+        self.kube = kube
+        self.accounts = accounts
+        self.settings = settings
+        self.entries: dict[Key, GrantEntry] = {}
+        self._on_change = on_change
+
+    # --- watch ----------------------------------------------------------------------------
+
+    async def observe(self, event_type: str, body: dict[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if event_type == "DELETED":
+            self.entries.pop(key, None)
+            return
+        try:
+            grant = ZoomUserGrant.model_validate(body)
+        except ValidationError:
+            return  # the CRD's schema refuses what the model would; nothing to act on
+        entry = self.entries.get(key)
+        if entry is not None and entry.uid != body["metadata"]["uid"]:
+            entry = None  # deleted and created again under the same name: a new grant
+        if entry is None:
+            entry = self.entries[key] = GrantEntry(body, grant)
+            await self._load(key, entry)
+        else:
+            entry.body, entry.grant = body, grant
+
+    async def _load(self, key: Key, entry: GrantEntry) -> None:
+        """A grant seen for the first time (or after a restart): Ready as its Secret says;
+        the first use refreshes (the access token lives in memory only)."""
+        try:
+            data = await self._secret(key, entry)
+        except NameTaken as taken:
+            await self._set(key, entry, GrantState(False, NOT_USABLE, str(taken)))
+            return
+        if data.get(REFRESH_TOKEN):
+            status = entry.grant.status
+            ready = next((c for c in status.conditions if c.type == "Ready"), None)
+            if ready is not None and ready.status == "True":
+                entry.state = GrantState(True, AUTHORIZED, ready.message)
+                return
+            if ready is not None and ready.reason in (REVOKED, INTERRUPTED):
+                entry.state = GrantState(False, ready.reason, ready.message)
+                return
+        await self._set(key, entry, entry.state)
+
+    def state(self, namespace: str, name: str) -> GrantState | None:
+        entry = self.entries.get((namespace, name))
+        return entry.state if entry else None
+
+    def authorization_url(self, namespace: str, name: str) -> str:
+        base = self.settings.oauth_public_url.rstrip("/")
+        return f"{base}/oauth/start/{namespace}/{name}"
+
+    def redirect_uri(self) -> str:
+        return self.settings.oauth_public_url.rstrip("/") + "/oauth/callback"
+
+    # --- the authorization code flow ------------------------------------------------------
+
+    async def start(self, namespace: str, name: str) -> str:
+        """The consent page's URL, with a fresh state and PKCE challenge stored first."""
+        key = (namespace, name)
+        entry = self._entry(key)
+        token_url, app = await self._app(key, entry)
+        state_secret = secrets.token_urlsafe(32)
+        verifier, challenge = user_oauth.pkce_pair()
+        async with entry.lock:
+            data = await self._secret(key, entry)
+            data.update(
+                {
+                    PENDING_STATE: state_secret,
+                    PENDING_VERIFIER: verifier,
+                    PENDING_AT: str(int(time.time())),
+                }
+            )
+            await self._write_secret(key, entry, data)
+        state = f"{namespace}/{name}/{state_secret}"
+        return user_oauth.authorize_url(token_url, app, self.redirect_uri(), state, challenge)
+
+    async def callback(self, code: str, state: str) -> Key:
+        """Zoom sent the person back: check the state, exchange the code, keep the grant."""
+        namespace, _, rest = state.partition("/")
+        name, _, state_secret = rest.partition("/")
+        key = (namespace, name)
+        entry = self._entry(key)
+        token_url, app = await self._app(key, entry)
+        async with entry.lock:
+            data = await self._secret(key, entry)
+            expected = data.get(PENDING_STATE, "")
+            fresh = time.time() - float(data.get(PENDING_AT) or 0) < PENDING_SECONDS
+            if not expected or not hmac.compare_digest(expected, state_secret) or not fresh:
+                raise GrantProblem(
+                    "StateMismatch",
+                    "this authorization link is unknown or expired; open the grant's "
+                    "authorizationUrl again",
+                )
+            try:
+                tokens = await user_oauth.exchange_code(
+                    self._http(key, entry),
+                    token_url,
+                    app,
+                    code,
+                    self.redirect_uri(),
+                    data[PENDING_VERIFIER],
+                )
+            except UserOAuthError as error:
+                raise GrantProblem(NOT_USABLE, f"Zoom refused the code: {error.message}") from None
+            for gone in (PENDING_STATE, PENDING_VERIFIER, PENDING_AT, REFRESHING):
+                data.pop(gone, None)
+            data[REFRESH_TOKEN] = tokens.refresh.get_secret_value()
+            await self._write_secret(key, entry, data)
+            entry.access = tokens.access
+            await self._authorized(key, entry, tokens.access, first=True)
+        log.info("grant authorized", extra={"grant": f"{namespace}/{name}"})
+        return key
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    async def access_token(self, namespace: str, name: str) -> SecretStr:
+        """A user access token for the grant, refreshed when due (one refresh at a time)."""
+        key = (namespace, name)
+        entry = self._entry(key)
+        access = entry.access
+        if access is not None and access.expires_at > time.monotonic():
+            return access.value
+        async with entry.lock:
+            access = entry.access
+            if access is None or access.expires_at <= time.monotonic():
+                access = await self._refresh(key, entry)
+            return access.value
+
+    def token_refused(self, namespace: str, name: str, token: SecretStr) -> None:
+        """Zoom said the access token is invalid (124): the next use refreshes."""
+        entry = self.entries.get((namespace, name))
+        if entry is not None and entry.access is not None and entry.access.value == token:
+            entry.access = None
+
+    async def keep_fresh(self) -> None:
+        """Rotate every Ready grant not refreshed for grant_refresh_seconds: a refresh token
+        left unused lapses (Zoom: about 90 days), and a revocation shows in the status."""
+        horizon = datetime.now(UTC) - timedelta(seconds=self.settings.grant_refresh_seconds)
+        for key, entry in list(self.entries.items()):
+            last = entry.grant.status.last_refresh_time or entry.grant.status.authorized_time
+            if not entry.state.ready or (last is not None and last > horizon):
+                continue
+            try:
+                async with entry.lock:
+                    await self._refresh(key, entry)
+            except GrantProblem:
+                continue  # already in the status
+
+    async def _refresh(self, key: Key, entry: GrantEntry) -> AccessToken:
+        """Rotate the refresh token; the caller holds the grant's lock."""
+        if not entry.state.ready and entry.state.reason in (REVOKED, INTERRUPTED, AWAITING):
+            raise GrantProblem(entry.state.reason, entry.state.message)
+        token_url, app = await self._app(key, entry)
+        data = await self._secret(key, entry)
+        stored = data.get(REFRESH_TOKEN)
+        if not stored:
+            await self._set(key, entry, GrantState(False, AWAITING, "not authorized yet"))
+            raise GrantProblem(AWAITING, "not authorized yet")
+        interrupted = bool(data.get(REFRESHING))
+        # The mark first: if we die after Zoom rotates the token, the next run knows why the
+        # stored token no longer works.
+        data[REFRESHING] = datetime.now(UTC).isoformat(timespec="seconds")
+        await self._write_secret(key, entry, data)
+        try:
+            tokens = await user_oauth.refresh(
+                self._http(key, entry), token_url, app, SecretStr(stored)
+            )
+        except UserOAuthError as error:
+            if error.revoked:
+                state = (
+                    GrantState(
+                        False,
+                        INTERRUPTED,
+                        "a refresh was cut off after Zoom rotated the refresh token (the "
+                        "operator stopped before it could store the new one); the user must "
+                        "authorize again at the authorizationUrl",
+                    )
+                    if interrupted
+                    else GrantState(
+                        False,
+                        REVOKED,
+                        f"{error.message}: the user removed the app or the grant expired; the "
+                        "user must authorize again at the authorizationUrl",
+                    )
+                )
+                await self._set(key, entry, state)
+                raise GrantProblem(state.reason, state.message) from None
+            # Not sent, or no answer: the stored token may or may not be spent. The mark stays.
+            raise GrantProblem(NOT_USABLE, f"refresh failed: {error.message}") from None
+        data.pop(REFRESHING, None)
+        data[REFRESH_TOKEN] = tokens.refresh.get_secret_value()
+        await self._write_secret(key, entry, data)  # before the access token is used
+        entry.access = tokens.access
+        await self._authorized(key, entry, tokens.access, first=False)
+        return tokens.access
+
+    async def _authorized(
+        self, key: Key, entry: GrantEntry, access: AccessToken, *, first: bool
+    ) -> None:
+        """Who authorized (GET /users/me) and the Ready status."""
+        account = self.accounts.entries.get((key[0], entry.grant.spec.account_ref.name))
+        status = entry.grant.status.model_copy(deep=True)
+        now = datetime.now(UTC)
+        if account is not None and account.client is not None and (first or not status.email):
+            try:
+                me = await account.client.get_me(access.value)
+                status.user_id, status.email = me.id, me.email or None
+            except ZoomError as error:
+                log.warning("grant user lookup failed", extra={"reason": error.reason})
+        status.scopes = sorted(access.scopes)
+        if first:
+            status.authorized_time = now
+        else:
+            status.last_refresh_time = now
+        remaining = max(access.expires_at - time.monotonic(), 0.0)
+        status.access_token_expiry_time = now + timedelta(seconds=remaining + 60)
+        entry.grant = entry.grant.model_copy(update={"status": status})
+        who = status.email or status.user_id or "the user"
+        await self._set(key, entry, GrantState(True, AUTHORIZED, f"authorized by {who}"))
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _entry(self, key: Key) -> GrantEntry:
+        entry = self.entries.get(key)
+        if entry is None:
+            raise GrantProblem("ZoomUserGrantNotFound", "no such ZoomUserGrant", status=404)
+        return entry
+
+    async def _app(self, key: Key, entry: GrantEntry) -> tuple[str, AppCredentials]:
+        """The token endpoint (the ZoomAccount's cloud) and the app's credentials."""
+        spec = entry.grant.spec
+        account = self.accounts.entries.get((key[0], spec.account_ref.name))
+        if account is None or account.client is None:
+            problem = GrantState(
+                False, NOT_USABLE, f"ZoomAccount {spec.account_ref.name!r} is not ready"
+            )
+            await self._set(key, entry, problem)
+            raise GrantProblem(problem.reason, problem.message)
+        name = spec.app_credentials_secret_ref.name
+        secret = await self.kube.read_secret(key[0], name)
+        try:
+            if secret is None:
+                raise SecretNotAllowed(f"Secret {name!r} not found")
+            data = usable(secret, name, SecretUse.ZOOM_CREDENTIALS)
+            if not data.get("clientId") or not data.get("clientSecret"):
+                raise SecretNotAllowed(f"Secret {name!r} lacks clientId or clientSecret")
+        except SecretNotAllowed as error:
+            problem = GrantState(False, NOT_USABLE, str(error))
+            await self._set(key, entry, problem)
+            raise GrantProblem(problem.reason, problem.message) from None
+        app = AppCredentials(data["clientId"], SecretStr(data["clientSecret"]))
+        return account.client.endpoints.oauth_url, app
+
+    def _http(self, key: Key, entry: GrantEntry) -> Any:
+        account = self.accounts.entries[(key[0], entry.grant.spec.account_ref.name)]
+        assert account.client is not None
+        return account.client.http
+
+    async def _secret(self, key: Key, entry: GrantEntry) -> dict[str, str]:
+        """The grant's Secret data ({} if it does not exist); NameTaken if not ours."""
+        return await self.kube.read_owned_secret(key[0], secret_name(key[1]), entry.uid) or {}
+
+    async def _write_secret(self, key: Key, entry: GrantEntry, data: dict[str, str]) -> None:
+        await self.kube.upsert_secret(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {
+                    "name": secret_name(key[1]),
+                    "namespace": key[0],
+                    "labels": {"app.kubernetes.io/managed-by": "meetingbot-operator"},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": API_VERSION,
+                            "kind": "ZoomUserGrant",
+                            "name": key[1],
+                            "uid": entry.uid,
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },
+                "stringData": data,
+            }
+        )
+
+    async def _set(self, key: Key, entry: GrantEntry, state: GrantState) -> None:
+        """Remember the state and write the status (Ready, the URL) if it changed."""
+        changed = state != entry.state
+        entry.state = state
+        old = entry.grant.status
+        status = old.model_copy(deep=True)
+        generation = entry.body["metadata"].get("generation")
+        status.conditions = set_condition(
+            old.conditions,
+            "Ready",
+            state.ready,
+            state.reason,
+            state.message,
+            generation=generation,
+            now=datetime.now(UTC),
+        )
+        status.observed_generation = generation
+        status.authorization_url = self.authorization_url(*key)
+        document = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        current = ZoomUserGrantStatus.model_validate(entry.body.get("status") or {})
+        if document != current.model_dump(mode="json", by_alias=True, exclude_none=True):
+            try:
+                result = await self.kube.patch_status("zoomusergrants", *key, document)
+            except ApiException as error:
+                log.warning("grant status not written", extra={"status": error.status})
+                result = None
+            if result is not None:
+                entry.body = result
+                entry.grant = ZoomUserGrant.model_validate(result)
+        if changed:
+            await self._on_change(*key)

@@ -1,0 +1,61 @@
+"""The two pages a person sees when authorizing a ZoomUserGrant: `/oauth/start/{ns}/{name}`
+(redirects to Zoom's consent page) and `/oauth/callback` (where Zoom sends them back).
+
+Served on a port of its own (settings.oauth_port) so that an Ingress can expose exactly this
+and nothing of the bots' report endpoint. Pages hold our own words only: never a token, never
+what Zoom's redirect carried besides whether it worked.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from aiohttp import web
+
+from meetingbot_operator.grants import GrantProblem, GrantService
+
+log = logging.getLogger(__name__)
+
+
+def _page(title: str, text: str, status: int = 200) -> web.Response:
+    body = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title></head><body>"
+        f"<h1 id='title'>{html.escape(title)}</h1><p id='message'>{html.escape(text)}</p>"
+        "</body></html>"
+    )
+    return web.Response(text=body, content_type="text/html", status=status)
+
+
+def make_app(grants: GrantService) -> web.Application:
+    async def start(request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        try:
+            target = await grants.start(namespace, name)
+        except GrantProblem as problem:
+            return _page("Cannot authorize", problem.message, problem.status)
+        raise web.HTTPFound(target)
+
+    async def callback(request: web.Request) -> web.Response:
+        state = request.query.get("state", "")
+        if request.query.get("error"):
+            # Declined on Zoom's page: nothing changes (a Ready grant stays Ready).
+            return _page("Not authorized", "the authorization was declined; nothing changed")
+        code = request.query.get("code", "")
+        if not code or not state:
+            return _page("Cannot authorize", "the link lacks its code or state", 400)
+        try:
+            namespace, name = await grants.callback(code, state)
+        except GrantProblem as problem:
+            log.warning("grant authorization refused", extra={"reason": problem.reason})
+            return _page("Cannot authorize", problem.message, problem.status)
+        return _page(
+            "Authorized",
+            f"ZoomUserGrant {namespace}/{name} is ready; you can close this window",
+        )
+
+    app = web.Application()
+    app.router.add_get("/oauth/start/{namespace}/{name}", start)
+    app.router.add_get("/oauth/callback", callback)
+    return app

@@ -1,0 +1,183 @@
+"""ZoomUserGrants (OBF) through the operator, the real API server, the simulator and a real
+browser: a person authorizes on the consent page, bots join on the user's behalf and leave
+with them, the refresh token rotates (and survives or says why not across a SIGKILL), a
+revoked grant makes bots wait, and auth: auto picks zak or obf from the meeting's owner."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from devenv.operator_process import OperatorProcess
+from devenv.zoomsim import SimAdmin, ZoomSim
+from tests.support.grants import (
+    authorize_in_browser,
+    grant_body,
+    grant_secret,
+    make_grant,
+    ready_of,
+    wait_grant,
+)
+from tests.support.operator_fixtures import Bots, Kube, account_ready, zoom_account
+from tests.support.scripted_bot import Scripted
+from tests.support.specs import bot_spec
+
+
+async def test_authorize_in_the_browser_then_join_on_behalf_and_leave_with_the_user(
+    kube: Kube,
+    namespace: str,
+    bots: Bots,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    operator: OperatorProcess,
+    scripted: Scripted,
+    handed_secrets: list[str],
+) -> None:
+    _, host, alice = await make_grant(kube, namespace, sim, zoomsim, operator)
+    url = (await grant_body(kube, namespace))["status"]["authorizationUrl"]
+    assert await authorize_in_browser(url, alice["email"]) == "Authorized"
+    body = await wait_grant(kube, namespace, ready="True", reason="Authorized")
+    assert (body["status"]["email"], body["status"]["userId"]) == (alice["email"], alice["id"])
+    assert "user:read:token" in body["status"]["scopes"]
+    secret = await grant_secret(kube, namespace)
+    assert secret["refreshToken"].startswith("simrt_") and "pendingState" not in secret
+    handed_secrets.append(secret["refreshToken"])  # must never show in a log or status
+    number = sim.create_meeting(host["id"])["number"]
+    alice_in = sim.add_participant(number, "Alice", user_id=alice["id"])
+    await bots.apply("onbehalf", bot_spec(number, auth="obf", obf={"grantRef": {"name": "alice"}}))
+    bot = scripted("onbehalf")
+    run = asyncio.create_task(bot.run())
+    status = await bots.wait_phase("onbehalf", "InMeeting", "Failed", timeout=60)
+    assert status["phase"] == "InMeeting" and status["auth"] == "obf", status
+    assert bot.config is not None and bot.config.zak is None and bot.config.obf_token is not None
+    sim.remove_participant(number, alice_in["userId"], mode="leave")
+    assert await run == "AuthorizingUserLeft"
+    done = await bots.wait_phase("onbehalf", "Succeeded", "Failed")
+    assert (done["phase"], done["reason"]) == ("Succeeded", "AuthorizingUserLeft")
+
+
+async def test_refresh_rotates_and_a_revoked_grant_makes_bots_wait(
+    kube: Kube,
+    namespace: str,
+    bots: Bots,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    operator: OperatorProcess,
+    scripted: Scripted,
+) -> None:
+    _, host, alice = await make_grant(kube, namespace, sim, zoomsim, operator)
+    url = (await grant_body(kube, namespace))["status"]["authorizationUrl"]
+    assert await authorize_in_browser(url, alice["email"]) == "Authorized"
+    await wait_grant(kube, namespace, ready="True")
+    first = (await grant_secret(kube, namespace))["refreshToken"]
+    # The person declines a second time: nothing changes.
+    assert await authorize_in_browser(url, alice["email"], decision="decline") == "Not authorized"
+    assert (await grant_secret(kube, namespace))["refreshToken"] == first
+    # The user removes the app in Zoom: the next use of the grant finds out.
+    sim.deauthorize(alice["id"])
+    number = sim.create_meeting(host["id"])["number"]
+    sim.add_participant(number, "Alice", user_id=alice["id"])
+    # A new operator holds no access token: the bot's start refreshes, and Zoom refuses.
+    operator.stop()
+    operator.start()
+    operator.wait_until_watching(f"t-ready-{namespace[-6:]}")
+    await bots.apply("waits", bot_spec(number, auth="obf", obf={"grantRef": {"name": "alice"}}))
+    body = await wait_grant(kube, namespace, ready="False", reason="GrantRevoked")
+    assert "authorize again" in ready_of(body)["message"]
+    waiting = await bots.wait_reason("waits", "ZoomUserGrantNotReady", timeout=60)
+    assert waiting["phase"] == "Pending" and await bots.pods("waits") == []
+    # Authorized again: the waiting bot starts, with a rotated refresh token.
+    assert await authorize_in_browser(url, alice["email"]) == "Authorized"
+    await wait_grant(kube, namespace, ready="True")
+    assert (await grant_secret(kube, namespace))["refreshToken"] != first
+    run = asyncio.create_task(scripted("waits").run())
+    status = await bots.wait_phase("waits", "InMeeting", "Failed", timeout=60)
+    assert status["phase"] == "InMeeting", status
+    sim.end_meeting(number)
+    await run
+
+
+async def test_a_refresh_cut_off_by_a_sigkill_says_reauthorization_is_needed(
+    kube: Kube,
+    namespace: str,
+    bots: Bots,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    operator: OperatorProcess,
+) -> None:
+    """The operator dies after Zoom rotated the refresh token and before the new one was
+    stored (the `refreshing` mark stays, the stored token is spent). The next run must not
+    call it a revocation: it says the refresh was interrupted and how to recover."""
+    app, host, alice = await make_grant(kube, namespace, sim, zoomsim, operator)
+    url = (await grant_body(kube, namespace))["status"]["authorizationUrl"]
+    assert await authorize_in_browser(url, alice["email"]) == "Authorized"
+    await wait_grant(kube, namespace, ready="True")
+    stored = (await grant_secret(kube, namespace))["refreshToken"]
+    # What a refresh that died between Zoom's answer and the write leaves: the mark, and a
+    # stored token Zoom has already rotated away (spent here with Zoom's own token endpoint).
+    operator.kill()
+    spent = httpx.post(
+        f"{zoomsim.url}/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": stored},
+        auth=(app["user_client_id"], app["user_client_secret"]),
+    )
+    assert spent.status_code == 200 and spent.json()["refresh_token"] != stored
+    await kube.core.patch_namespaced_secret(
+        "alice-zoom-grant", namespace, {"stringData": {"refreshing": "2026-11-23T00:00:00+00:00"}}
+    )
+    operator.start()
+    operator.wait_until_watching(f"t-ready-{namespace[-6:]}")
+    number = sim.create_meeting(host["id"])["number"]
+    await bots.apply("cut", bot_spec(number, auth="obf", obf={"grantRef": {"name": "alice"}}))
+    body = await wait_grant(kube, namespace, ready="False", reason="RefreshInterrupted")
+    assert "authorize again" in ready_of(body)["message"]
+    await bots.wait_reason("cut", "ZoomUserGrantNotReady", timeout=60)
+
+
+async def test_auth_auto_joins_own_meetings_with_zak_and_refuses_external_ones_without_a_grant(
+    kube: Kube,
+    namespace: str,
+    bots: Bots,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    scripted: Scripted,
+) -> None:
+    zoom = await zoom_account(
+        kube,
+        namespace,
+        sim,
+        zoomsim.url,
+        scopes=["user:read:admin", "user:read:token:admin", "meeting:read:meeting:admin"],
+    )
+    await account_ready(kube, namespace)
+    own = sim.create_meeting(zoom["id"])["number"]
+    await bots.apply("own", bot_spec(own, auth="auto"))
+    run = asyncio.create_task(scripted("own").run())
+    status = await bots.wait_phase("own", "InMeeting", "Failed", timeout=60)
+    assert (status["phase"], status["auth"]) == ("InMeeting", "zak"), status
+    sim.end_meeting(own)
+    await run
+    external = sim.create_meeting(sim.create_account()["id"])["number"]
+    before = sim.calls().get(f"{zoom['id']}:zak", 0)
+    await bots.apply("external", bot_spec(external, auth="auto"))
+    failed = await bots.wait_phase("external", "Failed", timeout=30)
+    assert failed["reason"] == "ObfRequiredForExternalMeeting"
+    assert "March 2026" in failed["message"] and "grantRef" in failed["message"]
+    assert await bots.pods("external") == [] and sim.calls().get(f"{zoom['id']}:zak", 0) == before
+
+
+async def test_auth_auto_without_the_lookup_scope_says_so_and_uses_the_spec(
+    kube: Kube, namespace: str, bots: Bots, sim: SimAdmin, zoomsim: ZoomSim, scripted: Scripted
+) -> None:
+    zoom = await zoom_account(kube, namespace, sim, zoomsim.url)  # no meeting:read scope
+    await account_ready(kube, namespace)
+    number = sim.create_meeting(zoom["id"])["number"]
+    await bots.apply("fallback", bot_spec(number, auth="auto"))
+    run = asyncio.create_task(scripted("fallback").run())
+    status = await bots.wait_phase("fallback", "InMeeting", "Failed", timeout=60)
+    assert (status["phase"], status["auth"]) == ("InMeeting", "zak"), status
+    lookup = next(c for c in status["conditions"] if c["type"] == "MeetingLookedUp")
+    assert lookup["reason"] == "MeetingLookupUnavailable" and "scope" in lookup["message"]
+    sim.end_meeting(number)
+    await run

@@ -1,0 +1,120 @@
+"""ZoomUserGrants in tests: the accounts, the app's Secret, the grant, and a person who
+authorizes it in a real browser (Chromium driving the simulator's consent page)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from playwright.async_api import async_playwright
+
+from devenv.operator_process import OperatorProcess
+from devenv.zoomsim import SimAdmin, ZoomSim
+from meetingbot_bot.browser import FLAGS, chromium_path
+from tests.support.operator_fixtures import (
+    SECRET_USE_LABEL,
+    Kube,
+    account_ready,
+    wait_for,
+    zoom_account,
+)
+
+GROUP, VERSION = "meetingbot.dev", "v1alpha1"
+
+
+async def grant_body(kube: Kube, namespace: str, name: str = "alice") -> dict[str, Any]:
+    body: dict[str, Any] = await kube.custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "zoomusergrants", name
+    )
+    return body
+
+
+def ready_of(body: dict[str, Any]) -> dict[str, Any]:
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Ready"), {})
+
+
+async def wait_grant(
+    kube: Kube, namespace: str, *, ready: str, reason: str | None = None, timeout: float = 30
+) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        body = await grant_body(kube, namespace)
+        cond = ready_of(body)
+        if cond.get("status") == ready and (reason is None or cond.get("reason") == reason):
+            return body
+        return None
+
+    body: dict[str, Any] = await wait_for(check, timeout, what=f"grant Ready={ready} {reason}")
+    return body
+
+
+async def make_grant(
+    kube: Kube,
+    namespace: str,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    operator: OperatorProcess,
+    extra_spec: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The app's account (its user-managed app redirects to this operator), an external host
+    account with the user who authorizes, the app's Secret and a ZoomUserGrant."""
+    app = await zoom_account(
+        kube,
+        namespace,
+        sim,
+        zoomsim.url,
+        app_published=True,
+        redirect_urls=[f"{operator.oauth_url}/oauth/callback"],
+        extra_spec=extra_spec,
+    )
+    await account_ready(kube, namespace)
+    host = sim.create_account()
+    alice = sim.add_user(host["id"], email=f"alice-{namespace}@customer.example.com")
+    await kube.core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "user-app", "labels": {SECRET_USE_LABEL: "zoom-credentials"}},
+            "stringData": {
+                "clientId": app["user_client_id"],
+                "clientSecret": app["user_client_secret"],
+            },
+        },
+    )
+    await kube.custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "zoomusergrants",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ZoomUserGrant",
+            "metadata": {"name": "alice"},
+            "spec": {
+                "accountRef": {"name": "main"},
+                "appCredentialsSecretRef": {"name": "user-app"},
+            },
+        },
+    )
+    body = await wait_grant(kube, namespace, ready="False", reason="AwaitingAuthorization")
+    assert body["status"]["authorizationUrl"].startswith(operator.oauth_url)
+    return app, host, alice
+
+
+async def authorize_in_browser(url: str, email: str, *, decision: str = "allow") -> str:
+    """What the person does: open the link, sign in on Zoom's page, press Allow."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=FLAGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            await page.fill("#email", email)
+            await page.click(f"#{decision}")
+            await page.wait_for_load_state()
+            return await page.inner_text("#title")
+        finally:
+            await browser.close()
+
+
+async def grant_secret(kube: Kube, namespace: str) -> dict[str, str]:
+    secret = await kube.core.read_namespaced_secret("alice-zoom-grant", namespace)
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
