@@ -79,7 +79,10 @@ async def oauth_token(request: web.Request) -> web.Response:
     if params.get("grant_type") == "authorization_code":
         return user_oauth.exchange_code(world, _basic_auth(request), params)
     if params.get("grant_type") == "refresh_token":
-        return user_oauth.refresh(world, _basic_auth(request), params)
+        await asyncio.sleep(world.faults.refresh_delay_before_ms / 1000)
+        answer = user_oauth.refresh(world, _basic_auth(request), params)
+        await asyncio.sleep(world.faults.refresh_delay_after_ms / 1000)
+        return answer
     if params.get("grant_type") != "account_credentials":
         return _oauth_error(4705, "unsupported_grant_type", "Unsupported grant type")
     account_id = str(params.get("account_id", ""))

@@ -75,7 +75,9 @@ class ZoomSim:
         return self
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(make_app(self.world), access_log=None)
+        # Stopping does not wait for slow requests (a test's injected delays): 1 s, then they
+        # are cancelled.
+        self._runner = web.AppRunner(make_app(self.world), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         for host in dict.fromkeys((self.host, self.pod_host)):
             await web.TCPSite(self._runner, host, self.port).start()

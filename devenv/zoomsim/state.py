@@ -227,6 +227,10 @@ class Faults:
     outage: bool = False  # every OAuth and API call fails with 503
     rate_limit_headers: Literal["always", "sometimes", "never"] = "always"
     retry_after_format: Literal["seconds", "http-date", "iso", "none"] = "seconds"
+    # User OAuth refreshes: a pause before the token is rotated, or after it was rotated and
+    # before the answer leaves (where a client killed in between has lost the new token).
+    refresh_delay_before_ms: int = 0
+    refresh_delay_after_ms: int = 0
 
 
 class JoinError(Exception):

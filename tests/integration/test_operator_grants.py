@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
+import pytest
 
 from devenv.operator_process import OperatorProcess
 from devenv.zoomsim import SimAdmin, ZoomSim
@@ -19,7 +19,7 @@ from tests.support.grants import (
     ready_of,
     wait_grant,
 )
-from tests.support.operator_fixtures import Bots, Kube, account_ready, zoom_account
+from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
 from tests.support.scripted_bot import Scripted
 from tests.support.specs import bot_spec
 
@@ -98,41 +98,63 @@ async def test_refresh_rotates_and_a_revoked_grant_makes_bots_wait(
     await run
 
 
-async def test_a_refresh_cut_off_by_a_sigkill_says_reauthorization_is_needed(
+@pytest.mark.parametrize("when", ["before", "after"])
+async def test_a_sigkill_in_the_middle_of_a_refresh_never_loses_the_grant_silently(
+    when: str,
     kube: Kube,
     namespace: str,
     bots: Bots,
     sim: SimAdmin,
     zoomsim: ZoomSim,
     operator: OperatorProcess,
+    scripted: Scripted,
 ) -> None:
-    """The operator dies after Zoom rotated the refresh token and before the new one was
-    stored (the `refreshing` mark stays, the stored token is spent). The next run must not
-    call it a revocation: it says the refresh was interrupted and how to recover."""
+    """The operator is SIGKILLed while a refresh is in flight: `before` Zoom rotated the
+    token (the grant survives: the next run refreshes with the stored token), or `after` Zoom
+    rotated it and before the answer arrived (the stored token is spent: the grant says
+    RefreshInterrupted, not a revocation, and how to recover). Never silently dead."""
     app, host, alice = await make_grant(kube, namespace, sim, zoomsim, operator)
     url = (await grant_body(kube, namespace))["status"]["authorizationUrl"]
     assert await authorize_in_browser(url, alice["email"]) == "Authorized"
     await wait_grant(kube, namespace, ready="True")
     stored = (await grant_secret(kube, namespace))["refreshToken"]
-    # What a refresh that died between Zoom's answer and the write leaves: the mark, and a
-    # stored token Zoom has already rotated away (spent here with Zoom's own token endpoint).
-    operator.kill()
-    spent = httpx.post(
-        f"{zoomsim.url}/oauth/token",
-        data={"grant_type": "refresh_token", "refresh_token": stored},
-        auth=(app["user_client_id"], app["user_client_secret"]),
-    )
-    assert spent.status_code == 200 and spent.json()["refresh_token"] != stored
-    await kube.core.patch_namespaced_secret(
-        "alice-zoom-grant", namespace, {"stringData": {"refreshing": "2026-11-23T00:00:00+00:00"}}
-    )
+    number = sim.create_meeting(host["id"])["number"]
+    sim.add_participant(number, "Alice", user_id=alice["id"])
+    # A new process holds no access token: the bot's start makes it refresh, slowly.
+    operator.stop()
+    sim.set_faults(**{f"refresh_delay_{when}_ms": 20000})
     operator.start()
     operator.wait_until_watching(f"t-ready-{namespace[-6:]}")
-    number = sim.create_meeting(host["id"])["number"]
+    rotations = f"{app['id']}:user_oauth"
+    rotated_before = sim.calls().get(rotations, 0)
     await bots.apply("cut", bot_spec(number, auth="obf", obf={"grantRef": {"name": "alice"}}))
-    body = await wait_grant(kube, namespace, ready="False", reason="RefreshInterrupted")
-    assert "authorize again" in ready_of(body)["message"]
-    await bots.wait_reason("cut", "ZoomUserGrantNotReady", timeout=60)
+
+    async def in_flight() -> bool:
+        marked = "refreshing" in await grant_secret(kube, namespace)
+        if when == "after":  # Zoom has rotated the token and not answered yet
+            return marked and sim.calls().get(rotations, 0) > rotated_before
+        return marked
+
+    await wait_for(in_flight, 30, what="a refresh in flight")
+    await asyncio.sleep(1)  # well inside the 20 s pause
+    operator.kill()
+    sim.set_faults()
+    operator.start()
+    operator.wait_until_watching(f"t-ready-{namespace[-6:]}x")
+    if when == "before":
+        # Zoom never rotated: the stored token still works, the grant lives on.
+        run = asyncio.create_task(scripted("cut").run())
+        status = await bots.wait_phase("cut", "InMeeting", "Failed", timeout=60)
+        assert status["phase"] == "InMeeting", status
+        assert (await grant_secret(kube, namespace))["refreshToken"] != stored
+        assert ready_of(await grant_body(kube, namespace))["status"] == "True"
+        sim.end_meeting(number)
+        await run
+    else:
+        body = await wait_grant(kube, namespace, ready="False", reason="RefreshInterrupted")
+        assert "authorize again" in ready_of(body)["message"]
+        await bots.wait_reason("cut", "ZoomUserGrantNotReady", timeout=60)
+        assert await bots.pods("cut") == []
 
 
 async def test_auth_auto_joins_own_meetings_with_zak_and_refuses_external_ones_without_a_grant(
