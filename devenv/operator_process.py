@@ -86,7 +86,8 @@ class OperatorProcess:
         command = [sys.executable, "-m", "meetingbot_operator"]
         profile = os.environ.get("MEETINGBOT_PROFILE")  # a py-spy output file, for benchmarks
         if profile:
-            command = ["py-spy", "record", "--format", "raw", "-o", profile, "--", *command]
+            spy = str(Path(sys.executable).with_name("py-spy"))  # installed beside Python
+            command = [spy, "record", "--format", "raw", "-o", profile, "--", *command]
         self.process = subprocess.Popen(
             command,
             env=self.env(),

@@ -113,6 +113,18 @@ build_install() { # name version module-path [extra ldflags]
   mv "$gobin/$(basename "$path")" "$bin/$name-$version"
 }
 
+build_promtool() {
+  # Built from a module of ours (devenv/cluster/promtool): its go.mod pins Prometheus and
+  # replaces the one dependency version the module proxy does not serve (nomad/api).
+  local name=promtool version=$PROMTOOL_VERSION
+  have "$name-$version" && { say "$name $version: cached"; return; }
+  say "$name $version: go build (Prometheus module $version)"
+  local src=$work/promtool-$version
+  rm -rf "$src" && mkdir -p "$src" && cp "$here/promtool/go.mod" "$here/promtool/go.sum" "$src/"
+  (cd "$src" && timed go build -ldflags "-s -w" -o "$bin/$name-$version" \
+    github.com/prometheus/prometheus/cmd/promtool)
+}
+
 t0=$SECONDS
 build_etcd
 build_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
@@ -129,6 +141,7 @@ build_install coredns "$COREDNS_VERSION" github.com/coredns/coredns \
   "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
 build_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
 build_install kube-score "$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score
+build_promtool
 build_kube
 say "all binaries ready in $((SECONDS - t0))s"
 echo "$bin"

@@ -65,6 +65,7 @@ class Binaries:
     coredns: Path
     kubeconform: Path
     kube_score: Path
+    promtool: Path
 
     @classmethod
     def in_cache(cls) -> Binaries:
@@ -85,6 +86,7 @@ class Binaries:
             coredns=bin_dir / f"coredns-{v['COREDNS_VERSION']}",
             kubeconform=bin_dir / f"kubeconform-{v['KUBECONFORM_VERSION']}",
             kube_score=bin_dir / f"kube-score-{v['KUBE_SCORE_VERSION']}",
+            promtool=bin_dir / f"promtool-{v['PROMTOOL_VERSION']}",
         )
 
     def all_present(self) -> bool:

@@ -131,6 +131,18 @@ class BotCache:
             if r.body is not None
         )
 
+    def oldest_starting_seconds(self, now: datetime) -> float:
+        """How long the longest-waiting bot has been starting (Starting or Joining, counted
+        from its attempt's start); 0 when none is. Read at scrape time only."""
+        oldest = 0.0
+        for record in self.records.values():
+            status = (record.body or {}).get("status") or {}
+            started = status.get("startedAt")
+            if status.get("phase") in ("Starting", "Joining") and started:
+                since = datetime.fromisoformat(started.replace("Z", "+00:00"))
+                oldest = max(oldest, (now - since).total_seconds())
+        return oldest
+
     def bots_of_account(self, namespace: str, account: str) -> list[Key]:
         return [
             key

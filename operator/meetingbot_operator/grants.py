@@ -149,6 +149,11 @@ class GrantService:
                 return
         await self._set(key, entry, entry.state)
 
+    def readiness(self) -> dict[str, int]:
+        """Grants by readiness, for the metrics."""
+        ready = sum(e.state.ready for e in self.entries.values())
+        return {"Ready": ready, "NotReady": len(self.entries) - ready}
+
     def state(self, namespace: str, name: str) -> GrantState | None:
         entry = self.entries.get((namespace, name))
         return entry.state if entry else None
@@ -210,6 +215,7 @@ class GrantService:
                 )
             except UserOAuthError as error:
                 raise GrantProblem(NOT_USABLE, f"Zoom refused the code: {error.message}") from None
+            await self._check_user(key, entry, tokens.access)
             for gone in (PENDING_STATE, PENDING_VERIFIER, PENDING_AT, REFRESHING):
                 data.pop(gone, None)
             data[REFRESH_TOKEN] = tokens.refresh.get_secret_value()
@@ -218,6 +224,25 @@ class GrantService:
             await self._authorized(key, entry, tokens.access, first=True)
         log.info("grant authorized", extra={"grant": f"{namespace}/{name}"})
         return key
+
+    async def _check_user(self, key: Key, entry: GrantEntry, access: AccessToken) -> None:
+        """spec.email: only that user may authorize (checked before anything is stored)."""
+        expected = entry.grant.spec.email
+        if not expected:
+            return
+        account = self.accounts.entries.get((key[0], entry.grant.spec.account_ref.name))
+        assert account is not None and account.client is not None  # checked by _app
+        try:
+            me = await account.client.get_me(access.value)
+        except ZoomError as error:
+            raise GrantProblem(NOT_USABLE, f"who authorized is unknown: {error}") from None
+        if me.email.lower() != expected.lower():
+            raise GrantProblem(
+                "UserMismatch",
+                f"this grant is for {expected}; the user who signed in is someone else. Sign "
+                "in to Zoom as that user and open the link again",
+                status=403,
+            )
 
     # --- tokens ---------------------------------------------------------------------------
 

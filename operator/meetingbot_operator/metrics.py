@@ -64,16 +64,38 @@ FINISHED = Counter(
 
 
 class PhaseCollector(Collector):
-    """meetingbot_bots{phase}: the bots the operator holds, by phase, counted at scrape time."""
+    """What the operator holds, counted at scrape time: meetingbot_bots{phase}, how long the
+    longest-starting bot has waited, and the ZoomUserGrants by readiness."""
 
-    def __init__(self, phases: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(
+        self,
+        phases: Callable[[], Mapping[str, int]],
+        oldest_starting: Callable[[], float],
+        grants: Callable[[], Mapping[str, int]],
+    ) -> None:
         self._phases = phases
+        self._oldest_starting = oldest_starting
+        self._grants = grants
 
     def collect(self) -> Iterable[Metric]:
         family = GaugeMetricFamily("meetingbot_bots", "MeetingBots by phase.", labels=["phase"])
         for phase, count in sorted(self._phases().items()):
             family.add_metric([phase], count)
         yield family
+        yield GaugeMetricFamily(
+            "meetingbot_bots_starting_oldest_seconds",
+            "How long the longest-waiting bot in Starting or Joining has been at it (0: none).",
+            value=self._oldest_starting(),
+        )
+        grants = GaugeMetricFamily(
+            "meetingbot_user_grants",
+            "ZoomUserGrants by readiness (Ready, NotReady).",
+            labels=["ready"],
+        )
+        counts = self._grants()
+        for state in ("Ready", "NotReady"):
+            grants.add_metric([state], counts.get(state, 0))
+        yield grants
 
 
 def observe_zoom_call(endpoint: str, seconds: float, status: int) -> None:

@@ -310,6 +310,12 @@ class ZoomUserGrantSpec(Model):
         "(labelled meetingbot.dev/secret-use: zoom-credentials). Its redirect URL must be the "
         "operator's /oauth/callback.",
     )
+    email: str | None = Field(
+        None,
+        max_length=256,
+        description="When set, only this Zoom user may authorize the grant: anyone else who "
+        "opens the authorization link is refused and the grant is left as it was.",
+    )
 
 
 class ZoomUserGrantStatus(Model):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -48,7 +49,11 @@ class Runtime:
         )
         self._runners: list[web.AppRunner] = []
         self._sweeper: asyncio.Task[None] | None = None
-        self._collector = metrics.PhaseCollector(self.bots.cache.phases)
+        self._collector = metrics.PhaseCollector(
+            self.bots.cache.phases,
+            lambda: self.bots.cache.oldest_starting_seconds(datetime.now(UTC)),
+            self.grants.readiness,
+        )
         # Credentials Secrets: a change or deletion re-verifies the accounts using them at once.
         self.secret_watch = SecretWatch(kube, settings.namespaces, self.accounts.secret_changed)
 

@@ -320,6 +320,20 @@ async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: 
         extra_spec={"rateLimits": {"lightPerSecond": 10000}},
         trace_memory=True,
     )
+    # Once more under py-spy: where the CPU goes, kept beside the results (its time unused).
+    profile = RESULTS / "burst-profile.txt"
+    profile.unlink(missing_ok=True)
+    os.environ["MEETINGBOT_PROFILE"] = str(profile)
+    try:
+        await run_operator_burst(
+            kube,
+            bench_env,
+            tmp_path,
+            sim_plan="unlimited",
+            extra_spec={"rateLimits": {"lightPerSecond": 10000}},
+        )
+    finally:
+        os.environ.pop("MEETINGBOT_PROFILE", None)
     # With ZAK reuse (the default) the Pro limit hardly binds: compare with the unlimited run.
     results["pro_ratio_to_unlimited"] = round(
         results["pro"]["seconds"] / results["unlimited"]["seconds"], 2
@@ -386,4 +400,23 @@ async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: 
     if trace.exists():  # a separate traced run: tracing costs time and memory of its own
         print("\n  where the operator's memory goes (a traced run, tracemalloc):")
         print("\n".join("    " + line for line in trace.read_text().splitlines()[:16]))
+    if profile.exists():
+        print("\n  where the operator's CPU goes (py-spy, a profiled run; self samples):")
+        print("\n".join("    " + line for line in top_frames(profile, 12)))
     print(f"  written to {RESULTS / 'burst.json'}")
+
+
+def top_frames(profile: Path, count: int) -> list[str]:
+    """The functions that were on top of the stack most often, from py-spy's collapsed
+    stacks ("frame;frame;... samples" per line)."""
+    samples: dict[str, int] = {}
+    total = 0
+    for line in profile.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        frame = stack.rsplit(";", 1)[-1]
+        samples[frame] = samples.get(frame, 0) + int(number)
+        total += int(number)
+    ranked = sorted(samples.items(), key=lambda item: -item[1])[:count]
+    return [f"{100 * n / max(total, 1):5.1f}%  {frame}" for frame, n in ranked]

@@ -98,6 +98,23 @@ async def test_refresh_rotates_and_a_revoked_grant_makes_bots_wait(
     await run
 
 
+async def test_a_grant_for_one_user_refuses_anyone_else(
+    kube: Kube, namespace: str, sim: SimAdmin, zoomsim: ZoomSim, operator: OperatorProcess
+) -> None:
+    """spec.email: someone else who opens the link is refused, and nothing is stored."""
+    _, host, alice = await make_grant(
+        kube, namespace, sim, zoomsim, operator, grant_spec={"email": "alice"}
+    )
+    mallory = sim.add_user(host["id"], email=f"mallory-{namespace}@customer.example.com")
+    url = (await grant_body(kube, namespace))["status"]["authorizationUrl"]
+    assert await authorize_in_browser(url, mallory["email"]) == "Cannot authorize"
+    assert "refreshToken" not in await grant_secret(kube, namespace)
+    assert ready_of(await grant_body(kube, namespace))["reason"] == "AwaitingAuthorization"
+    assert await authorize_in_browser(url, alice["email"]) == "Authorized"
+    body = await wait_grant(kube, namespace, ready="True")
+    assert body["status"]["email"] == alice["email"]
+
+
 @pytest.mark.parametrize("when", ["before", "after"])
 async def test_a_sigkill_in_the_middle_of_a_refresh_never_loses_the_grant_silently(
     when: str,

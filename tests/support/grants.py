@@ -55,6 +55,7 @@ async def make_grant(
     zoomsim: ZoomSim,
     operator: OperatorProcess,
     extra_spec: dict[str, Any] | None = None,
+    grant_spec: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The app's account (its user-managed app redirects to this operator), an external host
     account with the user who authorizes, the app's Secret and a ZoomUserGrant."""
@@ -70,6 +71,8 @@ async def make_grant(
     await account_ready(kube, namespace)
     host = sim.create_account()
     alice = sim.add_user(host["id"], email=f"alice-{namespace}@customer.example.com")
+    if grant_spec and grant_spec.get("email") == "alice":
+        grant_spec = {**grant_spec, "email": alice["email"]}
     await kube.core.create_namespaced_secret(
         namespace,
         {
@@ -92,6 +95,7 @@ async def make_grant(
             "spec": {
                 "accountRef": {"name": "main"},
                 "appCredentialsSecretRef": {"name": "user-app"},
+                **(grant_spec or {}),
             },
         },
     )

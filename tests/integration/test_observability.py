@@ -1,0 +1,129 @@
+"""The chart's alerts and dashboard: every expression parses (promtool, built from the Go
+module proxy at a pinned version), and every metric it names is one the operator exports
+after a bot's lifecycle (so no alert watches a metric that does not exist)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from devenv.cluster import cluster
+from devenv.operator_process import OperatorProcess
+from devenv.zoomsim import SimAdmin, ZoomSim
+from tests.support.chart import CHART, render
+from tests.support.operator_fixtures import Bots, Kube, account_ready, zoom_account
+from tests.support.scripted_bot import Scripted
+from tests.support.specs import bot_spec
+
+ENABLED = {"metrics": {"prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}}}
+# Metrics Prometheus itself makes (not the operator's).
+PROMETHEUS_OWN = {"up"}
+KEYWORDS = {"or", "and", "unless", "bool", "offset"}
+
+
+def rule_groups(tmp_path: Path) -> list[dict[str, Any]]:
+    docs = render(tmp_path, ENABLED)
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    groups: list[dict[str, Any]] = rule["spec"]["groups"]
+    return groups
+
+
+def dashboard_exprs() -> list[str]:
+    board = json.loads((CHART / "dashboards" / "meetingbot-operator.json").read_text())
+    return [t["expr"] for panel in board["panels"] for t in panel["targets"]]
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(cluster.Binaries.in_cache().promtool), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names an expression reads: what is left once strings, label matchers,
+    ranges and grouping clauses are gone, and names followed by "(" (functions) are not."""
+    text = re.sub(r'"[^"]*"', "", expr)
+    text = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    tokens = re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\()?", text)
+    return {name for name, call in tokens if not call and name not in KEYWORDS}
+
+
+def test_every_alert_and_dashboard_expression_parses(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"groups": rule_groups(tmp_path)}))
+    checked = promtool("check", "rules", str(rules))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 7 rules found" in checked.stdout
+    # The dashboard's queries, as recording rules: promtool parses each one.
+    recorded = [{"record": f"dashboard:q{i}", "expr": e} for i, e in enumerate(dashboard_exprs())]
+    board = tmp_path / "dashboard-rules.yaml"
+    board.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": recorded}]}))
+    checked = promtool("check", "rules", str(board))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_promtool_refuses_a_broken_expression(tmp_path: Path) -> None:
+    """The check above can fail: a typo in an expression is refused."""
+    broken = tmp_path / "broken.yaml"
+    rule = {"alert": "Broken", "expr": "sum(rate(meetingbot_bots[5m]) > "}
+    broken.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [rule]}]}))
+    assert promtool("check", "rules", str(broken)).returncode != 0
+
+
+async def test_alerts_and_dashboard_name_only_metrics_the_operator_exports(
+    tmp_path: Path,
+    kube: Kube,
+    namespace: str,
+    bots: Bots,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    operator: OperatorProcess,
+    scripted: Scripted,
+) -> None:
+    # A lifecycle: an account, a bot that joins (a ZAK minted, reports) and finishes.
+    zoom = await zoom_account(kube, namespace, sim, zoomsim.url)
+    await account_ready(kube, namespace)
+    number = sim.create_meeting(zoom["id"])["number"]
+    await bots.apply("watched", bot_spec(number))
+    run = asyncio.create_task(scripted("watched").run())
+    await bots.wait_phase("watched", "InMeeting", timeout=60)
+    sim.end_meeting(number)
+    await run
+    await bots.wait_phase("watched", "Succeeded")
+    text = httpx.get(operator.metrics_url, timeout=10).text
+    exported = {
+        line.split("{")[0].split(" ")[0]
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    exprs = [r["expr"] for g in rule_groups(tmp_path) for r in g["rules"]] + dashboard_exprs()
+    named = set().union(*(metric_names(e) for e in exprs)) - PROMETHEUS_OWN
+    assert named, "no metric found in the expressions"
+    missing = sorted(named - exported)
+    assert not missing, f"named by alerts or the dashboard but not exported: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        ('sum by (reason) (increase(meetingbot_bots_finished_total{phase="Failed"}[15m])) > 0',
+         {"meetingbot_bots_finished_total"}),
+        ('absent(up{job="x"} == 1)', {"up"}),
+        ("histogram_quantile(0.95, sum by (le) (rate(meetingbot_apply_to_pod_seconds_bucket[5m])))",
+         {"meetingbot_apply_to_pod_seconds_bucket"}),
+    ],
+)  # fmt: skip
+def test_metric_names_are_read_from_expressions(expr: str, names: set[str]) -> None:
+    assert metric_names(expr) == names
