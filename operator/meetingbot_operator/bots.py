@@ -25,7 +25,7 @@ from meetingbot_contract import BotReport
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
 from meetingbot_operator.accounts import AccountService
-from meetingbot_operator.cache import BotCache, BotRecord, Key, older
+from meetingbot_operator.cache import BotCache, BotRecord, Key, older, slim
 from meetingbot_operator.decide import ActionKind, Decision, Timing, decide, spec_invalid
 from meetingbot_operator.executor import AttemptExecutor
 from meetingbot_operator.grants import GrantService
@@ -301,7 +301,7 @@ class BotService:
             return
         result = await self.kube.patch_status("meetingbots", meta.namespace, meta.name, document)
         if result is not None and record.body is not None and not older(result, record.body):
-            record.body = result
+            record.body = slim(result)
 
     async def _spec_invalid(self, record: BotRecord, meta: Meta, error: ValidationError) -> None:
         status = MeetingBotStatus.model_validate((record.body or {}).get("status") or {})

@@ -66,7 +66,7 @@ class BotCache:
         if current is not None and _same_version(body, current):
             return False  # the echo of our own status patch: already known
         if not older(body, current):
-            record.body = body
+            record.body = slim(body)
         return True
 
     def observe_pod(self, event_type: str, body: dict[str, Any]) -> Key | None:
@@ -162,6 +162,34 @@ class BotCache:
             for key, r in self.records.items()
             if key[0] == namespace and r.body is not None and named(r.body)
         ]
+
+
+# What decisions, status writes and Events read of a MeetingBot's metadata. The rest
+# (managedFields above all, kubectl's last-applied annotation) is most of an object's size
+# and would be held for every bot (the bench's traced run: ~50 KB a bot before this).
+KEPT_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "generation",
+    "resourceVersion",
+    "creationTimestamp",
+    "deletionTimestamp",
+)
+
+
+def slim(body: dict[str, Any]) -> dict[str, Any]:
+    """The part of a MeetingBot the operator keeps in memory."""
+    meta = body["metadata"]
+    kept: dict[str, Any] = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: meta[k] for k in KEPT_METADATA if k in meta},
+        "spec": body.get("spec"),
+    }
+    if "status" in body:
+        kept["status"] = body["status"]
+    return kept
 
 
 def controller_uid(body: dict[str, Any]) -> str | None:
