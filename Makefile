@@ -6,13 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help prereqs sim-image venv web lint typecheck crds test test-unit test-integration bench demo image operator-image \
+.PHONY: help prereqs sim-image venv web lint typecheck crds test test-unit test-integration bench bench-large demo image operator-image \
         cluster-build cluster-up cluster-down cluster-status kind-up clean
 
 help:
 	@echo "make demo          run the demo (control plane, Zoom simulator, operator, a bot)"
 	@echo "make test          lint, type-check and run every test (unit, integration, e2e)"
 	@echo "make bench         run the benchmarks (never part of make test)"
+	@echo "make bench-large   the burst with 10 000 bots (BENCH_BOTS), outside make bench"
 	@echo "make cluster-up    start the local control plane (builds it once, cached)"
 	@echo "make cluster-down  stop it"
 	@echo "make image         build the bot image with podman"
@@ -96,6 +97,9 @@ demo: prereqs $(STAMP) web cluster-build
 
 bench: prereqs $(STAMP) web cluster-build
 	@$(PY) -m pytest -m bench -s tests/bench $(PYTEST_ARGS)
+
+bench-large: prereqs $(STAMP) web cluster-build
+	@BENCH_BOTS=$${BENCH_BOTS:-10000} $(PY) -m pytest -m bench -s tests/bench/test_burst.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bot-image/web/node_modules

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
+import json
 import secrets
 import time
+from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from devenv.zoomsim.rest import WORLD
@@ -122,10 +127,42 @@ async def delete_user(request: web.Request) -> web.Response:
 
 
 async def deauthorize(request: web.Request) -> web.Response:
-    """The user removes the app from their Zoom account: its refresh tokens stop working."""
+    """The user removes the app from their Zoom account: its refresh tokens stop working, and
+    each app with a deauthorization URL is told (app_deauthorized, signed as Zoom signs its
+    webhooks: x-zm-signature = v0=HMAC-SHA256(secret token, "v0:{timestamp}:{body}"))."""
     world = request.app[WORLD]
     user = _user(world, request.match_info["user_id"])
-    return web.json_response({"revoked": world.deauthorize(user.id)})
+    apps = world.authorized_apps(user.id)
+    revoked = world.deauthorize(user.id)
+    notified = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        for app in apps:
+            if not app.deauthorization_url:
+                continue
+            body = json.dumps(
+                {
+                    "event": "app_deauthorized",
+                    "event_ts": int(time.time() * 1000),
+                    "payload": {
+                        "account_id": user.account_id,
+                        "user_id": user.id,
+                        "client_id": app.user_client_id,
+                        "deauthorization_time": datetime.now(UTC).isoformat(),
+                    },
+                }
+            )
+            stamp = str(int(time.time()))
+            digest = hmac.new(
+                app.webhook_secret_token.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256
+            ).hexdigest()
+            headers = {
+                "Content-Type": "application/json",
+                "x-zm-request-timestamp": stamp,
+                "x-zm-signature": f"v0={digest}",
+            }
+            async with http.post(app.deauthorization_url, data=body, headers=headers) as answer:
+                notified.append(answer.status)
+    return web.json_response({"revoked": revoked, "notified": notified})
 
 
 async def sign_out(request: web.Request) -> web.Response:

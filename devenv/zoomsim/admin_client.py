@@ -38,9 +38,10 @@ class SimAdmin:
     def delete_user(self, user_id: str) -> None:
         self._json("DELETE", f"/sim/users/{user_id}")
 
-    def deauthorize(self, user_id: str) -> int:
-        """The user removes the app: every refresh token of theirs stops working."""
-        return int(self._json("POST", f"/sim/users/{user_id}/deauthorize")["revoked"])
+    def deauthorize(self, user_id: str) -> dict[str, Any]:
+        """The user removes the app: every refresh token of theirs stops working, and apps with
+        a deauthorization URL are told; {"revoked": n, "notified": [HTTP statuses]}."""
+        return dict(self._json("POST", f"/sim/users/{user_id}/deauthorize"))
 
     def sign_out_everywhere(self, user_id: str) -> int:
         return int(self._json("POST", f"/sim/users/{user_id}/signout")["revoked"])

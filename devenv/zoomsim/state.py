@@ -97,6 +97,10 @@ class Account:
     user_client_secret: str = ""
     redirect_urls: tuple[str, ...] = ()
     user_scopes: tuple[str, ...] = USER_APP_SCOPES
+    # Where Zoom posts app_deauthorized when a user removes the app, signed with the app's
+    # webhook secret token (x-zm-signature).
+    deauthorization_url: str = ""
+    webhook_secret_token: str = ""
     users: dict[str, User] = field(default_factory=dict)
 
     def find_user(self, key: str) -> User | None:
@@ -250,6 +254,7 @@ IDS = frozenset(
         "sdk_secret",
         "user_client_id",
         "user_client_secret",
+        "webhook_secret_token",
     }
 )
 
@@ -303,6 +308,7 @@ class World:
             sdk_secret=fields.pop("sdk_secret", None) or secrets.token_urlsafe(24),
             user_client_id=fields.pop("user_client_id", None) or secrets.token_hex(10),
             user_client_secret=fields.pop("user_client_secret", None) or secrets.token_urlsafe(24),
+            webhook_secret_token=fields.pop("webhook_secret_token", None) or secrets.token_hex(11),
             **rest,
         )
         self.accounts[account.id] = account
@@ -381,6 +387,11 @@ class World:
         )
         self.issued_secrets.append(refresh)
         return access, refresh
+
+    def authorized_apps(self, user_id: str) -> list[Account]:
+        """The apps the user has authorized (holds a refresh token of)."""
+        ids = {g.app_account_id for g in self.refresh_tokens.values() if g.user_id == user_id}
+        return [self.accounts[i] for i in sorted(ids)]
 
     def deauthorize(self, user_id: str) -> int:
         """The user removed the app (or an admin did): its refresh tokens and the user's

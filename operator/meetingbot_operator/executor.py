@@ -31,7 +31,7 @@ from meetingbot_operator.accounts import AccountEntry, AccountService
 from meetingbot_operator.decide import Action
 from meetingbot_operator.grants import GrantProblem, GrantService
 from meetingbot_operator.kube import Kube, NameTaken, api_message
-from meetingbot_operator.models import MeetingBot, meeting_number
+from meetingbot_operator.models import BotAuth, MeetingBot, meeting_number
 from meetingbot_operator.observed import AttemptRefused, AttemptResult, AttemptStarted, Meta
 from meetingbot_operator.pool import USER_LEVEL
 from meetingbot_operator.reports import ReportTokens, report_path
@@ -150,6 +150,9 @@ class AttemptExecutor:
             )
         zak = obf = None
         zak_expires: datetime | None = None
+        if action.auth is None and spec.auth == BotAuth.AUTO:
+            # Decisions resolve auto before they start an attempt; never guess here.
+            raise _StartProblem(Reason.SPEC_INVALID, "auth auto was not resolved")
         mode = action.auth or AuthMode(spec.auth.value)
         user = action.user if mode == AuthMode.ZAK else None
         if mode == AuthMode.ZAK:

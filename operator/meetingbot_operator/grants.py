@@ -19,8 +19,11 @@ grant alive and mints OBF tokens on the user's behalf.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
+import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +35,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import SecretStr, ValidationError
 
 from meetingbot_operator.accounts import AccountService
+from meetingbot_operator.cache import older
 from meetingbot_operator.conditions import set_condition
 from meetingbot_operator.kube import Kube, NameTaken
 from meetingbot_operator.models import (
@@ -52,6 +56,8 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 SECRET_SUFFIX = "-zoom-grant"  # noqa: S105 - a name suffix
 PENDING_SECONDS = 600  # an authorization link works for ten minutes
+NOTICE_MAX_AGE = 300  # Zoom's webhooks carry a timestamp: older notices are replays
+APP_SECRET_SECONDS = 60.0
 # Secret keys.
 REFRESH_TOKEN = "refreshToken"  # noqa: S105 - a key name
 REFRESHING = "refreshing"
@@ -83,6 +89,7 @@ class GrantEntry:
     grant: ZoomUserGrant
     access: AccessToken | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    app_data: tuple[float, dict[str, str]] | None = None  # (until, the app Secret's data)
     state: GrantState = field(
         default_factory=lambda: GrantState(False, AWAITING, "not authorized yet")
     )
@@ -127,7 +134,7 @@ class GrantService:
         if entry is None:
             entry = self.entries[key] = GrantEntry(body, grant)
             await self._load(key, entry)
-        else:
+        elif not older(body, entry.body):  # a late event after our own status patch: skip
             entry.body, entry.grant = body, grant
 
     async def _load(self, key: Key, entry: GrantEntry) -> None:
@@ -243,6 +250,76 @@ class GrantService:
                 "in to Zoom as that user and open the link again",
                 status=403,
             )
+
+    # --- Zoom's deauthorization notice ----------------------------------------------------
+
+    async def notice(self, body: bytes, timestamp: str, signature: str) -> dict[str, Any]:
+        """A webhook from Zoom on /oauth/deauthorize: verified with the webhook secret token of
+        an app some grant uses (its Secret's webhookSecretToken), then either the endpoint's
+        URL validation, or app_deauthorized: the user's grants of that app are revoked at once
+        and their refresh tokens deleted. Unverifiable or stale notices are refused."""
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > NOTICE_MAX_AGE:
+            raise GrantProblem("NoticeRefused", "missing or stale timestamp", status=401)
+        if not re.fullmatch(r"v0=[0-9a-f]{64}", signature):
+            raise GrantProblem("NoticeRefused", "no signature", status=401)
+        message = f"v0:{timestamp}:".encode() + body
+        apps: dict[str, str] = {}  # client id -> webhook secret token, of apps that verify
+        for key, entry in list(self.entries.items()):
+            data = await self._app_secret(key, entry)
+            token = data.get("webhookSecretToken", "")
+            expected = "v0=" + hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
+            if token and hmac.compare_digest(expected, signature):
+                apps[data.get("clientId", "")] = token
+        if not apps:
+            raise GrantProblem("NoticeRefused", "the signature matches no app", status=401)
+        try:
+            event = json.loads(body)
+        except ValueError:
+            raise GrantProblem("NoticeRefused", "not JSON") from None
+        payload = event.get("payload") or {}
+        if event.get("event") == "endpoint.url_validation":
+            plain = str(payload.get("plainToken", ""))
+            token = next(iter(apps.values()))
+            encrypted = hmac.new(token.encode(), plain.encode(), hashlib.sha256).hexdigest()
+            return {"plainToken": plain, "encryptedToken": encrypted}
+        if event.get("event") != "app_deauthorized" or payload.get("client_id") not in apps:
+            return {}
+        user = str(payload.get("user_id", ""))
+        for key, entry in list(self.entries.items()):
+            data = await self._app_secret(key, entry)
+            if data.get("clientId") != payload["client_id"] or entry.grant.status.user_id != user:
+                continue
+            async with entry.lock:
+                entry.access = None
+                stored = await self._secret(key, entry)
+                stored.pop(REFRESH_TOKEN, None)  # Zoom asks apps to delete the user's data
+                await self._write_secret(key, entry, stored)
+                await self._set(
+                    key,
+                    entry,
+                    GrantState(
+                        False,
+                        REVOKED,
+                        "the user removed the app in Zoom (Zoom's deauthorization notice); the "
+                        "user must authorize again at the authorizationUrl",
+                    ),
+                )
+            log.info("grant revoked by Zoom's notice", extra={"grant": f"{key[0]}/{key[1]}"})
+        return {}
+
+    async def _app_secret(self, key: Key, entry: GrantEntry) -> dict[str, str]:
+        """The app Secret's data if it may be used (the opt-in label); {} otherwise. Kept a
+        minute: notices from anyone on the network must not each cost API reads."""
+        if entry.app_data is not None and entry.app_data[0] > time.monotonic():
+            return entry.app_data[1]
+        name = entry.grant.spec.app_credentials_secret_ref.name
+        secret = await self.kube.read_secret(key[0], name)
+        try:
+            data = usable(secret, name, SecretUse.ZOOM_CREDENTIALS) if secret else {}
+        except SecretNotAllowed:
+            data = {}
+        entry.app_data = (time.monotonic() + APP_SECRET_SECONDS, data)
+        return data
 
     # --- tokens ---------------------------------------------------------------------------
 

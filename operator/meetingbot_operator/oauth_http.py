@@ -1,5 +1,6 @@
 """The two pages a person sees when authorizing a ZoomUserGrant: `/oauth/start/{ns}/{name}`
-(redirects to Zoom's consent page) and `/oauth/callback` (where Zoom sends them back).
+(redirects to Zoom's consent page) and `/oauth/callback` (where Zoom sends them back), and
+`/oauth/deauthorize`, where Zoom tells the app a user removed it.
 
 Served on a port of its own (settings.oauth_port) so that an Ingress can expose exactly this
 and nothing of the bots' report endpoint. Pages hold our own words only: never a token, never
@@ -55,7 +56,22 @@ def make_app(grants: GrantService) -> web.Application:
             f"ZoomUserGrant {namespace}/{name} is ready; you can close this window",
         )
 
-    app = web.Application()
+    async def deauthorize(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            answer = await grants.notice(
+                body,
+                request.headers.get("x-zm-request-timestamp", ""),
+                request.headers.get("x-zm-signature", ""),
+            )
+        except GrantProblem as problem:
+            log.warning("Zoom notice refused", extra={"reason": problem.message})
+            return web.json_response({"error": problem.message}, status=problem.status)
+        return web.json_response(answer)
+
+    app = web.Application(client_max_size=64 * 1024)
     app.router.add_get("/oauth/start/{namespace}/{name}", start)
     app.router.add_get("/oauth/callback", callback)
+    # Zoom's Deauthorization Notification Endpoint URL for the app (and its URL validation).
+    app.router.add_post("/oauth/deauthorize", deauthorize)
     return app

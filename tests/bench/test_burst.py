@@ -271,6 +271,40 @@ async def run_operator_burst(
         await delete_namespace(kube, namespace)
 
 
+# 10 000 bots (`make bench-large`): the two baselines and the unlimited run only, each takes
+# minutes; the default set stays at 1000.
+LARGE = BOTS > 2000
+
+
+@pytest.mark.skipif(not LARGE, reason="BENCH_BOTS above 2000 only (make bench-large)")
+@pytest.mark.timeout(3600)
+async def test_large_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path) -> None:
+    results: dict[str, Any] = {"bots": BOTS}
+    for with_bot in (False, True):
+        progress(f"baseline ({'with the bot' if with_bot else 'Secret+Pod'}): {BOTS} bots")
+        ns = await new_namespace(kube)
+        results[f"baseline{'_with_bot' if with_bot else ''}_seconds"] = round(
+            await baseline(ns, with_bot=with_bot), 2
+        )
+        await delete_namespace(kube, ns)
+    run = await run_operator_burst(
+        kube,
+        bench_env,
+        tmp_path,
+        sim_plan="unlimited",
+        extra_spec={"rateLimits": {"lightPerSecond": 10000}},
+    )
+    results["unlimited"] = run
+    results["ratio_to_baseline_with_bot"] = round(
+        run["seconds"] / results["baseline_with_bot_seconds"], 2
+    )
+    results["cpu_ms_per_bot"] = round(1000 * run["operator_cpu_seconds"] / BOTS, 2)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"burst-{BOTS}.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("\n" + json.dumps(results, indent=2))
+
+
+@pytest.mark.skipif(LARGE, reason="the default set: 1000 bots")
 async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path) -> None:
     results: dict[str, Any] = {"bots": BOTS}
     progress(f"baseline: {BOTS} Secrets and Pods created directly")

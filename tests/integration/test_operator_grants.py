@@ -6,7 +6,12 @@ revoked grant makes bots wait, and auth: auto picks zak or obf from the meeting'
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
+import time
 
+import httpx
 import pytest
 
 from devenv.operator_process import OperatorProcess
@@ -96,6 +101,45 @@ async def test_refresh_rotates_and_a_revoked_grant_makes_bots_wait(
     assert status["phase"] == "InMeeting", status
     sim.end_meeting(number)
     await run
+
+
+async def test_zooms_deauthorization_notice_revokes_the_grant_at_once(
+    kube: Kube, namespace: str, sim: SimAdmin, zoomsim: ZoomSim, operator: OperatorProcess
+) -> None:
+    """The user removes the app in Zoom: Zoom's signed app_deauthorized notice reaches
+    /oauth/deauthorize and the grant is revoked at once, its refresh token deleted. A forged
+    notice is refused; the endpoint answers Zoom's URL validation."""
+    app, _, alice = await make_grant(kube, namespace, sim, zoomsim, operator, webhook=True)
+    url = (await grant_body(kube, namespace))["status"]["authorizationUrl"]
+    assert await authorize_in_browser(url, alice["email"]) == "Authorized"
+    await wait_grant(kube, namespace, ready="True")
+    endpoint = f"{operator.oauth_url}/oauth/deauthorize"
+    stamp = str(int(time.time()))
+    forged = json.dumps(
+        {"event": "app_deauthorized", "payload": {"user_id": alice["id"], "client_id": "x"}}
+    )
+    answer = httpx.post(
+        endpoint,
+        content=forged,
+        headers={"x-zm-request-timestamp": stamp, "x-zm-signature": "v0=" + "0" * 64},
+    )
+    assert answer.status_code == 401
+    assert ready_of(await grant_body(kube, namespace))["status"] == "True"
+    # Zoom's URL validation, signed as Zoom signs it.
+    token = app["webhook_secret_token"]
+    validation = json.dumps({"event": "endpoint.url_validation", "payload": {"plainToken": "p"}})
+    signed = hmac.new(token.encode(), f"v0:{stamp}:{validation}".encode(), hashlib.sha256)
+    answer = httpx.post(
+        endpoint,
+        content=validation,
+        headers={"x-zm-request-timestamp": stamp, "x-zm-signature": f"v0={signed.hexdigest()}"},
+    )
+    expected = hmac.new(token.encode(), b"p", hashlib.sha256).hexdigest()
+    assert answer.json() == {"plainToken": "p", "encryptedToken": expected}
+    assert sim.deauthorize(alice["id"])["notified"] == [200]
+    body = await wait_grant(kube, namespace, ready="False", reason="GrantRevoked", timeout=10)
+    assert "deauthorization notice" in ready_of(body)["message"]
+    assert "refreshToken" not in await grant_secret(kube, namespace)
 
 
 async def test_a_grant_for_one_user_refuses_anyone_else(

@@ -56,6 +56,7 @@ async def make_grant(
     operator: OperatorProcess,
     extra_spec: dict[str, Any] | None = None,
     grant_spec: dict[str, Any] | None = None,
+    webhook: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The app's account (its user-managed app redirects to this operator), an external host
     account with the user who authorizes, the app's Secret and a ZoomUserGrant."""
@@ -67,6 +68,7 @@ async def make_grant(
         app_published=True,
         redirect_urls=[f"{operator.oauth_url}/oauth/callback"],
         extra_spec=extra_spec,
+        deauthorization_url=f"{operator.oauth_url}/oauth/deauthorize" if webhook else "",
     )
     await account_ready(kube, namespace)
     host = sim.create_account()
@@ -80,6 +82,7 @@ async def make_grant(
             "stringData": {
                 "clientId": app["user_client_id"],
                 "clientSecret": app["user_client_secret"],
+                **({"webhookSecretToken": app["webhook_secret_token"]} if webhook else {}),
             },
         },
     )
