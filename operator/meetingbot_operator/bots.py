@@ -66,6 +66,7 @@ class BotService:
         self.kube = kube
         self.accounts = accounts
         self.grants = grants
+        self.sweep_seconds = settings.sweep_seconds
         self.tokens = tokens
         self.post_event = post_event
         self.cache = BotCache()
@@ -114,9 +115,10 @@ class BotService:
     def identity(self, namespace: str, name: str) -> tuple[str, int] | None:
         return self.cache.identity(namespace, name)
 
-    def sweep(self) -> None:
-        """The safety net behind watch events (which are not retried): touch every bot."""
-        self.queue.sweep(self.cache.records)
+    def sweep(self) -> int:
+        """The safety net behind watch events (which are not retried): a pass for every bot
+        that has had none for a sweep interval; how many."""
+        return self.queue.sweep(self.cache.records, idle_for=self.sweep_seconds)
 
     def bots_of_account(self, namespace: str, account: str) -> list[Key]:
         return self.cache.bots_of_account(namespace, account)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ class _Slot:
     dirty: bool = False
     task: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
+    last_pass: float = 0.0  # time.monotonic() when a pass of this bot last ended
 
 
 class WorkQueue:
@@ -48,9 +50,18 @@ class WorkQueue:
         if slot and slot.timer:
             slot.timer.cancel()
 
-    def sweep(self, keys: Iterable[Key]) -> None:
+    def sweep(self, keys: Iterable[Key], idle_for: float = 0.0) -> int:
+        """Trigger every bot that has had no pass for `idle_for` seconds; how many. Bots that
+        events or timers keep busy need no safety net: at 10 000 bots, sweeping them all every
+        30 s was a reconcile storm of its own."""
+        horizon = time.monotonic() - idle_for
+        swept = 0
         for key in list(keys):
-            self.trigger(key)
+            slot = self._slots.get(key)
+            if slot is None or slot.last_pass <= horizon:
+                self.trigger(key)
+                swept += 1
+        return swept
 
     async def stop(self) -> None:
         tasks = [s.task for s in self._slots.values() if s.task and not s.task.done()]
@@ -76,3 +87,5 @@ class WorkQueue:
                 log.exception("reconcile failed", extra={"bot": f"{key[0]}/{key[1]}"})
                 self.later(key, RETRY_AFTER_ERROR)
             slot = self._slots.get(key)
+            if slot is not None:
+                slot.last_pass = time.monotonic()

@@ -116,7 +116,9 @@ async def delete_namespace(kube: Kube, namespace: str) -> None:
 async def apply_bots(namespace: str, number: str) -> float:
     async with await api() as a:
         custom = aclient.CustomObjectsApi(a)
-        spec = bot_spec(number, displayName="Bench")
+        # No bot runs on kwok nodes, so none reports: a burst slower than the start timeout
+        # (10 000 bots) would stop and retry its own bots. Long enough for any burst here.
+        spec = bot_spec(number, displayName="Bench", startTimeoutSeconds=3600)
 
         def job(i: int) -> Callable[[], Awaitable[Any]]:
             body = {

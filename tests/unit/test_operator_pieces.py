@@ -19,6 +19,7 @@ from meetingbot_operator.models import MeetingBotSpec, meeting_number
 from meetingbot_operator.observed import Meta
 from meetingbot_operator.reports import ReportTokens
 from meetingbot_operator.settings import Settings
+from meetingbot_operator.workqueue import WorkQueue
 
 ROOT = Path(__file__).resolve().parents[2]
 META = Meta(name="bot", namespace="ns", uid="uid-1", generation=1)
@@ -210,3 +211,25 @@ async def test_events_are_rate_limited_and_can_be_turned_off() -> None:
     await asyncio.wait_for(limited.queue.join(), 5)
     assert len(posted) == 30
     await limited.close()
+
+
+async def test_the_sweep_passes_only_bots_idle_for_a_sweep_interval() -> None:
+    """At scale the sweep must not become a reconcile storm: a bot that had a pass within
+    the interval is left alone; one that had none (or never) gets one."""
+    passes: list[tuple[str, str]] = []
+
+    async def work(key: tuple[str, str]) -> None:
+        passes.append(key)
+
+    queue = WorkQueue(work)
+    busy, idle, unseen = ("ns", "busy"), ("ns", "idle"), ("ns", "unseen")
+    queue.trigger(idle)
+    await asyncio.sleep(0.2)
+    queue.trigger(busy)
+    await asyncio.sleep(0.05)
+    passes.clear()
+    assert queue.sweep([busy, idle, unseen], idle_for=0.15) == 2
+    await asyncio.sleep(0.05)
+    assert sorted(passes) == [idle, unseen]
+    assert queue.sweep([busy, idle, unseen], idle_for=0.0) == 3  # interval 0: every bot
+    await queue.stop()
