@@ -110,7 +110,8 @@ async def delete_namespace(kube: Kube, namespace: str) -> None:
     async def gone() -> bool:
         return not await kube.exists(kube.core.read_namespace, namespace)
 
-    await wait_for(gone, 600, 1.0, f"namespace {namespace} deleted")
+    # 10 000 bots' worth of objects took the local garbage collector over ten minutes.
+    await wait_for(gone, max(600, BOTS * 0.15), 1.0, f"namespace {namespace} deleted")
 
 
 async def apply_bots(namespace: str, number: str) -> float:
