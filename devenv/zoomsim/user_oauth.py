@@ -110,12 +110,20 @@ def _tokens(access: str, refresh: str, scopes: tuple[str, ...]) -> web.Response:
     )
 
 
+def _client(world: World, credentials: tuple[str, str] | None) -> Account | None:
+    """The user-managed app whose id and secret the Basic auth header carries."""
+    app = world.app_for_client(credentials[0]) if credentials else None
+    if credentials is None or app is None or credentials[1] != app.user_client_secret:
+        return None
+    return app
+
+
 def exchange_code(
     world: World, credentials: tuple[str, str] | None, params: dict[str, Any]
 ) -> web.Response:
     """grant_type=authorization_code: the code once, with its redirect URL and verifier."""
-    app = world.app_for_client(credentials[0]) if credentials else None
-    if credentials is None or app is None or credentials[1] != app.user_client_secret:
+    app = _client(world, credentials)
+    if app is None:
         return _error("invalid_client", "Invalid client_id or client_secret", 401, 4702)
     code = world.auth_codes.pop(str(params.get("code", "")), None)
     if code is None or code.account_id != app.id or code.expires_at < time.time():
@@ -137,8 +145,8 @@ def refresh(
 ) -> web.Response:
     """grant_type=refresh_token: a new access token and a new refresh token; the old refresh
     token is spent, and a second use of it is refused (invalid_grant)."""
-    app = world.app_for_client(credentials[0]) if credentials else None
-    if credentials is None or app is None or credentials[1] != app.user_client_secret:
+    app = _client(world, credentials)
+    if app is None:
         return _error("invalid_client", "Invalid client_id or client_secret", 401, 4702)
     grant = world.refresh_tokens.pop(str(params.get("refresh_token", "")), None)
     if grant is None or grant.app_account_id != app.id or grant.expires_at < time.time():

@@ -312,14 +312,20 @@ class GrantService:
         minute: notices from anyone on the network must not each cost API reads."""
         if entry.app_data is not None and entry.app_data[0] > time.monotonic():
             return entry.app_data[1]
-        name = entry.grant.spec.app_credentials_secret_ref.name
-        secret = await self.kube.read_secret(key[0], name)
         try:
-            data = usable(secret, name, SecretUse.ZOOM_CREDENTIALS) if secret else {}
+            data = await self._read_app_secret(key, entry)
         except SecretNotAllowed:
             data = {}
         entry.app_data = (time.monotonic() + APP_SECRET_SECONDS, data)
         return data
+
+    async def _read_app_secret(self, key: Key, entry: GrantEntry) -> dict[str, str]:
+        """The app Secret's data; SecretNotAllowed if it is missing or not opted in."""
+        name = entry.grant.spec.app_credentials_secret_ref.name
+        secret = await self.kube.read_secret(key[0], name)
+        if secret is None:
+            raise SecretNotAllowed(f"Secret {name!r} not found")
+        return usable(secret, name, SecretUse.ZOOM_CREDENTIALS)
 
     # --- tokens ---------------------------------------------------------------------------
 
@@ -447,11 +453,8 @@ class GrantService:
             await self._set(key, entry, problem)
             raise GrantProblem(problem.reason, problem.message)
         name = spec.app_credentials_secret_ref.name
-        secret = await self.kube.read_secret(key[0], name)
         try:
-            if secret is None:
-                raise SecretNotAllowed(f"Secret {name!r} not found")
-            data = usable(secret, name, SecretUse.ZOOM_CREDENTIALS)
+            data = await self._read_app_secret(key, entry)
             if not data.get("clientId") or not data.get("clientSecret"):
                 raise SecretNotAllowed(f"Secret {name!r} lacks clientId or clientSecret")
         except SecretNotAllowed as error:

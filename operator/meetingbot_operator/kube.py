@@ -78,33 +78,33 @@ class Kube:
             raise error
         return body
 
-    async def read_secret(self, namespace: str, name: str) -> SecretView | None:
-        """A Secret's labels and decoded data, or None if it does not exist."""
+    async def _read_secret(self, namespace: str, name: str) -> Any | None:
+        """The Secret (a client model), or None if it does not exist."""
         try:
-            secret = await self.core.read_namespaced_secret(name, namespace)
+            return await self.core.read_namespaced_secret(name, namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
-        return SecretView(
-            labels=dict(secret.metadata.labels or {}),
-            data={k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()},
-        )
+
+    async def read_secret(self, namespace: str, name: str) -> SecretView | None:
+        """A Secret's labels and decoded data, or None if it does not exist."""
+        secret = await self._read_secret(namespace, name)
+        if secret is None:
+            return None
+        return SecretView(labels=dict(secret.metadata.labels or {}), data=_decoded(secret))
 
     async def read_owned_secret(
         self, namespace: str, name: str, owner_uid: str
     ) -> dict[str, str] | None:
         """A Secret's decoded data if `owner_uid` controls it; None if it does not exist;
         NameTaken if it belongs to anyone else (never read, never trusted)."""
-        try:
-            secret = await self.core.read_namespaced_secret(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        secret = await self._read_secret(namespace, name)
+        if secret is None:
+            return None
         if not controlled_by(secret.metadata, owner_uid):
             raise NameTaken("Secret", namespace, name, owner="object")
-        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        return _decoded(secret)
 
     async def upsert_secret(self, body: dict[str, Any]) -> None:
         """Create the Secret, or replace it if it exists and is ours (a new attempt has a new
@@ -275,3 +275,7 @@ class Kube:
         except ApiException as error:
             if error.status != 404:
                 raise
+
+
+def _decoded(secret: Any) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
