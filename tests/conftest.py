@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from devenv.cluster import cluster
 from devenv.cluster.node import node_ip
 from devenv.operator_process import OperatorProcess, install_crds
-from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url
+from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
+from tests.support.chart import CHART, KEY_SECRET, RELEASE, SYSTEM, Release, helm, values_file
 from tests.support.operator_fixtures import MERGE_PATCH, Bots, Kube, account_ready
 from tests.support.operator_fixtures import zoom_account as zoom_account_in
 from tests.support.scripted_bot import ScriptedBot
@@ -228,3 +230,49 @@ def operator_image(kubeconfig: Path) -> str:
 def sim_image(kubeconfig: Path) -> str:
     """The Zoom sandbox's image (`make sim-image`), imported into the real node."""
     return _build_and_load(SIM_IMAGE, "devenv/zoomsim/Dockerfile")
+
+
+@pytest.fixture
+async def running(
+    kube: Kube,
+    kubeconfig: Path,
+    tmp_path: Path,
+    image: str,
+    operator_image: str,
+    zoomsim: ZoomSim,
+) -> AsyncIterator[Release]:
+    """The README's Helm install for real: the operator runs as the chart's Deployment on the
+    real node, with its own service account; bots report to it through the chart's Service;
+    Zoom is the simulator, reached through a Service (devenv/zoomsim/in_cluster.py)."""
+    install_crds()
+    watched = f"chart-{uuid.uuid4().hex[:6]}"
+    await kube.core.create_namespace({"metadata": {"name": watched}})
+    if await kube.exists(kube.core.read_namespaced_secret, KEY_SECRET, SYSTEM):
+        await kube.core.delete_namespaced_secret(KEY_SECRET, SYSTEM)  # a first start, then
+    if await kube.exists(kube.coordination.read_namespaced_lease, RELEASE, SYSTEM):
+        await kube.coordination.delete_namespaced_lease(RELEASE, SYSTEM)  # (its create too)
+    sandbox = in_cluster.expose(zoomsim)
+    repository, tag = operator_image.rsplit(":", 1)
+    release = Release(watched, sandbox, tmp_path)
+    release.values = {
+        "watchNamespaces": [watched],
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "operator": {"allowedEndpoints": [sandbox], "retryBaseSeconds": 1},
+        "bot": {
+            "image": image,
+            "sdkUrl": fake_sdk_url(sandbox),
+            "imagePullPatienceSeconds": 10,
+        },
+    }
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        helm(
+            "install", RELEASE, str(CHART), "--namespace", SYSTEM, "--create-namespace",
+            "-f", values_file(tmp_path, release.values), "--wait", "--timeout", "120s",
+        )  # fmt: skip
+        release.since = since
+        yield release
+    finally:
+        release.logs()  # printed on failure, with the test's output
+        helm("uninstall", RELEASE, "--namespace", SYSTEM, "--wait", check=False)
+        await kube.core.delete_namespace(watched)

@@ -6,13 +6,15 @@ import asyncio
 import logging
 import os
 import socket
+import sys
+from typing import Any
 
 import kopf
 import uvloop
 from kopf._core.engines.peering import Identity  # the NewType kopf.run expects; not re-exported
 
 from meetingbot_contract import logs
-from meetingbot_operator import memory
+from meetingbot_operator import election, memory, metrics
 from meetingbot_operator.settings import Settings
 
 
@@ -27,15 +29,22 @@ def main() -> None:
     # uvloop: a faster event loop, measurably so in bursts of watch events.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
-    kopf.run(
-        standalone=True,  # one active replica: the chart runs one pod with the Recreate strategy
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+    identity = settings.pod_name or f"{socket.gethostname()}-{os.getpid()}"
+    options: dict[str, Any] = {
+        # One active replica: alone, or the leader (election.py); never kopf's peering.
+        "standalone": True,
+        "clusterwide": not settings.namespaces,
+        "namespaces": settings.namespaces,
+        "liveness_endpoint": f"http://0.0.0.0:{settings.health_port}/healthz",
         # Our own identity: kopf's default asks the passwd database for the user's name, which
         # fails for a UID without an entry (the chart's 10001, OpenShift's arbitrary UIDs).
-        identity=Identity(f"{socket.gethostname()}-{os.getpid()}"),
-    )
+        "identity": Identity(identity),
+    }
+    if not settings.leader_election:
+        metrics.LEADER.set(1)
+        kopf.run(**options)
+        return
+    sys.exit(asyncio.run(election.run(settings, identity, options)))
 
 
 if __name__ == "__main__":

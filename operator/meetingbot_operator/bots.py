@@ -84,11 +84,28 @@ class BotService:
             image_pull_patience=timedelta(seconds=settings.image_pull_patience_seconds),
         )
         self._starts = asyncio.Semaphore(CONCURRENT_STARTS)
+        # Bots that existed when this process started and that its watch has not shown yet: a
+        # report from one of them is answered "not yet" (503, retried), never "unknown" (401,
+        # which makes a bot stop reporting). See expect().
+        self._expected: set[Key] = set()
+        self._expected_until = 0.0
 
     # --- inputs --------------------------------------------------------------------------------
 
+    def expect(self, keys: set[Key], patience: float) -> None:
+        """The bots listed at startup: until the watch has shown them all (or `patience`
+        seconds pass: one deleted in between never shows), reports from unknown bots get 503."""
+        self._expected = {k for k in keys if self.cache.identity(*k) is None}
+        self._expected_until = asyncio.get_running_loop().time() + patience
+
+    def warming(self) -> bool:
+        if self._expected and asyncio.get_running_loop().time() > self._expected_until:
+            self._expected.clear()
+        return bool(self._expected)
+
     def observe_bot(self, event_type: str, body: dict[str, Any]) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        self._expected.discard(key)
         if event_type == "DELETED":
             self.cache.observe_bot(event_type, body)
             self.queue.forget(key)

@@ -59,6 +59,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.stop()
+    step_down = memo.get("step_down")  # under leader election: release the Lease now
+    if step_down is not None:
+        await step_down()
     memory.write_report()
 
 

@@ -267,6 +267,35 @@ class Kube:
             )
         )
 
+    async def meetingbot_keys(self, namespaces: list[str]) -> set[tuple[str, str]]:
+        """(namespace, name) of every MeetingBot in the namespaces (all of them when empty),
+        listed in pages so that a large cluster is never held in memory at once."""
+        keys: set[tuple[str, str]] = set()
+        scopes: list[str | None] = [*namespaces] if namespaces else [None]
+        for namespace in scopes:
+            token = ""
+            while True:
+                options: dict[str, Any] = {"limit": 500, "_preload_content": False}
+                if token:
+                    options["_continue"] = token
+                if namespace is None:
+                    call = self.custom.list_cluster_custom_object(
+                        GROUP, VERSION, "meetingbots", **options
+                    )
+                else:
+                    call = self.custom.list_namespaced_custom_object(
+                        GROUP, VERSION, namespace, "meetingbots", **options
+                    )
+                page = json.loads(await self._raw(call))
+                keys.update(
+                    (item["metadata"]["namespace"], item["metadata"]["name"])
+                    for item in page.get("items", [])
+                )
+                token = page.get("metadata", {}).get("continue") or ""
+                if not token:
+                    break
+        return keys
+
     async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
         try:
             await self.custom.delete_namespaced_custom_object(

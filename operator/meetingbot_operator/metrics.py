@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -51,8 +59,15 @@ APPLY_TO_IN_MEETING = Histogram(
 )
 REPORTS = Counter(
     "meetingbot_reports_total",
-    "Bot reports received by result: accepted, stale, unauthorized, invalid, unknown.",
+    "Bot reports received by result: accepted, stale, unauthorized, invalid, unknown; warming "
+    "and early (answered 503: the operator has not caught up with the bot yet).",
     ["result"],
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "meetingbot_leader",
+    "1 on the replica that leads (holds the Lease and acts), 0 on a standby; one replica "
+    "without leader election always leads.",
     registry=REGISTRY,
 )
 FINISHED = Counter(
@@ -123,3 +138,15 @@ def observe_pool(namespace: str, account: str, views: Iterable[UserView]) -> Non
         SERVICE_USERS.labels(namespace, account, state).set(sum(v.state == state for v in views))
     for view in views:
         SERVICE_USER_BOTS.labels(namespace, account, view.user).set(view.active_bots)
+
+
+def app() -> web.Application:
+    """The /metrics endpoint, served by the leader and by standbys alike."""
+
+    async def serve(_: web.Request) -> web.Response:
+        body = generate_latest(REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    metrics_app = web.Application()
+    metrics_app.router.add_get("/metrics", serve)
+    return metrics_app

@@ -32,7 +32,11 @@ Receipt = Literal["accepted", "stale", "unknown"]
 # (namespace, name) -> (uid, current attempt), or None if the bot is unknown
 Identity = Callable[[str, str], tuple[str, int] | None]
 Sink = Callable[[str, str, BotReport], Receipt]
+# True while a just-started operator has not yet seen every bot that exists (its watch is
+# still listing them): an unknown bot is then answered 503 (try again), not 401.
+Warming = Callable[[], bool]
 MAX_BODY = 16 * 1024
+RETRY_SOON = {"Retry-After": "2"}
 # Stands in for the uid of a bot the operator does not know, so that an unknown bot costs the
 # same work as a known one and gets the same answer.
 UNKNOWN_UID = "00000000-0000-0000-0000-000000000000"
@@ -70,12 +74,12 @@ class ReportTokens:
         return SecretStr(hmac.new(self._key, message, hashlib.sha256).hexdigest())
 
     def attempt_of(
-        self, presented: str, namespace: str, name: str, uid: str, current: int
+        self, presented: str, namespace: str, name: str, uid: str, last: int
     ) -> int | None:
-        """Which attempt (1..current) the presented token belongs to, or None. Every candidate
+        """Which attempt (1..last) the presented token belongs to, or None. Every candidate
         is compared, so the time taken does not say which one matched."""
         found = None
-        for attempt in range(1, max(current, 1) + 1):
+        for attempt in range(1, max(last, 1) + 1):
             expected = self.token(namespace, name, uid, attempt).get_secret_value()
             if hmac.compare_digest(presented.encode(), expected.encode()):
                 found = attempt
@@ -86,15 +90,24 @@ def report_path(namespace: str, name: str) -> str:
     return f"/v1/namespaces/{namespace}/meetingbots/{name}/report"
 
 
-def make_app(tokens: ReportTokens, identity: Identity, sink: Sink) -> web.Application:
+def make_app(
+    tokens: ReportTokens, identity: Identity, sink: Sink, warming: Warming
+) -> web.Application:
     async def report(request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         header = request.headers.get("Authorization", "")
         presented = header[7:] if header.startswith("Bearer ") else ""
         # The token first, before a byte of the body is read; the same answer for "no such bot"
         # and "wrong token", so strangers learn nothing about which bots exist.
-        uid, current = identity(namespace, name) or (UNKNOWN_UID, 1)
-        attempt = tokens.attempt_of(presented, namespace, name, uid, current)
+        known = identity(namespace, name)
+        if known is None and warming():
+            # Every unknown bot alike, so the answer says nothing about which bots exist.
+            metrics.REPORTS.labels("warming").inc()
+            return web.json_response({"result": "warming"}, status=503, headers=RETRY_SOON)
+        uid, current = known or (UNKNOWN_UID, 1)
+        # Up to the attempt after the one in status: a pod created just before the operator
+        # restarted (or lost the lead), whose attempt the status does not record yet.
+        attempt = tokens.attempt_of(presented, namespace, name, uid, current + 1)
         if attempt is None or uid == UNKNOWN_UID:
             return _answer("unauthorized", 401)
         try:
@@ -104,7 +117,10 @@ def make_app(tokens: ReportTokens, identity: Identity, sink: Sink) -> web.Applic
             return web.json_response({"error": first_error(error)}, status=400)
         if body.attempt != attempt:
             return _answer("unauthorized", 401)  # a token is good for its own attempt only
-        if attempt != current:
+        if attempt > current:  # the status catches up in a moment: not stale, try again
+            metrics.REPORTS.labels("early").inc()
+            return web.json_response({"result": "early"}, status=503, headers=RETRY_SOON)
+        if attempt < current:
             return _answer("stale", 409)
         receipt = sink(namespace, name, body)
         return _answer(receipt, 202 if receipt == "accepted" else 401)

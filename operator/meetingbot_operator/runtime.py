@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from meetingbot_operator import metrics, oauth_http, reports
 from meetingbot_operator.accounts import AccountService
 from meetingbot_operator.bots import BotService
 from meetingbot_operator.events import EventRecorder
 from meetingbot_operator.grants import GrantService
-from meetingbot_operator.kube import Kube, api_client
+from meetingbot_operator.kube import Kube, api_client, api_message
 from meetingbot_operator.secret_watch import SecretWatch
 from meetingbot_operator.settings import Settings
 
@@ -62,11 +62,24 @@ class Runtime:
         kube = Kube(await api_client())
         tokens = reports.ReportTokens(await reports.load_key(settings, kube))
         runtime = cls(settings, kube, tokens)
+        if not any(c in "".join(settings.namespaces) for c in "*?[!"):
+            # (Namespace patterns: no list of our own; a report may then meet a 401 early on.)
+            try:
+                keys = await kube.meetingbot_keys(settings.namespaces)
+            except ApiException as error:  # e.g. the CRDs not installed yet: kopf says more
+                log.warning("cannot list MeetingBots", extra={"error": api_message(error)})
+                keys = set()
+            runtime.bots.expect(
+                keys, patience=settings.report_interval_seconds * settings.unresponsive_intervals
+            )
         report_app = reports.make_app(
-            runtime.bots.tokens, runtime.bots.identity, runtime.bots.observe_report
+            runtime.bots.tokens,
+            runtime.bots.identity,
+            runtime.bots.observe_report,
+            runtime.bots.warming,
         )
         await runtime._serve(report_app, settings.report_host, settings.report_port)
-        await runtime._serve(_metrics_app(), settings.report_host, settings.metrics_port)
+        await runtime._serve(metrics.app(), settings.report_host, settings.metrics_port)
         if settings.oauth_port:
             app = oauth_http.make_app(runtime.grants)
             await runtime._serve(app, settings.report_host, settings.oauth_port)
@@ -121,16 +134,6 @@ class Runtime:
                     await self.grants.keep_fresh()
             except Exception:
                 log.exception("sweep failed; trying again at the next tick")
-
-
-def _metrics_app() -> web.Application:
-    async def serve(_: web.Request) -> web.Response:
-        body = generate_latest(metrics.REGISTRY)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/metrics", serve)
-    return app
 
 
 def health(runtime: Runtime) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import ipaddress
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -32,6 +32,19 @@ class Settings(BaseSettings):
 
     metrics_port: int = 9090
     health_port: int = 8080
+
+    # High availability: replicas elect a leader on a Lease (named here, in pod_namespace);
+    # only the leader acts, the others forward reports to it and take over when it goes.
+    # Off: this process leads alone (one replica, or a test).
+    leader_election: bool = False
+    leader_lease_name: str = "meetingbot-operator"
+    lease_duration_seconds: int = Field(15, ge=2, le=300)
+    lease_renew_deadline_seconds: float = Field(10.0, gt=0)
+    lease_retry_seconds: float = Field(2.0, gt=0)
+    # This replica's name in the Lease (the chart: the pod's name) and the address the others
+    # reach its report and OAuth ports at (the chart: the pod's IP).
+    pod_name: str = ""
+    pod_ip: str = "127.0.0.1"
 
     # ZoomUserGrants (OBF): the authorization endpoints (/oauth/start/..., /oauth/callback)
     # listen here; 0 turns them off. `oauth_public_url` is where a person's browser reaches
@@ -92,6 +105,20 @@ class Settings(BaseSettings):
 
     log_format: str = Field("json", pattern="^(json|text)$")
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> Settings:
+        if self.leader_election:
+            if not self.pod_namespace:
+                raise ValueError("leader election needs MEETINGBOT_POD_NAMESPACE (the Lease's)")
+            if not self.lease_retry_seconds < self.lease_renew_deadline_seconds:
+                raise ValueError("lease_retry_seconds must be below lease_renew_deadline_seconds")
+            if not self.lease_renew_deadline_seconds < self.lease_duration_seconds:
+                raise ValueError(
+                    "lease_renew_deadline_seconds must be below lease_duration_seconds: the "
+                    "leader must stop acting before another replica may start"
+                )
+        return self
 
     @field_validator("namespaces", "allowed_endpoints", mode="before")
     @classmethod

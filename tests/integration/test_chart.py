@@ -9,7 +9,6 @@ import json
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,19 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.cluster import cluster, node
 from devenv.operator_process import install_crds
-from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
-from tests.support.chart import CHART, NON_DEFAULT, RELEASE, SYSTEM, helm, values_file
+from devenv.zoomsim import SimAdmin, ZoomSim
+from tests.support.chart import (
+    CHART,
+    KEY_SECRET,
+    NON_DEFAULT,
+    RELEASE,
+    SYSTEM,
+    Release,
+    helm,
+    leader_pod,
+    operator_pods,
+    values_file,
+)
 from tests.support.operator_fixtures import (
     Bots,
     Kube,
@@ -30,8 +40,8 @@ from tests.support.operator_fixtures import (
     zoom_account,
 )
 from tests.support.specs import bot_spec
+from tests.support.takeover import leader_deleted_mid_burst
 
-KEY_SECRET = "meetingbot-operator-report-key"
 SA_USER = f"system:serviceaccount:{SYSTEM}:meetingbot-operator"
 # Granted, and needed, but no request of a short lifecycle shows them in the audit log:
 RARELY_USED = {
@@ -99,7 +109,8 @@ def test_every_value_is_described() -> None:
 
 def test_schema_rejects_bad_values(tmp_path: Path) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"replicaCount": 2}, "replicaCount"),
+        ({"replicaCount": 2, "leaderElection": {"enabled": False}}, "needs leaderElection"),
+        ({"replicaCount": -1}, "replicaCount"),
         ({"bot": {"graceSeconds": 1}}, "graceSeconds"),
         ({"unknown": 1}, "unknown"),
     ]
@@ -187,77 +198,6 @@ async def installed(kube: Kube, kubeconfig: Path, tmp_path: Path) -> AsyncIterat
     await kube.core.delete_namespace(watched)
 
 
-@pytest.fixture
-async def running(
-    kube: Kube,
-    kubeconfig: Path,
-    tmp_path: Path,
-    image: str,
-    operator_image: str,
-    zoomsim: ZoomSim,
-) -> AsyncIterator[Release]:
-    """The README's Helm install for real: the operator runs as the chart's Deployment on the
-    real node, with its own service account; bots report to it through the chart's Service;
-    Zoom is the simulator, reached through a Service (devenv/zoomsim/in_cluster.py)."""
-    install_crds()
-    watched = f"chart-{uuid.uuid4().hex[:6]}"
-    await kube.core.create_namespace({"metadata": {"name": watched}})
-    if await kube.exists(kube.core.read_namespaced_secret, KEY_SECRET, SYSTEM):
-        await kube.core.delete_namespaced_secret(KEY_SECRET, SYSTEM)  # a first start, then
-    sandbox = in_cluster.expose(zoomsim)
-    repository, tag = operator_image.rsplit(":", 1)
-    release = Release(watched, sandbox, tmp_path)
-    release.values = {
-        "watchNamespaces": [watched],
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-        "operator": {"allowedEndpoints": [sandbox], "retryBaseSeconds": 1},
-        "bot": {
-            "image": image,
-            "sdkUrl": fake_sdk_url(sandbox),
-            "imagePullPatienceSeconds": 10,
-        },
-    }
-    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    try:
-        helm(
-            "install", RELEASE, str(CHART), "--namespace", SYSTEM, "--create-namespace",
-            "-f", values_file(tmp_path, release.values), "--wait", "--timeout", "120s",
-        )  # fmt: skip
-        release.since = since
-        yield release
-    finally:
-        release.logs()  # printed on failure, with the test's output
-        helm("uninstall", RELEASE, "--namespace", SYSTEM, "--wait", check=False)
-        await kube.core.delete_namespace(watched)
-
-
-class Release:
-    """A running install: the watched namespace, the simulator's in-cluster URL, its values."""
-
-    def __init__(self, namespace: str, sandbox: str, tmp_path: Path) -> None:
-        self.namespace = namespace
-        self.sandbox = sandbox
-        self.tmp_path = tmp_path
-        self.values: dict[str, Any] = {}
-        self.since = ""
-
-    def upgrade(self, **changes: Any) -> None:
-        values = {**self.values, "operator": {**self.values["operator"], **changes}}
-        helm(
-            "upgrade", RELEASE, str(CHART), "--namespace", SYSTEM,
-            "-f", values_file(self.tmp_path, values), "--wait", "--timeout", "120s",
-        )  # fmt: skip
-
-    def logs(self) -> str:
-        """The operator pod's log, with `kubectl logs` (the real kubelet serves it)."""
-        result = cluster.kubectl(
-            "-n", SYSTEM, "logs", f"deploy/{RELEASE}", "--tail", "-1", check=False
-        )
-        print(f"\n--- kubectl logs deploy/{RELEASE} (last 40 lines)\n")
-        print("\n".join(result.stdout.splitlines()[-40:]), result.stderr)
-        return result.stdout
-
-
 def audited_permissions(since: str) -> tuple[set[tuple[str, str, str]], set[tuple[str, str, str]]]:
     """(allowed, forbidden) requests of the service account since an RFC 3339 time."""
     used: set[tuple[str, str, str]] = set()
@@ -277,6 +217,8 @@ def audited_permissions(since: str) -> tuple[set[tuple[str, str, str]], set[tupl
 
 async def granted_permissions(kube: Kube, namespace: str) -> set[tuple[str, str, str]]:
     rules = list((await kube.rbac.read_namespaced_role("meetingbot-operator", namespace)).rules)
+    for role in ("meetingbot-operator-report-key", "meetingbot-operator-leader-election"):
+        rules += (await kube.rbac.read_namespaced_role(role, SYSTEM)).rules
     assert not [
         r
         for r in (await kube.rbac.list_cluster_role()).items
@@ -291,13 +233,6 @@ async def granted_permissions(kube: Kube, namespace: str) -> set[tuple[str, str,
     }
 
 
-async def operator_pods(kube: Kube) -> list[Any]:
-    listed = await kube.core.list_namespaced_pod(
-        SYSTEM, label_selector="app.kubernetes.io/name=meetingbot-operator"
-    )
-    return [p for p in listed.items if p.metadata.deletion_timestamp is None]
-
-
 async def test_the_operator_pod_runs_on_the_charts_rbac_and_needs_all_of_it(
     kube: Kube, running: Release, sim: SimAdmin, zoomsim: ZoomSim
 ) -> None:
@@ -306,8 +241,9 @@ async def test_the_operator_pod_runs_on_the_charts_rbac_and_needs_all_of_it(
     bot pod, the status goes on), the TTL, an image that cannot be pulled. Then the audit log
     of its service account: every request allowed, every grant used."""
     namespace = running.namespace
-    (first,) = await operator_pods(kube)
-    assert first.spec.node_name == node.NODE_NAME
+    pods = await operator_pods(kube)
+    assert len(pods) == 2 and {p.spec.node_name for p in pods} == {node.NODE_NAME}
+    first = await leader_pod(kube)
     bots = Bots(kube, namespace)
     zoom = await zoom_account(kube, namespace, sim, running.sandbox)
     assert (await account_ready(kube, namespace, timeout=60))["status"] == "True"
@@ -335,21 +271,21 @@ async def test_the_operator_pod_runs_on_the_charts_rbac_and_needs_all_of_it(
     assert url == f"http://localhost:8082/oauth/start/{namespace}/someone"
     number = sim.create_meeting(zoom["id"])["number"]
     # 1. a bot that crashes once (a second attempt gets a new Secret) ...
-    await bots.apply("full", bot_spec(number, on_kwok=False, ttlSecondsAfterFinished=0))
+    # (a TTL of 0 would delete the bot before a poll could see it Succeeded: CI saw 404)
+    await bots.apply("full", bot_spec(number, on_kwok=False, ttlSecondsAfterFinished=10))
     await bots.wait_phase("full", "InMeeting", timeout=120)
     (pod,) = await bots.pods("full")
     node.kill_container(pod.status.container_statuses[0].container_id)
     await bots.wait_status("full", lambda s: s.get("attempts") == 2, timeout=60)
     await bots.wait_phase("full", "InMeeting", timeout=120)
-    # ... the operator's own pod is deleted mid-meeting: the Deployment's next pod takes over
+    # ... the leading operator's pod is deleted mid-meeting: the standby takes over
     await kube.core.delete_namespaced_pod(first.metadata.name, SYSTEM)
 
     async def successor() -> Any:
-        pods = [p for p in await operator_pods(kube) if p.metadata.uid != first.metadata.uid]
-        ready = [p for p in pods if any(c.ready for c in p.status.container_statuses or [])]
-        return ready[0] if ready else None
+        leader = await leader_pod(kube)
+        return leader if leader and leader.metadata.uid != first.metadata.uid else None
 
-    await wait_for(successor, 120, what="a new operator pod Ready")
+    await wait_for(successor, 60, what="the standby leading")
     assert (await bots.status("full"))["phase"] == "InMeeting"
     sim.end_meeting(number)
     status = await bots.wait_phase("full", "Succeeded", timeout=60)
@@ -429,6 +365,22 @@ async def test_the_sandbox_serves_a_whole_meeting_in_the_cluster(
         await kube.core.delete_namespace(watched)
 
 
+async def test_the_standby_takes_over_mid_burst_without_losing_a_bot(
+    kube: Kube, running: Release, sim: SimAdmin, zoomsim: ZoomSim, handed_secrets: list[str]
+) -> None:
+    """High availability on the real node: the chart's two replicas; the leader's pod is
+    deleted while 100 bots start. The standby leads, every bot joins and succeeds on its
+    first attempt, one pod each, every report accepted (tests/support/takeover.py).
+    `make bench` measures the takeover five times (tests/bench/test_takeover.py)."""
+    zoom = await zoom_account(kube, running.namespace, sim, running.sandbox)
+    await account_ready(kube, running.namespace, timeout=60)
+    number = sim.create_meeting(zoom["id"])["number"]
+    result = await leader_deleted_mid_burst(
+        kube, running.namespace, sim, zoomsim.url, number, handed_secrets, prefix="ha"
+    )
+    print(f"\n{result}")
+
+
 def test_renders_are_stable(tmp_path: Path) -> None:
     """What Argo CD and `helm diff` run: the same values render the same manifests."""
     for values in ({}, NON_DEFAULT):
@@ -443,7 +395,8 @@ async def test_the_report_key_outlives_an_upgrade_with_a_bot_in_a_meeting(
     kube: Kube, running: Release, sim: SimAdmin
 ) -> None:
     """The operator made the key on its first start; an upgrade that changes the render
-    replaces its pod (Recreate), and the bot started before still reports to the new one."""
+    replaces both pods (RollingUpdate: each old leader hands over to a new standby), and the
+    bot started before still reports to the new leader."""
     namespace = running.namespace
     key = await _report_key(kube)
     bots = Bots(kube, namespace)
@@ -452,10 +405,14 @@ async def test_the_report_key_outlives_an_upgrade_with_a_bot_in_a_meeting(
     number = sim.create_meeting(zoom["id"])["number"]
     await bots.apply("steady", bot_spec(number, on_kwok=False))
     await bots.wait_phase("steady", "InMeeting", timeout=120)
-    (before,) = await operator_pods(kube)
+    before = {p.metadata.uid for p in await operator_pods(kube)}
     running.upgrade(logLevel="DEBUG")
-    (after,) = await operator_pods(kube)
-    assert after.metadata.uid != before.metadata.uid
+
+    async def replaced() -> bool:
+        after = {p.metadata.uid for p in await operator_pods(kube)}
+        return len(after) == 2 and not after & before and await leader_pod(kube) is not None
+
+    await wait_for(replaced, 60, what="two new operator pods, one leading")
     assert await _report_key(kube) == key
     sim.end_meeting(number)
     status = await bots.wait_phase("steady", "Succeeded", timeout=60)
@@ -474,7 +431,7 @@ async def test_upgrade_and_uninstall(kube: Kube, installed: str, tmp_path: Path)
     env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
     assert env["MEETINGBOT_LOG_LEVEL"] == "DEBUG"
     assert env["MEETINGBOT_NAMESPACES"] == installed
-    assert deployment.spec.strategy.type == "Recreate"
+    assert deployment.spec.strategy.type == "RollingUpdate"
     helm("uninstall", RELEASE, "--namespace", SYSTEM)
     assert not (await kube.apps.list_namespaced_deployment(SYSTEM)).items
     assert not [

@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.cluster import cluster
+from tests.support.operator_fixtures import Kube
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "meetingbot-operator"
 RELEASE, SYSTEM = "meetingbot-operator", "meetingbot-system"
+KEY_SECRET = "meetingbot-operator-report-key"
 NON_DEFAULT = {
     "watchNamespaces": ["team-a", "team-b"],
     # What platform teams set first: an image by digest, an OpenShift-style security context
@@ -76,3 +79,50 @@ def render(tmp_path: Path, values: dict[str, Any]) -> list[dict[str, Any]]:
         "template", RELEASE, str(CHART), "--namespace", SYSTEM, "-f", values_file(tmp_path, values)
     ).stdout
     return [d for d in yaml.safe_load_all(rendered) if d]
+
+
+class Release:
+    """A running install: the watched namespace, the simulator's in-cluster URL, its values."""
+
+    def __init__(self, namespace: str, sandbox: str, tmp_path: Path) -> None:
+        self.namespace = namespace
+        self.sandbox = sandbox
+        self.tmp_path = tmp_path
+        self.values: dict[str, Any] = {}
+        self.since = ""
+
+    def upgrade(self, **changes: Any) -> None:
+        values = {**self.values, "operator": {**self.values["operator"], **changes}}
+        helm(
+            "upgrade", RELEASE, str(CHART), "--namespace", SYSTEM,
+            "-f", values_file(self.tmp_path, values), "--wait", "--timeout", "120s",
+        )  # fmt: skip
+
+    def logs(self) -> str:
+        """The operator pods' logs, with `kubectl logs` (the real kubelet serves them)."""
+        result = cluster.kubectl(
+            "-n", SYSTEM, "logs", "-l", "app.kubernetes.io/name=meetingbot-operator",
+            "--tail", "-1", "--prefix", check=False,
+        )  # fmt: skip
+        print(f"\n--- kubectl logs of the {RELEASE} pods (last 40 lines)\n")
+        print("\n".join(result.stdout.splitlines()[-40:]), result.stderr)
+        return result.stdout
+
+
+async def operator_pods(kube: Kube) -> list[Any]:
+    listed = await kube.core.list_namespaced_pod(
+        SYSTEM, label_selector="app.kubernetes.io/name=meetingbot-operator"
+    )
+    return [p for p in listed.items if p.metadata.deletion_timestamp is None]
+
+
+async def leader_pod(kube: Kube) -> Any:
+    """The operator pod that holds the Lease (None while nobody does)."""
+    try:
+        lease = await kube.coordination.read_namespaced_lease(RELEASE, SYSTEM)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    holder = lease.spec.holder_identity
+    return next((p for p in await operator_pods(kube) if p.metadata.name == holder), None)

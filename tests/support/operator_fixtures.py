@@ -55,6 +55,7 @@ class Kube:
         self.policy: Any = client.PolicyV1Api(api)
         self.apps: Any = client.AppsV1Api(api)
         self.rbac: Any = client.RbacAuthorizationV1Api(api)
+        self.coordination: Any = client.CoordinationV1Api(api)
 
     @classmethod
     async def connect(cls, kubeconfig: Path) -> Kube:

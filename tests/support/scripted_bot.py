@@ -42,6 +42,10 @@ class ScriptedBot:
         self.config: JoinConfig | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self.heartbeat = True  # re-send the latest state every report interval, as bots must
+        # Where to report instead of the URL in the Secret (e.g. a standby replica's port).
+        self.report_url: str | None = None
+        self.answers: list[int] = []  # the final HTTP status of every report sent
+        self.config_timeout = 30.0  # how long run() waits for the pod and its Secret
 
     async def read_config(self, attempt: int, timeout: float = 30) -> JoinConfig:
         """The Secret as the pod of `attempt` would see it, once that pod exists."""
@@ -97,22 +101,35 @@ class ScriptedBot:
             await self._post(self.reports[-1])
 
     async def _post(self, body: BotReport) -> int:
+        """Send a report; retried like the reference bot's reporter while the operator is
+        unreachable or answers 5xx (a restart, a takeover), for up to a minute."""
         assert self.config is not None
+        deadline = asyncio.get_running_loop().time() + 60
+        delay = 0.25
         async with httpx.AsyncClient(timeout=10) as http:
-            response = await http.post(
-                self.config.report.url,
-                content=body.model_dump_json(by_alias=True, exclude_none=True),
-                headers={
-                    "Authorization": f"Bearer {self.config.report.token.get_secret_value()}",
-                    "Content-Type": "application/json",
-                },
-            )
-        return response.status_code
+            while True:
+                try:
+                    response = await http.post(
+                        self.report_url or self.config.report.url,
+                        content=body.model_dump_json(by_alias=True, exclude_none=True),
+                        headers={
+                            "Authorization": f"Bearer {self.config.report.token.get_secret_value()}",
+                            "Content-Type": "application/json",
+                        },
+                    )
+                    status = response.status_code
+                except httpx.TransportError:
+                    status = 0
+                if 0 < status < 500 or asyncio.get_running_loop().time() > deadline:
+                    self.answers.append(status)
+                    return status
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 4.0)
 
     async def run(self, attempt: int = 1, *, ending: Ending = "normal", admit: bool = False) -> str:
         """Join, stay until the meeting ends / the bot is removed / the pod is deleted; return the
         reason the bot ended with. `ending="crash"` exits with code 1 right after joining."""
-        config = await self.read_config(attempt)
+        config = await self.read_config(attempt, self.config_timeout)
         await self.report(BotState.JOINING)
         session = SdkSession(self.sim_url)
         try:

@@ -304,7 +304,8 @@ async def test_the_report_endpoint_checks_the_token_first_and_says_nothing_of_st
         received.append(report)
         return "accepted"
 
-    app = make_app(tokens, lambda ns, name: known.get((ns, name)), sink)
+    warming = [False]
+    app = make_app(tokens, lambda ns, name: known.get((ns, name)), sink, lambda: warming[0])
     async with TestClient(TestServer(app)) as http:
         path = "/v1/namespaces/ns/meetingbots/{}/report"
 
@@ -330,3 +331,15 @@ async def test_the_report_endpoint_checks_the_token_first_and_says_nothing_of_st
         # A token is good only for the attempt it was issued for.
         assert (await post("bot", old, report))[0] == 401
         assert len(received) == 1
+        # A token of the attempt after the one in status (its pod was made just before a
+        # restart; the status catches up): "try again", not stale. Two ahead: no such token.
+        early = BotReport(attempt=3, state="Joining").model_dump_json(by_alias=True)
+        third = tokens.token("ns", "bot", "uid-1", 3).get_secret_value()
+        assert await post("bot", third, early) == (503, {"result": "early"})
+        fourth = tokens.token("ns", "bot", "uid-1", 4).get_secret_value()
+        assert (await post("bot", fourth, early))[0] == 401
+        # A just-started operator that has not yet seen every bot: "try again" (503) for any
+        # unknown bot, a known one as before.
+        warming[0] = True
+        assert await post("nobody", "wrong", "not json") == (503, {"result": "warming"})
+        assert (await post("bot", good, report))[0] == 202

@@ -1,0 +1,213 @@
+"""Leader election on a coordination.k8s.io Lease, as client-go's leaderelection does it.
+
+One replica holds the Lease and runs the operator; the others wait, serve /healthz and
+/metrics, and forward what bots and browsers send them to the holder (standby.py). Why a
+Lease and not kopf's peering: peering freezes every operator of equal priority instead of
+electing one, and needs cluster-wide CRDs of its own.
+
+Expiry is judged by this process's own clock, never by comparing the holder's renewTime with
+ours: a holder is gone when its record has not changed for a whole lease duration since we
+first saw it (clock skew between nodes does not matter). The holder renews every `retry`
+seconds and gives up leading when it could not renew for `renew_deadline` (shorter than the
+lease, so it stops acting before anyone else may start). Every write carries the
+resourceVersion read just before it: of two replicas racing for a free Lease, one wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+# Where the holder's report and OAuth servers listen, for the standbys to forward to.
+ENDPOINTS_ANNOTATION = "meetingbot.dev/endpoints"
+REQUEST_TIMEOUT = 5.0
+
+
+class LeadershipLost(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class LeaseTiming:
+    duration: float = 15.0  # leaseDurationSeconds: a silent holder is replaced after this
+    renew_deadline: float = 10.0  # the holder stops leading after this long without a renewal
+    retry: float = 2.0  # how often the holder renews and the others look
+
+
+@dataclass(frozen=True)
+class Holder:
+    identity: str
+    endpoints: dict[str, str]
+
+
+class Lease:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        name: str,
+        identity: str,
+        endpoints: dict[str, str],
+        timing: LeaseTiming | None = None,
+    ) -> None:
+        self._api: Any = client.CoordinationV1Api(api)
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self._endpoints = endpoints
+        self.timing = timing or LeaseTiming()
+        # The last record seen (holder, renewTime) and when, on the monotonic clock.
+        self._observed: tuple[str | None, Any] | None = None
+        self._observed_at = 0.0
+        self.acquired_at: float | None = None  # time.time() of the last acquisition
+
+    async def try_acquire_or_renew(self) -> bool:
+        """One attempt: True if this replica holds the Lease afterwards."""
+        try:
+            lease = await self._api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            return await self._write(None)
+        self._observe(lease)
+        holder = lease.spec.holder_identity
+        if holder and holder != self.identity and not self._expired(lease):
+            return False
+        return await self._write(lease)
+
+    async def acquire(self) -> None:
+        """Wait until this replica holds the Lease."""
+        while True:
+            try:
+                if await self.try_acquire_or_renew():
+                    log.info("leading", extra={"lease": self.name, "identity": self.identity})
+                    return
+            except (ApiException, aiohttp.ClientError, TimeoutError) as error:
+                log.warning("cannot reach the Lease; trying again", extra={"error": str(error)})
+            await asyncio.sleep(self.timing.retry * random.uniform(1.0, 1.2))  # noqa: S311
+
+    async def hold(self) -> None:
+        """Renew until the Lease is lost; then raise LeadershipLost (never returns)."""
+        renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(self.timing.retry)
+            try:
+                held = await asyncio.wait_for(self.try_acquire_or_renew(), self.timing.retry * 2)
+            except (ApiException, aiohttp.ClientError, TimeoutError) as error:
+                log.warning("could not renew the Lease", extra={"error": str(error)})
+                held = None
+            if held:
+                renewed = time.monotonic()
+            elif held is False:
+                raise LeadershipLost("another replica holds the Lease")
+            elif time.monotonic() - renewed > self.timing.renew_deadline:
+                raise LeadershipLost(
+                    f"the Lease could not be renewed for {self.timing.renew_deadline:.0f} s"
+                )
+
+    async def release(self) -> None:
+        """Give the Lease up at once (a clean shutdown): the next replica need not wait for it
+        to expire. Only if it is still ours."""
+        try:
+            lease = await self._api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+            if lease.spec.holder_identity != self.identity:
+                return
+            body = self._body(lease, holder=None)
+            body["spec"]["leaseDurationSeconds"] = 1
+            await self._api.replace_namespaced_lease(
+                self.name, self.namespace, body, _request_timeout=REQUEST_TIMEOUT
+            )
+            log.info("released the Lease", extra={"lease": self.name})
+        except (ApiException, aiohttp.ClientError, TimeoutError) as error:
+            # It will expire by itself: the others wait one lease duration longer.
+            log.warning("could not release the Lease", extra={"error": str(error)})
+
+    async def holder(self) -> Holder | None:
+        """Who leads now (None: nobody, or a holder silent for a lease duration)."""
+        lease = await self._api.read_namespaced_lease(
+            self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT
+        )
+        self._observe(lease)
+        holder = lease.spec.holder_identity
+        if not holder or self._expired(lease):
+            return None
+        raw = (lease.metadata.annotations or {}).get(ENDPOINTS_ANNOTATION, "{}")
+        try:
+            endpoints = {str(k): str(v) for k, v in json.loads(raw).items()}
+        except (ValueError, AttributeError):
+            endpoints = {}
+        return Holder(holder, endpoints)
+
+    def _observe(self, lease: Any) -> None:
+        record = (lease.spec.holder_identity, lease.spec.renew_time)
+        if record != self._observed:
+            self._observed = record
+            self._observed_at = time.monotonic()
+
+    def _expired(self, lease: Any) -> bool:
+        duration = lease.spec.lease_duration_seconds or self.timing.duration
+        return time.monotonic() > self._observed_at + duration
+
+    async def _write(self, lease: Any | None) -> bool:
+        try:
+            if lease is None:
+                await self._api.create_namespaced_lease(
+                    self.namespace, self._body(None, holder=self.identity),
+                    _request_timeout=REQUEST_TIMEOUT,
+                )  # fmt: skip
+            else:
+                await self._api.replace_namespaced_lease(
+                    self.name, self.namespace, self._body(lease, holder=self.identity),
+                    _request_timeout=REQUEST_TIMEOUT,
+                )  # fmt: skip
+        except ApiException as error:
+            if error.status == 409:  # another replica wrote first
+                return False
+            raise
+        if lease is None or lease.spec.holder_identity != self.identity:
+            self.acquired_at = time.time()
+        return True
+
+    def _body(self, lease: Any | None, *, holder: str | None) -> dict[str, Any]:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        spec: dict[str, Any] = {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": int(self.timing.duration),
+            "renewTime": now,
+            "acquireTime": now,
+            "leaseTransitions": 0,
+        }
+        metadata: dict[str, Any] = {
+            "name": self.name,
+            "namespace": self.namespace,
+            "annotations": {ENDPOINTS_ANNOTATION: json.dumps(self._endpoints, sort_keys=True)},
+        }
+        if lease is not None:
+            metadata["resourceVersion"] = lease.metadata.resource_version
+            metadata["labels"] = lease.metadata.labels
+            previous = lease.spec.holder_identity
+            transitions = lease.spec.lease_transitions or 0
+            if previous == holder and lease.spec.acquire_time is not None:
+                spec["acquireTime"] = lease.spec.acquire_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            spec["leaseTransitions"] = transitions + (previous != holder and holder is not None)
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": spec,
+        }

@@ -1,0 +1,119 @@
+"""What a replica serves while another one leads.
+
+The chart's Service sends bots' reports and people's OAuth redirects to every Ready replica,
+so a standby forwards them, unread, to the leader's own endpoints (from the Lease, see
+leader.py) and hands back the leader's answer: the leader checks every token as usual, and a
+standby never holds a report it could lose. With no leader (a takeover in progress) the
+answer is 503 with Retry-After, which bots retry. /healthz and /metrics are served here too
+(meetingbot_leader is 0), so a standby is Ready and visible.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import httpx
+from aiohttp import web
+
+from meetingbot_operator import metrics, reports
+from meetingbot_operator.leader import Holder, Lease
+from meetingbot_operator.settings import Settings
+
+log = logging.getLogger(__name__)
+# Request headers a report or an OAuth request needs, and response headers a browser needs.
+REQUEST_HEADERS = ("Authorization", "Content-Type", "x-zm-signature", "x-zm-request-timestamp")
+RESPONSE_HEADERS = ("Content-Type", "Location", "Retry-After", "Cache-Control")
+FORWARD_TIMEOUT = 10.0
+HOLDER_TTL = 1.0  # how long a Lease read serves forwards before it is read again
+
+
+class Standby:
+    def __init__(self, settings: Settings, lease: Lease) -> None:
+        self.settings = settings
+        self.lease = lease
+        self._http = httpx.AsyncClient(timeout=FORWARD_TIMEOUT, follow_redirects=False)
+        self._holder: Holder | None = None
+        self._holder_read = 0.0
+        self._unreachable: str | None = None  # the leader address last found unreachable
+        self._runners: list[web.AppRunner] = []
+
+    async def start(self) -> None:
+        host = self.settings.report_host
+        # Where kopf's liveness endpoint listens once this replica leads (__main__.py).
+        await self._serve(self._health_app(), "0.0.0.0", self.settings.health_port)  # noqa: S104
+        await self._serve(metrics.app(), host, self.settings.metrics_port)
+        reporting = web.Application(client_max_size=reports.MAX_BODY)
+        reporting.router.add_post(reports.report_path("{namespace}", "{name}"), self._report)
+        await self._serve(reporting, host, self.settings.report_port)
+        if self.settings.oauth_port:
+            oauth = web.Application(client_max_size=reports.MAX_BODY)
+            oauth.router.add_route("*", "/oauth/{tail:.*}", self._oauth)
+            await self._serve(oauth, host, self.settings.oauth_port)
+
+    async def stop(self) -> None:
+        """Free the ports for the operator the leader runs in this process."""
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+        await self._http.aclose()
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        self._runners.append(runner)
+
+    def _health_app(self) -> web.Application:
+        async def healthz(_: web.Request) -> web.Response:
+            return web.json_response({"standby": True})
+
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        return app
+
+    async def _report(self, request: web.Request) -> web.StreamResponse:
+        return await self._forward(request, "report")
+
+    async def _oauth(self, request: web.Request) -> web.StreamResponse:
+        return await self._forward(request, "oauth")
+
+    async def _forward(self, request: web.Request, service: str) -> web.StreamResponse:
+        holder = await self._leader()
+        base = holder.endpoints.get(service) if holder else None
+        if not base or (holder and holder.identity == self.lease.identity):
+            log.debug("no leader to forward to", extra={"path": request.path})
+            return _no_leader()
+        headers = {k: v for k in REQUEST_HEADERS if (v := request.headers.get(k)) is not None}
+        try:
+            answer = await self._http.request(
+                request.method, base + request.rel_url.path_qs,
+                content=await request.read(), headers=headers,
+            )  # fmt: skip
+        except httpx.HTTPError as error:
+            if base != self._unreachable:  # once per leader, not once per bot
+                self._unreachable = base
+                log.warning(
+                    "cannot forward to the leader (taking over?); bots are told to retry",
+                    extra={"leader": base, "error": type(error).__name__},
+                )
+            self._holder_read = 0.0  # look the leader up again on the next request
+            return _no_leader()
+        self._unreachable = None
+        log.debug("forwarded", extra={"path": request.path, "status": answer.status_code})
+        kept = {k: v for k in RESPONSE_HEADERS if (v := answer.headers.get(k)) is not None}
+        return web.Response(status=answer.status_code, body=answer.content, headers=kept)
+
+    async def _leader(self) -> Holder | None:
+        if time.monotonic() - self._holder_read > HOLDER_TTL:
+            try:
+                self._holder = await self.lease.holder()
+            except Exception as error:  # any failure reads as "no leader now"
+                log.warning("cannot read the Lease", extra={"error": type(error).__name__})
+                self._holder = None
+            self._holder_read = time.monotonic()
+        return self._holder
+
+
+def _no_leader() -> web.Response:
+    return web.json_response({"result": "no leader"}, status=503, headers={"Retry-After": "2"})

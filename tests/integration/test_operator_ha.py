@@ -1,0 +1,216 @@
+"""High availability: leader election on a real Lease, and two operator processes, one
+leading and one standing by, through a graceful handover and a SIGKILL.
+
+The Lease tests drive leader.Lease directly against the API server; the replica test runs
+two operators (as the chart's two pods do) on one namespace of their own, with scripted bots
+that report through the standby's port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes_asyncio import client
+
+from devenv.operator_process import OperatorProcess, install_crds
+from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url
+from meetingbot_operator.leader import LeadershipLost, Lease, LeaseTiming
+from meetingbot_operator.reports import report_path
+from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
+from tests.support.scripted_bot import ScriptedBot
+from tests.support.specs import bot_spec
+
+QUICK = LeaseTiming(duration=4, renew_deadline=3, retry=0.5)
+
+
+def lease(kube: Kube, namespace: str, identity: str) -> Lease:
+    return Lease(kube.api, namespace, "election", identity, {"report": f"http://{identity}"}, QUICK)
+
+
+async def holder_of(kube: Kube, namespace: str, name: str) -> str | None:
+    api: Any = client.CoordinationV1Api(kube.api)
+    try:
+        found = await api.read_namespaced_lease(name, namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return found.spec.holder_identity  # type: ignore[no-any-return]
+
+
+async def test_one_replica_wins_a_race_for_the_lease(kube: Kube, namespace: str) -> None:
+    replicas = [lease(kube, namespace, f"r{i}") for i in range(4)]
+    won = await asyncio.gather(*(r.try_acquire_or_renew() for r in replicas))
+    assert won.count(True) == 1
+    winner = replicas[won.index(True)]
+    assert await holder_of(kube, namespace, "election") == winner.identity
+    # The others see it held; the holder renews.
+    assert [await r.try_acquire_or_renew() for r in replicas if r is not winner] == [False] * 3
+    assert await winner.try_acquire_or_renew()
+    found = await replicas[0].holder()
+    assert found is not None and found.endpoints == {"report": f"http://{winner.identity}"}
+
+
+async def test_a_released_lease_is_taken_at_once_an_abandoned_one_after_it_expires(
+    kube: Kube, namespace: str
+) -> None:
+    first, second = lease(kube, namespace, "first"), lease(kube, namespace, "second")
+    assert await first.try_acquire_or_renew()
+    assert not await second.try_acquire_or_renew()
+    await first.release()
+    assert await holder_of(kube, namespace, "election") is None
+    assert await second.try_acquire_or_renew()  # no wait
+    # `second` stops renewing (as a SIGKILLed process would): `first` waits one lease
+    # duration from when it first saw the record unchanged, by its own clock.
+    assert not await first.try_acquire_or_renew()
+    seen = time.monotonic()
+    await first.acquire()
+    assert time.monotonic() - seen >= QUICK.duration - QUICK.retry
+    assert await holder_of(kube, namespace, "election") == "first"
+
+
+async def test_a_holder_that_lost_its_lease_stops_leading(kube: Kube, namespace: str) -> None:
+    holder, usurper = lease(kube, namespace, "holder"), lease(kube, namespace, "usurper")
+    await holder.acquire()
+    holding = asyncio.create_task(holder.hold())
+    await asyncio.sleep(QUICK.retry * 2)
+    assert not holding.done()
+    # Another replica writes the Lease (as after a partition: ours had expired for it).
+    api: Any = client.CoordinationV1Api(kube.api)
+    body = await api.read_namespaced_lease("election", namespace)
+    body.spec.holder_identity = "usurper"
+    await api.replace_namespaced_lease("election", namespace, body)
+    with pytest.raises(LeadershipLost, match="another replica"):
+        await asyncio.wait_for(holding, QUICK.retry * 4)
+    assert not await holder.try_acquire_or_renew()
+    assert (await usurper.holder()) is not None
+
+
+def _metric(process: OperatorProcess, name: str) -> float:
+    text = httpx.get(process.metrics_url, timeout=5).text
+    (line,) = [x for x in text.splitlines() if x.startswith(f"{name} ")]
+    return float(line.split()[1])
+
+
+@pytest.fixture
+async def ha_namespace(kube: Kube) -> AsyncIterator[str]:
+    """A namespace the session's operator does not watch (it watches t-*)."""
+    name = f"ha-{uuid.uuid4().hex[:8]}"
+    await kube.core.create_namespace({"metadata": {"name": name}})
+    yield name
+    await kube.core.delete_namespace(name)
+
+
+async def test_the_standby_forwards_reports_and_takes_over_without_losing_a_bot(
+    kube: Kube,
+    kubeconfig: Path,
+    tmp_path: Path,
+    ha_namespace: str,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    handed_secrets: list[str],
+) -> None:
+    namespace = ha_namespace
+    install_crds()
+
+    def replica(name: str) -> OperatorProcess:
+        process = OperatorProcess(
+            kubeconfig,
+            tmp_path / f"{name}.log",
+            namespaces=namespace,
+            pod_namespace=namespace,
+            pod_name=name,
+            leader_election="true",
+            lease_duration_seconds="6",
+            lease_renew_deadline_seconds="4",
+            lease_retry_seconds="1",
+            retry_base_seconds="1",
+            report_interval_seconds="2",
+            allowed_endpoints=zoomsim.url,
+            bot_sdk_url=fake_sdk_url(zoomsim.pod_url),
+        )
+        process.settings["pod_ip"] = process.report_host
+        return process
+
+    a, b = replica("a"), replica("b")
+    b.report_key = a.report_key  # the chart's replicas share the key's Secret
+    a.start()
+
+    async def leader_is(name: str) -> bool:
+        return await holder_of(kube, namespace, "meetingbot-operator") == name
+
+    await wait_for(lambda: leader_is("a"), 30, what="a leads")
+    b.start()  # healthy as a standby
+    try:
+        await _handover(kube, namespace, a, b, sim, zoomsim, handed_secrets, leader_is)
+    finally:
+        for process in (a, b):
+            process.stop()
+
+
+async def _handover(
+    kube: Kube,
+    namespace: str,
+    a: OperatorProcess,
+    b: OperatorProcess,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    handed_secrets: list[str],
+    leader_is: Any,
+) -> None:
+    assert (_metric(a, "meetingbot_leader"), _metric(b, "meetingbot_leader")) == (1.0, 0.0)
+    zoom = await zoom_account(kube, namespace, sim, zoomsim.url)
+    await account_ready(kube, namespace)
+    number = sim.create_meeting(zoom["id"])["number"]
+    bots = Bots(kube, namespace)
+    scripted: dict[str, ScriptedBot] = {}
+    runs: list[asyncio.Task[str]] = []
+
+    async def start(name: str, via: OperatorProcess) -> None:
+        await bots.apply(name, bot_spec(number))
+        bot = scripted[name] = ScriptedBot(kube, namespace, name, zoomsim.url, handed_secrets)
+        bot.report_url = via.report_url + report_path(namespace, name)
+        run = asyncio.create_task(bot.run())
+        runs.append(run)
+
+        async def in_meeting() -> bool:
+            if run.done():
+                run.result()  # a scripted bot that failed says why
+            return (await bots.status(name)).get("phase") == "InMeeting"
+
+        await wait_for(in_meeting, 60, what=f"{name} InMeeting")
+
+    # Reports sent to the standby reach the leader.
+    for name in ("x", "y"):
+        await start(name, via=b)
+    # A graceful handover (a rolling update, a drain): the Lease is released, b leads.
+    stopped = time.monotonic()
+    a.stop()
+    await wait_for(lambda: leader_is("b"), 30, 0.1, what="b leads")
+    print(f"\ngraceful handover: b led {time.monotonic() - stopped:.1f}s after a's SIGTERM")
+    await start("z", via=b)  # the new leader starts bots
+    # a comes back as the standby; b is SIGKILLed: a leads once the Lease expires.
+    a.start()
+    assert _metric(a, "meetingbot_leader") == 0.0
+    for name, bot in scripted.items():
+        bot.report_url = a.report_url + report_path(namespace, name)
+    killed = time.monotonic()
+    b.kill()
+    await wait_for(lambda: leader_is("a"), 30, 0.1, what="a leads")
+    print(f"after a SIGKILL: a led {time.monotonic() - killed:.1f}s later (lease 6 s)")
+    sim.end_meeting(number)
+    assert sorted(await asyncio.gather(*runs)) == ["MeetingEnded"] * 3
+    for name in scripted:
+        status = await bots.wait_phase(name, "Succeeded", timeout=60)
+        assert (status["reason"], status["attempts"]) == ("MeetingEnded", 1), name
+        assert [p.metadata.name for p in await bots.pods(name)] == [f"{name}-1"]
+        # No report lost: every one was accepted, through the standby, a takeover or a kill.
+        assert set(scripted[name].answers) == {202}, (name, scripted[name].answers)
+    assert _metric(a, "meetingbot_leader") == 1.0
