@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help prereqs sim-image venv web lint typecheck crds test test-unit test-integration bench bench-large demo image operator-image \
+.PHONY: help prereqs sim-image venv web lint typecheck crds test test-unit test-integration bench bench-large chaos demo image operator-image \
         cluster-build cluster-up cluster-down cluster-status kind-up clean
 
 help:
@@ -14,6 +14,7 @@ help:
 	@echo "make test          lint, type-check and run every test (unit, integration, e2e)"
 	@echo "make bench         run the benchmarks (never part of make test)"
 	@echo "make bench-large   the burst with 10 000 bots (BENCH_BOTS), outside make bench"
+	@echo "make chaos         faults in turn on the real node for CHAOS_SECONDS (240), then invariants"
 	@echo "make cluster-up    start the local control plane (builds it once, cached)"
 	@echo "make cluster-down  stop it"
 	@echo "make image         build the bot image with podman"
@@ -96,7 +97,10 @@ demo: prereqs $(STAMP) web cluster-build
 	@$(PY) -m devenv.demo
 
 bench: prereqs $(STAMP) web cluster-build
-	@$(PY) -m pytest -m bench -s tests/bench $(PYTEST_ARGS)
+	@$(PY) -m pytest -m bench -s tests/bench --ignore=tests/bench/test_chaos.py $(PYTEST_ARGS)
+
+chaos: prereqs $(STAMP) web cluster-build
+	@$(PY) -m pytest -m bench -s tests/bench/test_chaos.py $(PYTEST_ARGS)
 
 bench-large: prereqs $(STAMP) web cluster-build
 	@BENCH_BOTS=$${BENCH_BOTS:-10000} $(PY) -m pytest -m bench -s tests/bench/test_burst.py $(PYTEST_ARGS)

@@ -263,6 +263,20 @@ def start_node(binaries: Binaries) -> None:
     log(f"    node Ready in {time.monotonic() - started:.1f}s")
 
 
+def restart_control_plane() -> float:
+    """Stop and start kube-apiserver, etcd, the controller-manager, the scheduler and kwok
+    with kwokctl (the chaos run's API server and etcd restart); seconds until /readyz."""
+    binaries = Binaries.in_cache()
+    started = time.monotonic()
+    _kwokctl(binaries, "stop", "cluster")
+    _kwokctl(binaries, "start", "cluster")
+    while kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode != 0:
+        if time.monotonic() - started > 120:
+            raise TimeoutError("the API server is not ready 120 s after a restart")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
 def real_node_ready() -> bool:
     result = kubectl(
         "get", "node", node.NODE_NAME,

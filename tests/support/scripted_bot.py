@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import aiohttp
 import httpx
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -73,11 +74,13 @@ class ScriptedBot:
                     self.config = config
                     return config
             except ApiException as error:
-                if error.status != 404:
+                if error.status != 404 and error.status < 500:
                     raise
+            except (aiohttp.ClientError, OSError):
+                pass  # the API server restarting (the chaos run): look again
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"no pod and Secret for attempt {attempt} of {self.name}")
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)  # 100 bots waiting: 400 reads a second, not 1000
 
     async def report(self, state: BotState, **fields: Any) -> int:
         assert self.config is not None
@@ -172,7 +175,7 @@ class ScriptedBot:
         """Wait for the meeting to end, a removal, or the pod's deletion (the SIGTERM case)."""
         while True:
             try:
-                event = await session.next_event(timeout=0.5)
+                event = await session.next_event(timeout=1.0)
             except TimeoutError:
                 if await self._pod_going():
                     await self.report(BotState.LEAVING, reason="Canceled")
@@ -197,6 +200,8 @@ class ScriptedBot:
             )
         except ApiException as error:
             return error.status == 404
+        except (aiohttp.ClientError, OSError):
+            return False  # the API server restarting: ask again in a moment
         return pod.metadata.deletion_timestamp is not None
 
     async def exit(
