@@ -9,7 +9,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from meetingbot_operator import metrics, oauth_http, reports
@@ -19,6 +18,7 @@ from meetingbot_operator.events import EventRecorder
 from meetingbot_operator.grants import GrantService
 from meetingbot_operator.kube import Kube, api_client, api_message
 from meetingbot_operator.secret_watch import SecretWatch
+from meetingbot_operator.servers import Servers
 from meetingbot_operator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Runtime:
             tokens,
             self.events.post,
         )
-        self._runners: list[web.AppRunner] = []
+        self._servers = Servers()
         self._sweeper: asyncio.Task[None] | None = None
         self._collector = metrics.PhaseCollector(
             self.bots.cache.phases,
@@ -78,11 +78,11 @@ class Runtime:
             runtime.bots.observe_report,
             runtime.bots.warming,
         )
-        await runtime._serve(report_app, settings.report_host, settings.report_port)
-        await runtime._serve(metrics.app(), settings.report_host, settings.metrics_port)
+        await runtime._servers.serve(report_app, settings.report_host, settings.report_port)
+        await runtime._servers.serve(metrics.app(), settings.report_host, settings.metrics_port)
         if settings.oauth_port:
             app = oauth_http.make_app(runtime.grants)
-            await runtime._serve(app, settings.report_host, settings.oauth_port)
+            await runtime._servers.serve(app, settings.report_host, settings.oauth_port)
         metrics.REGISTRY.register(runtime._collector)
         runtime._sweeper = asyncio.create_task(runtime._sweep(), name="sweep")
         runtime.secret_watch.start()
@@ -99,19 +99,12 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.bots.stop()
-        for runner in self._runners:
-            await runner.cleanup()
+        await self._servers.stop()
         with contextlib.suppress(KeyError):
             metrics.REGISTRY.unregister(self._collector)
         await self.accounts.close()
         await self.events.close()
         await self.kube.close()
-
-    async def _serve(self, app: web.Application, host: str, port: int) -> None:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        self._runners.append(runner)
 
     async def _account_changed(self, namespace: str, name: str) -> None:
         for key in self.bots.bots_of_account(namespace, name):

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from meetingbot_operator import metrics, reports
 from meetingbot_operator.leader import Holder, Lease
+from meetingbot_operator.servers import Servers
 from meetingbot_operator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,33 +37,25 @@ class Standby:
         self._holder: Holder | None = None
         self._holder_read = 0.0
         self._unreachable: str | None = None  # the leader address last found unreachable
-        self._runners: list[web.AppRunner] = []
+        self._servers = Servers()
 
     async def start(self) -> None:
         host = self.settings.report_host
         # Where kopf's liveness endpoint listens once this replica leads (__main__.py).
-        await self._serve(self._health_app(), "0.0.0.0", self.settings.health_port)  # noqa: S104
-        await self._serve(metrics.app(), host, self.settings.metrics_port)
+        await self._servers.serve(self._health_app(), "0.0.0.0", self.settings.health_port)  # noqa: S104
+        await self._servers.serve(metrics.app(), host, self.settings.metrics_port)
         reporting = web.Application(client_max_size=reports.MAX_BODY)
         reporting.router.add_post(reports.report_path("{namespace}", "{name}"), self._report)
-        await self._serve(reporting, host, self.settings.report_port)
+        await self._servers.serve(reporting, host, self.settings.report_port)
         if self.settings.oauth_port:
             oauth = web.Application(client_max_size=reports.MAX_BODY)
             oauth.router.add_route("*", "/oauth/{tail:.*}", self._oauth)
-            await self._serve(oauth, host, self.settings.oauth_port)
+            await self._servers.serve(oauth, host, self.settings.oauth_port)
 
     async def stop(self) -> None:
         """Free the ports for the operator the leader runs in this process."""
-        for runner in self._runners:
-            await runner.cleanup()
-        self._runners.clear()
+        await self._servers.stop()
         await self._http.aclose()
-
-    async def _serve(self, app: web.Application, host: str, port: int) -> None:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        self._runners.append(runner)
 
     def _health_app(self) -> web.Application:
         async def healthz(_: web.Request) -> web.Response:
