@@ -221,6 +221,7 @@ async def run_operator_burst(
     extra_spec: dict[str, Any] | None,
     events_per_second: str = "10",
     trace_memory: bool = False,
+    after_burst: Callable[[OperatorProcess, str, str], Awaitable[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     sim, zoomsim = bench_env
     namespace = await new_namespace(kube)
@@ -258,7 +259,9 @@ async def run_operator_burst(
         zoom_calls = sum(
             v for k, v in delta.items() if not k.endswith(":429") and not k.endswith(":failed")
         )
+        later = await after_burst(operator, namespace, number) if after_burst else {}
         return {
+            **later,
             "seconds": round(seconds, 2),
             "apply_seconds": round(applied, 2),
             "zoom_calls_per_bot": round(zoom_calls / BOTS, 3),
@@ -457,3 +460,84 @@ def top_frames(profile: Path, count: int) -> list[str]:
         total += int(number)
     ranked = sorted(samples.items(), key=lambda item: -item[1])[:count]
     return [f"{100 * n / max(total, 1):5.1f}%  {frame}" for frame, n in ranked]
+
+
+async def versions(kube: Kube, namespace: str) -> dict[str, dict[str, str]]:
+    """name -> resourceVersion of the namespace's MeetingBots and Secrets (only the operator
+    writes them here) and Pods (kwok writes their status too)."""
+    bots = await kube.custom.list_namespaced_custom_object(
+        "meetingbot.dev", "v1alpha1", namespace, "meetingbots"
+    )
+    secrets = await kube.core.list_namespaced_secret(namespace)
+    pods = await kube.core.list_namespaced_pod(namespace)
+    return {
+        "meetingbots": {
+            b["metadata"]["name"]: b["metadata"]["resourceVersion"] for b in bots["items"]
+        },
+        "secrets": {x.metadata.name: x.metadata.resource_version for x in secrets.items},
+        "pods": {x.metadata.name: x.metadata.resource_version for x in pods.items},
+    }
+
+
+def changed(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> dict[str, int]:
+    """How many objects of each kind were written (or created or deleted) in between."""
+    return {
+        kind: sum(
+            1
+            for name in {*before[kind], *after[kind]}
+            if before[kind].get(name) != after[kind].get(name)
+        )
+        for kind in before
+    }
+
+
+async def test_relist_after_an_api_server_restart(
+    kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path
+) -> None:
+    """After a burst, the control plane (kube-apiserver, etcd, ...) is stopped and started
+    under the operator: its watches relist every bot and pod. How many objects are written in
+    the minute after (a thundering herd would be one per bot) against a quiet half-minute
+    before, counted by resourceVersion (the audit log covers only the chart's account)."""
+
+    async def restart(operator: OperatorProcess, namespace: str, number: str) -> dict[str, Any]:
+        await asyncio.sleep(10)  # the burst's last status writes
+        quiet_start = await versions(kube, namespace)
+        await asyncio.sleep(30)
+        before = await versions(kube, namespace)
+        progress("stopping and starting the control plane under the operator")
+        ready = await asyncio.to_thread(cluster.restart_control_plane)
+        await asyncio.sleep(60)
+        after = await versions(kube, namespace)
+        alive = operator.process is not None and operator.process.poll() is None
+        # Still acting: one more bot gets its pod.
+        spec = bot_spec(number, displayName="After", startTimeoutSeconds=3600)
+        applied = time.monotonic()
+        await kube.custom.create_namespaced_custom_object(
+            "meetingbot.dev", "v1alpha1", namespace, "meetingbots",
+            {"apiVersion": "meetingbot.dev/v1alpha1", "kind": "MeetingBot",
+             "metadata": {"name": "after-restart"}, "spec": spec},
+        )  # fmt: skip
+
+        async def its_pod() -> bool:
+            return await kube.exists(kube.core.read_namespaced_pod, "after-restart-1", namespace)
+
+        await wait_for(its_pod, 60, 0.1, what="a pod for a bot applied after the restart")
+        return {
+            "api_server_ready_seconds": round(ready, 1),
+            "objects_written_in_30s_before": changed(quiet_start, before),
+            "objects_written_in_60s_after_restart": changed(before, after),
+            "operator_alive_after_restart": alive,
+            "new_bot_to_pod_after_restart_seconds": round(time.monotonic() - applied, 2),
+        }
+
+    run = await run_operator_burst(
+        kube,
+        bench_env,
+        tmp_path,
+        sim_plan="unlimited",
+        extra_spec={"rateLimits": {"lightPerSecond": 10000}},
+        after_burst=restart,
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"relist-{BOTS}.json").write_text(json.dumps(run, indent=2) + "\n")
+    print("\n" + json.dumps(run, indent=2))

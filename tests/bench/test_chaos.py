@@ -11,8 +11,8 @@ terminal phase with the right reason, never two pods for one attempt, no orphane
 pod, no secret in any operator log, operator memory bounded. Loopback only. Not part of
 `make test` (it restarts the cluster under everything).
 
-Not covered: network partitions between bots and the operator (the scripted bots live in
-the test process, not in pods with network namespaces of their own).
+The bots are scripted and live in the test process, so their partition is an iptables rule
+on the host's traffic to the pod network's report port, not a pod's network namespace.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import subprocess
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
@@ -197,6 +198,16 @@ def _faults(
         await asyncio.sleep(INTERVAL / 4)
         sim.set_faults()
 
+    async def partition() -> None:
+        """The bots cut off from the operator: their reports (host -> pod network, port 8081)
+        dropped for half an interval, then let through again."""
+        rule = ["OUTPUT", "-d", node.POD_CIDR, "-p", "tcp", "--dport", "8081", "-j", "DROP"]
+        subprocess.run(["iptables", "-w", "-I", *rule], check=True)
+        try:
+            await asyncio.sleep(INTERVAL / 2)
+        finally:
+            subprocess.run(["iptables", "-w", "-D", *rule], check=True)
+
     async def delete_bot_pods() -> None:
         listed = await kube.core.list_namespaced_pod(namespace, label_selector="meetingbot.dev/bot")
         live = [p for p in listed.items if p.metadata.deletion_timestamp is None]
@@ -212,6 +223,7 @@ def _faults(
         ("kubelet restarted", lambda: restart("kubelet")),
         ("429 storm", rate_limit_storm),
         ("containerd restarted", lambda: restart("containerd")),
+        ("bots cut off from the operator", partition),
     ]
 
 
