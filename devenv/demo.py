@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client, config
 
 from devenv.cluster import cluster
 from devenv.operator_process import install_crds
@@ -211,7 +210,7 @@ def main() -> int:
         print(f"  export KUBECONFIG={cluster.kubeconfig_path()}")
         print(f"  {kubectl_path} -n {NAMESPACE} get mb,pods,secrets")
         print(f"  {kubectl_path} -n {NAMESPACE} describe mb {name}")
-        print(f"  {kubectl_path} -n {SYSTEM} logs deploy/{RELEASE}")
+        print(f"  {kubectl_path} -n {SYSTEM} logs -l app.kubernetes.io/name={RELEASE} --prefix")
         print("  make cluster-down   # when you are done")
     return 0
 
@@ -220,7 +219,11 @@ def show_logs(name: str) -> None:
     """`kubectl logs` of the bot's pod and of the operator's, served by the real kubelet."""
     for title, args in (
         (f"kubectl -n {NAMESPACE} logs {name}-1", ["-n", NAMESPACE, "logs", f"{name}-1"]),
-        (f"kubectl -n {SYSTEM} logs deploy/{RELEASE}", ["-n", SYSTEM, "logs", f"deploy/{RELEASE}"]),
+        # Both replicas, each line prefixed with its pod: the leader acted, the standby waited.
+        (
+            f"kubectl -n {SYSTEM} logs -l app.kubernetes.io/name={RELEASE} --prefix",
+            ["-n", SYSTEM, "logs", "-l", f"app.kubernetes.io/name={RELEASE}", "--prefix"],
+        ),
     ):
         lines = kubectl(*args, "--tail", "5").splitlines()
         print(f"\n$ {title} --tail 5")
@@ -231,16 +234,12 @@ def show_logs(name: str) -> None:
 def follow(name: str, number: str, sim: SimAdmin, applied: float) -> None:
     """Print each phase as it changes (like `kubectl get mb -w`); end the meeting once the bot
     is in it; return when the bot has finished."""
-    config.load_kube_config(config_file=str(cluster.kubeconfig_path()))  # type: ignore[no-untyped-call]
-    custom = client.CustomObjectsApi()
     print(f"\n{'ELAPSED':>8}  {'PHASE':<12} {'REASON':<14} MESSAGE")
     last: tuple[Any, ...] = ()
     ended = False
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        body: dict[str, Any] = custom.get_namespaced_custom_object(  # type: ignore[assignment]
-            "meetingbot.dev", "v1alpha1", NAMESPACE, "meetingbots", name
-        )
+        body: dict[str, Any] = json.loads(kubectl("-n", NAMESPACE, "get", "mb", name, "-o", "json"))
         status = body.get("status") or {}
         row = (status.get("phase"), status.get("reason"))
         if row != last and row[0]:
@@ -267,7 +266,7 @@ def follow(name: str, number: str, sim: SimAdmin, applied: float) -> None:
                     f"the demo bot failed: {status.get('reason')}: {status.get('message')}"
                 )
             return
-        time.sleep(0.2)
+        time.sleep(0.3)
     raise SystemExit("the demo bot did not finish within 5 minutes")
 
 

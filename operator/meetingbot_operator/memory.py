@@ -9,13 +9,14 @@ import tracemalloc
 from pathlib import Path
 
 ENV = "MEETINGBOT_TRACEMALLOC_FILE"
-FRAMES = 1
+# More than one frame: the report also shows who called the largest allocators (slower).
+FRAMES_ENV = "MEETINGBOT_TRACEMALLOC_FRAMES"
 TOP = 25
 
 
 def start() -> None:
     if os.environ.get(ENV):
-        tracemalloc.start(FRAMES)
+        tracemalloc.start(int(os.environ.get(FRAMES_ENV, "1")))
 
 
 def write_report() -> None:
@@ -31,4 +32,8 @@ def write_report() -> None:
         frame = stat.traceback[0]
         where = frame.filename.split("site-packages/")[-1]
         lines.append(f"{stat.size / 1e6:8.2f} MB {stat.count:8d} blocks  {where}:{frame.lineno}")
+    if tracemalloc.get_traceback_limit() > 1:
+        for stat in snapshot.statistics("traceback")[:5]:
+            lines.append(f"\n{stat.size / 1e6:.2f} MB {stat.count} blocks, allocated from:")
+            lines.extend(f"  {line}" for line in stat.traceback.format()[-24:])
     Path(target).write_text("\n".join(lines) + "\n")
