@@ -268,13 +268,30 @@ def restart_control_plane() -> float:
     with kwokctl (the chaos run's API server and etcd restart); seconds until /readyz."""
     binaries = Binaries.in_cache()
     started = time.monotonic()
+    pids = kwok_workdir() / "clusters" / CLUSTER_NAME / "pids"
+    old = [int(p.read_text()) for p in pids.glob("*.pid") if p.read_text().strip().isdigit()]
     _kwokctl(binaries, "stop", "cluster")
+    # kwokctl returns once it has signalled them; a new API server cannot bind its port while
+    # the old one is still closing its watches (measured: "address already in use").
+    while any(_alive(pid) for pid in old):
+        if time.monotonic() - started > 60:
+            raise TimeoutError(f"the control plane's processes {old} did not exit in 60 s")
+        time.sleep(0.1)
     _kwokctl(binaries, "start", "cluster")
     while kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode != 0:
         if time.monotonic() - started > 120:
             raise TimeoutError("the API server is not ready 120 s after a restart")
         time.sleep(0.2)
     return time.monotonic() - started
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie nobody has reaped yet has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def real_node_ready() -> bool:

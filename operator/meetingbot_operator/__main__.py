@@ -10,7 +10,6 @@ import sys
 from typing import Any
 
 import kopf
-import uvloop
 from kopf._core.engines.peering import Identity  # the NewType kopf.run expects; not re-exported
 
 from meetingbot_contract import logs
@@ -26,8 +25,10 @@ def main() -> None:
     logging.getLogger("kopf.activities.probe").setLevel(logging.WARNING)
     import meetingbot_operator.handlers  # noqa: F401 - registers the handlers
 
-    # uvloop: a faster event loop, measurably so in bursts of watch events.
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # asyncio's own event loop, not uvloop: uvloop's sock_connect is not cancellation-safe
+    # (MagicStack/uvloop#653, open): when the API server restarted under the operator, a
+    # reconnecting watch met "RuntimeError: File descriptor 12 is used by transport", which
+    # kopf treats as fatal, and the operator stopped (the bench's relist run).
 
     identity = settings.pod_name or f"{socket.gethostname()}-{os.getpid()}"
     options: dict[str, Any] = {
