@@ -145,7 +145,10 @@ def _find(world: World, session: str) -> tuple[Meeting, Participant] | None:
 async def events(request: web.Request) -> web.WebSocketResponse:
     """Pushes the participant's events; closing the socket means the client is gone."""
     world = request.app[WORLD]
-    ws = web.WebSocketResponse(heartbeat=10)
+    # A ping every 30 s, a client gone after 15 s without its pong (a dead client's socket
+    # usually closes at once; this catches a silent one). Shorter, a test process running a
+    # hundred scripted bots beside the simulator missed pongs under load and lost sessions.
+    ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     found = _find(world, request.query.get("session", ""))
     if found is None or found[1].inbox is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -53,13 +54,15 @@ class ScriptedBot:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             try:
-                await self.core.read_namespaced_pod(f"{self.name}-{attempt}", self.namespace)
-                secret = await self.core.read_namespaced_secret(f"{self.name}-join", self.namespace)
-                if (secret.metadata.annotations or {}).get("meetingbot.dev/attempt") == str(
-                    attempt
+                # Raw JSON, not the client's models: a hundred bots polling must not starve
+                # the loop (the simulator's websocket heartbeats share it).
+                secret = await self._read("read_namespaced_secret", f"{self.name}-join")
+                annotations = secret["metadata"].get("annotations") or {}
+                if annotations.get("meetingbot.dev/attempt") == str(attempt) and await self._read(
+                    "read_namespaced_pod", f"{self.name}-{attempt}"
                 ):
                     config = JoinConfig.model_validate_json(
-                        base64.b64decode(secret.data["join.json"])
+                        base64.b64decode(secret["data"]["join.json"])
                     )
                     self.seen.extend(
                         s.get_secret_value()
@@ -81,6 +84,13 @@ class ScriptedBot:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"no pod and Secret for attempt {attempt} of {self.name}")
             await asyncio.sleep(0.5)  # 100 bots waiting: 400 reads a second, not 1000
+
+    async def _read(self, call: str, name: str) -> dict[str, Any]:
+        response = await getattr(self.core, call)(name, self.namespace, _preload_content=False)
+        body = await response.read()
+        if response.status != 200:
+            raise ApiException(status=response.status, reason=response.reason)
+        return dict(json.loads(body))
 
     async def report(self, state: BotState, **fields: Any) -> int:
         assert self.config is not None
@@ -194,15 +204,12 @@ class ScriptedBot:
     async def _pod_going(self) -> bool:
         assert self.config is not None
         try:
-            pod = await self.core.read_namespaced_pod(
-                f"{self.name}-{self.config.bot.attempt}",
-                self.namespace,
-            )
+            pod = await self._read("read_namespaced_pod", f"{self.name}-{self.config.bot.attempt}")
         except ApiException as error:
             return error.status == 404
         except (aiohttp.ClientError, OSError):
             return False  # the API server restarting: ask again in a moment
-        return pod.metadata.deletion_timestamp is not None
+        return pod["metadata"].get("deletionTimestamp") is not None
 
     async def exit(
         self, code: int, reason: str | None, message: str | None, joined_at: datetime | None = None
