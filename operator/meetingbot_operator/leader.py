@@ -70,7 +70,7 @@ class Lease:
         # The last record seen (holder, renewTime) and when, on the monotonic clock.
         self._observed: tuple[str | None, Any] | None = None
         self._observed_at = 0.0
-        self.acquired_at: float | None = None  # time.time() of the last acquisition
+        self._seen: Any | None = None  # the Lease as last read
 
     async def try_acquire_or_renew(self) -> bool:
         """One attempt: True if this replica holds the Lease afterwards."""
@@ -137,23 +137,22 @@ class Lease:
             # It will expire by itself: the others wait one lease duration longer.
             log.warning("could not release the Lease", extra={"error": str(error)})
 
-    async def holder(self) -> Holder | None:
-        """Who leads now (None: nobody, or a holder silent for a lease duration)."""
-        lease = await self._api.read_namespaced_lease(
-            self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT
-        )
-        self._observe(lease)
-        holder = lease.spec.holder_identity
-        if not holder or self._expired(lease):
+    def current_holder(self) -> Holder | None:
+        """Who leads, as of this replica's last look at the Lease (a standby looks every
+        `retry` seconds while it waits): None for nobody, or a holder silent for a lease
+        duration."""
+        lease = self._seen
+        if lease is None or not lease.spec.holder_identity or self._expired(lease):
             return None
         raw = (lease.metadata.annotations or {}).get(ENDPOINTS_ANNOTATION, "{}")
         try:
             endpoints = {str(k): str(v) for k, v in json.loads(raw).items()}
         except (ValueError, AttributeError):
             endpoints = {}
-        return Holder(holder, endpoints)
+        return Holder(lease.spec.holder_identity, endpoints)
 
     def _observe(self, lease: Any) -> None:
+        self._seen = lease
         record = (lease.spec.holder_identity, lease.spec.renew_time)
         if record != self._observed:
             self._observed = record
@@ -179,8 +178,6 @@ class Lease:
             if error.status == 409:  # another replica wrote first
                 return False
             raise
-        if lease is None or lease.spec.holder_identity != self.identity:
-            self.acquired_at = time.time()
         return True
 
     def _body(self, lease: Any | None, *, holder: str | None) -> dict[str, Any]:

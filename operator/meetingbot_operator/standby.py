@@ -11,13 +11,12 @@ answer is 503 with Retry-After, which bots retry. /healthz and /metrics are serv
 from __future__ import annotations
 
 import logging
-import time
 
 import httpx
 from aiohttp import web
 
 from meetingbot_operator import metrics, reports
-from meetingbot_operator.leader import Holder, Lease
+from meetingbot_operator.leader import Lease
 from meetingbot_operator.servers import Servers
 from meetingbot_operator.settings import Settings
 
@@ -26,7 +25,6 @@ log = logging.getLogger(__name__)
 REQUEST_HEADERS = ("Authorization", "Content-Type", "x-zm-signature", "x-zm-request-timestamp")
 RESPONSE_HEADERS = ("Content-Type", "Location", "Retry-After", "Cache-Control")
 FORWARD_TIMEOUT = 10.0
-HOLDER_TTL = 1.0  # how long a Lease read serves forwards before it is read again
 
 
 class Standby:
@@ -34,8 +32,6 @@ class Standby:
         self.settings = settings
         self.lease = lease
         self._http = httpx.AsyncClient(timeout=FORWARD_TIMEOUT, follow_redirects=False)
-        self._holder: Holder | None = None
-        self._holder_read = 0.0
         self._unreachable: str | None = None  # the leader address last found unreachable
         self._servers = Servers()
 
@@ -72,7 +68,9 @@ class Standby:
         return await self._forward(request, "oauth")
 
     async def _forward(self, request: web.Request, service: str) -> web.StreamResponse:
-        holder = await self._leader()
+        # The Lease as the wait for leadership last read it (every `retry` seconds): no read
+        # of its own per forwarded request.
+        holder = self.lease.current_holder()
         base = holder.endpoints.get(service) if holder else None
         if not base or (holder and holder.identity == self.lease.identity):
             log.debug("no leader to forward to", extra={"path": request.path})
@@ -90,22 +88,11 @@ class Standby:
                     "cannot forward to the leader (taking over?); bots are told to retry",
                     extra={"leader": base, "error": type(error).__name__},
                 )
-            self._holder_read = 0.0  # look the leader up again on the next request
             return _no_leader()
         self._unreachable = None
         log.debug("forwarded", extra={"path": request.path, "status": answer.status_code})
         kept = {k: v for k in RESPONSE_HEADERS if (v := answer.headers.get(k)) is not None}
         return web.Response(status=answer.status_code, body=answer.content, headers=kept)
-
-    async def _leader(self) -> Holder | None:
-        if time.monotonic() - self._holder_read > HOLDER_TTL:
-            try:
-                self._holder = await self.lease.holder()
-            except Exception as error:  # any failure reads as "no leader now"
-                log.warning("cannot read the Lease", extra={"error": type(error).__name__})
-                self._holder = None
-            self._holder_read = time.monotonic()
-        return self._holder
 
 
 def _no_leader() -> web.Response:

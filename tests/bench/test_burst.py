@@ -40,6 +40,11 @@ from tests.support.specs import bot_spec
 BOTS = int(os.environ.get("BENCH_BOTS", "1000"))
 CONCURRENCY = 50
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
+# The simulator without rate limits: the operator's own pace.
+UNLIMITED: dict[str, Any] = {
+    "sim_plan": "unlimited",
+    "extra_spec": {"rateLimits": {"lightPerSecond": 10000}},
+}
 
 
 def progress(message: str) -> None:
@@ -297,8 +302,7 @@ async def test_large_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_
         kube,
         bench_env,
         tmp_path,
-        sim_plan="unlimited",
-        extra_spec={"rateLimits": {"lightPerSecond": 10000}},
+        **UNLIMITED,
     )
     results["unlimited"] = run
     results["ratio_to_baseline_with_bot"] = round(
@@ -326,8 +330,7 @@ async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: 
         kube,
         bench_env,
         tmp_path,
-        sim_plan="unlimited",
-        extra_spec={"rateLimits": {"lightPerSecond": 10000}},
+        **UNLIMITED,
     )
     results["ratio_to_baseline"] = round(
         results["unlimited"]["seconds"] / results["baseline_seconds"], 2
@@ -340,8 +343,7 @@ async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: 
         kube,
         bench_env,
         tmp_path,
-        sim_plan="unlimited",
-        extra_spec={"rateLimits": {"lightPerSecond": 10000}},
+        **UNLIMITED,
         events_per_second="0",
     )
     results["pro"] = await run_operator_burst(
@@ -356,8 +358,7 @@ async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: 
         kube,
         bench_env,
         tmp_path,
-        sim_plan="unlimited",
-        extra_spec={"rateLimits": {"lightPerSecond": 10000}},
+        **UNLIMITED,
         trace_memory=True,
     )
     # Once more under py-spy: where the CPU goes, kept beside the results (its time unused).
@@ -369,8 +370,7 @@ async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: 
             kube,
             bench_env,
             tmp_path,
-            sim_plan="unlimited",
-            extra_spec={"rateLimits": {"lightPerSecond": 10000}},
+            **UNLIMITED,
         )
     finally:
         os.environ.pop("MEETINGBOT_PROFILE", None)
@@ -534,8 +534,7 @@ async def test_relist_after_an_api_server_restart(
         kube,
         bench_env,
         tmp_path,
-        sim_plan="unlimited",
-        extra_spec={"rateLimits": {"lightPerSecond": 10000}},
+        **UNLIMITED,
         after_burst=restart,
     )
     RESULTS.mkdir(exist_ok=True)

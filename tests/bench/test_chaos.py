@@ -29,9 +29,9 @@ from typing import Any
 
 from devenv.cluster import cluster, node
 from devenv.zoomsim import SimAdmin, ZoomSim
-from meetingbot_operator.reports import report_path
 from tests.support.chart import RELEASE, SYSTEM, Release, leader_pod
 from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
+from tests.support.processes import rss_mb
 from tests.support.scripted_bot import ScriptedBot
 from tests.support.specs import bot_spec
 
@@ -110,7 +110,7 @@ async def _play(
     """One bot's scripted life across attempts: a pod deleted under it ends the attempt
     ("Canceled"); the next attempt's pod gets a new run; no pod for a while: the bot is done."""
     bot = ScriptedBot(kube, namespace, name, sim_url, seen)
-    bot.report_url = report_base + report_path(namespace, name)
+    bot.report_through(report_base)
     bot.config_timeout = 240.0
     reasons: list[str] = []
     attempt = 1
@@ -153,16 +153,11 @@ def _operator_rss_mb() -> float:
     processes too)."""
     largest = 0.0
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
         try:
-            if b"meetingbot_operator" not in (proc / "cmdline").read_bytes():
-                continue
-            for line in (proc / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    largest = max(largest, int(line.split()[1]) / 1024)
+            if proc.name.isdigit() and b"meetingbot_operator" in (proc / "cmdline").read_bytes():
+                largest = max(largest, rss_mb(int(proc.name)))
         except OSError:
-            continue
+            continue  # gone meanwhile
     return largest
 
 

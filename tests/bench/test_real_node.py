@@ -12,16 +12,10 @@ from typing import Any
 
 from devenv.cluster import node
 from tests.support.operator_fixtures import Kube, wait_for
+from tests.support.processes import rss_mb
 
 RUNS = 5
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def node_memory() -> dict[str, float]:

@@ -22,6 +22,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from meetingbot_bot.machine import OBF_MASTER_LEFT
 from meetingbot_contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
 from meetingbot_contract.reasons import reason_for_sdk_error
+from meetingbot_operator.reports import report_path
 from tests.support.operator_fixtures import Kube
 from tests.support.zoom_helpers import JoinFailed, SdkSession
 
@@ -84,6 +85,11 @@ class ScriptedBot:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"no pod and Secret for attempt {attempt} of {self.name}")
             await asyncio.sleep(0.5)  # 100 bots waiting: 400 reads a second, not 1000
+
+    def report_through(self, base_url: str) -> None:
+        """Report to this base URL (a replica's port, a Service's ClusterIP) instead of the
+        URL in the Secret, at the same path."""
+        self.report_url = base_url + report_path(self.namespace, self.name)
 
     async def _read(self, call: str, name: str) -> dict[str, Any]:
         response = await getattr(self.core, call)(name, self.namespace, _preload_content=False)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from devenv.zoomsim import SimAdmin
-from meetingbot_operator.reports import report_path
 from tests.support.chart import RELEASE, SYSTEM, leader_pod, operator_pods
 from tests.support.operator_fixtures import Bots, Kube, wait_for
 from tests.support.scripted_bot import ScriptedBot
@@ -58,7 +57,7 @@ async def leader_deleted_mid_burst(
     async def launch(name: str) -> None:
         await bots.apply(name, bot_spec(number, displayName=name))
         bot = scripted[name] = ScriptedBot(kube, namespace, name, sim_url, seen)
-        bot.report_url = report_base + report_path(namespace, name)
+        bot.report_through(report_base)
         bot.config_timeout = 180.0  # pods wait for the takeover
         runs.append(asyncio.create_task(bot.run()))
 
