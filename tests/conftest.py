@@ -18,6 +18,7 @@ from devenv.cluster import cluster
 from devenv.cluster.node import node_ip
 from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
+from meetingbot_operator.kube_client import KubeClient
 from tests.support.chart import CHART, KEY_SECRET, RELEASE, SYSTEM, Release, helm, values_file
 from tests.support.operator_fixtures import MERGE_PATCH, Bots, Kube, account_ready
 from tests.support.operator_fixtures import zoom_account as zoom_account_in
@@ -48,10 +49,22 @@ def kubeconfig() -> Iterator[Path]:
 
 @pytest.fixture
 async def kube(kubeconfig: Path) -> AsyncIterator[Kube]:
-    """The async Kubernetes client the operator uses, for one test (its own event loop)."""
+    """The tests' async Kubernetes client (kubernetes_asyncio), for one test (its own loop)."""
     connected = await Kube.connect(kubeconfig)
     yield connected
     await connected.close()
+
+
+@pytest.fixture
+async def operator_api(
+    kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[KubeClient]:
+    """The operator's own API client (kube_client.py), logged in with the kubeconfig."""
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    api = KubeClient.connect()
+    yield api
+    await api.close()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 
 from meetingbot_operator import metrics
-from meetingbot_operator.kube import api_client
+from meetingbot_operator.kube_client import KubeClient
 from meetingbot_operator.leader import Lease, LeaseTiming
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.standby import Standby
@@ -38,7 +38,7 @@ def endpoints(settings: Settings) -> dict[str, str]:
 
 async def run(settings: Settings, identity: str, kopf_options: dict[str, Any]) -> int:
     """The process's exit code: 0 after a shutdown, 1 after the Lease was lost."""
-    api = await api_client()
+    api = KubeClient.connect()
     timing = LeaseTiming(
         duration=settings.lease_duration_seconds,
         renew_deadline=settings.lease_renew_deadline_seconds,

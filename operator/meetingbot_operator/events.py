@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiolimiter import AsyncLimiter
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from meetingbot_operator import metrics
 from meetingbot_operator.kube import Kube
+from meetingbot_operator.kube_client import ApiError
 
 log = logging.getLogger(__name__)
 COMPONENT = "meetingbot-operator"
@@ -79,7 +79,7 @@ class EventRecorder:
                 assert self.limiter is not None
                 async with self.limiter:
                     await self.kube.create_event(event)
-            except (TimeoutError, ApiException, OSError) as error:
+            except (TimeoutError, ApiError, OSError) as error:
                 metrics.EVENTS_DROPPED.inc()
                 log.warning(
                     "event not posted",

@@ -14,7 +14,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import SecretStr
 
 from meetingbot_contract import (
@@ -30,7 +29,8 @@ from meetingbot_operator import children, metrics
 from meetingbot_operator.accounts import AccountEntry, AccountService
 from meetingbot_operator.decide import Action
 from meetingbot_operator.grants import GrantProblem, GrantService
-from meetingbot_operator.kube import Kube, NameTaken, api_message
+from meetingbot_operator.kube import Kube, NameTaken
+from meetingbot_operator.kube_client import ApiError
 from meetingbot_operator.models import BotAuth, MeetingBot, meeting_number
 from meetingbot_operator.observed import AttemptRefused, AttemptResult, AttemptStarted, Meta
 from meetingbot_operator.pool import USER_LEVEL
@@ -95,7 +95,7 @@ class AttemptExecutor:
         except NameTaken as taken:
             self._release(bot, meta)
             return AttemptRefused(action.attempt, now, Reason.NAME_CONFLICT, str(taken)), False
-        except ApiException as error:
+        except ApiError as error:
             self._release(bot, meta)
             reason, message = pod_refusal(error)
             return AttemptRefused(action.attempt, now, reason, message), False
@@ -295,11 +295,11 @@ class _StartProblem(Exception):
         self.reason = reason
 
 
-def pod_refusal(error: ApiException) -> tuple[Reason, str]:
+def pod_refusal(error: ApiError) -> tuple[Reason, str]:
     """Why the API server refused a bot pod, as a reason: a spec it will never accept fails
     the bot; a quota may free up, so it is retried with backoff. Anything else (5xx, a
     timeout) is raised: the pass is retried as a whole."""
-    message = api_message(error)
+    message = error.message
     refused = f"the API server refused the bot pod: {message}"
     if error.status in (400, 422):
         return Reason.POD_SPEC_INVALID, refused

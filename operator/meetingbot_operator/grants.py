@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import SecretStr, ValidationError
 
 from meetingbot_operator.accounts import AccountService
 from meetingbot_operator.cache import older
 from meetingbot_operator.conditions import set_condition
 from meetingbot_operator.kube import Kube, NameTaken
+from meetingbot_operator.kube_client import ApiError
 from meetingbot_operator.models import (
     API_VERSION,
     ZoomUserGrant,
@@ -521,7 +521,7 @@ class GrantService:
         if document != current.model_dump(mode="json", by_alias=True, exclude_none=True):
             try:
                 result = await self.kube.patch_status("zoomusergrants", *key, document)
-            except ApiException as error:
+            except ApiError as error:
                 log.warning("grant status not written", extra={"status": error.status})
                 result = None
             if result is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from meetingbot_operator import memory
+from meetingbot_operator import kube_client, memory
 from meetingbot_operator.children import BOT_LABEL
 from meetingbot_operator.models import GROUP, VERSION
 from meetingbot_operator.runtime import Runtime, health
@@ -29,6 +29,12 @@ class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         return None
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    # The same credentials as the operator's own client: one way to the API server.
+    return kube_client.connection()
 
 
 @kopf.on.startup()

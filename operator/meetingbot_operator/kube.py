@@ -1,23 +1,17 @@
-"""The Kubernetes calls the operator makes, on one shared async API client.
+"""The Kubernetes calls the operator makes, on one shared client (kube_client.py).
 
 Kept small on purpose: the verbs here are exactly the ones the chart's RBAC grants. Bodies
-are plain dicts, which the client serializes as they are.
+are plain dicts, sent and read as JSON.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
-
-from meetingbot_operator.models import GROUP, VERSION
+from meetingbot_operator.kube_client import MERGE_PATCH, ApiError, KubeClient, custom_path
 from meetingbot_operator.secret_refs import SecretView
-
-MERGE_PATCH = "application/merge-patch+json"
 
 
 class NameTaken(Exception):
@@ -31,78 +25,49 @@ class NameTaken(Exception):
         )
 
 
-def controlled_by(metadata: Any, owner_uid: str) -> bool:
-    """Whether an object (a client model's metadata) has `owner_uid` as its controller."""
-    return any(o.uid == owner_uid and o.controller for o in (metadata.owner_references or []))
+def controlled_by(obj: dict[str, Any], owner_uid: str) -> bool:
+    """Whether an object (as JSON) has `owner_uid` as its controller."""
+    owners = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(o.get("uid") == owner_uid and o.get("controller") for o in owners)
 
 
-def api_message(error: ApiException) -> str:
-    """The API server's own message from an error response (a Status object), else its reason."""
-    try:
-        body = json.loads(error.body or b"{}")
-    except (TypeError, ValueError):
-        body = {}
-    message = body.get("message") if isinstance(body, dict) else None
-    return str(message or error.reason or f"HTTP {error.status}")[:1024]
-
-
-async def api_client() -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        await config.load_kube_config()
-    return client.ApiClient()
+def _core(kind: str, namespace: str, name: str = "") -> str:
+    return f"/api/v1/namespaces/{namespace}/{kind}" + (f"/{name}" if name else "")
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: KubeClient) -> None:
         self.api = api
-        # Typed as Any: the client's stubs admit only its models as bodies and know nothing of
-        # _preload_content/_content_type, which it accepts and which we use.
-        self.core: Any = client.CoreV1Api(api)
-        self.custom: Any = client.CustomObjectsApi(api)
 
     async def close(self) -> None:
         await self.api.close()
 
-    @staticmethod
-    async def _raw(call: Awaitable[Any]) -> bytes:
-        """Await a call made with _preload_content=False: the client then skips its (slow)
-        deserialization into models, and also its status check, which this does instead."""
-        response = await call
-        body: bytes = await response.read()
-        if not 200 <= response.status <= 299:
-            error = ApiException(status=response.status, reason=response.reason)
-            error.body = body
-            raise error
-        return body
-
-    async def _read_secret(self, namespace: str, name: str) -> Any | None:
-        """The Secret (a client model), or None if it does not exist."""
+    async def _read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None if it does not exist."""
         try:
-            return await self.core.read_namespaced_secret(name, namespace)
-        except ApiException as error:
+            return await self.api.request("GET", _core(kind, namespace, name))
+        except ApiError as error:
             if error.status == 404:
                 return None
             raise
 
     async def read_secret(self, namespace: str, name: str) -> SecretView | None:
         """A Secret's labels and decoded data, or None if it does not exist."""
-        secret = await self._read_secret(namespace, name)
+        secret = await self._read("secrets", namespace, name)
         if secret is None:
             return None
-        return SecretView(labels=dict(secret.metadata.labels or {}), data=_decoded(secret))
+        labels = secret.get("metadata", {}).get("labels") or {}
+        return SecretView(labels=dict(labels), data=_decoded(secret))
 
     async def read_owned_secret(
         self, namespace: str, name: str, owner_uid: str
     ) -> dict[str, str] | None:
         """A Secret's decoded data if `owner_uid` controls it; None if it does not exist;
         NameTaken if it belongs to anyone else (never read, never trusted)."""
-        secret = await self._read_secret(namespace, name)
+        secret = await self._read("secrets", namespace, name)
         if secret is None:
             return None
-        if not controlled_by(secret.metadata, owner_uid):
+        if not controlled_by(secret, owner_uid):
             raise NameTaken("Secret", namespace, name, owner="object")
         return _decoded(secret)
 
@@ -112,26 +77,18 @@ class Kube:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         owner_uid = body["metadata"]["ownerReferences"][0]["uid"]
         try:
-            await self._raw(
-                self.core.create_namespaced_secret(namespace, body, _preload_content=False)
-            )
+            await self.api.request("POST", _core("secrets", namespace), body=body)
             return
-        except ApiException as error:
+        except ApiError as error:
             if error.status != 409:
                 raise
-        existing = await self.core.read_namespaced_secret(name, namespace)
-        if not controlled_by(existing.metadata, owner_uid):
+        existing = await self.api.request("GET", _core("secrets", namespace, name))
+        if not controlled_by(existing, owner_uid):
             raise NameTaken("Secret", namespace, name)
         # Replace exactly the version just checked: a concurrent swap fails with 409 instead.
-        replacement = {
-            **body,
-            "metadata": {**body["metadata"], "resourceVersion": existing.metadata.resource_version},
-        }
-        await self._raw(
-            self.core.replace_namespaced_secret(
-                name, namespace, replacement, _preload_content=False
-            )
-        )
+        version = existing["metadata"]["resourceVersion"]
+        replacement = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
+        await self.api.request("PUT", _core("secrets", namespace, name), body=replacement)
 
     async def ensure_secret_value(
         self, namespace: str, name: str, key: str, make: Callable[[], str]
@@ -139,12 +96,9 @@ class Kube:
         """The value under `key` of a Secret, which is created with `make()` if it does not
         exist yet (when two operators race, the first write wins and both read it)."""
         for _ in range(2):
-            try:
-                secret = await self.core.read_namespaced_secret(name, namespace)
-                return base64.b64decode(secret.data[key]).decode()
-            except ApiException as error:
-                if error.status != 404:
-                    raise
+            secret = await self._read("secrets", namespace, name)
+            if secret is not None:
+                return _decoded(secret)[key]
             body = {
                 "apiVersion": "v1",
                 "kind": "Secret",
@@ -156,52 +110,37 @@ class Kube:
                 "stringData": {key: make()},
             }
             try:
-                await self._raw(
-                    self.core.create_namespaced_secret(namespace, body, _preload_content=False)
-                )
-            except ApiException as error:
+                await self.api.request("POST", _core("secrets", namespace), body=body)
+            except ApiError as error:
                 if error.status != 409:
                     raise
         raise RuntimeError(f"Secret {namespace}/{name} could not be created nor read")
 
     async def secret_taken(self, namespace: str, name: str, owner_uid: str) -> bool:
         """Whether a Secret of that name exists and is not controlled by `owner_uid`."""
-        try:
-            existing = await self.core.read_namespaced_secret(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return not controlled_by(existing.metadata, owner_uid)
+        existing = await self._read("secrets", namespace, name)
+        return existing is not None and not controlled_by(existing, owner_uid)
 
     async def delete_owned_secret(self, namespace: str, name: str, owner_uid: str) -> None:
         """Delete the Secret if `owner_uid` controls it."""
-        await self._delete_owned(
-            self.core.read_namespaced_secret,
-            self.core.delete_namespaced_secret,
-            namespace,
-            name,
-            owner_uid,
-        )
+        await self._delete_owned("secrets", namespace, name, owner_uid)
 
     async def create_pod(self, body: dict[str, Any], *, dry_run: bool = False) -> bool:
         """Create the Pod (or only check that the API server would admit it, with `dry_run`).
 
         True when created (or admissible); False when a pod of that name exists already and is
         controlled by the same MeetingBot; NameTaken when it belongs to anyone else. Any other
-        refusal (422 invalid, 403 quota or policy) is raised as the ApiException."""
+        refusal (422 invalid, 403 quota or policy) is raised as the ApiError."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         owner_uid = body["metadata"]["ownerReferences"][0]["uid"]
-        extra = {"dry_run": "All"} if dry_run else {}
+        params = {"dryRun": "All"} if dry_run else None
         try:
-            await self._raw(
-                self.core.create_namespaced_pod(namespace, body, _preload_content=False, **extra)
-            )
-        except ApiException as error:
+            await self.api.request("POST", _core("pods", namespace), body=body, params=params)
+        except ApiError as error:
             if error.status != 409:
                 raise
-            existing = await self.core.read_namespaced_pod(name, namespace)
-            if not controlled_by(existing.metadata, owner_uid):
+            existing = await self.api.request("GET", _core("pods", namespace, name))
+            if not controlled_by(existing, owner_uid):
                 raise NameTaken("Pod", namespace, name) from None
             return False
         return True
@@ -209,32 +148,18 @@ class Kube:
     async def delete_pod(self, namespace: str, name: str, owner_uid: str) -> None:
         """Delete the pod if `owner_uid` controls it, with the pod's own grace period (the bot
         gets SIGTERM and time to leave)."""
-        await self._delete_owned(
-            self.core.read_namespaced_pod,
-            self.core.delete_namespaced_pod,
-            namespace,
-            name,
-            owner_uid,
-        )
+        await self._delete_owned("pods", namespace, name, owner_uid)
 
-    @staticmethod
-    async def _delete_owned(
-        read: Any, delete: Any, namespace: str, name: str, owner_uid: str
-    ) -> None:
+    async def _delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> None:
         """Delete an object only if `owner_uid` is its controller, preconditioned on the uid
         just read: one re-created by someone else in between is left alone."""
         try:
-            existing = await read(name, namespace)
-            if not controlled_by(existing.metadata, owner_uid):
+            existing = await self.api.request("GET", _core(kind, namespace, name))
+            if not controlled_by(existing, owner_uid):
                 return
-            await delete(
-                name,
-                namespace,
-                body=client.V1DeleteOptions(
-                    preconditions=client.V1Preconditions(uid=existing.metadata.uid)
-                ),
-            )
-        except ApiException as error:
+            options = {"preconditions": {"uid": existing["metadata"]["uid"]}}
+            await self.api.request("DELETE", _core(kind, namespace, name), body=options)
+        except ApiError as error:
             if error.status not in (404, 409):
                 raise
 
@@ -242,30 +167,18 @@ class Kube:
         self, plural: str, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any] | None:
         """Merge-patch the status subresource; None if the object is gone."""
+        path = custom_path(plural, namespace, name) + "/status"
         try:
-            response = self.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                {"status": status},
-                _content_type=MERGE_PATCH,
-                _preload_content=False,
+            return await self.api.request(
+                "PATCH", path, body={"status": status}, content_type=MERGE_PATCH
             )
-            result: dict[str, Any] = json.loads(await self._raw(response))
-        except ApiException as error:
+        except ApiError as error:
             if error.status == 404:
                 return None
             raise
-        return result
 
     async def create_event(self, body: dict[str, Any]) -> None:
-        await self._raw(
-            self.core.create_namespaced_event(
-                body["metadata"]["namespace"], body, _preload_content=False
-            )
-        )
+        await self.api.request("POST", _core("events", body["metadata"]["namespace"]), body=body)
 
     async def meetingbot_keys(self, namespaces: list[str]) -> set[tuple[str, str]]:
         """(namespace, name) of every MeetingBot in the namespaces (all of them when empty),
@@ -275,18 +188,10 @@ class Kube:
         for namespace in scopes:
             token = ""
             while True:
-                options: dict[str, Any] = {"limit": 500, "_preload_content": False}
-                if token:
-                    options["_continue"] = token
-                if namespace is None:
-                    call = self.custom.list_cluster_custom_object(
-                        GROUP, VERSION, "meetingbots", **options
-                    )
-                else:
-                    call = self.custom.list_namespaced_custom_object(
-                        GROUP, VERSION, namespace, "meetingbots", **options
-                    )
-                page = json.loads(await self._raw(call))
+                params = {"limit": "500", **({"continue": token} if token else {})}
+                page = await self.api.request(
+                    "GET", custom_path("meetingbots", namespace), params=params
+                )
                 keys.update(
                     (item["metadata"]["namespace"], item["metadata"]["name"])
                     for item in page.get("items", [])
@@ -298,13 +203,15 @@ class Kube:
 
     async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
         try:
-            await self.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name, propagation_policy="Background"
+            await self.api.request(
+                "DELETE",
+                custom_path(plural, namespace, name),
+                body={"propagationPolicy": "Background"},
             )
-        except ApiException as error:
+        except ApiError as error:
             if error.status != 404:
                 raise
 
 
-def _decoded(secret: Any) -> dict[str, str]:
-    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+def _decoded(secret: dict[str, Any]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
+
+from meetingbot_operator.kube_client import ApiError, KubeClient
 
 log = logging.getLogger(__name__)
 # Where the holder's report and OAuth servers listen, for the standbys to forward to.
@@ -54,14 +54,14 @@ class Holder:
 class Lease:
     def __init__(
         self,
-        api: client.ApiClient,
+        api: KubeClient,
         namespace: str,
         name: str,
         identity: str,
         endpoints: dict[str, str],
         timing: LeaseTiming | None = None,
     ) -> None:
-        self._api: Any = client.CoordinationV1Api(api)
+        self._api = api
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -70,20 +70,18 @@ class Lease:
         # The last record seen (holder, renewTime) and when, on the monotonic clock.
         self._observed: tuple[str | None, Any] | None = None
         self._observed_at = 0.0
-        self._seen: Any | None = None  # the Lease as last read
+        self._seen: dict[str, Any] | None = None  # the Lease as last read
 
     async def try_acquire_or_renew(self) -> bool:
         """One attempt: True if this replica holds the Lease afterwards."""
         try:
-            lease = await self._api.read_namespaced_lease(
-                self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException as error:
+            lease = await self._request("GET", self.name)
+        except ApiError as error:
             if error.status != 404:
                 raise
             return await self._write(None)
         self._observe(lease)
-        holder = lease.spec.holder_identity
+        holder = lease["spec"].get("holderIdentity")
         if holder and holder != self.identity and not self._expired(lease):
             return False
         return await self._write(lease)
@@ -95,7 +93,7 @@ class Lease:
                 if await self.try_acquire_or_renew():
                     log.info("leading", extra={"lease": self.name, "identity": self.identity})
                     return
-            except (ApiException, aiohttp.ClientError, TimeoutError) as error:
+            except (ApiError, aiohttp.ClientError, TimeoutError) as error:
                 log.warning("cannot reach the Lease; trying again", extra={"error": str(error)})
             await asyncio.sleep(self.timing.retry * random.uniform(1.0, 1.2))  # noqa: S311
 
@@ -106,7 +104,7 @@ class Lease:
             await asyncio.sleep(self.timing.retry)
             try:
                 held = await asyncio.wait_for(self.try_acquire_or_renew(), self.timing.retry * 2)
-            except (ApiException, aiohttp.ClientError, TimeoutError) as error:
+            except (ApiError, aiohttp.ClientError, TimeoutError) as error:
                 log.warning("could not renew the Lease", extra={"error": str(error)})
                 held = None
             if held:
@@ -122,18 +120,14 @@ class Lease:
         """Give the Lease up at once (a clean shutdown): the next replica need not wait for it
         to expire. Only if it is still ours."""
         try:
-            lease = await self._api.read_namespaced_lease(
-                self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT
-            )
-            if lease.spec.holder_identity != self.identity:
+            lease = await self._request("GET", self.name)
+            if lease["spec"].get("holderIdentity") != self.identity:
                 return
             body = self._body(lease, holder=None)
             body["spec"]["leaseDurationSeconds"] = 1
-            await self._api.replace_namespaced_lease(
-                self.name, self.namespace, body, _request_timeout=REQUEST_TIMEOUT
-            )
+            await self._request("PUT", self.name, body)
             log.info("released the Lease", extra={"lease": self.name})
-        except (ApiException, aiohttp.ClientError, TimeoutError) as error:
+        except (ApiError, aiohttp.ClientError, TimeoutError) as error:
             # It will expire by itself: the others wait one lease duration longer.
             log.warning("could not release the Lease", extra={"error": str(error)})
 
@@ -142,45 +136,45 @@ class Lease:
         `retry` seconds while it waits): None for nobody, or a holder silent for a lease
         duration."""
         lease = self._seen
-        if lease is None or not lease.spec.holder_identity or self._expired(lease):
+        if lease is None or not lease["spec"].get("holderIdentity") or self._expired(lease):
             return None
-        raw = (lease.metadata.annotations or {}).get(ENDPOINTS_ANNOTATION, "{}")
+        raw = (lease["metadata"].get("annotations") or {}).get(ENDPOINTS_ANNOTATION, "{}")
         try:
             endpoints = {str(k): str(v) for k, v in json.loads(raw).items()}
         except (ValueError, AttributeError):
             endpoints = {}
-        return Holder(lease.spec.holder_identity, endpoints)
+        return Holder(lease["spec"]["holderIdentity"], endpoints)
 
-    def _observe(self, lease: Any) -> None:
+    async def _request(self, method: str, name: str = "", body: Any = None) -> dict[str, Any]:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
+        return await self._api.request(
+            method, path + (f"/{name}" if name else ""), body=body, timeout=REQUEST_TIMEOUT
+        )
+
+    def _observe(self, lease: dict[str, Any]) -> None:
         self._seen = lease
-        record = (lease.spec.holder_identity, lease.spec.renew_time)
+        record = (lease["spec"].get("holderIdentity"), lease["spec"].get("renewTime"))
         if record != self._observed:
             self._observed = record
             self._observed_at = time.monotonic()
 
-    def _expired(self, lease: Any) -> bool:
-        duration = lease.spec.lease_duration_seconds or self.timing.duration
+    def _expired(self, lease: dict[str, Any]) -> bool:
+        duration = lease["spec"].get("leaseDurationSeconds") or self.timing.duration
         return time.monotonic() > self._observed_at + duration
 
-    async def _write(self, lease: Any | None) -> bool:
+    async def _write(self, lease: dict[str, Any] | None) -> bool:
         try:
             if lease is None:
-                await self._api.create_namespaced_lease(
-                    self.namespace, self._body(None, holder=self.identity),
-                    _request_timeout=REQUEST_TIMEOUT,
-                )  # fmt: skip
+                await self._request("POST", body=self._body(None, holder=self.identity))
             else:
-                await self._api.replace_namespaced_lease(
-                    self.name, self.namespace, self._body(lease, holder=self.identity),
-                    _request_timeout=REQUEST_TIMEOUT,
-                )  # fmt: skip
-        except ApiException as error:
+                await self._request("PUT", self.name, self._body(lease, holder=self.identity))
+        except ApiError as error:
             if error.status == 409:  # another replica wrote first
                 return False
             raise
         return True
 
-    def _body(self, lease: Any | None, *, holder: str | None) -> dict[str, Any]:
+    def _body(self, lease: dict[str, Any] | None, *, holder: str | None) -> dict[str, Any]:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         spec: dict[str, Any] = {
             "holderIdentity": holder,
@@ -195,12 +189,12 @@ class Lease:
             "annotations": {ENDPOINTS_ANNOTATION: json.dumps(self._endpoints, sort_keys=True)},
         }
         if lease is not None:
-            metadata["resourceVersion"] = lease.metadata.resource_version
-            metadata["labels"] = lease.metadata.labels
-            previous = lease.spec.holder_identity
-            transitions = lease.spec.lease_transitions or 0
-            if previous == holder and lease.spec.acquire_time is not None:
-                spec["acquireTime"] = lease.spec.acquire_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            metadata["resourceVersion"] = lease["metadata"]["resourceVersion"]
+            metadata["labels"] = lease["metadata"].get("labels")
+            previous = lease["spec"].get("holderIdentity")
+            transitions = lease["spec"].get("leaseTransitions") or 0
+            if previous == holder and lease["spec"].get("acquireTime"):
+                spec["acquireTime"] = lease["spec"]["acquireTime"]
             spec["leaseTransitions"] = transitions + (previous != holder and holder is not None)
         return {
             "apiVersion": "coordination.k8s.io/v1",

@@ -9,14 +9,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from meetingbot_operator import metrics, oauth_http, reports
 from meetingbot_operator.accounts import AccountService
 from meetingbot_operator.bots import BotService
 from meetingbot_operator.events import EventRecorder
 from meetingbot_operator.grants import GrantService
-from meetingbot_operator.kube import Kube, api_client, api_message
+from meetingbot_operator.kube import Kube
+from meetingbot_operator.kube_client import ApiError, KubeClient
 from meetingbot_operator.secret_watch import SecretWatch
 from meetingbot_operator.servers import Servers
 from meetingbot_operator.settings import Settings
@@ -59,15 +58,15 @@ class Runtime:
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
-        kube = Kube(await api_client())
+        kube = Kube(KubeClient.connect())
         tokens = reports.ReportTokens(await reports.load_key(settings, kube))
         runtime = cls(settings, kube, tokens)
         if not any(c in "".join(settings.namespaces) for c in "*?[!"):
             # (Namespace patterns: no list of our own; a report may then meet a 401 early on.)
             try:
                 keys = await kube.meetingbot_keys(settings.namespaces)
-            except ApiException as error:  # e.g. the CRDs not installed yet: kopf says more
-                log.warning("cannot list MeetingBots", extra={"error": api_message(error)})
+            except ApiError as error:  # e.g. the CRDs not installed yet: kopf says more
+                log.warning("cannot list MeetingBots", extra={"error": error.message})
                 keys = set()
             runtime.bots.expect(
                 keys, patience=settings.report_interval_seconds * settings.unresponsive_intervals

@@ -14,12 +14,9 @@ import fnmatch
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-from kubernetes_asyncio import watch
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from meetingbot_operator.kube import Kube
+from meetingbot_operator.kube_client import ApiError
 from meetingbot_operator.secret_refs import USE_LABEL
 
 log = logging.getLogger(__name__)
@@ -63,20 +60,30 @@ class SecretWatch:
             try:
                 if not version:
                     # Relist: whatever changed while not watching counts as changed.
-                    listed = await self._list(namespace)
-                    version = listed.metadata.resource_version
-                    for secret in [] if first else listed.items:
-                        await self._changed(secret.metadata.namespace, secret.metadata.name)
+                    listed = await self.kube.api.request(
+                        "GET", self._path(namespace), params={"labelSelector": USE_LABEL}
+                    )
+                    version = listed["metadata"]["resourceVersion"]
+                    for secret in [] if first else listed.get("items", []):
+                        await self._changed(
+                            secret["metadata"]["namespace"], secret["metadata"]["name"]
+                        )
                     first = False
-                async for event in self._stream(namespace, version):
-                    meta = event["raw_object"]["metadata"]
+                options = {
+                    "labelSelector": USE_LABEL,
+                    "resourceVersion": version,
+                    "allowWatchBookmarks": "true",
+                }
+                events = self.kube.api.watch(self._path(namespace), options, WATCH_SECONDS)
+                async for event in events:
+                    meta = event["object"]["metadata"]
                     version = meta.get("resourceVersion") or version
                     if event["type"] != "BOOKMARK":
                         await self._changed(meta["namespace"], meta["name"])
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except ApiException as error:
+            except ApiError as error:
                 if error.status == 410:  # too old: list again
                     version = ""
                     continue
@@ -88,23 +95,9 @@ class SecretWatch:
                 version = ""
                 await self._pause(failures, type(error).__name__)
 
-    async def _list(self, namespace: str | None) -> Any:
-        core = self.kube.core
-        if namespace is None:
-            return await core.list_secret_for_all_namespaces(label_selector=USE_LABEL)
-        return await core.list_namespaced_secret(namespace, label_selector=USE_LABEL)
-
-    def _stream(self, namespace: str | None, version: str) -> Any:
-        core = self.kube.core
-        options = {
-            "label_selector": USE_LABEL,
-            "resource_version": version,
-            "timeout_seconds": WATCH_SECONDS,
-            "allow_watch_bookmarks": True,
-        }
-        if namespace is None:
-            return watch.Watch().stream(core.list_secret_for_all_namespaces, **options)
-        return watch.Watch().stream(core.list_namespaced_secret, namespace, **options)
+    @staticmethod
+    def _path(namespace: str | None) -> str:
+        return f"/api/v1/namespaces/{namespace}/secrets" if namespace else "/api/v1/secrets"
 
     async def _changed(self, namespace: str, name: str) -> None:
         if self._wanted(namespace):

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from kubernetes_asyncio.client.exceptions import ApiException
+from meetingbot_operator.kube_client import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class WorkQueue:
             try:
                 await self._work(key)
             except Exception as error:
-                if isinstance(error, ApiException) and "NamespaceTerminating" in str(error.body):
+                if isinstance(error, ApiError) and b"NamespaceTerminating" in error.body:
                     return  # the bot goes with its namespace
                 # Never lost: tried again by a timer, and by the sweep after that.
                 log.exception("reconcile failed", extra={"bot": f"{key[0]}/{key[1]}"})

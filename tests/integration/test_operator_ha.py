@@ -21,6 +21,7 @@ from kubernetes_asyncio import client
 
 from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url
+from meetingbot_operator.kube_client import KubeClient
 from meetingbot_operator.leader import LeadershipLost, Lease, LeaseTiming
 from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
 from tests.support.scripted_bot import ScriptedBot
@@ -29,8 +30,8 @@ from tests.support.specs import bot_spec
 QUICK = LeaseTiming(duration=4, renew_deadline=3, retry=0.5)
 
 
-def lease(kube: Kube, namespace: str, identity: str) -> Lease:
-    return Lease(kube.api, namespace, "election", identity, {"report": f"http://{identity}"}, QUICK)
+def lease(api: KubeClient, namespace: str, identity: str) -> Lease:
+    return Lease(api, namespace, "election", identity, {"report": f"http://{identity}"}, QUICK)
 
 
 async def holder_of(kube: Kube, namespace: str, name: str) -> str | None:
@@ -44,8 +45,10 @@ async def holder_of(kube: Kube, namespace: str, name: str) -> str | None:
     return found.spec.holder_identity  # type: ignore[no-any-return]
 
 
-async def test_one_replica_wins_a_race_for_the_lease(kube: Kube, namespace: str) -> None:
-    replicas = [lease(kube, namespace, f"r{i}") for i in range(4)]
+async def test_one_replica_wins_a_race_for_the_lease(
+    kube: Kube, operator_api: KubeClient, namespace: str
+) -> None:
+    replicas = [lease(operator_api, namespace, f"r{i}") for i in range(4)]
     won = await asyncio.gather(*(r.try_acquire_or_renew() for r in replicas))
     assert won.count(True) == 1
     winner = replicas[won.index(True)]
@@ -58,9 +61,12 @@ async def test_one_replica_wins_a_race_for_the_lease(kube: Kube, namespace: str)
 
 
 async def test_a_released_lease_is_taken_at_once_an_abandoned_one_after_it_expires(
-    kube: Kube, namespace: str
+    kube: Kube, operator_api: KubeClient, namespace: str
 ) -> None:
-    first, second = lease(kube, namespace, "first"), lease(kube, namespace, "second")
+    first, second = (
+        lease(operator_api, namespace, "first"),
+        lease(operator_api, namespace, "second"),
+    )
     assert await first.try_acquire_or_renew()
     assert not await second.try_acquire_or_renew()
     await first.release()
@@ -75,8 +81,13 @@ async def test_a_released_lease_is_taken_at_once_an_abandoned_one_after_it_expir
     assert await holder_of(kube, namespace, "election") == "first"
 
 
-async def test_a_holder_that_lost_its_lease_stops_leading(kube: Kube, namespace: str) -> None:
-    holder, usurper = lease(kube, namespace, "holder"), lease(kube, namespace, "usurper")
+async def test_a_holder_that_lost_its_lease_stops_leading(
+    kube: Kube, operator_api: KubeClient, namespace: str
+) -> None:
+    holder, usurper = (
+        lease(operator_api, namespace, "holder"),
+        lease(operator_api, namespace, "usurper"),
+    )
     await holder.acquire()
     holding = asyncio.create_task(holder.hold())
     await asyncio.sleep(QUICK.retry * 2)

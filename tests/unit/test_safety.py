@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import SecretStr, ValidationError
 
 from meetingbot_contract import BotReport, BotResult
@@ -18,6 +17,7 @@ from meetingbot_operator.cache import BotRecord, parse_pod
 from meetingbot_operator.children import bot_pod
 from meetingbot_operator.decide import ActionKind, Timing, decide
 from meetingbot_operator.executor import pod_refusal
+from meetingbot_operator.kube_client import ApiError
 from meetingbot_operator.models import MeetingBot, Phase
 from meetingbot_operator.observed import AccountState, Meta, Observed, PodObservation
 from meetingbot_operator.reports import ReportTokens, make_app
@@ -230,10 +230,8 @@ def test_only_the_pod_controlled_by_this_meetingbot_is_observed() -> None:
 
 
 def test_pod_refusals_map_to_reasons() -> None:
-    def refused(status: int, message: str) -> ApiException:
-        error = ApiException(status=status, reason="x")
-        error.body = json.dumps({"message": message}).encode()
-        return error
+    def refused(status: int, message: str) -> ApiError:
+        return ApiError(status, "x", json.dumps({"message": message}).encode())
 
     assert pod_refusal(refused(422, "Pod is invalid"))[0] == Reason.POD_SPEC_INVALID
     assert pod_refusal(refused(403, "exceeded quota: q"))[0] == Reason.POD_QUOTA_EXCEEDED
@@ -241,7 +239,7 @@ def test_pod_refusals_map_to_reasons() -> None:
         Reason.POD_FORBIDDEN
     )
     assert "Pod is invalid" in pod_refusal(refused(422, "Pod is invalid"))[1]
-    with pytest.raises(ApiException):
+    with pytest.raises(ApiError):
         pod_refusal(refused(500, "etcd down"))
 
 

@@ -1,0 +1,98 @@
+"""The operator's own API client (kube_client.py) against the real API server: a stale
+token logs in again, refusals carry the server's message and never the request, and a watch
+streams events until the server ends it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from meetingbot_operator.kube_client import ApiError, KubeClient, connection
+
+
+async def test_a_stale_token_logs_in_again_once(
+    operator_api: KubeClient,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As a service account's token rotated on disk: the one in memory is refused (401), the
+    client reads the credentials again and the request goes through as that account."""
+    accounts = f"/api/v1/namespaces/{namespace}/serviceaccounts"
+    await operator_api.request("POST", accounts, body={"metadata": {"name": "reader"}})
+    minted = await operator_api.request(
+        "POST", f"{accounts}/reader/token", body={"spec": {"expirationSeconds": 600}}
+    )
+    admin = connection()
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {"server": admin.server, "certificate-authority": admin.ca_path},
+            }
+        ],
+        "users": [{"name": "u", "user": {"token": minted["status"]["token"]}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    (tmp_path / "config").write_text(json.dumps(kubeconfig))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    rotated = connection()
+    stale = KubeClient(dataclasses.replace(rotated, token="expired-token"))
+    try:
+        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        answer = await stale.request(
+            "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body=review
+        )
+    finally:
+        await stale.close()
+    user = answer["status"]["userInfo"]["username"]
+    assert user == f"system:serviceaccount:{namespace}:reader"
+
+
+async def test_a_refusal_carries_the_servers_message_but_never_the_request(
+    operator_api: KubeClient, namespace: str
+) -> None:
+    value = f"do-not-print-{uuid.uuid4().hex}"
+    body = {"metadata": {"name": "Not_A_Valid_Name"}, "stringData": {"token": value}}
+    with pytest.raises(ApiError) as refused:
+        await operator_api.request("POST", f"/api/v1/namespaces/{namespace}/secrets", body=body)
+    assert refused.value.status == 422
+    assert "Not_A_Valid_Name" in refused.value.message
+    assert value not in str(refused.value) and value not in refused.value.message
+    with pytest.raises(ApiError) as missing:
+        await operator_api.request("GET", f"/api/v1/namespaces/{namespace}/secrets/nope")
+    assert missing.value.status == 404 and str(missing.value) == "HTTP 404 Not Found"
+
+
+async def test_a_watch_streams_events_until_the_server_ends_it(
+    operator_api: KubeClient, namespace: str
+) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    listed = await operator_api.request("GET", path)
+    version = listed["metadata"]["resourceVersion"]
+
+    async def first_event() -> dict[str, object]:
+        async for event in operator_api.watch(path, {"resourceVersion": version}, 30):
+            return event
+        raise AssertionError("the watch ended without an event")
+
+    watching = asyncio.create_task(first_event())
+    await operator_api.request("POST", path, body={"metadata": {"name": "seen"}})
+    event = await asyncio.wait_for(watching, 30)
+    assert event["type"] == "ADDED"
+    assert event["object"]["metadata"]["name"] == "seen"  # type: ignore[index]
+    # The API server ends each watch request after its timeout; the stream then simply ends.
+    latest = event["object"]["metadata"]["resourceVersion"]  # type: ignore[index]
+
+    async def drain() -> list[dict[str, object]]:
+        return [e async for e in operator_api.watch(path, {"resourceVersion": latest}, 1)]
+
+    assert await asyncio.wait_for(drain(), 20) == []
