@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # A service user Zoom refused is checked again after this long, then with doubling delays.
     user_recheck_seconds: float = Field(30.0, gt=0)
     sweep_seconds: float = Field(30.0, gt=0)
+    # Reconcile passes that run at once (controller-runtime's MaxConcurrentReconciles); the
+    # others wait their turn, holding nothing. As many as the API client's connection pool.
+    concurrent_reconciles: int = Field(100, ge=1, le=1000)
     # A bot still running this long past its maxDuration is stopped by the operator.
     max_duration_grace_seconds: int = 120
 

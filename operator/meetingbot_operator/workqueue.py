@@ -28,9 +28,13 @@ class _Slot:
 
 
 class WorkQueue:
-    def __init__(self, work: Callable[[Key], Awaitable[None]]) -> None:
+    def __init__(self, work: Callable[[Key], Awaitable[None]], concurrency: int) -> None:
         self._work = work
         self._slots: dict[Key, _Slot] = {}
+        # At most this many passes at once: in a burst of 1000 bots, the others wait with
+        # nothing built yet (no bodies, no models), instead of all holding theirs while the
+        # connection pool sends a hundred at a time.
+        self._passes = asyncio.Semaphore(concurrency)
 
     def trigger(self, key: Key) -> None:
         slot = self._slots.setdefault(key, _Slot())
@@ -77,15 +81,16 @@ class WorkQueue:
     async def _run(self, key: Key) -> None:
         slot = self._slots.get(key)
         while slot is not None and slot.dirty:
-            slot.dirty = False
-            try:
-                await self._work(key)
-            except Exception as error:
-                if isinstance(error, ApiError) and b"NamespaceTerminating" in error.body:
-                    return  # the bot goes with its namespace
-                # Never lost: tried again by a timer, and by the sweep after that.
-                log.exception("reconcile failed", extra={"bot": f"{key[0]}/{key[1]}"})
-                self.later(key, RETRY_AFTER_ERROR)
+            async with self._passes:
+                slot.dirty = False  # triggers while waiting for a turn are this pass
+                try:
+                    await self._work(key)
+                except Exception as error:
+                    if isinstance(error, ApiError) and b"NamespaceTerminating" in error.body:
+                        return  # the bot goes with its namespace
+                    # Never lost: tried again by a timer, and by the sweep after that.
+                    log.exception("reconcile failed", extra={"bot": f"{key[0]}/{key[1]}"})
+                    self.later(key, RETRY_AFTER_ERROR)
             slot = self._slots.get(key)
             if slot is not None:
                 slot.last_pass = time.monotonic()

@@ -17,6 +17,7 @@ from typing import Any
 
 from devenv.cluster import cluster
 from devenv.zoomsim import SimAdmin, ZoomSim
+from meetingbot_bot.browser import FLAGS
 from tests.support.bot_harness import BotProcess, ReportSink, join_config, mint_zak
 from tests.support.operator_fixtures import Bots, wait_for
 from tests.support.specs import bot_spec
@@ -25,9 +26,31 @@ RUNS = 5
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
 
 
-def tree_memory_mb(pid: int) -> tuple[float, float]:
-    """(RSS, PSS) summed over a process and its descendants (Chromium's renderers, GPU,
-    utility processes...). RSS counts shared pages once per process; PSS shares them out."""
+def process_kind(pid: int) -> str:
+    """What a process of the bot's tree is: the bot (Python), Playwright's driver (Node), or
+    Chromium's browser, renderer, GPU, utility or zygote process."""
+    try:
+        # Chromium rewrites its children's command lines as one string: split on spaces too.
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+    except OSError:
+        return "gone"
+    if not argv:
+        return "gone"
+    program = Path(argv[0].decode(errors="replace")).name
+    kind = next((a.decode() for a in argv if a.startswith(b"--type=")), "")
+    service = next((a.decode() for a in argv if a.startswith(b"--utility-sub-type=")), "")
+    if kind:
+        service = service.removeprefix("--utility-sub-type=").split(".")[0]
+        return f"chromium {kind.removeprefix('--type=')} {service}".rstrip()
+    if "chrom" in program:
+        return "chromium browser"
+    return {"node": "playwright driver (node)"}.get(program, f"{program} (the bot)")
+
+
+def tree_memory_mb(pid: int) -> tuple[float, float, dict[str, float]]:
+    """(RSS, PSS, PSS by kind of process and by anonymous or file pages) summed over a
+    process and its descendants (Chromium's renderers, GPU, utility processes...). RSS counts
+    shared pages once per process; PSS shares them out."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -43,17 +66,24 @@ def tree_memory_mb(pid: int) -> tuple[float, float]:
             (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
         )
     total_rss = total_pss = 0
+    by_kind: dict[str, float] = {}
     stack = [pid]
     while stack:
         current = stack.pop()
         total_rss += rss.get(current, 0)
         try:
-            rollup = Path(f"/proc/{current}/smaps_rollup").read_text().splitlines()
-            total_pss += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
-        except (OSError, StopIteration):
-            pass
+            lines = Path(f"/proc/{current}/smaps_rollup").read_text().splitlines()
+            rollup = dict(line.split()[:2] for line in lines[1:])
+        except OSError:
+            rollup = {}
+        pss = int(rollup.get("Pss:", 0))
+        total_pss += pss
+        for kind in (process_kind(current), "(of all: anonymous)", "(of all: files)"):
+            part = {"(of all: anonymous)": "Pss_Anon:", "(of all: files)": "Pss_File:"}
+            kb = int(rollup.get(part[kind], 0)) if kind in part else pss
+            by_kind[kind] = by_kind.get(kind, 0) + kb / 1024
         stack += children.get(current, [])
-    return total_rss / 1024, total_pss / 1024
+    return total_rss / 1024, total_pss / 1024, by_kind
 
 
 def record(name: str, values: dict[str, Any]) -> None:
@@ -67,7 +97,10 @@ def record(name: str, values: dict[str, Any]) -> None:
 async def test_bot_process_to_in_meeting(
     zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], tmp_path: Path
 ) -> None:
-    times, peaks, pss_peaks = [], [], []
+    times: list[float] = []
+    peaks: list[float] = []
+    pss_peaks: list[float] = []
+    breakdown: dict[str, float] = {}
     for run in range(RUNS):
         sink = ReportSink()
         number = sim.create_meeting(zoom_account["id"], auth_required=True)["number"]
@@ -81,7 +114,9 @@ async def test_bot_process_to_in_meeting(
             times.append(time.monotonic() - bot.started)
             peak = pss_peak = 0.0
             for _ in range(20):  # 2 s in the meeting
-                rss, pss = tree_memory_mb(bot.process.pid)
+                rss, pss, kinds = tree_memory_mb(bot.process.pid)
+                if pss > max(pss_peak, *pss_peaks, 0):
+                    breakdown = kinds  # where the largest PSS of all runs went
                 peak, pss_peak = max(peak, rss), max(pss_peak, pss)
                 await asyncio.sleep(0.1)
             peaks.append(peak)
@@ -97,6 +132,8 @@ async def test_bot_process_to_in_meeting(
         "peak_tree_rss_mb": [round(p) for p in peaks],
         "max_peak_tree_rss_mb": round(max(peaks)),
         "max_peak_tree_pss_mb": round(max(pss_peaks)),
+        "pss_by_process_mb": {k: round(v) for k, v in sorted(breakdown.items())},
+        "chromium_flags": FLAGS,
     }
     record("bot_process", values)
     print(
@@ -105,6 +142,7 @@ async def test_bot_process_to_in_meeting(
     print(
         f"peak memory of the bot's process tree in a meeting: PSS {values['max_peak_tree_pss_mb']} MB, RSS summed {values['max_peak_tree_rss_mb']} MB"
     )
+    print(f"PSS by process at that peak (MB): {values['pss_by_process_mb']}")
 
 
 def pod_memory(namespace: str, pod: str) -> dict[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,7 @@ async def test_the_sweep_passes_only_bots_idle_for_a_sweep_interval() -> None:
     async def work(key: tuple[str, str]) -> None:
         passes.append(key)
 
-    queue = WorkQueue(work)
+    queue = WorkQueue(work, concurrency=10)
     busy, idle, unseen = ("ns", "busy"), ("ns", "idle"), ("ns", "unseen")
     queue.trigger(idle)
     await asyncio.sleep(0.2)
@@ -232,4 +233,36 @@ async def test_the_sweep_passes_only_bots_idle_for_a_sweep_interval() -> None:
     await asyncio.sleep(0.05)
     assert sorted(passes) == [idle, unseen]
     assert queue.sweep([busy, idle, unseen], idle_for=0.0) == 3  # interval 0: every bot
+    await queue.stop()
+
+
+async def test_at_most_the_configured_passes_run_at_once_and_none_is_lost() -> None:
+    """A burst of 50 bots with room for 5 passes: never more than 5 at once, each bot gets its
+    pass, and a trigger that arrives while a bot waits for its turn is part of that pass."""
+    running, most, passes = 0, 0, Counter[tuple[str, str]]()
+    release = asyncio.Event()
+
+    async def work(key: tuple[str, str]) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await release.wait()
+        passes[key] += 1
+        running -= 1
+
+    queue = WorkQueue(work, concurrency=5)
+    keys = [("ns", f"b{i}") for i in range(50)]
+    for key in keys:
+        queue.trigger(key)
+    await asyncio.sleep(0.05)
+    assert running == 5
+    queue.trigger(keys[-1])  # still waiting for a turn: coalesced into its first pass
+    release.set()
+    for _ in range(100):
+        if sum(passes.values()) >= 50:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert most == 5
+    assert passes == Counter(dict.fromkeys(keys, 1))
     await queue.stop()
