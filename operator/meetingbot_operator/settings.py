@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     user_recheck_seconds: float = Field(30.0, gt=0)
     sweep_seconds: float = Field(30.0, gt=0)
     # Reconcile passes that run at once (controller-runtime's MaxConcurrentReconciles); the
-    # others wait their turn, holding nothing. As many as the API client's connection pool.
+    # others wait their turn, holding nothing (those running share kube_client's connections).
     concurrent_reconciles: int = Field(100, ge=1, le=1000)
     # A bot still running this long past its maxDuration is stopped by the operator.
     max_duration_grace_seconds: int = 120

@@ -145,6 +145,39 @@ async def test_bot_process_to_in_meeting(
     print(f"PSS by process at that peak (MB): {values['pss_by_process_mb']}")
 
 
+async def test_bot_process_with_the_real_sdk_offline(
+    zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], tmp_path: Path
+) -> None:
+    """The reference bot with the real @zoom/meetingsdk its page ships with, offline: it loads
+    and initialises the SDK and tries to join, which cannot reach Zoom from here. The peak
+    PSS of its process tree meanwhile, beside the simulated meeting's."""
+    sink = ReportSink()
+    number = sim.create_meeting(zoom_account["id"], auth_required=True)["number"]
+    config = join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account))
+    bot = BotProcess(config, zoomsim.url, tmp_path, fake_sdk=False)
+    peak = 0.0
+    breakdown: dict[str, float] = {}
+    try:
+        deadline = time.monotonic() + 90
+        while bot.process.poll() is None and time.monotonic() < deadline:
+            _, pss, kinds = tree_memory_mb(bot.process.pid)
+            if pss > peak:
+                peak, breakdown = pss, kinds
+            await asyncio.sleep(0.1)
+    finally:
+        bot.kill()
+        sink.close()
+    values = {
+        "peak_tree_pss_mb": round(peak),
+        "pss_by_process_mb": {k: round(v) for k, v in sorted(breakdown.items())},
+        "states_reported": sink.states(),
+    }
+    record("bot_process_real_sdk_offline", values)
+    print(f"\nthe bot with the real SDK, offline: peak PSS {values['peak_tree_pss_mb']} MB")
+    print(f"PSS by process at that peak (MB): {values['pss_by_process_mb']}")
+    print(f"states it reported: {values['states_reported']}")
+
+
 def pod_memory(namespace: str, pod: str) -> dict[str, float]:
     """The container's memory as its cgroup (v1) counts it against the limit: all of it, the
     anonymous part, the shared memory (/dev/shm is memory-backed) and what /dev/shm holds."""

@@ -264,7 +264,7 @@ async def run_operator_burst(
             v for k, v in delta.items() if not k.endswith(":429") and not k.endswith(":failed")
         )
         later = await after_burst(operator, namespace, number) if after_burst else {}
-        return {
+        result = {
             **later,
             "seconds": round(seconds, 2),
             "apply_seconds": round(applied, 2),
@@ -275,6 +275,9 @@ async def run_operator_burst(
             "operator_peak_rss_mb": round(operator.peak_rss_mb(), 1),
             "operator_cpu_seconds": round(operator.cpu_seconds(), 1),
         }
+        # Printed at once: deleting 10 000 bots' objects afterwards takes many minutes.
+        progress(f"result: {json.dumps(result)}")
+        return result
     finally:
         operator.stop()
         os.environ.pop("MEETINGBOT_TRACEMALLOC_FILE", None)

@@ -116,14 +116,20 @@ def join_config(
 
 
 class BotProcess:
-    def __init__(self, config: JoinConfig, sim_url: str, workdir: Path) -> None:
+    def __init__(
+        self, config: JoinConfig, sim_url: str, workdir: Path, *, fake_sdk: bool = True
+    ) -> None:
+        """`fake_sdk=False`: the page loads the real @zoom/meetingsdk it ships with."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "join.json"
         self.config_path.write_text(config.to_json())
         self.result_path = workdir / "termination-log"
         self.log_path = workdir / "bot.log"
         env = dict(os.environ)
-        env["MEETINGBOT_SDK_URL"] = f"{sim_url}/sim/sdk/zoom-meeting-embedded.js"
+        if fake_sdk:
+            env["MEETINGBOT_SDK_URL"] = f"{sim_url}/sim/sdk/zoom-meeting-embedded.js"
+        else:
+            env.pop("MEETINGBOT_SDK_URL", None)
         env["MEETINGBOT_SCREENSHOT_DIR"] = str(workdir)
         self.started = time.monotonic()
         self.process = subprocess.Popen(
