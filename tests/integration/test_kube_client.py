@@ -76,23 +76,32 @@ async def test_a_watch_streams_events_until_the_server_ends_it(
     operator_api: KubeClient, namespace: str
 ) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
-    listed = await operator_api.request("GET", path)
+    # Only this test's objects: the namespace's own kube-root-ca.crt may appear at any time.
+    mine = {"labelSelector": "test=watch"}
+    listed = await operator_api.request("GET", path, params=mine)
     version = listed["metadata"]["resourceVersion"]
 
     async def first_event() -> dict[str, object]:
-        async for event in operator_api.watch(path, {"resourceVersion": version}, 30):
+        async for event in operator_api.watch(path, {**mine, "resourceVersion": version}, 30):
             return event
         raise AssertionError("the watch ended without an event")
 
     watching = asyncio.create_task(first_event())
-    await operator_api.request("POST", path, body={"metadata": {"name": "seen"}})
+    # A large event (a Secret may hold up to 1 MiB) arrives whole.
+    large = {
+        "metadata": {"name": "seen", "labels": {"test": "watch"}},
+        "data": {"blob": "x" * 300_000},
+    }
+    await operator_api.request("POST", path, body=large)
     event = await asyncio.wait_for(watching, 30)
     assert event["type"] == "ADDED"
     assert event["object"]["metadata"]["name"] == "seen"  # type: ignore[index]
+    assert len(event["object"]["data"]["blob"]) == 300_000  # type: ignore[index]
     # The API server ends each watch request after its timeout; the stream then simply ends.
     latest = event["object"]["metadata"]["resourceVersion"]  # type: ignore[index]
 
     async def drain() -> list[dict[str, object]]:
-        return [e async for e in operator_api.watch(path, {"resourceVersion": latest}, 1)]
+        options = {**mine, "resourceVersion": latest}
+        return [e async for e in operator_api.watch(path, options, 1)]
 
     assert await asyncio.wait_for(drain(), 20) == []
