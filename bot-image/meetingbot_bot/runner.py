@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, async_playwright
-
+from meetingbot_bot import cdp
 from meetingbot_bot.browser import FLAGS, chromium_path
+from meetingbot_bot.cdp import CdpError, Page
 from meetingbot_bot.machine import Machine
 from meetingbot_bot.page import PageServer
 from meetingbot_bot.reporter import Reporter
@@ -91,16 +90,9 @@ class Bot:
         self.reporter.start()
         self.publish()
         try:
-            async with PageServer() as server, async_playwright() as playwright:
-                browser = await playwright.chromium.launch(
-                    executable_path=self.options.chromium, args=FLAGS, headless=True
-                )
-                try:
-                    page = await browser.new_page()
-                    await self._meeting(page, server.url)
-                finally:
-                    await browser.close()
-        except (PlaywrightError, OSError, TimeoutError) as error:
+            async with PageServer() as server, cdp.launch(self.options.chromium, FLAGS) as browser:
+                await self._meeting(await browser.new_page(), server.url)
+        except (CdpError, OSError, TimeoutError) as error:
             log.exception("the browser failed")
             self.machine.crashed(f"browser failed: {type(error).__name__}", now())
         finally:
@@ -113,15 +105,13 @@ class Bot:
         await page.expose_function(
             "meetingbotEvent", lambda name, payload: self.events.put_nowait((name, payload))
         )
-        page.on("crash", lambda _: self.events.put_nowait(("page-crash", None)))
+        page.on_crash(lambda reason: self.events.put_nowait(("page-crash", reason)))
         if self.options.sdk_url:
             url += "?sdk=" + quote(self.options.sdk_url, safe="")
-        await page.goto(url, timeout=self.options.page_timeout * 1000)
+        await page.goto(url, timeout=self.options.page_timeout)
         ready = "(window.meetingbot && window.meetingbot.ready)"
         failed = "(window.meetingbotLoad && window.meetingbotLoad.error)"
-        await page.wait_for_function(
-            f"{ready} || {failed}", timeout=self.options.page_timeout * 1000
-        )
+        await page.wait_for(f"{ready} || {failed}", timeout=self.options.page_timeout)
         problem = await page.evaluate("window.meetingbotLoad.error")
         if problem:
             self.machine.crashed(str(problem), now())
@@ -149,7 +139,7 @@ class Bot:
             "obfToken": self.config.obf_token.get_secret_value() if self.config.obf_token else None,
         }
         joining = asyncio.create_task(
-            page.evaluate("params => window.meetingbot.join(params)", params)
+            page.call("params => window.meetingbot.join(params)", params, self.options.join_timeout)
         )
         stopping = asyncio.create_task(self.stop.wait())
         done, _ = await asyncio.wait(
@@ -196,7 +186,7 @@ class Bot:
         if getting in done:
             name, payload = getting.result()
             if name == "page-crash":
-                self.machine.crashed("the page crashed", now())
+                self.machine.crashed(str(payload), now())
             else:
                 self.machine.event(name, payload, now())
         if stopping in done:
@@ -208,10 +198,8 @@ class Bot:
 
     async def _leave(self, page: Page) -> None:
         self.publish()
-        with contextlib.suppress(PlaywrightError, TimeoutError):
-            await asyncio.wait_for(
-                page.evaluate("window.meetingbot.leave()"), self.options.leave_timeout
-            )
+        with contextlib.suppress(CdpError, TimeoutError):
+            await page.evaluate("window.meetingbot.leave()", self.options.leave_timeout)
         self.machine.left(now())
 
     async def _screenshot(self, page: Page) -> None:
@@ -219,7 +207,7 @@ class Bot:
         if directory is None:
             return
         path = directory / f"failure-attempt-{self.config.bot.attempt}.png"
-        with contextlib.suppress(PlaywrightError, OSError):
+        with contextlib.suppress(CdpError, OSError, TimeoutError):
             directory.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(path))
+            await page.screenshot(path)
             log.info("screenshot saved", extra={"path": str(path)})

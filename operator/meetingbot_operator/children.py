@@ -130,7 +130,7 @@ def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) 
             },
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
             {"name": "home", "emptyDir": {"sizeLimit": "256Mi"}},
-            # Playwright starts Chromium with --disable-dev-shm-usage: its shared memory goes to
+            # The bot starts Chromium with --disable-dev-shm-usage: its shared memory goes to
             # /tmp (measured on the real node in a meeting: 0 MB in /dev/shm, `make bench`).
             # A small memory-backed /dev/shm remains for libraries that use POSIX shm; what it
             # holds counts against the memory limit, so it is kept small.

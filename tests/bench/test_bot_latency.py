@@ -27,8 +27,8 @@ RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
 
 
 def process_kind(pid: int) -> str:
-    """What a process of the bot's tree is: the bot (Python), Playwright's driver (Node), or
-    Chromium's browser, renderer, GPU, utility or zygote process."""
+    """What a process of the bot's tree is: the bot (Python), or Chromium's browser, renderer,
+    GPU, utility or zygote process."""
     try:
         # Chromium rewrites its children's command lines as one string: split on spaces too.
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
@@ -44,7 +44,7 @@ def process_kind(pid: int) -> str:
         return f"chromium {kind.removeprefix('--type=')} {service}".rstrip()
     if "chrom" in program:
         return "chromium browser"
-    return {"node": "playwright driver (node)"}.get(program, f"{program} (the bot)")
+    return {"pause": "pause (the pod's sandbox)"}.get(program, f"{program} (the bot)")
 
 
 def tree_memory_mb(pid: int) -> tuple[float, float, dict[str, float]]:
@@ -52,37 +52,55 @@ def tree_memory_mb(pid: int) -> tuple[float, float, dict[str, float]]:
     process and its descendants (Chromium's renderers, GPU, utility processes...). RSS counts
     shared pages once per process; PSS shares them out."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            status = (entry / "status").read_text()
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(entry.name))
-        rss[int(entry.name)] = next(
-            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
-        )
-    total_rss = total_pss = 0
-    by_kind: dict[str, float] = {}
-    stack = [pid]
+    tree, stack = [], [pid]
     while stack:
         current = stack.pop()
-        total_rss += rss.get(current, 0)
+        tree.append(current)
+        stack += children.get(current, [])
+    return memory_mb(tree)
+
+
+def pod_memory_mb(pod_uid: str) -> tuple[float, float, dict[str, float]]:
+    """tree_memory_mb's figures for every process of a pod on the real node, which runs on
+    this machine's kernel: the processes whose cgroup path names the pod's UID."""
+    marks = (f"pod{pod_uid}", f"pod{pod_uid.replace('-', '_')}")
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            lines = Path(f"/proc/{current}/smaps_rollup").read_text().splitlines()
+            cgroup = (entry / "cgroup").read_text()
+        except OSError:
+            continue
+        if any(mark in cgroup for mark in marks):
+            pids.append(int(entry.name))
+    return memory_mb(pids)
+
+
+def memory_mb(pids: list[int]) -> tuple[float, float, dict[str, float]]:
+    total_rss = total_pss = 0
+    by_kind: dict[str, float] = {}
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
             rollup = dict(line.split()[:2] for line in lines[1:])
         except OSError:
-            rollup = {}
+            continue
+        total_rss += int(rollup.get("Rss:", 0))
         pss = int(rollup.get("Pss:", 0))
         total_pss += pss
-        for kind in (process_kind(current), "(of all: anonymous)", "(of all: files)"):
+        for kind in (process_kind(pid), "(of all: anonymous)", "(of all: files)"):
             part = {"(of all: anonymous)": "Pss_Anon:", "(of all: files)": "Pss_File:"}
             kb = int(rollup.get(part[kind], 0)) if kind in part else pss
             by_kind[kind] = by_kind.get(kind, 0) + kb / 1024
-        stack += children.get(current, [])
     return total_rss / 1024, total_pss / 1024, by_kind
 
 
@@ -201,6 +219,24 @@ def pod_memory(namespace: str, pod: str) -> dict[str, float]:
     }
 
 
+def pod_uid(namespace: str, pod: str) -> str:
+    return cluster.kubectl(
+        "-n", namespace, "get", "pod", pod, "-o", "jsonpath={.metadata.uid}"
+    ).stdout.strip()  # fmt: skip
+
+
+async def sample_pod_pss(uid: str, seconds: float) -> tuple[float, dict[str, float]]:
+    """The highest PSS of the pod's processes over `seconds`, and its breakdown."""
+    peak, breakdown = 0.0, {}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        _, pss, kinds = pod_memory_mb(uid)
+        if pss > peak:
+            peak, breakdown = pss, kinds
+        await asyncio.sleep(0.2)
+    return peak, {k: round(v) for k, v in sorted(breakdown.items())}
+
+
 async def test_apply_to_in_meeting_through_the_chain(
     namespace: str,
     bots: Bots,
@@ -211,6 +247,8 @@ async def test_apply_to_in_meeting_through_the_chain(
 ) -> None:
     times: list[float] = []
     memory: list[dict[str, float]] = []
+    pss: list[float] = []
+    breakdown: dict[str, float] = {}
     for run in range(RUNS):
         number = sim.create_meeting(zoom["id"])["number"]
         name = f"lat{run}"
@@ -218,7 +256,12 @@ async def test_apply_to_in_meeting_through_the_chain(
         await bots.apply(name, bot_spec(number, on_kwok=False, podTemplate={"image": image}))
         await bots.wait_phase(name, "InMeeting", timeout=120)
         times.append(time.monotonic() - started)
-        await asyncio.sleep(5)  # a few seconds in the meeting, then what the pod holds
+        # A few seconds in the meeting: the PSS of the pod's processes (seen from the host,
+        # whose kernel the real node uses), then what the pod's cgroup holds.
+        peak, kinds = await sample_pod_pss(pod_uid(namespace, f"{name}-1"), 5)
+        if peak > max(pss, default=0):
+            breakdown = kinds
+        pss.append(round(peak))
         memory.append(pod_memory(namespace, f"{name}-1"))
         sim.end_meeting(number)
         await bots.wait_phase(name, "Succeeded", timeout=60)
@@ -226,9 +269,47 @@ async def test_apply_to_in_meeting_through_the_chain(
         "apply_to_in_meeting_s": [round(t, 2) for t in times],
         "median_s": round(statistics.median(times), 2),
         "pod_memory_in_meeting_mb": memory,
+        "pod_pss_in_meeting_mb": pss,
+        "pod_pss_by_process_mb": breakdown,
     }
     record("whole_chain", values)
     print(f"\nthe bot pod in a meeting (cgroup figures, MB): {memory}")
+    print(f"the bot pod's PSS in a meeting on the real node (MB): {pss}; largest: {breakdown}")
     print(
         f"\napply to InMeeting through the whole chain: median {values['median_s']} s of {values['apply_to_in_meeting_s']}"
     )
+
+
+async def test_the_real_sdk_offline_on_the_real_node(
+    namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, image: str
+) -> None:
+    """The bot image's own @zoom/meetingsdk on the real node (the operator's fake-SDK setting
+    overridden for this pod): it loads and initialises the SDK, then cannot reach Zoom. The
+    pod's peak PSS until its bot gives up."""
+    number = sim.create_meeting(zoom["id"])["number"]
+    template = {"image": image, "env": [{"name": "MEETINGBOT_SDK_URL", "value": ""}]}
+    await bots.apply("realsdk", bot_spec(number, on_kwok=False, podTemplate=template))
+    uid = await wait_for(
+        lambda: cluster.kubectl(
+            "-n", namespace, "get", "pod", "realsdk-1", "-o", "jsonpath={.metadata.uid}",
+            check=False,
+        ).stdout.strip(),
+        60,
+        what="the pod",
+    )  # fmt: skip
+    peak, breakdown = 0.0, {}
+    for _ in range(6):  # up to a minute: the join's failure ends the pod sooner
+        sampled, kinds = await sample_pod_pss(uid, 10)
+        if sampled > peak:
+            peak, breakdown = sampled, kinds
+        if peak and not pod_memory_mb(uid)[1]:
+            break  # the pod's processes are gone
+    status = (await bots.get("realsdk")).get("status", {})
+    values = {
+        "peak_pod_pss_mb": round(peak),
+        "pss_by_process_mb": breakdown,
+        "phase_then": status.get("phase"),
+        "reason_then": status.get("reason"),
+    }
+    record("real_node_real_sdk_offline", values)
+    print(f"\nthe real SDK offline on the real node: {values}")

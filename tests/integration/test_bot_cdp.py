@@ -1,0 +1,140 @@
+"""The bot's CDP client against real Chromium: pages, bindings, errors, crashes and cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meetingbot_bot import cdp
+from meetingbot_bot.browser import FLAGS, chromium_path
+from meetingbot_bot.page import PageServer
+from tests.support.operator_fixtures import wait_for
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[cdp.Browser]:
+    async with cdp.launch(chromium_path(), FLAGS) as launched:
+        yield launched
+
+
+def group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_page_evaluates_calls_and_reports_through_a_binding(browser: cdp.Browser) -> None:
+    page = await browser.new_page()
+    events: list[tuple[Any, ...]] = []
+    await page.expose_function("report", lambda *args: events.append(args))
+    await page.goto("data:text/html,<title>bot</title><script>report('loaded', {n: 1})</script>")
+    assert await page.evaluate("document.title") == "bot"
+    assert await page.evaluate("Promise.resolve(6 * 7)") == 42
+    # The argument travels as JSON: quotes and markup stay data, never code.
+    tricky = {"name": "O'Brien </script>\"", "n": [1, None]}
+    assert await page.call("p => ({...p, seen: true})", tricky) == {**tricky, "seen": True}
+    await page.evaluate("report('later', [1, 2])")
+    await wait_for(lambda: len(events) == 2, 5, what="two events")
+    assert events == [("loaded", {"n": 1}), ("later", [1, 2])]
+    assert await page.wait_for("window.done || (window.done = 'yes')") == "yes"
+
+
+async def test_a_page_error_names_the_error_and_never_the_argument(browser: cdp.Browser) -> None:
+    page = await browser.new_page()
+    with pytest.raises(cdp.CdpError) as raised:
+        await page.call("p => { throw new TypeError('bad join') }", {"zak": "secret-zak-value"})
+    assert "TypeError: bad join" in str(raised.value)
+    assert "secret-zak-value" not in str(raised.value)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(cdp.CdpError, match="ERR_CONNECTION_REFUSED"):
+        await page.goto(f"http://127.0.0.1:{port}/")
+    with pytest.raises(TimeoutError):
+        await page.wait_for("false", timeout=0.5)
+
+
+async def test_a_renderer_crash_is_reported(browser: cdp.Browser) -> None:
+    page = await browser.new_page()
+    crashes: list[str] = []
+    page.on_crash(crashes.append)
+    await page.goto("data:text/html,hello")
+    # Page.crash replies only if the renderer survives; it does not.
+    with pytest.raises(cdp.CdpError):
+        await page.send("Page.crash", timeout=2)
+    await wait_for(lambda: crashes, 10, what="the crash")
+    assert crashes == ["the page crashed"]
+
+
+async def test_a_killed_browser_fails_what_waits_and_is_reported() -> None:
+    crashes: list[str] = []
+    async with cdp.launch(chromium_path(), FLAGS) as browser:
+        page = await browser.new_page()
+        page.on_crash(crashes.append)
+        waiting = asyncio.create_task(page.evaluate("new Promise(() => {})"))
+        await asyncio.sleep(0.2)
+        os.kill(browser.pid, signal.SIGKILL)
+        with pytest.raises(cdp.BrowserClosed):
+            await asyncio.wait_for(waiting, 10)
+        assert crashes == ["the browser exited"]
+        with pytest.raises(cdp.BrowserClosed):
+            await page.evaluate("1")
+    # Renderers and zygotes of a killed browser are gone too, with the profile.
+    await wait_for(lambda: not group_alive(browser.pid), 10, what="no process left")
+    assert not browser.profile.exists()
+
+
+async def test_close_ends_every_process_and_removes_the_profile(tmp_path: Path) -> None:
+    async with cdp.launch(chromium_path(), FLAGS) as browser:
+        page = await browser.new_page()
+        crashes: list[str] = []
+        page.on_crash(crashes.append)
+        await page.goto("data:text/html,<body style='background:red'>shot</body>")
+        shot = tmp_path / "shot.png"
+        await page.screenshot(shot)
+        assert shot.read_bytes().startswith(b"\x89PNG")
+        assert browser.profile.is_dir()
+    # SIGKILLed leftovers linger as zombies until init reaps them: a moment, not forever.
+    await wait_for(lambda: not group_alive(browser.pid), 10, what="no process left")
+    assert not browser.profile.exists()
+    # A requested close is not a crash.
+    assert crashes == []
+
+
+async def test_a_missing_browser_is_a_clear_error() -> None:
+    with pytest.raises(FileNotFoundError):
+        async with cdp.launch("/nonexistent/chromium", FLAGS):
+            pass
+
+
+async def test_the_bots_flags_keep_what_the_sdk_needs(browser: cdp.Browser, tmp_path: Path) -> None:
+    """Memory-saving flags must not take away what the Meeting SDK uses: WebGL (its video
+    renderer), WebAssembly (its codecs), Web Audio, and a camera and microphone (fake).
+    `--disable-software-rasterizer`, for one, saves 14 MB and takes WebGL away."""
+    page = await browser.new_page()
+    # Served from loopback, as the bot's page is: a secure context, where media devices exist.
+    (tmp_path / "index.html").write_text("<title>sdk</title>")
+    async with PageServer(tmp_path) as server:
+        await page.goto(server.url)
+        found = await page.evaluate(
+            """(async () => {
+                const gl = document.createElement('canvas').getContext('webgl2');
+                const media = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
+                return {
+                    webgl2: !!gl,
+                    wasm: typeof WebAssembly.instantiate === 'function',
+                    audio: typeof AudioContext === 'function',
+                    tracks: media.getTracks().map(t => t.kind).sort(),
+                };
+            })()"""
+        )
+    assert found == {"webgl2": True, "wasm": True, "audio": True, "tracks": ["audio", "video"]}
