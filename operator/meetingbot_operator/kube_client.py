@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import kopf
 
+from meetingbot_operator.metrics import KUBE_REQUESTS
 from meetingbot_operator.models import GROUP, VERSION
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -30,6 +31,16 @@ MERGE_PATCH = "application/merge-patch+json"
 # buffer (asyncio's sslproto): 100 of them were 26 MB of a 1000-bot burst's peak.
 CONNECTIONS = 32
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
+
+
+def resource_of(path: str) -> str:
+    """ "pods", "meetingbots/status", "leases"...: the resource a request path names, without
+    the group, version, namespace or object name (a metric's label must stay few)."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    rest = parts[2:] if parts[0] == "api" else parts[3:]  # after api/v1 or apis/group/version
+    if len(rest) >= 2 and rest[0] == "namespaces" and len(rest) > 2:
+        rest = rest[2:]
+    return rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "") if rest else "(root)"
 
 
 class ApiError(Exception):
@@ -128,6 +139,11 @@ class KubeClient:
                 timeout=aiohttp.ClientTimeout(total=timeout) if timeout else REQUEST_TIMEOUT,
             ) as response:
                 raw = await response.read()
+                KUBE_REQUESTS.labels(
+                    method.lower() + ("-dry-run" if params and "dryRun" in params else ""),
+                    resource_of(path),
+                    str(response.status),
+                ).inc()
                 if response.status == 401 and retry:
                     await self._login_again()
                     continue

@@ -33,6 +33,13 @@ ZOOM_RESPONSES = Counter(
     ["endpoint", "status"],
     registry=REGISTRY,
 )
+KUBE_REQUESTS = Counter(
+    "meetingbot_kube_requests_total",
+    "Requests to the Kubernetes API by verb (a dry run apart), resource and HTTP status; "
+    "the watches kopf keeps are not counted.",
+    ["verb", "resource", "code"],
+    registry=REGISTRY,
+)
 EVENTS_DROPPED = Counter(
     "meetingbot_events_dropped_total",
     "Kubernetes Events not posted (the queue was full or the API refused): informational only.",

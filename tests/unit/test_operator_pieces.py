@@ -16,6 +16,7 @@ from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarg
 from meetingbot_operator import crdgen
 from meetingbot_operator.children import bot_pod, join_secret
 from meetingbot_operator.conditions import condition_reason
+from meetingbot_operator.kube_client import resource_of
 from meetingbot_operator.models import MeetingBotSpec, meeting_number
 from meetingbot_operator.observed import Meta
 from meetingbot_operator.reports import ReportTokens
@@ -266,3 +267,23 @@ async def test_at_most_the_configured_passes_run_at_once_and_none_is_lost() -> N
     assert most == 5
     assert passes == Counter(dict.fromkeys(keys, 1))
     await queue.stop()
+
+
+@pytest.mark.parametrize(
+    ("path", "resource"),
+    [
+        ("/api/v1/namespaces/team/pods", "pods"),
+        ("/api/v1/namespaces/team/pods/b1-1", "pods"),
+        (
+            "/apis/meetingbot.dev/v1alpha1/namespaces/team/meetingbots/b1/status",
+            "meetingbots/status",
+        ),
+        ("/apis/coordination.k8s.io/v1/namespaces/team/leases/leader", "leases"),
+        ("/api/v1/namespaces/team", "namespaces"),
+        ("/apis/authentication.k8s.io/v1/selfsubjectreviews", "selfsubjectreviews"),
+        ("/version", "(root)"),
+    ],
+)
+def test_the_request_metric_names_the_resource_never_the_object(path: str, resource: str) -> None:
+    """Object and namespace names would give the metric a series per bot."""
+    assert resource_of(path) == resource
