@@ -18,6 +18,10 @@ from typing import Any
 from devenv.cluster import cluster
 from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_bot.browser import FLAGS
+from meetingbot_operator.children import bot_pod, join_secret
+from meetingbot_operator.models import MeetingBotSpec
+from meetingbot_operator.observed import Meta
+from meetingbot_operator.settings import Settings
 from tests.support.bot_harness import BotProcess, ReportSink, join_config, mint_zak
 from tests.support.operator_fixtures import Bots, wait_for
 from tests.support.specs import bot_spec
@@ -281,35 +285,43 @@ async def test_apply_to_in_meeting_through_the_chain(
 
 
 async def test_the_real_sdk_offline_on_the_real_node(
-    namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, image: str
+    namespace: str, zoomsim: ZoomSim, sim: SimAdmin, zoom_account: dict[str, Any], image: str
 ) -> None:
-    """The bot image's own @zoom/meetingsdk on the real node (the operator's fake-SDK setting
-    overridden for this pod): it loads and initialises the SDK, then cannot reach Zoom. The
-    pod's peak PSS until its bot gives up."""
-    number = sim.create_meeting(zoom["id"])["number"]
-    template = {"image": image, "env": [{"name": "MEETINGBOT_SDK_URL", "value": ""}]}
-    await bots.apply("realsdk", bot_spec(number, on_kwok=False, podTemplate=template))
-    uid = await wait_for(
-        lambda: cluster.kubectl(
-            "-n", namespace, "get", "pod", "realsdk-1", "-o", "jsonpath={.metadata.uid}",
-            check=False,
-        ).stdout.strip(),
-        60,
-        what="the pod",
-    )  # fmt: skip
-    peak, breakdown = 0.0, {}
-    for _ in range(6):  # up to a minute: the join's failure ends the pod sooner
-        sampled, kinds = await sample_pod_pss(uid, 10)
-        if sampled > peak:
-            peak, breakdown = sampled, kinds
-        if peak and not pod_memory_mb(uid)[1]:
-            break  # the pod's processes are gone
-    status = (await bots.get("realsdk")).get("status", {})
-    values = {
-        "peak_pod_pss_mb": round(peak),
-        "pss_by_process_mb": breakdown,
-        "phase_then": status.get("phase"),
-        "reason_then": status.get("reason"),
-    }
+    """The bot image's own @zoom/meetingsdk on the real node: it loads and initialises the SDK,
+    then cannot reach Zoom. The pod's peak PSS until its bot gives up. The pod and its Secret
+    come from the operator's own builders, written directly: the operator's pods here load
+    the simulator's fake SDK, a setting no MeetingBot may override."""
+    sink = ReportSink()  # unreachable from the pod: the bot's reports fail, which is fine here
+    number = sim.create_meeting(zoom_account["id"], auth_required=True)["number"]
+    config = join_config(zoom_account, number, sink, zak=mint_zak(zoomsim.url, zoom_account))
+    meta = Meta(name="realsdk", namespace=namespace, uid="none", generation=1)
+    spec = MeetingBotSpec.model_validate(bot_spec(number, on_kwok=False))
+    items = [
+        join_secret(meta, 1, config),
+        bot_pod(meta, 1, spec, Settings(bot_image=image, bot_sdk_url="")),
+    ]
+    for item, kind in zip(items, ("Secret", "Pod"), strict=True):
+        item.update(apiVersion="v1", kind=kind)
+        del item["metadata"]["ownerReferences"]  # no owner: the collector would delete them
+    cluster.kubectl(
+        "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    )
+    try:
+        uid = pod_uid(namespace, "realsdk-1")
+        await wait_for(lambda: pod_memory_mb(uid)[1] > 0, 120, what="the pod's processes")
+        peak, breakdown = 0.0, {}
+        for _ in range(9):  # up to 90 s: the join's failure ends the pod sooner
+            sampled, kinds = await sample_pod_pss(uid, 10)
+            if sampled > peak:
+                peak, breakdown = sampled, kinds
+            if not pod_memory_mb(uid)[1]:
+                break  # the pod's processes are gone
+        state = cluster.kubectl(
+            "-n", namespace, "get", "pod", "realsdk-1", "-o",
+            "jsonpath={.status.phase} {.status.containerStatuses[0].state}",
+        ).stdout  # fmt: skip
+    finally:
+        sink.close()
+    values = {"peak_pod_pss_mb": round(peak), "pss_by_process_mb": breakdown, "pod_then": state}
     record("real_node_real_sdk_offline", values)
     print(f"\nthe real SDK offline on the real node: {values}")
