@@ -328,13 +328,22 @@ def _audit_policy() -> Path:
 
 def _kwokctl_config() -> Path:
     """Options kwokctl has no flag for: the API server's certificate also names the
-    `kubernetes` Service's ClusterIP, which pods (the operator's own) connect to."""
+    `kubernetes` Service's ClusterIP, which pods (the operator's own) connect to. And no
+    leader election for the one controller manager and scheduler: in a 10 000-bot burst the
+    API server answered their Lease renewals too late, both exited ("leaderelection lost"),
+    and kwokctl does not restart them; namespaces then never finished terminating. (Patched
+    here rather than with more `--extra-args`: KUBELET.md, blocker 3.)"""
     path = cache_dir() / "kwokctl.yaml"
     path.write_text(
         "apiVersion: config.kwok.x-k8s.io/v1alpha1\n"
         "kind: KwokctlConfiguration\n"
         "options:\n"
         f"  kubeApiserverCertSANs: [{node.KUBERNETES_SERVICE_IP!r}]\n"
+        "componentsPatches:\n"
+        + "".join(
+            f"- name: {component}\n  extraArgs:\n  - key: leader-elect\n    value: 'false'\n"
+            for component in ("kube-controller-manager", "kube-scheduler")
+        )
     )
     return path
 
