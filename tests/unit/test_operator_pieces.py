@@ -135,6 +135,24 @@ def test_redaction(caplog: pytest.LogCaptureFixture) -> None:
     assert vars(record)["extra_field"] == {"token": "***"}
 
 
+def test_redaction_of_many_registered_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values that share their first characters, that contain one another, sit inside other
+    text or at its ends are all masked; the oldest are forgotten past the bound, the rest
+    still masked."""
+    monkeypatch.setattr(logs, "_REGISTERED", type(logs._REGISTERED)())
+    monkeypatch.setattr(logs, "_BY_PREFIX", {})
+    monkeypatch.setattr(logs, "_MAX_REGISTERED", 1000)
+    tokens = [f"tok-{i:06d}-{'x' * 20}" for i in range(1200)]
+    logs.redact(*tokens, "short", "samestart-one", "samestart-two", "samestart-one-longer")
+    assert "short" not in logs._REGISTERED  # under 8 characters: too common to mask
+    assert logs.scrub(f"{tokens[-1]}:{tokens[-500]}") == "***:***"
+    assert logs.scrub("a samestart-two b samestart-one-longer c") == "a *** b *** c"
+    assert logs.scrub("samestart-onesamestart-two") == "******"
+    assert logs.scrub(f"old {tokens[0]}") == f"old {tokens[0]}"  # forgotten
+    assert not any(tokens[0] in bucket for bucket in logs._BY_PREFIX.values())
+    assert logs.scrub("nothing here") == "nothing here"
+
+
 def test_report_tokens_bind_bot_and_attempt() -> None:
     tokens = ReportTokens(SecretStr("key"))
     token = tokens.token("ns", "bot", "uid", 1).get_secret_value()
