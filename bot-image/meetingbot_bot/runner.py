@@ -139,7 +139,12 @@ class Bot:
             "obfToken": self.config.obf_token.get_secret_value() if self.config.obf_token else None,
         }
         joining = asyncio.create_task(
-            page.call("params => window.meetingbot.join(params)", params, self.options.join_timeout)
+            # The outer wait below is the join's deadline; this one only bounds the command.
+            page.call(
+                "params => window.meetingbot.join(params)",
+                params,
+                self.options.join_timeout + self.options.leave_timeout,
+            )
         )
         stopping = asyncio.create_task(self.stop.wait())
         done, _ = await asyncio.wait(
