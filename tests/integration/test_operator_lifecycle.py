@@ -91,6 +91,9 @@ async def test_happy_path_to_succeeded(
         "meetingbot_apply_to_in_meeting_seconds_count",
         'meetingbot_reports_total{result="accepted"}',
         'meetingbot_bots{phase="Succeeded"}',
+        # The bot's pod and Secret, counted by resource, never by object name.
+        'meetingbot_kube_requests_total{code="201",resource="pods",verb="post"}',
+        'meetingbot_kube_requests_total{code="201",resource="secrets",verb="post"}',
     ):
         value = next(
             (float(m.split()[-1]) for m in metrics.splitlines() if m.startswith(line)), 0.0
