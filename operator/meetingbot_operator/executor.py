@@ -112,10 +112,11 @@ class AttemptExecutor:
     def _spends_nothing(self, entry: AccountEntry, bot: MeetingBot, action: Action) -> bool:
         """Whether this start would make no Zoom call: a ZAK start whose user has a reusable
         ZAK now (a refused pod then wastes nothing, so it needs no dry run first)."""
-        mode = action.auth or (
-            None if bot.spec.auth == BotAuth.AUTO else AuthMode(bot.spec.auth.value)
-        )
-        if mode != AuthMode.ZAK or action.user is None or not entry.spec.zak.reuse:
+        if (
+            _auth_mode(bot, action) != AuthMode.ZAK
+            or action.user is None
+            or not entry.spec.zak.reuse
+        ):
             return False
         return _reusable(entry, action.user) is not None
 
@@ -167,10 +168,10 @@ class AttemptExecutor:
             )
         zak = obf = None
         zak_expires: datetime | None = None
-        if action.auth is None and spec.auth == BotAuth.AUTO:
+        mode = _auth_mode(bot, action)
+        if mode is None:
             # Decisions resolve auto before they start an attempt; never guess here.
             raise _StartProblem(Reason.SPEC_INVALID, "auth auto was not resolved")
-        mode = action.auth or AuthMode(spec.auth.value)
         user = action.user if mode == AuthMode.ZAK else None
         if mode == AuthMode.ZAK:
             if user is None:
@@ -303,6 +304,14 @@ class _AnotherUser(Exception):
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def _auth_mode(bot: MeetingBot, action: Action) -> AuthMode | None:
+    """How this attempt authenticates: the decision's choice, else the spec's (None: auto,
+    unresolved)."""
+    if action.auth is not None:
+        return action.auth
+    return None if bot.spec.auth == BotAuth.AUTO else AuthMode(bot.spec.auth.value)
 
 
 def _reusable(entry: AccountEntry, user: str) -> Zak | None:

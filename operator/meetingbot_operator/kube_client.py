@@ -34,11 +34,11 @@ REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 
 
 def resource_of(path: str) -> str:
-    """ "pods", "meetingbots/status", "leases"...: the resource a request path names, without
+    """The resource a request path names ("pods", "meetingbots/status"...), without
     the group, version, namespace or object name (a metric's label must stay few)."""
     parts = path.split("?", 1)[0].strip("/").split("/")
     rest = parts[2:] if parts[0] == "api" else parts[3:]  # after api/v1 or apis/group/version
-    if len(rest) >= 2 and rest[0] == "namespaces" and len(rest) > 2:
+    if len(rest) > 2 and rest[0] == "namespaces":
         rest = rest[2:]
     return rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "") if rest else "(root)"
 
