@@ -39,7 +39,7 @@ def exit_code_for(reason: str) -> ExitCode:
         return ExitCode.LEFT
     if reason in LEFT_EARLY:
         return ExitCode.LEFT_EARLY
-    if reason == Reason.BOT_CRASHED:
+    if reason in (Reason.BOT_CRASHED, Reason.OOM_KILLED):
         return ExitCode.BROWSER_FAILED
     return ExitCode.JOIN_FAILED
 
@@ -78,8 +78,18 @@ class Machine:
     def join_failed(self, code: int, reason: str, now: datetime) -> None:
         self._end(reason_for_sdk_error(code), f"Zoom error {code}: {reason}", now)
 
-    def crashed(self, message: str, now: datetime) -> None:
-        self._end(Reason.BOT_CRASHED, message, now)
+    def crashed(self, message: str, now: datetime, oom_kills: int = 0) -> None:
+        """The browser or the page failed; `oom_kills` is how many of the container's
+        processes the kernel killed for memory since the bot started (oom.py)."""
+        if oom_kills > 0:
+            self._end(
+                Reason.OOM_KILLED,
+                f"the kernel killed {oom_kills} of the bot's processes for memory ({message}); "
+                "raise spec.podTemplate.resources.limits.memory",
+                now,
+            )
+        else:
+            self._end(Reason.BOT_CRASHED, message, now)
 
     def sigterm(self, now: datetime) -> None:
         self.leave(Reason.CANCELED, "asked to leave (SIGTERM)", now)

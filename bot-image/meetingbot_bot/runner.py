@@ -16,6 +16,7 @@ from meetingbot_bot import cdp
 from meetingbot_bot.browser import FLAGS, chromium_path
 from meetingbot_bot.cdp import CdpError, Page
 from meetingbot_bot.machine import Machine
+from meetingbot_bot.oom import OomWatch
 from meetingbot_bot.page import PageServer
 from meetingbot_bot.reporter import Reporter
 from meetingbot_contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
@@ -54,6 +55,7 @@ class Bot:
         self.reporter = Reporter(config.report)
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._published: tuple[Any, ...] | None = None
+        self.oom = OomWatch()
 
     def publish(self) -> None:
         m = self.machine
@@ -94,12 +96,16 @@ class Bot:
                 await self._meeting(await browser.new_page(), server.url)
         except (CdpError, OSError, TimeoutError) as error:
             log.exception("the browser failed")
-            self.machine.crashed(f"browser failed: {type(error).__name__}", now())
+            self._crashed(f"browser failed: {type(error).__name__}")
         finally:
             self.publish()
             await self.reporter.flush(timeout=3.0)
             await self.reporter.close()
         return self.machine
+
+    def _crashed(self, message: str) -> None:
+        # The kernel's count says whether the browser died of the container's memory limit.
+        self.machine.crashed(message, now(), self.oom.killed_since_start())
 
     async def _meeting(self, page: Page, url: str) -> None:
         await page.expose_function(
@@ -114,7 +120,7 @@ class Bot:
         await page.wait_for(f"{ready} || {failed}", timeout=self.options.page_timeout)
         problem = await page.evaluate("window.meetingbotLoad.error")
         if problem:
-            self.machine.crashed(str(problem), now())
+            self._crashed(str(problem))
             return
         self.machine.joining(now())
         self.publish()
@@ -163,7 +169,7 @@ class Bot:
                 self.machine.sigterm(now())
                 self.machine.left(now())
             else:
-                self.machine.crashed("the join did not finish in time", now())
+                self._crashed("the join did not finish in time")
             return False
         result = joining.result()
         if not result.get("ok"):
@@ -191,7 +197,7 @@ class Bot:
         if getting in done:
             name, payload = getting.result()
             if name == "page-crash":
-                self.machine.crashed(str(payload), now())
+                self._crashed(str(payload))
             else:
                 self.machine.event(name, payload, now())
         if stopping in done:

@@ -35,6 +35,19 @@ def exit_of(bots: Bots, pod_name: str) -> Any:
     return state
 
 
+def running_container(bots: Bots, pod_name: str) -> Any:
+    """A predicate for wait_for: the id of the pod's running container, once the pod says it."""
+
+    async def container_id() -> str | None:
+        pods = await bots.pods(pod_name.rsplit("-", 1)[0])
+        pod = next((p for p in pods if p.metadata.name == pod_name), None)
+        statuses = (pod.status.container_statuses or []) if pod else []
+        running = statuses and statuses[0].state.running
+        return statuses[0].container_id if running else None
+
+    return container_id
+
+
 async def zak_of(kube: Kube, namespace: str, name: str) -> str:
     secret = await kube.core.read_namespaced_secret(f"{name}-join", namespace)
     config = JoinConfig.model_validate_json(base64.b64decode(secret.data["join.json"]))
@@ -100,8 +113,10 @@ async def test_a_crash_mid_meeting_gets_a_second_attempt_with_a_fresh_zak(
     await bots.apply("phoenix", spec(zoomsim, image, number))
     await bots.wait_phase("phoenix", "InMeeting", timeout=120)
     first_zak = await zak_of(kube, namespace, "phoenix")
-    (pod,) = await bots.pods("phoenix")
-    node.kill_container(pod.status.container_statuses[0].container_id)
+    # The kubelet posts the container's id in its own time: the bot may be in the meeting
+    # before the pod's status says which container it runs in.
+    container = await wait_for(running_container(bots, "phoenix-1"), 30, what="the container id")
+    node.kill_container(container)
     await wait_for(_attempts(bots, "phoenix", 2), 60, what="a second attempt")
     await bots.wait_phase("phoenix", "InMeeting", timeout=120)
     assert await zak_of(kube, namespace, "phoenix") != first_zak

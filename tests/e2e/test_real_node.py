@@ -9,8 +9,6 @@ import contextlib
 import json
 from typing import Any
 
-import pytest
-
 from devenv.cluster import cluster, node
 from devenv.zoomsim import SimAdmin
 from meetingbot_contract import BotResult
@@ -60,11 +58,6 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
     return records
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open defect: since the bot drives Chromium over CDP, a kernel OOM kill of Chromium "
-    "ends as BotCrashed, not OOMKilled (measured: ('Failed', 'BotCrashed', 2) at 100Mi)",
-)
 async def test_a_bot_over_its_memory_limit_is_oomkilled_and_retried(
     namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin, image: str
 ) -> None:
@@ -82,7 +75,12 @@ async def test_a_bot_over_its_memory_limit_is_oomkilled_and_retried(
     pods = {p.metadata.name: p for p in await bots.pods("hungry")}
     assert set(pods) <= {"hungry-1", "hungry-2"}
     for pod in pods.values():
-        assert pod.status.container_statuses[0].state.terminated.reason == "OOMKilled"
+        # The kernel kills Chromium, not the bot: the runtime says OOMKilled only sometimes
+        # (it said Error in some runs), and the bot's own result, from its cgroup's OOM-kill
+        # counter, says it every time.
+        terminated = pod.status.container_statuses[0].state.terminated
+        result = BotResult.model_validate_json(terminated.message.strip().splitlines()[-1])
+        assert "OOMKilled" in (terminated.reason, result.reason), (terminated, result)
 
 
 async def test_a_missing_image_fails_once_without_a_retry_storm(

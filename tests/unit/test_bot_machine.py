@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from meetingbot_bot.machine import Machine, exit_code_for
+from meetingbot_bot.oom import OomWatch, oom_kills
 from meetingbot_contract import BotState, ExitCode, LeaveRules
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -149,6 +151,29 @@ def test_crash_is_its_own_exit_code() -> None:
     machine = joined()
     machine.crashed("page crashed", at(1))
     assert (machine.reason, machine.exit_code) == ("BotCrashed", ExitCode.BROWSER_FAILED)
+
+
+def test_a_browser_killed_for_memory_is_oomkilled_and_says_what_to_raise() -> None:
+    machine = joined()
+    machine.crashed("browser failed: CdpError", at(1), oom_kills=1)
+    assert (machine.reason, machine.exit_code) == ("OOMKilled", ExitCode.BROWSER_FAILED)
+    assert "memory" in (machine.message or "") and "limits.memory" in (machine.message or "")
+
+
+def test_the_oom_counter_is_read_from_cgroup_v1_or_v2_and_counts_from_the_start(
+    tmp_path: Path,
+) -> None:
+    v2, v1 = tmp_path / "memory.events", tmp_path / "memory.oom_control"
+    v1.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert oom_kills((v2, v1)) == 2
+    v2.write_text("low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\n")
+    assert oom_kills((v2, v1)) == 1  # v2 first: a v1 file there would be a stale mount
+    watch = OomWatch((v2, v1))
+    assert watch.killed_since_start() == 0
+    v2.write_text("oom 3\noom_kill 3\n")
+    assert watch.killed_since_start() == 2
+    assert oom_kills((tmp_path / "absent",)) is None
+    assert OomWatch((tmp_path / "absent",)).killed_since_start() == 0
 
 
 def test_the_waiting_room_follows_the_roster_events_bhold_both_ways() -> None:
