@@ -1,10 +1,19 @@
-"""Whether the kernel killed a process of this container for memory.
+"""Whether the kernel killed a process of this container for memory, and that it is Chromium
+the kernel kills, not the bot.
 
 When the container goes over its memory limit the kernel kills its largest process, which is
 Chromium, not the bot. The bot then only sees its browser die, and the runtime's own
 `OOMKilled` reason is not reliable either (measured on the real node: the same pod at 100Mi
 ended `OOMKilled` in one run and `Error` in another). The kernel's counter of OOM kills in
 this container's memory cgroup is a fact the bot can read, so the bot reports it itself.
+
+For the bot to live to report it, the kernel must choose Chromium. It takes the process with
+the highest `oom_score_adj` (then the largest), and Chromium sets its own: 0 for the browser
+and its zygotes, 200 to 300 for its helpers (measured). The kubelet's value for the bot can be
+higher (up to 999 in a Burstable pod), and where the runtime may not lower scores (this
+project's real node, `restrict_oom_score_adj`) Chromium's stick. So the bot raises the
+browser's whole process tree to the maximum, again on every tick for the processes Chromium
+starts later: raising a score needs no privilege.
 """
 
 from __future__ import annotations
@@ -45,3 +54,39 @@ class OomWatch:
         if now is None:
             return 0
         return now - (self.start or 0)
+
+
+OOM_SCORE_ADJ_MAX = 1000
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants, from /proc/PID/task/TID/children."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+    return found
+
+
+def prefer_for_oom_kill(pid: int) -> int:
+    """Raise `pid` and every process below it to the kernel's first choice for an OOM kill;
+    how many it raised (processes that went away meanwhile are skipped)."""
+    raised = 0
+    for process in process_tree(pid):
+        score = Path(f"/proc/{process}/oom_score_adj")
+        try:
+            if int(score.read_text()) < OOM_SCORE_ADJ_MAX:
+                score.write_text(str(OOM_SCORE_ADJ_MAX))
+                raised += 1
+        except (OSError, ValueError):
+            continue
+    return raised

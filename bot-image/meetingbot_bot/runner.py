@@ -16,7 +16,7 @@ from meetingbot_bot import cdp
 from meetingbot_bot.browser import FLAGS, chromium_path
 from meetingbot_bot.cdp import CdpError, Page
 from meetingbot_bot.machine import Machine
-from meetingbot_bot.oom import OomWatch
+from meetingbot_bot.oom import OomWatch, prefer_for_oom_kill
 from meetingbot_bot.page import PageServer
 from meetingbot_bot.reporter import Reporter
 from meetingbot_contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
@@ -56,6 +56,7 @@ class Bot:
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._published: tuple[Any, ...] | None = None
         self.oom = OomWatch()
+        self.browser_pid: int | None = None
 
     def publish(self) -> None:
         m = self.machine
@@ -93,6 +94,8 @@ class Bot:
         self.publish()
         try:
             async with PageServer() as server, cdp.launch(self.options.chromium, FLAGS) as browser:
+                self.browser_pid = browser.pid
+                prefer_for_oom_kill(browser.pid)
                 await self._meeting(await browser.new_page(), server.url)
         except (CdpError, OSError, TimeoutError) as error:
             log.exception("the browser failed")
@@ -204,6 +207,8 @@ class Bot:
             self.machine.sigterm(now())
         self.machine.tick(now())
         self.publish()
+        if self.browser_pid is not None:
+            prefer_for_oom_kill(self.browser_pid)  # the renderers Chromium started since
         with contextlib.suppress(OSError):
             HEARTBEAT.touch()  # noqa: ASYNC240 - a touch of a tmpfs file, once a second
 

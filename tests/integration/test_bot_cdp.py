@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from meetingbot_bot import cdp
+from meetingbot_bot import cdp, oom
 from meetingbot_bot.browser import FLAGS, chromium_path
 from meetingbot_bot.page import PageServer
 from tests.support.operator_fixtures import wait_for
@@ -22,6 +22,22 @@ from tests.support.operator_fixtures import wait_for
 async def browser() -> AsyncIterator[cdp.Browser]:
     async with cdp.launch(chromium_path(), FLAGS) as launched:
         yield launched
+
+
+async def test_the_browser_tree_is_the_kernels_first_choice_for_an_oom_kill(
+    browser: cdp.Browser,
+) -> None:
+    """Chromium lowers its own scores (0 for the browser); the bot raises the whole tree, so a
+    container over its memory limit loses the browser and the bot lives to report OOMKilled."""
+    page = await browser.new_page()
+    assert oom.prefer_for_oom_kill(browser.pid) > 0
+    await page.goto("data:text/html,<title>later</title>")  # processes started since
+    oom.prefer_for_oom_kill(browser.pid)
+    tree = oom.process_tree(browser.pid)
+    assert len(tree) > 3, "no zygotes or renderers"
+    scores = {int(Path(f"/proc/{p}/oom_score_adj").read_text()) for p in tree}
+    assert scores == {oom.OOM_SCORE_ADJ_MAX}
+    assert int(Path("/proc/self/oom_score_adj").read_text()) < oom.OOM_SCORE_ADJ_MAX
 
 
 def group_alive(pid: int) -> bool:
