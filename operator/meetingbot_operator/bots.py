@@ -70,7 +70,7 @@ class BotService:
         self.tokens = tokens
         self.post_event = post_event
         self.cache = BotCache()
-        self.queue = WorkQueue(self.reconcile, settings.concurrent_reconciles)
+        self.queue = WorkQueue(self.reconcile, settings.concurrent_reconciles, self.cache.unstarted)
         self.executor = AttemptExecutor(kube, accounts, grants, settings, tokens)
         self.started_at = datetime.now(UTC)
         self.timing = Timing(

@@ -52,6 +52,14 @@ class BotCache:
     def get(self, key: Key) -> BotRecord | None:
         return self.records.get(key)
 
+    def unstarted(self, key: Key) -> bool:
+        """A bot whose first attempt has not been started: no attempt in its status, no pod
+        seen, no start pending. Its next pass is likely the one that creates its children."""
+        record = self.records.get(key)
+        if record is None or record.body is None or record.pods or record.attempt_result:
+            return False
+        return not (record.body.get("status") or {}).get("attempts")
+
     def observe_bot(self, event_type: str, body: dict[str, Any]) -> bool:
         """A MeetingBot watch event; whether there is anything new to decide about."""
         key = (body["metadata"]["namespace"], body["metadata"]["name"])

@@ -1,5 +1,9 @@
 """One reconcile at a time per bot, coalesced: a burst of triggers for one bot runs at most one
-pass now and one after it. Timers ask again later; the sweep asks about every bot."""
+pass now and one after it. Timers ask again later; the sweep asks about every bot.
+
+Passes take turns through a gate of `concurrency` places, and a bot that has yet to start
+goes ahead of the others: in a burst, the passes that create a bot's Secret and Pod do not
+wait behind status-only passes (the pod events of bots already started), which can wait."""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from meetingbot_operator.kube_client import ApiError
@@ -27,14 +32,64 @@ class _Slot:
     last_pass: float = 0.0  # time.monotonic() when a pass of this bot last ended
 
 
+class PriorityGate:
+    """At most `places` holders at once; a waiter asking with `first=True` is let in before
+    every waiter that did not, and waiters of one kind are let in in the order they came."""
+
+    def __init__(self, places: int) -> None:
+        self._free = places
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(),
+            deque(),
+        )
+
+    @contextlib.asynccontextmanager
+    async def turn(self, first: bool = False) -> AsyncIterator[None]:
+        if self._free > 0 and not any(self._waiting):
+            self._free -= 1
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            line = self._waiting[0 if first else 1]
+            line.append(waiter)
+            try:
+                await waiter  # the place is handed over by the holder that leaves
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._leave()  # handed a place just as it was cancelled: pass it on
+                else:
+                    with contextlib.suppress(ValueError):  # already passed over by _leave
+                        line.remove(waiter)
+                raise
+        try:
+            yield
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        for line in self._waiting:
+            while line:
+                waiter = line.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+
 class WorkQueue:
-    def __init__(self, work: Callable[[Key], Awaitable[None]], concurrency: int) -> None:
+    def __init__(
+        self,
+        work: Callable[[Key], Awaitable[None]],
+        concurrency: int,
+        first: Callable[[Key], bool] = lambda _: False,
+    ) -> None:
+        """`first(key)`: whether the bot's pass goes ahead of the others (see the module)."""
         self._work = work
+        self._first = first
         self._slots: dict[Key, _Slot] = {}
         # At most this many passes at once: in a burst of 1000 bots, the others wait with
         # nothing built yet (no bodies, no models), instead of all holding theirs while the
         # connection pool sends a hundred at a time.
-        self._passes = asyncio.Semaphore(concurrency)
+        self._passes = PriorityGate(concurrency)
 
     def trigger(self, key: Key) -> None:
         slot = self._slots.setdefault(key, _Slot())
@@ -81,7 +136,7 @@ class WorkQueue:
     async def _run(self, key: Key) -> None:
         slot = self._slots.get(key)
         while slot is not None and slot.dirty:
-            async with self._passes:
+            async with self._passes.turn(self._first(key)):
                 slot.dirty = False  # triggers while waiting for a turn are this pass
                 try:
                     await self._work(key)

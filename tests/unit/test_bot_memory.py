@@ -66,3 +66,23 @@ def test_parse_pod_reads_what_the_decisions_need() -> None:
         observed.status_reason,
     ) == (1, 137, "OOMKilled", "Evicted")
     assert observed.finished
+
+
+def test_only_a_bot_yet_to_start_is_unstarted() -> None:
+    """What the work queue lets go first in a burst (workqueue.py)."""
+    bots = service()
+    body = {"metadata": {"name": "b", "namespace": "ns", "uid": "u", "resourceVersion": "1"}}
+    assert not bots.unstarted(("ns", "b"))  # never seen
+    bots.observe_bot("ADDED", body)
+    assert bots.unstarted(("ns", "b"))
+    bots.observe_pod("ADDED", pod("b-1", 1))
+    assert not bots.unstarted(("ns", "b"))  # its pod exists
+    bots.observe_bot("ADDED", {**body, "metadata": {**body["metadata"], "name": "c"}})
+    bots.observe_bot(
+        "MODIFIED",
+        {
+            "metadata": {"name": "c", "namespace": "ns", "uid": "u", "resourceVersion": "2"},
+            "status": {"attempts": 1},
+        },
+    )
+    assert not bots.unstarted(("ns", "c"))  # an attempt in its status

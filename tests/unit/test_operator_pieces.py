@@ -21,7 +21,7 @@ from meetingbot_operator.models import MeetingBotSpec, meeting_number
 from meetingbot_operator.observed import Meta
 from meetingbot_operator.reports import ReportTokens
 from meetingbot_operator.settings import Settings
-from meetingbot_operator.workqueue import WorkQueue
+from meetingbot_operator.workqueue import PriorityGate, WorkQueue
 
 ROOT = Path(__file__).resolve().parents[2]
 META = Meta(name="bot", namespace="ns", uid="uid-1", generation=1)
@@ -285,6 +285,56 @@ async def test_at_most_the_configured_passes_run_at_once_and_none_is_lost() -> N
     assert most == 5
     assert passes == Counter(dict.fromkeys(keys, 1))
     await queue.stop()
+
+
+async def test_bots_yet_to_start_take_their_turn_before_the_others() -> None:
+    """With every place taken, the waiting bots that have not started go first, in the order
+    they came; then the others, in theirs. None is lost."""
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def work(key: tuple[str, str]) -> None:
+        await release.wait()
+        order.append(key[1])
+
+    fresh = {"new1", "new2", "new3"}
+    queue = WorkQueue(work, concurrency=1, first=lambda key: key[1] in fresh)
+    for name in ("busy", "old1", "new1", "old2", "new2", "new3"):
+        queue.trigger(("ns", name))
+        await asyncio.sleep(0)
+    release.set()
+    for _ in range(100):
+        if len(order) == 6:
+            break
+        await asyncio.sleep(0.01)
+    assert order == ["busy", "new1", "new2", "new3", "old1", "old2"]
+    await queue.stop()
+
+
+async def test_a_waiter_cancelled_in_the_gate_passes_its_place_on() -> None:
+    gate = PriorityGate(1)
+    entered: list[str] = []
+
+    async def hold(name: str, first: bool, until: asyncio.Event) -> None:
+        async with gate.turn(first):
+            entered.append(name)
+            await until.wait()
+
+    done = asyncio.Event()
+    done.set()
+    holding = asyncio.Event()
+    holder = asyncio.create_task(hold("holder", False, holding))
+    await asyncio.sleep(0)
+    cancelled = asyncio.create_task(hold("cancelled", True, done))
+    later = asyncio.create_task(hold("later", False, done))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    holding.set()
+    await asyncio.gather(holder, later)
+    assert entered == ["holder", "later"]
+    async with gate.turn():  # the place came back: a new holder enters at once
+        entered.append("after")
+    assert entered[-1] == "after"
 
 
 @pytest.mark.parametrize(
