@@ -541,6 +541,7 @@ def changed(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]])
     }
 
 
+@pytest.mark.timeout(3600)  # 10 000 bots: the burst, the restart and the clean-up take long
 async def test_relist_after_an_api_server_restart(
     kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path
 ) -> None:
