@@ -1,9 +1,9 @@
 """Whether the kernel killed a process of this container for memory, and that it is Chromium
 the kernel kills, not the bot.
 
-When the container goes over its memory limit the kernel kills its largest process, which is
-Chromium, not the bot. The bot then only sees its browser die, and the runtime's own
-`OOMKilled` reason is not reliable either (measured on the real node: the same pod at 100Mi
+When the container goes over its memory limit the kernel kills one of its processes: Chromium,
+given the scores below, not the bot. The bot then only sees its browser die, and the runtime's
+own `OOMKilled` reason is not reliable either (measured on the real node: the same pod at 100Mi
 ended `OOMKilled` in one run and `Error` in another). The kernel's counter of OOM kills in
 this container's memory cgroup is a fact the bot can read, so the bot reports it itself.
 
@@ -61,7 +61,8 @@ OOM_SCORE_ADJ_MAX = 1000
 
 def process_tree(pid: int) -> list[int]:
     """`pid` and its descendants, from /proc/PID/task/TID/children."""
-    found, todo = [], [pid]
+    found: list[int] = []
+    todo = [pid]
     while todo:
         current = todo.pop()
         found.append(current)
