@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url
@@ -94,9 +95,19 @@ async def test_a_holder_that_lost_its_lease_stops_leading(
     assert not holding.done()
     # Another replica writes the Lease (as after a partition: ours had expired for it).
     api: Any = client.CoordinationV1Api(kube.api)
-    body = await api.read_namespaced_lease("election", namespace)
-    body.spec.holder_identity = "usurper"
-    await api.replace_namespaced_lease("election", namespace, body)
+    for _ in range(20):
+        # The holder renews every `retry` seconds: a renewal between our read and our write
+        # makes the write a 409 (as it would for a real replica), so read again and retry.
+        body = await api.read_namespaced_lease("election", namespace)
+        body.spec.holder_identity = "usurper"
+        try:
+            await api.replace_namespaced_lease("election", namespace, body)
+            break
+        except ApiException as error:
+            if error.status != 409:
+                raise
+    else:
+        raise AssertionError("the Lease kept changing under 20 writes")
     with pytest.raises(LeadershipLost, match="another replica"):
         await asyncio.wait_for(holding, QUICK.retry * 4)
     assert not await holder.try_acquire_or_renew()
