@@ -263,6 +263,10 @@ def start_node(binaries: Binaries) -> None:
     log(f"    node Ready in {time.monotonic() - started:.1f}s")
 
 
+# How often a restart that does not come up is stopped and started again.
+RESTART_ATTEMPTS = 4
+
+
 def restart_control_plane() -> float:
     """Stop and start kube-apiserver, etcd, the controller-manager, the scheduler and kwok
     with kwokctl (the chaos run's API server and etcd restart); seconds until /readyz."""
@@ -284,9 +288,6 @@ def restart_control_plane() -> float:
         log(f"the control plane did not come up (attempt {attempt}): {_apiserver_error()}")
         time.sleep(2 * attempt)
     raise RuntimeError(f"the control plane did not come up in {RESTART_ATTEMPTS} attempts")
-
-
-RESTART_ATTEMPTS = 4
 
 
 def _pids() -> dict[str, int]:

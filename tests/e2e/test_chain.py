@@ -23,14 +23,20 @@ def spec(zoomsim: ZoomSim, image: str, number: str, **extra: Any) -> dict[str, A
     return bot_spec(number, on_kwok=False, meeting=meeting, podTemplate=template, **extra)
 
 
+async def _container_status(bots: Bots, pod_name: str) -> Any:
+    """The pod's (only) container status, once the pod has one."""
+    pods = await bots.pods(pod_name.rsplit("-", 1)[0])
+    pod = next((p for p in pods if p.metadata.name == pod_name), None)
+    statuses = (pod.status.container_statuses or []) if pod else []
+    return statuses[0] if statuses else None
+
+
 def exit_of(bots: Bots, pod_name: str) -> Any:
     """A predicate for wait_for: the container's terminated state, once there is one."""
 
     async def state() -> Any:
-        pods = await bots.pods(pod_name.rsplit("-", 1)[0])
-        pod = next((p for p in pods if p.metadata.name == pod_name), None)
-        statuses = (pod.status.container_statuses or []) if pod else []
-        return statuses[0].state.terminated if statuses else None
+        status = await _container_status(bots, pod_name)
+        return status.state.terminated if status else None
 
     return state
 
@@ -39,11 +45,8 @@ def running_container(bots: Bots, pod_name: str) -> Any:
     """A predicate for wait_for: the id of the pod's running container, once the pod says it."""
 
     async def container_id() -> str | None:
-        pods = await bots.pods(pod_name.rsplit("-", 1)[0])
-        pod = next((p for p in pods if p.metadata.name == pod_name), None)
-        statuses = (pod.status.container_statuses or []) if pod else []
-        running = statuses and statuses[0].state.running
-        return statuses[0].container_id if running else None
+        status = await _container_status(bots, pod_name)
+        return status.container_id if status and status.state.running else None
 
     return container_id
 
