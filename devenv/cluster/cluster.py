@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -275,17 +276,20 @@ def restart_control_plane() -> float:
     for attempt in range(1, RESTART_ATTEMPTS + 1):
         _stop_and_wait(binaries, started)
         _kwokctl(binaries, "start", "cluster")
+        exited: list[str] = []
         while kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode != 0:
             if time.monotonic() - started > 120 * attempt:
                 raise TimeoutError("the API server is not ready 120 s after a restart")
-            if not all(_alive(pid) for pid in _pids().values()):
+            exited = [name for name, pid in _pids().items() if not _alive(pid)]
+            if exited:
                 break  # a component exited as it started: stop the rest and start again
             time.sleep(0.2)
         else:
             return time.monotonic() - started
         # Measured after a 10 000-bot burst: the new API server could not bind its port
         # ("address already in use") although the old process had exited.
-        log(f"the control plane did not come up (attempt {attempt}): {_apiserver_error()}")
+        why = "; ".join(f"{name}: {_last_log_line(name)}" for name in exited)
+        log(f"the control plane did not come up (attempt {attempt}), exited: {why}")
         time.sleep(2 * attempt)
     raise RuntimeError(f"the control plane did not come up in {RESTART_ATTEMPTS} attempts")
 
@@ -312,11 +316,16 @@ def _stop_and_wait(binaries: Binaries, started: float) -> None:
         time.sleep(0.1)
 
 
-def _apiserver_error() -> str:
-    log_file = kwok_workdir() / "clusters" / CLUSTER_NAME / "logs" / "kube-apiserver.log"
+FAILURE_WORDS = re.compile(r"fatal|panic|error|already in use", re.IGNORECASE)
+
+
+def _last_log_line(component: str) -> str:
+    """Why a component exited: its log's last error line, else its last line."""
+    log_file = kwok_workdir() / "clusters" / CLUSTER_NAME / "logs" / f"{component}.log"
     with contextlib.suppress(OSError):
         lines = log_file.read_text().strip().splitlines()
-        return lines[-1][-300:] if lines else "no log"
+        errors = [line for line in lines if FAILURE_WORDS.search(line)]
+        return (errors or lines or ["no log"])[-1][-300:]
     return "no log"
 
 

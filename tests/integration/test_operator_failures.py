@@ -163,8 +163,11 @@ async def test_zoom_outage_delays_then_recovers(
     # Backing off, not hammering: a handful of calls in 3 s, not hundreds.
     assert sim.calls().get(f"{zoom['id']}:zak:failed", 0) - failed_calls < 15
     sim.set_faults()
-    await bots.wait_pods("patient")
-    assert (await bots.status("patient"))["attempts"] == 1
+    (pod,) = await bots.wait_pods("patient")
+    # The pod is created before the status patch that records its attempt, so the status is
+    # waited for too: the outage spent no attempt, and the first one is attempt 1.
+    assert pod.metadata.labels["meetingbot.dev/attempt"] == "1"
+    await bots.wait_status("patient", lambda s: s.get("attempts") == 1, 10, "attempt 1")
 
 
 async def test_429_storm_from_another_app_loses_no_bot(

@@ -486,7 +486,8 @@ async def test_bots_run_under_pod_security_restricted(
     # ... and the bot's pod is admitted.
     await bots.apply("strict", bot_spec(sim.create_meeting(zoom["id"])["number"]))
     await bots.wait_pods("strict", timeout=30)
-    assert (await bots.status("strict"))["phase"] == "Starting"
+    # The status patch follows the pod's creation; it says the attempt started.
+    await bots.wait_phase("strict", "Starting", timeout=10)
 
 
 async def test_the_report_endpoint_answers_strangers_the_same(
