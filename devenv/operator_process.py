@@ -21,6 +21,7 @@ from devenv.cluster.node import node_ip
 from meetingbot_operator import crdgen
 
 ROOT = Path(__file__).resolve().parents[1]
+PY_SPY = Path(sys.executable).with_name("py-spy")  # installed beside Python (pyproject)
 
 
 def free_port() -> int:
@@ -86,8 +87,7 @@ class OperatorProcess:
         command = [sys.executable, "-m", "meetingbot_operator"]
         profile = os.environ.get("MEETINGBOT_PROFILE")  # a py-spy output file, for benchmarks
         if profile:
-            spy = str(Path(sys.executable).with_name("py-spy"))  # installed beside Python
-            command = [spy, "record", "--format", "raw", "-o", profile, "--", *command]
+            command = [str(PY_SPY), "record", "--format", "raw", "-o", profile, "--", *command]
         self.process = subprocess.Popen(
             command,
             env=self.env(),
