@@ -23,32 +23,14 @@ def spec(zoomsim: ZoomSim, image: str, number: str, **extra: Any) -> dict[str, A
     return bot_spec(number, on_kwok=False, meeting=meeting, podTemplate=template, **extra)
 
 
-async def _container_status(bots: Bots, pod_name: str) -> Any:
-    """The pod's (only) container status, once the pod has one."""
-    pods = await bots.pods(pod_name.rsplit("-", 1)[0])
-    pod = next((p for p in pods if p.metadata.name == pod_name), None)
-    statuses = (pod.status.container_statuses or []) if pod else []
-    return statuses[0] if statuses else None
-
-
 def exit_of(bots: Bots, pod_name: str) -> Any:
     """A predicate for wait_for: the container's terminated state, once there is one."""
 
     async def state() -> Any:
-        status = await _container_status(bots, pod_name)
+        status = await bots.container_status(pod_name)
         return status.state.terminated if status else None
 
     return state
-
-
-def running_container(bots: Bots, pod_name: str) -> Any:
-    """A predicate for wait_for: the id of the pod's running container, once the pod says it."""
-
-    async def container_id() -> str | None:
-        status = await _container_status(bots, pod_name)
-        return status.container_id if status and status.state.running else None
-
-    return container_id
 
 
 async def zak_of(kube: Kube, namespace: str, name: str) -> str:
@@ -116,10 +98,7 @@ async def test_a_crash_mid_meeting_gets_a_second_attempt_with_a_fresh_zak(
     await bots.apply("phoenix", spec(zoomsim, image, number))
     await bots.wait_phase("phoenix", "InMeeting", timeout=120)
     first_zak = await zak_of(kube, namespace, "phoenix")
-    # The kubelet posts the container's id in its own time: the bot may be in the meeting
-    # before the pod's status says which container it runs in.
-    container = await wait_for(running_container(bots, "phoenix-1"), 30, what="the container id")
-    node.kill_container(container)
+    node.kill_container(await bots.wait_running_container("phoenix-1"))
     await wait_for(_attempts(bots, "phoenix", 2), 60, what="a second attempt")
     await bots.wait_phase("phoenix", "InMeeting", timeout=120)
     assert await zak_of(kube, namespace, "phoenix") != first_zak

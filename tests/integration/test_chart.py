@@ -275,7 +275,7 @@ async def test_the_operator_pod_runs_on_the_charts_rbac_and_needs_all_of_it(
     await bots.apply("full", bot_spec(number, on_kwok=False, ttlSecondsAfterFinished=10))
     await bots.wait_phase("full", "InMeeting", timeout=120)
     (pod,) = await bots.pods("full")
-    node.kill_container(pod.status.container_statuses[0].container_id)
+    node.kill_container(await bots.wait_running_container(pod.metadata.name))
     await bots.wait_status("full", lambda s: s.get("attempts") == 2, timeout=60)
     await bots.wait_phase("full", "InMeeting", timeout=120)
     # ... the leading operator's pod is deleted mid-meeting: the standby takes over

@@ -183,6 +183,24 @@ class Bots:
         result = await wait_for(reached, timeout, what=f"{name}'s pods")
         return list(result)
 
+    async def container_status(self, pod_name: str) -> Any:
+        """The pod's (only) container status, once the pod has one."""
+        pods = await self.pods(pod_name.rsplit("-", 1)[0])
+        pod = next((p for p in pods if p.metadata.name == pod_name), None)
+        statuses = (pod.status.container_statuses or []) if pod else []
+        return statuses[0] if statuses else None
+
+    async def wait_running_container(self, pod_name: str, timeout: float = 30) -> str:
+        """The id of the pod's running container. The kubelet posts it in its own time: a bot
+        can report that it is in the meeting before its pod's status says which container
+        it runs in."""
+
+        async def container_id() -> str | None:
+            status = await self.container_status(pod_name)
+            return status.container_id if status and status.state.running else None
+
+        return str(await wait_for(container_id, timeout, what=f"{pod_name}'s container id"))
+
     async def wait_event(self, name: str, reason: str, timeout: float = 30) -> None:
         async def posted() -> bool:
             return reason in await self.event_reasons(name)
