@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 COMMAND_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 5.0
 POLL_SECONDS = 0.1
+# The last poll of a wait_for still gets this long to answer (the wait ends by then).
+LAST_POLL_SECONDS = 1.0
 # Page errors are cut to this length: a stack trace is enough to find the line.
 ERROR_CHARS = 500
 
@@ -40,6 +43,10 @@ class CdpError(Exception):
 
 class BrowserClosed(CdpError):
     pass
+
+
+class BrowserUnresponsive(CdpError):
+    """A command got no reply within its deadline: the browser (or its page) stopped answering."""
 
 
 class _Pipe(asyncio.Protocol):
@@ -94,9 +101,14 @@ class Browser:
         self._pending[self._next_id] = reply
         self._writer.write(json.dumps(message).encode() + b"\0")
         try:
-            return await asyncio.wait_for(reply, timeout)
-        except TimeoutError:
-            raise CdpError(f"{method}: no reply in {timeout:g} s") from None
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the reply does, and a caller's own deadline (asyncio.timeout)
+            # then never fires: a poll loop ran until pytest's 600 s timeout so.
+            done, _ = await asyncio.wait({reply}, timeout=max(timeout, 0.0))
+            if not done:
+                raise BrowserUnresponsive(f"{method}: no reply in {timeout:.3g} s")
+            result: dict[str, Any] = reply.result()
+            return result
         finally:
             self._pending.pop(message["id"], None)
 
@@ -137,13 +149,15 @@ class Browser:
 
     # --- pages --------------------------------------------------------------------------------
 
-    async def new_page(self) -> Page:
-        target = await self.send("Target.createTarget", {"url": "about:blank"})
+    async def new_page(self, timeout: float = COMMAND_TIMEOUT) -> Page:
+        target = await self.send("Target.createTarget", {"url": "about:blank"}, timeout=timeout)
         attached = await self.send(
-            "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}
+            "Target.attachToTarget",
+            {"targetId": target["targetId"], "flatten": True},
+            timeout=timeout,
         )
         page = Page(self, attached["sessionId"])
-        await page._enable()
+        await page._enable(timeout)
         return page
 
     # --- the process --------------------------------------------------------------------------
@@ -180,9 +194,9 @@ class Page:
     ) -> dict[str, Any]:
         return await self.browser.send(method, params, self.session, timeout)
 
-    async def _enable(self) -> None:
+    async def _enable(self, timeout: float = COMMAND_TIMEOUT) -> None:
         for domain in ("Page", "Runtime", "Inspector"):
-            await self.send(f"{domain}.enable")
+            await self.send(f"{domain}.enable", timeout=timeout)
 
     def on_crash(self, callback: Callable[[str], None]) -> None:
         """The renderer crashed, or the browser itself went away."""
@@ -216,11 +230,14 @@ class Page:
                 loaded.set_result(None)
 
         self.browser.on("Page.loadEventFired", load, self.session)
-        async with asyncio.timeout(timeout):
-            navigated = await self.send("Page.navigate", {"url": url}, timeout)
-            if navigated.get("errorText"):
-                raise CdpError(f"navigation failed: {navigated['errorText']}")
-            await loaded
+        deadline = _Deadline(timeout)
+        navigated = await self.send("Page.navigate", {"url": url}, deadline.left())
+        if navigated.get("errorText"):
+            raise CdpError(f"navigation failed: {navigated['errorText']}")
+        done, _ = await asyncio.wait({loaded}, timeout=deadline.left())
+        if not done:
+            loaded.cancel()
+            raise BrowserUnresponsive(f"Page.navigate: no load event in {timeout:.3g} s")
 
     async def evaluate(self, expression: str, timeout: float = COMMAND_TIMEOUT) -> Any:
         """The expression's value (awaited if a promise), as JSON."""
@@ -241,16 +258,32 @@ class Page:
         return await self.evaluate(f"({function})({json.dumps(argument)})", timeout)
 
     async def wait_for(self, expression: str, timeout: float = COMMAND_TIMEOUT) -> Any:
-        """Poll until the expression is truthy; its value."""
-        async with asyncio.timeout(timeout):
-            # The page has nobody to tell us: poll, as Playwright's wait_for_function does.
-            while not (value := await self.evaluate(expression, timeout)):  # noqa: ASYNC110
-                await asyncio.sleep(POLL_SECONDS)
-        return value
+        """Poll until the expression is truthy; its value. TimeoutError when it stays falsy
+        past `timeout`; BrowserUnresponsive when the page stops answering. The deadline is
+        checked by the loop itself, never left to a cancellation (see Browser.send)."""
+        deadline = _Deadline(timeout)
+        # The page has nobody to tell us: poll, as Playwright's wait_for_function does.
+        while True:
+            value = await self.evaluate(expression, max(deadline.left(), LAST_POLL_SECONDS))
+            if value:
+                return value
+            if deadline.left() <= 0:
+                raise TimeoutError(f"the page's condition was not met in {timeout:g} s")
+            await asyncio.sleep(min(POLL_SECONDS, deadline.left()))
 
     async def screenshot(self, path: Path) -> None:
         shot = await self.send("Page.captureScreenshot", {"format": "png"})
         await asyncio.to_thread(path.write_bytes, base64.b64decode(shot["data"]))
+
+
+class _Deadline:
+    """Seconds left until a deadline set now (never below zero)."""
+
+    def __init__(self, seconds: float) -> None:
+        self._at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(self._at - time.monotonic(), 0.0)
 
 
 @contextlib.asynccontextmanager
@@ -319,9 +352,9 @@ async def _exited(pid: int, timeout: float) -> bool:
     loop = asyncio.get_running_loop()
     readable = asyncio.Event()
     loop.add_reader(pidfd, readable.set)
+    waiting = asyncio.ensure_future(readable.wait())
     try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(readable.wait(), timeout)
+        await asyncio.wait({waiting}, timeout=timeout)
         if readable.is_set():
             with contextlib.suppress(ChildProcessError):
                 # Already exited (its pidfd is readable): this reaps without blocking.
@@ -329,5 +362,6 @@ async def _exited(pid: int, timeout: float) -> bool:
             return True
         return False
     finally:
+        waiting.cancel()
         loop.remove_reader(pidfd)
         os.close(pidfd)

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from meetingbot_bot import cdp
 from meetingbot_bot.browser import FLAGS, chromium_path
-from meetingbot_bot.cdp import CdpError, Page
+from meetingbot_bot.cdp import BrowserUnresponsive, CdpError, Page
 from meetingbot_bot.machine import Machine
 from meetingbot_bot.oom import OomWatch, prefer_for_oom_kill
 from meetingbot_bot.page import PageServer
@@ -97,6 +97,10 @@ class Bot:
                 self.browser_pid = browser.pid
                 prefer_for_oom_kill(browser.pid)
                 await self._meeting(await browser.new_page(), server.url)
+        except BrowserUnresponsive as error:
+            # Its message names the command and the deadline, never an argument.
+            log.error("the browser stopped answering", extra={"error": str(error)})
+            self._crashed(f"the browser stopped answering ({error})")
         except (CdpError, OSError, TimeoutError) as error:
             log.exception("the browser failed")
             self._crashed(f"browser failed: {type(error).__name__}")

@@ -59,6 +59,8 @@ class Reason(StrEnum):
     # OBF grants (ZoomUserGrant): the bot waits until the grant is Ready.
     GRANT_NOT_FOUND = "ZoomUserGrantNotFound"
     GRANT_NOT_READY = "ZoomUserGrantNotReady"
+    # The grant's botSelector does not select this MeetingBot.
+    GRANT_NOT_FOR_BOT = "ZoomUserGrantNotForThisBot"
     # auth: auto found the meeting outside the account and no grant to join on behalf of.
     OBF_REQUIRED = "ObfRequiredForExternalMeeting"
     # Every service user is Unavailable or serves maxBotsPerUser bots: the bot waits.
@@ -66,6 +68,8 @@ class Reason(StrEnum):
     SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 - a reason, not a password
     # A referenced Secret lacks the opt-in label for this use (see secrets.py).
     SECRET_NOT_ALLOWED = "SecretNotAllowed"  # noqa: S105 - a reason, not a password
+    # The API server refused the operator's read of a referenced Secret (its RBAC, a policy).
+    SECRET_UNREADABLE = "SecretUnreadable"  # noqa: S105 - a reason, not a password
     ZOOM_ENDPOINT_NOT_ALLOWED = "ZoomEndpointNotAllowed"
     IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     SPEC_INVALID = "SpecInvalid"
@@ -127,10 +131,12 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.USER_NOT_IN_ACCOUNT: False,
     Reason.GRANT_NOT_FOUND: True,
     Reason.GRANT_NOT_READY: True,
+    Reason.GRANT_NOT_FOR_BOT: False,
     Reason.OBF_REQUIRED: False,
     Reason.NO_SERVICE_USER_AVAILABLE: True,
     Reason.SECRET_NOT_FOUND: True,
     Reason.SECRET_NOT_ALLOWED: False,
+    Reason.SECRET_UNREADABLE: True,  # an RBAC or policy fix makes it readable
     Reason.ZOOM_ENDPOINT_NOT_ALLOWED: False,
     Reason.IMAGE_NOT_ALLOWED: False,
     Reason.SPEC_INVALID: False,

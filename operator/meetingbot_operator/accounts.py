@@ -27,6 +27,7 @@ from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
 from meetingbot_operator.conditions import set_condition
 from meetingbot_operator.kube import Kube
+from meetingbot_operator.kube_client import ApiError, InvalidName
 from meetingbot_operator.models import ServiceUserStatus, ZoomAccountSpec, ZoomAccountStatus
 from meetingbot_operator.observed import NOT_READY_RECHECK_SECONDS, AccountState, MeetingOwner
 from meetingbot_operator.pool import UserPool
@@ -148,6 +149,7 @@ class AccountService:
             entry = self.entries.pop(key, None)
             if entry and entry.client:
                 await entry.client.aclose()
+            metrics.forget_pool(*key)
             await self._on_change(*key)
             return
         try:
@@ -170,14 +172,24 @@ class AccountService:
             await self.verify(key)
 
     async def recheck_due(self) -> None:
+        """The periodic checks, each account on its own: one whose calls fail (its status
+        cannot be written, a read is refused) is logged and tried at its next turn, and never
+        keeps the others from theirs."""
         now = time.monotonic()
         for key, entry in list(self.entries.items()):
-            if entry.next_check <= now:
-                await self.verify(key)
-            elif entry.pool.due() and entry.client is not None:
-                await self._recheck_users(key, entry)
-            elif entry.pool.version != entry.written_version:
-                await self._write_status(key, entry)
+            try:
+                if entry.next_check <= now:
+                    await self.verify(key)
+                elif entry.pool.due() and entry.client is not None:
+                    await self._recheck_users(key, entry)
+                elif entry.pool.version != entry.written_version:
+                    await self._write_status(key, entry)
+            except Exception as error:  # isolation: any failure stays with its account
+                entry.next_check = now + NOT_READY_RECHECK_SECONDS
+                log.warning(
+                    "account check failed; trying it again later",
+                    extra={"account": "/".join(key), "error": type(error).__name__},
+                )
 
     def user_refused(self, namespace: str, name: str, user: str, error: ZoomError) -> None:
         """Zoom refused `user` for a reason about the user: it is Unavailable until a check
@@ -370,6 +382,10 @@ class AccountService:
             entry.state = AccountState(
                 False, Reason.ZOOM_ENDPOINT_NOT_ALLOWED, str(error), tuple(entry.spec.users)
             )
+        except _UnreadableSecret as error:
+            entry.state = AccountState(
+                False, Reason.SECRET_UNREADABLE, str(error), tuple(entry.spec.users)
+            )
         if not entry.state.ready and entry.client is not None:
             # Not ready: forget the client (and with it the credentials and the cached token),
             # so nothing is minted with credentials that were withdrawn.
@@ -443,7 +459,14 @@ class AccountService:
         return Endpoints(oauth_url=spec.endpoints.oauth_url, api_url=spec.endpoints.api_url)
 
     async def _secret(self, namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
-        secret = await self.kube.read_secret(namespace, name)
+        try:
+            secret = await self.kube.read_secret(namespace, name)
+        except InvalidName as error:
+            raise _MissingSecret(f"Secret reference: {error}") from None
+        except ApiError as error:
+            raise _UnreadableSecret(
+                f"the operator could not read Secret {name!r}: {error.message}"
+            ) from None
         if secret is None:
             raise _MissingSecret(f"Secret {name!r} not found")
         data = usable(secret, name, SecretUse.ZOOM_CREDENTIALS)
@@ -516,4 +539,8 @@ class _MissingSecret(Exception):
 
 
 class _EndpointNotAllowed(Exception):
+    pass
+
+
+class _UnreadableSecret(Exception):
     pass

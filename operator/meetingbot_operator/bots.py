@@ -23,9 +23,15 @@ from pydantic import ValidationError
 
 from meetingbot_contract import BotReport
 from meetingbot_contract.reasons import Reason
-from meetingbot_operator import metrics
+from meetingbot_operator import children, metrics
 from meetingbot_operator.accounts import AccountService
-from meetingbot_operator.cache import BotCache, BotRecord, Key, older, slim
+from meetingbot_operator.cache import (
+    POD_TEMPLATE_ELIDED,
+    BotCache,
+    BotRecord,
+    Key,
+    older,
+)
 from meetingbot_operator.decide import ActionKind, Decision, Timing, decide, spec_invalid
 from meetingbot_operator.executor import AttemptExecutor
 from meetingbot_operator.grants import GrantService
@@ -82,6 +88,12 @@ class BotService:
                 seconds=settings.report_interval_seconds * settings.unresponsive_intervals
             ),
             image_pull_patience=timedelta(seconds=settings.image_pull_patience_seconds),
+            liveness_silence=timedelta(
+                seconds=max(
+                    children.LIVENESS_WINDOW_SECONDS + settings.bot_grace_seconds,
+                    2 * settings.report_interval_seconds,
+                )
+            ),
         )
         self._starts = asyncio.Semaphore(CONCURRENT_STARTS)
         # Bots that existed when this process started and that its watch has not shown yet: a
@@ -273,8 +285,11 @@ class BotService:
             self._observe_metrics(record, bot, decision)
         for action in decision.actions:
             if action.kind == ActionKind.START_ATTEMPT:
+                whole = await self._whole(record, bot, meta)
+                if whole is None:
+                    return  # deleted (or re-created) meanwhile: its watch event follows
                 async with self._starts:
-                    result, created = await self.executor.start(bot, meta, action)
+                    result, created = await self.executor.start(whole, meta, action)
                 record.attempt_result = result
                 record.secret_cleaned = False
                 if created:
@@ -302,6 +317,18 @@ class BotService:
         if decision.requeue_after is not None and not starting:
             self.queue.later(key, decision.requeue_after)
 
+    async def _whole(self, record: BotRecord, bot: MeetingBot, meta: Meta) -> MeetingBot | None:
+        """The bot with its whole podTemplate: the cached one, unless the cache left a large
+        template out (cache.slim), which is then read from the API server for this start."""
+        if not (record.body or {}).get(POD_TEMPLATE_ELIDED):
+            return bot
+        body = await self.kube.read_meetingbot(meta.namespace, meta.name)
+        if body is None or body["metadata"].get("uid") != meta.uid:
+            return None
+        template = MeetingBot.model_validate(body).spec.pod_template
+        spec = bot.spec.model_copy(update={"pod_template": template})
+        return bot.model_copy(update={"spec": spec})
+
     def _observe_metrics(self, record: BotRecord, bot: MeetingBot, decision: Decision) -> None:
         assert record.body is not None
         phase = decision.status.phase
@@ -316,11 +343,16 @@ class BotService:
         self, record: BotRecord, meta: Meta, old: MeetingBotStatus, new: MeetingBotStatus
     ) -> None:
         document = new.model_dump(mode="json", by_alias=True)
-        if document == old.model_dump(mode="json", by_alias=True):
+        if document == old.model_dump(mode="json", by_alias=True) and not record.status_foreign:
             return
+        if record.status_foreign:
+            log.warning(
+                "MeetingBot status written by someone else; the operator's own is restored",
+                extra={"bot": f"{meta.namespace}/{meta.name}"},
+            )
         result = await self.kube.patch_status("meetingbots", meta.namespace, meta.name, document)
         if result is not None and record.body is not None and not older(result, record.body):
-            record.body = slim(result)
+            self.cache.wrote_status(record, result)
 
     async def _spec_invalid(self, record: BotRecord, meta: Meta, error: ValidationError) -> None:
         status = MeetingBotStatus.model_validate((record.body or {}).get("status") or {})
@@ -341,6 +373,7 @@ def _meta(body: dict[str, Any]) -> Meta:
         namespace=m["namespace"],
         uid=m["uid"],
         generation=int(m.get("generation", 1)),
+        labels=tuple(sorted((m.get("labels") or {}).items())),
     )
 
 

@@ -3,6 +3,7 @@ executor's results: what `decide` reads, and nothing more."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +29,11 @@ class BotRecord:
     # The executor's result for the attempt asked for, until a status write carries it.
     attempt_result: AttemptResult | None = None
     in_meeting_seen: bool = False
+    # The body's status is the one this operator last wrote (set by its own status patch).
+    # While it is, a watch event bringing another status was written by someone else: the
+    # operator's record is kept and written back (`status_foreign`).
+    status_own: bool = False
+    status_foreign: bool = False
 
     def pod(self, meta: Meta, attempt: int) -> PodObservation | None:
         """The attempt's pod, if the one seen is really ours: its name is the attempt's and its
@@ -74,8 +80,23 @@ class BotCache:
         if current is not None and _same_version(body, current):
             return False  # the echo of our own status patch: already known
         if not older(body, current):
-            record.body = slim(body)
+            kept = slim(body)
+            if (
+                current is not None
+                and record.status_own
+                and kept.get("status") != current.get("status")
+            ):
+                # Only the operator writes a MeetingBot's status (a principal allowed to patch
+                # meetingbots/status could otherwise mark a running bot Succeeded).
+                kept["status"] = current.get("status")
+                record.status_foreign = True
+            record.body = kept
         return True
+
+    def wrote_status(self, record: BotRecord, body: dict[str, Any]) -> None:
+        """The operator's own status patch came back: its result is what the cache holds."""
+        record.body = slim(body)
+        record.status_own, record.status_foreign = True, False
 
     def observe_pod(self, event_type: str, body: dict[str, Any]) -> Key | None:
         """A bot pod's watch event; the bot to decide about again, if anything changed."""
@@ -186,18 +207,39 @@ KEPT_METADATA = (
 )
 
 
+# A podTemplate is read only when an attempt's pod is built, and may be large (env values,
+# annotations, node selectors: up to about 100 KB within the CRD's caps). Above this size the
+# cache keeps the image alone and the start reads the MeetingBot again (one request), so a
+# tenant's large specs cost the operator almost nothing while they wait, however many.
+POD_TEMPLATE_KEPT_BYTES = 2048
+# Set on a kept body whose podTemplate was left out (not a field of the MeetingBot).
+POD_TEMPLATE_ELIDED = "podTemplateElided"
+
+
 def slim(body: dict[str, Any]) -> dict[str, Any]:
     """The part of a MeetingBot the operator keeps in memory."""
     meta = body["metadata"]
+    spec: dict[str, Any] = body.get("spec") or {}
     kept: dict[str, Any] = {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
         "metadata": {k: meta[k] for k in KEPT_METADATA if k in meta},
-        "spec": body.get("spec"),
+        "spec": spec,
     }
+    if (spec.get("obf") or {}).get("grantRef") and meta.get("labels"):
+        kept["metadata"]["labels"] = meta["labels"]  # a grant's botSelector reads them
+    template = spec.get("podTemplate")
+    if isinstance(template, dict) and _size(template) > POD_TEMPLATE_KEPT_BYTES:
+        image = template.get("image")
+        kept["spec"] = {**spec, "podTemplate": {"image": image} if image else {}}
+        kept[POD_TEMPLATE_ELIDED] = True
     if "status" in body:
         kept["status"] = body["status"]
     return kept
+
+
+def _size(value: dict[str, Any]) -> int:
+    return len(json.dumps(value, separators=(",", ":")))
 
 
 def controller_uid(body: dict[str, Any]) -> str | None:

@@ -159,6 +159,12 @@ def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) 
     }
 
 
+LIVENESS_PERIOD_SECONDS = 10
+LIVENESS_FAILURES = 3
+# How long a bot fails its probe before the kubelet stops it (decide's liveness_silence).
+LIVENESS_WINDOW_SECONDS = LIVENESS_PERIOD_SECONDS * LIVENESS_FAILURES
+
+
 def _probes(settings: Settings) -> dict[str, Any]:
     """The liveness probe: a bot whose event loop stops answering is restarted by nobody
     (restartPolicy Never), so the kubelet ends the container and the operator retries the
@@ -169,8 +175,8 @@ def _probes(settings: Settings) -> dict[str, Any]:
     return {
         "livenessProbe": {
             "httpGet": {"path": HEALTH_PATH, "port": settings.bot_health_port},
-            "periodSeconds": 10,
+            "periodSeconds": LIVENESS_PERIOD_SECONDS,
             "timeoutSeconds": 5,
-            "failureThreshold": 3,
+            "failureThreshold": LIVENESS_FAILURES,
         }
     }

@@ -48,6 +48,7 @@ IMAGE_PULL_FAILURES = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 )
 CONFIG_FAILURES = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+SIGKILLED = 137  # 128 + SIGKILL: the runtime's kill after a grace period ran out
 # A pod the operator meant to create but has not seen yet is created (again) after this long:
 # long enough for the watch to deliver it after a restart, short enough to recover quickly.
 MISSING_POD_PATIENCE = timedelta(seconds=10)
@@ -89,6 +90,10 @@ class Timing:
     unresponsive_after: timedelta = timedelta(seconds=120)
     # How long an image pull may fail before the bot fails (the kubelet retries in between).
     image_pull_patience: timedelta = timedelta(seconds=90)
+    # A bot SIGKILLed (exit 137, not for memory) after at least this long without a report was
+    # ended by its liveness probe: the probe failed for its whole window, then the bot, frozen,
+    # let its SIGTERM grace run out. A bot that crashed had reported within one interval.
+    liveness_silence: timedelta = timedelta(seconds=90)
 
 
 class ActionKind(StrEnum):
@@ -177,6 +182,13 @@ def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> D
         _lookup_unavailable(bot, observed, plan)
 
     if phase in TERMINAL_PHASES:
+        pod, report = observed.pod, observed.report
+        leaving = report is not None and report.state == BotState.ENDED
+        if pod is not None and not (pod.finished or pod.deleted or pod.deleting or leaving):
+            # Finished, yet its pod runs and its bot has not said it left (a status written
+            # by someone else, which a restarted operator cannot tell from its own): a bot is
+            # never left in a meeting unsupervised.
+            plan.actions.append(Action(ActionKind.DELETE_POD, pod_name=pod.name))
         if not observed.secret_cleaned:
             plan.actions.append(Action(ActionKind.DELETE_SECRET))
         _expire(bot, observed.now, plan)
@@ -363,7 +375,8 @@ def _follow_attempt(
     if report and report.left_at:
         status.left_at = report.left_at
 
-    outcome = _outcome(status, pod, report, stop, now, timing.image_pull_patience)
+    silent_for = now - observed.last_report_at if observed.last_report_at else None
+    outcome = _outcome(status, pod, report, stop, now, timing, silent_for)
     if outcome is None and pod is None:
         patience_from = max(
             filter(None, [status.started_at, observed.operator_started]), default=now
@@ -503,7 +516,8 @@ def _outcome(
     report: BotReport | None,
     stop: StopRequest | None,
     now: datetime,
-    image_pull_patience: timedelta,
+    timing: Timing,
+    silent_for: timedelta | None,
 ) -> tuple[str, str] | None:
     """Why the current attempt is over, or None while it goes on.
 
@@ -546,6 +560,12 @@ def _outcome(
             return Reason.POD_DISRUPTED, _disruption(pod)
         if pod.exit_code == 0:
             return Reason.COMPLETED, "the bot exited without a result"
+        if pod.exit_code == SIGKILLED and silent_for and silent_for >= timing.liveness_silence:
+            return (
+                Reason.BOT_UNRESPONSIVE,
+                f"the bot stopped answering (no report for {silent_for.total_seconds():.0f}s) "
+                "and the kubelet ended it after its liveness probe failed (exit 137)",
+            )
         if pod.exit_code is None:
             return (
                 Reason.POD_FAILED,
@@ -557,7 +577,7 @@ def _outcome(
     if pod.waiting_reason in ("InvalidImageName", "ErrImageNeverPull") or (
         pod.waiting_reason in IMAGE_PULL_FAILURES
         and status.started_at is not None
-        and now - status.started_at >= image_pull_patience
+        and now - status.started_at >= timing.image_pull_patience
     ):
         return (
             Reason.IMAGE_PULL_FAILED,

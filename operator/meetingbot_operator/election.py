@@ -17,12 +17,14 @@ import signal
 from typing import Any
 
 import kopf
+from pydantic import SecretStr
 
-from meetingbot_operator import metrics
+from meetingbot_operator import metrics, reports
+from meetingbot_operator.kube import Kube
 from meetingbot_operator.kube_client import KubeClient
 from meetingbot_operator.leader import Lease, LeaseTiming
 from meetingbot_operator.settings import Settings
-from meetingbot_operator.standby import Standby
+from meetingbot_operator.standby import Standby, signed_endpoints
 
 log = logging.getLogger(__name__)
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -44,22 +46,25 @@ async def run(settings: Settings, identity: str, kopf_options: dict[str, Any]) -
         renew_deadline=settings.lease_renew_deadline_seconds,
         retry=settings.lease_retry_seconds,
     )
+    # The report key the release's replicas share signs the endpoints this replica publishes
+    # when it leads: standbys forward bots' tokens to nowhere else (standby.py).
+    key = await reports.load_key(settings, Kube(api))
     lease = Lease(
         api, settings.pod_namespace, settings.leader_lease_name, identity,
-        endpoints(settings), timing,
+        signed_endpoints(key, endpoints(settings)), timing,
     )  # fmt: skip
     try:
-        if not await _wait_for_leadership(settings, lease):
+        if not await _wait_for_leadership(settings, lease, key):
             return 0
         return await _lead(lease, kopf_options)
     finally:
         await api.close()
 
 
-async def _wait_for_leadership(settings: Settings, lease: Lease) -> bool:
+async def _wait_for_leadership(settings: Settings, lease: Lease, key: SecretStr | None) -> bool:
     """Serve as a standby until the Lease is ours (True) or a signal says stop (False)."""
     metrics.LEADER.set(0)
-    standby = Standby(settings, lease)
+    standby = Standby(settings, lease, key)
     await standby.start()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()

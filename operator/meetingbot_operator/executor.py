@@ -31,7 +31,7 @@ from meetingbot_operator.accounts import AccountEntry, AccountService
 from meetingbot_operator.decide import Action
 from meetingbot_operator.grants import GrantProblem, GrantService
 from meetingbot_operator.kube import Kube, NameTaken
-from meetingbot_operator.kube_client import ApiError
+from meetingbot_operator.kube_client import ApiError, InvalidName
 from meetingbot_operator.models import BotAuth, MeetingBot, meeting_number
 from meetingbot_operator.observed import AttemptRefused, AttemptResult, AttemptStarted, Meta
 from meetingbot_operator.pool import USER_LEVEL
@@ -230,6 +230,12 @@ class AttemptExecutor:
         assert entry.client is not None and bot.spec.obf is not None
         grant = bot.spec.obf.grant_ref
         if grant is not None:
+            if not self.grants.allows(meta.namespace, grant.name, dict(meta.labels)):
+                raise _StartProblem(
+                    Reason.GRANT_NOT_FOR_BOT,
+                    f"ZoomUserGrant {grant.name!r} lets only MeetingBots matching its "
+                    "botSelector join on its user's behalf; this one's labels do not match",
+                )
             try:
                 user_token = await self.grants.access_token(meta.namespace, grant.name)
             except GrantProblem as problem:
@@ -289,7 +295,16 @@ class AttemptExecutor:
             return minted
 
     async def _secret_value(self, namespace: str, name: str, key: str, use: SecretUse) -> str:
-        secret = await self.kube.read_secret(namespace, name)
+        try:
+            secret = await self.kube.read_secret(namespace, name)
+        except InvalidName as error:
+            raise _StartProblem(Reason.SPEC_INVALID, f"Secret reference: {error}") from None
+        except ApiError as error:
+            # Said as what it is: a refused read of this Secret, not a refused pod.
+            raise _StartProblem(
+                Reason.SECRET_UNREADABLE,
+                f"the operator could not read Secret {name!r}: {error.message}",
+            ) from None
         if secret is None or key not in secret.data:
             raise _StartProblem(
                 Reason.SECRET_NOT_FOUND, f"Secret {name!r} with key {key!r} not found"

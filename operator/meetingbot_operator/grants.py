@@ -1,11 +1,13 @@
 """ZoomUserGrants: a Zoom user authorizes our user-managed app once; the operator keeps the
 grant alive and mints OBF tokens on the user's behalf.
 
-- Authorization: the status names a URL on the operator (`/oauth/start/...`); opening it
-  makes a state and a PKCE verifier, stores them in the grant's Secret (so a restart between
-  the click and the callback loses nothing) and redirects to Zoom's consent page. Zoom
-  redirects back to `/oauth/callback`, which checks the state, exchanges the code and stores
-  the refresh token.
+- Authorization: the status names a link on the operator (`/oauth/start/...?t=`, unguessable:
+  grant_links.py); opening it redirects to Zoom's consent page with a signed state and a PKCE
+  challenge, storing nothing (each visit has its own state; a restart between the click and
+  the callback loses nothing). Zoom redirects back to `/oauth/callback`, which checks the
+  state, exchanges the code and stores the refresh token. A Ready grant is authorized again
+  only when an editor of the grant asks for it (the `meetingbot.dev/reauthorize` annotation,
+  a new value each time): whoever merely has the link cannot re-bind it to another user.
 - Refresh: Zoom rotates the refresh token on every refresh and the old one dies at once. One
   refresh runs at a time per grant; the new refresh token is written to the Secret before the
   access token is used; a `refreshing` mark is written before the request and cleared with
@@ -24,7 +26,6 @@ import hmac
 import json
 import logging
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,10 +37,12 @@ from pydantic import SecretStr, ValidationError
 from meetingbot_operator.accounts import AccountService
 from meetingbot_operator.cache import older
 from meetingbot_operator.conditions import set_condition
+from meetingbot_operator.grant_links import GrantLinks, StateRefused
 from meetingbot_operator.kube import Kube, NameTaken
-from meetingbot_operator.kube_client import ApiError
+from meetingbot_operator.kube_client import ApiError, InvalidName
 from meetingbot_operator.models import (
     API_VERSION,
+    GROUP,
     ZoomUserGrant,
     ZoomUserGrantStatus,
 )
@@ -55,7 +58,9 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 SECRET_SUFFIX = "-zoom-grant"  # noqa: S105 - a name suffix
-PENDING_SECONDS = 600  # an authorization link works for ten minutes
+# Asked for by an editor of a Ready grant: authorize it once more (a new value each time).
+REAUTHORIZE = f"{GROUP}/reauthorize"
+UNKNOWN_LINK = "this authorization link is unknown; open the grant's authorizationUrl"
 NOTICE_MAX_AGE = 300  # Zoom's webhooks carry a timestamp: older notices are replays
 APP_SECRET_SECONDS = 60.0
 # Secret keys.
@@ -109,11 +114,13 @@ class GrantService:
         kube: Kube,
         accounts: AccountService,
         settings: Settings,
+        links: GrantLinks,
         on_change: Callable[[str, str], Awaitable[None]],
     ) -> None:
         self.kube = kube
         self.accounts = accounts
         self.settings = settings
+        self.links = links
         self.entries: dict[Key, GrantEntry] = {}
         self._on_change = on_change
 
@@ -165,51 +172,52 @@ class GrantService:
         entry = self.entries.get((namespace, name))
         return entry.state if entry else None
 
-    def authorization_url(self, namespace: str, name: str) -> str:
+    def authorization_url(self, namespace: str, name: str, uid: str) -> str:
         base = self.settings.oauth_public_url.rstrip("/")
-        return f"{base}/oauth/start/{namespace}/{name}"
+        return f"{base}/oauth/start/{namespace}/{name}?t={self.links.link_token(uid)}"
 
     def redirect_uri(self) -> str:
         return self.settings.oauth_public_url.rstrip("/") + "/oauth/callback"
 
     # --- the authorization code flow ------------------------------------------------------
 
-    async def start(self, namespace: str, name: str) -> str:
-        """The consent page's URL, with a fresh state and PKCE challenge stored first."""
+    async def start(self, namespace: str, name: str, token: str) -> str:
+        """Zoom's consent page for the grant, if `token` is its link's (nothing is stored)."""
         key = (namespace, name)
-        entry = self._entry(key)
-        token_url, app = await self._app(key, entry)
-        state_secret = secrets.token_urlsafe(32)
-        verifier, challenge = user_oauth.pkce_pair()
-        async with entry.lock:
-            data = await self._secret(key, entry)
-            data.update(
-                {
-                    PENDING_STATE: state_secret,
-                    PENDING_VERIFIER: verifier,
-                    PENDING_AT: str(int(time.time())),
-                }
+        entry = self.entries.get(key)
+        if entry is None or not self.links.link_ok(entry.uid, token):
+            # An unknown grant and a wrong token answer alike: names are not probed here.
+            raise GrantProblem("LinkUnknown", UNKNOWN_LINK, status=404)
+        if entry.state.ready and self._reauthorization(entry) is None:
+            raise GrantProblem(
+                "AlreadyAuthorized",
+                f"ZoomUserGrant {namespace}/{name} is authorized ({entry.state.message}). To "
+                f"authorize it again, someone who may edit the grant sets its annotation "
+                f"{REAUTHORIZE} to a new value; then open this link again",
+                status=409,
             )
-            await self._write_secret(key, entry, data)
-        state = f"{namespace}/{name}/{state_secret}"
+        token_url, app = await self._app(key, entry)
+        state, challenge = self.links.new_state(namespace, name, entry.uid, time.time())
         return user_oauth.authorize_url(token_url, app, self.redirect_uri(), state, challenge)
 
     async def callback(self, code: str, state: str) -> Key:
         """Zoom sent the person back: check the state, exchange the code, keep the grant."""
-        namespace, _, rest = state.partition("/")
-        name, _, state_secret = rest.partition("/")
-        key = (namespace, name)
-        entry = self._entry(key)
+        key = self.links.grant_of(state)
+        entry = self.entries.get(key)
+        if entry is None:
+            raise GrantProblem("LinkUnknown", UNKNOWN_LINK, status=404)
+        try:
+            redeemed = self.links.redeem(state, entry.uid, time.time())
+        except StateRefused as refused:
+            raise GrantProblem(
+                "StateMismatch", f"{refused}; open the grant's authorizationUrl again"
+            ) from None
         token_url, app = await self._app(key, entry)
         async with entry.lock:
-            data = await self._secret(key, entry)
-            expected = data.get(PENDING_STATE, "")
-            fresh = time.time() - float(data.get(PENDING_AT) or 0) < PENDING_SECONDS
-            if not expected or not hmac.compare_digest(expected, state_secret) or not fresh:
+            request = self._reauthorization(entry)
+            if entry.state.ready and request is None:  # authorized by another visit meanwhile
                 raise GrantProblem(
-                    "StateMismatch",
-                    "this authorization link is unknown or expired; open the grant's "
-                    "authorizationUrl again",
+                    "AlreadyAuthorized", "this grant is already authorized", status=409
                 )
             try:
                 tokens = await user_oauth.exchange_code(
@@ -218,19 +226,47 @@ class GrantService:
                     app,
                     code,
                     self.redirect_uri(),
-                    data[PENDING_VERIFIER],
+                    redeemed.verifier,
                 )
             except UserOAuthError as error:
                 raise GrantProblem(NOT_USABLE, f"Zoom refused the code: {error.message}") from None
             await self._check_user(key, entry, tokens.access)
+            data = await self._secret(key, entry)
             for gone in (PENDING_STATE, PENDING_VERIFIER, PENDING_AT, REFRESHING):
-                data.pop(gone, None)
+                data.pop(gone, None)  # (states of releases that stored them)
             data[REFRESH_TOKEN] = tokens.refresh.get_secret_value()
-            await self._write_secret(key, entry, data)
+            try:
+                await self._write_secret(key, entry, data)
+            except ApiError as error:
+                # Said on the grant too, not only on the page (e.g. the operator's RBAC lacks
+                # zoomusergrants/finalizers under OwnerReferencesPermissionEnforcement).
+                problem = GrantState(
+                    False,
+                    NOT_USABLE,
+                    f"the operator could not store the grant's Secret {secret_name(key[1])!r}: "
+                    f"{error.message}",
+                )
+                await self._set(key, entry, problem)
+                raise GrantProblem(problem.reason, problem.message, status=503) from None
             entry.access = tokens.access
-            await self._authorized(key, entry, tokens.access, first=True)
-        log.info("grant authorized", extra={"grant": f"{namespace}/{name}"})
+            await self._authorized(key, entry, tokens.access, first=True, request=request)
+        log.info("grant authorized", extra={"grant": f"{key[0]}/{key[1]}"})
         return key
+
+    @staticmethod
+    def _reauthorization(entry: GrantEntry) -> str | None:
+        """The re-authorization an editor asked for and that is not used yet, if any."""
+        annotations = entry.body["metadata"].get("annotations") or {}
+        asked = str(annotations.get(REAUTHORIZE) or "")[:256]
+        return asked if asked and asked != entry.grant.status.reauthorized_for else None
+
+    def allows(self, namespace: str, name: str, labels: dict[str, str]) -> bool:
+        """Whether a MeetingBot with these labels may use the grant (spec.botSelector)."""
+        entry = self.entries.get((namespace, name))
+        selector = entry.grant.spec.bot_selector if entry else None
+        if selector is None:
+            return True
+        return all(labels.get(k) == v for k, v in selector.match_labels.items())
 
     async def _check_user(self, key: Key, entry: GrantEntry, access: AccessToken) -> None:
         """spec.email: only that user may authorize (checked before anything is stored)."""
@@ -254,23 +290,28 @@ class GrantService:
     # --- Zoom's deauthorization notice ----------------------------------------------------
 
     async def notice(self, body: bytes, timestamp: str, signature: str) -> dict[str, Any]:
-        """A webhook from Zoom on /oauth/deauthorize: verified with the webhook secret token of
-        an app some grant uses (its Secret's webhookSecretToken), then either the endpoint's
-        URL validation, or app_deauthorized: the user's grants of that app are revoked at once
-        and their refresh tokens deleted. Unverifiable or stale notices are refused."""
+        """A webhook from Zoom on /oauth/deauthorize: either the endpoint's URL validation, or
+        app_deauthorized: the user's grants of that app are revoked at once and their refresh
+        tokens deleted. Unverifiable or stale notices are refused.
+
+        Verification and revocation are bound together, grant by grant: a notice is checked
+        against each grant's own app Secret (its webhookSecretToken), and it can revoke only
+        the grants whose own Secret verified it. Whoever creates a grant chooses its app
+        Secret, and with it the client id it claims; so a notice signed with one tenant's
+        token never touches another tenant's grants, whatever client id it names."""
         if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > NOTICE_MAX_AGE:
             raise GrantProblem("NoticeRefused", "missing or stale timestamp", status=401)
         if not re.fullmatch(r"v0=[0-9a-f]{64}", signature):
             raise GrantProblem("NoticeRefused", "no signature", status=401)
         message = f"v0:{timestamp}:".encode() + body
-        apps: dict[str, str] = {}  # client id -> webhook secret token, of apps that verify
+        verified: list[tuple[Key, GrantEntry, dict[str, str]]] = []
         for key, entry in list(self.entries.items()):
             data = await self._app_secret(key, entry)
             token = data.get("webhookSecretToken", "")
             expected = "v0=" + hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
             if token and hmac.compare_digest(expected, signature):
-                apps[data.get("clientId", "")] = token
-        if not apps:
+                verified.append((key, entry, data))
+        if not verified:
             raise GrantProblem("NoticeRefused", "the signature matches no app", status=401)
         try:
             event = json.loads(body)
@@ -279,33 +320,36 @@ class GrantService:
         payload = event.get("payload") or {}
         if event.get("event") == "endpoint.url_validation":
             plain = str(payload.get("plainToken", ""))
-            token = next(iter(apps.values()))
+            token = verified[0][2]["webhookSecretToken"]
             encrypted = hmac.new(token.encode(), plain.encode(), hashlib.sha256).hexdigest()
             return {"plainToken": plain, "encryptedToken": encrypted}
-        if event.get("event") != "app_deauthorized" or payload.get("client_id") not in apps:
+        if event.get("event") != "app_deauthorized":
             return {}
-        user = str(payload.get("user_id", ""))
-        for key, entry in list(self.entries.items()):
-            data = await self._app_secret(key, entry)
-            if data.get("clientId") != payload["client_id"] or entry.grant.status.user_id != user:
+        client_id, user = str(payload.get("client_id", "")), str(payload.get("user_id", ""))
+        for key, entry, data in verified:
+            if data.get("clientId") != client_id or entry.grant.status.user_id != user:
                 continue
-            async with entry.lock:
-                entry.access = None
-                stored = await self._secret(key, entry)
-                stored.pop(REFRESH_TOKEN, None)  # Zoom asks apps to delete the user's data
-                await self._write_secret(key, entry, stored)
-                await self._set(
-                    key,
-                    entry,
-                    GrantState(
-                        False,
-                        REVOKED,
-                        "the user removed the app in Zoom (Zoom's deauthorization notice); the "
-                        "user must authorize again at the authorizationUrl",
-                    ),
-                )
-            log.info("grant revoked by Zoom's notice", extra={"grant": f"{key[0]}/{key[1]}"})
+            await self._revoke(key, entry)
         return {}
+
+    async def _revoke(self, key: Key, entry: GrantEntry) -> None:
+        """Zoom's notice: forget the user's tokens (Zoom asks apps to delete their data)."""
+        async with entry.lock:
+            entry.access = None
+            stored = await self._secret(key, entry)
+            stored.pop(REFRESH_TOKEN, None)
+            await self._write_secret(key, entry, stored)
+            await self._set(
+                key,
+                entry,
+                GrantState(
+                    False,
+                    REVOKED,
+                    "the user removed the app in Zoom (Zoom's deauthorization notice); the "
+                    "user must authorize again at the authorizationUrl",
+                ),
+            )
+        log.info("grant revoked by Zoom's notice", extra={"grant": f"{key[0]}/{key[1]}"})
 
     async def _app_secret(self, key: Key, entry: GrantEntry) -> dict[str, str]:
         """The app Secret's data if it may be used (the opt-in label); {} otherwise. Kept a
@@ -314,8 +358,8 @@ class GrantService:
             return entry.app_data[1]
         try:
             data = await self._read_app_secret(key, entry)
-        except SecretNotAllowed:
-            data = {}
+        except (SecretNotAllowed, ApiError, InvalidName):
+            data = {}  # this grant's app cannot verify anything; the others still can
         entry.app_data = (time.monotonic() + APP_SECRET_SECONDS, data)
         return data
 
@@ -361,6 +405,11 @@ class GrantService:
                     await self._refresh(key, entry)
             except GrantProblem:
                 continue  # already in the status
+            except Exception as error:  # isolation: one grant's failure stays with it
+                log.warning(
+                    "grant refresh failed; trying it again at the next sweep",
+                    extra={"grant": "/".join(key), "error": type(error).__name__},
+                )
 
     async def _refresh(self, key: Key, entry: GrantEntry) -> AccessToken:
         """Rotate the refresh token; the caller holds the grant's lock."""
@@ -411,7 +460,13 @@ class GrantService:
         return tokens.access
 
     async def _authorized(
-        self, key: Key, entry: GrantEntry, access: AccessToken, *, first: bool
+        self,
+        key: Key,
+        entry: GrantEntry,
+        access: AccessToken,
+        *,
+        first: bool,
+        request: str | None = None,
     ) -> None:
         """Who authorized (GET /users/me) and the Ready status."""
         account = self.accounts.entries.get((key[0], entry.grant.spec.account_ref.name))
@@ -426,6 +481,8 @@ class GrantService:
         status.scopes = sorted(access.scopes)
         if first:
             status.authorized_time = now
+        if request is not None:
+            status.reauthorized_for = request  # used: the same value allows no other
         else:
             status.last_refresh_time = now
         remaining = max(access.expires_at - time.monotonic(), 0.0)
@@ -457,8 +514,13 @@ class GrantService:
             data = await self._read_app_secret(key, entry)
             if not data.get("clientId") or not data.get("clientSecret"):
                 raise SecretNotAllowed(f"Secret {name!r} lacks clientId or clientSecret")
-        except SecretNotAllowed as error:
-            problem = GrantState(False, NOT_USABLE, str(error))
+        except (SecretNotAllowed, ApiError, InvalidName) as error:
+            text = (
+                f"the operator could not read Secret {name!r}: {error.message}"
+                if isinstance(error, ApiError)
+                else str(error)
+            )
+            problem = GrantState(False, NOT_USABLE, text)
             await self._set(key, entry, problem)
             raise GrantProblem(problem.reason, problem.message) from None
         app = AppCredentials(data["clientId"], SecretStr(data["clientSecret"]))
@@ -515,7 +577,7 @@ class GrantService:
             now=datetime.now(UTC),
         )
         status.observed_generation = generation
-        status.authorization_url = self.authorization_url(*key)
+        status.authorization_url = self.authorization_url(*key, entry.uid)
         document = status.model_dump(mode="json", by_alias=True, exclude_none=True)
         current = ZoomUserGrantStatus.model_validate(entry.body.get("status") or {})
         if document != current.model_dump(mode="json", by_alias=True, exclude_none=True):

@@ -53,10 +53,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # (events held back for two minutes), is recycled instead of waited out.
     settings.watching.server_timeout = 30
     settings.watching.client_timeout = 45
-    # A watch's (re)list comes in pages of 500, as client-go's reflector pages it: after an
+    # A watch's (re)list comes in pages, as client-go's reflector pages it: after an
     # API-server restart at 10 000 bots, one unpaginated LIST of every MeetingBot and every
-    # bot pod was held whole, as JSON and parsed, beside the cache it refreshes.
-    settings.watching.chunk_size = 500
+    # bot pod was held whole, as JSON and parsed, beside the cache it refreshes. Pages of 100:
+    # a page of the largest legal MeetingBots (about 100 KB each within the CRD's caps) is
+    # then at most ~10 MB of JSON, where 300 specs of 650 KB in one page of 500 had taken a
+    # new leader past its memory limit.
+    settings.watching.chunk_size = 100
     config = Settings()
     if config.namespaces and not any(c in "".join(config.namespaces) for c in "*?[!"):
         # Exact namespaces: nothing to discover, so no cluster-wide RBAC (namespaces, CRDs).

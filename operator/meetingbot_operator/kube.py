@@ -10,7 +10,14 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from meetingbot_operator.kube_client import MERGE_PATCH, ApiError, KubeClient, custom_path
+from meetingbot_operator.kube_client import (
+    MERGE_PATCH,
+    ApiError,
+    KubeClient,
+    core_path,
+    custom_path,
+    segment,
+)
 from meetingbot_operator.secret_refs import SecretView
 
 
@@ -31,10 +38,6 @@ def controlled_by(obj: dict[str, Any], owner_uid: str) -> bool:
     return any(o.get("uid") == owner_uid and o.get("controller") for o in owners)
 
 
-def _core(kind: str, namespace: str, name: str = "") -> str:
-    return f"/api/v1/namespaces/{namespace}/{kind}" + (f"/{name}" if name else "")
-
-
 class Kube:
     def __init__(self, api: KubeClient) -> None:
         self.api = api
@@ -45,7 +48,7 @@ class Kube:
     async def _read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None if it does not exist."""
         try:
-            return await self.api.request("GET", _core(kind, namespace, name))
+            return await self.api.request("GET", core_path(kind, namespace, name))
         except ApiError as error:
             if error.status == 404:
                 return None
@@ -77,18 +80,18 @@ class Kube:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         owner_uid = body["metadata"]["ownerReferences"][0]["uid"]
         try:
-            await self.api.request("POST", _core("secrets", namespace), body=body)
+            await self.api.request("POST", core_path("secrets", namespace), body=body)
             return
         except ApiError as error:
             if error.status != 409:
                 raise
-        existing = await self.api.request("GET", _core("secrets", namespace, name))
+        existing = await self.api.request("GET", core_path("secrets", namespace, name))
         if not controlled_by(existing, owner_uid):
             raise NameTaken("Secret", namespace, name)
         # Replace exactly the version just checked: a concurrent swap fails with 409 instead.
         version = existing["metadata"]["resourceVersion"]
         replacement = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
-        await self.api.request("PUT", _core("secrets", namespace, name), body=replacement)
+        await self.api.request("PUT", core_path("secrets", namespace, name), body=replacement)
 
     async def ensure_secret_value(
         self, namespace: str, name: str, key: str, make: Callable[[], str]
@@ -110,7 +113,7 @@ class Kube:
                 "stringData": {key: make()},
             }
             try:
-                await self.api.request("POST", _core("secrets", namespace), body=body)
+                await self.api.request("POST", core_path("secrets", namespace), body=body)
             except ApiError as error:
                 if error.status != 409:
                     raise
@@ -135,11 +138,11 @@ class Kube:
         owner_uid = body["metadata"]["ownerReferences"][0]["uid"]
         params = {"dryRun": "All"} if dry_run else None
         try:
-            await self.api.request("POST", _core("pods", namespace), body=body, params=params)
+            await self.api.request("POST", core_path("pods", namespace), body=body, params=params)
         except ApiError as error:
             if error.status != 409:
                 raise
-            existing = await self.api.request("GET", _core("pods", namespace, name))
+            existing = await self.api.request("GET", core_path("pods", namespace, name))
             if not controlled_by(existing, owner_uid):
                 raise NameTaken("Pod", namespace, name) from None
             return False
@@ -154,11 +157,11 @@ class Kube:
         """Delete an object only if `owner_uid` is its controller, preconditioned on the uid
         just read: one re-created by someone else in between is left alone."""
         try:
-            existing = await self.api.request("GET", _core(kind, namespace, name))
+            existing = await self.api.request("GET", core_path(kind, namespace, name))
             if not controlled_by(existing, owner_uid):
                 return
             options = {"preconditions": {"uid": existing["metadata"]["uid"]}}
-            await self.api.request("DELETE", _core(kind, namespace, name), body=options)
+            await self.api.request("DELETE", core_path(kind, namespace, name), body=options)
         except ApiError as error:
             if error.status not in (404, 409):
                 raise
@@ -178,7 +181,19 @@ class Kube:
             raise
 
     async def create_event(self, body: dict[str, Any]) -> None:
-        await self.api.request("POST", _core("events", body["metadata"]["namespace"]), body=body)
+        path = core_path("events", body["metadata"]["namespace"])
+        await self.api.request("POST", path, body=body)
+
+    async def read_meetingbot(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One MeetingBot, whole; None if it does not exist. Read as a list of one (a field
+        selector on its name): the chart grants list and watch on MeetingBots, not get."""
+        page = await self.api.request(
+            "GET",
+            custom_path("meetingbots", namespace),
+            params={"fieldSelector": f"metadata.name={segment(name)}"},
+        )
+        items: list[dict[str, Any]] = page.get("items") or []
+        return items[0] if items else None
 
     async def meetingbot_keys(self, namespaces: list[str]) -> set[tuple[str, str]]:
         """(namespace, name) of every MeetingBot in the namespaces (all of them when empty),

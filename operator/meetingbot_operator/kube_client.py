@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,45 @@ def connection() -> kopf.ConnectionInfo:
     return info
 
 
-def custom_path(plural: str, namespace: str | None = None, name: str = "") -> str:
-    """The path of our custom resources (all namespaces when `namespace` is None)."""
-    scope = f"/namespaces/{namespace}" if namespace is not None else ""
-    return f"/apis/{GROUP}/{VERSION}{scope}/{plural}" + (f"/{name}" if name else "")
+# An object or namespace name as the API server accepts it (a DNS subdomain: lower-case
+# alphanumerics, '-' and '.', at most 253). Nothing else is ever put into a request path.
+OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+class InvalidName(ValueError):
+    """A value that is not an object name was about to become part of a request path."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(
+            f"{value[:64]!r} is not a Kubernetes object name (lower-case letters, digits, '-' "
+            "and '.'; at most 253 characters)"
+        )
+
+
+def segment(value: str) -> str:
+    """`value` as one path segment, if it is an object name. Names come from specs written by
+    tenants: `x/../other`, `../../ns/secrets/name` or `%2F` must never change which object a
+    request reaches (aiohttp's URL parser would resolve the dot segments), so anything that
+    is not a name is refused rather than quoted. `..` is refused too: a name has no empty
+    label, and a path that is only dots would be resolved away."""
+    if not OBJECT_NAME.fullmatch(value) or ".." in value:
+        raise InvalidName(value)
+    return value
+
+
+def core_path(kind: str, namespace: str, name: str | None = None) -> str:
+    """The path of a namespaced core object (of its collection when `name` is None; an
+    empty name is refused, or a read of one object would list them all)."""
+    path = f"/api/v1/namespaces/{segment(namespace)}/{kind}"
+    return path if name is None else f"{path}/{segment(name)}"
+
+
+def custom_path(plural: str, namespace: str | None = None, name: str | None = None) -> str:
+    """The path of our custom resources (all namespaces when `namespace` is None; the
+    collection when `name` is None)."""
+    scope = f"/namespaces/{segment(namespace)}" if namespace is not None else ""
+    path = f"/apis/{GROUP}/{VERSION}{scope}/{plural}"
+    return path if name is None else f"{path}/{segment(name)}"
 
 
 class KubeClient:

@@ -3,6 +3,7 @@ lists objects from the API server)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 
 from aiohttp import web
@@ -139,12 +140,30 @@ SERVICE_USER_BOTS = Gauge(
 )
 
 
+# The service users each account's series were last written for: a user taken out of the
+# spec, or a deleted account, takes its series with it (else they pile up for ever).
+_POOL_SERIES: dict[tuple[str, str], set[str]] = {}
+
+
 def observe_pool(namespace: str, account: str, views: Iterable[UserView]) -> None:
     views = list(views)
     for state in ("Active", "Unavailable"):
         SERVICE_USERS.labels(namespace, account, state).set(sum(v.state == state for v in views))
+    users = {view.user for view in views}
+    for gone in _POOL_SERIES.get((namespace, account), set()) - users:
+        SERVICE_USER_BOTS.remove(namespace, account, gone)
+    _POOL_SERIES[(namespace, account)] = users
     for view in views:
         SERVICE_USER_BOTS.labels(namespace, account, view.user).set(view.active_bots)
+
+
+def forget_pool(namespace: str, account: str) -> None:
+    """A deleted ZoomAccount: its pool's series go with it."""
+    for user in _POOL_SERIES.pop((namespace, account), set()):
+        SERVICE_USER_BOTS.remove(namespace, account, user)
+    for state in ("Active", "Unavailable"):
+        with contextlib.suppress(KeyError):
+            SERVICE_USERS.remove(namespace, account, state)
 
 
 def app() -> web.Application:

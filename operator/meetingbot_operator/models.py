@@ -43,15 +43,37 @@ class Model(BaseModel):
 # --- shared pieces ---------------------------------------------------------------------------
 
 
-class LocalObjectRef(Model):
-    """A Secret in the same namespace."""
+# An object's name (a DNS subdomain, as the API server checks it for Secrets and our own
+# kinds). A reference is only ever a name: `..`, `/` or `%` could otherwise turn it into
+# another object's API path.
+OBJECT_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A key of a Secret's data, as the API server checks it.
+SECRET_DATA_KEY = r"^[-._a-zA-Z0-9]+$"  # noqa: S105 - a pattern, not a password
 
-    name: str = Field(min_length=1, max_length=253)
+
+class LocalObjectRef(Model):
+    """An object in the same namespace, by name."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=OBJECT_NAME,
+        description="The object's name (a DNS subdomain) in this namespace.",
+    )
 
 
 class SecretKeyRef(Model):
-    name: str = Field(min_length=1, max_length=253)
-    key: str = Field(min_length=1, max_length=253)
+    """One key of a Secret in the same namespace."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=OBJECT_NAME,
+        description="The Secret's name (a DNS subdomain) in this namespace.",
+    )
+    key: str = Field(
+        min_length=1, max_length=253, pattern=SECRET_DATA_KEY, description="The key in its data."
+    )
 
 
 class Condition(Model):
@@ -81,6 +103,20 @@ CONDITIONS_LIST: dict[str, Any] = {
 }
 # A list of distinct strings, merged as a set by server-side apply.
 STRING_SET: dict[str, Any] = {"x-kubernetes-list-type": "set"}
+
+# What the largest legal podTemplate may hold, so that a tenant's biggest specs cost the
+# operator (its watch pages, its cache) and the API server little: keys as long as Kubernetes
+# allows for labels and annotations (a 253-character prefix, '/', a 63-character name), label
+# and node-selector values as long as a label value may be, and at most 32 KiB of annotations
+# and of environment each (CEL counts characters). The largest legal MeetingBot is about
+# 100 KB.
+MAX_KEY = 317
+MAX_LABEL_VALUE = 63
+MAX_TOTAL_CHARS = 32768
+KEYS_BOUNDED = (f"self.all(k, size(k) <= {MAX_KEY})", f"keys are at most {MAX_KEY} characters")
+LABEL_MAP: dict[str, Any] = {
+    "additionalProperties": {"type": "string", "maxLength": MAX_LABEL_VALUE},
+}
 
 
 # --- ZoomAccount ---------------------------------------------------------------------------------
@@ -299,7 +335,28 @@ class ZoomAccount(Model):
 # --- ZoomUserGrant -----------------------------------------------------------------------------
 
 
+class LabelSelector(Model):
+    """Labels an object must carry, all of them (a metav1.LabelSelector's matchLabels)."""
+
+    match_labels: dict[str, str] = Field(
+        alias="matchLabels",
+        min_length=1,
+        max_length=16,
+        json_schema_extra={**LABEL_MAP, **cel(KEYS_BOUNDED)},
+    )
+
+
 class ZoomUserGrantSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.email) || (has(self.allowAnyUser) && self.allowAnyUser)",
+                "set email to the Zoom user who will authorize this grant (or allowAnyUser: "
+                "true to let whoever opens its authorizationUrl authorize it)",
+            )
+        )
+    )
+
     account_ref: LocalObjectRef = Field(
         alias="accountRef",
         description="The ZoomAccount whose cloud (or explicit endpoints) the grant uses.",
@@ -313,8 +370,21 @@ class ZoomUserGrantSpec(Model):
     email: str | None = Field(
         None,
         max_length=256,
-        description="When set, only this Zoom user may authorize the grant: anyone else who "
-        "opens the authorization link is refused and the grant is left as it was.",
+        description="The Zoom user who may authorize the grant: anyone else who signs in on "
+        "Zoom's consent page is refused and the grant is left as it was. Required unless "
+        "allowAnyUser is true.",
+    )
+    allow_any_user: bool = Field(
+        False,
+        alias="allowAnyUser",
+        description="Let whichever Zoom user opens the authorizationUrl (whoever can read "
+        "this grant's status) authorize it, instead of naming the user in email.",
+    )
+    bot_selector: LabelSelector | None = Field(
+        None,
+        alias="botSelector",
+        description="Only MeetingBots with these labels may join on this grant's behalf. "
+        "Unset: every MeetingBot in the namespace that names it.",
     )
 
 
@@ -339,6 +409,13 @@ class ZoomUserGrantStatus(Model):
         None, alias="lastRefreshTime", description="The last refresh-token rotation."
     )
     access_token_expiry_time: datetime | None = Field(None, alias="accessTokenExpiryTime")
+    reauthorized_for: str | None = Field(
+        None,
+        alias="reauthorizedFor",
+        max_length=256,
+        description="The meetingbot.dev/reauthorize annotation's value that the last "
+        "re-authorization used: a new value lets the Ready grant be authorized once more.",
+    )
 
 
 class ZoomUserGrant(Model):
@@ -356,6 +433,8 @@ DISPLAY_NAME = r"^[^\x00-\x1F\x7F-\x9F\x{200E}\x{200F}\x{202A}-\x{202E}\x{2066}-
 EARLIEST, LATEST = "2000-01-01T00:00:00Z", "2200-01-01T00:00:00Z"
 # The longest MeetingBot name that fits the label value its children carry (63 characters).
 MAX_BOT_NAME = 63
+# Zoom passcodes are printable text; a newline or NUL would reach the SDK's join call.
+PASSCODE = r"^[^\x00-\x1F\x7F-\x9F]*$"
 JOIN_URL = r"^https://([a-zA-Z0-9-]+\.)*zoom(gov)?\.(us|com)/(j|w|wc/join|s)/[0-9]{9,12}([/?#].*)?$"
 
 
@@ -376,7 +455,12 @@ class Meeting(Model):
     join_url: str | None = Field(
         None, alias="joinUrl", pattern=JOIN_URL, max_length=2048, description="A Zoom join link."
     )
-    passcode: str | None = Field(None, max_length=64)
+    passcode: str | None = Field(
+        None,
+        max_length=64,
+        pattern=PASSCODE,
+        description="The meeting's passcode (printable characters, no control characters).",
+    )
     passcode_secret_ref: SecretKeyRef | None = Field(None, alias="passcodeSecretRef")
 
 
@@ -458,12 +542,19 @@ class PodTemplate(Model):
     )
     resources: Resources | None = None
     node_selector: dict[str, str] | None = Field(
-        None, alias="nodeSelector", max_length=32, json_schema_extra=STRING_MAP
+        None,
+        alias="nodeSelector",
+        max_length=32,
+        description="Node labels the bot's pod must match (values at most 63 characters, as "
+        "label values are).",
+        json_schema_extra={**LABEL_MAP, **cel(KEYS_BOUNDED)},
     )
     tolerations: list[Toleration] | None = Field(None, max_length=32)
     annotations: dict[str, str] | None = Field(
         None,
         max_length=64,
+        description="Annotations of the bot's pod: at most 32 KiB in all, none in the "
+        "kubernetes.io and k8s.io domains.",
         json_schema_extra={
             **STRING_MAP,
             **cel(
@@ -471,20 +562,28 @@ class PodTemplate(Model):
                     f"self.all(k, !k.matches('{RESERVED_KEY}'))",
                     "annotations in the kubernetes.io and k8s.io domains (AppArmor, seccomp, "
                     "...) are set by the operator, not by podTemplate",
-                )
+                ),
+                KEYS_BOUNDED,
+                (
+                    f"self.map(k, size(k) + size(self[k])).sum() <= {MAX_TOTAL_CHARS}",
+                    f"annotations hold at most {MAX_TOTAL_CHARS} characters in all (keys and "
+                    "values)",
+                ),
             ),
         },
     )
     labels: dict[str, str] | None = Field(
         None,
         max_length=32,
+        description="Labels of the bot's pod (none under meetingbot.dev/).",
         json_schema_extra={
-            "additionalProperties": {"type": "string", "maxLength": 63},
+            **LABEL_MAP,
             **cel(
                 (
                     f"self.all(k, !k.startsWith('{GROUP}/'))",
                     f"labels under {GROUP}/ are the operator's",
-                )
+                ),
+                KEYS_BOUNDED,
             ),
         },
     )
@@ -499,7 +598,7 @@ class PodTemplate(Model):
         max_length=64,
         description="Extra environment for the bot container. Not MEETINGBOT_* or HOME (the "
         "runtime contract's), nor variables that change what code runs (LD_*, PYTHON*, "
-        "NODE_OPTIONS).",
+        "NODE_OPTIONS); at most 32 KiB in all.",
         json_schema_extra={
             # One value per name (server-side apply merges by name, as for a container's env).
             "x-kubernetes-list-type": "map",
@@ -509,7 +608,12 @@ class PodTemplate(Model):
                     f"self.all(e, !e.name.matches('{RESERVED_ENV}'))",
                     "MEETINGBOT_*, HOME, LD_*, PYTHON* and NODE_OPTIONS are set by the operator "
                     "or the image, not by podTemplate",
-                )
+                ),
+                (
+                    f"self.map(e, size(e.name) + (has(e.value) ? size(e.value) : 0)).sum() <= "
+                    f"{MAX_TOTAL_CHARS}",
+                    f"env holds at most {MAX_TOTAL_CHARS} characters in all (names and values)",
+                ),
             ),
         },
     )

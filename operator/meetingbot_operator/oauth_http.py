@@ -15,6 +15,7 @@ import logging
 from aiohttp import web
 
 from meetingbot_operator.grants import GrantProblem, GrantService
+from meetingbot_operator.kube_client import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,30 @@ def _page(title: str, text: str, status: int = 200) -> web.Response:
     return web.Response(text=body, content_type="text/html", status=status)
 
 
+def _failure(error: Exception) -> str:
+    """What a person is told when the operator itself failed (never the exception's text,
+    which may quote a request)."""
+    what = (
+        f"the Kubernetes API refused the operator's request (HTTP {error.status})"
+        if isinstance(error, ApiError)
+        else f"an internal error ({type(error).__name__})"
+    )
+    return (
+        f"the operator could not complete this step: {what}. Nothing was changed; try again "
+        "later, and tell whoever runs the operator if it persists (its log says more)"
+    )
+
+
 def make_app(grants: GrantService) -> web.Application:
     async def start(request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         try:
-            target = await grants.start(namespace, name)
+            target = await grants.start(namespace, name, request.query.get("t", ""))
         except GrantProblem as problem:
             return _page("Cannot authorize", problem.message, problem.status)
+        except Exception as error:  # never a bare 500: say what failed, keep its details out
+            log.exception("authorization could not start", extra={"grant": f"{namespace}/{name}"})
+            return _page("Cannot authorize", _failure(error), 503)
         raise web.HTTPFound(target)
 
     async def callback(request: web.Request) -> web.Response:
@@ -51,6 +69,9 @@ def make_app(grants: GrantService) -> web.Application:
         except GrantProblem as problem:
             log.warning("grant authorization refused", extra={"reason": problem.reason})
             return _page("Cannot authorize", problem.message, problem.status)
+        except Exception as error:
+            log.exception("authorization could not finish")
+            return _page("Cannot authorize", _failure(error), 503)
         return _page(
             "Authorized",
             f"ZoomUserGrant {namespace}/{name} is ready; you can close this window",

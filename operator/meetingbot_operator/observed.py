@@ -26,6 +26,8 @@ class Meta:
     namespace: str
     uid: str
     generation: int
+    # Kept only where a rule reads them: a grant's botSelector (cache.slim).
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

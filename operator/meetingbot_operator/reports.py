@@ -69,6 +69,10 @@ class ReportTokens:
             key = SecretStr(secrets.token_urlsafe(32))
         self._key = key.get_secret_value().encode()
 
+    def derived_key(self, purpose: str) -> bytes:
+        """A key of its own for another use of the release's key (never a report token)."""
+        return hmac.new(self._key, f"meetingbot derived key:{purpose}".encode(), "sha256").digest()
+
     def token(self, namespace: str, name: str, uid: str, attempt: int) -> SecretStr:
         message = f"{namespace}/{name}/{uid}/{attempt}".encode()
         return SecretStr(hmac.new(self._key, message, hashlib.sha256).hexdigest())

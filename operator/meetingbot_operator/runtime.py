@@ -13,6 +13,7 @@ from meetingbot_operator import metrics, oauth_http, reports
 from meetingbot_operator.accounts import AccountService
 from meetingbot_operator.bots import BotService
 from meetingbot_operator.events import EventRecorder
+from meetingbot_operator.grant_links import GrantLinks
 from meetingbot_operator.grants import GrantService
 from meetingbot_operator.kube import Kube
 from meetingbot_operator.kube_client import ApiError, KubeClient
@@ -37,7 +38,13 @@ class Runtime:
             on_new_pool=lambda namespace, name: self.bots.adopt_all(namespace, name),
         )
         self.events = EventRecorder(kube, settings.events_per_second)
-        self.grants = GrantService(kube, self.accounts, settings, on_change=self._grant_changed)
+        self.grants = GrantService(
+            kube,
+            self.accounts,
+            settings,
+            GrantLinks(tokens.derived_key("zoom-user-grants")),
+            on_change=self._grant_changed,
+        )
         self.bots = BotService(
             kube,
             self.accounts,

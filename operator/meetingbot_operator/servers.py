@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from aiohttp import web
 
+# A connection that sends nothing (before its first request, or between two) is closed after
+# this long. aiohttp's own default is an hour, so anyone who reaches the report port could
+# hold connections open without end. Bots report every 30 s (the default): a bot's connection
+# stays open from one report to the next.
+IDLE_SECONDS = 75.0
+
 
 class Servers:
-    def __init__(self) -> None:
+    def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
         self._runners: list[web.AppRunner] = []
+        self._idle_seconds = idle_seconds
 
     async def serve(self, app: web.Application, host: str, port: int) -> None:
-        runner = web.AppRunner(app, access_log=None)  # no access log: bots report constantly
+        runner = web.AppRunner(
+            app,
+            access_log=None,  # no access log: bots report constantly
+            keepalive_timeout=self._idle_seconds,
+        )
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         self._runners.append(runner)

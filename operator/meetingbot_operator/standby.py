@@ -6,14 +6,23 @@ leader.py) and hands back the leader's answer: the leader checks every token as 
 standby never holds a report it could lose. With no leader (a takeover in progress) the
 answer is 503 with Retry-After, which bots retry. /healthz and /metrics are served here too
 (meetingbot_leader is 0), so a standby is Ready and visible.
+
+Forwarded requests carry bots' report tokens and people's OAuth codes, so a standby forwards
+only to endpoints a replica of this release published: the leader signs them with the report
+key the release's replicas share (`signed_endpoints`), and whoever else can write the Lease
+(an admin of the operator's namespace) cannot point the standbys anywhere else.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 
 import httpx
 from aiohttp import web
+from pydantic import SecretStr
 
 from meetingbot_operator import metrics, reports
 from meetingbot_operator.leader import Lease
@@ -27,12 +36,34 @@ RESPONSE_HEADERS = ("Content-Type", "Location", "Retry-After", "Cache-Control")
 FORWARD_TIMEOUT = 10.0
 
 
+SIGNATURE = "signature"
+
+
+def _mac(key: SecretStr, endpoints: dict[str, str]) -> str:
+    unsigned = {k: v for k, v in endpoints.items() if k != SIGNATURE}
+    message = b"meetingbot endpoints:" + json.dumps(unsigned, sort_keys=True).encode()
+    return hmac.new(key.get_secret_value().encode(), message, hashlib.sha256).hexdigest()
+
+
+def signed_endpoints(key: SecretStr | None, endpoints: dict[str, str]) -> dict[str, str]:
+    """The leader's endpoints as published in the Lease, signed with the release's key."""
+    return {**endpoints, SIGNATURE: _mac(key, endpoints)} if key is not None else endpoints
+
+
+def endpoints_verified(key: SecretStr | None, endpoints: dict[str, str]) -> bool:
+    """Whether a replica holding the same key published these endpoints."""
+    signature = endpoints.get(SIGNATURE, "")
+    return key is not None and hmac.compare_digest(signature, _mac(key, endpoints))
+
+
 class Standby:
-    def __init__(self, settings: Settings, lease: Lease) -> None:
+    def __init__(self, settings: Settings, lease: Lease, key: SecretStr | None) -> None:
         self.settings = settings
         self.lease = lease
+        self._key = key
         self._http = httpx.AsyncClient(timeout=FORWARD_TIMEOUT, follow_redirects=False)
         self._unreachable: str | None = None  # the leader address last found unreachable
+        self._unverified: str | None = None  # the unsigned address last refused
         self._servers = Servers()
 
     async def start(self) -> None:
@@ -74,6 +105,14 @@ class Standby:
         base = holder.endpoints.get(service) if holder else None
         if not base or (holder and holder.identity == self.lease.identity):
             log.debug("no leader to forward to", extra={"path": request.path})
+            return _no_leader()
+        if holder is not None and not endpoints_verified(self._key, holder.endpoints):
+            if base != self._unverified:  # once per address, not once per bot
+                self._unverified = base
+                log.warning(
+                    "the Lease names endpoints no replica of this release signed; not forwarding",
+                    extra={"holder": holder.identity},
+                )
             return _no_leader()
         headers = {k: v for k in REQUEST_HEADERS if (v := request.headers.get(k)) is not None}
         try:

@@ -79,6 +79,39 @@ async def test_a_page_error_names_the_error_and_never_the_argument(browser: cdp.
         await page.wait_for("false", timeout=0.5)
 
 
+async def test_a_browser_that_stops_answering_ends_every_call_at_its_deadline(
+    browser: cdp.Browser,
+) -> None:
+    """The whole browser frozen (SIGSTOP to its process group): its pipe stays open and
+    nothing answers. Each call of the client ends with BrowserUnresponsive, naming the command
+    and its deadline, and none waits beyond it; a wait_for whose condition stays false ends
+    with TimeoutError, again and again (a lost cancellation once made it loop for ever)."""
+    page = await browser.new_page()
+    await page.goto("data:text/html,<title>bot</title>")
+    for _ in range(20):
+        with pytest.raises(TimeoutError):
+            await page.wait_for("false", timeout=0.2)
+    os.killpg(browser.pid, signal.SIGSTOP)
+    try:
+        calls = {
+            "Runtime.evaluate": page.evaluate("1", timeout=0.5),
+            "Page.navigate": page.goto("data:text/html,x", timeout=0.5),
+            "wait_for": page.wait_for("true", timeout=0.5),
+            "Target.createTarget": browser.new_page(timeout=0.5),
+            "Page.captureScreenshot": page.send("Page.captureScreenshot", timeout=0.5),
+        }
+        for what, call in calls.items():
+            task = asyncio.ensure_future(call)
+            # The guard is asyncio.wait: it cannot lose the result the way wait_for could.
+            done, _ = await asyncio.wait({task}, timeout=30)
+            assert done, f"{what} waited past its deadline"
+            with pytest.raises(cdp.BrowserUnresponsive) as unresponsive:
+                task.result()
+            assert "no reply in" in str(unresponsive.value), what
+    finally:
+        os.killpg(browser.pid, signal.SIGCONT)
+
+
 async def test_a_renderer_crash_is_reported(browser: cdp.Browser) -> None:
     page = await browser.new_page()
     crashes: list[str] = []

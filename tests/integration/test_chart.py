@@ -42,7 +42,7 @@ from tests.support.operator_fixtures import (
 from tests.support.specs import bot_spec
 from tests.support.takeover import leader_deleted_mid_burst
 
-SA_USER = f"system:serviceaccount:{SYSTEM}:meetingbot-operator"
+SA_USER = f"system:serviceaccount:{SYSTEM}:{RELEASE}"
 # Granted, and needed, but no request of a short lifecycle shows them in the audit log:
 RARELY_USED = {
     # OwnerReferencesPermissionEnforcement checks it when a child sets blockOwnerDeletion:
@@ -216,13 +216,13 @@ def audited_permissions(since: str) -> tuple[set[tuple[str, str, str]], set[tupl
 
 
 async def granted_permissions(kube: Kube, namespace: str) -> set[tuple[str, str, str]]:
-    rules = list((await kube.rbac.read_namespaced_role("meetingbot-operator", namespace)).rules)
-    for role in ("meetingbot-operator-report-key", "meetingbot-operator-leader-election"):
+    rules = list((await kube.rbac.read_namespaced_role(RELEASE, namespace)).rules)
+    for role in (f"{RELEASE}-report-key", f"{RELEASE}-leader-election"):
         rules += (await kube.rbac.read_namespaced_role(role, SYSTEM)).rules
     assert not [
         r
         for r in (await kube.rbac.list_cluster_role()).items
-        if r.metadata.name.startswith("meetingbot-operator") and "aggregate" not in r.metadata.name
+        if r.metadata.name.startswith(RELEASE) and "aggregate" not in r.metadata.name
     ]
     return {
         (group, resource, verb)
@@ -257,7 +257,11 @@ async def test_the_operator_pod_runs_on_the_charts_rbac_and_needs_all_of_it(
             "apiVersion": "meetingbot.dev/v1alpha1",
             "kind": "ZoomUserGrant",
             "metadata": {"name": "someone"},
-            "spec": {"accountRef": {"name": "main"}, "appCredentialsSecretRef": {"name": "app"}},
+            "spec": {
+                "accountRef": {"name": "main"},
+                "appCredentialsSecretRef": {"name": "app"},
+                "allowAnyUser": True,
+            },
         },
     )
 
@@ -268,7 +272,7 @@ async def test_the_operator_pod_runs_on_the_charts_rbac_and_needs_all_of_it(
         return (body.get("status") or {}).get("authorizationUrl")
 
     url = await wait_for(grant_url, 60, what="the grant's authorizationUrl")
-    assert url == f"http://localhost:8082/oauth/start/{namespace}/someone"
+    assert url.startswith(f"http://localhost:8082/oauth/start/{namespace}/someone?t=")
     number = sim.create_meeting(zoom["id"])["number"]
     # 1. a bot that crashes once (a second attempt gets a new Secret) ...
     # (a TTL of 0 would delete the bot before a poll could see it Succeeded: CI saw 404)
@@ -427,7 +431,7 @@ async def _report_key(kube: Kube) -> str:
 async def test_upgrade_and_uninstall(kube: Kube, installed: str, tmp_path: Path) -> None:
     values = {"watchNamespaces": [installed], "operator": {"logLevel": "DEBUG"}}
     helm("upgrade", RELEASE, str(CHART), "--namespace", SYSTEM, "-f", values_file(tmp_path, values))
-    deployment = await kube.apps.read_namespaced_deployment("meetingbot-operator", SYSTEM)
+    deployment = await kube.apps.read_namespaced_deployment(RELEASE, SYSTEM)
     env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
     assert env["MEETINGBOT_LOG_LEVEL"] == "DEBUG"
     assert env["MEETINGBOT_NAMESPACES"] == installed
@@ -437,10 +441,10 @@ async def test_upgrade_and_uninstall(kube: Kube, installed: str, tmp_path: Path)
     assert not [
         r
         for r in (await kube.rbac.list_cluster_role()).items
-        if r.metadata.name.startswith("meetingbot-operator")
+        if r.metadata.name.startswith(RELEASE)
     ]
     listed = await kube.core.list_namespaced_secret(
-        SYSTEM, label_selector="app.kubernetes.io/instance=meetingbot-operator"
+        SYSTEM, label_selector=f"app.kubernetes.io/instance={RELEASE}"
     )
     assert not listed.items
 

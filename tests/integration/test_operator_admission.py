@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -288,3 +289,107 @@ def test_zak_reuse_settings_are_checked_at_apply_time(
     assert (result.returncode != 0) == refused, result.stderr
     if refused:
         assert "minRemainingSeconds must be less than ttlSeconds" in result.stderr
+
+
+# Names that would each reach another object if pasted into an API path, and their encodings.
+PATH_TRICKS = ["x/../other", "../../victims/secrets/zoom", "a%2Fb", "%2e%2e", "..", "A", "a b"]
+# Every reference a tenant writes, as (kind, the field's path, how to set it in a valid spec).
+BOT_REFS: dict[str, Callable[[str], dict[str, Any]]] = {
+    "accountRef": lambda name: {"accountRef": {"name": name}},
+    "meeting.passcodeSecretRef": lambda name: {
+        "meeting": {"number": "12345678901", "passcodeSecretRef": {"name": name, "key": "pc"}}
+    },
+    "obf.grantRef": lambda name: {"auth": "obf", "obf": {"grantRef": {"name": name}}},
+    "obf.userTokenSecretRef": lambda name: {
+        "auth": "obf",
+        "obf": {"userTokenSecretRef": {"name": name, "key": "token"}},
+    },
+}
+
+
+@pytest.mark.parametrize("trick", PATH_TRICKS)
+@pytest.mark.parametrize("field", sorted(BOT_REFS))
+def test_every_meetingbot_reference_is_a_name(
+    crds: None, namespace: str, field: str, trick: str
+) -> None:
+    result = apply(namespace, {**VALID, **BOT_REFS[field](trick)})
+    assert result.returncode != 0, f"{field}={trick!r} accepted"
+    assert f"spec.{field}.name" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("trick", PATH_TRICKS)
+def test_every_account_and_grant_reference_is_a_name(
+    crds: None, namespace: str, trick: str
+) -> None:
+    account = {
+        "apiVersion": "meetingbot.dev/v1alpha1",
+        "kind": "ZoomAccount",
+        "metadata": {"name": "refs", "namespace": namespace},
+        "spec": {
+            "sdkCredentialsSecretRef": {"name": trick},
+            "apiCredentialsSecretRef": {"name": trick},
+            "users": ["bot@example.com"],
+        },
+    }
+    grant = {
+        "apiVersion": "meetingbot.dev/v1alpha1",
+        "kind": "ZoomUserGrant",
+        "metadata": {"name": "refs", "namespace": namespace},
+        "spec": {"accountRef": {"name": trick}, "appCredentialsSecretRef": {"name": trick}},
+    }
+    for body, fields in (
+        (account, ("sdkCredentialsSecretRef", "apiCredentialsSecretRef")),
+        (grant, ("accountRef", "appCredentialsSecretRef")),
+    ):
+        result = cluster.kubectl("apply", "-f", "-", stdin=json.dumps(body), check=False)
+        assert result.returncode != 0, f"{body['kind']} with {trick!r} accepted"
+        for field in fields:
+            assert f"spec.{field}.name" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("passcode", ["12\n34", "ab\u0000cd", "x\u007fy", "tab\there"])
+def test_a_passcode_with_control_characters_is_refused(
+    crds: None, namespace: str, passcode: str
+) -> None:
+    result = apply(namespace, {**VALID, "meeting": {"number": "12345678901", "passcode": passcode}})
+    assert result.returncode != 0, f"passcode {passcode!r} accepted"
+    assert "spec.meeting.passcode" in result.stderr, result.stderr
+
+
+def test_the_largest_legal_pod_template_stays_small(crds: None, namespace: str) -> None:
+    """The CRD's caps bound what one MeetingBot can hold: at most 32 768 characters of
+    annotations and of env each, label-sized node selectors, keys of at most 317 characters.
+    One character more in any of them is refused; the largest legal bot is about 100 KB."""
+    largest = largest_pod_template()
+    accepted = apply(namespace, {**VALID, "podTemplate": largest}, name="largest")
+    assert accepted.returncode == 0, accepted.stderr
+    size = len(json.dumps({**VALID, "podTemplate": largest}))
+    print(f"\nthe largest legal MeetingBot spec: {size / 1000:.0f} KB")
+    first = next(iter(largest["annotations"]))
+    over = {
+        "annotations": {**largest["annotations"], first: "v" * 400},  # 32 904 in all
+        "env": [*largest["env"][:-1], {"name": "V63", "value": "x" * 1024}],
+        "nodeSelector": {"pool": "x" * 64},
+        "labels": {"k" * 318: "v"},
+    }
+    for field, value in over.items():
+        result = apply(namespace, {**VALID, "podTemplate": {**largest, field: value}}, name="over")
+        assert result.returncode != 0, f"{field} over its cap was accepted"
+        assert f"spec.podTemplate.{field}" in result.stderr, result.stderr
+
+
+def largest_pod_template() -> dict[str, Any]:
+    """A podTemplate at every cap of the CRD (the adversarial pass's tenant, within them)."""
+    key = "a" * 253 + "/" + "b" * 54  # 308 characters: 8 more make each key distinct
+    annotations = {f"{key}{i:08d}": "v" * (32768 // 64 - 317) for i in range(64)}
+    env = [{"name": f"V{i}", "value": "v" * (32768 // 64 - 4)} for i in range(64)]
+    return {
+        "annotations": annotations,
+        "env": env,
+        "labels": {f"{key}{i:08d}": "l" * 63 for i in range(32)},
+        "nodeSelector": {f"{key}{i:08d}": "n" * 63 for i in range(32)},
+        "tolerations": [
+            {"key": f"{key}{i:08d}", "operator": "Equal", "value": "t" * 63, "effect": "NoSchedule"}
+            for i in range(32)
+        ],
+    }

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 
 import httpx
 import pytest
@@ -24,7 +25,14 @@ from tests.support.grants import (
     ready_of,
     wait_grant,
 )
-from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
+from tests.support.operator_fixtures import (
+    SECRET_USE_LABEL,
+    Bots,
+    Kube,
+    account_ready,
+    wait_for,
+    zoom_account,
+)
 from tests.support.scripted_bot import Scripted
 from tests.support.specs import bot_spec
 
@@ -140,6 +148,80 @@ async def test_zooms_deauthorization_notice_revokes_the_grant_at_once(
     body = await wait_grant(kube, namespace, ready="False", reason="GrantRevoked", timeout=10)
     assert "deauthorization notice" in ready_of(body)["message"]
     assert "refreshToken" not in await grant_secret(kube, namespace)
+
+
+async def test_a_notice_signed_by_one_tenant_never_revokes_anothers_grant(
+    kube: Kube, namespace: str, sim: SimAdmin, zoomsim: ZoomSim, operator: OperatorProcess
+) -> None:
+    """Another namespace's tenant claims the victim's client id (public: the /oauth/start
+    redirect carries it) in an app Secret of their own, with a webhook token they chose, and
+    signs an app_deauthorized notice for the victim's user with it. The notice verifies only
+    against the tenant's own grant: the victim's grant stays Ready with its refresh token."""
+    app, _, alice = await make_grant(kube, namespace, sim, zoomsim, operator, webhook=True)
+    url = (await grant_body(kube, namespace))["status"]["authorizationUrl"]
+    assert await authorize_in_browser(url, alice["email"]) == "Authorized"
+    await wait_grant(kube, namespace, ready="True")
+    other = f"t-{uuid.uuid4().hex[:10]}"
+    await kube.core.create_namespace({"metadata": {"name": other}})
+    try:
+        await kube.core.create_namespaced_secret(
+            other,
+            {
+                "metadata": {"name": "mine", "labels": {SECRET_USE_LABEL: "zoom-credentials"}},
+                "stringData": {
+                    "clientId": app["user_client_id"],  # the victim's
+                    "clientSecret": "anything",
+                    "webhookSecretToken": "the-attackers-own-token",
+                },
+            },
+        )
+        await kube.custom.create_namespaced_custom_object(
+            "meetingbot.dev",
+            "v1alpha1",
+            other,
+            "zoomusergrants",
+            {
+                "apiVersion": "meetingbot.dev/v1alpha1",
+                "kind": "ZoomUserGrant",
+                "metadata": {"name": "decoy"},
+                "spec": {
+                    "accountRef": {"name": "main"},
+                    "appCredentialsSecretRef": {"name": "mine"},
+                    "allowAnyUser": True,
+                },
+            },
+        )
+
+        async def decoy_seen() -> bool:
+            return bool((await grant_body(kube, other, "decoy")).get("status"))
+
+        await wait_for(decoy_seen, 30, what="the decoy grant's status")
+        notice = json.dumps(
+            {
+                "event": "app_deauthorized",
+                "payload": {"user_id": alice["id"], "client_id": app["user_client_id"]},
+            }
+        )
+        stamp = str(int(time.time()))
+        signed = hmac.new(b"the-attackers-own-token", f"v0:{stamp}:{notice}".encode(), "sha256")
+
+        async def notice_verified() -> bool:  # once the operator has seen the decoy grant
+            answer = httpx.post(
+                f"{operator.oauth_url}/oauth/deauthorize",
+                content=notice,
+                headers={
+                    "x-zm-request-timestamp": stamp,
+                    "x-zm-signature": f"v0={signed.hexdigest()}",
+                },
+            )
+            return answer.status_code == 200
+
+        await wait_for(notice_verified, 30, what="the forged notice verified by the decoy")
+        await asyncio.sleep(2)  # a revocation would be written by now
+        assert ready_of(await grant_body(kube, namespace))["status"] == "True"
+        assert (await grant_secret(kube, namespace))["refreshToken"]
+    finally:
+        await kube.core.delete_namespace(other)
 
 
 async def test_a_grant_for_one_user_refuses_anyone_else(

@@ -175,6 +175,28 @@ async def test_server_errors_are_retried(
     assert sim.calls()[f"{zoom_account['id']}:zak:failed"] > 0
 
 
+async def test_an_outage_is_waited_out_by_the_whole_account_not_by_each_caller(
+    zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
+) -> None:
+    """Zoom answers 503 to every ZAK call: 20 bots starting at once, 3 attempts each. Their
+    first calls race out together; after that the account pauses as a whole and sends one
+    probe at a time, so the failing calls are nowhere near 20 x 3 (a 5xx now backs off per
+    account as a 429 does)."""
+    async with client_for(zoomsim.url, zoom_account, max_attempts=3) as zoom:
+        await zoom.verify()
+        sim.set_faults(error_rate=1.0, error_status=503)
+        results = await asyncio.gather(
+            *(zoom.mint_zak(zoom_account["user"]["id"]) for _ in range(20)),
+            return_exceptions=True,
+        )
+    assert all(isinstance(r, ZoomError) and r.reason is Reason.ZOOM_UNAVAILABLE for r in results), (
+        results
+    )
+    failed = sim.calls()[f"{zoom_account['id']}:zak:failed"]
+    print(f"\n20 callers x 3 attempts during an outage: {failed} calls reached Zoom")
+    assert 20 <= failed <= 30
+
+
 async def test_outage_ends_in_a_transient_error(
     zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
 ) -> None:

@@ -15,8 +15,11 @@ from tests.support.operator_fixtures import Kube
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "meetingbot-operator"
-RELEASE, SYSTEM = "meetingbot-operator", "meetingbot-system"
-KEY_SECRET = "meetingbot-operator-report-key"
+# A release and namespace of the tests' own: `make demo` leaves its release
+# (meetingbot-operator in meetingbot-system) running, and `make test` follows it on the same
+# cluster. The release name contains the chart's, so it is also the objects' full name.
+RELEASE, SYSTEM = "meetingbot-operator-test", "meetingbot-test"
+KEY_SECRET = f"{RELEASE}-report-key"
 NON_DEFAULT = {
     "watchNamespaces": ["team-a", "team-b"],
     # What platform teams set first: an image by digest, an OpenShift-style security context

@@ -98,7 +98,7 @@ async def make_grant(
             "spec": {
                 "accountRef": {"name": "main"},
                 "appCredentialsSecretRef": {"name": "user-app"},
-                **(grant_spec or {}),
+                **(grant_spec or {"allowAnyUser": True}),
             },
         },
     )

@@ -548,3 +548,34 @@ def test_an_obf_bot_waits_for_its_grant_consuming_nothing(
         0,
     )
     assert plan.requeue_after is not None
+
+
+def test_a_bot_its_liveness_probe_ended_is_unresponsive_not_crashed() -> None:
+    """Exit 137 without a result: after a long silence (the probe's window and the SIGTERM
+    grace the frozen bot let run out) the kubelet ended it; a bot that had just reported and
+    then died with SIGKILL crashed."""
+    killed = PodObservation("bot-1", 1, "Failed", exit_code=137)
+    status = running(phase="InMeeting")
+    frozen = decide(
+        bot(status), META, observe(pod=killed, last_report_at=NOW - timedelta(seconds=95)), TIMING
+    )
+    assert frozen.status.reason == "BotUnresponsive"
+    assert "liveness probe" in (frozen.status.message or "")
+    crashed = decide(
+        bot(status), META, observe(pod=killed, last_report_at=NOW - timedelta(seconds=5)), TIMING
+    )
+    assert crashed.status.reason == "BotCrashed"
+
+
+def test_a_finished_bot_whose_pod_still_runs_is_stopped() -> None:
+    """A status says Succeeded (written by someone else, seen by a restarted operator) while
+    the attempt's pod runs and its bot has not said it left: the pod is stopped. A bot that
+    reported Ended is let go on its own (its logs stay with its pod)."""
+    done = {"phase": "Succeeded", "reason": "MeetingEnded", "attempts": 1, "podName": "bot-1"}
+    alive = PodObservation("bot-1", 1, "Running")
+    in_meeting = BotReport(attempt=1, state="InMeeting")
+    plan = decide(bot(done), META, observe(pod=alive, report=in_meeting), TIMING)
+    assert (ActionKind.DELETE_POD, "bot-1") in [(a.kind, a.pod_name) for a in plan.actions]
+    leaving = BotReport(attempt=1, state="Ended", reason="MeetingEnded")
+    plan = decide(bot(done), META, observe(pod=alive, report=leaving), TIMING)
+    assert ActionKind.DELETE_POD not in [a.kind for a in plan.actions]

@@ -196,9 +196,10 @@ def test_the_join_secret_goes_when_the_bot_finishes() -> None:
     assert ActionKind.DELETE_SECRET in [a.kind for a in plan.actions]
     # A finished bot whose Secret may still exist (after a restart) deletes it once.
     done = bot(plan.status.model_dump(mode="json", by_alias=True))
-    again = decide(done, META, observe(secret_cleaned=False), TIMING)
+    exited = PodObservation("bot-1", 1, "Succeeded", exit_code=0)
+    again = decide(done, META, observe(secret_cleaned=False, pod=exited), TIMING)
     assert [a.kind for a in again.actions] == [ActionKind.DELETE_SECRET]
-    assert decide(done, META, observe(secret_cleaned=True), TIMING).actions == []
+    assert decide(done, META, observe(secret_cleaned=True, pod=exited), TIMING).actions == []
 
 
 # --- ownership -----------------------------------------------------------------------------------

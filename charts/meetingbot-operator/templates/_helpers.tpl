@@ -48,7 +48,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["meetingbots/status", "zoomaccounts/status", "zoomusergrants/status"]
   verbs: ["patch"]
 - apiGroups: ["meetingbot.dev"]
-  resources: ["meetingbots/finalizers"]
+  resources: ["meetingbots/finalizers", "zoomusergrants/finalizers"]
   verbs: ["update"]
 - apiGroups: ["meetingbot.dev"]
   resources: ["zoomaccounts", "zoomusergrants"]

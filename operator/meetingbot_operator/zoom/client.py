@@ -33,7 +33,7 @@ from meetingbot_operator.zoom.credentials import (
 from meetingbot_operator.zoom.endpoints import Endpoints
 from meetingbot_operator.zoom.errors import ZoomError, describe
 from meetingbot_operator.zoom.oauth import TokenProvider
-from meetingbot_operator.zoom.ratelimit import AccountLimiter, Category, RatePlan
+from meetingbot_operator.zoom.ratelimit import AccountLimiter, Category, OutageOpen, RatePlan
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,13 @@ class ZoomClient:
         await limiter.acquire()
         account_token = None if bearer is not None else await self.tokens.get()
         started = time.monotonic()
-        response = await self._send(method, path, params, json, bearer or _value(account_token))
+        token = bearer or _value(account_token)
+        try:
+            response = await self.limiter.outage.call(
+                lambda: self._send(method, path, params, json, token), _server_failed
+            )
+        except OutageOpen as refused:
+            raise ZoomError(Reason.ZOOM_UNAVAILABLE, f"{method} {endpoint}: {refused}") from None
         if account_token is not None and _zoom_code(response) == 124:
             # The cached token was revoked or expired early: refresh once and try again.
             self.tokens.invalidate(account_token)
@@ -409,6 +415,11 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _server_failed(response: httpx.Response) -> bool:
+    """Zoom itself failing (not a refusal of this request): the account's callers back off."""
+    return response.status_code >= 500
 
 
 def _retryable(error: BaseException) -> bool:
