@@ -108,6 +108,33 @@ def secret_name(grant: str) -> str:
     return f"{grant}{SECRET_SUFFIX}"
 
 
+def grant_secret(namespace: str, grant: str, uid: str, data: dict[str, str]) -> dict[str, Any]:
+    """The grant's Secret, controlled by the grant. blockOwnerDeletion: under the admission
+    plugin OwnerReferencesPermissionEnforcement, writing it needs update on
+    zoomusergrants/finalizers, which the chart's RBAC grants."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": secret_name(grant),
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "meetingbot-operator"},
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "ZoomUserGrant",
+                    "name": grant,
+                    "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "stringData": data,
+    }
+
+
 class GrantService:
     def __init__(
         self,
@@ -536,29 +563,7 @@ class GrantService:
         return await self.kube.read_owned_secret(key[0], secret_name(key[1]), entry.uid) or {}
 
     async def _write_secret(self, key: Key, entry: GrantEntry, data: dict[str, str]) -> None:
-        await self.kube.upsert_secret(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "Opaque",
-                "metadata": {
-                    "name": secret_name(key[1]),
-                    "namespace": key[0],
-                    "labels": {"app.kubernetes.io/managed-by": "meetingbot-operator"},
-                    "ownerReferences": [
-                        {
-                            "apiVersion": API_VERSION,
-                            "kind": "ZoomUserGrant",
-                            "name": key[1],
-                            "uid": entry.uid,
-                            "controller": True,
-                            "blockOwnerDeletion": True,
-                        }
-                    ],
-                },
-                "stringData": data,
-            }
-        )
+        await self.kube.upsert_secret(grant_secret(key[0], key[1], entry.uid, data))
 
     async def _set(self, key: Key, entry: GrantEntry, state: GrantState) -> None:
         """Remember the state and write the status (Ready, the URL) if it changed."""

@@ -19,6 +19,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from devenv.cluster import cluster, node
 from devenv.operator_process import install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
+from meetingbot_operator.children import join_secret
+from meetingbot_operator.grants import grant_secret
+from meetingbot_operator.observed import Meta
 from tests.support.chart import (
     CHART,
     KEY_SECRET,
@@ -31,6 +34,7 @@ from tests.support.chart import (
     operator_pods,
     values_file,
 )
+from tests.support.grants import create_grant
 from tests.support.operator_fixtures import (
     Bots,
     Kube,
@@ -39,10 +43,11 @@ from tests.support.operator_fixtures import (
     wait_for,
     zoom_account,
 )
-from tests.support.specs import bot_spec
+from tests.support.specs import bot_spec, join_config
 from tests.support.takeover import leader_deleted_mid_burst
 
 SA_USER = f"system:serviceaccount:{SYSTEM}:{RELEASE}"
+QUOTA = 3  # meetingBotQuota of the `installed` release
 # Granted, and needed, but no request of a short lifecycle shows them in the audit log:
 RARELY_USED = {
     # OwnerReferencesPermissionEnforcement checks it when a child sets blockOwnerDeletion:
@@ -157,6 +162,7 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
         # Listed namespaces: Roles there, nothing cluster-wide for the operator (the only
         # ClusterRoles are the ones aggregated into view/edit/admin, for people).
         assert {"Role", "RoleBinding", "NetworkPolicy", "ServiceMonitor"} <= set(kinds)
+        assert "ResourceQuota" in kinds  # meetingBotQuota, in each watched namespace
         assert "ClusterRoleBinding" not in kinds
         cluster_roles = [d for d in documents if d["kind"] == "ClusterRole"]
         assert all(
@@ -181,7 +187,7 @@ async def installed(kube: Kube, kubeconfig: Path, tmp_path: Path) -> AsyncIterat
     install_crds()
     watched = f"chart-{uuid.uuid4().hex[:6]}"
     await kube.core.create_namespace({"metadata": {"name": watched}})
-    values = {"watchNamespaces": [watched], "replicaCount": 0}
+    values = {"watchNamespaces": [watched], "replicaCount": 0, "meetingBotQuota": QUOTA}
     helm(
         "install",
         RELEASE,
@@ -248,22 +254,7 @@ async def test_the_operator_pod_runs_on_the_charts_rbac_and_needs_all_of_it(
     zoom = await zoom_account(kube, namespace, sim, running.sandbox)
     assert (await account_ready(kube, namespace, timeout=60))["status"] == "True"
     # 0. a ZoomUserGrant: its status names the chart's public OAuth URL (oauth.publicUrl)
-    await kube.custom.create_namespaced_custom_object(
-        "meetingbot.dev",
-        "v1alpha1",
-        namespace,
-        "zoomusergrants",
-        {
-            "apiVersion": "meetingbot.dev/v1alpha1",
-            "kind": "ZoomUserGrant",
-            "metadata": {"name": "someone"},
-            "spec": {
-                "accountRef": {"name": "main"},
-                "appCredentialsSecretRef": {"name": "app"},
-                "allowAnyUser": True,
-            },
-        },
-    )
+    await create_grant(kube, namespace, "someone", "app", allowAnyUser=True)
 
     async def grant_url() -> str | None:
         body = await kube.custom.get_namespaced_custom_object(
@@ -447,6 +438,44 @@ async def test_upgrade_and_uninstall(kube: Kube, installed: str, tmp_path: Path)
         SYSTEM, label_selector=f"app.kubernetes.io/instance={RELEASE}"
     )
     assert not listed.items
+
+
+async def test_the_charts_rbac_lets_the_operator_write_every_child_it_owns(
+    kube: Kube, installed: str
+) -> None:
+    """Every Secret the operator writes is controlled by its MeetingBot or ZoomUserGrant with
+    blockOwnerDeletion; OwnerReferencesPermissionEnforcement (on in this cluster, and on
+    OpenShift by default) then asks for update on the owner's finalizers. Written here as the
+    chart's service account, from the operator's own builders, as the operator writes them."""
+    namespace = installed
+    grant = await create_grant(kube, namespace, "alice", "app", allowAnyUser=True)
+    bot = await Bots(kube, namespace).apply("owner", bot_spec())
+    meta = Meta("owner", namespace, bot["metadata"]["uid"], 1)
+    children = {
+        "ZoomUserGrant": grant_secret(
+            namespace, "alice", grant["metadata"]["uid"], {"refreshToken": "x"}
+        ),
+        "MeetingBot": join_secret(meta, 1, join_config()),
+    }
+    for owner, secret in children.items():
+        created = cluster.kubectl(
+            "--as", SA_USER, "-n", namespace, "create", "-f", "-",
+            stdin=json.dumps(secret), check=False,
+        )  # fmt: skip
+        assert created.returncode == 0, f"a {owner}'s Secret was refused: {created.stderr}"
+
+
+async def test_a_namespace_past_its_meetingbot_quota_is_refused_at_apply_time(
+    kube: Kube, installed: str
+) -> None:
+    bots = Bots(kube, installed)
+    for i in range(QUOTA):
+        await bots.apply(f"b{i}", bot_spec())
+    with pytest.raises(ApiException) as refused:
+        await bots.apply("one-more", bot_spec())
+    assert refused.value.status == 403
+    assert "exceeded quota" in str(refused.value.body)
+    assert "count/meetingbots.meetingbot.dev" in str(refused.value.body)
 
 
 async def test_namespace_users_get_our_resources_through_view_and_edit(

@@ -15,16 +15,14 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import SecretStr
 
 from devenv.cluster import cluster
-from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget
 from meetingbot_operator.children import bot_pod, join_secret
 from meetingbot_operator.models import MeetingBotSpec
 from meetingbot_operator.observed import Meta
 from meetingbot_operator.settings import Settings
 from tests.support.chart import NON_DEFAULT, render
-from tests.support.specs import bot_spec
+from tests.support.specs import bot_spec, join_config
 
 # kube-score checks we do not follow, and why. Everything else must pass (no CRITICAL).
 KUBE_SCORE_EXCEPTIONS = {
@@ -86,16 +84,7 @@ def a_bot_pod() -> list[dict[str, Any]]:
     """The join Secret and the Pod the operator makes for a bot, from its own builders."""
     spec = MeetingBotSpec.model_validate(bot_spec(on_kwok=False))
     meta = Meta(name="notetaker", namespace="bots", uid="0000-uid", generation=1)
-    config = JoinConfig(
-        bot=BotIdentity(namespace="bots", name=meta.name, uid=meta.uid, attempt=1),
-        meeting=MeetingInfo(number="12345678901"),
-        display_name="Notetaker",
-        auth="zak",
-        sdk_key="k",
-        signature=SecretStr("s"),
-        zak=SecretStr("z"),
-        report=ReportTarget(url="http://operator/report", token=SecretStr("t")),
-    )
+    config = join_config("bots", meta.name, meta.uid)
     settings = Settings(bot_image="registry.example.com/meetingbot-bot:0.1.0")
     return [join_secret(meta, 1, config), bot_pod(meta, 1, spec, settings)]
 

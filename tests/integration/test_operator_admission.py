@@ -23,7 +23,7 @@ from tests.support.operator_fixtures import (
     patch_account,
     zoom_account,
 )
-from tests.support.specs import bot_spec
+from tests.support.specs import bot_spec, largest_pod_template
 
 VALID: dict[str, Any] = bot_spec()
 
@@ -376,20 +376,3 @@ def test_the_largest_legal_pod_template_stays_small(crds: None, namespace: str) 
         result = apply(namespace, {**VALID, "podTemplate": {**largest, field: value}}, name="over")
         assert result.returncode != 0, f"{field} over its cap was accepted"
         assert f"spec.podTemplate.{field}" in result.stderr, result.stderr
-
-
-def largest_pod_template() -> dict[str, Any]:
-    """A podTemplate at every cap of the CRD (the adversarial pass's tenant, within them)."""
-    key = "a" * 253 + "/" + "b" * 54  # 308 characters: 8 more make each key distinct
-    annotations = {f"{key}{i:08d}": "v" * (32768 // 64 - 317) for i in range(64)}
-    env = [{"name": f"V{i}", "value": "v" * (32768 // 64 - 4)} for i in range(64)]
-    return {
-        "annotations": annotations,
-        "env": env,
-        "labels": {f"{key}{i:08d}": "l" * 63 for i in range(32)},
-        "nodeSelector": {f"{key}{i:08d}": "n" * 63 for i in range(32)},
-        "tolerations": [
-            {"key": f"{key}{i:08d}", "operator": "Equal", "value": "t" * 63, "effect": "NoSchedule"}
-            for i in range(32)
-        ],
-    }

@@ -19,6 +19,7 @@ from devenv.operator_process import OperatorProcess
 from devenv.zoomsim import SimAdmin, ZoomSim
 from tests.support.grants import (
     authorize_in_browser,
+    create_grant,
     grant_body,
     grant_secret,
     make_grant,
@@ -175,22 +176,7 @@ async def test_a_notice_signed_by_one_tenant_never_revokes_anothers_grant(
                 },
             },
         )
-        await kube.custom.create_namespaced_custom_object(
-            "meetingbot.dev",
-            "v1alpha1",
-            other,
-            "zoomusergrants",
-            {
-                "apiVersion": "meetingbot.dev/v1alpha1",
-                "kind": "ZoomUserGrant",
-                "metadata": {"name": "decoy"},
-                "spec": {
-                    "accountRef": {"name": "main"},
-                    "appCredentialsSecretRef": {"name": "mine"},
-                    "allowAnyUser": True,
-                },
-            },
-        )
+        await create_grant(kube, other, "decoy", "mine", allowAnyUser=True)
 
         async def decoy_seen() -> bool:
             return bool((await grant_body(kube, other, "decoy")).get("status"))

@@ -21,10 +21,11 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.operator_process import OperatorProcess, install_crds
-from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url
+from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_operator.kube_client import KubeClient
 from meetingbot_operator.leader import LeadershipLost, Lease, LeaseTiming
 from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
+from tests.support.replicas import replica_pair
 from tests.support.scripted_bot import ScriptedBot
 from tests.support.specs import bot_spec
 
@@ -141,27 +142,7 @@ async def test_the_standby_forwards_reports_and_takes_over_without_losing_a_bot(
     namespace = ha_namespace
     install_crds()
 
-    def replica(name: str) -> OperatorProcess:
-        process = OperatorProcess(
-            kubeconfig,
-            tmp_path / f"{name}.log",
-            namespaces=namespace,
-            pod_namespace=namespace,
-            pod_name=name,
-            leader_election="true",
-            lease_duration_seconds="6",
-            lease_renew_deadline_seconds="4",
-            lease_retry_seconds="1",
-            retry_base_seconds="1",
-            report_interval_seconds="2",
-            allowed_endpoints=zoomsim.url,
-            bot_sdk_url=fake_sdk_url(zoomsim.pod_url),
-        )
-        process.settings["pod_ip"] = process.report_host
-        return process
-
-    a, b = replica("a"), replica("b")
-    b.report_key = a.report_key  # the chart's replicas share the key's Secret
+    a, b = replica_pair(kubeconfig, tmp_path, zoomsim, namespace, namespace)
     a.start()
 
     async def leader_is(name: str) -> bool:

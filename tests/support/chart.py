@@ -22,6 +22,7 @@ RELEASE, SYSTEM = "meetingbot-operator-test", "meetingbot-test"
 KEY_SECRET = f"{RELEASE}-report-key"
 NON_DEFAULT = {
     "watchNamespaces": ["team-a", "team-b"],
+    "meetingBotQuota": 300,
     # What platform teams set first: an image by digest, an OpenShift-style security context
     # (no fixed UID), topology spread, labels that repeat a selector key.
     "image": {"digest": "sha256:" + "a" * 64},

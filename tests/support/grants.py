@@ -86,7 +86,19 @@ async def make_grant(
             },
         },
     )
-    await kube.custom.create_namespaced_custom_object(
+    await create_grant(
+        kube, namespace, "alice", "user-app", **(grant_spec or {"allowAnyUser": True})
+    )
+    body = await wait_grant(kube, namespace, ready="False", reason="AwaitingAuthorization")
+    assert body["status"]["authorizationUrl"].startswith(operator.oauth_url)
+    return app, host, alice
+
+
+async def create_grant(
+    kube: Kube, namespace: str, name: str, app_secret: str, **spec: Any
+) -> dict[str, Any]:
+    """A ZoomUserGrant of the account "main" with the app's Secret named `app_secret`."""
+    body: dict[str, Any] = await kube.custom.create_namespaced_custom_object(
         GROUP,
         VERSION,
         namespace,
@@ -94,17 +106,15 @@ async def make_grant(
         {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ZoomUserGrant",
-            "metadata": {"name": "alice"},
+            "metadata": {"name": name},
             "spec": {
                 "accountRef": {"name": "main"},
-                "appCredentialsSecretRef": {"name": "user-app"},
-                **(grant_spec or {"allowAnyUser": True}),
+                "appCredentialsSecretRef": {"name": app_secret},
+                **spec,
             },
         },
     )
-    body = await wait_grant(kube, namespace, ready="False", reason="AwaitingAuthorization")
-    assert body["status"]["authorizationUrl"].startswith(operator.oauth_url)
-    return app, host, alice
+    return body
 
 
 async def authorize_in_browser(url: str, email: str, *, decision: str = "allow") -> str:

@@ -301,28 +301,37 @@ class FakeZoom:
         return None
 
 
-async def test_an_account_whose_secret_read_is_refused_gets_its_own_condition(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """One tenant's credentials Secret cannot be read (403): that account says so in its
-    own status, and every other account is still verified, at each periodic check."""
+async def _accounts(
+    kube: FakeKube, monkeypatch: pytest.MonkeyPatch, namespaces: tuple[str, ...]
+) -> AccountService:
+    """An account "main" in each namespace, with credentials Secrets (read unless refused),
+    observed by one AccountService whose Zoom client is FakeZoom."""
     monkeypatch.setattr("meetingbot_operator.accounts.ZoomClient", FakeZoom)
     FakeZoom.verified = []
-    kube = FakeKube()
     labels = {USE_LABEL: "zoom-credentials"}
-    for namespace in ("team-a", "team-c"):
+    for namespace in namespaces:
         kube.secrets[(namespace, "sdk")] = SecretView(labels, {"sdkKey": "k", "sdkSecret": "s"})
         kube.secrets[(namespace, "api")] = SecretView(
             labels, {"accountId": namespace, "clientId": "c", "clientSecret": "s"}
         )
-    kube.refused |= {("team-b", "sdk"), ("team-b", "api")}
 
     async def changed(namespace: str, name: str) -> None:
         return None
 
     accounts = AccountService(kube, Settings(), on_change=changed)  # type: ignore[arg-type]
-    for namespace in ("team-a", "team-b", "team-c"):
+    for namespace in namespaces:
         await accounts.observe("ADDED", _account(namespace, "main"))
+    return accounts
+
+
+async def test_an_account_whose_secret_read_is_refused_gets_its_own_condition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One tenant's credentials Secret cannot be read (403): that account says so in its
+    own status, and every other account is still verified, at each periodic check."""
+    kube = FakeKube()
+    kube.refused |= {("team-b", "sdk"), ("team-b", "api")}
+    accounts = await _accounts(kube, monkeypatch, ("team-a", "team-b", "team-c"))
     broken = accounts.state("team-b", "main")
     assert broken is not None and broken.reason == Reason.SECRET_UNREADABLE
     assert "could not read Secret 'sdk'" in broken.message
@@ -340,22 +349,8 @@ async def test_a_periodic_check_that_raises_stays_with_its_account(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Whatever one account's check raises (here its status write), the others' run."""
-    monkeypatch.setattr("meetingbot_operator.accounts.ZoomClient", FakeZoom)
-    FakeZoom.verified = []
     kube = FakeKube()
-    labels = {USE_LABEL: "zoom-credentials"}
-    for namespace in ("team-a", "team-b"):
-        kube.secrets[(namespace, "sdk")] = SecretView(labels, {"sdkKey": "k", "sdkSecret": "s"})
-        kube.secrets[(namespace, "api")] = SecretView(
-            labels, {"accountId": namespace, "clientId": "c", "clientSecret": "s"}
-        )
-
-    async def changed(namespace: str, name: str) -> None:
-        return None
-
-    accounts = AccountService(kube, Settings(), on_change=changed)  # type: ignore[arg-type]
-    for namespace in ("team-a", "team-b"):
-        await accounts.observe("ADDED", _account(namespace, "main"))
+    accounts = await _accounts(kube, monkeypatch, ("team-a", "team-b"))
     written = kube.patch_status
 
     async def refuse_team_a(plural: str, namespace: str, *args: Any) -> dict[str, Any] | None:

@@ -1,0 +1,38 @@
+"""Two operator processes under leader election, as the chart's two pods run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devenv.operator_process import OperatorProcess
+from devenv.zoomsim import ZoomSim, fake_sdk_url
+
+
+def replica_pair(
+    kubeconfig: Path, logs: Path, zoomsim: ZoomSim, namespaces: str, lease_namespace: str
+) -> tuple[OperatorProcess, OperatorProcess]:
+    """Replicas "a" and "b" (not started) on one Lease in `lease_namespace`, with quick lease
+    timings, sharing a report key as the chart's replicas share its Secret."""
+
+    def replica(name: str) -> OperatorProcess:
+        process = OperatorProcess(
+            kubeconfig,
+            logs / f"{name}.log",
+            namespaces=namespaces,
+            pod_namespace=lease_namespace,
+            pod_name=name,
+            leader_election="true",
+            lease_duration_seconds="6",
+            lease_renew_deadline_seconds="4",
+            lease_retry_seconds="1",
+            retry_base_seconds="1",
+            report_interval_seconds="2",
+            allowed_endpoints=zoomsim.url,
+            bot_sdk_url=fake_sdk_url(zoomsim.pod_url),
+        )
+        process.settings["pod_ip"] = process.report_host
+        return process
+
+    a, b = replica("a"), replica("b")
+    b.report_key = a.report_key
+    return a, b
