@@ -32,9 +32,16 @@ from tests.support.chart import (
     helm,
     leader_pod,
     operator_pods,
+    port_forward,
     values_file,
 )
-from tests.support.grants import create_grant
+from tests.support.grants import (
+    authorize_in_browser,
+    create_grant,
+    grant_body,
+    grant_setup,
+    wait_grant,
+)
 from tests.support.operator_fixtures import (
     Bots,
     Kube,
@@ -315,6 +322,49 @@ async def test_the_operator_pod_runs_on_the_charts_rbac_and_needs_all_of_it(
     assert not unused, f"granted but never used: {sorted(unused)}"
     assert used <= granted
     print("\nRBAC used by the operator:", sorted(used))
+
+
+async def test_obf_through_the_chart_a_person_authorizes_and_the_bot_joins_on_their_behalf(
+    kube: Kube, running: Release, sim: SimAdmin
+) -> None:
+    """The README's OBF path with the chart's operator pods and RBAC: a person opens the
+    grant's link through `kubectl port-forward` (whichever replica answers; a standby forwards
+    to the leader), signs in on Zoom's consent page in Chromium, the grant's Secret is written
+    under OwnerReferencesPermissionEnforcement, and a real bot joins another account's
+    meeting on the user's behalf and leaves with them."""
+    namespace = running.namespace
+    public = "http://localhost:8082"  # the chart's default oauth.publicUrl
+    _, host, alice = await grant_setup(
+        kube,
+        namespace,
+        sim,
+        running.sandbox,
+        public,
+        extra_spec={"botImages": [running.values["bot"]["image"]]},
+        grant_spec={"email": f"alice-{namespace}@customer.example.com"},
+    )
+    url = (await grant_body(kube, namespace))["status"]["authorizationUrl"]
+    sandbox_host = running.sandbox.removeprefix("http://")
+    sandbox_ip = cluster.kubectl(
+        "-n", sandbox_host.split(".")[1], "get", "service", sandbox_host.split(".")[0],
+        "-o", "jsonpath={.spec.clusterIP}",
+    ).stdout  # fmt: skip
+    with port_forward(f"svc/{RELEASE}", SYSTEM, 8082):
+        title = await authorize_in_browser(url, alice["email"], hosts={sandbox_host: sandbox_ip})
+    assert title == "Authorized"
+    await wait_grant(kube, namespace, ready="True", timeout=30)
+    number = sim.create_meeting(host["id"])["number"]
+    alice_in = sim.add_participant(number, "Alice", user_id=alice["id"])
+    bots = Bots(kube, namespace)
+    spec = bot_spec(number, on_kwok=False, auth="obf", obf={"grantRef": {"name": "alice"}})
+    await bots.apply("onbehalf", spec)
+    status = await bots.wait_phase("onbehalf", "InMeeting", "Failed", timeout=120)
+    assert (status["phase"], status["auth"]) == ("InMeeting", "obf"), status
+    sim.remove_participant(number, alice_in["userId"], mode="leave")
+    done = await bots.wait_phase("onbehalf", "Succeeded", "Failed", timeout=60)
+    assert (done["phase"], done["reason"]) == ("Succeeded", "AuthorizingUserLeft")
+    _, forbidden = audited_permissions(running.since)
+    assert not forbidden, f"the operator was refused: {sorted(forbidden)}"
 
 
 async def test_the_sandbox_serves_a_whole_meeting_in_the_cluster(

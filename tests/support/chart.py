@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,28 @@ async def leader_pod(kube: Kube) -> Any:
         raise
     holder = lease.spec.holder_identity
     return next((p for p in await operator_pods(kube) if p.metadata.name == holder), None)
+
+
+@contextlib.contextmanager
+def port_forward(target: str, namespace: str, port: int) -> Iterator[None]:
+    """`kubectl port-forward` to localhost:`port` while the block runs, as the README says to
+    reach the OAuth pages without an Ingress."""
+    binaries = cluster.Binaries.in_cache()
+    process = subprocess.Popen(
+        [
+            str(binaries.kubectl), "--kubeconfig", str(cluster.kubeconfig_path()),
+            "-n", namespace, "port-forward", target, f"{port}:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # "Forwarding from 127.0.0.1:8082 -> 8082"
+        if "Forwarding from" not in line:
+            raise RuntimeError(f"kubectl port-forward did not start: {line.strip()}")
+        yield
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -60,15 +60,32 @@ async def make_grant(
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The app's account (its user-managed app redirects to this operator), an external host
     account with the user who authorizes, the app's Secret and a ZoomUserGrant."""
+    return await grant_setup(
+        kube, namespace, sim, zoomsim.url, operator.oauth_url, extra_spec, grant_spec, webhook
+    )
+
+
+async def grant_setup(
+    kube: Kube,
+    namespace: str,
+    sim: SimAdmin,
+    sim_url: str,
+    oauth_url: str,
+    extra_spec: dict[str, Any] | None = None,
+    grant_spec: dict[str, Any] | None = None,
+    webhook: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """make_grant for an operator whose OAuth pages browsers reach at `oauth_url`, with Zoom
+    at `sim_url` as the operator reaches it."""
     app = await zoom_account(
         kube,
         namespace,
         sim,
-        zoomsim.url,
+        sim_url,
         app_published=True,
-        redirect_urls=[f"{operator.oauth_url}/oauth/callback"],
+        redirect_urls=[f"{oauth_url}/oauth/callback"],
         extra_spec=extra_spec,
-        deauthorization_url=f"{operator.oauth_url}/oauth/deauthorize" if webhook else "",
+        deauthorization_url=f"{oauth_url}/oauth/deauthorize" if webhook else "",
     )
     await account_ready(kube, namespace)
     host = sim.create_account()
@@ -90,7 +107,7 @@ async def make_grant(
         kube, namespace, "alice", "user-app", **(grant_spec or {"allowAnyUser": True})
     )
     body = await wait_grant(kube, namespace, ready="False", reason="AwaitingAuthorization")
-    assert body["status"]["authorizationUrl"].startswith(operator.oauth_url)
+    assert body["status"]["authorizationUrl"].startswith(oauth_url)
     return app, host, alice
 
 
@@ -117,10 +134,15 @@ async def create_grant(
     return body
 
 
-async def authorize_in_browser(url: str, email: str, *, decision: str = "allow") -> str:
-    """What the person does: open the link, sign in on Zoom's page, press Allow."""
+async def authorize_in_browser(
+    url: str, email: str, *, decision: str = "allow", hosts: dict[str, str] | None = None
+) -> str:
+    """What the person does: open the link, sign in on Zoom's page, press Allow. `hosts` maps
+    host names the browser cannot resolve (a cluster's Service names) to addresses."""
+    rules = ",".join(f"MAP {name} {address}" for name, address in (hosts or {}).items())
+    args = [*FLAGS, f"--host-resolver-rules={rules}"] if rules else FLAGS
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=FLAGS)
+        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=args)
         try:
             page = await browser.new_page()
             await page.goto(url)
