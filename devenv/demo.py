@@ -226,9 +226,44 @@ def show_logs(name: str) -> None:
         ),
     ):
         lines = kubectl(*args, "--tail", "5").splitlines()
-        print(f"\n$ {title} --tail 5")
+        print(f"\n$ {title} --tail 5   (JSON lines, shown here as text)")
+        unexplained = 0
         for line in lines:
-            print(f"  {line[:160]}{'...' if len(line) > 160 else ''}")
+            text, level, explanation = readable(line)
+            print(f"  {text}")
+            if explanation:
+                print(f"      ^ {explanation}")
+            elif level in ("ERROR", "CRITICAL"):
+                unexplained += 1
+        if unexplained:
+            print(f"  {unexplained} ERROR line(s) above: read the whole log (the command below).")
+
+
+# kopf's own lines a newcomer may see, and what they mean. Its watches are long requests that
+# the API server ends (every 30 s here, or when it restarts): kopf resumes each from the last
+# version it saw, so nothing is missed.
+KOPF_EXPLAINED = {
+    "kopf._cogs.clients.watching": "kopf's watch request was cut off (the API server closed "
+    "it, or was not ready yet) and is retried; it resumes from the last version it saw, so "
+    "nothing is missed",
+}
+
+
+def readable(line: str) -> tuple[str, str, str]:
+    """One log line as text (time, level, logger, message, its bot or reason), its level and,
+    for kopf's known noise, what it means. A line that is not JSON is shown as it is."""
+    prefix, _, rest = line.partition(" ") if line.startswith("[pod/") else ("", "", line)
+    try:
+        record = json.loads(rest)
+    except ValueError:
+        return line[:200], "", ""
+    level, name = str(record.get("levelname", "")), str(record.get("name", ""))
+    clock = str(record.get("asctime", ""))[11:19]
+    extras = ", ".join(f"{k}={record[k]}" for k in ("bot", "reason", "state") if record.get(k))
+    text = f"{clock} {level:<7} {name.rsplit('.', 1)[-1]}: {record.get('message', '')}"
+    text = f"{prefix.split('/')[1] + ' ' if prefix else ''}{text}{f' ({extras})' if extras else ''}"
+    explanation = KOPF_EXPLAINED.get(name, "") if level in ("WARNING", "ERROR") else ""
+    return text[:200], level, explanation
 
 
 def follow(name: str, number: str, sim: SimAdmin, applied: float) -> None:

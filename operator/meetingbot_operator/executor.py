@@ -83,7 +83,7 @@ class AttemptExecutor:
                 # Still held by someone else: say so again without minting a ZAK for nothing.
                 raise NameTaken("Secret", meta.namespace, secret)
             config, zak_expires = await self._join_config(entry, bot, meta, action)
-            await self.kube.upsert_secret(children.join_secret(meta, action.attempt, config))
+            await self._write_join_secret(children.join_secret(meta, action.attempt, config))
             created = False if pod_exists else await self.kube.create_pod(pod)
         except _AnotherUser as problem:
             return (
@@ -108,6 +108,19 @@ class AttemptExecutor:
             return AttemptRefused(action.attempt, now, reason, message), False
         started = AttemptStarted(action.attempt, now, config.zoom_user, zak_expires, config.auth)
         return started, created
+
+    async def _write_join_secret(self, body: dict[str, Any]) -> None:
+        """The join Secret; a refusal is said as the Secret's, not as the pod's."""
+        try:
+            await self.kube.upsert_secret(body)
+        except ApiError as error:
+            if error.status >= 500:
+                raise  # the pass is retried as a whole
+            raise _StartProblem(
+                Reason.POD_FAILED,
+                f"the API server refused the join Secret {body['metadata']['name']!r}: "
+                f"{error.message}",
+            ) from None
 
     def _spends_nothing(self, entry: AccountEntry, bot: MeetingBot, action: Action) -> bool:
         """Whether this start would make no Zoom call: a ZAK start whose user has a reusable

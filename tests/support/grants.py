@@ -155,5 +155,9 @@ async def authorize_in_browser(
 
 
 async def grant_secret(kube: Kube, namespace: str) -> dict[str, str]:
+    """The grant's Secret's data ({} before anything was stored: a consent stores nothing
+    until it completes)."""
+    if not await kube.exists(kube.core.read_namespaced_secret, "alice-zoom-grant", namespace):
+        return {}
     secret = await kube.core.read_namespaced_secret("alice-zoom-grant", namespace)
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
