@@ -354,7 +354,12 @@ def load_image(image: str) -> None:
         log(f"imported {image} into the node's containerd in {time.monotonic() - started:.1f}s")
 
 
-AUDITED_GROUP = "system:serviceaccounts:meetingbot-system"
+# The chart's service accounts: the demo's release (meetingbot-system) and the tests' own
+# (meetingbot-test), which `make test` installs beside the demo's.
+AUDITED_GROUPS = (
+    "system:serviceaccounts:meetingbot-system",
+    "system:serviceaccounts:meetingbot-test",
+)
 
 
 def _audit_policy() -> Path:
@@ -364,7 +369,7 @@ def _audit_policy() -> Path:
         "kind: Policy\n"
         "omitStages: [RequestReceived]\n"
         "rules:\n"
-        f"  - level: Metadata\n    userGroups: [{AUDITED_GROUP!r}]\n"
+        f"  - level: Metadata\n    userGroups: [{', '.join(map(repr, AUDITED_GROUPS))}]\n"
         "  - level: None\n"
     )
     return path

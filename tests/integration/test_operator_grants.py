@@ -27,6 +27,7 @@ from tests.support.grants import (
     wait_grant,
 )
 from tests.support.operator_fixtures import (
+    MERGE_PATCH,
     SECRET_USE_LABEL,
     Bots,
     Kube,
@@ -85,9 +86,22 @@ async def test_refresh_rotates_and_a_revoked_grant_makes_bots_wait(
     assert await authorize_in_browser(url, alice["email"]) == "Authorized"
     await wait_grant(kube, namespace, ready="True")
     first = (await grant_secret(kube, namespace))["refreshToken"]
-    # The person declines a second time: nothing changes.
-    assert await authorize_in_browser(url, alice["email"], decision="decline") == "Not authorized"
+    # Anyone with the link, once the grant is Ready: nothing to authorize, nothing changes.
+    assert await authorize_in_browser(url, alice["email"]) == "Cannot authorize"
+    # An editor asks for a re-authorization; the person declines it: nothing changes.
+    await kube.custom.patch_namespaced_custom_object(
+        "meetingbot.dev", "v1alpha1", namespace, "zoomusergrants", "alice",
+        {"metadata": {"annotations": {"meetingbot.dev/reauthorize": "1"}}},
+        _content_type=MERGE_PATCH,
+    )  # fmt: skip
+
+    async def link_leads_to_zoom() -> bool:  # once the operator has seen the annotation
+        title = await authorize_in_browser(url, alice["email"], decision="decline")
+        return title == "Not authorized"
+
+    await wait_for(link_leads_to_zoom, 30, what="the re-authorization asked for")
     assert (await grant_secret(kube, namespace))["refreshToken"] == first
+    assert ready_of(await grant_body(kube, namespace))["status"] == "True"
     # The user removes the app in Zoom: the next use of the grant finds out.
     sim.deauthorize(alice["id"])
     number = sim.create_meeting(host["id"])["number"]

@@ -178,10 +178,10 @@ async def test_server_errors_are_retried(
 async def test_an_outage_is_waited_out_by_the_whole_account_not_by_each_caller(
     zoomsim: ZoomSim, zoom_account: dict[str, Any], sim: SimAdmin
 ) -> None:
-    """Zoom answers 503 to every ZAK call: 20 bots starting at once, 3 attempts each. Their
-    first calls race out together; after that the account pauses as a whole and sends one
-    probe at a time, so the failing calls are nowhere near 20 x 3 (a 5xx now backs off per
-    account as a 429 does)."""
+    """Zoom answers 503 to every ZAK call: 20 bots starting at once, 3 attempts each (60
+    calls, were each caller on its own). The first failure opens the account's breaker: the
+    others fail at once, unsent, and one probe at a time goes out when its pause ends (a 5xx
+    now backs off per account as a 429 does)."""
     async with client_for(zoomsim.url, zoom_account, max_attempts=3) as zoom:
         await zoom.verify()
         sim.set_faults(error_rate=1.0, error_status=503)
@@ -194,7 +194,7 @@ async def test_an_outage_is_waited_out_by_the_whole_account_not_by_each_caller(
     )
     failed = sim.calls()[f"{zoom_account['id']}:zak:failed"]
     print(f"\n20 callers x 3 attempts during an outage: {failed} calls reached Zoom")
-    assert 20 <= failed <= 30
+    assert 1 <= failed <= 10
 
 
 async def test_outage_ends_in_a_transient_error(

@@ -146,6 +146,8 @@ async def authorize_in_browser(
         try:
             page = await browser.new_page()
             await page.goto(url)
+            if not await page.locator("#email").count():
+                return await page.inner_text("#title")  # the operator's page: it said no
             await page.fill("#email", email)
             await page.click(f"#{decision}")
             await page.wait_for_load_state()

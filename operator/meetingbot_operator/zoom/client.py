@@ -417,9 +417,9 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-def _server_failed(response: httpx.Response) -> bool:
+def _server_failed(response: httpx.Response) -> str | None:
     """Zoom itself failing (not a refusal of this request): the account's callers back off."""
-    return response.status_code >= 500
+    return f"HTTP {response.status_code}" if response.status_code >= 500 else None
 
 
 def _retryable(error: BaseException) -> bool:

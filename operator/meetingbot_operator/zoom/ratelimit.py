@@ -4,10 +4,11 @@ Zoom's limits are per account and shared by every app of it (ZOOM.md §6), so th
 itself below the plan's limit and, when Zoom still answers 429 (another app spent the budget),
 pauses the whole category for every caller instead of letting each retry on its own.
 
-Zoom failing (5xx, or no answer) is treated alike, for the whole account: the OutageBreaker
-pauses every caller for a growing, jittered time after each failure, and once the pause ends
-lets one request through to probe; the callers that waited meanwhile go on only if it worked.
-Twenty bots starting during an outage made 242 failing calls in 25 s before this.
+Zoom failing (5xx, or no answer) is treated alike, for the whole account, as a circuit
+breaker: after a failure, calls fail at once without being sent (OutageOpen, a transient
+ZoomUnavailable that each caller retries with its own backoff) for a growing, jittered pause;
+once it ends, one request at a time goes through as a probe, and the first that works closes
+the breaker. Twenty bots starting during an outage made 242 failing calls in 25 s before this.
 """
 
 from __future__ import annotations
@@ -87,36 +88,43 @@ class OutageBreaker:
     def __init__(self, base: float = 1.0, cap: float = 30.0) -> None:
         self.base, self.cap = base, cap
         self.failures = 0
+        self.last_failure = ""  # what the last failure was (safe to show: no request data)
         self._until = 0.0
         self._probe = asyncio.Lock()
 
-    async def call(self, send: Callable[[], Awaitable[T]], failed: Callable[[T], bool]) -> T:
-        """`send()` once Zoom is not known to be failing; OutageOpen if, after this caller
-        waited, another caller's probe failed (nothing is sent then)."""
-        while (delay := self._until - time.monotonic()) > 0:  # noqa: ASYNC110 - may grow
-            await asyncio.sleep(delay)
+    async def call(self, send: Callable[[], Awaitable[T]], failed: Callable[[T], str | None]) -> T:
+        """`send()`, unless Zoom is known to be failing: then OutageOpen, nothing sent."""
         if self.failures == 0:
             return self._record(await self._observe(send), failed)
+        if self._until > time.monotonic() or self._probe.locked():
+            raise OutageOpen(self._refusal())
         async with self._probe:  # half-open: one request at a time tells whether Zoom is back
-            if self._until > time.monotonic():  # the probe before this one failed
-                raise OutageOpen(f"Zoom failed {self.failures} times in a row; not sent")
             return self._record(await self._observe(send), failed)
+
+    def _refusal(self) -> str:
+        wait = max(self._until - time.monotonic(), 0.0)
+        return (
+            f"Zoom failed {self.failures} times in a row (last: {self.last_failure}); not sent "
+            f"(next try in {wait:.0f}s)"
+        )
 
     async def _observe(self, send: Callable[[], Awaitable[T]]) -> T:
         try:
             return await send()
-        except Exception:
-            self.fail()
+        except Exception as error:
+            self.fail(str(getattr(error, "message", "")) or type(error).__name__)
             raise
 
-    def _record(self, result: T, failed: Callable[[T], bool]) -> T:
-        if failed(result):
-            self.fail()
+    def _record(self, result: T, failed: Callable[[T], str | None]) -> T:
+        failure = failed(result)
+        if failure is not None:
+            self.fail(failure)
         else:
             self.failures = 0
         return result
 
-    def fail(self) -> None:
+    def fail(self, what: str) -> None:
+        self.last_failure = what
         self.failures += 1
         pause = min(self.cap, self.base * 2 ** (self.failures - 1))
         jittered = pause * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
