@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +41,8 @@ from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, usable
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import Zak, ZoomError, sdk_signature
 
+# What a passcode may not hold (as models.PASSCODE says for the spec's own).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Bots that waited on a shared ZAK mint that failed fail with it for this long.
 SHARED_FAILURE_SECONDS = 2.0
 
@@ -179,6 +182,14 @@ class AttemptExecutor:
             passcode = await self._secret_value(
                 meta.namespace, ref.name, ref.key, SecretUse.MEETING_PASSCODE
             )
+            if CONTROL_CHARACTERS.search(passcode):
+                # The CRD refuses these in spec.meeting.passcode; a Secret's value is checked
+                # here (never echoed: it is a passcode).
+                raise _StartProblem(
+                    Reason.SPEC_INVALID,
+                    f"the passcode in Secret {ref.name!r} (key {ref.key!r}) holds control "
+                    "characters (a newline, NUL, ...); Zoom's passcodes are printable text",
+                )
         zak = obf = None
         zak_expires: datetime | None = None
         mode = _auth_mode(bot, action)

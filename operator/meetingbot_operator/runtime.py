@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -121,18 +122,27 @@ class Runtime:
             self.bots.queue.trigger(key)
 
     async def _sweep(self) -> None:
+        """The periodic jobs, each on its own: one that fails (each also isolates its own
+        objects) is logged and tried at its next turn, and never stops the others."""
         elapsed = 0.0
         while True:
             await asyncio.sleep(ACCOUNT_TICK)
             elapsed += ACCOUNT_TICK
-            try:
-                await self.accounts.recheck_due()
-                if elapsed >= self.settings.sweep_seconds:
-                    elapsed = 0.0
-                    self.bots.sweep()
-                    await self.grants.keep_fresh()
-            except Exception:
-                log.exception("sweep failed; trying again at the next tick")
+            jobs: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+                ("accounts", self.accounts.recheck_due)
+            ]
+            if elapsed >= self.settings.sweep_seconds:
+                elapsed = 0.0
+                jobs += [("bots", self._sweep_bots), ("grants", self.grants.keep_fresh)]
+            for name, job in jobs:
+                try:
+                    await job()
+                except Exception:
+                    log.exception("periodic job failed; trying again at its next turn",
+                                  extra={"job": name})  # fmt: skip
+
+    async def _sweep_bots(self) -> None:
+        self.bots.sweep()
 
 
 def health(runtime: Runtime) -> dict[str, Any]:

@@ -296,3 +296,29 @@ async def test_passcode_from_a_secret(
     # The passcode the bot read from its join Secret (deleted now that the bot is done).
     assert bot.config is not None
     assert bot.config.meeting.passcode.get_secret_value() == "from-secret"
+
+
+async def test_a_passcode_secret_with_control_characters_fails_the_bot_clearly(
+    kube: Kube, namespace: str, bots: Bots, zoom: dict[str, Any], sim: SimAdmin
+) -> None:
+    """The CRD refuses a newline or NUL in spec.meeting.passcode; a Secret's value is checked
+    at the start: the bot fails SpecInvalid, naming the Secret and never its value."""
+    number = sim.create_meeting(zoom["id"], passcode="pass")["number"]
+    await kube.core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "pw", "labels": {SECRET_USE_LABEL: "meeting-passcode"}},
+            "stringData": {"passcode": "pass\nword"},
+        },
+    )
+    await bots.apply(
+        "tricky",
+        bot_spec(
+            number,
+            meeting={"number": number, "passcodeSecretRef": {"name": "pw", "key": "passcode"}},
+        ),
+    )
+    status = await bots.wait_phase("tricky", "Failed", timeout=30)
+    assert status["reason"] == "SpecInvalid"
+    assert "'pw'" in status["message"] and "pass\nword" not in status["message"]
+    assert await bots.pods("tricky") == []
