@@ -8,9 +8,6 @@ anything was sent (no connection) are retried here; the grant service decides th
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -49,13 +46,6 @@ class UserOAuthError(Exception):
         self.message = message
         self.revoked = revoked
         self.transient = transient
-
-
-def pkce_pair() -> tuple[str, str]:
-    """(verifier, S256 challenge), RFC 7636."""
-    verifier = secrets.token_urlsafe(64)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def authorize_url(
