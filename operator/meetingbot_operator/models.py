@@ -107,9 +107,9 @@ STRING_SET: dict[str, Any] = {"x-kubernetes-list-type": "set"}
 # What the largest legal podTemplate may hold, so that a tenant's biggest specs cost the
 # operator (its watch pages, its cache) and the API server little: keys as long as Kubernetes
 # allows for labels and annotations (a 253-character prefix, '/', a 63-character name), label
-# and node-selector values as long as a label value may be, and at most 32 KiB of annotations
-# and of environment each (CEL counts characters). The largest legal MeetingBot is about
-# 100 KB.
+# and node-selector values as long as a label value may be, and at most 32 768 characters of
+# annotations and of environment each (CEL counts characters). The largest legal MeetingBot
+# spec is 107 KB of JSON (tests/support/specs.py largest_pod_template).
 MAX_KEY = 317
 MAX_LABEL_VALUE = 63
 MAX_TOTAL_CHARS = 32768
@@ -553,7 +553,7 @@ class PodTemplate(Model):
     annotations: dict[str, str] | None = Field(
         None,
         max_length=64,
-        description="Annotations of the bot's pod: at most 32 KiB in all, none in the "
+        description="Annotations of the bot's pod: at most 32 768 characters in all, none in the "
         "kubernetes.io and k8s.io domains.",
         json_schema_extra={
             **STRING_MAP,
@@ -598,7 +598,7 @@ class PodTemplate(Model):
         max_length=64,
         description="Extra environment for the bot container. Not MEETINGBOT_* or HOME (the "
         "runtime contract's), nor variables that change what code runs (LD_*, PYTHON*, "
-        "NODE_OPTIONS); at most 32 KiB in all.",
+        "NODE_OPTIONS); at most 32 768 characters in all.",
         json_schema_extra={
             # One value per name (server-side apply merges by name, as for a container's env).
             "x-kubernetes-list-type": "map",
