@@ -12,10 +12,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from devenv.operator_process import OperatorProcess, install_crds
+from devenv.operator_process import install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
 from tests.support.operator_fixtures import (
     MERGE_PATCH,
@@ -110,17 +111,10 @@ async def test_the_largest_legal_bots_of_one_tenant_do_not_take_a_new_leader_dow
 
 
 async def test_a_pod_template_too_large_for_the_cache_still_reaches_the_pod(
-    kube: Kube,
-    namespace: str,
-    bots: Bots,
-    sim: SimAdmin,
-    zoomsim: ZoomSim,
-    operator: OperatorProcess,
+    bots: Bots, zoom: dict[str, Any], sim: SimAdmin
 ) -> None:
     """The cache keeps a large podTemplate out (about 100 KB at the caps); the start reads
     the MeetingBot again and the pod gets every variable and annotation."""
-    zoom = await zoom_account(kube, namespace, sim, zoomsim.url)
-    await account_ready(kube, namespace)
     number = sim.create_meeting(zoom["id"])["number"]
     env = [{"name": f"SETTING_{i}", "value": f"{i}-" + "v" * 400} for i in range(48)]
     annotations = {f"example.com/note-{i}": "a" * 400 for i in range(16)}
@@ -137,16 +131,13 @@ async def test_a_status_written_by_someone_else_is_not_believed(
     kube: Kube,
     namespace: str,
     bots: Bots,
+    zoom: dict[str, Any],
     sim: SimAdmin,
-    zoomsim: ZoomSim,
-    operator: OperatorProcess,
     scripted: Scripted,
 ) -> None:
     """A principal allowed to patch meetingbots/status marks a bot in a meeting Succeeded:
     the operator restores its own status, the join Secret stays, the bot stays supervised and
     ends as the meeting does."""
-    zoom = await zoom_account(kube, namespace, sim, zoomsim.url)
-    await account_ready(kube, namespace)
     number = sim.create_meeting(zoom["id"])["number"]
     await bots.apply("watched", bot_spec(number))
     bot = scripted("watched")
