@@ -184,6 +184,7 @@ def main() -> int:
     )  # fmt: skip
     say(f"    the Zoom sandbox: {sandbox} in the cluster (http://{cluster_ip} from this host)")
     with SimAdmin(f"http://{cluster_ip}") as admin:
+        admin.wait_reachable()
         zoom_setup(admin, bot, account)
         # The one demo-only change to the examples, printed so nothing is hidden: Zoom is
         # the simulator, reached through its Service.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -86,6 +87,20 @@ class SimAdmin:
 
     def calls(self) -> dict[str, int]:
         return dict(self._json("GET", "/sim/calls"))
+
+    def wait_reachable(self, timeout: float = 60.0) -> SimAdmin:
+        """Wait until the admin API answers. Through a Service just created, kube-proxy
+        refuses connections until it has programmed the Service's endpoints (a fresh-clone
+        CI run met "connection refused" in the second after `helm install --wait`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.calls()
+                return self
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def issued_secrets(self) -> list[str]:
         return list(self._json("GET", "/sim/issued")["secrets"])

@@ -399,6 +399,7 @@ async def test_the_sandbox_serves_a_whole_meeting_in_the_cluster(
         # The host reaches the Service's ClusterIP through kube-proxy, as a CI job in a pod
         # would reach its name.
         with SimAdmin(f"http://{service.spec.cluster_ip}") as admin:
+            admin.wait_reachable()
             zoom = await zoom_account(kube, watched, admin, sandbox)
             assert (await account_ready(kube, watched, timeout=60))["status"] == "True"
             number = admin.create_meeting(zoom["id"])["number"]
