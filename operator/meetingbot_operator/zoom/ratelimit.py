@@ -78,6 +78,10 @@ class CategoryLimiter:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
 
+# Failures in a row that open the breaker: Zoom failing, not one unlucky answer.
+OPEN_AFTER = 3
+
+
 class OutageOpen(Exception):
     """Zoom failed again while this caller waited: its request was not sent."""
 
@@ -94,7 +98,7 @@ class OutageBreaker:
 
     async def call(self, send: Callable[[], Awaitable[T]], failed: Callable[[T], str | None]) -> T:
         """`send()`, unless Zoom is known to be failing: then OutageOpen, nothing sent."""
-        if self.failures == 0:
+        if self.failures < OPEN_AFTER:  # a stray 5xx among answers does not stop everyone
             return self._record(await self._observe(send), failed)
         if self._until > time.monotonic() or self._probe.locked():
             raise OutageOpen(self._refusal())
@@ -126,7 +130,9 @@ class OutageBreaker:
     def fail(self, what: str) -> None:
         self.last_failure = what
         self.failures += 1
-        pause = min(self.cap, self.base * 2 ** (self.failures - 1))
+        if self.failures < OPEN_AFTER:
+            return
+        pause = min(self.cap, self.base * 2 ** (self.failures - OPEN_AFTER))
         jittered = pause * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
         self._until = max(self._until, time.monotonic() + jittered)
 
