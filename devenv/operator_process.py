@@ -181,5 +181,6 @@ class OperatorProcess:
 
 
 def install_crds() -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crdgen.CRD_DIR))
+    # crds/ with its kustomization, as a GitOps user applies it.
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(crdgen.CRD_DIR))
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")

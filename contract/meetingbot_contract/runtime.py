@@ -51,16 +51,33 @@ class LeaveRules(_Model):
 
     # Upper bounds keep every deadline computable (and refused at apply time, not at runtime).
     waiting_room_timeout_seconds: int = Field(
-        900, alias="waitingRoomTimeoutSeconds", ge=0, le=DAY_SECONDS
+        900,
+        alias="waitingRoomTimeoutSeconds",
+        ge=0,
+        le=DAY_SECONDS,
+        description="Leave when not admitted from the waiting room within this long.",
     )
     no_one_joined_timeout_seconds: int = Field(
-        900, alias="noOneJoinedTimeoutSeconds", ge=0, le=DAY_SECONDS
+        900,
+        alias="noOneJoinedTimeoutSeconds",
+        ge=0,
+        le=DAY_SECONDS,
+        description="Leave when nobody else joined within this long of the bot.",
     )
     everyone_left_timeout_seconds: int = Field(
-        60, alias="everyoneLeftTimeoutSeconds", ge=0, le=DAY_SECONDS
+        60,
+        alias="everyoneLeftTimeoutSeconds",
+        ge=0,
+        le=DAY_SECONDS,
+        description="Leave this long after the last other participant left.",
     )
     max_duration_seconds: int = Field(
-        4 * 3600, alias="maxDurationSeconds", ge=60, le=MAX_DURATION_SECONDS
+        4 * 3600,
+        alias="maxDurationSeconds",
+        ge=60,
+        le=MAX_DURATION_SECONDS,
+        description="Leave after this long in the meeting, whatever happens (the operator "
+        "stops the pod soon after, as a backstop).",
     )
 
 
