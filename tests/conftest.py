@@ -18,7 +18,7 @@ from devenv.cluster import cluster
 from devenv.cluster.node import node_ip
 from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
-from meetingbot_operator.kube_client import KubeClient
+from meetingbot_operator.kube.client import KubeClient
 from tests.support.chart import CHART, KEY_SECRET, RELEASE, SYSTEM, Release, helm, values_file
 from tests.support.operator_fixtures import MERGE_PATCH, Bots, Kube, account_ready
 from tests.support.operator_fixtures import zoom_account as zoom_account_in
@@ -59,7 +59,7 @@ async def kube(kubeconfig: Path) -> AsyncIterator[Kube]:
 async def operator_api(
     kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[KubeClient]:
-    """The operator's own API client (kube_client.py), logged in with the kubeconfig."""
+    """The operator's own API client (kube/client.py), logged in with the kubeconfig."""
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     api = KubeClient.connect()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 # kopf imports kubernetes_asyncio whenever it is importable (to recognise its models and to log
-# in with it): 35 MB of RSS for a client the operator does not use (kube_client.py is ours).
+# in with it): 35 MB of RSS for a client the operator does not use (kube/client.py is ours).
 # The image does not install it; a development environment does, for the tests, so hide it.
 sys.modules.setdefault("kubernetes_asyncio", None)  # type: ignore[arg-type]
 
@@ -19,12 +19,13 @@ import kopf
 from kopf._core.engines.peering import Identity  # the NewType kopf.run expects; not re-exported
 
 from meetingbot_contract import logs
-from meetingbot_operator import election, memory, metrics
+from meetingbot_operator import allocations, metrics
+from meetingbot_operator.ha import election
 from meetingbot_operator.settings import Settings
 
 
 def main() -> None:
-    memory.start()  # only with MEETINGBOT_TRACEMALLOC_FILE (benchmarks)
+    allocations.start()  # only with MEETINGBOT_TRACEMALLOC_FILE (benchmarks)
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
     # kopf logs every liveness probe at INFO: noise in `kubectl logs`.
@@ -38,7 +39,7 @@ def main() -> None:
 
     identity = settings.pod_name or f"{socket.gethostname()}-{os.getpid()}"
     options: dict[str, Any] = {
-        # One active replica: alone, or the leader (election.py); never kopf's peering.
+        # One active replica: alone, or the leader (ha/election.py); never kopf's peering.
         "standalone": True,
         "clusterwide": not settings.namespaces,
         "namespaces": settings.namespaces,

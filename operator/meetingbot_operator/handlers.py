@@ -13,10 +13,11 @@ from typing import Any
 
 import kopf
 
-from meetingbot_operator import kube_client, memory
-from meetingbot_operator.children import BOT_LABEL
+from meetingbot_operator import allocations
+from meetingbot_operator.app import Operator, health
+from meetingbot_operator.kube import client as kube_client
+from meetingbot_operator.meetingbot.children import BOT_LABEL
 from meetingbot_operator.models import GROUP, VERSION
-from meetingbot_operator.runtime import Runtime, health
 from meetingbot_operator.settings import Settings
 
 
@@ -64,18 +65,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if config.namespaces and not any(c in "".join(config.namespaces) for c in "*?[!"):
         # Exact namespaces: nothing to discover, so no cluster-wide RBAC (namespaces, CRDs).
         settings.scanning.disabled = True
-    memo.runtime = await Runtime.start(config)
+    memo.runtime = await Operator.start(config)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    runtime: Runtime | None = memo.get("runtime")
+    runtime: Operator | None = memo.get("runtime")
     if runtime is not None:
         await runtime.stop()
     step_down = memo.get("step_down")  # under leader election: release the Lease now
     if step_down is not None:
         await step_down()
-    memory.write_report()
+    allocations.write_report()
 
 
 @kopf.on.probe(id="state")

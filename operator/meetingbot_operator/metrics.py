@@ -18,7 +18,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from meetingbot_operator.pool import UserView
+from meetingbot_operator.identities.pool import UserView
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 

@@ -2,7 +2,7 @@
 
 1. Operator, simulator without rate limits: time until every bot has its Secret and Pod,
    against two baselines in the same run, written directly with the operator's own client
-   (kube_client.py): the same 1000 Secrets and Pods; and what a bot needs at least (its
+   (kube/client.py): the same 1000 Secrets and Pods; and what a bot needs at least (its
    MeetingBot, Secret, Pod and one status patch).
 2. Operator, simulator with Pro limits (30 ZAKs/s), one service user: ZAK reuse on (the
    default) against the unlimited run, and off (one ZAK per attempt), with the 429s.
@@ -32,16 +32,16 @@ from devenv.cluster import cluster
 from devenv.operator_process import PY_SPY, OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget
-from meetingbot_operator.children import bot_pod, join_secret
-from meetingbot_operator.kube_client import (
+from meetingbot_operator.kube.client import (
     CONNECTIONS,
     MERGE_PATCH,
     ApiError,
     KubeClient,
     custom_path,
 )
+from meetingbot_operator.meetingbot.children import bot_pod, join_secret
+from meetingbot_operator.meetingbot.observed import Meta
 from meetingbot_operator.models import MeetingBotSpec
-from meetingbot_operator.observed import Meta
 from meetingbot_operator.settings import Settings
 from tests.support.operator_fixtures import Kube, account_ready, wait_for, zoom_account
 from tests.support.specs import bot_spec
@@ -70,7 +70,7 @@ async def bounded(jobs: list[Callable[[], Awaitable[Any]]], limit: int) -> None:
 
 
 def client() -> KubeClient:
-    """The operator's own client (kube_client.py): the bench writes and watches as it does."""
+    """The operator's own client (kube/client.py): the bench writes and watches as it does."""
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig_path())
     return KubeClient.connect()
 
@@ -178,7 +178,7 @@ async def baseline(namespace: str, *, with_bot: bool = False) -> float:
     """The same Secrets and Pods the operator makes, created directly. `with_bot`: the
     physical limit for what a bot needs: its MeetingBot applied, then its Secret, its Pod and
     one status patch, each bot's writes in order, with the operator's own client
-    (kube_client.py) and as many requests in flight as it allows."""
+    (kube/client.py) and as many requests in flight as it allows."""
     settings = Settings(bot_image="example.invalid/meetingbot-bot:bench")
     spec = MeetingBotSpec.model_validate(bot_spec(displayName="Bench"))
     api = client()
@@ -281,7 +281,7 @@ async def run_operator_burst(
 ) -> dict[str, Any]:
     sim, zoomsim = bench_env
     namespace = await new_namespace(kube)
-    # Where the memory goes, written by the operator when it stops (meetingbot_operator.memory).
+    # Where the memory goes, written by the operator when it stops (meetingbot_operator.allocations).
     trace = RESULTS / "operator-memory.txt"
     if trace_memory:
         RESULTS.mkdir(exist_ok=True)

@@ -19,9 +19,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from devenv.cluster import cluster, node
 from devenv.operator_process import install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
-from meetingbot_operator.children import join_secret
-from meetingbot_operator.grants import grant_secret
-from meetingbot_operator.observed import Meta
+from meetingbot_operator.meetingbot.children import join_secret
+from meetingbot_operator.meetingbot.observed import Meta
+from meetingbot_operator.zoomusergrant.service import grant_secret
 from tests.support.chart import (
     CHART,
     KEY_SECRET,

@@ -1,4 +1,4 @@
-"""The operator's own API client (kube_client.py) against the real API server: a stale
+"""The operator's own API client (kube/client.py) against the real API server: a stale
 token logs in again, refusals carry the server's message and never the request, and a watch
 streams events until the server ends it."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from meetingbot_operator.kube_client import ApiError, KubeClient, connection
+from meetingbot_operator.kube.client import ApiError, KubeClient, connection
 
 
 async def test_a_stale_token_logs_in_again_once(

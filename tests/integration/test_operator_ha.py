@@ -22,8 +22,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
-from meetingbot_operator.kube_client import KubeClient
-from meetingbot_operator.leader import LeadershipLost, Lease, LeaseTiming
+from meetingbot_operator.ha.lease import LeadershipLost, Lease, LeaseTiming
+from meetingbot_operator.kube.client import KubeClient
 from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
 from tests.support.replicas import replica_pair
 from tests.support.scripted_bot import ScriptedBot

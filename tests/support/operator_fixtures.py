@@ -44,7 +44,7 @@ async def wait_for(
 
 class Kube:
     """The tests' Kubernetes client: kubernetes_asyncio, as in the operator. The API objects
-    are typed Any, as in the operator's kube.py: the client's models type every field
+    are typed Any, as in the operator's kube/verbs.py: the client's models type every field
     Optional, and a test reads what the API server returned."""
 
     def __init__(self, api: client.ApiClient) -> None:

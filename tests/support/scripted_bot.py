@@ -22,7 +22,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from meetingbot_bot.machine import OBF_MASTER_LEFT
 from meetingbot_contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
 from meetingbot_contract.reasons import reason_for_sdk_error
-from meetingbot_operator.reports import report_path
+from meetingbot_operator.meetingbot.reports import report_path
 from tests.support.operator_fixtures import Kube
 from tests.support.zoom_helpers import JoinFailed, SdkSession
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from meetingbot_operator.cache import BotCache, parse_pod
+from meetingbot_operator.meetingbot.cache import BotCache, parse_pod
 
 
 def service() -> BotCache:
@@ -69,7 +69,7 @@ def test_parse_pod_reads_what_the_decisions_need() -> None:
 
 
 def test_only_a_bot_yet_to_start_is_unstarted() -> None:
-    """What the work queue lets go first in a burst (workqueue.py)."""
+    """What the work queue lets go first in a burst (meetingbot/workqueue.py)."""
     bots = service()
     body = {"metadata": {"name": "b", "namespace": "ns", "uid": "u", "resourceVersion": "1"}}
     assert not bots.unstarted(("ns", "b"))  # never seen

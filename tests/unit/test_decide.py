@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from meetingbot_contract import AuthMode, BotReport, BotResult
-from meetingbot_operator.decide import (
+from meetingbot_operator.meetingbot.decisions import (
     ActionKind,
     Timing,
     after_start_failure,
@@ -17,17 +17,16 @@ from meetingbot_operator.decide import (
     pick_user,
     started,
 )
-from meetingbot_operator.models import MeetingBot, Phase
-from meetingbot_operator.observed import (
-    AccountState,
+from meetingbot_operator.meetingbot.observed import (
     AttemptRefused,
     AttemptStarted,
-    GrantState,
-    MeetingOwner,
     Meta,
     Observed,
     PodObservation,
 )
+from meetingbot_operator.models import MeetingBot, Phase
+from meetingbot_operator.zoomaccount.state import AccountState, MeetingOwner
+from meetingbot_operator.zoomusergrant.state import GrantState
 from tests.support.specs import meeting_bot
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -14,14 +14,14 @@ from pydantic import SecretStr
 
 from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget, logs
 from meetingbot_operator import crdgen
-from meetingbot_operator.children import bot_pod, join_secret
 from meetingbot_operator.conditions import condition_reason
-from meetingbot_operator.kube_client import resource_of
+from meetingbot_operator.keys import ReportTokens
+from meetingbot_operator.kube.client import resource_of
+from meetingbot_operator.meetingbot.children import bot_pod, join_secret
+from meetingbot_operator.meetingbot.observed import Meta
+from meetingbot_operator.meetingbot.workqueue import PriorityGate, WorkQueue
 from meetingbot_operator.models import MeetingBotSpec, meeting_number
-from meetingbot_operator.observed import Meta
-from meetingbot_operator.reports import ReportTokens
 from meetingbot_operator.settings import Settings
-from meetingbot_operator.workqueue import PriorityGate, WorkQueue
 
 ROOT = Path(__file__).resolve().parents[2]
 META = Meta(name="bot", namespace="ns", uid="uid-1", generation=1)
@@ -230,7 +230,7 @@ def test_condition_reasons_are_always_acceptable() -> None:
 
 
 async def test_events_are_rate_limited_and_can_be_turned_off() -> None:
-    from meetingbot_operator.events import EventRecorder
+    from meetingbot_operator.kube.events import EventRecorder
 
     posted: list[float] = []
 

@@ -13,16 +13,18 @@ from pydantic import SecretStr, ValidationError
 
 from meetingbot_contract import BotReport, BotResult
 from meetingbot_contract.reasons import Reason
-from meetingbot_operator.cache import BotRecord, parse_pod
-from meetingbot_operator.children import bot_pod
-from meetingbot_operator.decide import ActionKind, Timing, decide
-from meetingbot_operator.executor import pod_refusal
-from meetingbot_operator.kube_client import ApiError
+from meetingbot_operator.keys import ReportTokens
+from meetingbot_operator.kube.client import ApiError
+from meetingbot_operator.kube.secrets import SecretNotAllowed, SecretUse, SecretView, usable
+from meetingbot_operator.meetingbot.cache import BotRecord, parse_pod
+from meetingbot_operator.meetingbot.children import bot_pod
+from meetingbot_operator.meetingbot.decisions import ActionKind, Timing, decide
+from meetingbot_operator.meetingbot.executor import pod_refusal
+from meetingbot_operator.meetingbot.observed import Meta, Observed, PodObservation
+from meetingbot_operator.meetingbot.reports import make_app
 from meetingbot_operator.models import MeetingBot, Phase
-from meetingbot_operator.observed import AccountState, Meta, Observed, PodObservation
-from meetingbot_operator.reports import ReportTokens, make_app
-from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, SecretView, usable
 from meetingbot_operator.settings import Settings, endpoint_allowed
+from meetingbot_operator.zoomaccount.state import AccountState
 from tests.support.specs import meeting_bot
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -26,31 +26,32 @@ from pydantic import SecretStr
 
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
-from meetingbot_operator.accounts import AccountService
-from meetingbot_operator.cache import POD_TEMPLATE_ELIDED, POD_TEMPLATE_KEPT_BYTES, slim
-from meetingbot_operator.grant_links import GrantLinks, StateRefused
-from meetingbot_operator.grants import (
-    REFRESH_TOKEN,
-    GrantEntry,
-    GrantProblem,
-    GrantService,
-    secret_name,
-)
-from meetingbot_operator.kube import Kube
-from meetingbot_operator.kube_client import (
+from meetingbot_operator.ha.lease import Holder
+from meetingbot_operator.ha.standby import Standby, signed_endpoints
+from meetingbot_operator.identities.pool import UserView
+from meetingbot_operator.identities.service import Identities
+from meetingbot_operator.kube.client import (
     ApiError,
     InvalidName,
     KubeClient,
     core_path,
     custom_path,
 )
-from meetingbot_operator.leader import Holder
+from meetingbot_operator.kube.secrets import USE_LABEL, SecretView
+from meetingbot_operator.kube.verbs import Kube
+from meetingbot_operator.meetingbot.cache import POD_TEMPLATE_ELIDED, POD_TEMPLATE_KEPT_BYTES, slim
 from meetingbot_operator.models import MeetingBot, ZoomUserGrant
-from meetingbot_operator.pool import UserView
-from meetingbot_operator.secret_refs import USE_LABEL, SecretView
 from meetingbot_operator.servers import Servers
 from meetingbot_operator.settings import Settings
-from meetingbot_operator.standby import Standby, signed_endpoints
+from meetingbot_operator.zoomaccount.service import AccountService
+from meetingbot_operator.zoomusergrant.links import GrantLinks, StateRefused
+from meetingbot_operator.zoomusergrant.service import (
+    REFRESH_TOKEN,
+    GrantEntry,
+    GrantProblem,
+    GrantService,
+    secret_name,
+)
 
 # Each would reach another object if it became part of a path; and encoded forms of them.
 NOT_NAMES = [
@@ -225,7 +226,7 @@ async def _grants(kube: FakeKube) -> GrantService:
         return None
 
     settings = Settings(oauth_public_url="https://bots.example.com")
-    accounts = AccountService(kube, settings, on_change=changed)  # type: ignore[arg-type]
+    accounts = AccountService(kube, settings, Identities(), on_change=changed)  # type: ignore[arg-type]
     links = GrantLinks(b"a key")
     return GrantService(kube, accounts, settings, links, on_change=changed)  # type: ignore[arg-type]
 
@@ -306,7 +307,7 @@ async def _accounts(
 ) -> AccountService:
     """An account "main" in each namespace, with credentials Secrets (read unless refused),
     observed by one AccountService whose Zoom client is FakeZoom."""
-    monkeypatch.setattr("meetingbot_operator.accounts.ZoomClient", FakeZoom)
+    monkeypatch.setattr("meetingbot_operator.zoomaccount.credentials.ZoomClient", FakeZoom)
     FakeZoom.verified = []
     labels = {USE_LABEL: "zoom-credentials"}
     for namespace in namespaces:
@@ -318,7 +319,7 @@ async def _accounts(
     async def changed(namespace: str, name: str) -> None:
         return None
 
-    accounts = AccountService(kube, Settings(), on_change=changed)  # type: ignore[arg-type]
+    accounts = AccountService(kube, Settings(), Identities(), on_change=changed)  # type: ignore[arg-type]
     for namespace in namespaces:
         await accounts.observe("ADDED", _account(namespace, "main"))
     return accounts

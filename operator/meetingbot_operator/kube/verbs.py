@@ -1,4 +1,4 @@
-"""The Kubernetes calls the operator makes, on one shared client (kube_client.py).
+"""The Kubernetes calls the operator makes, on one shared client (kube/client.py).
 
 Kept small on purpose: the verbs here are exactly the ones the chart's RBAC grants. Bodies
 are plain dicts, sent and read as JSON.
@@ -10,7 +10,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from meetingbot_operator.kube_client import (
+from meetingbot_operator.kube.client import (
     MERGE_PATCH,
     ApiError,
     KubeClient,
@@ -18,7 +18,7 @@ from meetingbot_operator.kube_client import (
     custom_path,
     segment,
 )
-from meetingbot_operator.secret_refs import SecretView
+from meetingbot_operator.kube.secrets import SecretView
 
 
 class NameTaken(Exception):

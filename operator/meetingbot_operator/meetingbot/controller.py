@@ -1,4 +1,4 @@
-"""The MeetingBot service: one pass per input, observe -> decide -> act.
+"""The MeetingBot controller: one pass per input, observe -> decide -> act.
 
 Every trigger (a MeetingBot or Pod watch event, a bot's report, a timer, the periodic sweep)
 runs the same pass for that bot, serialized and coalesced by the work queue:
@@ -23,21 +23,30 @@ from pydantic import ValidationError
 
 from meetingbot_contract import BotReport
 from meetingbot_contract.reasons import Reason
-from meetingbot_operator import children, metrics
-from meetingbot_operator.accounts import AccountService
-from meetingbot_operator.cache import (
+from meetingbot_operator import metrics
+from meetingbot_operator.identities.service import Identities
+from meetingbot_operator.keys import ReportTokens
+from meetingbot_operator.kube.objects import older
+from meetingbot_operator.kube.verbs import Kube
+from meetingbot_operator.meetingbot import children
+from meetingbot_operator.meetingbot.cache import (
     POD_TEMPLATE_ELIDED,
     BotCache,
     BotRecord,
     Key,
-    older,
 )
-from meetingbot_operator.decide import ActionKind, Decision, Timing, decide, spec_invalid
-from meetingbot_operator.executor import AttemptExecutor
-from meetingbot_operator.grants import GrantService
-from meetingbot_operator.kube import Kube
+from meetingbot_operator.meetingbot.decisions import (
+    ActionKind,
+    Decision,
+    Timing,
+    decide,
+    spec_invalid,
+)
+from meetingbot_operator.meetingbot.executor import AttemptExecutor
+from meetingbot_operator.meetingbot.observed import AttemptRefused, AttemptStarted, Meta, Observed
+from meetingbot_operator.meetingbot.reports import Receipt
+from meetingbot_operator.meetingbot.workqueue import WorkQueue
 from meetingbot_operator.models import (
-    RUNNING_PHASES,
     TERMINAL_PHASES,
     BotAuth,
     MeetingBot,
@@ -46,10 +55,11 @@ from meetingbot_operator.models import (
     first_error,
     meeting_number,
 )
-from meetingbot_operator.observed import AccountState, AttemptStarted, GrantState, Meta, Observed
-from meetingbot_operator.reports import Receipt, ReportTokens
 from meetingbot_operator.settings import Settings
-from meetingbot_operator.workqueue import WorkQueue
+from meetingbot_operator.zoomaccount.service import AccountService
+from meetingbot_operator.zoomaccount.state import AccountState
+from meetingbot_operator.zoomusergrant.service import GrantService
+from meetingbot_operator.zoomusergrant.state import GrantState
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +67,17 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 # Attempts started at once (a burst of applies): bounds the Zoom and API work in flight.
 CONCURRENT_STARTS = 64
+IDENTITY_ACTIONS = frozenset(
+    {ActionKind.PROVISION_USER, ActionKind.FORGET_ZAK, ActionKind.MARK_USER_UNAVAILABLE}
+)
 
 
-class BotService:
+class BotController:
     def __init__(
         self,
         kube: Kube,
         accounts: AccountService,
+        identities: Identities,
         settings: Settings,
         grants: GrantService,
         tokens: ReportTokens,
@@ -71,13 +85,14 @@ class BotService:
     ) -> None:
         self.kube = kube
         self.accounts = accounts
+        self.identities = identities
         self.grants = grants
         self.sweep_seconds = settings.sweep_seconds
         self.tokens = tokens
         self.post_event = post_event
         self.cache = BotCache()
         self.queue = WorkQueue(self.reconcile, settings.concurrent_reconciles, self.cache.unstarted)
-        self.executor = AttemptExecutor(kube, accounts, grants, settings, tokens)
+        self.executor = AttemptExecutor(kube, accounts, identities, grants, settings, tokens)
         self.started_at = datetime.now(UTC)
         self.timing = Timing(
             start_lead=timedelta(seconds=settings.start_lead_seconds),
@@ -121,12 +136,9 @@ class BotService:
         if event_type == "DELETED":
             self.cache.observe_bot(event_type, body)
             self.queue.forget(key)
-            account = (body.get("spec") or {}).get("accountRef", {}).get("name")
-            pool = self.accounts.pool(key[0], account) if account else None
-            if pool is not None:
-                pool.release(body["metadata"].get("uid", ""))
+            self.identities.release(body["metadata"].get("uid", ""))
         else:
-            self._adopt_user(body)
+            self.identities.observe_bot(body)
             if self.cache.observe_bot(event_type, body):
                 self.queue.trigger(key)
 
@@ -155,14 +167,6 @@ class BotService:
     def bots_of_grant(self, namespace: str, grant: str) -> list[Key]:
         return self.cache.bots_of_grant(namespace, grant)
 
-    def adopt_all(self, namespace: str, account: str) -> None:
-        """A ZoomAccount just observed (e.g. after a restart): its pool takes the claims of
-        every running attempt the cache already knows, before any new bot can start."""
-        for key in self.cache.bots_of_account(namespace, account):
-            record = self.cache.get(key)
-            if record is not None and record.body is not None:
-                self._adopt_user(record.body)
-
     async def stop(self) -> None:
         await self.queue.stop()
 
@@ -186,7 +190,8 @@ class BotService:
             return
         observed = self._observed(record, meta, bot)
         decision = decide(bot, meta, observed, self.timing)
-        self._hold_user(bot, meta, decision, observed.account)
+        if not self._hold(bot, meta, decision, observed.account):
+            return
         if log.isEnabledFor(logging.DEBUG):  # a hot path in bursts: build the record only if shown
             log.debug(
                 "decided",
@@ -199,40 +204,29 @@ class BotService:
             )
         await self._act(key, record, bot, meta, decision)
 
-    def _adopt_user(self, body: dict[str, Any]) -> None:
-        """A running attempt seen in a watch event holds its service user at once: after a
-        restart the pool's load is whole before any new bot is started against it."""
-        status = body.get("status") or {}
-        user, account = status.get("zoomUser"), (body.get("spec") or {}).get("accountRef", {})
-        if user and status.get("phase") in RUNNING_PHASES and account.get("name"):
-            pool = self.accounts.pool(body["metadata"]["namespace"], account["name"])
-            if pool is not None:
-                pool.adopt(body["metadata"]["uid"], user)
-
-    def _hold_user(
+    def _hold(
         self, bot: MeetingBot, meta: Meta, decision: Decision, account: AccountState | None
-    ) -> None:
-        """The pool's claims follow the attempts: a running attempt holds its service user
-        (adopted again after a restart), anything else holds none (pool.py). An attempt about
-        to start holds its user from the decision on, before any await: the bots decided next
-        in a burst see the load and spread over the users."""
-        pool = self.accounts.pool(meta.namespace, bot.spec.account_ref.name)
-        if pool is None:
-            return
-        for action in decision.actions:
-            if action.kind == ActionKind.START_ATTEMPT and action.user and not bot.spec.user:
-                # Refused when the user filled up meanwhile: the executor's own claim then
-                # fails too, and the bot is decided again (NoServiceUserAvailable).
-                pool.claim(meta.uid, action.user, account.max_per_user if account else None)
-        status = decision.status
-        if status.reason == Reason.NO_SERVICE_USER_AVAILABLE:
-            self.accounts.want_more_users(meta.namespace, bot.spec.account_ref.name)
-        if status.reason == Reason.ZAK_INVALID and status.zoom_user:
-            self.accounts.zak_refused(meta.namespace, bot.spec.account_ref.name, status.zoom_user)
-        if status.phase in RUNNING_PHASES and status.zoom_user:
-            pool.adopt(meta.uid, status.zoom_user)
-        elif not any(a.kind == ActionKind.START_ATTEMPT for a in decision.actions):
-            pool.release(meta.uid)
+    ) -> bool:
+        """The claims ledger takes the user the decision holds, before any await (the bots
+        decided next in a burst see the load). False when a start's claim was refused (the
+        user filled up since the pass read the loads): said as the start's refusal, which the
+        next pass reads like any other."""
+        key = (meta.namespace, bot.spec.account_ref.name)
+        cap = account.max_per_user if account else None
+        if self.identities.hold(key, meta.uid, decision.hold, cap):
+            return True
+        start = next(a for a in decision.actions if a.kind == ActionKind.START_ATTEMPT)
+        record = self.cache.get((meta.namespace, meta.name))
+        if record is not None:
+            record.attempt_result = AttemptRefused(
+                start.attempt,
+                datetime.now(UTC),
+                Reason.NO_SERVICE_USER_AVAILABLE,
+                "the service user chosen became full or unavailable",
+                another_user=True,
+            )
+            self.queue.trigger((meta.namespace, meta.name))
+        return False
 
     def _grant(self, meta: Meta, bot: MeetingBot) -> GrantState | None:
         obf = bot.spec.obf
@@ -306,6 +300,8 @@ class BotService:
                 record.secret_cleaned = True
             elif action.kind == ActionKind.DELETE_BOT:
                 await self.executor.delete_bot(meta)
+            elif action.kind in IDENTITY_ACTIONS:
+                self.executor.identity_action(meta, bot, action)
             elif action.kind == ActionKind.LOOKUP_MEETING:
                 await self.accounts.lookup_meeting(
                     meta.namespace, bot.spec.account_ref.name, meeting_number(bot.spec.meeting)

@@ -19,12 +19,12 @@ from typing import Any
 import kopf
 from pydantic import SecretStr
 
-from meetingbot_operator import metrics, reports
-from meetingbot_operator.kube import Kube
-from meetingbot_operator.kube_client import KubeClient
-from meetingbot_operator.leader import Lease, LeaseTiming
+from meetingbot_operator import keys, metrics
+from meetingbot_operator.ha.lease import Lease, LeaseTiming
+from meetingbot_operator.ha.standby import Standby, signed_endpoints
+from meetingbot_operator.kube.client import KubeClient
+from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.settings import Settings
-from meetingbot_operator.standby import Standby, signed_endpoints
 
 log = logging.getLogger(__name__)
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -47,8 +47,8 @@ async def run(settings: Settings, identity: str, kopf_options: dict[str, Any]) -
         retry=settings.lease_retry_seconds,
     )
     # The report key the release's replicas share signs the endpoints this replica publishes
-    # when it leads: standbys forward bots' tokens to nowhere else (standby.py).
-    key = await reports.load_key(settings, Kube(api))
+    # when it leads: standbys forward bots' tokens to nowhere else (ha/standby.py).
+    key = await keys.load_key(settings, Kube(api))
     lease = Lease(
         api, settings.pod_namespace, settings.leader_lease_name, identity,
         signed_endpoints(key, endpoints(settings)), timing,

@@ -2,7 +2,7 @@
 
 The chart's Service sends bots' reports and people's OAuth redirects to every Ready replica,
 so a standby forwards them, unread, to the leader's own endpoints (from the Lease, see
-leader.py) and hands back the leader's answer: the leader checks every token as usual, and a
+ha/lease.py) and hands back the leader's answer: the leader checks every token as usual, and a
 standby never holds a report it could lose. With no leader (a takeover in progress) the
 answer is 503 with Retry-After, which bots retry. /healthz and /metrics are served here too
 (meetingbot_leader is 0), so a standby is Ready and visible.
@@ -24,8 +24,9 @@ import httpx
 from aiohttp import web
 from pydantic import SecretStr
 
-from meetingbot_operator import metrics, reports
-from meetingbot_operator.leader import Lease
+from meetingbot_operator import metrics
+from meetingbot_operator.ha.lease import Lease
+from meetingbot_operator.meetingbot import reports
 from meetingbot_operator.servers import Servers
 from meetingbot_operator.settings import Settings
 

@@ -19,8 +19,8 @@ from meetingbot_contract import (
     SDK_URL_ENV,
     JoinConfig,
 )
+from meetingbot_operator.meetingbot.observed import Meta, pod_name
 from meetingbot_operator.models import API_VERSION, GROUP, MeetingBotSpec
-from meetingbot_operator.observed import Meta, pod_name
 from meetingbot_operator.settings import Settings
 
 MANAGED_BY = "meetingbot-operator"

@@ -10,33 +10,38 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from meetingbot_operator import metrics, oauth_http, reports
-from meetingbot_operator.accounts import AccountService
-from meetingbot_operator.bots import BotService
-from meetingbot_operator.events import EventRecorder
-from meetingbot_operator.grant_links import GrantLinks
-from meetingbot_operator.grants import GrantService
-from meetingbot_operator.kube import Kube
-from meetingbot_operator.kube_client import ApiError, KubeClient
-from meetingbot_operator.secret_watch import SecretWatch
+from meetingbot_operator import metrics
+from meetingbot_operator.identities.service import Identities
+from meetingbot_operator.keys import ReportTokens, load_key
+from meetingbot_operator.kube.client import ApiError, KubeClient
+from meetingbot_operator.kube.events import EventRecorder
+from meetingbot_operator.kube.secret_watch import SecretWatch
+from meetingbot_operator.kube.verbs import Kube
+from meetingbot_operator.meetingbot import reports
+from meetingbot_operator.meetingbot.controller import BotController
 from meetingbot_operator.servers import Servers
 from meetingbot_operator.settings import Settings
+from meetingbot_operator.zoomaccount.service import AccountService
+from meetingbot_operator.zoomusergrant import pages
+from meetingbot_operator.zoomusergrant.links import GrantLinks
+from meetingbot_operator.zoomusergrant.service import GrantService
 
 log = logging.getLogger(__name__)
 ACCOUNT_TICK = 5.0
 
 
-class Runtime:
-    def __init__(self, settings: Settings, kube: Kube, tokens: reports.ReportTokens) -> None:
+class Operator:
+    def __init__(self, settings: Settings, kube: Kube, tokens: ReportTokens) -> None:
         self.settings = settings
         self.kube = kube
+        # One owner of who holds which service user and of the shared ZAKs (identities/).
+        self.identities = Identities(settings.user_recheck_seconds)
         self.accounts = AccountService(
             kube,
             settings,
+            self.identities,
             on_change=self._account_changed,
             observe_zoom_call=metrics.observe_zoom_call,
-            # Called only once bots exist: the pool of a new account takes their claims.
-            on_new_pool=lambda namespace, name: self.bots.adopt_all(namespace, name),
         )
         self.events = EventRecorder(kube, settings.events_per_second)
         self.grants = GrantService(
@@ -46,9 +51,10 @@ class Runtime:
             GrantLinks(tokens.derived_key("zoom-user-grants")),
             on_change=self._grant_changed,
         )
-        self.bots = BotService(
+        self.bots = BotController(
             kube,
             self.accounts,
+            self.identities,
             settings,
             self.grants,
             tokens,
@@ -65,9 +71,9 @@ class Runtime:
         self.secret_watch = SecretWatch(kube, settings.namespaces, self.accounts.secret_changed)
 
     @classmethod
-    async def start(cls, settings: Settings) -> Runtime:
+    async def start(cls, settings: Settings) -> Operator:
         kube = Kube(KubeClient.connect())
-        tokens = reports.ReportTokens(await reports.load_key(settings, kube))
+        tokens = ReportTokens(await load_key(settings, kube))
         runtime = cls(settings, kube, tokens)
         if not any(c in "".join(settings.namespaces) for c in "*?[!"):
             # (Namespace patterns: no list of our own; a report may then meet a 401 early on.)
@@ -88,7 +94,7 @@ class Runtime:
         await runtime._servers.serve(report_app, settings.report_host, settings.report_port)
         await runtime._servers.serve(metrics.app(), settings.report_host, settings.metrics_port)
         if settings.oauth_port:
-            app = oauth_http.make_app(runtime.grants)
+            app = pages.make_app(runtime.grants)
             await runtime._servers.serve(app, settings.report_host, settings.oauth_port)
         metrics.REGISTRY.register(runtime._collector)
         runtime._sweeper = asyncio.create_task(runtime._sweep(), name="sweep")
@@ -145,8 +151,8 @@ class Runtime:
         self.bots.sweep()
 
 
-def health(runtime: Runtime) -> dict[str, Any]:
+def health(runtime: Operator) -> dict[str, Any]:
     return {
         "bots": sum(runtime.bots.cache.phases().values()),
-        "accounts": len(runtime.accounts.entries),
+        "accounts": runtime.accounts.count(),
     }

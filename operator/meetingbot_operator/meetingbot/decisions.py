@@ -1,6 +1,6 @@
 """Pure decisions for one MeetingBot: (spec, status, observed state, now) -> a Decision.
 
-Nothing here does I/O. The bot service gathers the observations (observed.py: the MeetingBot,
+Nothing here does I/O. The controller gathers the observations (observed.py: the MeetingBot,
 its account, the pod of the current attempt, the bot's latest report, and what the attempt
 executor did last), calls `decide`, writes the status once and carries the actions out. The
 result of an action is the next pass's observation, never a call back into this module.
@@ -20,7 +20,17 @@ from pydantic import ValidationError
 from meetingbot_contract import AuthMode, BotReport, BotResult, BotState
 from meetingbot_contract.reasons import ACCOUNT_LEVEL, SUCCESS, Reason, is_transient
 from meetingbot_operator.conditions import set_condition
+from meetingbot_operator.identities.claims import Hold
+from meetingbot_operator.meetingbot.observed import (
+    AttemptRefused,
+    AttemptStarted,
+    Meta,
+    Observed,
+    PodObservation,
+    pod_name,
+)
 from meetingbot_operator.models import (
+    RUNNING_PHASES,
     TERMINAL_PHASES,
     BotAuth,
     MeetingBot,
@@ -28,16 +38,10 @@ from meetingbot_operator.models import (
     Phase,
     StopRequest,
 )
-from meetingbot_operator.observed import (
+from meetingbot_operator.zoomaccount.state import (
     NOT_READY_RECHECK_SECONDS,
     AccountState,
-    AttemptRefused,
-    AttemptStarted,
     MeetingOwner,
-    Meta,
-    Observed,
-    PodObservation,
-    pod_name,
 )
 
 # A bot waiting for a service user looks again this often (and at once when the pool changes).
@@ -102,6 +106,10 @@ class ActionKind(StrEnum):
     DELETE_SECRET = "DeleteSecret"  # noqa: S105 - the join Secret, once no pod needs it
     DELETE_BOT = "DeleteBot"
     LOOKUP_MEETING = "LookupMeeting"  # auth: auto (GET /meetings/{id}); the result is observed
+    # Zoom identities (the bot's own user is the decision's `hold`):
+    PROVISION_USER = "ProvisionUser"  # every user is busy: the account may create one
+    FORGET_ZAK = "ForgetZak"  # a join refused the shared ZAK: the next start mints anew
+    MARK_USER_UNAVAILABLE = "MarkUserUnavailable"  # Zoom refused the user, not the bot
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,9 @@ class Action:
     pod_name: str = ""
     user: str | None = None
     auth: AuthMode | None = None  # the mode the attempt joins with (auth: auto resolved)
+    reason: str = ""  # MarkUserUnavailable: Zoom's refusal
+    message: str = ""
+    expires_at: datetime | None = None  # ForgetZak: the refused ZAK's (a newer one stays)
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,8 @@ class Decision:
     actions: list[Action] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
+    # The service user the bot holds after this pass (identities/claims.py), None: none.
+    hold: Hold | None = None
 
 
 def backoff(uid: str, attempt: int, timing: Timing) -> float:
@@ -171,6 +184,7 @@ def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> D
                 observed.now,
                 timing,
                 another_user=result.another_user,
+                refused_user=result.user,
             )
         # Started: the attempt's status, then the same decisions as for any running attempt.
         bot = bot.model_copy(update={"status": started(bot, meta, result)})
@@ -197,8 +211,25 @@ def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> D
     else:
         _follow_attempt(bot, meta, observed, timing, plan)
 
+    _identities(bot, old, plan)
     _finish(old, meta, observed.now, plan)
     return plan
+
+
+def _identities(bot: MeetingBot, old: MeetingBotStatus, plan: Decision) -> None:
+    """The service user the bot holds after this pass, and what the ZAK cache must forget.
+    A start holds its user from the decision on (capped unless spec.user pins it); a running
+    attempt holds the user it joined as; anything else holds none."""
+    status = plan.status
+    start = next((a for a in plan.actions if a.kind == ActionKind.START_ATTEMPT), None)
+    if start is not None and start.user:
+        plan.hold = Hold(start.user, capped=not bot.spec.user)
+    elif (status.phase or Phase.PENDING) in RUNNING_PHASES and status.zoom_user:
+        plan.hold = Hold(status.zoom_user, capped=False)
+    if status.reason == Reason.ZAK_INVALID and old.reason != status.reason and status.zoom_user:
+        plan.actions.append(
+            Action(ActionKind.FORGET_ZAK, user=status.zoom_user, expires_at=status.zak_expires_at)
+        )
 
 
 def _expire(bot: MeetingBot, now: datetime, plan: Decision) -> None:
@@ -274,6 +305,8 @@ def _maybe_start(
             # Waiting for a user: no attempt is consumed; a slot frees when a bot finishes.
             _set_phase(status, Phase.PENDING, Reason.NO_SERVICE_USER_AVAILABLE, _no_user(account))
             plan.requeue_after = NO_USER_RECHECK_SECONDS
+            if account.can_provision:
+                plan.actions.append(Action(ActionKind.PROVISION_USER))
             return
     plan.actions.append(
         Action(ActionKind.START_ATTEMPT, attempt=status.attempts + 1, user=user, auth=mode)
@@ -654,17 +687,28 @@ def after_start_failure(
     timing: Timing,
     *,
     another_user: bool = False,
+    refused_user: str | None = None,
 ) -> Decision:
     """The plan when an attempt could not start (minting failed, a Secret is missing, the API
     server refused the pod...). Nothing ran, so no attempt is consumed; the failure count and
     the next try are kept in status, so a restart keeps the backoff. `another_user`: the
-    refusal was about the service user (now Unavailable) or the user filled up meanwhile: the
-    bot tries another user at once, with no backoff and nothing counted against it."""
+    refusal was about the service user `refused_user` (made Unavailable here) or the user
+    filled up meanwhile: the bot tries another user at once, with no backoff and nothing
+    counted against it."""
     status = bot.status.model_copy()
     plan = Decision(status=status)
     if another_user:
         _set_phase(status, Phase.PENDING, reason, f"{message}; trying another service user")
         plan.requeue_after = 0.1
+        if refused_user:
+            plan.actions.append(
+                Action(
+                    ActionKind.MARK_USER_UNAVAILABLE,
+                    user=refused_user,
+                    reason=reason,
+                    message=message,
+                )
+            )
     elif reason in ACCOUNT_LEVEL:
         # The account's own checks (and its change events) decide when to try again.
         _set_phase(status, Phase.PENDING, reason, f"{message}; waiting for the ZoomAccount")
@@ -680,6 +724,7 @@ def after_start_failure(
         _fail(status, reason, message, now)
         plan.events.append(Event("Warning", reason, message))
         _expire(bot, now, plan)
+    _identities(bot, bot.status, plan)
     _finish(bot.status, meta, now, plan)
     return plan
 

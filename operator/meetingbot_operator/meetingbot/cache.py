@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meetingbot_contract import BotReport
-from meetingbot_operator import children
-from meetingbot_operator.observed import AttemptResult, Meta, PodObservation, pod_name
-from meetingbot_operator.reports import Receipt
+from meetingbot_operator.kube.objects import older
+from meetingbot_operator.meetingbot import children
+from meetingbot_operator.meetingbot.observed import AttemptResult, Meta, PodObservation, pod_name
+from meetingbot_operator.meetingbot.reports import Receipt
 
 Key = tuple[str, str]
 
@@ -291,14 +292,3 @@ def parse_pod(body: dict[str, Any], *, deleted: bool = False) -> PodObservation:
 def _same_version(a: dict[str, Any], b: dict[str, Any]) -> bool:
     version = a["metadata"].get("resourceVersion")
     return bool(version) and version == b["metadata"].get("resourceVersion")
-
-
-def older(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:
-    """Whether `candidate` is an older version than `current` (a late watch event after our own
-    patch). resourceVersions are opaque, but etcd's are integers; when they are not, trust
-    arrival order."""
-    if current is None:
-        return False
-    a = candidate["metadata"].get("resourceVersion", "")
-    b = current["metadata"].get("resourceVersion", "")
-    return a.isdigit() and b.isdigit() and int(a) < int(b)

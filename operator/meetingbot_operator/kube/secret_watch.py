@@ -15,9 +15,9 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from meetingbot_operator.kube import Kube
-from meetingbot_operator.kube_client import ApiError
-from meetingbot_operator.secret_refs import USE_LABEL
+from meetingbot_operator.kube.client import ApiError
+from meetingbot_operator.kube.secrets import USE_LABEL
+from meetingbot_operator.kube.verbs import Kube
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,9 @@
-"""The service-user pool of one ZoomAccount: which users can mint ZAKs now, and which bots
-hold which user.
+"""The service users of one ZoomAccount, and which of them can mint ZAKs now.
 
 A user Zoom refuses for reasons about the user (deleted, not in the account, pending,
 deactivated) is Unavailable: bots move to another user at once, and the user is checked
-again with backoff (GET /v2/users/{id}) until Zoom says it is active. A bot claims its user
-when its attempt starts and releases it when the attempt is over, so the load of each user
-is the number of running attempts it serves; `maxBotsPerUser` caps it. The claims are
-rebuilt from the MeetingBots' statuses after a restart.
+again with backoff (GET /v2/users/{id}) until Zoom says it is active. Who holds which user is
+the claims ledger's (claims.py).
 """
 
 from __future__ import annotations
@@ -46,12 +43,9 @@ class UserView:
 @dataclass
 class UserPool:
     users: tuple[str, ...] = ()
-    claims: dict[str, str] = field(default_factory=dict)  # bot uid -> user
     unavailable: dict[str, Unavailable] = field(default_factory=dict)
     version: int = 0  # bumped on every change the status shows
     recheck_seconds: float = 30.0  # the first check of an Unavailable user; doubles after
-    # Claims per user, kept with the claims: decisions read it on every pass.
-    counts: dict[str, int] = field(default_factory=dict)
 
     def set_users(self, users: tuple[str, ...]) -> None:
         """The spec's list; a user taken out of it keeps no state."""
@@ -61,41 +55,6 @@ class UserPool:
 
     def active(self) -> tuple[str, ...]:
         return tuple(u for u in self.users if u not in self.unavailable)
-
-    def loads(self) -> dict[str, int]:
-        return {user: self.counts.get(user, 0) for user in self.users}
-
-    def _hold(self, uid: str, user: str) -> None:
-        self._drop(uid)
-        self.claims[uid] = user
-        self.counts[user] = self.counts.get(user, 0) + 1
-        self.version += 1
-
-    def _drop(self, uid: str) -> None:
-        user = self.claims.pop(uid, None)
-        if user is not None:
-            self.counts[user] -= 1
-            self.version += 1
-
-    def claim(self, uid: str, user: str, cap: int | None) -> bool:
-        """Hold `user` for the bot `uid`: refused when the user is Unavailable or serves `cap`
-        bots already (a bot that holds it already keeps it)."""
-        if self.claims.get(uid) == user:
-            return True
-        if user in self.unavailable:
-            return False
-        if cap is not None and self.counts.get(user, 0) >= cap:
-            return False
-        self._hold(uid, user)
-        return True
-
-    def adopt(self, uid: str, user: str) -> None:
-        """A running attempt found after a restart: it holds its user whatever the cap."""
-        if self.claims.get(uid) != user:
-            self._hold(uid, user)
-
-    def release(self, uid: str) -> None:
-        self._drop(uid)
 
     def mark_unavailable(self, user: str, reason: str, message: str, now: datetime) -> None:
         if user not in self.unavailable:
@@ -123,8 +82,8 @@ class UserPool:
             state.reason, state.message = reason, message
             self.version += 1
 
-    def view(self) -> list[UserView]:
-        loads = self.loads()
+    def view(self, loads: dict[str, int]) -> list[UserView]:
+        """Each user as the account's status shows it, with the loads the claims give."""
         views = []
         for user in self.users:
             down = self.unavailable.get(user)

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from meetingbot_operator.kube_client import ApiError
+from meetingbot_operator.kube.client import ApiError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import logging
 
 from aiohttp import web
 
-from meetingbot_operator.grants import GrantProblem, GrantService
-from meetingbot_operator.kube_client import ApiError
+from meetingbot_operator.kube.client import ApiError
+from meetingbot_operator.zoomusergrant.service import GrantProblem, GrantService
 
 log = logging.getLogger(__name__)
 

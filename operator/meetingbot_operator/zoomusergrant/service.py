@@ -2,7 +2,7 @@
 grant alive and mints OBF tokens on the user's behalf.
 
 - Authorization: the status names a link on the operator (`/oauth/start/...?t=`, unguessable:
-  grant_links.py); opening it redirects to Zoom's consent page with a signed state and a PKCE
+  links.py); opening it redirects to Zoom's consent page with a signed state and a PKCE
   challenge, storing nothing (each visit has its own state; a restart between the click and
   the callback loses nothing). Zoom redirects back to `/oauth/callback`, which checks the
   state, exchanges the code and stores the refresh token. A Ready grant is authorized again
@@ -34,25 +34,25 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from meetingbot_operator.accounts import AccountService
-from meetingbot_operator.cache import older
 from meetingbot_operator.conditions import set_condition
-from meetingbot_operator.grant_links import GrantLinks, StateRefused
-from meetingbot_operator.kube import Kube, NameTaken
-from meetingbot_operator.kube_client import ApiError, InvalidName
+from meetingbot_operator.kube.client import ApiError, InvalidName
+from meetingbot_operator.kube.objects import older
+from meetingbot_operator.kube.secrets import SecretNotAllowed, SecretUse, usable
+from meetingbot_operator.kube.verbs import Kube, NameTaken
 from meetingbot_operator.models import (
     API_VERSION,
     GROUP,
     ZoomUserGrant,
     ZoomUserGrantStatus,
 )
-from meetingbot_operator.observed import GrantState
-from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, usable
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import user_oauth
 from meetingbot_operator.zoom.credentials import AccessToken
 from meetingbot_operator.zoom.errors import ZoomError
 from meetingbot_operator.zoom.user_oauth import AppCredentials, UserOAuthError
+from meetingbot_operator.zoomaccount.service import AccountService
+from meetingbot_operator.zoomusergrant.links import GrantLinks, StateRefused
+from meetingbot_operator.zoomusergrant.state import GrantState
 
 log = logging.getLogger(__name__)
 
@@ -300,10 +300,10 @@ class GrantService:
         expected = entry.grant.spec.email
         if not expected:
             return
-        account = self.accounts.entries.get((key[0], entry.grant.spec.account_ref.name))
-        assert account is not None and account.client is not None  # checked by _app
+        client = self.accounts.client(key[0], entry.grant.spec.account_ref.name)
+        assert client is not None  # checked by _app
         try:
-            me = await account.client.get_me(access.value)
+            me = await client.get_me(access.value)
         except ZoomError as error:
             raise GrantProblem(NOT_USABLE, f"who authorized is unknown: {error}") from None
         if me.email.lower() != expected.lower():
@@ -496,12 +496,12 @@ class GrantService:
         request: str | None = None,
     ) -> None:
         """Who authorized (GET /users/me) and the Ready status."""
-        account = self.accounts.entries.get((key[0], entry.grant.spec.account_ref.name))
+        client = self.accounts.client(key[0], entry.grant.spec.account_ref.name)
         status = entry.grant.status.model_copy(deep=True)
         now = datetime.now(UTC)
-        if account is not None and account.client is not None and (first or not status.email):
+        if client is not None and (first or not status.email):
             try:
-                me = await account.client.get_me(access.value)
+                me = await client.get_me(access.value)
                 status.user_id, status.email = me.id, me.email or None
             except ZoomError as error:
                 log.warning("grant user lookup failed", extra={"reason": error.reason})
@@ -529,8 +529,8 @@ class GrantService:
     async def _app(self, key: Key, entry: GrantEntry) -> tuple[str, AppCredentials]:
         """The token endpoint (the ZoomAccount's cloud) and the app's credentials."""
         spec = entry.grant.spec
-        account = self.accounts.entries.get((key[0], spec.account_ref.name))
-        if account is None or account.client is None:
+        client = self.accounts.client(key[0], spec.account_ref.name)
+        if client is None:
             problem = GrantState(
                 False, NOT_USABLE, f"ZoomAccount {spec.account_ref.name!r} is not ready"
             )
@@ -551,12 +551,12 @@ class GrantService:
             await self._set(key, entry, problem)
             raise GrantProblem(problem.reason, problem.message) from None
         app = AppCredentials(data["clientId"], SecretStr(data["clientSecret"]))
-        return account.client.endpoints.oauth_url, app
+        return client.endpoints.oauth_url, app
 
     def _http(self, key: Key, entry: GrantEntry) -> Any:
-        account = self.accounts.entries[(key[0], entry.grant.spec.account_ref.name)]
-        assert account.client is not None
-        return account.client.http
+        client = self.accounts.client(key[0], entry.grant.spec.account_ref.name)
+        assert client is not None  # checked by _app
+        return client.http
 
     async def _secret(self, key: Key, entry: GrantEntry) -> dict[str, str]:
         """The grant's Secret data ({} if it does not exist); NameTaken if not ours."""

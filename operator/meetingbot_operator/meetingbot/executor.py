@@ -1,5 +1,7 @@
-"""Carries decisions out: starts attempts (the join Secret and the bot Pod) and deletes what a
-decision says to. Reports what it did as an `AttemptResult`; it never decides.
+"""Carries decisions out: starts attempts (the join Secret and the bot Pod), deletes what a
+decision says to, and passes the identity actions on (identities/, zoomaccount/). Reports
+what a start did as an `AttemptResult`, which the next pass reads: whether to retry, wait or
+move to another user is the decisions'.
 
 Starting spends nothing that could be wasted: before a start that calls Zoom, the pod is
 admitted by the API server in a dry run, so a pod it refuses (an invalid field, a quota, a
@@ -9,10 +11,9 @@ name held by someone else is reported (NameConflict), never overwritten.
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
+import logging
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,24 +28,33 @@ from meetingbot_contract import (
 )
 from meetingbot_contract.logs import redact
 from meetingbot_contract.reasons import Reason
-from meetingbot_operator import children, metrics
-from meetingbot_operator.accounts import AccountEntry, AccountService
-from meetingbot_operator.decide import Action
-from meetingbot_operator.grants import GrantProblem, GrantService
-from meetingbot_operator.kube import Kube, NameTaken
-from meetingbot_operator.kube_client import ApiError, InvalidName
+from meetingbot_operator import metrics
+from meetingbot_operator.identities.pool import USER_LEVEL
+from meetingbot_operator.identities.service import Identities
+from meetingbot_operator.keys import ReportTokens
+from meetingbot_operator.kube.client import ApiError, InvalidName
+from meetingbot_operator.kube.secrets import SecretNotAllowed, SecretUse, usable
+from meetingbot_operator.kube.verbs import Kube, NameTaken
+from meetingbot_operator.meetingbot import children
+from meetingbot_operator.meetingbot.decisions import Action, ActionKind
+from meetingbot_operator.meetingbot.observed import (
+    AttemptRefused,
+    AttemptResult,
+    AttemptStarted,
+    Meta,
+)
+from meetingbot_operator.meetingbot.reports import report_path
 from meetingbot_operator.models import BotAuth, MeetingBot, meeting_number
-from meetingbot_operator.observed import AttemptRefused, AttemptResult, AttemptStarted, Meta
-from meetingbot_operator.pool import USER_LEVEL
-from meetingbot_operator.reports import ReportTokens, report_path
-from meetingbot_operator.secret_refs import SecretNotAllowed, SecretUse, usable
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import Zak, ZoomError, sdk_signature
+from meetingbot_operator.zoomaccount.service import AccountService
+from meetingbot_operator.zoomaccount.state import ReadyAccount
+from meetingbot_operator.zoomusergrant.service import GrantProblem, GrantService
+
+log = logging.getLogger(__name__)
 
 # What a passcode may not hold (as models.PASSCODE says for the spec's own).
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# Bots that waited on a shared ZAK mint that failed fail with it for this long.
-SHARED_FAILURE_SECONDS = 2.0
 
 
 class AttemptExecutor:
@@ -52,12 +62,14 @@ class AttemptExecutor:
         self,
         kube: Kube,
         accounts: AccountService,
+        identities: Identities,
         grants: GrantService,
         settings: Settings,
         tokens: ReportTokens,
     ) -> None:
         self.kube = kube
         self.accounts = accounts
+        self.identities = identities
         self.grants = grants
         self.settings = settings
         self.tokens = tokens
@@ -88,25 +100,24 @@ class AttemptExecutor:
             config, zak_expires = await self._join_config(entry, bot, meta, action)
             await self._write_join_secret(children.join_secret(meta, action.attempt, config))
             created = False if pod_exists else await self.kube.create_pod(pod)
-        except _AnotherUser as problem:
-            return (
-                AttemptRefused(
-                    action.attempt, now, problem.reason, str(problem), another_user=True
-                ),
-                False,
+        except _UserRefused as problem:
+            refused = AttemptRefused(
+                action.attempt,
+                now,
+                problem.reason,
+                str(problem),
+                another_user=True,
+                user=problem.user,
             )
+            return refused, False
         except ZoomError as error:
-            self._release(bot, meta)
             metrics.ZAK_MINTS.labels(error.reason.value).inc()
             return AttemptRefused(action.attempt, now, error.reason, error.message), False
         except _StartProblem as problem:
-            self._release(bot, meta)
             return AttemptRefused(action.attempt, now, problem.reason, str(problem)), False
         except NameTaken as taken:
-            self._release(bot, meta)
             return AttemptRefused(action.attempt, now, Reason.NAME_CONFLICT, str(taken)), False
         except ApiError as error:
-            self._release(bot, meta)
             reason, message = pod_refusal(error)
             return AttemptRefused(action.attempt, now, reason, message), False
         started = AttemptStarted(action.attempt, now, config.zoom_user, zak_expires, config.auth)
@@ -125,7 +136,7 @@ class AttemptExecutor:
                 f"{error.message}",
             ) from None
 
-    def _spends_nothing(self, entry: AccountEntry, bot: MeetingBot, action: Action) -> bool:
+    def _spends_nothing(self, entry: ReadyAccount, bot: MeetingBot, action: Action) -> bool:
         """Whether this start would make no Zoom call: a ZAK start whose user has a reusable
         ZAK now (a refused pod then wastes nothing, so it needs no dry run first)."""
         if (
@@ -134,12 +145,24 @@ class AttemptExecutor:
             or not entry.spec.zak.reuse
         ):
             return False
-        return _reusable(entry, action.user) is not None
+        margin = timedelta(seconds=entry.spec.zak.min_remaining_seconds)
+        return self.identities.zaks.reusable(entry.key, action.user, margin) is not None
 
-    def _release(self, bot: MeetingBot, meta: Meta) -> None:
-        pool = self.accounts.pool(meta.namespace, bot.spec.account_ref.name)
-        if pool is not None:
-            pool.release(meta.uid)
+    def identity_action(self, meta: Meta, bot: MeetingBot, action: Action) -> None:
+        """ProvisionUser, ForgetZak, MarkUserUnavailable: handed to their owners."""
+        account = (meta.namespace, bot.spec.account_ref.name)
+        if action.kind == ActionKind.PROVISION_USER:
+            self.accounts.want_more_users(*account)
+        elif action.kind == ActionKind.FORGET_ZAK and action.user:
+            self.identities.zaks.forget(account, action.user, action.expires_at)
+        elif action.kind == ActionKind.MARK_USER_UNAVAILABLE and action.user:
+            self.identities.user_refused(
+                account, action.user, action.reason, action.message, datetime.now(UTC)
+            )
+            log.warning(
+                "service user unavailable",
+                extra={"account": "/".join(account), "reason": action.reason},
+            )
 
     async def delete_pod(self, meta: Meta, name: str) -> None:
         await self.kube.delete_pod(meta.namespace, name, meta.uid)
@@ -152,14 +175,14 @@ class AttemptExecutor:
     async def delete_bot(self, meta: Meta) -> None:
         await self.kube.delete_custom("meetingbots", meta.namespace, meta.name)
 
-    def _account(self, bot: MeetingBot, meta: Meta) -> AccountEntry:
-        entry = self.accounts.get(meta.namespace, bot.spec.account_ref.name)
-        if entry is None or entry.client is None or entry.sdk is None or not entry.state.ready:
+    def _account(self, bot: MeetingBot, meta: Meta) -> ReadyAccount:
+        entry = self.accounts.ready(meta.namespace, bot.spec.account_ref.name)
+        if entry is None:
             # Decided while it was Ready; it changed since. The account's own events follow.
             raise _StartProblem(Reason.ZOOM_ACCOUNT_NOT_READY, "the ZoomAccount is not ready")
         return entry
 
-    def _check_image(self, entry: AccountEntry, pod: dict[str, Any]) -> None:
+    def _check_image(self, entry: ReadyAccount, pod: dict[str, Any]) -> None:
         """A ZoomAccount's tokens go only to the images it allows (default: the operator's)."""
         image = pod["spec"]["containers"][0]["image"]
         allowed = entry.spec.bot_images or [self.settings.bot_image]
@@ -171,9 +194,8 @@ class AttemptExecutor:
             )
 
     async def _join_config(
-        self, entry: AccountEntry, bot: MeetingBot, meta: Meta, action: Action
+        self, entry: ReadyAccount, bot: MeetingBot, meta: Meta, action: Action
     ) -> tuple[JoinConfig, datetime | None]:
-        assert entry.client is not None and entry.sdk is not None
         spec = bot.spec
         number = meeting_number(spec.meeting)
         passcode = spec.meeting.passcode or ""
@@ -200,22 +222,15 @@ class AttemptExecutor:
         if mode == AuthMode.ZAK:
             if user is None:
                 raise _StartProblem(Reason.USER_NOT_IN_ACCOUNT, "the ZoomAccount lists no users")
-            # The user is held from here; the next pass releases it when the attempt is over.
-            cap = None if spec.user else entry.spec.pool.max_bots_per_user
-            if not entry.pool.claim(meta.uid, user, cap):
-                raise _AnotherUser(
-                    Reason.NO_SERVICE_USER_AVAILABLE,
-                    "the service user chosen became full or unavailable",
-                )
+            # The user is held from the decision on (its `hold`); the next pass lets it go
+            # when the attempt is over or could not start.
             try:
                 minted = await self._zak(entry, user)
             except ZoomError as error:
-                entry.pool.release(meta.uid)
                 if error.reason in USER_LEVEL and not spec.user:
-                    # About the user, not the bot: the user is Unavailable, the bot moves on.
+                    # About the user, not the bot: said so, and the next pass moves on.
                     metrics.ZAK_MINTS.labels(error.reason.value).inc()
-                    self.accounts.user_refused(meta.namespace, spec.account_ref.name, user, error)
-                    raise _AnotherUser(error.reason, error.message) from None
+                    raise _UserRefused(error.reason, error.message, user) from None
                 raise
             zak, zak_expires = minted.token, minted.expires_at
         elif mode == AuthMode.OBF:
@@ -247,11 +262,11 @@ class AttemptExecutor:
         return config, zak_expires
 
     async def _obf_token(
-        self, entry: AccountEntry, bot: MeetingBot, meta: Meta, number: str
+        self, entry: ReadyAccount, bot: MeetingBot, meta: Meta, number: str
     ) -> SecretStr:
         """An OBF token for this meeting, minted now with the authorizing user's token: from
         the ZoomUserGrant (kept fresh by the operator) or from a Secret someone pasted."""
-        assert entry.client is not None and bot.spec.obf is not None
+        assert bot.spec.obf is not None
         grant = bot.spec.obf.grant_ref
         if grant is not None:
             if not self.grants.allows(meta.namespace, grant.name, dict(meta.labels)):
@@ -287,36 +302,22 @@ class AttemptExecutor:
         metrics.ZAK_MINTS.labels("ok").inc()
         return obf
 
-    async def _zak(self, entry: AccountEntry, user: str) -> Zak:
-        """A ZAK for `user`: with reuse on, the one already minted while it has more than
-        minRemainingSeconds to live; bots starting together wait for one mint (a burst on one
-        user costs one Zoom call, not one per bot)."""
-        assert entry.client is not None
+    async def _zak(self, entry: ReadyAccount, user: str) -> Zak:
+        """A ZAK for `user`: with reuse on, the shared one while it has more than
+        minRemainingSeconds to live (identities/zaks.py); off, one minted for this attempt."""
         settings = entry.spec.zak
+
+        async def mint() -> Zak:
+            return await entry.client.mint_zak(user, settings.ttl_seconds)
+
         if not settings.reuse:
-            minted = await entry.client.mint_zak(user, settings.ttl_seconds)
+            minted = await mint()
             metrics.ZAK_MINTS.labels("ok").inc()
             return minted
-        async with entry.zak_locks.setdefault(user, asyncio.Lock()):
-            cached = _reusable(entry, user)
-            if cached is not None:
-                metrics.ZAK_MINTS.labels("reused").inc()
-                return cached
-            failed = entry.zak_failures.get(user)
-            if failed is not None and time.monotonic() - failed[1] < SHARED_FAILURE_SECONDS:
-                # The mint the others waited for just failed (after its own retries): they
-                # fail with it and take their own jittered backoff, rather than each retrying
-                # in turn under the lock.
-                raise failed[0]
-            try:
-                minted = await entry.client.mint_zak(user, settings.ttl_seconds)
-            except ZoomError as error:
-                entry.zak_failures[user] = (error, time.monotonic())
-                raise
-            entry.zak_failures.pop(user, None)
-            metrics.ZAK_MINTS.labels("ok").inc()
-            entry.zaks[user] = minted
-            return minted
+        margin = timedelta(seconds=settings.min_remaining_seconds)
+        zak, reused = await self.identities.zaks.shared(entry.key, user, margin, mint)
+        metrics.ZAK_MINTS.labels("reused" if reused else "ok").inc()
+        return zak
 
     async def _secret_value(self, namespace: str, name: str, key: str, use: SecretUse) -> str:
         try:
@@ -339,10 +340,13 @@ class AttemptExecutor:
             raise _StartProblem(Reason.SECRET_NOT_ALLOWED, str(refused)) from None
 
 
-class _AnotherUser(Exception):
-    def __init__(self, reason: Reason, message: str) -> None:
+class _UserRefused(Exception):
+    """Zoom refused the service user, not the bot (USER_LEVEL)."""
+
+    def __init__(self, reason: Reason, message: str, user: str) -> None:
         super().__init__(message)
         self.reason = reason
+        self.user = user
 
 
 def _auth_mode(bot: MeetingBot, action: Action) -> AuthMode | None:
@@ -351,15 +355,6 @@ def _auth_mode(bot: MeetingBot, action: Action) -> AuthMode | None:
     if action.auth is not None:
         return action.auth
     return None if bot.spec.auth == BotAuth.AUTO else AuthMode(bot.spec.auth.value)
-
-
-def _reusable(entry: AccountEntry, user: str) -> Zak | None:
-    """The user's cached ZAK while it has more than minRemainingSeconds to live."""
-    cached = entry.zaks.get(user)
-    margin = timedelta(seconds=entry.spec.zak.min_remaining_seconds)
-    if cached is not None and cached.expires_at - datetime.now(UTC) > margin:
-        return cached
-    return None
 
 
 class _StartProblem(Exception):

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 from meetingbot_contract import AuthMode, BotReport
-
-# Accounts that are not Ready, and bots waiting for one, are looked at again this often.
-NOT_READY_RECHECK_SECONDS = 30.0
+from meetingbot_operator.zoomaccount.state import AccountState, MeetingOwner
+from meetingbot_operator.zoomusergrant.state import GrantState
 
 
 def pod_name(bot: str, attempt: int) -> str:
@@ -55,37 +53,6 @@ class PodObservation:
 
 
 @dataclass(frozen=True)
-class AccountState:
-    ready: bool
-    reason: str
-    message: str
-    users: tuple[str, ...] = ()  # the service users that can mint ZAKs now (Active)
-    # The pool (pool.py): every listed user, running attempts per user, the cap, and the
-    # users Zoom refused, with why.
-    all_users: tuple[str, ...] = ()
-    loads: tuple[tuple[str, int], ...] = ()
-    max_per_user: int | None = None
-    unavailable: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class GrantState:
-    """A ZoomUserGrant as decisions see it: can it mint OBF tokens now, and if not, why."""
-
-    ready: bool
-    reason: str
-    message: str
-
-
-class MeetingOwner(StrEnum):
-    """What `GET /meetings/{id}` with the account's token said (auth: auto)."""
-
-    OWN = "own"
-    EXTERNAL = "external"  # not found with the account's token: another account's meeting
-    UNKNOWN = "unknown"  # the app lacks the scope to look meetings up
-
-
-@dataclass(frozen=True)
 class AttemptStarted:
     """The executor wrote the attempt's Secret and Pod (or found both there, ours)."""
 
@@ -104,8 +71,10 @@ class AttemptRefused:
     at: datetime
     reason: str
     message: str
-    # About the service user, not the bot (pool.py): the next pass picks another user.
+    # About the service user, not the bot (identities/pool.py): the next pass picks another
+    # user, and `user`, when Zoom refused it, is Unavailable from then on.
     another_user: bool = False
+    user: str | None = None
 
 
 AttemptResult = AttemptStarted | AttemptRefused

@@ -9,21 +9,17 @@ attempt's token) gets 409, which tells a lingering pod to stop reporting.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import secrets
 from collections.abc import Callable
 from typing import Literal
 
 from aiohttp import web
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from meetingbot_contract import BotReport
 from meetingbot_operator import metrics
-from meetingbot_operator.kube import Kube
+from meetingbot_operator.keys import ReportTokens
 from meetingbot_operator.models import first_error
-from meetingbot_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -40,54 +36,6 @@ RETRY_SOON = {"Retry-After": "2"}
 # Stands in for the uid of a bot the operator does not know, so that an unknown bot costs the
 # same work as a known one and gets the same answer.
 UNKNOWN_UID = "00000000-0000-0000-0000-000000000000"
-
-
-async def load_key(settings: Settings, kube: Kube) -> SecretStr | None:
-    """The report key: given outright, or kept in a Secret of the operator's namespace (made
-    on the first start), or None (a random key for this process only)."""
-    if settings.report_key is not None and settings.report_key.get_secret_value():
-        return settings.report_key
-    if settings.report_key_secret and settings.pod_namespace:
-        value = await kube.ensure_secret_value(
-            settings.pod_namespace,
-            settings.report_key_secret,
-            "reportKey",
-            lambda: secrets.token_urlsafe(36),
-        )
-        return SecretStr(value)
-    return None
-
-
-class ReportTokens:
-    def __init__(self, key: SecretStr | None) -> None:
-        if key is None:
-            log.warning(
-                "no report key (MEETINGBOT_REPORT_KEY or MEETINGBOT_REPORT_KEY_SECRET): using a "
-                "random key; bots started before a restart will not be able to report (their "
-                "pods' exit results still count)"
-            )
-            key = SecretStr(secrets.token_urlsafe(32))
-        self._key = key.get_secret_value().encode()
-
-    def derived_key(self, purpose: str) -> bytes:
-        """A key of its own for another use of the release's key (never a report token)."""
-        return hmac.new(self._key, f"meetingbot derived key:{purpose}".encode(), "sha256").digest()
-
-    def token(self, namespace: str, name: str, uid: str, attempt: int) -> SecretStr:
-        message = f"{namespace}/{name}/{uid}/{attempt}".encode()
-        return SecretStr(hmac.new(self._key, message, hashlib.sha256).hexdigest())
-
-    def attempt_of(
-        self, presented: str, namespace: str, name: str, uid: str, last: int
-    ) -> int | None:
-        """Which attempt (1..last) the presented token belongs to, or None. Every candidate
-        is compared, so the time taken does not say which one matched."""
-        found = None
-        for attempt in range(1, max(last, 1) + 1):
-            expected = self.token(namespace, name, uid, attempt).get_secret_value()
-            if hmac.compare_digest(presented.encode(), expected.encode()):
-                found = attempt
-        return found
 
 
 def report_path(namespace: str, name: str) -> str:

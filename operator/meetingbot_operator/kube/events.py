@@ -18,8 +18,8 @@ from typing import Any
 from aiolimiter import AsyncLimiter
 
 from meetingbot_operator import metrics
-from meetingbot_operator.kube import Kube
-from meetingbot_operator.kube_client import ApiError
+from meetingbot_operator.kube.client import ApiError
+from meetingbot_operator.kube.verbs import Kube
 
 log = logging.getLogger(__name__)
 COMPONENT = "meetingbot-operator"

@@ -1,7 +1,7 @@
 """Leader election on a coordination.k8s.io Lease, as client-go's leaderelection does it.
 
 One replica holds the Lease and runs the operator; the others wait, serve /healthz and
-/metrics, and forward what bots and browsers send them to the holder (standby.py). Why a
+/metrics, and forward what bots and browsers send them to the holder (ha/standby.py). Why a
 Lease and not kopf's peering: peering freezes every operator of equal priority instead of
 electing one, and needs cluster-wide CRDs of its own.
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from meetingbot_operator.kube_client import ApiError, KubeClient
+from meetingbot_operator.kube.client import ApiError, KubeClient
 
 log = logging.getLogger(__name__)
 # Where the holder's report and OAuth servers listen, for the standbys to forward to.
