@@ -59,7 +59,8 @@ typecheck: $(STAMP)
 	@echo "==> mypy"
 	@$(VENV)/bin/mypy
 
-# Regenerate the chart's CRDs (the only copy) from the pydantic models (a test fails when stale).
+# Regenerate crds/ (canonical), the chart's copy and docs/reference.md from the models
+# (a test fails when any is stale).
 crds: $(STAMP)
 	@$(PY) -m meetingbot_operator.crdgen
 

@@ -186,9 +186,9 @@ def is_transient(reason: str) -> bool:
         return True
 
 
-# Zoom Meeting SDK join and in-meeting error codes (ZOOM.md §7, §4) to reasons. Where the
-# documentation is silent, the meaning is the one the 6.2.0 bundle gives the code (its own
-# message strings, quoted).
+# Zoom Meeting SDK join and in-meeting error codes (docs/zoom.md, Meeting SDK for Web; OBF
+# tokens) to reasons. Where the documentation is silent, the meaning is the one the 6.2.0
+# bundle gives the code (its own message strings, quoted).
 SDK_ERROR_REASONS: dict[int, Reason] = {
     3000: Reason.JOIN_FAILED,
     3001: Reason.MEETING_NOT_FOUND,

@@ -205,7 +205,7 @@ def up(nodes: int = DEFAULT_NODES) -> Path:
         "kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         # The API server reaches the real kubelet (logs, exec) by its InternalIP, with a client
         # certificate the kubelet trusts. These come after the kwok-controller ones: kwokctl
-        # v0.8.0 panics otherwise (KUBELET.md, blocker 3).
+        # v0.8.0 panics otherwise (docs/local-node.md, blocker 3).
         "--extra-args",
         "kube-apiserver=kubelet-preferred-address-types=InternalIP,Hostname",
         "--extra-args",
@@ -381,7 +381,7 @@ def _kwokctl_config() -> Path:
     leader election for the one controller manager and scheduler: in a 10 000-bot burst the
     API server answered their Lease renewals too late, both exited ("leaderelection lost"),
     and kwokctl does not restart them; namespaces then never finished terminating. (Patched
-    here rather than with more `--extra-args`: KUBELET.md, blocker 3.)"""
+    here rather than with more `--extra-args`: docs/local-node.md, blocker 3.)"""
     path = cache_dir() / "kwokctl.yaml"
     path.write_text(
         "apiVersion: config.kwok.x-k8s.io/v1alpha1\n"

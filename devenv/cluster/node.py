@@ -1,6 +1,6 @@
 """The local cluster's real node: containerd, the kubelet, kube-proxy and CoreDNS on this host.
 
-Measured recipe and its three blockers: ../shared/KUBELET.md. In short:
+Measured recipe and its three blockers: docs/local-node.md. In short:
 - containerd (Debian's 1.6) runs on its own socket under /run/meetingbot-node with
   `restrict_oom_score_adj` (the VM withholds CAP_SYS_RESOURCE, so runc cannot set the kubelet's
   negative OOM scores); its image store lives in the cache, so imported images survive a
@@ -651,7 +651,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
-  # The VM withholds CAP_SYS_RESOURCE: runc cannot set negative OOM scores (KUBELET.md).
+  # The VM withholds CAP_SYS_RESOURCE: runc cannot set negative OOM scores (docs/local-node.md).
   restrict_oom_score_adj = true
   enable_unprivileged_ports = true
   enable_unprivileged_icmp = true

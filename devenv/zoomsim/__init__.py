@@ -1,4 +1,4 @@
-"""A Zoom simulator for tests: REST API, meeting side and a fake Meeting SDK (ZOOM.md)."""
+"""A Zoom simulator for tests: REST API, meeting side and a fake Meeting SDK (docs/zoom.md)."""
 
 from devenv.zoomsim.admin_client import SimAdmin
 from devenv.zoomsim.server import ZoomSim

@@ -3,7 +3,7 @@
 A selector-less Service `zoomsim` whose one endpoint is the simulator on the node's address:
 pods (the operator's own, and bots) reach it at `http://zoomsim.<namespace>.svc`, through
 kube-proxy and CoreDNS as they would reach any Service. An in-cluster http:// endpoint is one
-the operator's `allowedEndpoints` accepts (README, "Security model").
+the operator's `allowedEndpoints` accepts (docs/security.md).
 """
 
 from __future__ import annotations

@@ -194,7 +194,7 @@ async def zoom_headers(
     """Headers Zoom puts on its API responses: the tracking id on every one (what Zoom's
     support asks for), and X-RateLimit-* where a rate-limit window was counted: on every
     response, not only on 429s, unless the fault settings hide them (Zoom sends them only
-    sometimes, ZOOM.md §6)."""
+    sometimes, docs/zoom.md, Rate limits)."""
     response = await handler(request)
     if not request.path.startswith(("/v2/", "/oauth/")):
         return response
@@ -237,7 +237,7 @@ async def user_token(request: web.Request) -> web.Response:
     if user is None:
         return zoom_error(404, 1001, f"User does not exist: {request.match_info['user_id']}.")
     if user.status != "active":
-        # Not documented by Zoom (ZOOM.md §3); the message names the user's state.
+        # Not documented by Zoom (docs/zoom.md, ZAK); the message names the user's state.
         return zoom_error(400, 1120, f"User is {user.status} and cannot get a token.")
     default = ZAK_CUSTCREATE_DEFAULT_TTL if user.created_by == "custCreate" else ZAK_DEFAULT_TTL
     try:

@@ -1,7 +1,7 @@
 """The simulator's world: accounts, apps, users, tokens, meetings and their participants.
 
 Pure data and rules, no HTTP: rest.py, sdk.py and admin.py expose it. Every rule here follows
-../shared/ZOOM.md; where ZOOM.md marks a fact uncertain the choice is written next to it.
+docs/zoom.md; where docs/zoom.md marks a fact uncertain the choice is written next to it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import jwt
 
 Plan = Literal["pro", "business", "unlimited"]
 
-# Requests per window (seconds) per plan and category (ZOOM.md §6).
+# Requests per window (seconds) per plan and category (docs/zoom.md, Rate limits).
 RATE_LIMITS: dict[str, dict[str, tuple[int, float]]] = {
     "pro": {"Light": (30, 1), "Medium": (20, 1), "Heavy": (10, 1), "Resource-intensive": (10, 60)},
     "business": {
@@ -92,7 +92,7 @@ class Account:
     isv_partner: bool = False
     sso_enabled: bool = False
     # The account's user-managed ("General") OAuth app, for OBF: users of any account may
-    # authorize it; Zoom redirects only to the URLs on its allow list (ZOOM.md §4).
+    # authorize it; Zoom redirects only to the URLs on its allow list (docs/zoom.md, OBF tokens).
     user_client_id: str = ""
     user_client_secret: str = ""
     redirect_urls: tuple[str, ...] = ()
@@ -135,7 +135,7 @@ class AuthCode:
 @dataclass
 class RefreshGrant:
     """A user's authorization of an app, as one refresh token. Each refresh rotates it: the
-    old token stops working at once (ZOOM.md §4)."""
+    old token stops working at once (docs/zoom.md, OBF tokens)."""
 
     app_account_id: str
     user_id: str

@@ -46,7 +46,6 @@ API_VERSION_TEXT = (
 KIND_TEXT = (
     "Kind is a string value representing the REST resource this object represents. In CamelCase."
 )
-METADATA = "Standard object's metadata: name, namespace, labels, annotations, ..."
 KEEP = {
     "type", "properties", "required", "items", "enum", "default", "description", "format",
     "pattern", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems",
@@ -121,17 +120,12 @@ def crd(
     description: str,
     max_name_length: int = 253,
 ) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"type": "object", "description": METADATA}
+    # The API server describes metadata itself, and refuses a schema that says more of it
+    # than a name's rules.
+    metadata: dict[str, Any] = {"type": "object"}
     if max_name_length < 253:
         # The only metadata rule a CRD may state: refused at apply time, not at pod creation.
-        metadata["properties"] = {
-            "name": {
-                "type": "string",
-                "maxLength": max_name_length,
-                "description": f"At most {max_name_length} characters: the name goes into "
-                "its children's names and labels.",
-            }
-        }
+        metadata["properties"] = {"name": {"type": "string", "maxLength": max_name_length}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

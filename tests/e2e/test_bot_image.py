@@ -19,7 +19,7 @@ from tests.support.operator_fixtures import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("IMAGE", "localhost/meetingbot-bot:dev")
-# What podman needs on this kind of machine (DESIGN.md §6).
+# What podman needs on this kind of machine (docs/local-node.md).
 PODMAN_RUN = [
     "--runtime",
     "runc",

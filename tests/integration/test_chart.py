@@ -330,7 +330,7 @@ async def test_the_operator_pod_runs_on_the_charts_rbac_and_needs_all_of_it(
 async def test_obf_through_the_chart_a_person_authorizes_and_the_bot_joins_on_their_behalf(
     kube: Kube, running: Release, sim: SimAdmin
 ) -> None:
-    """The README's OBF path with the chart's operator pods and RBAC: a person opens the
+    """The OBF path of docs/resources.md with the chart's operator pods and RBAC: a person opens the
     grant's link through `kubectl port-forward` (whichever replica answers; a standby forwards
     to the leader), signs in on Zoom's consent page in Chromium, the grant's Secret is written
     under OwnerReferencesPermissionEnforcement, and a real bot joins another account's

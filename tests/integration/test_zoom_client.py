@@ -287,7 +287,7 @@ async def test_obf_token_is_minted_with_the_users_own_token(
     assert wrong_token.value.reason is Reason.ZOOM_CREDENTIALS_INVALID
 
 
-# --- the simulator's REST side as Zoom documents it (ZOOM.md §2-§6) ------------------------
+# --- the simulator's REST side as Zoom documents it (docs/zoom.md, Server-to-Server OAuth to Rate limits) ------------------------
 
 
 def test_every_api_response_carries_a_tracking_id_and_rate_limit_headers(

@@ -1,5 +1,5 @@
-"""The simulator's meeting side follows ZOOM.md, including the practitioners' facts about ZAKs
-(ZOOM.md §3) as executable checks, and its REST side answers 429 as Zoom does."""
+"""The simulator's meeting side follows docs/zoom.md, including the practitioners' facts about ZAKs
+(docs/zoom.md, ZAK) as executable checks, and its REST side answers 429 as Zoom does."""
 
 from __future__ import annotations
 

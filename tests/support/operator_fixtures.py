@@ -146,6 +146,12 @@ class Bots:
         )
         return list(listed["items"])
 
+    async def all_in_phase(self, names: list[str], phase: str) -> bool:
+        wanted = set(names)
+        listed = await self.all()
+        phases = {b["metadata"]["name"]: (b.get("status") or {}).get("phase") for b in listed}
+        return all(phases.get(name) == phase for name in wanted)
+
     async def wait_phase(self, name: str, *phases: str, timeout: float = 60) -> dict[str, Any]:
         return await self.wait_status(
             name, lambda s: s.get("phase") in phases, timeout, f"a phase in {phases}"

@@ -66,13 +66,16 @@ def test_crds_and_the_reference_are_generated_from_the_models() -> None:
 
 
 def test_every_crd_field_has_a_description() -> None:
-    """What `kubectl explain` prints: nothing is left without words."""
+    """What `kubectl explain` prints: nothing is left without words (but metadata, which the
+    API server describes itself and refuses to have described)."""
     missing: list[str] = []
 
     def walk(node: dict[str, object], path: str) -> None:
         properties = node.get("properties")
         for key, child in (properties if isinstance(properties, dict) else {}).items():
             here = f"{path}.{key}"
+            if here.count(".") == 1 and key == "metadata":
+                continue
             if not child.get("description"):
                 missing.append(here)
             walk(child, here)

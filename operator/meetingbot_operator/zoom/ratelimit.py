@@ -1,8 +1,9 @@
 """Client-side rate limiting per account and category, shared by every caller in the process.
 
-Zoom's limits are per account and shared by every app of it (ZOOM.md §6), so the client paces
-itself below the plan's limit and, when Zoom still answers 429 (another app spent the budget),
-pauses the whole category for every caller instead of letting each retry on its own.
+Zoom's limits are per account and shared by every app of it (docs/zoom.md, Rate limits), so
+the client paces itself below the plan's limit and, when Zoom still answers 429 (another app
+spent the budget), pauses the whole category for every caller instead of letting each retry
+on its own.
 
 Zoom failing (5xx, or no answer) is treated alike, for the whole account, as a circuit
 breaker: after a failure, calls fail at once without being sent (OutageOpen, a transient

@@ -1,9 +1,10 @@
 """User OAuth for OBF: the authorization URL (with PKCE), the code exchange, and the refresh.
 
 Zoom rotates refresh tokens: every refresh answers a new one and the old one stops working
-(ZOOM.md §4). So a refresh is never retried once the request may have reached Zoom: a second
-try with the old token would be refused and look like a revocation. Only failures before
-anything was sent (no connection) are retried here; the grant service decides the rest.
+(docs/zoom.md, OBF tokens). So a refresh is never retried once the request may have reached
+Zoom: a second try with the old token would be refused and look like a revocation. Only
+failures before anything was sent (no connection) are retried here; the grant service decides
+the rest.
 """
 
 from __future__ import annotations

@@ -264,7 +264,7 @@ class PodTemplate(Model):
 
 class BotAuth(StrEnum):
     """How a bot joins. `auto` looks the meeting up first: the account's own meeting → zak,
-    another account's → obf (with a grant), as Zoom's 2026 policy asks (ZOOM.md §1)."""
+    another account's → obf (with a grant), as Zoom's 2026 policy asks (docs/zoom.md, Policy)."""
 
     ZAK = "zak"
     NONE = "none"
