@@ -52,6 +52,7 @@ from meetingbot_operator.zoomusergrant.service import (
     GrantService,
     secret_name,
 )
+from tests.support.fakes import FakeKube
 
 # Each would reach another object if it became part of a path; and encoded forms of them.
 NOT_NAMES = [
@@ -154,38 +155,6 @@ def test_a_small_pod_template_is_kept_whole() -> None:
 
 
 # --- Zoom's deauthorization notice: bound to the app that verified it ---------------------
-
-
-class FakeKube:
-    """The Kubernetes verbs GrantService and AccountService use, on dicts."""
-
-    def __init__(self) -> None:
-        self.secrets: dict[tuple[str, str], SecretView] = {}
-        self.owned: dict[tuple[str, str], dict[str, str]] = {}
-        self.refused: set[tuple[str, str]] = set()
-        self.statuses: dict[tuple[str, str, str], dict[str, Any]] = {}
-
-    async def read_secret(self, namespace: str, name: str) -> SecretView | None:
-        core_path("secrets", namespace, name)  # the same guard as the real client
-        if (namespace, name) in self.refused:
-            raise ApiError(403, "Forbidden", b'{"message": "secrets is forbidden"}')
-        return self.secrets.get((namespace, name))
-
-    async def read_owned_secret(
-        self, namespace: str, name: str, owner_uid: str
-    ) -> dict[str, str] | None:
-        found = self.owned.get((namespace, name))
-        return dict(found) if found is not None else None
-
-    async def upsert_secret(self, body: dict[str, Any]) -> None:
-        meta = body["metadata"]
-        self.owned[(meta["namespace"], meta["name"])] = dict(body["stringData"])
-
-    async def patch_status(
-        self, plural: str, namespace: str, name: str, status: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        self.statuses[(plural, namespace, name)] = status
-        return None
 
 
 def _grant(namespace: str, name: str, app_secret: str, user_id: str) -> dict[str, Any]:
