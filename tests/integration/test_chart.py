@@ -21,7 +21,7 @@ from devenv.operator_process import install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_operator.meetingbot.children import join_secret
 from meetingbot_operator.meetingbot.observed import Meta
-from meetingbot_operator.zoomusergrant.service import grant_secret
+from meetingbot_operator.zoomusergrant.state import grant_secret
 from tests.support.chart import (
     CHART,
     KEY_SECRET,

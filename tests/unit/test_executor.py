@@ -40,7 +40,9 @@ class Accounts:
                 "zak": {"reuse": reuse},
             }
         )
-        sdk = SdkCredentials(sdk_key="key", sdk_secret=SecretStr("sdk-secret-of-thirty-two-characters"))
+        sdk = SdkCredentials(
+            sdk_key="key", sdk_secret=SecretStr("sdk-secret-of-thirty-two-characters")
+        )
         self.account = ReadyAccount(ACCOUNT, spec, zoom, sdk)  # type: ignore[arg-type]
         self.wanted = 0
 

@@ -17,13 +17,13 @@ from meetingbot_operator.zoom import Endpoints
 from meetingbot_operator.zoom.client import ZoomUser
 from meetingbot_operator.zoom.endpoints import Cloud
 from meetingbot_operator.zoomusergrant.links import GrantLinks
-from meetingbot_operator.zoomusergrant.service import (
+from meetingbot_operator.zoomusergrant.service import GrantService
+from meetingbot_operator.zoomusergrant.state import (
     INTERRUPTED,
     REFRESH_TOKEN,
     REFRESHING,
     REVOKED,
     GrantProblem,
-    GrantService,
     secret_name,
 )
 from tests.support.fakes import Crash, FakeKube

@@ -45,11 +45,11 @@ from meetingbot_operator.servers import Servers
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoomaccount.service import AccountService
 from meetingbot_operator.zoomusergrant.links import GrantLinks, StateRefused
-from meetingbot_operator.zoomusergrant.service import (
+from meetingbot_operator.zoomusergrant.service import GrantService
+from meetingbot_operator.zoomusergrant.state import (
     REFRESH_TOKEN,
     GrantEntry,
     GrantProblem,
-    GrantService,
     secret_name,
 )
 from tests.support.fakes import FakeKube
@@ -477,9 +477,9 @@ async def test_unknown_grants_and_wrong_links_answer_alike() -> None:
             await grants.start(namespace, name, token)
         answers.append((refused.value.status, refused.value.message))
     assert len(set(answers)) == 1 and answers[0][0] == 404
-    url = grants.authorization_url("team-a", "g", "uid-team-a-g")
+    url = grants.store.authorization_url("team-a", "g", "uid-team-a-g")
     assert "?t=" in url
-    assert grants.links.link_ok("uid-team-a-g", url.rsplit("=", 1)[1])
+    assert grants.store.links.link_ok("uid-team-a-g", url.rsplit("=", 1)[1])
 
 
 async def test_a_ready_grant_is_authorized_again_only_when_an_editor_asks() -> None:
@@ -488,7 +488,7 @@ async def test_a_ready_grant_is_authorized_again_only_when_an_editor_asks() -> N
     grants = await _grants(kube)
     body = _grant("team-a", "g", "app", "user-1")
     await grants.observe("ADDED", body)
-    token = grants.links.link_token("uid-team-a-g")
+    token = grants.store.links.link_token("uid-team-a-g")
     with pytest.raises(GrantProblem) as refused:
         await grants.start("team-a", "g", token)
     assert refused.value.status == 409 and "meetingbot.dev/reauthorize" in refused.value.message
@@ -514,10 +514,10 @@ def test_a_grant_can_name_the_bots_that_may_use_it() -> None:
     grants = GrantService(kube, None, Settings(), GrantLinks(b"k"), on_change=None)  # type: ignore[arg-type]
     body = _grant("team-a", "g", "app", "user-1")
     body["spec"]["botSelector"] = {"matchLabels": {"team": "sales"}}
-    grants.entries[("team-a", "g")] = GrantEntry(body, ZoomUserGrant.model_validate(body))
+    grants.store.entries[("team-a", "g")] = GrantEntry(body, ZoomUserGrant.model_validate(body))
     assert grants.allows("team-a", "g", {"team": "sales", "x": "y"})
     assert not grants.allows("team-a", "g", {"team": "support"})
     assert not grants.allows("team-a", "g", {})
     del body["spec"]["botSelector"]
-    grants.entries[("team-a", "g")] = GrantEntry(body, ZoomUserGrant.model_validate(body))
+    grants.store.entries[("team-a", "g")] = GrantEntry(body, ZoomUserGrant.model_validate(body))
     assert grants.allows("team-a", "g", {})  # unset: every bot in the namespace

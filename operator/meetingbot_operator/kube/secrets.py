@@ -10,14 +10,20 @@ when whoever manages it opted in, with the label `meetingbot.dev/secret-for` nam
 - `obf-token`: a MeetingBot's obf.userTokenSecretRef
 
 One use per Secret: a credentials Secret cannot be named as a passcode and mounted into a pod.
+Every read of such a Secret goes through `read_opted_in`, and every Secret the operator writes
+is built by `manifest`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, Protocol
 
+from meetingbot_operator.kube.client import ApiError
 from meetingbot_operator.models import GROUP
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "meetingbot-operator"}
 
 USE_LABEL = f"{GROUP}/secret-for"
 
@@ -46,3 +52,61 @@ def usable(secret: SecretView, name: str, use: SecretUse) -> dict[str, str]:
             f"add that label before the operator will use it"
         )
     return secret.data
+
+
+class SecretMissing(Exception):
+    """No Secret of that name."""
+
+
+class SecretUnreadable(Exception):
+    """The API server refused the operator's read (its RBAC, a policy)."""
+
+
+class SecretReader(Protocol):
+    async def read_secret(self, namespace: str, name: str) -> SecretView | None: ...
+
+
+async def read_opted_in(
+    kube: SecretReader, namespace: str, name: str, use: SecretUse
+) -> dict[str, str]:
+    """The data of Secret `name`, opted in for `use`: SecretMissing, SecretUnreadable or
+    SecretNotAllowed otherwise, each with words a status can show. A reference that is not a
+    name raises InvalidName (kube/client.py) before anything is sent."""
+    try:
+        secret = await kube.read_secret(namespace, name)
+    except ApiError as error:
+        raise SecretUnreadable(
+            f"the operator could not read Secret {name!r}: {error.message}"
+        ) from None
+    if secret is None:
+        raise SecretMissing(f"Secret {name!r} not found")
+    return usable(secret, name, use)
+
+
+def manifest(
+    namespace: str,
+    name: str,
+    data: dict[str, str],
+    *,
+    owner: dict[str, Any] | None = None,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Secret the operator writes: labelled as the operator's, with its owner (the object
+    whose deletion takes it along) when it has one."""
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {**MANAGED_BY, **(labels or {})},
+    }
+    if annotations:
+        metadata["annotations"] = annotations
+    if owner is not None:
+        metadata["ownerReferences"] = [owner]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata,
+        "stringData": data,
+    }

@@ -18,7 +18,7 @@ from meetingbot_operator.kube.client import (
     custom_path,
     segment,
 )
-from meetingbot_operator.kube.secrets import SecretView
+from meetingbot_operator.kube.secrets import SecretView, manifest
 
 
 class NameTaken(Exception):
@@ -102,16 +102,7 @@ class Kube:
             secret = await self._read("secrets", namespace, name)
             if secret is not None:
                 return _decoded(secret)[key]
-            body = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {
-                    "name": name,
-                    "namespace": namespace,
-                    "labels": {"app.kubernetes.io/managed-by": "meetingbot-operator"},
-                },
-                "stringData": {key: make()},
-            }
+            body = manifest(namespace, name, {key: make()})
             try:
                 await self.api.request("POST", core_path("secrets", namespace), body=body)
             except ApiError as error:

@@ -19,11 +19,11 @@ from meetingbot_contract import (
     SDK_URL_ENV,
     JoinConfig,
 )
+from meetingbot_operator.kube import secrets
 from meetingbot_operator.meetingbot.observed import Meta, pod_name
 from meetingbot_operator.models import API_VERSION, GROUP, MeetingBotSpec
 from meetingbot_operator.settings import Settings
 
-MANAGED_BY = "meetingbot-operator"
 BOT_LABEL = f"{GROUP}/bot"
 ATTEMPT_LABEL = f"{GROUP}/attempt"
 HOME = "/home/bot"
@@ -36,7 +36,7 @@ def secret_name(bot: str) -> str:
 def labels(meta: Meta, attempt: int) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "meetingbot-bot",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        **secrets.MANAGED_BY,
         BOT_LABEL: meta.name,
         ATTEMPT_LABEL: str(attempt),
     }
@@ -54,19 +54,14 @@ def owner_reference(meta: Meta) -> dict[str, Any]:
 
 
 def join_secret(meta: Meta, attempt: int, config: JoinConfig) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {
-            "name": secret_name(meta.name),
-            "namespace": meta.namespace,
-            "labels": labels(meta, attempt),
-            "annotations": {ATTEMPT_LABEL: str(attempt)},
-            "ownerReferences": [owner_reference(meta)],
-        },
-        "stringData": {CONFIG_KEY: config.to_json()},
-    }
+    return secrets.manifest(
+        meta.namespace,
+        secret_name(meta.name),
+        {CONFIG_KEY: config.to_json()},
+        owner=owner_reference(meta),
+        labels=labels(meta, attempt),
+        annotations={ATTEMPT_LABEL: str(attempt)},
+    )
 
 
 def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) -> dict[str, Any]:

@@ -191,9 +191,9 @@ def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> D
     status = bot.status.model_copy()  # shallow: nothing nested is mutated, conditions replaced
     status.observed_generation = meta.generation
     phase = status.phase or Phase.PENDING
-    plan = Decision(status=status)
+    decision = Decision(status=status)
     if bot.spec.auth == BotAuth.AUTO and observed.meeting_owner == MeetingOwner.UNKNOWN:
-        _lookup_unavailable(bot, observed, plan)
+        _lookup_unavailable(bot, observed, decision)
 
     if phase in TERMINAL_PHASES:
         pod, report = observed.pod, observed.report
@@ -202,58 +202,59 @@ def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> D
             # Finished, yet its pod runs and its bot has not said it left (a status written
             # by someone else, which a restarted operator cannot tell from its own): a bot is
             # never left in a meeting unsupervised.
-            plan.actions.append(Action(ActionKind.DELETE_POD, pod_name=pod.name))
+            decision.actions.append(Action(ActionKind.DELETE_POD, pod_name=pod.name))
         if not observed.secret_cleaned:
-            plan.actions.append(Action(ActionKind.DELETE_SECRET))
-        _expire(bot, observed.now, plan)
+            decision.actions.append(Action(ActionKind.DELETE_SECRET))
+        _delete_after_ttl(bot, observed.now, decision)
     elif bot.status.attempts == 0 or bot.status.next_attempt_at is not None:
-        _maybe_start(bot, meta, observed, timing, plan)
+        _maybe_start(bot, meta, observed, timing, decision)
     else:
-        _follow_attempt(bot, meta, observed, timing, plan)
+        _follow_attempt(bot, meta, observed, timing, decision)
 
-    _identities(bot, old, plan)
-    _finish(old, meta, observed.now, plan)
-    return plan
+    _identities(bot, old, decision)
+    _conditions_and_events(old, meta, observed.now, decision)
+    return decision
 
 
-def _identities(bot: MeetingBot, old: MeetingBotStatus, plan: Decision) -> None:
+def _identities(bot: MeetingBot, old: MeetingBotStatus, decision: Decision) -> None:
     """The service user the bot holds after this pass, and what the ZAK cache must forget.
     A start holds its user from the decision on (capped unless spec.user pins it); a running
     attempt holds the user it joined as; anything else holds none."""
-    status = plan.status
-    start = next((a for a in plan.actions if a.kind == ActionKind.START_ATTEMPT), None)
+    status = decision.status
+    start = next((a for a in decision.actions if a.kind == ActionKind.START_ATTEMPT), None)
     if start is not None and start.user:
-        plan.hold = Hold(start.user, capped=not bot.spec.user)
+        decision.hold = Hold(start.user, capped=not bot.spec.user)
     elif (status.phase or Phase.PENDING) in RUNNING_PHASES and status.zoom_user:
-        plan.hold = Hold(status.zoom_user, capped=False)
+        decision.hold = Hold(status.zoom_user, capped=False)
     if status.reason == Reason.ZAK_INVALID and old.reason != status.reason and status.zoom_user:
-        plan.actions.append(
+        decision.actions.append(
             Action(ActionKind.FORGET_ZAK, user=status.zoom_user, expires_at=status.zak_expires_at)
         )
 
 
-def _expire(bot: MeetingBot, now: datetime, plan: Decision) -> None:
+def _delete_after_ttl(bot: MeetingBot, now: datetime, decision: Decision) -> None:
+    """ttlSecondsAfterFinished: delete the finished bot when it has passed, else look again then."""
     ttl = bot.spec.ttl_seconds_after_finished
     done = bot.status.completion_time
     if ttl is None or done is None:
         return
     due = done + timedelta(seconds=ttl)
     if now >= due:
-        plan.actions.append(Action(ActionKind.DELETE_BOT))
+        decision.actions.append(Action(ActionKind.DELETE_BOT))
     else:
-        plan.requeue_after = (due - now).total_seconds()
+        decision.requeue_after = (due - now).total_seconds()
 
 
 def _maybe_start(
-    bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing, plan: Decision
+    bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing, decision: Decision
 ) -> None:
-    status, now = plan.status, observed.now
+    status, now = decision.status, observed.now
     join_at = bot.spec.join_at
     if join_at is not None and now < join_at - timing.start_lead:
         _set_phase(
             status, Phase.SCHEDULED, None, f"starts at {(join_at - timing.start_lead).isoformat()}"
         )
-        plan.requeue_after = (join_at - timing.start_lead - now).total_seconds()
+        decision.requeue_after = (join_at - timing.start_lead - now).total_seconds()
         return
     account = observed.account
     if account is None:
@@ -263,18 +264,18 @@ def _maybe_start(
             Reason.ZOOM_ACCOUNT_NOT_FOUND,
             f"ZoomAccount {bot.spec.account_ref.name!r} not found in this namespace",
         )
-        plan.requeue_after = NOT_READY_RECHECK_SECONDS
+        decision.requeue_after = NOT_READY_RECHECK_SECONDS
         return
     if not account.ready:
         _set_phase(
             status, Phase.PENDING, account.reason, f"ZoomAccount not ready: {account.message}"
         )
-        plan.requeue_after = NOT_READY_RECHECK_SECONDS
+        decision.requeue_after = NOT_READY_RECHECK_SECONDS
         return
-    mode = _join_mode(bot, observed, plan)
+    mode = _join_mode(bot, observed, decision)
     if mode is None:
         return
-    if mode == AuthMode.OBF and not _grant_ready(bot, observed, plan):
+    if mode == AuthMode.OBF and not _grant_ready(bot, observed, decision):
         return
     user = None
     zak = mode == AuthMode.ZAK
@@ -285,17 +286,17 @@ def _maybe_start(
             f"user {bot.spec.user!r} is not one of the account's users",
             now,
         )
-        plan.events.append(Event("Warning", Reason.USER_NOT_IN_ACCOUNT, status.message or ""))
+        decision.events.append(Event("Warning", Reason.USER_NOT_IN_ACCOUNT, status.message or ""))
         return
     if status.next_attempt_at is not None and now < status.next_attempt_at:
-        plan.requeue_after = (status.next_attempt_at - now).total_seconds()
+        decision.requeue_after = (status.next_attempt_at - now).total_seconds()
         return
     if zak and account.max_per_user and observed.operator_started is not None:
         # Just (re)started: the claims of running bots come from the watches' first lists;
         # a capped pool waits for them before it gives a user out.
         settled = observed.operator_started + POOL_SETTLE
         if now < settled:
-            plan.requeue_after = (settled - now).total_seconds()
+            decision.requeue_after = (settled - now).total_seconds()
             return
     if zak:
         user = pick_user(
@@ -304,11 +305,11 @@ def _maybe_start(
         if user is None:
             # Waiting for a user: no attempt is consumed; a slot frees when a bot finishes.
             _set_phase(status, Phase.PENDING, Reason.NO_SERVICE_USER_AVAILABLE, _no_user(account))
-            plan.requeue_after = NO_USER_RECHECK_SECONDS
+            decision.requeue_after = NO_USER_RECHECK_SECONDS
             if account.can_provision:
-                plan.actions.append(Action(ActionKind.PROVISION_USER))
+                decision.actions.append(Action(ActionKind.PROVISION_USER))
             return
-    plan.actions.append(
+    decision.actions.append(
         Action(ActionKind.START_ATTEMPT, attempt=status.attempts + 1, user=user, auth=mode)
     )
 
@@ -322,17 +323,17 @@ POLICY = (
 LOOKUP_RECHECK_SECONDS = 5.0
 
 
-def _join_mode(bot: MeetingBot, observed: Observed, plan: Decision) -> AuthMode | None:
+def _join_mode(bot: MeetingBot, observed: Observed, decision: Decision) -> AuthMode | None:
     """The mode an attempt joins with; for auth: auto, from the meeting's owner. None: not
     now (the lookup is asked for, or the bot failed)."""
-    status, auth = plan.status, bot.spec.auth
+    status, auth = decision.status, bot.spec.auth
     if auth != BotAuth.AUTO:
         return AuthMode(auth.value)
     owner = observed.meeting_owner
     if owner is None:
         _set_phase(status, Phase.PENDING, None, "looking the meeting up (auth: auto)")
-        plan.actions.append(Action(ActionKind.LOOKUP_MEETING))
-        plan.requeue_after = LOOKUP_RECHECK_SECONDS  # again if the lookup fails
+        decision.actions.append(Action(ActionKind.LOOKUP_MEETING))
+        decision.requeue_after = LOOKUP_RECHECK_SECONDS  # again if the lookup fails
         return None
     number = bot.spec.meeting.number or "the meeting"
     if owner == MeetingOwner.UNKNOWN:
@@ -347,27 +348,27 @@ def _join_mode(bot: MeetingBot, observed: Observed, plan: Decision) -> AuthMode 
         f"behalf of a participant was given (spec.obf.grantRef): {POLICY}"
     )
     _fail(status, Reason.OBF_REQUIRED, message, observed.now)
-    plan.events.append(Event("Warning", Reason.OBF_REQUIRED, message))
+    decision.events.append(Event("Warning", Reason.OBF_REQUIRED, message))
     return None
 
 
-def _lookup_unavailable(bot: MeetingBot, observed: Observed, plan: Decision) -> None:
+def _lookup_unavailable(bot: MeetingBot, observed: Observed, decision: Decision) -> None:
     """auth: auto could not look the meeting up: a condition of its own, on every pass (a
     pass that starts an attempt writes no status), stable once written."""
-    plan.status.conditions = set_condition(
-        plan.status.conditions,
+    decision.status.conditions = set_condition(
+        decision.status.conditions,
         "MeetingLookedUp",
         False,
         "MeetingLookupUnavailable",
         "the ZoomAccount's app lacks the scope meeting:read:meeting:admin (or "
         "meeting:read:admin), so auth auto could not look the meeting up; it joins with "
         + ("obf (a grant is given)" if bot.spec.obf else "zak"),
-        generation=plan.status.observed_generation,
+        generation=decision.status.observed_generation,
         now=observed.now,
     )
 
 
-def _grant_ready(bot: MeetingBot, observed: Observed, plan: Decision) -> bool:
+def _grant_ready(bot: MeetingBot, observed: Observed, decision: Decision) -> bool:
     """OBF with a ZoomUserGrant waits, consuming nothing, until the grant is Ready."""
     obf = bot.spec.obf
     if obf is None or obf.grant_ref is None:
@@ -375,28 +376,28 @@ def _grant_ready(bot: MeetingBot, observed: Observed, plan: Decision) -> bool:
     grant = observed.grant
     if grant is None:
         _set_phase(
-            plan.status,
+            decision.status,
             Phase.PENDING,
             Reason.GRANT_NOT_FOUND,
             f"ZoomUserGrant {obf.grant_ref.name!r} not found in this namespace",
         )
     elif not grant.ready:
         _set_phase(
-            plan.status,
+            decision.status,
             Phase.PENDING,
             Reason.GRANT_NOT_READY,
             f"ZoomUserGrant {obf.grant_ref.name!r} is not Ready ({grant.reason}): {grant.message}",
         )
     else:
         return True
-    plan.requeue_after = NOT_READY_RECHECK_SECONDS  # and at once when the grant changes
+    decision.requeue_after = NOT_READY_RECHECK_SECONDS  # and at once when the grant changes
     return False
 
 
 def _follow_attempt(
-    bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing, plan: Decision
+    bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing, decision: Decision
 ) -> None:
-    status, now = plan.status, observed.now
+    status, now = decision.status, observed.now
     attempt = status.attempts
     name = pod_name(meta.name, attempt)
     pod = observed.pod if observed.pod and observed.pod.attempt == attempt else None
@@ -417,7 +418,7 @@ def _follow_attempt(
         if now - patience_from >= MISSING_POD_PATIENCE:
             if status.phase == Phase.STARTING and stop is None:
                 # Meant to be created but never seen (the operator stopped in between): again.
-                plan.actions.append(
+                decision.actions.append(
                     Action(
                         ActionKind.START_ATTEMPT,
                         attempt=attempt,
@@ -428,21 +429,21 @@ def _follow_attempt(
                 return
             outcome = _stopped(stop) or (Reason.POD_DISRUPTED, f"pod {name} disappeared")
         else:
-            plan.requeue_after = (patience_from + MISSING_POD_PATIENCE - now).total_seconds()
+            decision.requeue_after = (patience_from + MISSING_POD_PATIENCE - now).total_seconds()
     if outcome is not None:
-        _conclude(bot, meta, outcome, now, timing, plan)
+        _end_attempt(bot, meta, outcome, now, timing, decision)
         stuck = pod is not None and pod.waiting_reason in IMAGE_PULL_FAILURES | CONFIG_FAILURES
         if stuck:
             # A container that cannot start would sit there; a bot that reported Ended exits
             # by itself, and its pod stays for `kubectl logs`.
-            plan.actions.append(Action(ActionKind.DELETE_POD, pod_name=name))
+            decision.actions.append(Action(ActionKind.DELETE_POD, pod_name=name))
         return
 
     if stop is not None:
         # Stopping: the bot's own reports (Leaving/Canceled) do not replace why.
         _set_phase(status, Phase.LEAVING, stop.reason, stop.message)
         if pod is not None and not pod.deleting:
-            plan.actions.append(Action(ActionKind.DELETE_POD, pod_name=name))  # again: lost
+            decision.actions.append(Action(ActionKind.DELETE_POD, pod_name=name))  # again: lost
         return
 
     if report is not None:
@@ -455,24 +456,26 @@ def _follow_attempt(
         detail = f": {trouble[0]}: {trouble[1]}".rstrip(": ") if trouble else ""
         message = f"attempt {attempt}: pod {name}{detail}"
         if trouble and message != status.message:
-            plan.events.append(Event("Warning", trouble[0], f"pod {name}: {trouble[1]}"))
+            decision.events.append(Event("Warning", trouble[0], f"pod {name}: {trouble[1]}"))
         _set_phase(status, Phase.STARTING, None, message)
 
     # A bot on its way out still reports until it exits: one that hangs there is stopped too.
-    _watch_liveness(bot, observed, pod, report, timing, plan, name)
+    _watch_liveness(bot, observed, pod, report, timing, decision, name)
 
     # Backstop for maxDuration: the bot enforces it itself; a bot that does not is stopped.
     anchor = status.joined_at or status.started_at
-    if anchor is not None and plan.status.stop is None:
+    if anchor is not None and decision.status.stop is None:
         deadline = (
             anchor
             + timedelta(seconds=bot.spec.leave.max_duration_seconds)
             + timing.max_duration_grace
         )
         if now >= deadline:
-            _stop(plan, name, Reason.MAX_DURATION_REACHED, "maxDurationSeconds passed")
+            _stop(decision, name, Reason.MAX_DURATION_REACHED, "maxDurationSeconds passed")
         else:
-            plan.requeue_after = _sooner(plan.requeue_after, (deadline - now).total_seconds())
+            decision.requeue_after = _sooner(
+                decision.requeue_after, (deadline - now).total_seconds()
+            )
 
 
 def _watch_liveness(
@@ -481,12 +484,12 @@ def _watch_liveness(
     pod: PodObservation | None,
     report: BotReport | None,
     timing: Timing,
-    plan: Decision,
+    decision: Decision,
     name: str,
 ) -> None:
     """A bot must report within startTimeoutSeconds of its start, then keep reporting (its
     heartbeat); otherwise its pod is stopped and the attempt retried."""
-    status, now = plan.status, observed.now
+    status, now = decision.status, observed.now
     if status.started_at is None:
         return
     reported = report is not None or status.phase not in (None, Phase.PENDING, Phase.STARTING)
@@ -496,14 +499,16 @@ def _watch_liveness(
             trouble = _pod_trouble(pod)
             why = f" ({trouble[0]}: {trouble[1]})".rstrip() if trouble else ""
             _stop(
-                plan,
+                decision,
                 name,
                 Reason.START_TIMEOUT,
                 f"no report from the bot within startTimeoutSeconds "
                 f"({bot.spec.start_timeout_seconds}s){why}",
             )
         else:
-            plan.requeue_after = _sooner(plan.requeue_after, (deadline - now).total_seconds())
+            decision.requeue_after = _sooner(
+                decision.requeue_after, (deadline - now).total_seconds()
+            )
         return
     heard = max(
         filter(None, [observed.last_report_at, observed.operator_started, status.started_at])
@@ -511,21 +516,21 @@ def _watch_liveness(
     deadline = heard + timing.unresponsive_after
     if now >= deadline:
         _stop(
-            plan,
+            decision,
             name,
             Reason.BOT_UNRESPONSIVE,
             f"no report from the bot for {timing.unresponsive_after.total_seconds():.0f}s",
         )
     else:
-        plan.requeue_after = _sooner(plan.requeue_after, (deadline - now).total_seconds())
+        decision.requeue_after = _sooner(decision.requeue_after, (deadline - now).total_seconds())
 
 
-def _stop(plan: Decision, name: str, reason: str, message: str) -> None:
+def _stop(decision: Decision, name: str, reason: str, message: str) -> None:
     """Record why the operator stops this attempt, then stop it (status is written first)."""
-    status = plan.status
+    status = decision.status
     status.stop = StopRequest(attempt=status.attempts, reason=reason, message=message)
     _set_phase(status, Phase.LEAVING, reason, f"{message}; stopping the bot")
-    plan.actions.append(Action(ActionKind.DELETE_POD, pod_name=name))
+    decision.actions.append(Action(ActionKind.DELETE_POD, pod_name=name))
 
 
 def _stopped(stop: StopRequest | None) -> tuple[str, str] | None:
@@ -642,25 +647,27 @@ def _result(message: str | None, attempt: int) -> BotResult | None:
     return result if result.attempt in (attempt, 0) else None
 
 
-def _conclude(
+def _end_attempt(
     bot: MeetingBot,
     meta: Meta,
     outcome: tuple[str, str],
     now: datetime,
     timing: Timing,
-    plan: Decision,
+    decision: Decision,
 ) -> None:
+    """The attempt is over with `outcome` (reason, message): the bot succeeds, fails, or
+    starts another attempt after its backoff."""
     reason, message = outcome
-    status = plan.status
+    status = decision.status
     attempt = status.attempts
     # The join Secret holds a live ZAK: nothing needs it once the attempt is over.
-    plan.actions.append(Action(ActionKind.DELETE_SECRET))
+    decision.actions.append(Action(ActionKind.DELETE_SECRET))
     if reason in SUCCESS:
         _set_phase(status, Phase.SUCCEEDED, reason, message)
         status.completion_time = now
         status.left_at = status.left_at or now
-        plan.events.append(Event("Normal", reason, message))
-        _expire(bot, now, plan)
+        decision.events.append(Event("Normal", reason, message))
+        _delete_after_ttl(bot, now, decision)
     elif is_transient(reason) and attempt <= bot.spec.retry.limit:
         delay = backoff(meta.uid, attempt, timing)
         status.next_attempt_at = now + timedelta(seconds=delay)
@@ -670,12 +677,12 @@ def _conclude(
             reason,
             f"attempt {attempt} failed: {message}; retrying in {delay:.0f}s",
         )
-        plan.events.append(Event("Warning", reason, status.message or ""))
-        plan.requeue_after = delay
+        decision.events.append(Event("Warning", reason, status.message or ""))
+        decision.requeue_after = delay
     else:
         _fail(status, reason, message if attempt == 0 else f"attempt {attempt}: {message}", now)
-        plan.events.append(Event("Warning", reason, status.message or ""))
-        _expire(bot, now, plan)
+        decision.events.append(Event("Warning", reason, status.message or ""))
+        _delete_after_ttl(bot, now, decision)
 
 
 def after_start_failure(
@@ -689,19 +696,19 @@ def after_start_failure(
     another_user: bool = False,
     refused_user: str | None = None,
 ) -> Decision:
-    """The plan when an attempt could not start (minting failed, a Secret is missing, the API
+    """The decision when an attempt could not start (minting failed, a Secret is missing, the API
     server refused the pod...). Nothing ran, so no attempt is consumed; the failure count and
     the next try are kept in status, so a restart keeps the backoff. `another_user`: the
     refusal was about the service user `refused_user` (made Unavailable here) or the user
     filled up meanwhile: the bot tries another user at once, with no backoff and nothing
     counted against it."""
     status = bot.status.model_copy()
-    plan = Decision(status=status)
+    decision = Decision(status=status)
     if another_user:
         _set_phase(status, Phase.PENDING, reason, f"{message}; trying another service user")
-        plan.requeue_after = 0.1
+        decision.requeue_after = 0.1
         if refused_user:
-            plan.actions.append(
+            decision.actions.append(
                 Action(
                     ActionKind.MARK_USER_UNAVAILABLE,
                     user=refused_user,
@@ -712,21 +719,21 @@ def after_start_failure(
     elif reason in ACCOUNT_LEVEL:
         # The account's own checks (and its change events) decide when to try again.
         _set_phase(status, Phase.PENDING, reason, f"{message}; waiting for the ZoomAccount")
-        plan.requeue_after = NOT_READY_RECHECK_SECONDS
+        decision.requeue_after = NOT_READY_RECHECK_SECONDS
     elif is_transient(reason):
         status.start_failures += 1
         delay = backoff(meta.uid, status.start_failures, timing)
         status.next_attempt_at = now + timedelta(seconds=delay)
         _set_phase(status, Phase.PENDING, reason, f"{message}; trying again in {delay:.0f}s")
-        plan.events.append(Event("Warning", reason, status.message or ""))
-        plan.requeue_after = delay
+        decision.events.append(Event("Warning", reason, status.message or ""))
+        decision.requeue_after = delay
     else:
         _fail(status, reason, message, now)
-        plan.events.append(Event("Warning", reason, message))
-        _expire(bot, now, plan)
-    _identities(bot, bot.status, plan)
-    _finish(bot.status, meta, now, plan)
-    return plan
+        decision.events.append(Event("Warning", reason, message))
+        _delete_after_ttl(bot, now, decision)
+    _identities(bot, bot.status, decision)
+    _conditions_and_events(bot.status, meta, now, decision)
+    return decision
 
 
 def _no_user(account: AccountState) -> str:
@@ -743,10 +750,10 @@ def spec_invalid(
     old: MeetingBotStatus, meta: Meta, message: str, now: datetime
 ) -> MeetingBotStatus:
     """The status of a MeetingBot whose spec cannot be parsed: Failed, said once."""
-    plan = Decision(status=old.model_copy())
-    _fail(plan.status, Reason.SPEC_INVALID, message, now)
-    _finish(old, meta, now, plan)
-    return plan.status
+    decision = Decision(status=old.model_copy())
+    _fail(decision.status, Reason.SPEC_INVALID, message, now)
+    _conditions_and_events(old, meta, now, decision)
+    return decision.status
 
 
 def started(bot: MeetingBot, meta: Meta, result: AttemptStarted) -> MeetingBotStatus:
@@ -787,9 +794,11 @@ def _sooner(a: float | None, b: float) -> float:
     return b if a is None else min(a, b)
 
 
-def _finish(old: MeetingBotStatus, meta: Meta, now: datetime, plan: Decision) -> None:
+def _conditions_and_events(
+    old: MeetingBotStatus, meta: Meta, now: datetime, decision: Decision
+) -> None:
     """Conditions follow the phase; a phase change is an event."""
-    status = plan.status
+    status = decision.status
     phase = status.phase or Phase.PENDING
     reason = status.reason or phase.value
     message = status.message or ""
@@ -810,6 +819,6 @@ def _finish(old: MeetingBotStatus, meta: Meta, now: datetime, plan: Decision) ->
         conditions, "Failed", phase == Phase.FAILED, reason, message, generation=gen, now=now
     )
     status.conditions = conditions
-    if phase != old.phase and not any(e.reason == status.reason for e in plan.events):
+    if phase != old.phase and not any(e.reason == status.reason for e in decision.events):
         kind = "Warning" if phase == Phase.FAILED else "Normal"
-        plan.events.append(Event(kind, phase.value, message))
+        decision.events.append(Event(kind, phase.value, message))

@@ -33,7 +33,13 @@ from meetingbot_operator.identities.pool import USER_LEVEL
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.keys import ReportTokens
 from meetingbot_operator.kube.client import ApiError, InvalidName
-from meetingbot_operator.kube.secrets import SecretNotAllowed, SecretUse, usable
+from meetingbot_operator.kube.secrets import (
+    SecretMissing,
+    SecretNotAllowed,
+    SecretUnreadable,
+    SecretUse,
+    read_opted_in,
+)
 from meetingbot_operator.kube.verbs import Kube, NameTaken
 from meetingbot_operator.meetingbot import children
 from meetingbot_operator.meetingbot.decisions import Action, ActionKind
@@ -49,7 +55,8 @@ from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import Zak, ZoomError, sdk_signature
 from meetingbot_operator.zoomaccount.service import AccountService
 from meetingbot_operator.zoomaccount.state import ReadyAccount
-from meetingbot_operator.zoomusergrant.service import GrantProblem, GrantService
+from meetingbot_operator.zoomusergrant.service import GrantService
+from meetingbot_operator.zoomusergrant.state import GrantProblem
 
 log = logging.getLogger(__name__)
 
@@ -320,24 +327,24 @@ class AttemptExecutor:
         return zak
 
     async def _secret_value(self, namespace: str, name: str, key: str, use: SecretUse) -> str:
+        """One key of an opted-in Secret. Whether a key exists is said only of a Secret opted
+        in for this use."""
         try:
-            secret = await self.kube.read_secret(namespace, name)
+            data = await read_opted_in(self.kube, namespace, name, use)
         except InvalidName as error:
             raise _StartProblem(Reason.SPEC_INVALID, f"Secret reference: {error}") from None
-        except ApiError as error:
+        except SecretUnreadable as refused:
             # Said as what it is: a refused read of this Secret, not a refused pod.
-            raise _StartProblem(
-                Reason.SECRET_UNREADABLE,
-                f"the operator could not read Secret {name!r}: {error.message}",
-            ) from None
-        if secret is None or key not in secret.data:
+            raise _StartProblem(Reason.SECRET_UNREADABLE, str(refused)) from None
+        except SecretMissing:
+            data = {}
+        except SecretNotAllowed as refused:
+            raise _StartProblem(Reason.SECRET_NOT_ALLOWED, str(refused)) from None
+        if key not in data:
             raise _StartProblem(
                 Reason.SECRET_NOT_FOUND, f"Secret {name!r} with key {key!r} not found"
             )
-        try:
-            return usable(secret, name, use)[key]
-        except SecretNotAllowed as refused:
-            raise _StartProblem(Reason.SECRET_NOT_ALLOWED, str(refused)) from None
+        return data[key]
 
 
 class _UserRefused(Exception):

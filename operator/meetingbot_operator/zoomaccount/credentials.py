@@ -16,8 +16,14 @@ import httpx
 from pydantic import SecretStr
 
 from meetingbot_contract.reasons import Reason
-from meetingbot_operator.kube.client import ApiError, InvalidName
-from meetingbot_operator.kube.secrets import SecretNotAllowed, SecretUse, usable
+from meetingbot_operator.kube.client import InvalidName
+from meetingbot_operator.kube.secrets import (
+    SecretMissing,
+    SecretNotAllowed,
+    SecretUnreadable,
+    SecretUse,
+    read_opted_in,
+)
 from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.models import ZoomAccountSpec
 from meetingbot_operator.settings import Settings, endpoint_allowed
@@ -109,18 +115,13 @@ def client(
 
 async def _secret(kube: Kube, namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
     try:
-        secret = await kube.read_secret(namespace, name)
+        data = await read_opted_in(kube, namespace, name, SecretUse.ZOOM_CREDENTIALS)
     except InvalidName as error:
         raise AccountProblem(Reason.SECRET_NOT_FOUND, f"Secret reference: {error}") from None
-    except ApiError as error:
-        raise AccountProblem(
-            Reason.SECRET_UNREADABLE,
-            f"the operator could not read Secret {name!r}: {error.message}",
-        ) from None
-    if secret is None:
-        raise AccountProblem(Reason.SECRET_NOT_FOUND, f"Secret {name!r} not found")
-    try:
-        data = usable(secret, name, SecretUse.ZOOM_CREDENTIALS)
+    except SecretMissing as absent:
+        raise AccountProblem(Reason.SECRET_NOT_FOUND, str(absent)) from None
+    except SecretUnreadable as refused:
+        raise AccountProblem(Reason.SECRET_UNREADABLE, str(refused)) from None
     except SecretNotAllowed as refused:
         raise AccountProblem(Reason.SECRET_NOT_ALLOWED, str(refused)) from None
     missing = [k for k in keys if not data.get(k)]

@@ -15,7 +15,8 @@ import logging
 from aiohttp import web
 
 from meetingbot_operator.kube.client import ApiError
-from meetingbot_operator.zoomusergrant.service import GrantProblem, GrantService
+from meetingbot_operator.zoomusergrant.service import GrantService
+from meetingbot_operator.zoomusergrant.state import GrantProblem
 
 log = logging.getLogger(__name__)
 
