@@ -578,3 +578,77 @@ def test_a_finished_bot_whose_pod_still_runs_is_stopped() -> None:
     leaving = BotReport(attempt=1, state="Ended", reason="MeetingEnded")
     plan = decide(bot(done), META, observe(pod=alive, report=leaving), TIMING)
     assert ActionKind.DELETE_POD not in [a.kind for a in plan.actions]
+
+
+# --- Zoom identities: the user a bot holds, and the actions the decisions name ------------
+
+
+def test_a_start_holds_its_user_capped_unless_pinned_and_a_running_bot_keeps_it() -> None:
+    ready = AccountState(True, "ok", "ok", ("a", "b"), all_users=("a", "b"), max_per_user=2)
+    start = decide(bot(), META, observe(account=ready), TIMING)
+    (action,) = start.actions
+    assert start.hold is not None and start.hold.user == action.user and start.hold.capped
+    pinned = decide(bot(user="a"), META, observe(account=ready), TIMING)
+    assert pinned.hold is not None and (pinned.hold.user, pinned.hold.capped) == ("a", False)
+    running_bot = bot(running(phase="InMeeting", zoomUser="b"))
+    pod = PodObservation("bot-1", 1, "Running")
+    report = BotReport(attempt=1, state="InMeeting", joined_at=NOW)
+    held = decide(running_bot, META, observe(account=ready, pod=pod, report=report), TIMING)
+    assert held.hold is not None and (held.hold.user, held.hold.capped) == ("b", False)
+    ended = BotReport(attempt=1, state="Ended", reason="MeetingEnded")
+    done = decide(running_bot, META, observe(account=ready, pod=pod, report=ended), TIMING)
+    assert done.hold is None  # a finished bot holds no user
+
+
+def test_a_join_refused_for_the_zak_forgets_that_zak_once() -> None:
+    expires = NOW + timedelta(hours=2)
+    running_bot = bot(running(phase="Joining", zoomUser="a", zakExpiresAt=expires.isoformat()))
+    refused = BotReport(attempt=1, state="Ended", reason="ZakInvalid", message="3265")
+    pod = PodObservation("bot-1", 1, "Failed", exit_code=3)
+    plan = decide(running_bot, META, observe(report=refused, pod=pod), TIMING)
+    assert plan.status.reason == "ZakInvalid"
+    forget = [a for a in plan.actions if a.kind == ActionKind.FORGET_ZAK]
+    assert [(a.user, a.expires_at) for a in forget] == [("a", expires)]
+    again = decide(
+        bot(plan.status.model_dump(mode="json", by_alias=True)),
+        META,
+        observe(report=refused, pod=pod, now=NOW + timedelta(seconds=1)),
+        TIMING,
+    )
+    assert ActionKind.FORGET_ZAK not in [a.kind for a in again.actions]
+
+
+def test_every_user_busy_asks_for_one_only_where_provisioning_may_create_it() -> None:
+    full = AccountState(
+        True, "ok", "ok", ("a",), all_users=("a",), loads=(("a", 1),), max_per_user=1
+    )
+    plan = decide(bot(), META, observe(account=full), TIMING)
+    assert plan.status.reason == "NoServiceUserAvailable" and plan.actions == []
+    can = AccountState(
+        True,
+        "ok",
+        "ok",
+        ("a",),
+        all_users=("a",),
+        loads=(("a", 1),),
+        max_per_user=1,
+        can_provision=True,
+    )
+    plan = decide(bot(), META, observe(account=can), TIMING)
+    assert [a.kind for a in plan.actions] == [ActionKind.PROVISION_USER]
+    assert plan.hold is None
+
+
+def test_a_user_zoom_refused_is_marked_unavailable_and_the_bot_moves_on() -> None:
+    refused = AttemptRefused(
+        1, NOW, "ZoomUserInactive", "HTTP 400, Zoom code 1120", another_user=True, user="a"
+    )
+    plan = decide(bot(), META, observe(attempt_result=refused), TIMING)
+    (mark,) = plan.actions
+    assert (mark.kind, mark.user, mark.reason) == (
+        ActionKind.MARK_USER_UNAVAILABLE,
+        "a",
+        "ZoomUserInactive",
+    )
+    assert plan.status.phase == Phase.PENDING and plan.status.start_failures == 0
+    assert plan.hold is None
