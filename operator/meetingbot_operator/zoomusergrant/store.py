@@ -72,6 +72,7 @@ class GrantStore:
         return self.accounts.client(key[0], entry.grant.spec.account_ref.name)
 
     async def observe(self, event_type: str, body: dict[str, Any]) -> None:
+        """A ZoomUserGrant watch event."""
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if event_type == "DELETED":
             self.entries.pop(key, None)
