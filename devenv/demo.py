@@ -161,7 +161,7 @@ def zoom_setup(admin: SimAdmin, bot: dict[str, Any], account: dict[str, Any]) ->
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",
-            # The opt-in label: without it the operator will not use the Secret (README).
+            # The opt-in label: without it the operator will not use the Secret (docs/security.md).
             "metadata": {
                 "name": name,
                 "namespace": NAMESPACE,
