@@ -12,7 +12,7 @@ from typing import Any
 
 from meetingbot_operator import metrics
 from meetingbot_operator.identities.service import Identities
-from meetingbot_operator.keys import ReportTokens, load_key
+from meetingbot_operator.keys import LoadedKey, ReportTokens, load_key
 from meetingbot_operator.kube.client import ApiError, KubeClient
 from meetingbot_operator.kube.events import EventRecorder
 from meetingbot_operator.kube.secret_watch import SecretWatch
@@ -71,9 +71,10 @@ class Operator:
         self.secret_watch = SecretWatch(kube, settings.namespaces, self.accounts.secret_changed)
 
     @classmethod
-    async def start(cls, settings: Settings) -> Operator:
+    async def start(cls, settings: Settings, key: LoadedKey | None = None) -> Operator:
+        """Build and start everything; `key` is the report key if the election loaded it."""
         kube = Kube(KubeClient.connect())
-        tokens = ReportTokens(await load_key(settings, kube))
+        tokens = ReportTokens(key.value if key else await load_key(settings, kube))
         runtime = cls(settings, kube, tokens)
         if not any(c in "".join(settings.namespaces) for c in "*?[!"):
             # (Namespace patterns: no list of our own; a report may then meet a 401 early on.)

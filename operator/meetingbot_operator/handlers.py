@@ -65,7 +65,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if config.namespaces and not any(c in "".join(config.namespaces) for c in "*?[!"):
         # Exact namespaces: nothing to discover, so no cluster-wide RBAC (namespaces, CRDs).
         settings.scanning.disabled = True
-    memo.runtime = await Operator.start(config)
+    memo.runtime = await Operator.start(config, memo.get("report_key"))
 
 
 @kopf.on.cleanup()

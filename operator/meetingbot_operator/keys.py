@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from dataclasses import dataclass
 
 from pydantic import SecretStr
 
@@ -16,6 +17,14 @@ from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedKey:
+    """The report key as one process loaded it (value None: a random key for this process);
+    the election hands it to the operator it starts, so the key's Secret is read once."""
+
+    value: SecretStr | None
 
 
 async def load_key(settings: Settings, kube: Kube) -> SecretStr | None:

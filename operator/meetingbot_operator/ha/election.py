@@ -56,7 +56,7 @@ async def run(settings: Settings, identity: str, kopf_options: dict[str, Any]) -
     try:
         if not await _wait_for_leadership(settings, lease, key):
             return 0
-        return await _lead(lease, kopf_options)
+        return await _lead(lease, kopf_options, keys.LoadedKey(key))
     finally:
         await api.close()
 
@@ -90,7 +90,7 @@ async def _wait_for_leadership(settings: Settings, lease: Lease, key: SecretStr 
     return acquired
 
 
-async def _lead(lease: Lease, kopf_options: dict[str, Any]) -> int:
+async def _lead(lease: Lease, kopf_options: dict[str, Any], key: keys.LoadedKey) -> int:
     metrics.LEADER.set(1)
     stop = asyncio.Event()
     holding = asyncio.create_task(lease.hold(), name="renew the Lease")
@@ -109,7 +109,8 @@ async def _lead(lease: Lease, kopf_options: dict[str, Any]) -> int:
         await lease.release()
 
     try:
-        await kopf.operator(**kopf_options, stop_flag=stop, memo=kopf.Memo(step_down=step_down))
+        memo = kopf.Memo(step_down=step_down, report_key=key)
+        await kopf.operator(**kopf_options, stop_flag=stop, memo=memo)
     finally:
         if not holding.done():  # kopf stopped before its cleanup ran
             await step_down()
