@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import signal
 import time
 import uuid
@@ -114,20 +113,6 @@ async def count_secrets(kube: Kube, namespace: str) -> int:
     return len(listed.items)
 
 
-async def _list(api: KubeClient, path: str) -> dict[str, Any]:
-    """A LIST that waits out the API server's 429s (its priority and fairness sheds load while
-    a namespace of thousands of objects goes), with jittered backoff, five times at most."""
-    for attempt in range(6):
-        try:
-            listed: dict[str, Any] = await api.request("GET", path)
-            return listed
-        except ApiError as error:
-            if error.status != 429 or attempt == 5:
-                raise
-            await asyncio.sleep(min(2.0**attempt, 10.0) * random.uniform(0.8, 1.2))
-    raise AssertionError("unreachable")
-
-
 async def delete_namespace(kube: Kube, namespace: str) -> None:
     """Delete and wait until gone, so the next measurement starts on a quiet cluster."""
     progress(f"deleting {namespace}")
@@ -141,7 +126,7 @@ async def delete_namespace(kube: Kube, namespace: str) -> None:
             f"/api/v1/namespaces/{namespace}/pods",
             f"/api/v1/namespaces/{namespace}/secrets",
         ):
-            listed = await _list(api, path)
+            listed = await api.request("GET", path)
             names = [item["metadata"]["name"] for item in listed.get("items", [])]
 
             def delete(name: str, path: str = path) -> Callable[[], Awaitable[Any]]:

@@ -31,6 +31,7 @@ from meetingbot_operator.ha.standby import Standby, signed_endpoints
 from meetingbot_operator.identities.pool import UserView
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.kube.client import (
+    THROTTLED_RETRIES,
     ApiError,
     InvalidName,
     KubeClient,
@@ -117,6 +118,34 @@ async def test_the_client_sends_nothing_for_a_reference_that_is_not_a_name() -> 
             assert seen == ["/api/v1/namespaces/team-a/secrets/app"]
         finally:
             await kube.close()
+
+
+async def test_the_client_waits_out_429s_as_the_api_server_asks_then_gives_up() -> None:
+    """Priority and fairness answers 429 with Retry-After: the request is sent again after the
+    wait, a bounded number of times; a server that keeps refusing gets an ApiError."""
+    answers: list[int] = []
+
+    async def throttling(request: web.Request) -> web.Response:
+        if request.match_info["tail"] == "always" or len(answers) < 2:
+            answers.append(429)
+            return web.json_response({}, status=429, headers={"Retry-After": "0"})
+        answers.append(200)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", throttling)
+    async with TestServer(app) as server:
+        api = KubeClient(kopf.ConnectionInfo(server=str(server.make_url(""))))
+        try:
+            assert await api.request("POST", "/once", body={"a": 1}) == {"ok": True}
+            assert answers == [429, 429, 200]
+            answers.clear()
+            with pytest.raises(ApiError) as refused:
+                await api.request("GET", "/always")
+            assert refused.value.status == 429
+            assert len(answers) == 1 + THROTTLED_RETRIES
+        finally:
+            await api.close()
 
 
 # --- memory: the cache keeps what decisions read ------------------------------------------

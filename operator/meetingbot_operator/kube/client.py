@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -32,6 +33,10 @@ MERGE_PATCH = "application/merge-patch+json"
 # buffer (asyncio's sslproto): 100 of them were 26 MB of a 1000-bot burst's peak.
 CONNECTIONS = 32
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
+# 429 Too Many Requests: sent again at most this many times, waiting what Retry-After says (at
+# most THROTTLED_MAX_SECONDS), jittered, then the ApiError is the caller's.
+THROTTLED_RETRIES = 5
+THROTTLED_MAX_SECONDS = 10.0
 
 
 def resource_of(path: str) -> str:
@@ -165,7 +170,8 @@ class KubeClient:
         """The decoded answer to one request; ApiError for any status outside 2xx. `timeout`
         (seconds) replaces the default of REQUEST_TIMEOUT."""
         data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
-        for retry in (True, False):
+        logged_in_again, throttled = False, 0
+        while True:
             async with self._session.request(
                 method,
                 self.server + path,
@@ -180,14 +186,21 @@ class KubeClient:
                     resource_of(path),
                     str(response.status),
                 ).inc()
-                if response.status == 401 and retry:
+                if response.status == 401 and not logged_in_again:
+                    logged_in_again = True
                     await self._login_again()
                     continue
-                if not 200 <= response.status <= 299:
+                if response.status == 429 and throttled < THROTTLED_RETRIES:
+                    throttled += 1
+                    delay = throttle_delay(response.headers.get("Retry-After"), throttled)
+                elif not 200 <= response.status <= 299:
                     raise ApiError(response.status, response.reason or "", raw)
-                answer: dict[str, Any] = json.loads(raw) if raw else {}
-                return answer
-        raise AssertionError("unreachable")  # pragma: no cover
+                else:
+                    answer: dict[str, Any] = json.loads(raw) if raw else {}
+                    return answer
+            # The API server's priority and fairness shed the request before running it, so
+            # any verb may be sent again (as client-go does), after the wait it asks for.
+            await asyncio.sleep(delay)
 
     async def watch(
         self, path: str, params: Mapping[str, str], timeout_seconds: int
@@ -219,3 +232,14 @@ class KubeClient:
             info = await asyncio.to_thread(connection)
             self._session.headers.pop("Authorization", None)
             self._session.headers.update(info.as_http_headers())
+
+
+def throttle_delay(retry_after: str | None, attempt: int) -> float:
+    """How long to wait before sending a throttled request again: Retry-After's seconds when
+    the API server gives them (it does, for priority and fairness), else an exponential
+    backoff; capped, and jittered so that throttled callers do not come back together."""
+    if retry_after is not None and retry_after.isdigit():
+        base = float(retry_after)
+    else:
+        base = 0.5 * 2.0 ** (attempt - 1)
+    return min(base, THROTTLED_MAX_SECONDS) * random.uniform(0.8, 1.2)  # noqa: S311
