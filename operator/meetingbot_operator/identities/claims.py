@@ -34,6 +34,8 @@ class Hold:
 class ClaimsLedger:
     def __init__(self) -> None:
         self._claims: dict[str, tuple[AccountKey, str]] = {}  # bot uid -> (account, user)
+        # Claims per user, kept beside the claims (only _take and release change either):
+        # every pass reads the loads, which a count of the claims would make O(bots).
         self._counts: dict[AccountKey, Counter[str]] = {}
         self._versions: Counter[AccountKey] = Counter()  # bumped on every change of loads
 

@@ -347,15 +347,6 @@ class AttemptExecutor:
         return data[key]
 
 
-class _UserRefused(Exception):
-    """Zoom refused the service user, not the bot (USER_LEVEL)."""
-
-    def __init__(self, reason: Reason, message: str, user: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.user = user
-
-
 def _auth_mode(bot: MeetingBot, action: Action) -> AuthMode | None:
     """How this attempt authenticates: the decision's choice, else the spec's (None: auto,
     unresolved)."""
@@ -368,6 +359,14 @@ class _StartProblem(Exception):
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class _UserRefused(_StartProblem):
+    """Zoom refused the service user, not the bot (USER_LEVEL): caught before its base."""
+
+    def __init__(self, reason: Reason, message: str, user: str) -> None:
+        super().__init__(reason, message)
+        self.user = user
 
 
 def pod_refusal(error: ApiError) -> tuple[Reason, str]:
