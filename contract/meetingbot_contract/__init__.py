@@ -2,6 +2,18 @@
 and writes (runtime), the reasons table (reasons) and the secret-redacting log filter (logs).
 Needs pydantic alone."""
 
+from meetingbot_contract.artifacts import (
+    SPOOL_ENV,
+    SPOOL_PATH,
+    ArtifactKind,
+    CaptureConfig,
+    EventLine,
+    Manifest,
+    ManifestEntry,
+    OnDenied,
+    UploadGrant,
+    UploadRequest,
+)
 from meetingbot_contract.reasons import (
     ACCOUNT_LEVEL,
     SDK_ERROR_REASONS,
@@ -26,10 +38,12 @@ from meetingbot_contract.runtime import (
     BotReport,
     BotResult,
     BotState,
+    CaptureReport,
     ExitCode,
     JoinConfig,
     LeaveRules,
     MeetingInfo,
+    RecordingState,
     ReportTarget,
 )
 
@@ -45,19 +59,31 @@ __all__ = [
     "MAX_DURATION_SECONDS",
     "SDK_ERROR_REASONS",
     "SDK_URL_ENV",
+    "SPOOL_ENV",
+    "SPOOL_PATH",
     "SUCCESS",
     "TRANSIENT",
+    "ArtifactKind",
     "AuthMode",
     "BotIdentity",
     "BotReport",
     "BotResult",
     "BotState",
+    "CaptureConfig",
+    "CaptureReport",
+    "EventLine",
     "ExitCode",
     "JoinConfig",
     "LeaveRules",
+    "Manifest",
+    "ManifestEntry",
     "MeetingInfo",
+    "OnDenied",
     "Reason",
+    "RecordingState",
     "ReportTarget",
+    "UploadGrant",
+    "UploadRequest",
     "is_transient",
     "reason_for_sdk_error",
 ]

@@ -52,6 +52,9 @@ class Reason(StrEnum):
     CANCELED = "Canceled"
     COMPLETED = "Completed"  # the bot exited 0 without saying why
     BOT_CONFIG_INVALID = "BotConfigInvalid"  # the bot could not read its join configuration
+    # Capture (spec.capture.onDenied: Leave): the host refused recording, or no host answered.
+    RECORDING_DENIED = "RecordingDenied"
+    HOST_ABSENT = "HostAbsent"
     # Before the pod
     ZOOM_ACCOUNT_NOT_FOUND = "ZoomAccountNotFound"
     ZOOM_ACCOUNT_NOT_READY = "ZoomAccountNotReady"
@@ -71,6 +74,8 @@ class Reason(StrEnum):
     # The API server refused the operator's read of a referenced Secret (its RBAC, a policy).
     SECRET_UNREADABLE = "SecretUnreadable"  # noqa: S105 - a reason, not a password
     ZOOM_ENDPOINT_NOT_ALLOWED = "ZoomEndpointNotAllowed"
+    # spec.artifacts names an S3 endpoint the operator does not allow (storage_endpoints).
+    STORAGE_ENDPOINT_NOT_ALLOWED = "StorageEndpointNotAllowed"
     IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     SPEC_INVALID = "SpecInvalid"
     # Creating the bot's children
@@ -117,6 +122,9 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.MEETING_FULL: False,
     Reason.MEETING_LOCKED: False,
     Reason.JOIN_FAILED: True,
+    Reason.RECORDING_DENIED: False,
+    Reason.HOST_ABSENT: False,
+    Reason.STORAGE_ENDPOINT_NOT_ALLOWED: False,
     Reason.WAITING_ROOM_TIMEOUT: False,
     Reason.NO_ONE_JOINED: False,
     Reason.REMOVED_BY_HOST: False,

@@ -22,6 +22,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from meetingbot_contract.artifacts import CaptureConfig
+
 CONTRACT_VERSION = "meetingbot.dev/v1"
 CONFIG_KEY = "join.json"
 CONFIG_MOUNT_PATH = "/var/run/meetingbot"
@@ -115,6 +117,8 @@ class JoinConfig(_Model):
     zoom_user: str | None = Field(None, alias="zoomUser")
     leave: LeaveRules = LeaveRules()
     report: ReportTarget
+    # What to capture and where to ask for uploads (artifacts.py); absent: capture nothing.
+    capture: CaptureConfig | None = None
 
     def to_json(self) -> str:
         """The document with secrets revealed: only for writing into the Secret."""
@@ -147,6 +151,30 @@ class BotReport(_Model):
     joined_at: datetime | None = Field(None, alias="joinedAt")
     left_at: datetime | None = Field(None, alias="leftAt")
     participants: int | None = Field(None, ge=0)
+    capture: CaptureReport | None = None
+
+
+class RecordingState(StrEnum):
+    WAITING = "Waiting"  # asked the host, no answer yet
+    RECORDING = "Recording"
+    DENIED = "Denied"  # the host refused
+    HOST_ABSENT = "HostAbsent"  # nobody answered the request
+    OFF = "Off"  # audio capture not asked for, or stopped
+    UNAVAILABLE = "Unavailable"  # the page cannot record (no MediaRecorder for Opus)
+
+
+class CaptureReport(_Model):
+    """What a capturing bot says about its capture, in every report."""
+
+    recording: RecordingState
+    # Captions arrived; False once the meeting ran for a while without any (account setting).
+    captions: bool | None = None
+    # No capture hook found any audio source yet (the SDK's audio path was not recognised).
+    audio_sources: int = Field(0, alias="audioSources", ge=0)
+    # Files delivered (confirmed) and still waiting in the spool, by this attempt.
+    delivered: int = Field(0, ge=0)
+    pending: int = Field(0, ge=0)
+    pending_bytes: int = Field(0, alias="pendingBytes", ge=0)
 
 
 class ExitCode(IntEnum):

@@ -27,7 +27,13 @@ MEETING_FIELDS = {
     "join_before_host",
     "locked",
     "capacity",
+    "audio_path",
+    "captions",
+    "recording_permission",
 }
+# Distinct, deterministic tones: the n-th person added to a meeting speaks at TONES[n % 6].
+# None is a harmonic of another, so a test tells them apart by frequency alone.
+TONES = (440, 620, 820, 1060, 1330, 1570)
 
 
 def _account(world: World, request: web.Request) -> Account:
@@ -233,10 +239,60 @@ async def add_participant(request: web.Request) -> web.Response:
         kind="human",
         user_id=body.get("user_id"),
         is_host=bool(body.get("is_host", False)),
+        tone_hz=TONES[sum(p.kind == "human" for p in meeting.participants.values()) % len(TONES)],
     )
     meeting.participants[participant.id] = participant
     broadcast(meeting, roster_event("user-added", participant))
-    return web.json_response(participant.public(), status=201)
+    return web.json_response({**participant.public(), "toneHz": participant.tone_hz}, status=201)
+
+
+async def script(request: web.Request) -> web.Response:
+    """Script the meeting's media, from `start_in_seconds` (default 1) on:
+    {"speech": [{"participant": pid, "from": 2, "to": 5, "text": "..."}],
+     "chat": [{"participant": pid, "at": 3, "message": "..."}]}
+    Each speaker is heard as its own tone (`toneHz`) on the meeting's `audio_path`; the fake
+    SDK emits active-speaker, caption-message (when `captions`) and chat-on-message on time."""
+    meeting = _meeting(request.app[WORLD], request)
+    body = await _body(request)
+    start = time.time() + float(body.get("start_in_seconds", 1.0))
+    speech, chat = [], []
+    try:
+        for line in body.get("speech", []):
+            who = meeting.participants[str(line["participant"])]
+            begin, end = float(line["from"]), float(line["to"])
+            if not 0 <= begin < end:
+                raise ValueError(f"speech from {begin} to {end}")
+            speech.append(
+                {
+                    "userId": who.id,
+                    "displayName": who.name,
+                    "toneHz": who.tone_hz,
+                    "from": begin,
+                    "to": end,
+                    "text": str(line.get("text", "")),
+                }
+            )
+        for line in body.get("chat", []):
+            who = meeting.participants[str(line["participant"])]
+            chat.append(
+                {
+                    "userId": who.id,
+                    "displayName": who.name,
+                    "at": float(line["at"]),
+                    "message": str(line["message"]),
+                }
+            )
+    except (KeyError, TypeError, ValueError) as error:
+        raise web.HTTPBadRequest(text=f"bad script: {error}") from None
+    meeting.script = {
+        "startsAtMs": int(start * 1000),
+        "audioPath": meeting.audio_path,
+        "captions": meeting.captions,
+        "speech": speech,
+        "chat": chat,
+    }
+    broadcast(meeting, {"event": "sim-media-script", "payload": meeting.script})
+    return web.json_response(meeting.script, status=201)
 
 
 async def remove_participant(request: web.Request) -> web.Response:
@@ -324,6 +380,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/sim/meetings/{number}/end", end),
         web.post("/sim/meetings/{number}/admit", admit_all),
         web.post("/sim/meetings/{number}/participants", add_participant),
+        web.post("/sim/meetings/{number}/script", script),
         web.delete("/sim/meetings/{number}/participants/{pid}", remove_participant),
         web.post("/sim/meetings/{number}/participants/{pid}/admit", admit_participant),
         web.put("/sim/faults", set_faults),

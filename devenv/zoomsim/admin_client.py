@@ -79,6 +79,10 @@ class SimAdmin:
         )
         return self._json("POST", path)
 
+    def script_media(self, number: str, **script: Any) -> dict[str, Any]:
+        """Script speakers and chat (admin.script): each speaker is heard as its own tone."""
+        return dict(self._json("POST", f"/sim/meetings/{number}/script", script))
+
     def end_meeting(self, number: str) -> dict[str, Any]:
         return dict(self._json("POST", f"/sim/meetings/{number}/end"))
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +119,7 @@ async def join(request: web.Request) -> web.Response:
             "session": f"{meeting.number}/{participant.id}",
             "currentUser": participant.public(),
             "attendees": [p.public() for p in meeting.present() if p.state == "in_meeting"],
+            "script": meeting.script,
         },
         headers=CORS,
     )
@@ -197,6 +200,71 @@ async def leave(request: web.Request) -> web.Response:
     return web.json_response({}, headers=CORS)
 
 
+# The host's answer to a recording-permission request; unanswered, the SDK denies after 10 s
+# (embedded.d.ts, mediaCapturePermission).
+PERMISSION_TIMEOUT_SECONDS = 10.0
+PERMISSION_ANSWER_SECONDS = 0.5
+
+
+async def permission(request: web.Request) -> web.Response:
+    """client.mediaCapturePermission('request'): the host answers as the meeting says."""
+    world = request.app[WORLD]
+    found = _find(world, str((await request.json()).get("session", "")))
+    if found is None:
+        return web.json_response({"error": "no such session"}, status=404, headers=CORS)
+    meeting, participant = found
+    world.calls["sdk:permission"] += 1
+    answer = meeting.recording_permission if meeting.host_present else "ignore"
+    granted = answer == "grant"
+    delay = PERMISSION_TIMEOUT_SECONDS if answer == "ignore" else PERMISSION_ANSWER_SECONDS
+
+    async def respond() -> None:
+        await asyncio.sleep(delay)
+        if participant.state != "left":
+            payload = {
+                "type": "mediaCapturePermission",
+                "value": "allow" if granted else "deny",
+                "canRecord": granted,
+            }
+            broadcast(
+                meeting,
+                {"event": "media-capture-permission-change", "payload": payload},
+                to=[participant],
+            )
+
+    task = asyncio.create_task(respond())
+    _PENDING.add(task)
+    task.add_done_callback(_PENDING.discard)
+    return web.json_response({}, headers=CORS)
+
+
+async def chat(request: web.Request) -> web.Response:
+    """client.sendChat(message): everyone else in the meeting receives it."""
+    world = request.app[WORLD]
+    body = await request.json()
+    found = _find(world, str(body.get("session", "")))
+    if found is None:
+        return web.json_response({"error": "no such session"}, status=404, headers=CORS)
+    meeting, sender = found
+    message = {
+        "id": secrets.token_hex(8),
+        "message": str(body.get("message", ""))[:4096],
+        "sender": {"name": sender.name, "userId": sender.id},
+        "receiver": {"name": "Everyone", "userId": 0},
+        "timestamp": int(time.time() * 1000),
+    }
+    meeting.chat_log.append(message)
+    broadcast(
+        meeting,
+        {"event": "chat-on-message", "payload": message},
+        to=[p for p in meeting.present() if p is not sender],
+    )
+    return web.json_response(message, headers=CORS)
+
+
+_PENDING: set[asyncio.Task[None]] = set()
+
+
 async def static_file(request: web.Request) -> web.StreamResponse:
     path = STATIC / request.match_info["name"]
     if not path.is_file() or path.parent != STATIC:
@@ -210,5 +278,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/sim/sdk/join", join),
         web.post("/sim/sdk/leave", leave),
         web.get("/sim/sdk/events", events),
+        web.post("/sim/sdk/permission", permission),
+        web.post("/sim/sdk/chat", chat),
         web.get("/sim/sdk/{name}", static_file),
     ]

@@ -170,6 +170,8 @@ class Participant:
     inbox: asyncio.Queue[dict[str, Any]] | None = None
     # OBF: the user on whose behalf this participant joined; Zoom removes it when they leave.
     authorized_by: str | None = None
+    # The tone this participant speaks with in scripted media (distinct per participant).
+    tone_hz: int = 0
 
     def public(self) -> dict[str, Any]:
         return {
@@ -198,6 +200,17 @@ class Meeting:
     join_before_host: bool = False
     locked: bool = False
     capacity: int = 100
+    # Media (docs/capture.md): the audio path the fake SDK plays the meeting on ("wasm": an
+    # AudioContext through an AudioWorklet; "wasm-element": an AudioContext handed to an
+    # <audio> element; "webrtc": remote tracks played by an <audio> pool), whether the host's
+    # account allows captions, and how the host answers a recording-permission request
+    # ("grant", "deny", or "ignore": no answer, so the SDK denies after 10 s).
+    audio_path: Literal["wasm", "wasm-element", "webrtc"] = "wasm"
+    captions: bool = True
+    recording_permission: Literal["grant", "deny", "ignore"] = "grant"
+    # The scripted media (`script` in admin.py), sent to every client present or joining.
+    script: dict[str, Any] | None = None
+    chat_log: list[dict[str, Any]] = field(default_factory=list)  # what SDK clients sent
     ends_at: float | None = None
     ended: bool = False
     participants: dict[str, Participant] = field(default_factory=dict)
@@ -216,6 +229,10 @@ class Meeting:
             "joinBeforeHost": self.join_before_host,
             "locked": self.locked,
             "capacity": self.capacity,
+            "audioPath": self.audio_path,
+            "captions": self.captions,
+            "recordingPermission": self.recording_permission,
+            "chat": list(self.chat_log),
             "ended": self.ended,
             "participants": [p.public() for p in self.participants.values()],
         }

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meetingbot_operator import metrics
+from meetingbot_operator.artifacts.service import ArtifactService
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.keys import LoadedKey, ReportTokens, load_key
 from meetingbot_operator.kube.client import ApiError, KubeClient
@@ -51,6 +52,13 @@ class Operator:
             GrantLinks(tokens.derived_key("zoom-user-grants")),
             on_change=self._grant_changed,
         )
+        # One owner of the bots' buckets, manifests and delivery summaries (artifacts/).
+        self.artifacts = ArtifactService(
+            kube,
+            settings,
+            spec_of=lambda key: self.bots.artifacts_spec(key),
+            changed=lambda key: self.bots.queue.trigger(key),
+        )
         self.bots = BotController(
             kube,
             self.accounts,
@@ -59,6 +67,7 @@ class Operator:
             self.grants,
             tokens,
             self.events.post,
+            self.artifacts,
         )
         self._servers = Servers()
         self._sweeper: asyncio.Task[None] | None = None
@@ -91,6 +100,7 @@ class Operator:
             runtime.bots.identity,
             runtime.bots.observe_report,
             runtime.bots.warming,
+            runtime.artifacts,
         )
         await runtime._servers.serve(report_app, settings.report_host, settings.report_port)
         await runtime._servers.serve(metrics.app(), settings.report_host, settings.metrics_port)
@@ -117,6 +127,7 @@ class Operator:
         with contextlib.suppress(KeyError):
             metrics.REGISTRY.unregister(self._collector)
         await self.accounts.close()
+        await self.artifacts.close()
         await self.events.close()
         await self.kube.close()
 

@@ -65,6 +65,12 @@ APPLY_TO_IN_MEETING = Histogram(
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
     registry=REGISTRY,
 )
+UPLOADS = Counter(
+    "meetingbot_uploads_total",
+    "Bots' artifact requests by result: granted, recorded, refused (409: not as announced), "
+    "unavailable (503: the bucket or its Secret is not usable; the bot retries).",
+    ["result"],
+)
 REPORTS = Counter(
     "meetingbot_reports_total",
     "Bot reports received by result: accepted, stale, unauthorized, invalid, unknown; warming "

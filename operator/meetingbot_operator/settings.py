@@ -102,6 +102,17 @@ class Settings(BaseSettings):
     # only Zoom's own clouds. http:// is accepted only for loopback and in-cluster (*.svc) hosts.
     allowed_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # S3-compatible endpoints a MeetingBot's spec.artifacts.endpoint may name (AWS's own,
+    # https://s3.<region>.amazonaws.com, is always allowed). http:// only for a loopback,
+    # in-cluster (*.svc) or private-network host: the bots' presigned uploads travel to it.
+    storage_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long a bot's presigned upload URL stays valid.
+    upload_url_seconds: int = Field(300, ge=30, le=3600)
+    storage_timeout_seconds: float = 10.0
+    # The bot's spool (files not yet delivered): an emptyDir of this size. At 32 kbit/s, an
+    # hour of audio is about 15 MB.
+    bot_spool_size: str = "256Mi"
+
     zoom_timeout_seconds: float = 10.0
     zoom_max_attempts: int = 6
 
@@ -126,13 +137,28 @@ class Settings(BaseSettings):
                 )
         return self
 
-    @field_validator("namespaces", "allowed_endpoints", mode="before")
+    @field_validator("namespaces", "allowed_endpoints", "storage_endpoints", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         # NoDecode above: the variable is a plain comma-separated list, not JSON.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("storage_endpoints")
+    @classmethod
+    def _safe_storage(cls, value: list[str]) -> list[str]:
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme == "https" and parts.hostname:
+                continue
+            if parts.scheme == "http" and parts.hostname and _private_host(parts.hostname):
+                continue
+            raise ValueError(
+                f"storage endpoint {url!r}: use https://, or http:// only for a loopback, "
+                "in-cluster (*.svc) or private-network host"
+            )
+        return [url.rstrip("/") for url in value]
 
     @field_validator("allowed_endpoints")
     @classmethod
@@ -148,6 +174,16 @@ class Settings(BaseSettings):
                 "in-cluster (*.svc) host"
             )
         return value
+
+
+def _private_host(host: str) -> bool:
+    """A sandbox host, or an address of a private network (a node's own address)."""
+    if _sandbox_host(host):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_private
+    except ValueError:
+        return False
 
 
 def _sandbox_host(host: str) -> bool:

@@ -62,6 +62,7 @@ def _executor(kube: FakeKube, accounts: Accounts, identities: Identities) -> Att
         None,  # type: ignore[arg-type]
         Settings(),
         ReportTokens(SecretStr("report-key")),
+        None,  # type: ignore[arg-type]
     )
 
 

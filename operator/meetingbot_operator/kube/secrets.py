@@ -8,6 +8,8 @@ when whoever manages it opted in, with the label `meetingbot.dev/secret-for` nam
 - `zoom-credentials`: a ZoomAccount's sdkCredentialsSecretRef and apiCredentialsSecretRef
 - `meeting-passcode`: a MeetingBot's meeting.passcodeSecretRef
 - `obf-token`: a MeetingBot's obf.userTokenSecretRef
+- `storage-credentials`: a MeetingBot's artifacts.credentialsSecretRef (read by the operator
+  only, to presign uploads: never handed to a bot)
 
 One use per Secret: a credentials Secret cannot be named as a passcode and mounted into a pod.
 Every read of such a Secret goes through `read_opted_in`, and every Secret the operator writes
@@ -32,6 +34,7 @@ class SecretUse(StrEnum):
     ZOOM_CREDENTIALS = "zoom-credentials"
     MEETING_PASSCODE = "meeting-passcode"
     OBF_TOKEN = "obf-token"  # noqa: S105 - a label value, not a token
+    STORAGE_CREDENTIALS = "storage-credentials"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from meetingbot_contract import (
     HEALTH_PATH,
     HEALTH_PORT_ENV,
     SDK_URL_ENV,
+    SPOOL_ENV,
+    SPOOL_PATH,
     JoinConfig,
 )
 from meetingbot_operator.kube import secrets
@@ -81,6 +83,14 @@ def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) 
     ]
     if settings.bot_sdk_url:
         env.append({"name": SDK_URL_ENV, "value": settings.bot_sdk_url})
+    mounts: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    if spec.capture is not None:
+        # Captured files wait here until delivered; an emptyDir, so it outlives a browser crash
+        # (not the pod): the bot's uploads keep it small (docs/capture.md).
+        env.append({"name": SPOOL_ENV, "value": SPOOL_PATH})
+        mounts.append({"name": "spool", "mountPath": SPOOL_PATH})
+        volumes.append({"name": "spool", "emptyDir": {"sizeLimit": settings.bot_spool_size}})
     env += [{"name": e.name, "value": e.value} for e in template.env or []]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -115,6 +125,7 @@ def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) 
                     {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir
                     {"name": "home", "mountPath": HOME},
                     {"name": "shm", "mountPath": "/dev/shm"},  # noqa: S108 - an emptyDir
+                    *mounts,
                 ],
             }
         ],
@@ -130,6 +141,7 @@ def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) 
             # A small memory-backed /dev/shm remains for libraries that use POSIX shm; what it
             # holds counts against the memory limit, so it is kept small.
             {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+            *volumes,
         ],
     }
     if template.node_selector:

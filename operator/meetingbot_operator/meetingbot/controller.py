@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from meetingbot_contract import BotReport
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
+from meetingbot_operator.artifacts.service import ArtifactService
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.keys import ReportTokens
 from meetingbot_operator.kube.objects import older
@@ -48,6 +49,7 @@ from meetingbot_operator.meetingbot.reports import Receipt
 from meetingbot_operator.meetingbot.workqueue import WorkQueue
 from meetingbot_operator.models import (
     TERMINAL_PHASES,
+    Artifacts,
     BotAuth,
     MeetingBot,
     MeetingBotStatus,
@@ -82,8 +84,10 @@ class BotController:
         grants: GrantService,
         tokens: ReportTokens,
         post_event: EventSink,
+        artifacts: ArtifactService,
     ) -> None:
         self.kube = kube
+        self.artifacts = artifacts
         self.accounts = accounts
         self.identities = identities
         self.grants = grants
@@ -92,7 +96,9 @@ class BotController:
         self.post_event = post_event
         self.cache = BotCache()
         self.queue = WorkQueue(self.reconcile, settings.concurrent_reconciles, self.cache.unstarted)
-        self.executor = AttemptExecutor(kube, accounts, identities, grants, settings, tokens)
+        self.executor = AttemptExecutor(
+            kube, accounts, identities, grants, settings, tokens, artifacts
+        )
         self.started_at = datetime.now(UTC)
         self.timing = Timing(
             start_lead=timedelta(seconds=settings.start_lead_seconds),
@@ -155,6 +161,17 @@ class BotController:
 
     def identity(self, namespace: str, name: str) -> tuple[str, int] | None:
         return self.cache.identity(namespace, name)
+
+    def artifacts_spec(self, key: Key) -> Artifacts | None:
+        """A bot's spec.artifacts, as last seen (the upload endpoints read it)."""
+        record = self.cache.get(key)
+        spec = (record.body or {}).get("spec", {}).get("artifacts") if record else None
+        if not spec:
+            return None
+        try:
+            return Artifacts.model_validate(spec)
+        except ValidationError:
+            return None
 
     def sweep(self) -> int:
         """The safety net behind watch events (which are not retried): a pass for every bot
@@ -256,6 +273,7 @@ class BotController:
                 else None
             ),
             attempt_result=result,
+            artifacts=self.artifacts.summary((meta.namespace, meta.name), bot.spec.artifacts),
         )
 
     async def _act(

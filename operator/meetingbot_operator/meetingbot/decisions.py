@@ -21,6 +21,7 @@ from meetingbot_contract import AuthMode, BotReport, BotResult, BotState
 from meetingbot_contract.reasons import ACCOUNT_LEVEL, SUCCESS, Reason, is_transient
 from meetingbot_operator.conditions import set_condition
 from meetingbot_operator.identities.claims import Hold
+from meetingbot_operator.meetingbot.capture_status import capture_status
 from meetingbot_operator.meetingbot.observed import (
     AttemptRefused,
     AttemptStarted,
@@ -213,6 +214,7 @@ def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> D
 
     _identities(bot, old, decision)
     _conditions_and_events(old, meta, observed.now, decision)
+    capture_status(bot, observed, decision.status, meta.generation, observed.now)
     return decision
 
 

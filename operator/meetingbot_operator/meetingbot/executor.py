@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from meetingbot_contract import (
     AuthMode,
     BotIdentity,
+    CaptureConfig,
     JoinConfig,
     MeetingInfo,
     ReportTarget,
@@ -29,6 +30,7 @@ from meetingbot_contract import (
 from meetingbot_contract.logs import redact
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
+from meetingbot_operator.artifacts.service import ArtifactProblem, ArtifactService
 from meetingbot_operator.identities.pool import USER_LEVEL
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.keys import ReportTokens
@@ -49,7 +51,7 @@ from meetingbot_operator.meetingbot.observed import (
     AttemptStarted,
     Meta,
 )
-from meetingbot_operator.meetingbot.reports import report_path
+from meetingbot_operator.meetingbot.reports import report_path, uploads_path
 from meetingbot_operator.models import BotAuth, MeetingBot, meeting_number
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import Zak, ZoomError, sdk_signature
@@ -73,8 +75,10 @@ class AttemptExecutor:
         grants: GrantService,
         settings: Settings,
         tokens: ReportTokens,
+        artifacts: ArtifactService,
     ) -> None:
         self.kube = kube
+        self.artifacts = artifacts
         self.accounts = accounts
         self.identities = identities
         self.grants = grants
@@ -92,6 +96,9 @@ class AttemptExecutor:
         try:
             entry = self._account(bot, meta)
             self._check_image(entry, pod)
+            if bot.spec.artifacts is not None:
+                # Where the files go is usable before a bot is started to make them.
+                await self.artifacts.check(meta.namespace, bot.spec.artifacts)
             # The dry run guards a Zoom call; a start that reuses a ZAK spends none, and in a
             # burst that request was a quarter of what each bot cost the API server.
             pod_exists = (
@@ -120,7 +127,7 @@ class AttemptExecutor:
         except ZoomError as error:
             metrics.ZAK_MINTS.labels(error.reason.value).inc()
             return AttemptRefused(action.attempt, now, error.reason, error.message), False
-        except _StartProblem as problem:
+        except (_StartProblem, ArtifactProblem) as problem:
             return AttemptRefused(action.attempt, now, problem.reason, str(problem)), False
         except NameTaken as taken:
             return AttemptRefused(action.attempt, now, Reason.NAME_CONFLICT, str(taken)), False
@@ -265,8 +272,24 @@ class AttemptExecutor:
                 token=report_token,
                 interval_seconds=self.settings.report_interval_seconds,
             ),
+            capture=self._capture(bot, meta),
         )
         return config, zak_expires
+
+    def _capture(self, bot: MeetingBot, meta: Meta) -> CaptureConfig | None:
+        capture = bot.spec.capture
+        if capture is None:
+            return None
+        return CaptureConfig(
+            audio=capture.audio,
+            events=capture.events,
+            segment_seconds=capture.segment_seconds,
+            ask_permission=capture.ask_permission,
+            on_denied=capture.on_denied,
+            announcement=capture.announcement,
+            uploads_url=self.settings.report_url.rstrip("/")
+            + uploads_path(meta.namespace, meta.name),
+        )
 
     async def _obf_token(
         self, entry: ReadyAccount, bot: MeetingBot, meta: Meta, number: str

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from meetingbot_contract import AuthMode, BotReport
+from meetingbot_operator.models import ArtifactsStatus
 from meetingbot_operator.zoomaccount.state import AccountState, MeetingOwner
 from meetingbot_operator.zoomusergrant.state import GrantState
 
@@ -97,3 +98,6 @@ class Observed:
     grant: GrantState | None = None
     # auth: auto: the meeting looked up (None: not yet).
     meeting_owner: MeetingOwner | None = None
+    # What this process saw delivered to the bot's bucket (None: nothing yet, or a restart;
+    # the status keeps what an earlier pass wrote).
+    artifacts: ArtifactsStatus | None = None

@@ -1,4 +1,5 @@
-"""The report endpoint bots call: `POST /v1/namespaces/{ns}/meetingbots/{name}/report`.
+"""The endpoints bots call: `POST /v1/namespaces/{ns}/meetingbots/{name}/report`, and for
+their artifacts `.../uploads` (a presigned upload) and `.../uploads/complete` (record it).
 
 Each bot gets its own bearer token, an HMAC of (namespace, name, uid, attempt) under the
 operator's report key: nothing to store, valid across operator restarts (when the key is
@@ -11,13 +12,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from meetingbot_contract import BotReport
+from meetingbot_contract import BotReport, UploadGrant, UploadRequest
 from meetingbot_operator import metrics
+from meetingbot_operator.artifacts.service import ArtifactProblem, Caller, UploadRefused
+from meetingbot_operator.artifacts.store import StoreError
 from meetingbot_operator.keys import ReportTokens
 from meetingbot_operator.models import first_error
 
@@ -33,6 +36,8 @@ Sink = Callable[[str, str, BotReport], Receipt]
 Warming = Callable[[], bool]
 MAX_BODY = 16 * 1024
 RETRY_SOON = {"Retry-After": "2"}
+RETRY_LATER = {"Retry-After": "15"}
+_Body = TypeVar("_Body", BotReport, UploadRequest)
 # Stands in for the uid of a bot the operator does not know, so that an unknown bot costs the
 # same work as a known one and gets the same answer.
 UNKNOWN_UID = "00000000-0000-0000-0000-000000000000"
@@ -42,15 +47,34 @@ def report_path(namespace: str, name: str) -> str:
     return f"/v1/namespaces/{namespace}/meetingbots/{name}/report"
 
 
+def uploads_path(namespace: str, name: str) -> str:
+    return f"/v1/namespaces/{namespace}/meetingbots/{name}/uploads"
+
+
+class Uploads(Protocol):
+    """The artifact endpoints' side of the operator (artifacts/service.py, for one bot)."""
+
+    async def grant(self, caller: Caller, request: UploadRequest) -> UploadGrant: ...
+
+    async def complete(self, caller: Caller, request: UploadRequest) -> None: ...
+
+
 def make_app(
-    tokens: ReportTokens, identity: Identity, sink: Sink, warming: Warming
+    tokens: ReportTokens,
+    identity: Identity,
+    sink: Sink,
+    warming: Warming,
+    uploads: Uploads | None = None,
 ) -> web.Application:
-    async def report(request: web.Request) -> web.Response:
+    async def authenticate(
+        request: web.Request, model: type[_Body]
+    ) -> tuple[Caller, _Body] | web.Response:
+        """The body, if the token is this bot's current attempt's; else the answer to give.
+        The token first, before a byte of the body is read; the same answer for "no such bot"
+        and "wrong token", so strangers learn nothing about which bots exist."""
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         header = request.headers.get("Authorization", "")
         presented = header[7:] if header.startswith("Bearer ") else ""
-        # The token first, before a byte of the body is read; the same answer for "no such bot"
-        # and "wrong token", so strangers learn nothing about which bots exist.
         known = identity(namespace, name)
         if known is None and warming():
             # Every unknown bot alike, so the answer says nothing about which bots exist.
@@ -63,7 +87,7 @@ def make_app(
         if attempt is None or uid == UNKNOWN_UID:
             return _answer("unauthorized", 401)
         try:
-            body = BotReport.model_validate_json(await request.read())
+            body = model.model_validate_json(await request.read())
         except ValidationError as error:
             metrics.REPORTS.labels("invalid").inc()
             return web.json_response({"error": first_error(error)}, status=400)
@@ -72,13 +96,50 @@ def make_app(
         if attempt > current:  # the status catches up in a moment: not stale, try again
             metrics.REPORTS.labels("early").inc()
             return web.json_response({"result": "early"}, status=503, headers=RETRY_SOON)
-        if attempt < current:
+        if attempt < current and model is BotReport:
             return _answer("stale", 409)
-        receipt = sink(namespace, name, body)
+        # An earlier attempt may still deliver what it captured (its pod is gone or going;
+        # the files it holds belong to the same MeetingBot), so uploads accept it.
+        return Caller(namespace, name, uid, attempt), body
+
+    async def report(request: web.Request) -> web.Response:
+        checked = await authenticate(request, BotReport)
+        if isinstance(checked, web.Response):
+            return checked
+        caller, body = checked
+        receipt = sink(caller.namespace, caller.name, body)
         return _answer(receipt, 202 if receipt == "accepted" else 401)
+
+    async def upload(request: web.Request) -> web.Response:
+        checked = await authenticate(request, UploadRequest)
+        if isinstance(checked, web.Response):
+            return checked
+        caller, body = checked
+        if uploads is None:
+            return web.json_response({"error": "uploads are not served here"}, status=404)
+        complete = request.match_info.get("step") == "complete"
+        try:
+            if complete:
+                await uploads.complete(caller, body)
+                metrics.UPLOADS.labels("recorded").inc()
+                return web.json_response({"result": "recorded"})
+            grant = await uploads.grant(caller, body)
+        except UploadRefused as refused:
+            metrics.UPLOADS.labels("refused").inc()
+            return web.json_response({"error": str(refused)}, status=409)
+        except (ArtifactProblem, StoreError) as problem:
+            # The bot keeps its file and asks again later; the status says what is wrong.
+            metrics.UPLOADS.labels("unavailable").inc()
+            return web.json_response({"error": str(problem)}, status=503, headers=RETRY_LATER)
+        metrics.UPLOADS.labels("granted").inc()
+        return web.json_response(grant.model_dump(mode="json", by_alias=True))
 
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/v1/namespaces/{namespace}/meetingbots/{name}/report", report)
+    app.router.add_post("/v1/namespaces/{namespace}/meetingbots/{name}/uploads", upload)
+    app.router.add_post(
+        "/v1/namespaces/{namespace}/meetingbots/{name}/uploads/{step:complete}", upload
+    )
     return app
 
 

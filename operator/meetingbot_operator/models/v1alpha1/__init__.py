@@ -1,5 +1,6 @@
 """The served (and stored) version, v1alpha1: one module per kind, and what they share."""
 
+from meetingbot_operator.models.v1alpha1.artifacts import Artifacts, ArtifactsStatus, Capture
 from meetingbot_operator.models.v1alpha1.common import (
     API_VERSION,
     APPLY_DEFAULTS,
@@ -93,7 +94,10 @@ __all__ = [
     "STRING_SET",
     "TERMINAL_PHASES",
     "VERSION",
+    "Artifacts",
+    "ArtifactsStatus",
     "BotAuth",
+    "Capture",
     "Condition",
     "EnvVar",
     "ExplicitEndpoints",

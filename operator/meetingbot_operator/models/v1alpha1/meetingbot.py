@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ConfigDict, Field
 
 from meetingbot_contract import DAY_SECONDS, MAX_DURATION_SECONDS, AuthMode, LeaveRules
+from meetingbot_operator.models.v1alpha1.artifacts import Artifacts, ArtifactsStatus, Capture
 from meetingbot_operator.models.v1alpha1.common import (
     APPLY_DEFAULTS,
     CONDITIONS_LIST,
@@ -293,6 +294,17 @@ class MeetingBotSpec(Model):
                 ".meeting",
             ),
             ("self.accountRef == oldSelf.accountRef", "accountRef is immutable", ".accountRef"),
+            (
+                "!has(self.capture) || has(self.artifacts)",
+                "capture needs artifacts: the bucket the bot's files go to",
+                ".capture",
+            ),
+            (
+                "has(self.artifacts) == has(oldSelf.artifacts) && "
+                "(!has(self.artifacts) || self.artifacts == oldSelf.artifacts)",
+                "artifacts is immutable (every attempt's objects belong in one place)",
+                ".artifacts",
+            ),
             ("self.auth == oldSelf.auth", "auth is immutable", ".auth"),
             ("self.displayName == oldSelf.displayName", "displayName is immutable", ".displayName"),
             (
@@ -358,6 +370,13 @@ class MeetingBotSpec(Model):
         default_factory=PodTemplate,
         alias="podTemplate",
         description="The bot pod's image, resources, placement, labels and extra environment.",
+    )
+    capture: Capture | None = Field(
+        None,
+        description="What the bot captures (audio, speakers, captions, chat); absent: nothing.",
+    )
+    artifacts: Artifacts | None = Field(
+        None, description="Where the captured files go (immutable); needed by capture."
     )
 
 
@@ -450,6 +469,9 @@ class MeetingBotStatus(Model):
         None,
         alias="completionTime",
         description="When the bot finished (ttlSecondsAfterFinished counts from it).",
+    )
+    artifacts: ArtifactsStatus | None = Field(
+        None, description="What was delivered to the bucket, across attempts."
     )
 
 

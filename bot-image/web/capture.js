@@ -1,0 +1,186 @@
+/*
+ * In-page audio capture: every remote sound the Meeting SDK plays, mixed into one stream and
+ * recorded in self-contained segments. Loaded before the SDK (loader.js), because the hooks
+ * must be in place before the SDK creates its first AudioContext, peer connection or player.
+ *
+ * Why in the page (docs/capture.md): the SDK picks its audio path at run time, and a capture
+ * that works on every path watches the three places remote audio can pass through:
+ *   1. RTCPeerConnection remote tracks (the WebRTC path);
+ *   2. AudioNode.connect(...) into an AudioDestinationNode (the WebAssembly path, played by an
+ *      AudioContext);
+ *   3. HTMLMediaElement.srcObject (the WebRTC path's <audio> pool, and the WebAssembly path
+ *      when it hands a MediaStreamDestination to an <audio> element).
+ * A remote WebRTC track carries no samples until a media element plays it, so a track seen on
+ * a peer connection is also attached to a muted <audio> element of ours. Each track is mixed
+ * once, whichever hooks see it. No PulseAudio, X server or ffmpeg: --headless and
+ * --mute-audio do not affect any of this.
+ *
+ * Recording: Opus in WebM (MediaRecorder's native format in Chromium: no encoder in the image,
+ * about 4 kB/s at 32 kbit/s), one recorder per segment so that every segment is a file any
+ * player decodes on its own, and a crash loses at most the segment in progress.
+ * Each finished segment goes to the bot through window.meetingbotEvent('capture-segment', ...),
+ * stamped with Date.now() (the host's clock, the clock the bot stamps every event with).
+ */
+(function () {
+  'use strict';
+  var MIME = 'audio/webm;codecs=opus';
+  var MIN_SEGMENT_MS = 100;
+  var mix = null;           // {context, destination}: created on first use
+  var taps = new WeakMap(); // AudioContext -> its MediaStreamAudioDestinationNode tap
+  var mixed = {};           // track id -> true, so a track is mixed once
+  var sources = { peer: 0, context: 0, element: 0 };
+  var recording = null;     // {segmentMs, bitrate, sequence, recorder, timer}
+
+  function mixer() {
+    if (!mix) {
+      var context = new AudioContext();
+      mix = { context: context, destination: context.createMediaStreamDestination() };
+      // Silence is recorded too: the destination runs whether or not anything is connected.
+    }
+    return mix;
+  }
+
+  function addTrack(track, kind) {
+    if (!track || track.kind !== 'audio' || mixed[track.id]) { return; }
+    var m = mixer();
+    if (track.readyState === 'ended') { return; }
+    mixed[track.id] = true;
+    sources[kind] += 1;
+    m.context.createMediaStreamSource(new MediaStream([track])).connect(m.destination);
+    track.addEventListener('ended', function () { delete mixed[track.id]; });
+  }
+
+  function addStream(stream, kind) {
+    if (stream && typeof stream.getAudioTracks === 'function') {
+      stream.getAudioTracks().forEach(function (track) { addTrack(track, kind); });
+    }
+  }
+
+  // 1. Remote tracks of every peer connection.
+  var NativePeer = window.RTCPeerConnection;
+  if (NativePeer) {
+    var Peer = function (config, constraints) {
+      var peer = new NativePeer(config, constraints);
+      peer.addEventListener('track', function (event) {
+        if (event.track.kind !== 'audio') { return; }
+        // A remote track flows only while a media element plays it: play it, muted.
+        var player = document.createElement('audio');
+        player.muted = true;
+        player.autoplay = true;
+        player.srcObject = new MediaStream([event.track]);
+        var played = player.play();
+        if (played && played.catch) { played.catch(function () {}); }
+        (window.meetingbotCapturePlayers = window.meetingbotCapturePlayers || []).push(player);
+        addTrack(event.track, 'peer');
+      });
+      return peer;
+    };
+    Peer.prototype = NativePeer.prototype;
+    Object.setPrototypeOf(Peer, NativePeer);
+    window.RTCPeerConnection = Peer;
+  }
+
+  // 2. Anything connected to an AudioContext's speakers also feeds that context's tap.
+  var nativeConnect = AudioNode.prototype.connect;
+  AudioNode.prototype.connect = function (target) {
+    var result = nativeConnect.apply(this, arguments);
+    if (target instanceof AudioDestinationNode && this.context !== mixer().context) {
+      nativeConnect.call(this, tapOf(this.context));
+    }
+    return result;
+  };
+  function tapOf(context) {
+    var tap = taps.get(context);
+    if (!tap) {
+      tap = context.createMediaStreamDestination();
+      taps.set(context, tap);
+      addStream(tap.stream, 'context');
+    }
+    return tap;
+  }
+
+  // 3. Streams handed to media elements.
+  var srcObject = Object.getOwnPropertyDescriptor(HTMLMediaElement.prototype, 'srcObject');
+  Object.defineProperty(HTMLMediaElement.prototype, 'srcObject', {
+    configurable: true,
+    enumerable: srcObject.enumerable,
+    get: function () { return srcObject.get.call(this); },
+    set: function (value) {
+      srcObject.set.call(this, value);
+      if (value && value instanceof MediaStream) { addStream(value, 'element'); }
+    }
+  });
+
+  function deliver(segment) {
+    if (typeof window.meetingbotEvent === 'function') {
+      window.meetingbotEvent('capture-segment', segment);
+    }
+  }
+
+  function startSegment(state) {
+    var recorder = new MediaRecorder(mixer().destination.stream, {
+      mimeType: MIME, audioBitsPerSecond: state.bitrate
+    });
+    var chunks = [];
+    var sequence = ++state.sequence;
+    var startMs = Date.now();
+    recorder.ondataavailable = function (event) { if (event.data && event.data.size) { chunks.push(event.data); } };
+    recorder.onstop = function () {
+      var endMs = Date.now();
+      // Stopped before it held a frame (a rotation just before the stop): nothing to keep.
+      if (!chunks.length || endMs - startMs < MIN_SEGMENT_MS) { return; }
+      var reader = new FileReader();
+      reader.onload = function () {
+        var data = String(reader.result);
+        deliver({
+          sequence: sequence, startMs: startMs, endMs: endMs, mimeType: MIME,
+          data: data.slice(data.indexOf(',') + 1)
+        });
+      };
+      reader.readAsDataURL(new Blob(chunks, { type: MIME }));
+    };
+    recorder.start();
+    state.recorder = recorder;
+  }
+
+  function rotate(state) {
+    if (recording !== state) { return; }
+    var previous = state.recorder;
+    startSegment(state);  // the next one first, so no sound falls between the two
+    previous.stop();
+    state.timer = setTimeout(function () { rotate(state); }, state.segmentMs);
+  }
+
+  window.meetingbotCapture = {
+    supported: typeof MediaRecorder === 'function' && MediaRecorder.isTypeSupported(MIME),
+    // Start recording; `sequence` continues a numbering (1 + the last segment delivered).
+    start: function (options) {
+      if (recording) { return false; }
+      var state = {
+        segmentMs: Math.max(1000, Number(options.segmentSeconds || 10) * 1000),
+        bitrate: Number(options.bitrate || 32000),
+        sequence: Math.max(0, Number(options.firstSequence || 1) - 1),
+        recorder: null, timer: null
+      };
+      if (mix && mix.context.state !== 'running') { mix.context.resume(); }
+      recording = state;
+      startSegment(state);
+      state.timer = setTimeout(function () { rotate(state); }, state.segmentMs);
+      return true;
+    },
+    // Stop recording; the segment in progress is delivered.
+    stop: function () {
+      var state = recording;
+      if (!state) { return false; }
+      recording = null;
+      clearTimeout(state.timer);
+      state.recorder.stop();
+      return true;
+    },
+    // What the hooks found (a bot says so when nothing was ever mixed).
+    sources: function () {
+      return { peer: sources.peer, context: sources.context, element: sources.element,
+        recording: Boolean(recording) };
+    }
+  };
+})();

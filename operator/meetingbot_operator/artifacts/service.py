@@ -1,0 +1,276 @@
+"""The artifacts of every MeetingBot: the one owner of their buckets' clients, manifests and
+delivery summaries.
+
+- `check` (before an attempt starts): the bucket's endpoint is allowed and its credentials
+  Secret is opted in; the bot pod is not created otherwise.
+- `grant`: a presigned upload for a key chosen here (`object_key`), bound to the file's size
+  and SHA-256; the bot names only a kind and a sequence number.
+- `complete`: the object is in the store with that size and checksum: it joins the manifest
+  (`<prefix>/<namespace>/<bot>/manifest.json`, rewritten after each object, read back from the
+  bucket after an operator restart), and the bot's summary changes (the controller is told,
+  and its next pass writes `status.artifacts`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import SecretStr, ValidationError
+
+from meetingbot_contract import Manifest, ManifestEntry, Reason, UploadGrant, UploadRequest
+from meetingbot_contract.artifacts import manifest_key, object_key
+from meetingbot_contract.logs import redact
+from meetingbot_operator.artifacts.store import Bucket, ObjectStore
+from meetingbot_operator.kube.client import InvalidName
+from meetingbot_operator.kube.secrets import (
+    SecretMissing,
+    SecretNotAllowed,
+    SecretReader,
+    SecretUnreadable,
+    SecretUse,
+    read_opted_in,
+)
+from meetingbot_operator.models import Artifacts, ArtifactsStatus
+from meetingbot_operator.settings import Settings
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+ACCESS_KEY = "accessKeyId"
+SECRET_KEY = "secretAccessKey"  # noqa: S105 - a key name, not a secret
+# A bucket's credentials are read again after this long (a rotated Secret takes effect).
+CREDENTIALS_TTL_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A bot whose token the report endpoint checked: this bot, this attempt."""
+
+    namespace: str
+    name: str
+    uid: str
+    attempt: int
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+
+class ArtifactProblem(Exception):
+    """Why a bot's artifacts cannot go where its spec says (a reason and words for a status)."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class UploadRefused(Exception):
+    """A request the operator will not grant or record (the bot is told why, with a 4xx)."""
+
+
+@dataclass
+class _Delivered:
+    manifest: Manifest
+    last_upload: datetime | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    loaded: bool = False
+
+
+def aws_endpoint(region: str) -> str:
+    return f"https://s3.{region}.amazonaws.com"
+
+
+class ArtifactService:
+    def __init__(
+        self,
+        kube: SecretReader,
+        settings: Settings,
+        spec_of: Callable[[Key], Artifacts | None],
+        changed: Callable[[Key], None],
+    ) -> None:
+        self._kube = kube
+        self._settings = settings
+        self._spec_of = spec_of  # a bot's spec.artifacts, as the controller last saw it
+        self._changed = changed  # the bot's summary changed: its next pass writes the status
+        self._stores: dict[tuple[str, str, str, str, str], tuple[float, ObjectStore]] = {}
+        self._delivered: dict[Key, _Delivered] = {}
+
+    async def close(self) -> None:
+        for _, store in self._stores.values():
+            await store.close()
+        self._stores.clear()
+
+    # --- before an attempt -------------------------------------------------------------------
+
+    async def check(self, namespace: str, spec: Artifacts) -> None:
+        await self._store(namespace, spec)
+
+    # --- the bot's requests ------------------------------------------------------------------
+
+    def _spec(self, caller: Caller) -> Artifacts:
+        spec = self._spec_of(caller.key)
+        if spec is None:
+            raise UploadRefused("this MeetingBot has no spec.artifacts: nothing to upload")
+        return spec
+
+    async def grant(self, caller: Caller, request: UploadRequest) -> UploadGrant:
+        namespace, name = caller.key
+        spec = self._spec(caller)
+        _sane(request)
+        store = await self._store(namespace, spec)
+        target = object_key(
+            spec.prefix, namespace, name, request.attempt, request.kind, request.sequence
+        )
+        url, headers = store.presign_put(
+            target, request.sha256, request.size, self._settings.upload_url_seconds
+        )
+        return UploadGrant(
+            key=target,
+            url=url,
+            headers=headers,
+            expires_in_seconds=self._settings.upload_url_seconds,
+        )
+
+    async def complete(self, caller: Caller, request: UploadRequest) -> None:
+        """Record an uploaded object once the store has it with the size and checksum the bot
+        announced; UploadRefused when it does not (the bot uploads again)."""
+        key, uid = caller.key, caller.uid
+        namespace, name = key
+        spec = self._spec(caller)
+        _sane(request)
+        store = await self._store(namespace, spec)
+        target = object_key(
+            spec.prefix, namespace, name, request.attempt, request.kind, request.sequence
+        )
+        stored = await store.head(target)  # StoreError: the bot is told to try again
+        if stored is None:
+            raise UploadRefused(f"{target} is not in the bucket")
+        if stored.size != request.size or stored.sha256 not in (None, request.sha256):
+            raise UploadRefused(f"{target} differs from what was announced (size or SHA-256)")
+        entry = ManifestEntry(
+            key=target,
+            attempt=request.attempt,
+            kind=request.kind,
+            sequence=request.sequence,
+            size=request.size,
+            sha256=request.sha256,
+            start_ms=request.start_ms,
+            end_ms=request.end_ms,
+        )
+        delivered = self._delivered.setdefault(
+            key, _Delivered(Manifest(namespace=namespace, name=name, uid=uid))
+        )
+        async with delivered.lock:
+            if not delivered.loaded:
+                delivered.manifest = await self._load(store, spec, key, uid)
+                delivered.loaded = True
+            delivered.manifest = delivered.manifest.with_entry(entry)
+            await store.put(
+                manifest_key(spec.prefix, namespace, name),
+                delivered.manifest.model_dump_json(by_alias=True, indent=1).encode(),
+                "application/json",
+            )
+            delivered.last_upload = datetime.now(UTC)
+        self._changed(key)
+
+    # --- what the controller reads -----------------------------------------------------------
+
+    def summary(self, key: Key, spec: Artifacts | None) -> ArtifactsStatus | None:
+        """What was delivered for this bot (None: nothing known to this process)."""
+        delivered = self._delivered.get(key)
+        if delivered is None or spec is None:
+            return None
+        entries = delivered.manifest.entries
+        return ArtifactsStatus(
+            manifest_key=manifest_key(spec.prefix, *key),
+            objects=len(entries),
+            bytes=sum(e.size for e in entries),
+            audio_segments=sum(e.kind == "audio" for e in entries),
+            event_files=sum(e.kind == "events" for e in entries),
+            last_upload_time=delivered.last_upload,
+        )
+
+    def forget(self, key: Key) -> None:
+        self._delivered.pop(key, None)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    async def _load(self, store: ObjectStore, spec: Artifacts, key: Key, uid: str) -> Manifest:
+        """The manifest in the bucket (an earlier operator's), if it is this bot's."""
+        fresh = Manifest(namespace=key[0], name=key[1], uid=uid)
+        body = await store.get(manifest_key(spec.prefix, *key))
+        if body is None:
+            return fresh
+        try:
+            found = Manifest.model_validate_json(body)
+        except ValidationError:
+            log.warning("unreadable manifest replaced", extra={"bot": "/".join(key)})
+            return fresh
+        # A MeetingBot of the same name that was deleted and created again starts afresh (its
+        # objects of other attempts stay in the bucket, listed in no manifest of the new one).
+        return found if found.uid == uid else fresh
+
+    def _endpoint(self, spec: Artifacts) -> str:
+        if spec.endpoint is None:
+            return aws_endpoint(spec.region)
+        endpoint = spec.endpoint.rstrip("/")
+        if endpoint in self._settings.storage_endpoints:
+            return endpoint
+        raise ArtifactProblem(
+            Reason.STORAGE_ENDPOINT_NOT_ALLOWED,
+            f"artifacts.endpoint {endpoint!r} is not one the operator allows (its setting "
+            "storageEndpoints); leave it out to use AWS S3",
+        )
+
+    async def _store(self, namespace: str, spec: Artifacts) -> ObjectStore:
+        endpoint = self._endpoint(spec)
+        cache_key = (
+            namespace,
+            spec.credentials_secret_ref.name,
+            endpoint,
+            spec.bucket,
+            spec.region,
+        )
+        cached = self._stores.get(cache_key)
+        if cached is not None and time.monotonic() - cached[0] < CREDENTIALS_TTL_SECONDS:
+            return cached[1]
+        name = spec.credentials_secret_ref.name
+        try:
+            data = await read_opted_in(self._kube, namespace, name, SecretUse.STORAGE_CREDENTIALS)
+        except InvalidName as error:
+            raise ArtifactProblem(Reason.SPEC_INVALID, f"credentialsSecretRef: {error}") from None
+        except SecretUnreadable as refused:
+            raise ArtifactProblem(Reason.SECRET_UNREADABLE, str(refused)) from None
+        except SecretMissing as missing:
+            raise ArtifactProblem(Reason.SECRET_NOT_FOUND, str(missing)) from None
+        except SecretNotAllowed as refused:
+            raise ArtifactProblem(Reason.SECRET_NOT_ALLOWED, str(refused)) from None
+        if not data.get(ACCESS_KEY) or not data.get(SECRET_KEY):
+            raise ArtifactProblem(
+                Reason.SECRET_NOT_FOUND,
+                f"Secret {name!r} needs the keys {ACCESS_KEY} and {SECRET_KEY}",
+            )
+        redact(data[ACCESS_KEY], data[SECRET_KEY])
+        store = ObjectStore(
+            Bucket(
+                endpoint=endpoint,
+                name=spec.bucket,
+                region=spec.region,
+                access_key=SecretStr(data[ACCESS_KEY]),
+                secret_key=SecretStr(data[SECRET_KEY]),
+            ),
+            timeout=self._settings.storage_timeout_seconds,
+        )
+        if cached is not None:
+            await cached[1].close()
+        self._stores[cache_key] = (time.monotonic(), store)
+        return store
+
+
+def _sane(request: UploadRequest) -> None:
+    if request.end_ms < request.start_ms:
+        raise UploadRefused("endMs is before startMs")
