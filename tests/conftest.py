@@ -144,6 +144,8 @@ def operator(
         report_interval_seconds="2",
         allowed_endpoints=zoomsim.url,
         bot_sdk_url=fake_sdk_url(zoomsim.pod_url),
+        # The local object store (cluster up starts it): bots' artifacts go there.
+        storage_endpoints=cluster.object_store().endpoint,
         # Only the tests' namespaces: the chart test runs an operator of its own elsewhere.
         namespaces="t-*",
     )

@@ -32,7 +32,7 @@ class PageServer:
     async def __aenter__(self) -> PageServer:
         app = web.Application()
         app.router.add_get("/", self._index)
-        for name in ("loader.js", "bot.js"):
+        for name in ("loader.js", "capture.js", "bot.js"):
             app.router.add_get(f"/{name}", self._file(self.root / name))
         if self.sdk.is_dir():
             app.router.add_static("/sdk/", self.sdk, follow_symlinks=False)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,12 +15,25 @@ from urllib.parse import quote
 
 from meetingbot_bot import cdp
 from meetingbot_bot.browser import FLAGS, chromium_path
+from meetingbot_bot.capture import Capture, Command
 from meetingbot_bot.cdp import BrowserUnresponsive, CdpError, Page
 from meetingbot_bot.machine import Machine
 from meetingbot_bot.oom import OomWatch, prefer_for_oom_kill
 from meetingbot_bot.page import PageServer
 from meetingbot_bot.reporter import Reporter
-from meetingbot_contract import BotReport, BotResult, BotState, ExitCode, JoinConfig
+from meetingbot_bot.spool import Spool
+from meetingbot_bot.uploader import Uploader
+from meetingbot_contract import (
+    SPOOL_ENV,
+    BotReport,
+    BotResult,
+    BotState,
+    CaptureReport,
+    ExitCode,
+    JoinConfig,
+    Reason,
+    RecordingState,
+)
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
@@ -40,10 +54,21 @@ class Options:
     page_timeout: float = 30.0
     join_timeout: float = 90.0
     leave_timeout: float = 10.0
+    # Where captured files wait (an emptyDir in the pod), and how long the bot spends
+    # delivering what is left once it is out of the meeting (within the pod's grace period).
+    spool_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get(SPOOL_ENV, "/tmp/meetingbot-spool"))  # noqa: S108
+    )
+    drain_timeout: float = 20.0
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def now_ms() -> int:
+    """The host's clock in milliseconds: the clock of every capture timestamp."""
+    return int(time.time() * 1000)
 
 
 class Bot:
@@ -57,10 +82,28 @@ class Bot:
         self._published: tuple[Any, ...] | None = None
         self.oom = OomWatch()
         self.browser_pid: int | None = None
+        self.capture: Capture | None = None
+        self.uploader: Uploader | None = None
+        if config.capture is not None:
+            spool = Spool(self.options.spool_dir)
+            self.capture = Capture(config.capture, spool)
+            self.uploader = Uploader(
+                config.capture.uploads_url,
+                config.report.token.get_secret_value(),
+                config.bot.attempt,
+                spool,
+            )
+
+    def _capture_report(self) -> CaptureReport | None:
+        if self.capture is None or self.uploader is None:
+            return None
+        pending, pending_bytes = self.uploader.pending()
+        return self.capture.report(self.uploader.delivered, pending, pending_bytes)
 
     def publish(self) -> None:
         m = self.machine
-        snapshot = (m.state, m.reason, m.joined_at, len(m.people()))
+        capture = self._capture_report()
+        snapshot = (m.state, m.reason, m.joined_at, len(m.people()), capture)
         if snapshot == self._published:
             return
         self._published = snapshot
@@ -76,6 +119,7 @@ class Bot:
                 joined_at=m.joined_at,
                 left_at=m.left_at,
                 participants=snapshot[3],
+                capture=capture,
             )
         )
 
@@ -91,6 +135,8 @@ class Bot:
 
     async def run(self) -> Machine:
         self.reporter.start()
+        if self.uploader is not None:
+            self.uploader.start()
         self.publish()
         try:
             async with PageServer() as server, cdp.launch(self.options.chromium, FLAGS) as browser:
@@ -105,10 +151,24 @@ class Bot:
             log.exception("the browser failed")
             self._crashed(f"browser failed: {type(error).__name__}")
         finally:
+            await self._deliver_rest()
             self.publish()
             await self.reporter.flush(timeout=3.0)
             await self.reporter.close()
         return self.machine
+
+    async def _deliver_rest(self) -> None:
+        """The last events file, then everything the spool holds, within the drain time."""
+        if self.capture is None or self.uploader is None:
+            return
+        self.capture.leaving(now_ms())
+        self.capture.flush(now_ms())
+        delivered = await self.uploader.drain(self.options.drain_timeout)
+        pending, _ = self.uploader.pending()
+        log.info("capture delivered", extra={"delivered": self.uploader.delivered, "left": pending})
+        if not delivered:
+            log.warning("files left undelivered", extra={"files": pending})
+        await self.uploader.close()
 
     def _crashed(self, message: str) -> None:
         # The kernel's count says whether the browser died of the container's memory limit.
@@ -139,6 +199,10 @@ class Bot:
                 await self._leave(page)
                 break
             await self._next(page)
+        if self.capture is not None:
+            # Ended without leaving (the meeting ended, the bot was removed): keep what the
+            # recorder holds.
+            await self._carry_out(page, self.capture.leaving(now_ms()))
         if self.machine.exit_code != ExitCode.LEFT:
             await self._screenshot(page)
 
@@ -184,9 +248,78 @@ class Bot:
                 int(result.get("errorCode") or 0), str(result.get("reason")), now()
             )
             return False
-        self.machine.joined(result.get("currentUser") or {}, result.get("attendees") or [], now())
+        current = result.get("currentUser") or {}
+        attendees = result.get("attendees") or []
+        self.machine.joined(current, attendees, now())
+        if self.capture is not None:
+            commands = self.capture.joined(str(current.get("userId", "")), attendees, now_ms())
+            await self._carry_out(page, commands)
         self.publish()
         return True
+
+    async def _carry_out(self, page: Page, commands: list[Command]) -> None:
+        """What the capture asked for, on the page (a failure is logged: the meeting goes on)."""
+        assert self.capture is not None
+        config = self.capture.config
+        for command in commands:
+            try:
+                if command == Command.ASK_PERMISSION:
+                    await page.evaluate("window.meetingbot.askPermission()")
+                elif command == Command.START_RECORDING:
+                    started = await page.call(
+                        "o => window.meetingbotCapture.start(o)",
+                        {"segmentSeconds": config.segment_seconds},
+                    )
+                    if not started and not await page.evaluate(
+                        "window.meetingbotCapture.supported"
+                    ):
+                        self.capture.recording = RecordingState.UNAVAILABLE
+                        log.error("this browser cannot record Opus in WebM: no audio is recorded")
+                elif command == Command.STOP_RECORDING:
+                    await page.evaluate("window.meetingbotCapture.stop()")
+                    await self._collect_segments(1.5)
+                elif command == Command.ANNOUNCE and config.announcement:
+                    await page.call("t => window.meetingbot.sendChat(t)", config.announcement)
+                elif command == Command.LEAVE_DENIED:
+                    self.machine.leave(
+                        Reason.RECORDING_DENIED, "the host refused recording permission", now()
+                    )
+                elif command == Command.LEAVE_HOST_ABSENT:
+                    self.machine.leave(
+                        Reason.HOST_ABSENT, "no host answered the recording request", now()
+                    )
+            except (CdpError, TimeoutError) as error:
+                log.warning(
+                    "a capture step failed", extra={"step": command.value, "error": str(error)}
+                )
+
+    async def _collect_segments(self, seconds: float) -> None:
+        """After a stop: the page hands over the segment in progress; keep it."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                name, payload = await asyncio.wait_for(self.events.get(), left)
+            except TimeoutError:
+                return
+            self._observe(name, payload)
+            if name == "capture-segment":
+                return
+
+    def _observe(self, name: str, payload: Any) -> list[Command]:
+        """One page event, to the machine and to the capture."""
+        if name == "capture-segment":
+            if (
+                self.capture is not None
+                and isinstance(payload, dict)
+                and self.capture.segment(payload)
+            ):
+                assert self.uploader is not None
+                self.uploader.wake()
+            return []
+        self.machine.event(name, payload, now())
+        if self.capture is not None:
+            return self.capture.event(name, payload, now_ms())
+        return []
 
     async def _next(self, page: Page) -> None:
         """Wait for an SDK event, SIGTERM or the next tick, and apply it."""
@@ -206,10 +339,13 @@ class Bot:
             if name == "page-crash":
                 self._crashed(str(payload))
             else:
-                self.machine.event(name, payload, now())
+                await self._carry_out(page, self._observe(name, payload))
         if stopping in done:
             self.machine.sigterm(now())
         self.machine.tick(now())
+        if self.capture is not None and self.capture.tick(now_ms()):
+            assert self.uploader is not None
+            self.uploader.wake()
         self.publish()
         if self.browser_pid is not None:
             prefer_for_oom_kill(self.browser_pid)  # the renderers Chromium started since
@@ -218,6 +354,9 @@ class Bot:
 
     async def _leave(self, page: Page) -> None:
         self.publish()
+        if self.capture is not None:
+            # Stop recording first: the segment in progress is handed over before we go.
+            await self._carry_out(page, self.capture.leaving(now_ms()))
         with contextlib.suppress(CdpError, TimeoutError):
             await page.evaluate("window.meetingbot.leave()", self.options.leave_timeout)
         self.machine.left(now())

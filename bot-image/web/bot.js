@@ -6,8 +6,10 @@
 (function () {
   'use strict';
   // Every client function and event this page uses; a test checks the real SDK has them all.
-  var CLIENT_FUNCTIONS = ['init', 'join', 'leaveMeeting', 'on', 'getCurrentUser', 'getAttendeeslist'];
-  var EVENTS = ['connection-change', 'user-added', 'user-removed', 'user-updated'];
+  var CLIENT_FUNCTIONS = ['init', 'join', 'leaveMeeting', 'on', 'getCurrentUser', 'getAttendeeslist',
+    'mediaCapturePermission', 'sendChat'];
+  var EVENTS = ['connection-change', 'user-added', 'user-removed', 'user-updated',
+    'active-speaker', 'caption-message', 'chat-on-message', 'media-capture-permission-change'];
 
   var client = ZoomMtgEmbedded.createClient();
   var root = document.getElementById('meetingbot-root');
@@ -67,6 +69,14 @@
       return Promise.resolve(client.leaveMeeting()).then(function () { return true; }, function () { return false; });
     },
 
+    // Ask the host for recording permission; the answer is media-capture-permission-change.
+    askPermission: function () {
+      return Promise.resolve(client.mediaCapturePermission('request')).then(
+        function () { return true; }, function () { return false; });
+    },
+    sendChat: function (text) {
+      return Promise.resolve(client.sendChat(text)).then(function () { return true; }, function () { return false; });
+    },
     attendees: function () { return client.getAttendeeslist() || []; },
     currentUser: function () { return client.getCurrentUser(); }
   };

@@ -134,6 +134,7 @@
         var data = String(reader.result);
         deliver({
           sequence: sequence, startMs: startMs, endMs: endMs, mimeType: MIME,
+          sources: { peer: sources.peer, context: sources.context, element: sources.element },
           data: data.slice(data.indexOf(',') + 1)
         });
       };

@@ -1,5 +1,5 @@
 /*
- * Loads the Meeting SDK, then bot.js. By default the real @zoom/meetingsdk from the local
+ * Loads the capture hooks (capture.js), the Meeting SDK, then bot.js. By default the real @zoom/meetingsdk from the local
  * node_modules (served by the bot under /sdk/), never from Zoom's CDN. For tests only, the
  * URL parameter ?sdk=<url> loads a single script in its place (the Zoom simulator's fake);
  * nothing else differs.
@@ -15,7 +15,8 @@
     'sdk/zoom-meeting-embedded-ES5.min.js'
   ];
   var override = new URLSearchParams(window.location.search).get('sdk');
-  var scripts = (override ? [override] : REAL_SDK).concat(['bot.js']);
+  // capture.js first: its hooks must be in place before the SDK creates any audio.
+  var scripts = ['capture.js'].concat(override ? [override] : REAL_SDK, ['bot.js']);
   window.meetingbotLoad = { sdk: override ? 'override' : 'local', error: null };
 
   function next(i) {

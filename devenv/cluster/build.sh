@@ -142,6 +142,7 @@ build_install coredns "$COREDNS_VERSION" github.com/coredns/coredns \
 build_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
 build_install kube-score "$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score
 build_promtool
+build_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw
 build_kube
 say "all binaries ready in $((SECONDS - t0))s"
 echo "$bin"

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devenv.cluster import node
+from devenv.cluster import node, objectstore
 
 HERE = Path(__file__).resolve().parent
 CLUSTER_NAME = "meetingbot"
@@ -67,6 +67,7 @@ class Binaries:
     kubeconform: Path
     kube_score: Path
     promtool: Path
+    versitygw: Path
 
     @classmethod
     def in_cache(cls) -> Binaries:
@@ -88,6 +89,7 @@ class Binaries:
             kubeconform=bin_dir / f"kubeconform-{v['KUBECONFORM_VERSION']}",
             kube_score=bin_dir / f"kube-score-{v['KUBE_SCORE_VERSION']}",
             promtool=bin_dir / f"promtool-{v['PROMTOOL_VERSION']}",
+            versitygw=bin_dir / f"versitygw-{v['VERSITYGW_VERSION']}",
         )
 
     def all_present(self) -> bool:
@@ -165,6 +167,7 @@ def up(nodes: int = DEFAULT_NODES) -> Path:
         if not real_node_ready():
             log("the control plane runs but the real node does not: starting it")
             start_node(build())
+        start_object_store(build())
         log(f"already running; kubeconfig: {kubeconfig_path()}")
         return kubeconfig_path()
     binaries = build()
@@ -224,6 +227,7 @@ def up(nodes: int = DEFAULT_NODES) -> Path:
     if result.returncode != 0:
         raise RuntimeError(f"kwokctl create cluster failed:\n{result.stdout}\n{result.stderr}")
     start_node(binaries)
+    start_object_store(binaries)
     log(f"scaling to {nodes} fake nodes")
     scale(nodes)
     log(f"ready in {time.monotonic() - started:.1f}s; kubeconfig: {kubeconfig_path()}")
@@ -262,6 +266,17 @@ def start_node(binaries: Binaries) -> None:
     log(f"starting the real node {node.NODE_NAME} (containerd, kubelet, kube-proxy, CoreDNS)")
     real_node().start(kubectl)
     log(f"    node Ready in {time.monotonic() - started:.1f}s")
+
+
+def start_object_store(binaries: Binaries) -> objectstore.ObjectStore:
+    store = objectstore.start(binaries.versitygw, cache_dir())
+    log(f"object store (versitygw) at {store.endpoint}")
+    return store
+
+
+def object_store() -> objectstore.ObjectStore:
+    """The running object store (started by `up`)."""
+    return objectstore.describe(cache_dir())
 
 
 # How often a restart that does not come up is stopped and started again.

@@ -97,6 +97,8 @@ def _artifacts(
     pending = capture.pending if capture is not None else (old.pending if old else 0)
     lost = old.lost if old else 0
     if terminal:
-        # The attempt is over and its pod's spool with it: what it still held is lost.
-        lost, pending = max(lost, pending), 0
+        # The bot is gone and its spool with it: what its last report still held is lost.
+        # (A bot's last report comes after its final delivery attempt, so a bot that
+        # delivered everything says 0 there.)
+        lost, pending = pending, 0
     return base.model_copy(update={"pending": pending, "lost": lost})

@@ -1,0 +1,160 @@
+"""A recording bot on the real node, in real Chromium, in a simulated meeting whose speakers
+are tones on a script: for each of the SDK's audio paths, the recording holds the right
+speaker's tone in each scripted window and silence between; the speaker timeline, captions
+and chat match the script; every object verifies against its checksum."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from devenv.zoomsim import SimAdmin
+from tests.support.artifacts import TestBucket, bucket_for
+from tests.support.audio import assemble, rms, tone_share
+from tests.support.operator_fixtures import Bots, Kube
+from tests.support.specs import bot_spec
+
+# The script, in seconds from its start: Alice, then Bob over her end, silence, Alice again.
+SPEECH = [
+    ("alice", 1.0, 4.0, "hello everyone this is alice"),
+    ("bob", 3.0, 7.0, "bob here"),
+    ("alice", 9.0, 11.0, "one more thing"),
+]
+CHAT_AT = 5.0
+# Margins around each scripted edge: the page's clock and the audio's start agree to within
+# tens of milliseconds; windows stay clear of the edges by this much.
+MARGIN_MS = 300
+
+
+@pytest.fixture
+async def bucket(kube: Kube, namespace: str) -> AsyncIterator[TestBucket]:
+    made = await bucket_for(kube, namespace)
+    yield made
+    await made.store.close()
+
+
+def capture_spec(image: str, number: str, bucket: TestBucket, **capture: Any) -> dict[str, Any]:
+    return bot_spec(
+        number,
+        on_kwok=False,
+        podTemplate={"image": image},
+        capture={"segmentSeconds": 3, "announcement": "Notetaker is recording", **capture},
+        artifacts=bucket.spec(),
+    )
+
+
+async def meeting_with_speakers(
+    sim: SimAdmin, account: dict[str, Any], path: str
+) -> tuple[str, dict[str, Any]]:
+    meeting = sim.create_meeting(account["id"], audio_path=path)
+    number = meeting["number"]
+    people = {
+        "alice": sim.add_participant(number, "Alice", is_host=True),
+        "bob": sim.add_participant(number, "Bob"),
+    }
+    return number, people
+
+
+@pytest.mark.parametrize("path", ["wasm", "wasm-element", "webrtc"])
+async def test_each_audio_path_records_who_spoke_when(
+    path: str,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    image: str,
+    bucket: TestBucket,
+) -> None:
+    number, people = await meeting_with_speakers(sim, zoom, path)
+    await bots.apply("rec", capture_spec(image, number, bucket))
+    await bots.wait_status("rec", lambda s: _condition(s, "Recording") == "True", timeout=120)
+    script = sim.script_media(
+        number,
+        start_in_seconds=1,
+        speech=[
+            {"participant": people[who]["userId"], "from": a, "to": b, "text": text}
+            for who, a, b, text in SPEECH
+        ],
+        chat=[{"participant": people["bob"]["userId"], "at": CHAT_AT, "message": "see the doc"}],
+    )
+    start = int(script["startsAtMs"])
+    await asyncio.sleep(14)  # the script, and a segment after it
+    sim.end_meeting(number)
+    status = await bots.wait_phase("rec", "Succeeded", timeout=90)
+    assert _condition(status, "ArtifactsDelivered") == "True", status["conditions"]
+    delivered = status["artifacts"]
+    assert delivered["audioSegments"] >= 4 and delivered["eventFiles"] >= 1, delivered
+    assert delivered["lost"] == 0 and delivered["pending"] == 0
+
+    manifest = await bucket.manifest(delivered["manifestKey"])
+    assert manifest is not None and len(manifest.entries) == delivered["objects"]
+    objects = await bucket.objects(manifest)  # each checked against its SHA-256
+    recording = assemble(
+        [(e.start_ms, objects[e.key]) for e in manifest.entries if e.kind == "audio"]
+    )
+    tones = {who: float(people[who]["toneHz"]) for who in people}
+
+    def heard(a: float, b: float) -> dict[str, float]:
+        window = recording.window(
+            start + int(a * 1000) + MARGIN_MS, start + int(b * 1000) - MARGIN_MS
+        )
+        return {who: tone_share(window, hz) for who, hz in tones.items()} | {"rms": rms(window)}
+
+    alone = heard(1.0, 3.0)
+    assert alone["alice"] > 0.5 and alone["bob"] < 0.05, (path, alone)
+    both = heard(3.0, 4.0)
+    assert both["alice"] > 0.2 and both["bob"] > 0.2, (path, both)
+    bob = heard(4.0, 7.0)
+    assert bob["bob"] > 0.5 and bob["alice"] < 0.05, (path, bob)
+    silence = heard(7.0, 9.0)
+    assert silence["rms"] < 0.01, (path, silence)
+    again = heard(9.0, 11.0)
+    assert again["alice"] > 0.5, (path, again)
+
+    events = await bucket.events(manifest)
+    speech = [
+        (e["name"], (e["startMs"] - start) / 1000, (e["endMs"] - start) / 1000)
+        for e in events
+        if e["type"] == "speech"
+    ]
+    assert [s[0] for s in speech] == ["Alice", "Bob", "Alice"], speech
+    for (name, a, b), (_, want_a, want_b, _) in zip(speech, SPEECH, strict=True):
+        assert abs(a - want_a) < 0.5 and abs(b - want_b) < 0.5, (name, a, b)
+    captions = [(e["name"], e["text"]) for e in events if e["type"] == "caption"]
+    assert captions == [("Alice", SPEECH[0][3]), ("Bob", SPEECH[1][3]), ("Alice", SPEECH[2][3])]
+    chat = [(e["name"], e["text"]) for e in events if e["type"] == "chat"]
+    assert chat == [("Bob", "see the doc")]
+    assert {e["name"] for e in events if e["type"] == "join"} >= {"Alice", "Bob"}
+    # The announcement reached the meeting's chat.
+    assert [m["message"] for m in sim.meeting(number)["chat"]] == ["Notetaker is recording"]
+
+
+def _condition(status: dict[str, Any], kind: str) -> str | None:
+    for condition in status.get("conditions") or []:
+        if condition["type"] == kind:
+            return str(condition["status"])
+    return None
+
+
+async def test_a_refused_recording_records_nothing_and_says_why(
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    image: str,
+    bucket: TestBucket,
+) -> None:
+    meeting = sim.create_meeting(zoom["id"], recording_permission="deny")
+    number = meeting["number"]
+    sim.add_participant(number, "Host", is_host=True)
+    await bots.apply("refused", capture_spec(image, number, bucket, onDenied="Leave"))
+    status = await bots.wait_phase("refused", "Failed", "Succeeded", timeout=120)
+    assert status["reason"] == "RecordingDenied", status
+    assert _condition(status, "Recording") == "False"
+    manifest_key = (status.get("artifacts") or {}).get("manifestKey")
+    manifest = await bucket.manifest(manifest_key) if manifest_key else None
+    audio = [e for e in manifest.entries if e.kind == "audio"] if manifest else []
+    assert audio == []
