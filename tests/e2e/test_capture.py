@@ -6,13 +6,19 @@ and chat match the script; every object verifies against its checksum."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devenv.cluster import cluster
 from devenv.zoomsim import SimAdmin
-from tests.support.artifacts import TestBucket, bucket_for
+from tests.support.artifacts import ScratchBucket, bucket_for
 from tests.support.audio import assemble, rms, tone_share
 from tests.support.operator_fixtures import Bots, Kube
 from tests.support.specs import bot_spec
@@ -30,13 +36,13 @@ MARGIN_MS = 300
 
 
 @pytest.fixture
-async def bucket(kube: Kube, namespace: str) -> AsyncIterator[TestBucket]:
+async def bucket(kube: Kube, namespace: str) -> AsyncIterator[ScratchBucket]:
     made = await bucket_for(kube, namespace)
     yield made
     await made.store.close()
 
 
-def capture_spec(image: str, number: str, bucket: TestBucket, **capture: Any) -> dict[str, Any]:
+def capture_spec(image: str, number: str, bucket: ScratchBucket, **capture: Any) -> dict[str, Any]:
     return bot_spec(
         number,
         on_kwok=False,
@@ -66,7 +72,7 @@ async def test_each_audio_path_records_who_spoke_when(
     zoom: dict[str, Any],
     sim: SimAdmin,
     image: str,
-    bucket: TestBucket,
+    bucket: ScratchBucket,
 ) -> None:
     number, people = await meeting_with_speakers(sim, zoom, path)
     await bots.apply("rec", capture_spec(image, number, bucket))
@@ -145,7 +151,7 @@ async def test_a_refused_recording_records_nothing_and_says_why(
     zoom: dict[str, Any],
     sim: SimAdmin,
     image: str,
-    bucket: TestBucket,
+    bucket: ScratchBucket,
 ) -> None:
     meeting = sim.create_meeting(zoom["id"], recording_permission="deny")
     number = meeting["number"]
@@ -158,3 +164,116 @@ async def test_a_refused_recording_records_nothing_and_says_why(
     manifest = await bucket.manifest(manifest_key) if manifest_key else None
     audio = [e for e in manifest.entries if e.kind == "audio"] if manifest else []
     assert audio == []
+
+
+async def _play(sim: SimAdmin, number: str, who: dict[str, Any], seconds: float) -> int:
+    """One speaker talking for `seconds` from one second on; the script's start (host ms)."""
+    script = sim.script_media(
+        number,
+        start_in_seconds=1,
+        speech=[{"participant": who["userId"], "from": 0, "to": seconds, "text": ""}],
+    )
+    return int(script["startsAtMs"])
+
+
+def _bot_pid(pod: str) -> int:
+    """The bot's Python process (its container runs on this host: the real node)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes()
+            ours = f"HOSTNAME={pod}\0".encode() in environ
+            if ours and b"meetingbot_bot" in command and command[0].endswith(b"python3"):
+                return int(entry.name)
+    raise LookupError(f"no bot process for {pod}")
+
+
+async def test_a_bot_killed_mid_meeting_loses_at_most_its_last_segments(
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    image: str,
+    bucket: ScratchBucket,
+) -> None:
+    number, people = await meeting_with_speakers(sim, zoom, "wasm")
+    await bots.apply("killed", capture_spec(image, number, bucket))
+    await bots.wait_status("killed", lambda s: _condition(s, "Recording") == "True", timeout=120)
+    await _play(sim, number, people["alice"], 120)
+    await bots.wait_status(
+        "killed", lambda s: (s.get("artifacts") or {}).get("audioSegments", 0) >= 3, timeout=60
+    )
+    killed_at = int(time.time() * 1000)
+    os.kill(_bot_pid("killed-1"), signal.SIGKILL)
+    # The attempt fails (BotCrashed) and a new one joins the meeting and records on.
+    await bots.wait_status(
+        "killed",
+        lambda s: s.get("attempts") == 2 and _condition(s, "Recording") == "True",
+        timeout=120,
+    )
+    await asyncio.sleep(8)
+    sim.end_meeting(number)
+    status = await bots.wait_phase("killed", "Succeeded", timeout=90)
+    manifest = await bucket.manifest(status["artifacts"]["manifestKey"])
+    assert manifest is not None
+    await bucket.objects(manifest)
+    first = [e for e in manifest.entries if e.kind == "audio" and e.attempt == 1]
+    second = [e for e in manifest.entries if e.kind == "audio" and e.attempt == 2]
+    assert first and second, manifest.entries
+    # What the kill lost: from the end of the last delivered segment to the kill.
+    lost_ms = killed_at - max(e.end_ms for e in first)
+    assert 0 <= lost_ms <= 30_000, lost_ms
+    # The manifest goes on across attempts, and says where the gap between them is.
+    between = [g for g in manifest.gaps if g["betweenAttempts"]]
+    assert len(between) == 1 and between[0]["startMs"] == max(e.end_ms for e in first)
+    assert [g for g in manifest.gaps if not g["betweenAttempts"]] == []
+    print(f"\nkilled mid-meeting: the last {lost_ms / 1000:.1f} s before the kill were lost")
+
+
+def _store_pid() -> int:
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(entry / "exe").endswith(f"versitygw-{_version()}"):
+                return int(entry.name)
+    raise LookupError("the object store is not running")
+
+
+def _version() -> str:
+    return cluster.versions()["VERSITYGW_VERSION"]
+
+
+async def test_the_store_unreachable_for_a_minute_loses_nothing(
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+    image: str,
+    bucket: ScratchBucket,
+) -> None:
+    number, people = await meeting_with_speakers(sim, zoom, "webrtc")
+    await bots.apply("patient", capture_spec(image, number, bucket))
+    await bots.wait_status("patient", lambda s: _condition(s, "Recording") == "True", timeout=120)
+    await _play(sim, number, people["bob"], 300)
+    store = _store_pid()
+    os.kill(store, signal.SIGSTOP)  # it neither answers nor refuses: every call times out
+    try:
+        await asyncio.sleep(60)
+        during = await bots.status("patient")
+        assert during["artifacts"]["pending"] >= 10, during["artifacts"]
+    finally:
+        os.kill(store, signal.SIGCONT)
+    await bots.wait_status(
+        "patient", lambda s: (s.get("artifacts") or {}).get("pending") == 0, timeout=120
+    )
+    sim.end_meeting(number)
+    status = await bots.wait_phase("patient", "Succeeded", timeout=90)
+    assert status["artifacts"]["lost"] == 0
+    manifest = await bucket.manifest(status["artifacts"]["manifestKey"])
+    assert manifest is not None
+    await bucket.objects(manifest)
+    audio = [e for e in manifest.entries if e.kind == "audio"]
+    # Continuous: no gap inside the attempt, although a minute of it waited in the spool.
+    assert manifest.gaps == [], manifest.gaps
+    assert (audio[-1].end_ms - audio[0].start_ms) / 1000 > 60

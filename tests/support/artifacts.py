@@ -21,7 +21,7 @@ SECRET = "bucket-credentials"
 
 
 @dataclass
-class TestBucket:
+class ScratchBucket:
     name: str
     store: ObjectStore
 
@@ -58,7 +58,7 @@ class TestBucket:
         return sorted(lines, key=lambda line: line["t"])
 
 
-async def bucket_for(kube: Kube, namespace: str) -> TestBucket:
+async def bucket_for(kube: Kube, namespace: str) -> ScratchBucket:
     """A bucket named after the namespace, and the Secret that opts its keys in."""
     local = cluster.object_store()
     name = namespace.replace("_", "-")[:63]
@@ -81,4 +81,4 @@ async def bucket_for(kube: Kube, namespace: str) -> TestBucket:
             SecretStr(local.secret_key),
         )
     )
-    return TestBucket(name, store)
+    return ScratchBucket(name, store)

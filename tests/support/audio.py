@@ -30,7 +30,7 @@ class Recording:
 
 def decode(data: bytes) -> NDArray[np.float32]:
     """One segment's samples (mono, RATE)."""
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
         chunks = []
