@@ -100,5 +100,6 @@ def _artifacts(
         # The bot is gone and its spool with it: what its last report still held is lost.
         # (A bot's last report comes after its final delivery attempt, so a bot that
         # delivered everything says 0 there.)
-        lost, pending = pending, 0
+        lost = capture.pending if capture is not None else lost
+        pending = 0
     return base.model_copy(update={"pending": pending, "lost": lost})
