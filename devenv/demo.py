@@ -4,11 +4,14 @@ Builds what it needs (with progress): the local cluster (control plane + one rea
 bot, operator and Zoom-sandbox images (podman), imported into the node. `helm install`s the
 chart with its Zoom sandbox (the operator and the simulator run as pods on the real node),
 applies examples/zoomaccount.yaml and examples/meetingbot.yaml, shows the phases as they
-change, ends the simulated meeting, and shows `kubectl logs` of the bot and of the operator.
+change, plays the meeting's scripted speakers (the sandbox's media), ends the meeting, shows
+what the bot delivered to the local object store (status.artifacts and the manifest), and
+`kubectl logs` of the bot and of the operator.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,10 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import SecretStr
 
 from devenv.cluster import cluster
+from devenv.cluster.objectstore import ensure_bucket
 from devenv.operator_process import install_crds
 from devenv.zoomsim import SimAdmin
+from meetingbot_contract import Manifest
+from meetingbot_operator.artifacts.store import Bucket, ObjectStore
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "demo"
@@ -102,6 +109,8 @@ def helm_install(bot_image: str, operator_image: str, sim_image: str) -> None:
         f"sandbox.image.repository={sim_repository}",
         f"sandbox.image.tag={sim_tag}",
         "sandbox.image.pullPolicy=Never",
+        # The local object store (devenv/cluster/objectstore.py) as an allowed bucket endpoint.
+        f"operator.storageEndpoints={{{cluster.object_store().endpoint}}}",
     ]
     command = [
         str(cluster.Binaries.in_cache().helm),
@@ -148,7 +157,8 @@ def zoom_setup(admin: SimAdmin, bot: dict[str, Any], account: dict[str, Any]) ->
         passcode=meeting.get("passcode", ""),
         auth_required=True,
     )
-    admin.add_participant(meeting["number"], "Dana (host)", is_host=True)
+    for person in PEOPLE:
+        admin.add_participant(meeting["number"], person, is_host=person == PEOPLE[0])
     cluster.kubectl("create", "namespace", NAMESPACE, check=False)
     for name, data in {
         "zoom-sdk": {"sdkKey": zoom["sdk_key"], "sdkSecret": zoom["sdk_secret"]},
@@ -173,6 +183,26 @@ def zoom_setup(admin: SimAdmin, bot: dict[str, Any], account: dict[str, Any]) ->
     return zoom
 
 
+def storage_setup(bot: dict[str, Any]) -> None:
+    """The example's bucket in the local object store, and its credentials Secret."""
+    store = cluster.object_store()
+    artifacts = bot["spec"]["artifacts"]
+    ensure_bucket(store, artifacts["bucket"])
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": artifacts["credentialsSecretRef"]["name"],
+            "namespace": NAMESPACE,
+            "labels": {"meetingbot.dev/secret-for": "storage-credentials"},
+        },
+        "stringData": {"accessKeyId": store.access_key, "secretAccessKey": store.secret_key},
+    }
+    kubectl("apply", "-f", "-", stdin=json.dumps(secret))
+    # The other demo-only change to the examples: the bucket is the local object store.
+    artifacts["endpoint"] = store.endpoint
+
+
 def main() -> int:
     bot_image, operator_image, sim_image = setup()
     account, bot = example("zoomaccount.yaml"), example("meetingbot.yaml")
@@ -186,6 +216,7 @@ def main() -> int:
     with SimAdmin(f"http://{cluster_ip}") as admin:
         admin.wait_reachable()
         zoom_setup(admin, bot, account)
+        storage_setup(bot)
         # The one demo-only change to the examples, printed so nothing is hidden: Zoom is
         # the simulator, reached through its Service.
         account["spec"]["endpoints"] = {
@@ -195,7 +226,11 @@ def main() -> int:
         say("6/6 applying examples/zoomaccount.yaml and examples/meetingbot.yaml, with:")
         print(
             yaml.safe_dump(
-                {"ZoomAccount.spec.endpoints": account["spec"]["endpoints"]}, sort_keys=False
+                {
+                    "ZoomAccount.spec.endpoints": account["spec"]["endpoints"],
+                    "MeetingBot.spec.artifacts.endpoint": bot["spec"]["artifacts"]["endpoint"],
+                },
+                sort_keys=False,
             )
         )
         name = bot["metadata"]["name"]
@@ -204,6 +239,7 @@ def main() -> int:
         applied = time.monotonic()
         kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(bot))
         follow(name, bot["spec"]["meeting"]["number"], admin, applied)
+        show_artifacts(name)
         show_logs(name)
         print()
         kubectl_path = cluster.Binaries.in_cache().kubectl
@@ -214,6 +250,51 @@ def main() -> int:
         print(f"  {kubectl_path} -n {SYSTEM} logs -l app.kubernetes.io/name={RELEASE} --prefix")
         print("  make cluster-down   # when you are done")
     return 0
+
+
+def show_artifacts(name: str) -> None:
+    """What the bot delivered: its status.artifacts and the manifest, read from the bucket."""
+    body = json.loads(kubectl("-n", NAMESPACE, "get", "mb", name, "-o", "json"))
+    status = body.get("status") or {}
+    delivered = status.get("artifacts") or {}
+    print(f"\n$ kubectl -n {NAMESPACE} get mb {name} -o jsonpath='{{.status.artifacts}}'")
+    print(f"  {json.dumps(delivered, sort_keys=True)}")
+    for condition in status.get("conditions") or []:
+        if condition["type"] in ("Recording", "Captions", "ArtifactsDelivered"):
+            print(f"  condition {condition['type']}={condition['status']} ({condition['reason']})")
+    key = delivered.get("manifestKey")
+    if not key:
+        raise SystemExit("the demo bot delivered nothing")
+    spec = body["spec"]["artifacts"]
+    local = cluster.object_store()
+    bucket = Bucket(
+        local.endpoint,
+        spec["bucket"],
+        local.region,
+        SecretStr(local.access_key),
+        SecretStr(local.secret_key),
+    )
+    manifest = asyncio.run(_read_manifest(bucket, key))
+    print(f"\nthe manifest, s3://{spec['bucket']}/{key} ({len(manifest.entries)} objects):")
+    start = min(e.start_ms for e in manifest.entries)
+    for entry in manifest.entries:
+        print(
+            f"  {entry.key:<58} {entry.size:>7} B  "
+            f"{(entry.start_ms - start) / 1000:6.1f}-{(entry.end_ms - start) / 1000:5.1f} s  "
+            f"sha256 {entry.sha256[:12]}"
+        )
+    print(f"  gaps: {manifest.gaps or 'none'}")
+
+
+async def _read_manifest(bucket: Bucket, key: str) -> Manifest:
+    store = ObjectStore(bucket)
+    try:
+        body = await store.get(key)
+    finally:
+        await store.close()
+    if body is None:
+        raise SystemExit(f"the manifest {key} is not in the bucket")
+    return Manifest.model_validate_json(body)
 
 
 def show_logs(name: str) -> None:
@@ -267,6 +348,24 @@ def readable(line: str) -> tuple[str, str, str]:
     return text[:200], level, explanation
 
 
+# The demo meeting's people (the first hosts) and what they say (seconds from the start):
+# each is heard as a tone of their own (the simulator's media), with captions and a chat line.
+PEOPLE = ("Dana (host)", "Ravi", "Mei")
+SCRIPT = (
+    (PEOPLE[0], 0.0, 4.0, "welcome everyone let us start"),
+    (PEOPLE[1], 4.5, 9.0, "the release is on track"),
+    (PEOPLE[2], 9.5, 13.0, "docs are ready"),
+    (PEOPLE[0], 13.5, 16.0, "thanks all"),
+)
+TALK = 16.0
+
+
+def _recording(status: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Recording" and c["status"] == "True" for c in status.get("conditions") or []
+    )
+
+
 def follow(name: str, number: str, sim: SimAdmin, applied: float) -> None:
     """Print each phase as it changes (like `kubectl get mb -w`); end the meeting once the bot
     is in it; return when the bot has finished."""
@@ -285,10 +384,29 @@ def follow(name: str, number: str, sim: SimAdmin, applied: float) -> None:
                 flush=True,
             )
             last = row
-        if row[0] == "InMeeting" and not ended:
-            people = [p["displayName"] for p in sim.participants(number, "in_meeting")]
-            print(f"{'':9} the meeting's participants: {', '.join(people)}")
-            time.sleep(3)
+        if row[0] == "InMeeting" and not ended and _recording(status):
+            people = sim.participants(number, "in_meeting")
+            print(
+                f"{'':9} the meeting's participants: {', '.join(p['displayName'] for p in people)}"
+            )
+            print(f"{'':9} the host allowed recording; the scripted speakers talk for {TALK:.0f} s")
+            speakers = {p["displayName"]: p for p in people if p["displayName"] in PEOPLE}
+            sim.script_media(
+                number,
+                start_in_seconds=0.5,
+                speech=[
+                    {"participant": speakers[who]["userId"], "from": a, "to": b, "text": text}
+                    for who, a, b, text in SCRIPT
+                ],
+                chat=[
+                    {
+                        "participant": speakers[PEOPLE[1]]["userId"],
+                        "at": 4,
+                        "message": "notes please",
+                    }
+                ],
+            )
+            time.sleep(TALK + 1)
             print(f"{'':9} the host ends the meeting")
             sim.end_meeting(number)
             ended = True

@@ -55,6 +55,7 @@ class Capture:
     _first_speech_ms: int | None = None
     _host_ids: set[str] = field(default_factory=set)
     _present: dict[str, str] = field(default_factory=dict)  # userId -> name, the bot excepted
+    _said_silent: bool | None = False  # None once audio was found
 
     # --- the meeting ------------------------------------------------------------------------
 
@@ -116,6 +117,13 @@ class Capture:
         """An audio segment from the page; kept if recording is allowed."""
         sources = payload.get("sources") or {}
         self.audio_sources = sum(int(v) for v in sources.values() if isinstance(v, int))
+        if not self.audio_sources and not self._said_silent:
+            # Recorded on regardless (a meeting may be silent so far), and said once.
+            self._said_silent = True
+            log.warning("no capture hook has found the meeting's audio yet", extra=sources)
+        elif self.audio_sources and self._said_silent is not None:
+            log.info("audio found", extra=sources)
+            self._said_silent = None
         if self.recording != RecordingState.RECORDING:
             return False
         try:

@@ -19,7 +19,13 @@ from typing import Any
 from meetingbot_contract import BotState, ExitCode, LeaveRules
 from meetingbot_contract.reasons import SUCCESS, Reason, reason_for_sdk_error
 
-LEFT_EARLY = {Reason.WAITING_ROOM_TIMEOUT, Reason.REMOVED_BY_HOST}
+# Left without doing the job: the waiting room, removal, or recording refused (capture.py).
+LEFT_EARLY = {
+    Reason.WAITING_ROOM_TIMEOUT,
+    Reason.REMOVED_BY_HOST,
+    Reason.RECORDING_DENIED,
+    Reason.HOST_ABSENT,
+}
 # Close reasons of the real bundle that mean the host removed us ("expeled" is its spelling).
 REMOVAL_WORDS = ("expeled", "expelled", "kicked", "removed")
 # What the machine reads from the SDK, per source: a test checks each against the real bundle

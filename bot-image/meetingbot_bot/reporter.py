@@ -27,13 +27,16 @@ class Reporter:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.stopped = False  # the operator said stop
+        self._closing = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="reporter")
 
-    def report(self, report: BotReport) -> None:
+    def report(self, report: BotReport, *, urgent: bool = True) -> None:
+        """The latest state: sent at once when `urgent`, else with the next heartbeat."""
         self._latest = report
-        self._changed.set()
+        if urgent:
+            self._changed.set()
 
     async def flush(self, timeout: float) -> bool:
         """Wait until the latest report is delivered (or the time is up)."""
@@ -45,6 +48,10 @@ class Reporter:
         return True
 
     async def close(self) -> None:
+        # The flag as well as the cancel: Python 3.11's wait_for loses a cancel that arrives
+        # just as the event it waits on is set (measured: a bot that never exited).
+        self._closing = True
+        self._changed.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -56,6 +63,8 @@ class Reporter:
         while not self.stopped:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), self._target.interval_seconds)
+            if self._closing:
+                return
             self._changed.clear()
             report = self._latest
             if report is None:

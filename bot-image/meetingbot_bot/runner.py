@@ -80,6 +80,7 @@ class Bot:
         self.reporter = Reporter(config.report)
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._published: tuple[Any, ...] | None = None
+        self._capture_sent: CaptureReport | None = None
         self.oom = OomWatch()
         self.browser_pid: int | None = None
         self.capture: Capture | None = None
@@ -100,16 +101,26 @@ class Bot:
         pending, pending_bytes = self.uploader.pending()
         return self.capture.report(self.uploader.delivered, pending, pending_bytes)
 
-    def publish(self) -> None:
+    def publish(self, *, final: bool = False) -> None:
+        """Report the state; `final`: at once, whatever changed (the last report of a run)."""
         m = self.machine
         capture = self._capture_report()
-        snapshot = (m.state, m.reason, m.joined_at, len(m.people()), capture)
-        if snapshot == self._published:
+        # The capture's counts change with every file delivered: they ride along with the
+        # next report or heartbeat; only a change of state is sent at once.
+        states = (
+            (capture.recording, capture.captions, capture.audio_sources > 0) if capture else None
+        )
+        snapshot = (m.state, m.reason, m.joined_at, len(m.people()), states)
+        urgent = final or snapshot != self._published
+        if not urgent and capture == self._capture_sent:
             return
         self._published = snapshot
-        log.info(
-            "state", extra={"state": m.state.value, "reason": m.reason, "participants": snapshot[3]}
-        )
+        self._capture_sent = capture
+        if urgent:
+            log.info(
+                "state",
+                extra={"state": m.state.value, "reason": m.reason, "participants": snapshot[3]},
+            )
         self.reporter.report(
             BotReport(
                 attempt=self.config.bot.attempt,
@@ -120,7 +131,8 @@ class Bot:
                 left_at=m.left_at,
                 participants=snapshot[3],
                 capture=capture,
-            )
+            ),
+            urgent=urgent,
         )
 
     def result(self) -> BotResult:
@@ -152,7 +164,7 @@ class Bot:
             self._crashed(f"browser failed: {type(error).__name__}")
         finally:
             await self._deliver_rest()
-            self.publish()
+            self.publish(final=True)
             await self.reporter.flush(timeout=3.0)
             await self.reporter.close()
         return self.machine
@@ -259,7 +271,8 @@ class Bot:
 
     async def _carry_out(self, page: Page, commands: list[Command]) -> None:
         """What the capture asked for, on the page (a failure is logged: the meeting goes on)."""
-        assert self.capture is not None
+        if self.capture is None or not commands:
+            return
         config = self.capture.config
         for command in commands:
             try:

@@ -43,6 +43,8 @@ class Uploader:
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.stopped = False  # the operator said stop
+        # Checked as well as cancelling: Python 3.11's wait_for can lose a cancel (reporter.py).
+        self._closing = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="uploader")
@@ -56,6 +58,8 @@ class Uploader:
 
     async def drain(self, timeout: float) -> bool:
         """Deliver what is left, for at most `timeout` seconds; whether nothing is left."""
+        self._closing = True
+        self._wake.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -72,6 +76,8 @@ class Uploader:
         return not self._spool.pending()
 
     async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -80,9 +86,11 @@ class Uploader:
 
     async def _loop(self) -> None:
         failures = 0
-        while not self.stopped:
+        while not self.stopped and not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 2.0)
+            if self._closing:
+                return
             self._wake.clear()
             try:
                 done = await self._deliver_all()

@@ -89,14 +89,19 @@ async def test_each_audio_path_records_who_spoke_when(
     start = int(script["startsAtMs"])
     await asyncio.sleep(14)  # the script, and a segment after it
     sim.end_meeting(number)
-    status = await bots.wait_phase("rec", "Succeeded", timeout=90)
-    assert _condition(status, "ArtifactsDelivered") == "True", status["conditions"]
+    await bots.wait_phase("rec", "Succeeded", timeout=90)
+    # Succeeded when the bot left; delivered once its last files are in (before it exits).
+    status = await all_delivered(bots, "rec")
     delivered = status["artifacts"]
     assert delivered["audioSegments"] >= 4 and delivered["eventFiles"] >= 1, delivered
     assert delivered["lost"] == 0 and delivered["pending"] == 0
 
     manifest = await bucket.manifest(delivered["manifestKey"])
-    assert manifest is not None and len(manifest.entries) == delivered["objects"]
+    assert manifest is not None
+    # The status follows the manifest (written at most once per report interval per bot).
+    await bots.wait_status(
+        "rec", lambda s: s["artifacts"]["objects"] == len(manifest.entries), timeout=30
+    )
     objects = await bucket.objects(manifest)  # each checked against its SHA-256
     recording = assemble(
         [(e.start_ms, objects[e.key]) for e in manifest.entries if e.kind == "audio"]
@@ -136,6 +141,13 @@ async def test_each_audio_path_records_who_spoke_when(
     assert {e["name"] for e in events if e["type"] == "join"} >= {"Alice", "Bob"}
     # The announcement reached the meeting's chat.
     assert [m["message"] for m in sim.meeting(number)["chat"]] == ["Notetaker is recording"]
+
+
+async def all_delivered(bots: Bots, name: str) -> dict[str, Any]:
+    """The status once the bot's container exited and everything it held is delivered."""
+    return await bots.wait_status(
+        name, lambda s: _condition(s, "ArtifactsDelivered") == "True", timeout=60
+    )
 
 
 def _condition(status: dict[str, Any], kind: str) -> str | None:
@@ -215,7 +227,8 @@ async def test_a_bot_killed_mid_meeting_loses_at_most_its_last_segments(
     )
     await asyncio.sleep(8)
     sim.end_meeting(number)
-    status = await bots.wait_phase("killed", "Succeeded", timeout=90)
+    await bots.wait_phase("killed", "Succeeded", timeout=90)
+    status = await all_delivered(bots, "killed")
     manifest = await bucket.manifest(status["artifacts"]["manifestKey"])
     assert manifest is not None
     await bucket.objects(manifest)
@@ -268,7 +281,8 @@ async def test_the_store_unreachable_for_a_minute_loses_nothing(
         "patient", lambda s: (s.get("artifacts") or {}).get("pending") == 0, timeout=120
     )
     sim.end_meeting(number)
-    status = await bots.wait_phase("patient", "Succeeded", timeout=90)
+    await bots.wait_phase("patient", "Succeeded", timeout=90)
+    status = await all_delivered(bots, "patient")
     assert status["artifacts"]["lost"] == 0
     manifest = await bucket.manifest(status["artifacts"]["manifestKey"])
     assert manifest is not None

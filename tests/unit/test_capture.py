@@ -26,7 +26,7 @@ from meetingbot_contract import (
 from meetingbot_contract.artifacts import object_key
 from meetingbot_operator.artifacts import sigv4
 from meetingbot_operator.meetingbot.capture_status import capture_status
-from meetingbot_operator.meetingbot.observed import Observed
+from meetingbot_operator.meetingbot.observed import Observed, PodObservation
 from meetingbot_operator.models import ArtifactsStatus, MeetingBotStatus, Phase
 from tests.support.specs import meeting_bot
 
@@ -209,7 +209,10 @@ def test_the_manifest_names_the_gaps_between_attempts_and_segments() -> None:
 
 
 def _status(
-    report: CaptureReport | None, phase: Phase, old: ArtifactsStatus | None = None
+    report: CaptureReport | None,
+    phase: Phase,
+    old: ArtifactsStatus | None = None,
+    pod: PodObservation | None = None,
 ) -> MeetingBotStatus:
     bot = meeting_bot(
         capture={}, artifacts={"bucket": "recordings", "credentialsSecretRef": {"name": "s"}}
@@ -220,6 +223,7 @@ def _status(
         account=None,
         report=BotReport(attempt=1, state=BotState.IN_MEETING, capture=report) if report else None,
         artifacts=ArtifactsStatus(objects=4, bytes=4000, audio_segments=3, event_files=1),
+        pod=pod,
     )
     capture_status(bot, observed, status, 1, datetime.now(UTC))
     return status
@@ -252,3 +256,13 @@ def test_files_a_finished_bot_still_held_are_reported_lost() -> None:
     # After a restart (no report in memory), what was written stays.
     again = _status(None, Phase.FAILED, old=status.artifacts)
     assert again.artifacts is not None and again.artifacts.lost == 2
+
+
+def test_a_bot_that_left_but_still_delivers_has_lost_nothing_yet() -> None:
+    running = PodObservation(name="b-1", attempt=1, phase="Running")
+    draining = _status(
+        CaptureReport(recording=RecordingState.OFF, pending=2), Phase.SUCCEEDED, pod=running
+    )
+    assert draining.artifacts is not None
+    assert (draining.artifacts.pending, draining.artifacts.lost) == (2, 0)
+    assert _conditions(draining)["ArtifactsDelivered"] == ("False", "Pending")

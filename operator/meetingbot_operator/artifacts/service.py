@@ -98,8 +98,14 @@ class ArtifactService:
         self._changed = changed  # the bot's summary changed: its next pass writes the status
         self._stores: dict[tuple[str, str, str, str, str], tuple[float, ObjectStore]] = {}
         self._delivered: dict[Key, _Delivered] = {}
+        self._tell_seconds = float(settings.report_interval_seconds)
+        self._told: dict[Key, float] = {}
+        self._pending_tells: dict[Key, asyncio.TimerHandle] = {}
 
     async def close(self) -> None:
+        for handle in self._pending_tells.values():
+            handle.cancel()
+        self._pending_tells.clear()
         for _, store in self._stores.values():
             await store.close()
         self._stores.clear()
@@ -175,6 +181,24 @@ class ArtifactService:
                 "application/json",
             )
             delivered.last_upload = datetime.now(UTC)
+        self._tell(key)
+
+    def _tell(self, key: Key) -> None:
+        """The controller's next pass for this bot writes its status.artifacts: at once for the
+        first object, then at most once per TELL_SECONDS (a bot delivers a file every few
+        seconds; its status need not change as often). The last change always gets a pass."""
+        now = time.monotonic()
+        due = self._told.get(key, 0.0) + self._tell_seconds
+        if now >= due:
+            self._told[key] = now
+            self._changed(key)
+        elif key not in self._pending_tells:
+            loop = asyncio.get_running_loop()
+            self._pending_tells[key] = loop.call_later(due - now, self._tell_later, key)
+
+    def _tell_later(self, key: Key) -> None:
+        self._pending_tells.pop(key, None)
+        self._told[key] = time.monotonic()
         self._changed(key)
 
     # --- what the controller reads -----------------------------------------------------------
@@ -195,7 +219,12 @@ class ArtifactService:
         )
 
     def forget(self, key: Key) -> None:
+        """A MeetingBot gone: nothing of it is kept."""
         self._delivered.pop(key, None)
+        self._told.pop(key, None)
+        pending = self._pending_tells.pop(key, None)
+        if pending is not None:
+            pending.cancel()
 
     # --- internals ---------------------------------------------------------------------------
 

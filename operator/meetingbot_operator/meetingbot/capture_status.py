@@ -45,7 +45,11 @@ def capture_status(
         return
     terminal = (status.phase or Phase.PENDING) in TERMINAL_PHASES
     capture = observed.report.capture if observed.report else None
-    status.artifacts = _artifacts(status.artifacts, observed.artifacts, capture, terminal)
+    # A bot that said it ended still delivers what it holds until its container exits: only
+    # then is what it still held lost.
+    pod = observed.pod
+    over = terminal and (pod is None or pod.finished or pod.deleted)
+    status.artifacts = _artifacts(status.artifacts, observed.artifacts, capture, over)
     conditions = status.conditions
     if terminal or status.phase != Phase.IN_MEETING:
         holds, reason = False, "NotInMeeting"
@@ -90,13 +94,13 @@ def _artifacts(
     old: ArtifactsStatus | None,
     seen: ArtifactsStatus | None,
     capture: CaptureReport | None,
-    terminal: bool,
+    over: bool,
 ) -> ArtifactsStatus:
     # What this process saw delivered, else what an earlier pass (or process) wrote.
     base = seen or old or ArtifactsStatus()
     pending = capture.pending if capture is not None else (old.pending if old else 0)
     lost = old.lost if old else 0
-    if terminal:
+    if over:
         # The bot is gone and its spool with it: what its last report still held is lost.
         # (A bot's last report comes after its final delivery attempt, so a bot that
         # delivered everything says 0 there.)

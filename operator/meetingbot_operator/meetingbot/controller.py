@@ -143,6 +143,7 @@ class BotController:
             self.cache.observe_bot(event_type, body)
             self.queue.forget(key)
             self.identities.release(body["metadata"].get("uid", ""))
+            self.artifacts.forget(key)
         else:
             self.identities.observe_bot(body)
             if self.cache.observe_bot(event_type, body):
