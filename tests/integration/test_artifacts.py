@@ -14,7 +14,7 @@ import pytest
 from devenv.zoomsim import SimAdmin
 from meetingbot_contract import JoinConfig, UploadGrant
 from tests.support.artifacts import ScratchBucket, bucket_for
-from tests.support.operator_fixtures import Bots, Kube
+from tests.support.operator_fixtures import Bots, Kube, wait_for
 from tests.support.scripted_bot import Scripted
 from tests.support.specs import bot_spec
 
@@ -125,3 +125,54 @@ async def test_a_credentials_secret_must_be_opted_in(
     await bots.apply("unlabelled", bot_spec(capture={}, artifacts=bucket.spec()))
     status = await bots.wait_reason("unlabelled", "SecretNotAllowed")
     assert "storage-credentials" in status["message"]
+
+
+async def _deliver_one(config: JoinConfig, bucket: ScratchBucket) -> str:
+    """What a bot does for one file: grant, PUT, confirm; the object's key."""
+    assert config.capture is not None
+    data = b"a recording" * 10
+    answer = await post(config, config.capture.uploads_url, request(config, data))
+    grant = UploadGrant.model_validate(answer.json())
+    async with httpx.AsyncClient(timeout=30) as http:
+        put = await http.put(grant.url, content=data, headers=grant.headers)
+        assert put.status_code == 200
+    done = await post(config, config.capture.uploads_url + "/complete", request(config, data))
+    assert done.status_code == 200, done.text
+    return grant.key
+
+
+@pytest.mark.parametrize("delete_on_delete", [False, True])
+async def test_deleting_a_bot_keeps_its_objects_unless_asked(
+    delete_on_delete: bool,
+    namespace: str,
+    bots: Bots,
+    scripted: Scripted,
+    zoom: dict[str, Any],
+    bucket: ScratchBucket,
+) -> None:
+    artifacts = {**bucket.spec(), "deleteOnDelete": delete_on_delete}
+    await bots.apply("kept", bot_spec(capture={"askPermission": False}, artifacts=artifacts))
+    config = await scripted("kept").read_config(1)
+    key = await _deliver_one(config, bucket)
+    manifest_key = f"recordings/{namespace}/kept/manifest.json"
+    assert await bucket.store.head(manifest_key) is not None
+    if delete_on_delete:  # the finalizer that holds the deletion until the objects are gone
+        await wait_for(
+            lambda: _has_finalizer(bots, "kept"), 30, what="the operator's artifacts finalizer"
+        )
+    await bots.delete("kept")
+    await wait_for(lambda: _gone(bots, "kept"), 60, what="the MeetingBot gone")
+    remaining = await bucket.store.keys(f"recordings/{namespace}/kept/")
+    if delete_on_delete:
+        assert remaining == []
+    else:
+        assert sorted(remaining) == sorted([key, manifest_key])
+
+
+async def _has_finalizer(bots: Bots, name: str) -> bool:
+    body = await bots.get(name)
+    return "meetingbot.dev/artifacts" in (body["metadata"].get("finalizers") or [])
+
+
+async def _gone(bots: Bots, name: str) -> bool:
+    return not await bots.exists(name)

@@ -144,4 +144,6 @@ def test_the_client_exposes_only_the_sdks_members(page: Page) -> None:
         "leaveMeeting",
         "getCurrentUser",
         "getAttendeeslist",
+        "mediaCapturePermission",
+        "sendChat",
     }

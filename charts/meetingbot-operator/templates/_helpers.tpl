@@ -43,7 +43,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "mbo.namespacedRules" -}}
 - apiGroups: ["meetingbot.dev"]
   resources: ["meetingbots"]
-  verbs: ["list", "watch", "delete"]
+  # patch: only the operator's finalizer, on bots whose artifacts.deleteOnDelete is set.
+  verbs: ["list", "watch", "delete", "patch"]
 - apiGroups: ["meetingbot.dev"]
   resources: ["meetingbots/status", "zoomaccounts/status", "zoomusergrants/status"]
   verbs: ["patch"]

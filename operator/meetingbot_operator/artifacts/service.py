@@ -218,6 +218,18 @@ class ArtifactService:
             last_upload_time=delivered.last_upload,
         )
 
+    async def delete_all(self, key: Key, spec: Artifacts) -> int:
+        """Delete every object of this MeetingBot (all attempts, the manifest); how many.
+        StoreError or ArtifactProblem when the bucket cannot be reached or used."""
+        namespace, name = key
+        store = await self._store(namespace, spec)
+        head = spec.prefix.strip("/")
+        prefix = f"{head}/{namespace}/{name}/" if head else f"{namespace}/{name}/"
+        keys = await store.keys(prefix)
+        for target in keys:
+            await store.delete(target)
+        return len(keys)
+
     def forget(self, key: Key) -> None:
         """A MeetingBot gone: nothing of it is kept."""
         self._delivered.pop(key, None)

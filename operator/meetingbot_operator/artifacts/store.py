@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
+from xml.etree import ElementTree
 
 import httpx
 from pydantic import SecretStr
@@ -24,6 +25,7 @@ from meetingbot_operator.artifacts import sigv4
 
 log = logging.getLogger(__name__)
 RETRYABLE = {429, 500, 502, 503, 504}
+S3_XML = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 CHECKSUM_HEADER = "x-amz-checksum-sha256"
 
 
@@ -109,6 +111,24 @@ class ObjectStore:
     async def delete(self, key: str) -> None:
         await self._call("DELETE", key, missing_ok=True)
 
+    async def keys(self, prefix: str) -> list[str]:
+        """Every key under `prefix` (ListObjectsV2, page by page)."""
+        found: list[str] = []
+        token = ""
+        while True:
+            query = f"list-type=2&prefix={quote(prefix, safe='')}"
+            if token:
+                query += f"&continuation-token={quote(token, safe='')}"
+            response = await self._call("GET", "", query=query)
+            assert response is not None
+            # The answer of the bucket's endpoint, one the operator allows (not a tenant's).
+            page = ElementTree.fromstring(response.content)  # noqa: S314
+            found += [e.text or "" for e in page.iter(f"{S3_XML}Key")]
+            more = page.findtext(f"{S3_XML}IsTruncated") == "true"
+            token = page.findtext(f"{S3_XML}NextContinuationToken") or ""
+            if not more or not token:
+                return found
+
     async def _call(
         self,
         method: str,
@@ -118,6 +138,7 @@ class ObjectStore:
         headers: dict[str, str] | None = None,
         payload_sha256: str = sigv4.EMPTY_SHA256,
         missing_ok: bool = False,
+        query: str = "",
     ) -> httpx.Response | None:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
@@ -128,7 +149,7 @@ class ObjectStore:
         async for attempt in retrying:
             with attempt:
                 return await self._once(
-                    method, key, body, headers or {}, payload_sha256, missing_ok
+                    method, key, body, headers or {}, payload_sha256, missing_ok, query
                 )
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -140,8 +161,9 @@ class ObjectStore:
         headers: dict[str, str],
         payload_sha256: str,
         missing_ok: bool,
+        query: str = "",
     ) -> httpx.Response | None:
-        url = self.url(key)
+        url = self.url(key) + (f"?{query}" if query else "")
         signed = sigv4.authorization(
             method,
             url,

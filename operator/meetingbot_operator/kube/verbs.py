@@ -171,6 +171,20 @@ class Kube:
                 return None
             raise
 
+    async def set_finalizers(
+        self, plural: str, namespace: str, name: str, uid: str, finalizers: list[str]
+    ) -> None:
+        """Replace an object's finalizers, only if it is still the one of that uid (a bot
+        deleted and re-created under its name keeps its own)."""
+        body = {"metadata": {"uid": uid, "finalizers": finalizers}}
+        try:
+            await self.api.request(
+                "PATCH", custom_path(plural, namespace, name), body=body, content_type=MERGE_PATCH
+            )
+        except ApiError as error:
+            if error.status not in (404, 409, 422):
+                raise
+
     async def create_event(self, body: dict[str, Any]) -> None:
         path = core_path("events", body["metadata"]["namespace"])
         await self.api.request("POST", path, body=body)

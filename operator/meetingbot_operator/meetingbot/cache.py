@@ -30,6 +30,7 @@ class BotRecord:
     # The executor's result for the attempt asked for, until a status write carries it.
     attempt_result: AttemptResult | None = None
     in_meeting_seen: bool = False
+    delete_failures: int = 0  # deleting its objects (artifacts.deleteOnDelete) failed so often
     # The body's status is the one this operator last wrote (set by its own status patch).
     # While it is, a watch event bringing another status was written by someone else: the
     # operator's record is kept and written back (`status_foreign`).
@@ -205,6 +206,7 @@ KEPT_METADATA = (
     "resourceVersion",
     "creationTimestamp",
     "deletionTimestamp",
+    "finalizers",  # artifacts.deleteOnDelete: the operator's own (ARTIFACTS_FINALIZER)
 )
 
 

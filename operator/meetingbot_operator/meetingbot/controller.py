@@ -24,7 +24,8 @@ from pydantic import ValidationError
 from meetingbot_contract import BotReport
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
-from meetingbot_operator.artifacts.service import ArtifactService
+from meetingbot_operator.artifacts.service import ArtifactProblem, ArtifactService
+from meetingbot_operator.artifacts.store import StoreError
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.keys import ReportTokens
 from meetingbot_operator.kube.objects import older
@@ -37,6 +38,7 @@ from meetingbot_operator.meetingbot.cache import (
     Key,
 )
 from meetingbot_operator.meetingbot.decisions import (
+    ARTIFACTS_FINALIZER,
     ActionKind,
     Decision,
     Timing,
@@ -69,6 +71,8 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 # Attempts started at once (a burst of applies): bounds the Zoom and API work in flight.
 CONCURRENT_STARTS = 64
+# Deleting a bot's objects failed: tried again after this long, doubling up to 5 minutes.
+DELETE_RETRY_SECONDS = 5.0
 IDENTITY_ACTIONS = frozenset(
     {ActionKind.PROVISION_USER, ActionKind.FORGET_ZAK, ActionKind.MARK_USER_UNAVAILABLE}
 )
@@ -192,13 +196,13 @@ class BotController:
 
     async def reconcile(self, key: Key) -> None:
         record = self.cache.get(key)
-        if (
-            record is None
-            or record.body is None
-            or record.body["metadata"].get("deletionTimestamp")
-        ):
+        if record is None or record.body is None:
             return
         meta = _meta(record.body)
+        if record.body["metadata"].get("deletionTimestamp"):
+            if ARTIFACTS_FINALIZER in meta.finalizers:
+                await self._delete_artifacts(key, record, meta)
+            return
         try:
             bot = MeetingBot.model_validate(record.body)
         except ValidationError as error:
@@ -321,6 +325,8 @@ class BotController:
                 await self.executor.delete_bot(meta)
             elif action.kind in IDENTITY_ACTIONS:
                 self.executor.identity_action(meta, bot, action)
+            elif action.kind == ActionKind.ADD_FINALIZER:
+                await self.executor.set_finalizers(meta, [*meta.finalizers, ARTIFACTS_FINALIZER])
             elif action.kind == ActionKind.LOOKUP_MEETING:
                 await self.accounts.lookup_meeting(
                     meta.namespace, bot.spec.account_ref.name, meeting_number(bot.spec.meeting)
@@ -331,6 +337,29 @@ class BotController:
                     self.queue.trigger(key)  # the next pass reads what was found
         if decision.requeue_after is not None and not starting:
             self.queue.later(key, decision.requeue_after)
+
+    async def _delete_artifacts(self, key: Key, record: BotRecord, meta: Meta) -> None:
+        """A deleted bot whose spec asked for it: its objects go, then the finalizer does (its
+        pods and Secret go with it, by their owner reference). A bucket that cannot be reached
+        holds the deletion, said in an Event, and is tried again with backoff."""
+        spec = self.artifacts_spec(key)
+        try:
+            if spec is not None:
+                deleted = await self.artifacts.delete_all(key, spec)
+                log.info("artifacts deleted", extra={"bot": "/".join(key), "objects": deleted})
+        except (ArtifactProblem, StoreError) as problem:
+            record.delete_failures += 1
+            delay = min(DELETE_RETRY_SECONDS * 2 ** (record.delete_failures - 1), 300.0)
+            log.warning(
+                "the bot's objects could not be deleted; trying again",
+                extra={"bot": "/".join(key), "error": str(problem), "retry_seconds": delay},
+            )
+            words = f"{problem}; retried in {delay:.0f} s"
+            self.post_event(record.body or {}, "Warning", "ArtifactsNotDeleted", words[:1024])
+            self.queue.later(key, delay)
+            return
+        kept = [f for f in meta.finalizers if f != ARTIFACTS_FINALIZER]
+        await self.executor.set_finalizers(meta, kept)
 
     async def _whole(self, record: BotRecord, bot: MeetingBot, meta: Meta) -> MeetingBot | None:
         """The bot with its whole podTemplate: the cached one, unless the cache left a large
@@ -389,6 +418,7 @@ def _meta(body: dict[str, Any]) -> Meta:
         uid=m["uid"],
         generation=int(m.get("generation", 1)),
         labels=tuple(sorted((m.get("labels") or {}).items())),
+        finalizers=tuple(m.get("finalizers") or ()),
     )
 
 

@@ -111,6 +111,11 @@ class ActionKind(StrEnum):
     PROVISION_USER = "ProvisionUser"  # every user is busy: the account may create one
     FORGET_ZAK = "ForgetZak"  # a join refused the shared ZAK: the next start mints anew
     MARK_USER_UNAVAILABLE = "MarkUserUnavailable"  # Zoom refused the user, not the bot
+    # artifacts.deleteOnDelete: the finalizer that holds a deleted bot until its objects go.
+    ADD_FINALIZER = "AddFinalizer"
+
+
+ARTIFACTS_FINALIZER = "meetingbot.dev/artifacts"
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,9 @@ def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> D
     else:
         _follow_attempt(bot, meta, observed, timing, decision)
 
+    artifacts = bot.spec.artifacts
+    if artifacts and artifacts.delete_on_delete and ARTIFACTS_FINALIZER not in meta.finalizers:
+        decision.actions.append(Action(ActionKind.ADD_FINALIZER))
     _identities(bot, old, decision)
     _conditions_and_events(old, meta, observed.now, decision)
     capture_status(bot, observed, decision.status, meta.generation, observed.now)

@@ -186,6 +186,11 @@ class AttemptExecutor:
             meta.namespace, children.secret_name(meta.name), meta.uid
         )
 
+    async def set_finalizers(self, meta: Meta, finalizers: list[str]) -> None:
+        await self.kube.set_finalizers(
+            "meetingbots", meta.namespace, meta.name, meta.uid, finalizers
+        )
+
     async def delete_bot(self, meta: Meta) -> None:
         await self.kube.delete_custom("meetingbots", meta.namespace, meta.name)
 

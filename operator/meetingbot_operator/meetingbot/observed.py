@@ -27,6 +27,7 @@ class Meta:
     generation: int
     # Kept only where a rule reads them: a grant's botSelector (cache.slim).
     labels: tuple[tuple[str, str], ...] = ()
+    finalizers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

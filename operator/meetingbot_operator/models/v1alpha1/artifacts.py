@@ -70,11 +70,16 @@ class Artifacts(Model):
         description="A custom S3-compatible endpoint; only one the operator allows "
         "(MEETINGBOT_STORAGE_ENDPOINTS). Default: AWS, https://s3.<region>.amazonaws.com.",
     )
+    delete_on_delete: bool = Field(
+        False,
+        alias="deleteOnDelete",
+        description="Delete the bot's objects (every attempt's, and the manifest) when the "
+        "MeetingBot is deleted. Default: they stay in the bucket.",
+    )
     credentials_secret_ref: LocalObjectRef = Field(
         alias="credentialsSecretRef",
         description="A Secret opted in with the label meetingbot.dev/secret-for="
-        "storage-credentials, with the keys accessKeyId and secretAccessKey. Deleting the "
-        "MeetingBot keeps its objects.",
+        "storage-credentials, with the keys accessKeyId and secretAccessKey.",
     )
 
 
