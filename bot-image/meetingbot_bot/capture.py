@@ -46,6 +46,9 @@ class Capture:
     self_id: str = ""
     recording: RecordingState = RecordingState.OFF
     keeping_events: bool = False
+    # The page's recorder runs (from START_RECORDING until the runner has its last segment):
+    # segments are kept while it does, the one in progress at a stop included.
+    recorder_on: bool = False
     audio_sources: int = 0
     captions: bool | None = None
     _lines: list[EventLine] = field(default_factory=list)
@@ -124,7 +127,7 @@ class Capture:
         elif self.audio_sources and self._said_silent is not None:
             log.info("audio found", extra=sources)
             self._said_silent = None
-        if self.recording != RecordingState.RECORDING:
+        if not self.recorder_on:
             return False
         try:
             data = base64.b64decode(str(payload["data"]), validate=True)
@@ -207,6 +210,7 @@ class Capture:
         if self.recording == RecordingState.RECORDING:
             return []
         self.recording = RecordingState.RECORDING
+        self.recorder_on = True
         self._keep(EventLine(t=now_ms, type="recording", state="Started"))
         return [Command.START_RECORDING]
 

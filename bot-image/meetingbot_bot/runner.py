@@ -290,7 +290,8 @@ class Bot:
                         log.error("this browser cannot record Opus in WebM: no audio is recorded")
                 elif command == Command.STOP_RECORDING:
                     await page.evaluate("window.meetingbotCapture.stop()")
-                    await self._collect_segments(1.5)
+                    await self._collect_segments(1.5)  # the segment in progress, kept
+                    self.capture.recorder_on = False
                 elif command == Command.ANNOUNCE and config.announcement:
                     await page.call("t => window.meetingbot.sendChat(t)", config.announcement)
                 elif command == Command.LEAVE_DENIED:

@@ -88,6 +88,7 @@ async def test_each_audio_path_records_who_spoke_when(
     )
     start = int(script["startsAtMs"])
     await asyncio.sleep(14)  # the script, and a segment after it
+    ended_ms = int(time.time() * 1000)
     sim.end_meeting(number)
     await bots.wait_phase("rec", "Succeeded", timeout=90)
     # Succeeded when the bot left; delivered once its last files are in (before it exits).
@@ -103,9 +104,10 @@ async def test_each_audio_path_records_who_spoke_when(
         "rec", lambda s: s["artifacts"]["objects"] == len(manifest.entries), timeout=30
     )
     objects = await bucket.objects(manifest)  # each checked against its SHA-256
-    recording = assemble(
-        [(e.start_ms, objects[e.key]) for e in manifest.entries if e.kind == "audio"]
-    )
+    audio = [e for e in manifest.entries if e.kind == "audio"]
+    # The segment in progress when the meeting ended is kept too.
+    assert max(e.end_ms for e in audio) >= ended_ms - 1500, (ended_ms, audio[-1])
+    recording = assemble([(e.start_ms, objects[e.key]) for e in audio])
     tones = {who: float(people[who]["toneHz"]) for who in people}
 
     def heard(a: float, b: float) -> dict[str, float]:

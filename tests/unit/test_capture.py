@@ -102,11 +102,15 @@ def test_nothing_is_kept_before_the_host_allows_recording(tmp_path: Path) -> Non
     granted = capture.event("media-capture-permission-change", {"canRecord": True}, 2_000)
     assert granted == [Command.START_RECORDING]
     assert capture.segment({"sequence": 1, "startMs": 2_000, "endMs": 3_000, "data": "AAAA"})
+    # Leaving: the recorder stops, and the segment it had in progress is still kept.
+    assert capture.leaving(3_500) == [Command.STOP_RECORDING]
+    assert capture.segment({"sequence": 2, "startMs": 3_000, "endMs": 3_600, "data": "AAAA"})
     lines = _lines(capture, 3_000)
     # Who was present is said when keeping starts; the chat before consent is not kept.
     assert [(x["type"], x.get("name")) for x in lines] == [
         ("join", "Hana"),
         ("join", "Gus"),
+        ("recording", None),
         ("recording", None),
     ]
 

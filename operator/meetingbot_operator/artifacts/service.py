@@ -44,6 +44,7 @@ ACCESS_KEY = "accessKeyId"
 SECRET_KEY = "secretAccessKey"  # noqa: S105 - a key name, not a secret
 # A bucket's credentials are read again after this long (a rotated Secret takes effect).
 CREDENTIALS_TTL_SECONDS = 60.0
+CLOSE_LATER_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,12 @@ class ArtifactService:
                 f"Secret {name!r} needs the keys {ACCESS_KEY} and {SECRET_KEY}",
             )
         redact(data[ACCESS_KEY], data[SECRET_KEY])
+        if cached is not None and (
+            cached[1].bucket.access_key.get_secret_value(),
+            cached[1].bucket.secret_key.get_secret_value(),
+        ) == (data[ACCESS_KEY], data[SECRET_KEY]):
+            self._stores[cache_key] = (time.monotonic(), cached[1])  # unchanged: keep it
+            return cached[1]
         store = ObjectStore(
             Bucket(
                 endpoint=endpoint,
@@ -307,7 +314,11 @@ class ArtifactService:
             timeout=self._settings.storage_timeout_seconds,
         )
         if cached is not None:
-            await cached[1].close()
+            # Rotated keys: the old client may be in a call right now; it closes a little later.
+            old = cached[1]
+            asyncio.get_running_loop().call_later(
+                CLOSE_LATER_SECONDS, lambda: asyncio.ensure_future(old.close())
+            )
         self._stores[cache_key] = (time.monotonic(), store)
         return store
 
