@@ -254,9 +254,19 @@ def main() -> int:
 
 def show_artifacts(name: str) -> None:
     """What the bot delivered: its status.artifacts and the manifest, read from the bucket."""
-    body = json.loads(kubectl("-n", NAMESPACE, "get", "mb", name, "-o", "json"))
-    status = body.get("status") or {}
-    delivered = status.get("artifacts") or {}
+    # The bot delivers its last files as it leaves: wait for them (or for what was lost).
+    deadline = time.monotonic() + 60
+    while True:
+        body = json.loads(kubectl("-n", NAMESPACE, "get", "mb", name, "-o", "json"))
+        status = body.get("status") or {}
+        delivered = status.get("artifacts") or {}
+        done = any(
+            c["type"] == "ArtifactsDelivered" and c["status"] == "True"
+            for c in status.get("conditions") or []
+        )
+        if done or delivered.get("lost") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     print(f"\n$ kubectl -n {NAMESPACE} get mb {name} -o jsonpath='{{.status.artifacts}}'")
     print(f"  {json.dumps(delivered, sort_keys=True)}")
     for condition in status.get("conditions") or []:

@@ -13,7 +13,7 @@ import pytest
 
 from devenv.zoomsim import SimAdmin
 from meetingbot_contract import JoinConfig, UploadGrant
-from tests.support.artifacts import ScratchBucket, bucket_for
+from tests.support.artifacts import ScratchBucket, bucket_for, deliver_one
 from tests.support.operator_fixtures import Bots, Kube, wait_for
 from tests.support.scripted_bot import Scripted
 from tests.support.specs import bot_spec
@@ -127,20 +127,6 @@ async def test_a_credentials_secret_must_be_opted_in(
     assert "storage-credentials" in status["message"]
 
 
-async def _deliver_one(config: JoinConfig, bucket: ScratchBucket) -> str:
-    """What a bot does for one file: grant, PUT, confirm; the object's key."""
-    assert config.capture is not None
-    data = b"a recording" * 10
-    answer = await post(config, config.capture.uploads_url, request(config, data))
-    grant = UploadGrant.model_validate(answer.json())
-    async with httpx.AsyncClient(timeout=30) as http:
-        put = await http.put(grant.url, content=data, headers=grant.headers)
-        assert put.status_code == 200
-    done = await post(config, config.capture.uploads_url + "/complete", request(config, data))
-    assert done.status_code == 200, done.text
-    return grant.key
-
-
 @pytest.mark.parametrize("delete_on_delete", [False, True])
 async def test_deleting_a_bot_keeps_its_objects_unless_asked(
     delete_on_delete: bool,
@@ -153,7 +139,7 @@ async def test_deleting_a_bot_keeps_its_objects_unless_asked(
     artifacts = {**bucket.spec(), "deleteOnDelete": delete_on_delete}
     await bots.apply("kept", bot_spec(capture={"askPermission": False}, artifacts=artifacts))
     config = await scripted("kept").read_config(1)
-    key = await _deliver_one(config, bucket)
+    key = await deliver_one(config)
     manifest_key = f"recordings/{namespace}/kept/manifest.json"
     assert await bucket.store.head(manifest_key) is not None
     if delete_on_delete:  # the finalizer that holds the deletion until the objects are gone

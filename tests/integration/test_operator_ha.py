@@ -24,6 +24,8 @@ from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_operator.ha.lease import LeadershipLost, Lease, LeaseTiming
 from meetingbot_operator.kube.client import KubeClient
+from meetingbot_operator.meetingbot.reports import uploads_path
+from tests.support.artifacts import bucket_for, deliver_one
 from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
 from tests.support.replicas import replica_pair
 from tests.support.scripted_bot import ScriptedBot
@@ -216,3 +218,44 @@ async def _handover(
         # No report lost: every one was accepted, through the standby, a takeover or a kill.
         assert set(scripted[name].answers) == {202}, (name, scripted[name].answers)
     assert _metric(a, "meetingbot_leader") == 1.0
+
+
+async def test_a_standby_forwards_a_bots_uploads_to_the_leader(
+    kube: Kube,
+    kubeconfig: Path,
+    tmp_path: Path,
+    ha_namespace: str,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+    handed_secrets: list[str],
+) -> None:
+    """The chart's Service sends a bot's upload requests to any replica, like its reports."""
+    namespace = ha_namespace
+    install_crds()
+    a, b = replica_pair(kubeconfig, tmp_path, zoomsim, namespace, namespace)
+    a.start()
+    await wait_for(lambda: _leads(kube, namespace, "a"), 30, what="a leads")
+    b.start()
+    try:
+        await zoom_account(kube, namespace, sim, zoomsim.url)
+        await account_ready(kube, namespace)
+        bucket = await bucket_for(kube, namespace)
+        bots = Bots(kube, namespace)
+        await bots.apply("w", bot_spec(capture={"askPermission": False}, artifacts=bucket.spec()))
+        config = await ScriptedBot(kube, namespace, "w", zoomsim.url, handed_secrets).read_config(1)
+        assert config.capture is not None
+        through_b = b.report_url + uploads_path(namespace, "w")
+        key = await deliver_one(config, through_b)
+        status = await bots.wait_status(
+            "w", lambda s: (s.get("artifacts") or {}).get("objects") == 1
+        )
+        manifest = await bucket.manifest(status["artifacts"]["manifestKey"])
+        assert manifest is not None and [e.key for e in manifest.entries] == [key]
+        await bucket.store.close()
+    finally:
+        for process in (a, b):
+            process.stop()
+
+
+async def _leads(kube: Kube, namespace: str, name: str) -> bool:
+    return await holder_of(kube, namespace, "meetingbot-operator") == name

@@ -8,12 +8,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from kubernetes_asyncio import client
 from pydantic import SecretStr
 
 from devenv.cluster import cluster
 from devenv.cluster.objectstore import ensure_bucket
-from meetingbot_contract import Manifest
+from meetingbot_contract import JoinConfig, Manifest, UploadGrant
 from meetingbot_operator.artifacts.store import Bucket, ObjectStore
 from tests.support.operator_fixtures import Kube
 
@@ -82,3 +83,30 @@ async def bucket_for(kube: Kube, namespace: str) -> ScratchBucket:
         )
     )
     return ScratchBucket(name, store)
+
+
+async def deliver_one(config: JoinConfig, uploads_url: str | None = None) -> str:
+    """What a bot does for one file: ask for an upload, PUT it, confirm it; the object's key.
+    `uploads_url`: another address for the same endpoint (a standby replica's port)."""
+    assert config.capture is not None
+    url = uploads_url or config.capture.uploads_url
+    data = b"a recording" * 10
+    body = {
+        "attempt": config.bot.attempt,
+        "kind": "audio",
+        "sequence": 1,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "startMs": 1_000,
+        "endMs": 4_000,
+    }
+    auth = {"Authorization": f"Bearer {config.report.token.get_secret_value()}"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        answer = await http.post(url, json=body, headers=auth)
+        assert answer.status_code == 200, answer.text
+        grant = UploadGrant.model_validate(answer.json())
+        put = await http.put(grant.url, content=data, headers=grant.headers)
+        assert put.status_code == 200, put.text
+        done = await http.post(url + "/complete", json=body, headers=auth)
+        assert done.status_code == 200, done.text
+    return grant.key

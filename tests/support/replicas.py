@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from devenv.cluster import cluster
 from devenv.operator_process import OperatorProcess
 from devenv.zoomsim import ZoomSim, fake_sdk_url
 
@@ -29,6 +30,7 @@ def replica_pair(
             report_interval_seconds="2",
             allowed_endpoints=zoomsim.url,
             bot_sdk_url=fake_sdk_url(zoomsim.pod_url),
+            storage_endpoints=cluster.object_store().endpoint,
         )
         process.settings["pod_ip"] = process.report_host
         return process

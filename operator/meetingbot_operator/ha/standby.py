@@ -74,6 +74,10 @@ class Standby:
         await self._servers.serve(metrics.app(), host, self.settings.metrics_port)
         reporting = web.Application(client_max_size=reports.MAX_BODY)
         reporting.router.add_post(reports.report_path("{namespace}", "{name}"), self._report)
+        # A bot's upload requests go where its reports go (the leader holds the manifests).
+        uploads = reports.uploads_path("{namespace}", "{name}")
+        reporting.router.add_post(uploads, self._report)
+        reporting.router.add_post(uploads + "/{step:complete}", self._report)
         await self._servers.serve(reporting, host, self.settings.report_port)
         if self.settings.oauth_port:
             oauth = web.Application(client_max_size=reports.MAX_BODY)
