@@ -30,6 +30,11 @@
   var mixed = {};           // track id -> true, so a track is mixed once
   var sources = { peer: 0, context: 0, element: 0 };
   var recording = null;     // {segmentMs, bitrate, sequence, recorder, timer}
+  // Until the bot starts recording, the hooks only take note: a bot that never records (no
+  // spec.capture, or no consent yet) runs no mixer at all.
+  var armed = false;
+  var noted = [];           // [{track, kind}] seen before arming
+  var spoken = [];          // AudioNodes connected to speakers before arming
 
   function mixer() {
     if (!mix) {
@@ -41,13 +46,38 @@
   }
 
   function addTrack(track, kind) {
-    if (!track || track.kind !== 'audio' || mixed[track.id]) { return; }
-    var m = mixer();
-    if (track.readyState === 'ended') { return; }
+    if (!track || track.kind !== 'audio' || mixed[track.id] || track.readyState === 'ended') { return; }
     mixed[track.id] = true;
     sources[kind] += 1;
-    m.context.createMediaStreamSource(new MediaStream([track])).connect(m.destination);
     track.addEventListener('ended', function () { delete mixed[track.id]; });
+    if (armed) { mixIn(track, kind); } else { noted.push({ track: track, kind: kind }); }
+  }
+
+  function mixIn(track, kind) {
+    var m = mixer();
+    if (kind === 'peer') {
+      // A remote track flows only while a media element plays it: play it, muted.
+      var player = document.createElement('audio');
+      player.muted = true;
+      player.autoplay = true;
+      player.srcObject = new MediaStream([track]);
+      var played = player.play();
+      if (played && played.catch) { played.catch(function () {}); }
+      (window.meetingbotCapturePlayers = window.meetingbotCapturePlayers || []).push(player);
+    }
+    m.context.createMediaStreamSource(new MediaStream([track])).connect(m.destination);
+  }
+
+  function arm() {
+    if (armed) { return; }
+    armed = true;
+    mixer();
+    noted.splice(0).forEach(function (n) {
+      if (n.track.readyState !== 'ended') { mixIn(n.track, n.kind); }
+    });
+    spoken.splice(0).forEach(function (node) {
+      try { nativeConnect.call(node, tapOf(node.context)); } catch (e) { /* its context closed */ }
+    });
   }
 
   function addStream(stream, kind) {
@@ -61,18 +91,7 @@
   if (NativePeer) {
     var Peer = function (config, constraints) {
       var peer = new NativePeer(config, constraints);
-      peer.addEventListener('track', function (event) {
-        if (event.track.kind !== 'audio') { return; }
-        // A remote track flows only while a media element plays it: play it, muted.
-        var player = document.createElement('audio');
-        player.muted = true;
-        player.autoplay = true;
-        player.srcObject = new MediaStream([event.track]);
-        var played = player.play();
-        if (played && played.catch) { played.catch(function () {}); }
-        (window.meetingbotCapturePlayers = window.meetingbotCapturePlayers || []).push(player);
-        addTrack(event.track, 'peer');
-      });
+      peer.addEventListener('track', function (event) { addTrack(event.track, 'peer'); });
       return peer;
     };
     Peer.prototype = NativePeer.prototype;
@@ -84,8 +103,8 @@
   var nativeConnect = AudioNode.prototype.connect;
   AudioNode.prototype.connect = function (target) {
     var result = nativeConnect.apply(this, arguments);
-    if (target instanceof AudioDestinationNode && this.context !== mixer().context) {
-      nativeConnect.call(this, tapOf(this.context));
+    if (target instanceof AudioDestinationNode && !(mix && this.context === mix.context)) {
+      if (armed) { nativeConnect.call(this, tapOf(this.context)); } else { spoken.push(this); }
     }
     return result;
   };
@@ -163,7 +182,8 @@
         sequence: Math.max(0, Number(options.firstSequence || 1) - 1),
         recorder: null, timer: null
       };
-      if (mix && mix.context.state !== 'running') { mix.context.resume(); }
+      arm();
+      if (mix.context.state !== 'running') { mix.context.resume(); }
       recording = state;
       startSegment(state);
       state.timer = setTimeout(function () { rotate(state); }, state.segmentMs);

@@ -269,4 +269,4 @@ def test_a_bot_that_left_but_still_delivers_has_lost_nothing_yet() -> None:
     )
     assert draining.artifacts is not None
     assert (draining.artifacts.pending, draining.artifacts.lost) == (2, 0)
-    assert _conditions(draining)["ArtifactsDelivered"] == ("False", "Pending")
+    assert _conditions(draining)["ArtifactsDelivered"] == ("False", "Delivering")

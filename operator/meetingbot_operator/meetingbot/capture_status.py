@@ -74,7 +74,11 @@ def capture_status(
             now=now,
         )
     delivered = status.artifacts
-    if delivered.lost:
+    if terminal and not over:
+        # Left the meeting, not yet exited: it writes and delivers its last files now.
+        ok, why = False, "Delivering"
+        words = "the bot left the meeting and is delivering its last files"
+    elif delivered.lost:
         ok, why = False, "ArtifactsLost"
         words = f"{delivered.lost} file(s) were not delivered before their attempt ended"
     elif delivered.pending:
