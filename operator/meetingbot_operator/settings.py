@@ -4,6 +4,7 @@ MEETINGBOT_ (e.g. MEETINGBOT_BOT_IMAGE, MEETINGBOT_NAMESPACES=team-a,team-b)."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -148,32 +149,32 @@ class Settings(BaseSettings):
     @field_validator("storage_endpoints")
     @classmethod
     def _safe_storage(cls, value: list[str]) -> list[str]:
-        for url in value:
-            parts = urlsplit(url)
-            if parts.scheme == "https" and parts.hostname:
-                continue
-            if parts.scheme == "http" and parts.hostname and _private_host(parts.hostname):
-                continue
-            raise ValueError(
-                f"storage endpoint {url!r}: use https://, or http:// only for a loopback, "
-                "in-cluster (*.svc) or private-network host"
-            )
+        _check_endpoints(
+            value,
+            "storage endpoint",
+            _private_host,
+            "loopback, in-cluster (*.svc) or private-network",
+        )
         return [url.rstrip("/") for url in value]
 
     @field_validator("allowed_endpoints")
     @classmethod
     def _safe_endpoints(cls, value: list[str]) -> list[str]:
-        for url in value:
-            parts = urlsplit(url)
-            if parts.scheme == "https" and parts.hostname:
-                continue
-            if parts.scheme == "http" and parts.hostname and _sandbox_host(parts.hostname):
-                continue
-            raise ValueError(
-                f"allowed endpoint {url!r}: use https://, or http:// only for a loopback or "
-                "in-cluster (*.svc) host"
-            )
+        _check_endpoints(value, "allowed endpoint", _sandbox_host, "loopback or in-cluster (*.svc)")
         return value
+
+
+def _check_endpoints(
+    urls: list[str], what: str, plain_ok: Callable[[str], bool], where: str
+) -> None:
+    """Each URL is https://, or http:// to a host `plain_ok` accepts (`where`, in words)."""
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.hostname and (
+            parts.scheme == "https" or (parts.scheme == "http" and plain_ok(parts.hostname))
+        ):
+            continue
+        raise ValueError(f"{what} {url!r}: use https://, or http:// only for a {where} host")
 
 
 def _private_host(host: str) -> bool:

@@ -27,14 +27,7 @@ from meetingbot_contract.artifacts import manifest_key, object_key
 from meetingbot_contract.logs import redact
 from meetingbot_operator.artifacts.store import Bucket, ObjectStore
 from meetingbot_operator.kube.client import InvalidName
-from meetingbot_operator.kube.secrets import (
-    SecretMissing,
-    SecretNotAllowed,
-    SecretReader,
-    SecretUnreadable,
-    SecretUse,
-    read_opted_in,
-)
+from meetingbot_operator.kube.secrets import SecretProblem, SecretReader, SecretUse, read_opted_in
 from meetingbot_operator.models import Artifacts, ArtifactsStatus
 from meetingbot_operator.settings import Settings
 
@@ -285,12 +278,8 @@ class ArtifactService:
             data = await read_opted_in(self._kube, namespace, name, SecretUse.STORAGE_CREDENTIALS)
         except InvalidName as error:
             raise ArtifactProblem(Reason.SPEC_INVALID, f"credentialsSecretRef: {error}") from None
-        except SecretUnreadable as refused:
-            raise ArtifactProblem(Reason.SECRET_UNREADABLE, str(refused)) from None
-        except SecretMissing as missing:
-            raise ArtifactProblem(Reason.SECRET_NOT_FOUND, str(missing)) from None
-        except SecretNotAllowed as refused:
-            raise ArtifactProblem(Reason.SECRET_NOT_ALLOWED, str(refused)) from None
+        except SecretProblem as problem:
+            raise ArtifactProblem(problem.reason, str(problem)) from None
         if not data.get(ACCESS_KEY) or not data.get(SECRET_KEY):
             raise ArtifactProblem(
                 Reason.SECRET_NOT_FOUND,

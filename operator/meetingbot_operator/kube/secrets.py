@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from meetingbot_contract.reasons import Reason
 from meetingbot_operator.kube.client import ApiError
 from meetingbot_operator.models import GROUP
 
@@ -43,8 +44,16 @@ class SecretView:
     data: dict[str, str]
 
 
-class SecretNotAllowed(Exception):
+class SecretProblem(Exception):
+    """Why a referenced Secret cannot be used; `reason` is the one a status says it with."""
+
+    reason: Reason
+
+
+class SecretNotAllowed(SecretProblem):
     """A Secret exists but was not labelled for this use."""
+
+    reason = Reason.SECRET_NOT_ALLOWED
 
 
 def usable(secret: SecretView, name: str, use: SecretUse) -> dict[str, str]:
@@ -57,12 +66,16 @@ def usable(secret: SecretView, name: str, use: SecretUse) -> dict[str, str]:
     return secret.data
 
 
-class SecretMissing(Exception):
+class SecretMissing(SecretProblem):
     """No Secret of that name."""
 
+    reason = Reason.SECRET_NOT_FOUND
 
-class SecretUnreadable(Exception):
+
+class SecretUnreadable(SecretProblem):
     """The API server refused the operator's read (its RBAC, a policy)."""
+
+    reason = Reason.SECRET_UNREADABLE
 
 
 class SecretReader(Protocol):

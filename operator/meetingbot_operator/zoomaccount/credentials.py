@@ -17,13 +17,7 @@ from pydantic import SecretStr
 
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator.kube.client import InvalidName
-from meetingbot_operator.kube.secrets import (
-    SecretMissing,
-    SecretNotAllowed,
-    SecretUnreadable,
-    SecretUse,
-    read_opted_in,
-)
+from meetingbot_operator.kube.secrets import SecretProblem, SecretUse, read_opted_in
 from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.models import ZoomAccountSpec
 from meetingbot_operator.settings import Settings, endpoint_allowed
@@ -118,12 +112,8 @@ async def _secret(kube: Kube, namespace: str, name: str, keys: tuple[str, ...]) 
         data = await read_opted_in(kube, namespace, name, SecretUse.ZOOM_CREDENTIALS)
     except InvalidName as error:
         raise AccountProblem(Reason.SECRET_NOT_FOUND, f"Secret reference: {error}") from None
-    except SecretMissing as absent:
-        raise AccountProblem(Reason.SECRET_NOT_FOUND, str(absent)) from None
-    except SecretUnreadable as refused:
-        raise AccountProblem(Reason.SECRET_UNREADABLE, str(refused)) from None
-    except SecretNotAllowed as refused:
-        raise AccountProblem(Reason.SECRET_NOT_ALLOWED, str(refused)) from None
+    except SecretProblem as problem:
+        raise AccountProblem(problem.reason, str(problem)) from None
     missing = [k for k in keys if not data.get(k)]
     if missing:
         raise AccountProblem(
