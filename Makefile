@@ -21,11 +21,13 @@ help:
 	@echo "make sim-image     build the Zoom simulator's sandbox image"
 	@echo "make kind-up       for users with Docker: a kind cluster instead (cannot run here)"
 
-$(STAMP): pyproject.toml contract/pyproject.toml operator/pyproject.toml bot-image/pyproject.toml
+$(STAMP): pyproject.toml contract/pyproject.toml api/pyproject.toml operator/pyproject.toml \
+          client/pyproject.toml bot-image/pyproject.toml
 	@echo "==> installing Python packages into $(VENV)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e ./contract -e ./operator -e ./bot-image -e '.[dev]'
+	@$(PY) -m pip install --quiet -e ./contract -e ./api -e ./operator -e ./client \
+		-e ./bot-image -e '.[dev]'
 	@touch $@
 
 venv: $(STAMP)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from meetingbot_operator.models import Condition
+from meetingbot_api import Condition
 
 
 def set_condition(

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from meetingbot_operator.models import (
+from meetingbot_api import (
     GROUP,
     MAX_BOT_NAME,
     VERSION,
@@ -253,7 +253,7 @@ class _NoAliases(yaml.SafeDumper):
 
 
 def render(document: dict[str, Any]) -> str:
-    header = "# Generated from operator/meetingbot_operator/models/ by crdgen.py: do not edit.\n"
+    header = "# Generated from api/meetingbot_api/ by crdgen.py: do not edit.\n"
     return header + yaml.dump(document, Dumper=_NoAliases, sort_keys=False, width=100)
 
 

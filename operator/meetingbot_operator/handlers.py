@@ -13,11 +13,11 @@ from typing import Any
 
 import kopf
 
+from meetingbot_api import GROUP, VERSION
 from meetingbot_operator import allocations
 from meetingbot_operator.app import Operator, health
 from meetingbot_operator.kube import client as kube_client
 from meetingbot_operator.meetingbot.children import BOT_LABEL
-from meetingbot_operator.models import GROUP, VERSION
 from meetingbot_operator.settings import Settings
 
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from devenv.cluster import cluster
 from devenv.zoomsim import SimAdmin, ZoomSim
+from meetingbot_api import MeetingBotSpec
 from meetingbot_bot.browser import FLAGS
 from meetingbot_operator.meetingbot.children import bot_pod, join_secret
 from meetingbot_operator.meetingbot.observed import Meta
-from meetingbot_operator.models import MeetingBotSpec
 from meetingbot_operator.settings import Settings
 from tests.support.bot_harness import BotProcess, ReportSink, join_config, mint_zak
 from tests.support.operator_fixtures import Bots, wait_for

@@ -31,6 +31,7 @@ from pydantic import SecretStr
 from devenv.cluster import cluster
 from devenv.operator_process import PY_SPY, OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
+from meetingbot_api import MeetingBotSpec
 from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget
 from meetingbot_operator.kube.client import (
     CONNECTIONS,
@@ -41,7 +42,6 @@ from meetingbot_operator.kube.client import (
 )
 from meetingbot_operator.meetingbot.children import bot_pod, join_secret
 from meetingbot_operator.meetingbot.observed import Meta
-from meetingbot_operator.models import MeetingBotSpec
 from meetingbot_operator.settings import Settings
 from tests.support.operator_fixtures import Kube, account_ready, wait_for, zoom_account
 from tests.support.specs import bot_spec

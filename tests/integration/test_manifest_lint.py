@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from devenv.cluster import cluster
+from meetingbot_api import MeetingBotSpec
 from meetingbot_operator.meetingbot.children import bot_pod, join_secret
 from meetingbot_operator.meetingbot.observed import Meta
-from meetingbot_operator.models import MeetingBotSpec
 from meetingbot_operator.settings import Settings
 from tests.support.chart import NON_DEFAULT, render
 from tests.support.specs import bot_spec, join_config

@@ -11,12 +11,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from meetingbot_api import Cloud
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator.kube.client import ApiError, core_path
 from meetingbot_operator.kube.secrets import SecretView
 from meetingbot_operator.zoom import Endpoints, Zak, ZoomError
 from meetingbot_operator.zoom.client import ZoomUser
-from meetingbot_operator.zoom.endpoints import Cloud
 
 
 class Crash(BaseException):

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from meetingbot_api import MeetingBot
 from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget
-from meetingbot_operator.models import MeetingBot
 
 DEFAULT_NUMBER = "12345678901"
 # kwok's fake nodes carry this taint (devenv/cluster): pods of scripted bots go there, where

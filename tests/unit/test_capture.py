@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from meetingbot_api import ArtifactsStatus, MeetingBotStatus, Phase
 from meetingbot_bot.capture import Capture, Command
 from meetingbot_bot.spool import Spool
 from meetingbot_contract import (
@@ -27,7 +28,6 @@ from meetingbot_contract.artifacts import object_key
 from meetingbot_operator.artifacts import sigv4
 from meetingbot_operator.meetingbot.capture_status import capture_status
 from meetingbot_operator.meetingbot.observed import Observed, PodObservation
-from meetingbot_operator.models import ArtifactsStatus, MeetingBotStatus, Phase
 from tests.support.specs import meeting_bot
 
 # AWS's examples ("Authenticating Requests: Using Query Parameters" and "Examples of the

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from meetingbot_api import MeetingBot, Phase
 from meetingbot_contract import AuthMode, BotReport, BotResult
 from meetingbot_operator.meetingbot.decisions import (
     ActionKind,
@@ -24,7 +25,6 @@ from meetingbot_operator.meetingbot.observed import (
     Observed,
     PodObservation,
 )
-from meetingbot_operator.models import MeetingBot, Phase
 from meetingbot_operator.zoomaccount.state import AccountState, MeetingOwner
 from meetingbot_operator.zoomusergrant.state import GrantState
 from tests.support.specs import meeting_bot

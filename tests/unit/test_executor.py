@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from meetingbot_api import ZoomAccountSpec
 from meetingbot_contract import AuthMode
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator.identities.service import Identities
@@ -17,7 +18,6 @@ from meetingbot_operator.keys import ReportTokens
 from meetingbot_operator.meetingbot.decisions import Action, ActionKind
 from meetingbot_operator.meetingbot.executor import AttemptExecutor
 from meetingbot_operator.meetingbot.observed import AttemptRefused, AttemptStarted, Meta
-from meetingbot_operator.models import ZoomAccountSpec
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import SdkCredentials, ZoomError
 from meetingbot_operator.zoomaccount.state import ReadyAccount

@@ -11,11 +11,11 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from meetingbot_api import Cloud
 from meetingbot_operator.kube.secrets import USE_LABEL, SecretView
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import Endpoints
 from meetingbot_operator.zoom.client import ZoomUser
-from meetingbot_operator.zoom.endpoints import Cloud
 from meetingbot_operator.zoomusergrant.links import GrantLinks
 from meetingbot_operator.zoomusergrant.service import GrantService
 from meetingbot_operator.zoomusergrant.state import (

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from meetingbot_api import MeetingBotSpec, meeting_number
 from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget, logs
 from meetingbot_operator import crdgen
 from meetingbot_operator.conditions import condition_reason
@@ -20,7 +21,6 @@ from meetingbot_operator.kube.client import resource_of
 from meetingbot_operator.meetingbot.children import bot_pod, join_secret
 from meetingbot_operator.meetingbot.observed import Meta
 from meetingbot_operator.meetingbot.workqueue import PriorityGate, WorkQueue
-from meetingbot_operator.models import MeetingBotSpec, meeting_number
 from meetingbot_operator.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr, ValidationError
 
+from meetingbot_api import MeetingBot, Phase
 from meetingbot_contract import BotReport, BotResult
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator.keys import ReportTokens
@@ -22,7 +23,6 @@ from meetingbot_operator.meetingbot.decisions import ActionKind, Timing, decide
 from meetingbot_operator.meetingbot.executor import pod_refusal
 from meetingbot_operator.meetingbot.observed import Meta, Observed, PodObservation
 from meetingbot_operator.meetingbot.reports import make_app
-from meetingbot_operator.models import MeetingBot, Phase
 from meetingbot_operator.settings import Settings, endpoint_allowed
 from meetingbot_operator.zoomaccount.state import AccountState
 from tests.support.specs import meeting_bot

@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
+from meetingbot_api import MeetingBot, ZoomUserGrant
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
 from meetingbot_operator.ha.lease import Holder
@@ -41,7 +42,6 @@ from meetingbot_operator.kube.client import (
 from meetingbot_operator.kube.secrets import USE_LABEL, SecretView
 from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.meetingbot.cache import POD_TEMPLATE_ELIDED, POD_TEMPLATE_KEPT_BYTES, slim
-from meetingbot_operator.models import MeetingBot, ZoomUserGrant
 from meetingbot_operator.servers import Servers
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoomaccount.service import AccountService

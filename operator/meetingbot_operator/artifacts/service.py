@@ -22,13 +22,13 @@ from datetime import UTC, datetime
 
 from pydantic import SecretStr, ValidationError
 
+from meetingbot_api import Artifacts, ArtifactsStatus
 from meetingbot_contract import Manifest, ManifestEntry, Reason, UploadGrant, UploadRequest
 from meetingbot_contract.artifacts import manifest_key, object_key
 from meetingbot_contract.logs import redact
 from meetingbot_operator.artifacts.store import Bucket, ObjectStore
 from meetingbot_operator.kube.client import InvalidName
 from meetingbot_operator.kube.secrets import SecretProblem, SecretReader, SecretUse, read_opted_in
-from meetingbot_operator.models import Artifacts, ArtifactsStatus
 from meetingbot_operator.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from meetingbot_api import RUNNING_PHASES
 from meetingbot_operator.identities.claims import AccountKey, ClaimsLedger, Hold
 from meetingbot_operator.identities.pool import UserPool, UserView
 from meetingbot_operator.identities.zaks import ZakCache
-from meetingbot_operator.models import RUNNING_PHASES
 
 
 class Identities:

@@ -24,8 +24,8 @@ from typing import Any
 import aiohttp
 import kopf
 
+from meetingbot_api import GROUP, VERSION
 from meetingbot_operator.metrics import KUBE_REQUESTS
-from meetingbot_operator.models import GROUP, VERSION
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MERGE_PATCH = "application/merge-patch+json"

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from meetingbot_api import GROUP
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator.kube.client import ApiError
-from meetingbot_operator.models import GROUP
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "meetingbot-operator"}
 

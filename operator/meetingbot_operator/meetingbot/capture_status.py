@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from meetingbot_contract import CaptureReport, RecordingState
-from meetingbot_operator.conditions import set_condition
-from meetingbot_operator.meetingbot.observed import Observed
-from meetingbot_operator.models import (
+from meetingbot_api import (
     TERMINAL_PHASES,
     ArtifactsStatus,
     MeetingBot,
     MeetingBotStatus,
     Phase,
 )
+from meetingbot_contract import CaptureReport, RecordingState
+from meetingbot_operator.conditions import set_condition
+from meetingbot_operator.meetingbot.observed import Observed
 
 # The Recording condition for each state a bot reports: (holds, reason).
 RECORDING = {

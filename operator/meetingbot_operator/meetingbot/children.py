@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from meetingbot_api import API_VERSION, GROUP, MeetingBotSpec
 from meetingbot_contract import (
     CONFIG_ENV,
     CONFIG_KEY,
@@ -23,7 +24,6 @@ from meetingbot_contract import (
 )
 from meetingbot_operator.kube import secrets
 from meetingbot_operator.meetingbot.observed import Meta, pod_name
-from meetingbot_operator.models import API_VERSION, GROUP, MeetingBotSpec
 from meetingbot_operator.settings import Settings
 
 BOT_LABEL = f"{GROUP}/bot"

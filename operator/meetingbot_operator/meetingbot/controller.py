@@ -21,6 +21,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from meetingbot_api import (
+    TERMINAL_PHASES,
+    Artifacts,
+    BotAuth,
+    MeetingBot,
+    MeetingBotStatus,
+    Phase,
+    first_error,
+    meeting_number,
+)
 from meetingbot_contract import BotReport
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
@@ -49,16 +59,6 @@ from meetingbot_operator.meetingbot.executor import AttemptExecutor
 from meetingbot_operator.meetingbot.observed import AttemptRefused, AttemptStarted, Meta, Observed
 from meetingbot_operator.meetingbot.reports import Receipt
 from meetingbot_operator.meetingbot.workqueue import WorkQueue
-from meetingbot_operator.models import (
-    TERMINAL_PHASES,
-    Artifacts,
-    BotAuth,
-    MeetingBot,
-    MeetingBotStatus,
-    Phase,
-    first_error,
-    meeting_number,
-)
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoomaccount.service import AccountService
 from meetingbot_operator.zoomaccount.state import AccountState

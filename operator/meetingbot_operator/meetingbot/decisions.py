@@ -17,6 +17,15 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
+from meetingbot_api import (
+    RUNNING_PHASES,
+    TERMINAL_PHASES,
+    BotAuth,
+    MeetingBot,
+    MeetingBotStatus,
+    Phase,
+    StopRequest,
+)
 from meetingbot_contract import AuthMode, BotReport, BotResult, BotState
 from meetingbot_contract.reasons import ACCOUNT_LEVEL, SUCCESS, Reason, is_transient
 from meetingbot_operator.conditions import set_condition
@@ -29,15 +38,6 @@ from meetingbot_operator.meetingbot.observed import (
     Observed,
     PodObservation,
     pod_name,
-)
-from meetingbot_operator.models import (
-    RUNNING_PHASES,
-    TERMINAL_PHASES,
-    BotAuth,
-    MeetingBot,
-    MeetingBotStatus,
-    Phase,
-    StopRequest,
 )
 from meetingbot_operator.zoomaccount.state import (
     NOT_READY_RECHECK_SECONDS,

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from meetingbot_api import BotAuth, MeetingBot, meeting_number
 from meetingbot_contract import (
     AuthMode,
     BotIdentity,
@@ -52,7 +53,6 @@ from meetingbot_operator.meetingbot.observed import (
     Meta,
 )
 from meetingbot_operator.meetingbot.reports import report_path, uploads_path
-from meetingbot_operator.models import BotAuth, MeetingBot, meeting_number
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import Zak, ZoomError, sdk_signature
 from meetingbot_operator.zoomaccount.service import AccountService

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from meetingbot_api import ArtifactsStatus
 from meetingbot_contract import AuthMode, BotReport
-from meetingbot_operator.models import ArtifactsStatus
 from meetingbot_operator.zoomaccount.state import AccountState, MeetingOwner
 from meetingbot_operator.zoomusergrant.state import GrantState
 

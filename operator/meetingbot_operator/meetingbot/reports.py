@@ -17,12 +17,12 @@ from typing import Literal, Protocol, TypeVar
 from aiohttp import web
 from pydantic import ValidationError
 
+from meetingbot_api import first_error
 from meetingbot_contract import BotReport, UploadGrant, UploadRequest
 from meetingbot_operator import metrics
 from meetingbot_operator.artifacts.service import ArtifactProblem, Caller, UploadRefused
 from meetingbot_operator.artifacts.store import StoreError
 from meetingbot_operator.keys import ReportTokens
-from meetingbot_operator.models import first_error
 
 log = logging.getLogger(__name__)
 

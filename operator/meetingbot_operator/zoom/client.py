@@ -22,18 +22,13 @@ from pydantic import BaseModel, SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
+from meetingbot_api.v1alpha1.zoomaccount import ZAK_MAX_TTL_SECONDS, ZAK_MIN_TTL_SECONDS, RatePlan
 from meetingbot_contract.reasons import Reason
-from meetingbot_operator.zoom.credentials import (
-    ZAK_MAX_TTL_SECONDS,
-    ZAK_MIN_TTL_SECONDS,
-    AccessToken,
-    ApiCredentials,
-    Zak,
-)
+from meetingbot_operator.zoom.credentials import AccessToken, ApiCredentials, Zak
 from meetingbot_operator.zoom.endpoints import Endpoints
 from meetingbot_operator.zoom.errors import ZoomError, describe
 from meetingbot_operator.zoom.oauth import TokenProvider
-from meetingbot_operator.zoom.ratelimit import AccountLimiter, Category, OutageOpen, RatePlan
+from meetingbot_operator.zoom.ratelimit import AccountLimiter, Category, OutageOpen
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,6 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-# A ZAK's lifetime as `GET /users/{id}/token?type=zak&ttl=` accepts it (the CRD's bounds too).
-ZAK_MIN_TTL_SECONDS = 60
-ZAK_MAX_TTL_SECONDS = 365 * 24 * 3600
-
 
 class ApiCredentials(BaseModel):
     """A Server-to-Server OAuth app: what `POST /oauth/token` needs."""

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from pydantic import BaseModel, ConfigDict
 
-
-class Cloud(StrEnum):
-    COMMERCIAL = "commercial"
-    GOVERNMENT = "government"
+from meetingbot_api.v1alpha1.zoomaccount import Cloud
 
 
 class Endpoints(BaseModel):

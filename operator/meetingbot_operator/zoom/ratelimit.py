@@ -23,6 +23,8 @@ from typing import TypeVar
 
 from aiolimiter import AsyncLimiter
 
+from meetingbot_api.v1alpha1.zoomaccount import RatePlan
+
 T = TypeVar("T")
 
 
@@ -31,13 +33,6 @@ class Category(StrEnum):
     MEDIUM = "Medium"
     HEAVY = "Heavy"
     RESOURCE_INTENSIVE = "Resource-intensive"
-
-
-class RatePlan(StrEnum):
-    """The account's plan, as far as rate limits go (the ZoomAccount's spec.plan)."""
-
-    PRO = "pro"
-    BUSINESS_PLUS = "business"
 
 
 # Requests per period (seconds) for each plan and category.

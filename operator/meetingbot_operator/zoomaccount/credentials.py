@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import httpx
 from pydantic import SecretStr
 
+from meetingbot_api import ZoomAccountSpec
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator.kube.client import InvalidName
 from meetingbot_operator.kube.secrets import SecretProblem, SecretUse, read_opted_in
 from meetingbot_operator.kube.verbs import Kube
-from meetingbot_operator.models import ZoomAccountSpec
 from meetingbot_operator.settings import Settings, endpoint_allowed
 from meetingbot_operator.zoom import ApiCredentials, Category, Endpoints, SdkCredentials, ZoomClient
 

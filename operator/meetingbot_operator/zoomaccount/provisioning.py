@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from meetingbot_api import Provisioning
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator.identities.pool import UserPool
-from meetingbot_operator.models import Provisioning
 from meetingbot_operator.zoom import ZoomClient, ZoomError
 
 PENDING = "pending: the user has not accepted Zoom's invitation yet"

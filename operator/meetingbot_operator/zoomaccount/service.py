@@ -23,12 +23,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from meetingbot_api import ServiceUserStatus, ZoomAccountSpec, ZoomAccountStatus
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
 from meetingbot_operator.conditions import set_condition
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.kube.verbs import Kube
-from meetingbot_operator.models import ServiceUserStatus, ZoomAccountSpec, ZoomAccountStatus
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import SdkCredentials, ZoomClient, ZoomError
 from meetingbot_operator.zoomaccount import credentials, provisioning

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from meetingbot_api import ZoomAccountSpec
 from meetingbot_operator.identities.claims import AccountKey
-from meetingbot_operator.models import ZoomAccountSpec
 from meetingbot_operator.zoom import SdkCredentials, ZoomClient
 
 # Accounts that are not Ready, and bots waiting for one, are looked at again this often.

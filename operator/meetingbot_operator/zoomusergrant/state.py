@@ -7,8 +7,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from meetingbot_api import API_VERSION, GROUP, ZoomUserGrant
 from meetingbot_operator.kube.secrets import manifest
-from meetingbot_operator.models import API_VERSION, GROUP, ZoomUserGrant
 from meetingbot_operator.zoom.credentials import AccessToken
 
 Key = tuple[str, str]

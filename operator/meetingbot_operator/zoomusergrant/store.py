@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from meetingbot_api import ZoomUserGrant, ZoomUserGrantStatus
 from meetingbot_operator.conditions import set_condition
 from meetingbot_operator.kube.client import ApiError, InvalidName
 from meetingbot_operator.kube.objects import older
@@ -25,7 +26,6 @@ from meetingbot_operator.kube.secrets import (
     read_opted_in,
 )
 from meetingbot_operator.kube.verbs import Kube, NameTaken
-from meetingbot_operator.models import ZoomUserGrant, ZoomUserGrantStatus
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import ZoomClient
 from meetingbot_operator.zoom.credentials import AccessToken

@@ -10,9 +10,8 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from meetingbot_contract import DAY_SECONDS, MAX_DURATION_SECONDS, AuthMode, LeaveRules
-from meetingbot_operator.models.v1alpha1.artifacts import Artifacts, ArtifactsStatus, Capture
-from meetingbot_operator.models.v1alpha1.common import (
+from meetingbot_api.v1alpha1.artifacts import Artifacts, ArtifactsStatus, Capture
+from meetingbot_api.v1alpha1.common import (
     APPLY_DEFAULTS,
     CONDITIONS_LIST,
     GROUP,
@@ -25,6 +24,7 @@ from meetingbot_operator.models.v1alpha1.common import (
     SecretKeyRef,
     cel,
 )
+from meetingbot_contract import DAY_SECONDS, MAX_DURATION_SECONDS, AuthMode, LeaveRules
 
 MEETING_NUMBER = r"^[0-9]{9,12}$"
 # Printable text only: no control characters and no bidirectional overrides or isolates

@@ -4,10 +4,11 @@ service users bots join as; its status is readiness and the pool."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import ConfigDict, Field
 
-from meetingbot_operator.models.v1alpha1.common import (
+from meetingbot_api.v1alpha1.common import (
     APPLY_DEFAULTS,
     CONDITIONS_LIST,
     STRING_SET,
@@ -16,9 +17,24 @@ from meetingbot_operator.models.v1alpha1.common import (
     Model,
     cel,
 )
-from meetingbot_operator.zoom.credentials import ZAK_MAX_TTL_SECONDS, ZAK_MIN_TTL_SECONDS
-from meetingbot_operator.zoom.endpoints import Cloud
-from meetingbot_operator.zoom.ratelimit import RatePlan
+
+# A ZAK's lifetime as `GET /users/{id}/token?type=zak&ttl=` accepts it (the CRD's bounds too).
+ZAK_MIN_TTL_SECONDS = 60
+ZAK_MAX_TTL_SECONDS = 365 * 24 * 3600
+
+
+class Cloud(StrEnum):
+    """Where Zoom lives: commercial, or Zoom for Government."""
+
+    COMMERCIAL = "commercial"
+    GOVERNMENT = "government"
+
+
+class RatePlan(StrEnum):
+    """The account's plan, as far as rate limits go (the ZoomAccount's spec.plan)."""
+
+    PRO = "pro"
+    BUSINESS_PLUS = "business"
 
 
 class ExplicitEndpoints(Model):

@@ -1,7 +1,7 @@
 """The served (and stored) version, v1alpha1: one module per kind, and what they share."""
 
-from meetingbot_operator.models.v1alpha1.artifacts import Artifacts, ArtifactsStatus, Capture
-from meetingbot_operator.models.v1alpha1.common import (
+from meetingbot_api.v1alpha1.artifacts import Artifacts, ArtifactsStatus, Capture
+from meetingbot_api.v1alpha1.common import (
     API_VERSION,
     APPLY_DEFAULTS,
     CONDITIONS_LIST,
@@ -22,7 +22,7 @@ from meetingbot_operator.models.v1alpha1.common import (
     cel,
     first_error,
 )
-from meetingbot_operator.models.v1alpha1.meetingbot import (
+from meetingbot_api.v1alpha1.meetingbot import (
     DISPLAY_NAME,
     JOIN_URL,
     MAX_BOT_NAME,
@@ -50,18 +50,22 @@ from meetingbot_operator.models.v1alpha1.meetingbot import (
     Toleration,
     meeting_number,
 )
-from meetingbot_operator.models.v1alpha1.zoomaccount import (
+from meetingbot_api.v1alpha1.zoomaccount import (
+    ZAK_MAX_TTL_SECONDS,
+    ZAK_MIN_TTL_SECONDS,
+    Cloud,
     ExplicitEndpoints,
     PoolSettings,
     Provisioning,
     RateLimits,
+    RatePlan,
     ServiceUserStatus,
     ZakSettings,
     ZoomAccount,
     ZoomAccountSpec,
     ZoomAccountStatus,
 )
-from meetingbot_operator.models.v1alpha1.zoomusergrant import (
+from meetingbot_api.v1alpha1.zoomusergrant import (
     LabelSelector,
     ZoomUserGrant,
     ZoomUserGrantSpec,
@@ -94,10 +98,13 @@ __all__ = [
     "STRING_SET",
     "TERMINAL_PHASES",
     "VERSION",
+    "ZAK_MAX_TTL_SECONDS",
+    "ZAK_MIN_TTL_SECONDS",
     "Artifacts",
     "ArtifactsStatus",
     "BotAuth",
     "Capture",
+    "Cloud",
     "Condition",
     "EnvVar",
     "ExplicitEndpoints",
@@ -114,6 +121,7 @@ __all__ = [
     "PoolSettings",
     "Provisioning",
     "RateLimits",
+    "RatePlan",
     "Resources",
     "RetryPolicy",
     "SecretKeyRef",

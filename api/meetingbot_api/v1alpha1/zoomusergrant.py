@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import ConfigDict, Field
 
-from meetingbot_operator.models.v1alpha1.common import (
+from meetingbot_api.v1alpha1.common import (
     CONDITIONS_LIST,
     KEYS_BOUNDED,
     LABEL_MAP,

@@ -6,9 +6,9 @@ from datetime import datetime
 
 from pydantic import Field
 
+from meetingbot_api.v1alpha1.common import LocalObjectRef, Model
 from meetingbot_contract import OnDenied
 from meetingbot_contract.artifacts import MAX_SEGMENT_SECONDS
-from meetingbot_operator.models.v1alpha1.common import LocalObjectRef, Model
 
 BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 PREFIX = r"^([A-Za-z0-9!_.*'()-]+/)*[A-Za-z0-9!_.*'()-]*$"

@@ -1,0 +1,1 @@
+"""A client for MeetingBots, for backends, and the kubectl meetingbot plugin."""
