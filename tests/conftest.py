@@ -23,6 +23,7 @@ from tests.support.chart import CHART, KEY_SECRET, RELEASE, SYSTEM, Release, hel
 from tests.support.operator_fixtures import MERGE_PATCH, Bots, Kube, account_ready
 from tests.support.operator_fixtures import zoom_account as zoom_account_in
 from tests.support.scripted_bot import ScriptedBot
+from tests.support.webhook_receiver import WEBHOOK_SECRET, Receiver
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -126,8 +127,21 @@ def zoom_account(sim: SimAdmin) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def receiver() -> Iterator[Receiver]:
+    """One webhook receiver for the session (the session's operator allows its URL); each
+    test uses a path of its own and scripts its answers there."""
+    found = Receiver(WEBHOOK_SECRET)
+    found.start()
+    yield found
+    found.close()
+
+
+@pytest.fixture(scope="session")
 def operator(
-    kubeconfig: Path, zoomsim: ZoomSim, tmp_path_factory: pytest.TempPathFactory
+    kubeconfig: Path,
+    zoomsim: ZoomSim,
+    receiver: Receiver,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     """One operator process for the session, for the tests' namespaces, with quick timings."""
     install_crds()
@@ -146,6 +160,10 @@ def operator(
         bot_sdk_url=fake_sdk_url(zoomsim.pod_url),
         # The local object store (cluster up starts it): bots' artifacts go there.
         storage_endpoints=cluster.object_store().endpoint,
+        # Webhooks to the session's receiver, with short timeouts and backoff.
+        webhook_endpoints=receiver.url,
+        webhook_timeout_seconds="2",
+        webhook_backoff_max_seconds="2",
         # Only the tests' namespaces: the chart test runs an operator of its own elsewhere.
         namespaces="t-*",
     )
@@ -158,8 +176,9 @@ def operator(
 @pytest.fixture(scope="session")
 def handed_secrets() -> list[str]:
     """Every secret a scripted bot was handed during the run (signatures, report tokens, ZAKs):
-    the check of the operator's log looks for each of them."""
-    return []
+    the check of the operator's log looks for each of them, and for the webhooks' signing
+    secret, which no bot is handed."""
+    return [WEBHOOK_SECRET]
 
 
 @pytest.fixture

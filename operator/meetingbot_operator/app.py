@@ -22,6 +22,7 @@ from meetingbot_operator.meetingbot import reports
 from meetingbot_operator.meetingbot.controller import BotController
 from meetingbot_operator.servers import Servers
 from meetingbot_operator.settings import Settings
+from meetingbot_operator.webhooks.service import WebhookService
 from meetingbot_operator.zoomaccount.service import AccountService
 from meetingbot_operator.zoomusergrant import pages
 from meetingbot_operator.zoomusergrant.links import GrantLinks
@@ -59,6 +60,10 @@ class Operator:
             spec_of=lambda key: self.bots.artifacts_spec(key),
             changed=lambda key: self.bots.queue.trigger(key),
         )
+        # One owner of the webhook deliveries in flight (webhooks/; the outboxes are in status).
+        self.webhooks = WebhookService(
+            kube, settings, changed=lambda key: self.bots.queue.trigger(key)
+        )
         self.bots = BotController(
             kube,
             self.accounts,
@@ -68,6 +73,7 @@ class Operator:
             tokens,
             self.events.post,
             self.artifacts,
+            self.webhooks,
         )
         self._servers = Servers()
         self._sweeper: asyncio.Task[None] | None = None
@@ -128,6 +134,7 @@ class Operator:
             metrics.REGISTRY.unregister(self._collector)
         await self.accounts.close()
         await self.artifacts.close()
+        await self.webhooks.close()
         await self.events.close()
         await self.kube.close()
 

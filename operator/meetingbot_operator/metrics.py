@@ -70,6 +70,20 @@ UPLOADS = Counter(
     "Bots' artifact requests by result: granted, recorded, refused (409: not as announced), "
     "unavailable (503: the bucket or its Secret is not usable; the bot retries).",
     ["result"],
+    registry=REGISTRY,
+)
+WEBHOOKS = Counter(
+    "meetingbot_webhook_deliveries_total",
+    "Webhook notifications by result: delivered (the endpoint answered 2xx), retried (a try "
+    "failed and is retried with backoff), dropped (given up on after a day, or the outbox full).",
+    ["result"],
+    registry=REGISTRY,
+)
+WEBHOOK_LATENCY = Histogram(
+    "meetingbot_webhook_delivery_seconds",
+    "From the change a notification tells (its status write) to the endpoint's 2xx.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
+    registry=REGISTRY,
 )
 REPORTS = Counter(
     "meetingbot_reports_total",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -114,6 +114,18 @@ class Settings(BaseSettings):
     # hour of audio is about 15 MB.
     bot_spool_size: str = "256Mi"
 
+    # Base URLs a MeetingBot's spec.webhook.url may lie under (the operator POSTs to them from
+    # inside the cluster, so none is allowed unless listed). http:// only for a loopback,
+    # in-cluster (*.svc) or private-network host.
+    webhook_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    # A notification is retried with backoff (doubling up to webhook_backoff_max_seconds,
+    # jittered) until it is this old, then dropped and counted.
+    webhook_max_age_seconds: float = Field(86400.0, ge=60)
+    webhook_backoff_max_seconds: float = Field(300.0, ge=1)
+    # Deliveries in flight at once, across bots (each bot's own are one at a time, in order).
+    webhook_concurrency: int = Field(64, ge=1, le=1024)
+
     zoom_timeout_seconds: float = 10.0
     zoom_max_attempts: int = 6
 
@@ -138,7 +150,9 @@ class Settings(BaseSettings):
                 )
         return self
 
-    @field_validator("namespaces", "allowed_endpoints", "storage_endpoints", mode="before")
+    @field_validator(
+        "namespaces", "allowed_endpoints", "storage_endpoints", "webhook_endpoints", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         # NoDecode above: the variable is a plain comma-separated list, not JSON.
@@ -146,12 +160,12 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("storage_endpoints")
+    @field_validator("storage_endpoints", "webhook_endpoints")
     @classmethod
-    def _safe_storage(cls, value: list[str]) -> list[str]:
+    def _safe_private(cls, value: list[str], info: ValidationInfo) -> list[str]:
         _check_endpoints(
             value,
-            "storage endpoint",
+            (info.field_name or "").replace("_", " ").removesuffix("s"),
             _private_host,
             "loopback, in-cluster (*.svc) or private-network",
         )

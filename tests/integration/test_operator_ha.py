@@ -30,6 +30,13 @@ from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for,
 from tests.support.replicas import replica_pair
 from tests.support.scripted_bot import ScriptedBot
 from tests.support.specs import bot_spec
+from tests.support.webhook_receiver import (
+    Receiver,
+    a_whole_story,
+    phases_told,
+    signing_secret,
+    webhook,
+)
 
 QUICK = LeaseTiming(duration=4, renew_deadline=3, retry=0.5)
 
@@ -140,11 +147,21 @@ async def test_the_standby_forwards_reports_and_takes_over_without_losing_a_bot(
     sim: SimAdmin,
     zoomsim: ZoomSim,
     handed_secrets: list[str],
+    receiver: Receiver,
 ) -> None:
     namespace = ha_namespace
     install_crds()
 
-    a, b = replica_pair(kubeconfig, tmp_path, zoomsim, namespace, namespace)
+    a, b = replica_pair(
+        kubeconfig,
+        tmp_path,
+        zoomsim,
+        namespace,
+        namespace,
+        webhook_endpoints=receiver.url,
+        webhook_timeout_seconds="2",
+        webhook_backoff_max_seconds="2",
+    )
     a.start()
 
     async def leader_is(name: str) -> bool:
@@ -153,7 +170,7 @@ async def test_the_standby_forwards_reports_and_takes_over_without_losing_a_bot(
     await wait_for(lambda: leader_is("a"), 30, what="a leads")
     b.start()  # healthy as a standby
     try:
-        await _handover(kube, namespace, a, b, sim, zoomsim, handed_secrets, leader_is)
+        await _handover(kube, namespace, a, b, sim, zoomsim, handed_secrets, leader_is, receiver)
     finally:
         for process in (a, b):
             process.stop()
@@ -168,17 +185,20 @@ async def _handover(
     zoomsim: ZoomSim,
     handed_secrets: list[str],
     leader_is: Any,
+    receiver: Receiver,
 ) -> None:
     assert (_metric(a, "meetingbot_leader"), _metric(b, "meetingbot_leader")) == (1.0, 0.0)
     zoom = await zoom_account(kube, namespace, sim, zoomsim.url)
     await account_ready(kube, namespace)
     number = sim.create_meeting(zoom["id"])["number"]
     bots = Bots(kube, namespace)
+    await signing_secret(kube, namespace)
+    path = f"/hooks/{namespace}/"
     scripted: dict[str, ScriptedBot] = {}
     runs: list[asyncio.Task[str]] = []
 
     async def start(name: str, via: OperatorProcess) -> None:
-        await bots.apply(name, bot_spec(number))
+        await bots.apply(name, {**bot_spec(number), "webhook": webhook(receiver, path + name)})
         bot = scripted[name] = ScriptedBot(kube, namespace, name, zoomsim.url, handed_secrets)
         bot.report_through(via.report_url)
         run = asyncio.create_task(bot.run())
@@ -194,6 +214,9 @@ async def _handover(
     # Reports sent to the standby reach the leader.
     for name in ("x", "y"):
         await start(name, via=b)
+    # The bots' webhook receiver goes down: from here on, every notification waits in its
+    # bot's status through a handover and a SIGKILL.
+    receiver.stop()
     # A graceful handover (a rolling update, a drain): the Lease is released, b leads.
     stopped = time.monotonic()
     a.stop()
@@ -218,6 +241,20 @@ async def _handover(
         # No report lost: every one was accepted, through the standby, a takeover or a kill.
         assert set(scripted[name].answers) == {202}, (name, scripted[name].answers)
     assert _metric(a, "meetingbot_leader") == 1.0
+    # Back up: every bot's notifications arrive, in order, none lost to the leader changes.
+    pending = {name: (await bots.status(name))["webhook"]["pending"] for name in scripted}
+    assert all(pending.values()), pending
+    receiver.start()
+    for name in scripted:
+
+        async def delivered(name: str = name) -> bool:
+            hook = (await bots.status(name)).get("webhook") or {}
+            return not hook.get("pending")
+
+        await wait_for(delivered, 60, what=f"{name}'s webhook delivered")
+        events = receiver.accepted(path + name)
+        assert a_whole_story(phases_told(events)), (name, phases_told(events))
+        assert [e["sequence"] for e in events] == list(range(1, len(events) + 1)), name
 
 
 async def test_a_standby_forwards_a_bots_uploads_to_the_leader(

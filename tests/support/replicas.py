@@ -10,7 +10,12 @@ from devenv.zoomsim import ZoomSim, fake_sdk_url
 
 
 def replica_pair(
-    kubeconfig: Path, logs: Path, zoomsim: ZoomSim, namespaces: str, lease_namespace: str
+    kubeconfig: Path,
+    logs: Path,
+    zoomsim: ZoomSim,
+    namespaces: str,
+    lease_namespace: str,
+    **extra: str,
 ) -> tuple[OperatorProcess, OperatorProcess]:
     """Replicas "a" and "b" (not started) on one Lease in `lease_namespace`, with quick lease
     timings, sharing a report key as the chart's replicas share its Secret."""
@@ -31,6 +36,7 @@ def replica_pair(
             allowed_endpoints=zoomsim.url,
             bot_sdk_url=fake_sdk_url(zoomsim.pod_url),
             storage_endpoints=cluster.object_store().endpoint,
+            **extra,
         )
         process.settings["pod_ip"] = process.report_host
         return process

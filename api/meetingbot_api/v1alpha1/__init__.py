@@ -50,6 +50,15 @@ from meetingbot_api.v1alpha1.meetingbot import (
     Toleration,
     meeting_number,
 )
+from meetingbot_api.v1alpha1.webhooks import (
+    MAX_PENDING,
+    EventData,
+    EventType,
+    PendingEvent,
+    Webhook,
+    WebhookStatus,
+    event_id,
+)
 from meetingbot_api.v1alpha1.zoomaccount import (
     ZAK_MAX_TTL_SECONDS,
     ZAK_MIN_TTL_SECONDS,
@@ -84,6 +93,7 @@ __all__ = [
     "MAX_BOT_NAME",
     "MAX_KEY",
     "MAX_LABEL_VALUE",
+    "MAX_PENDING",
     "MAX_TOTAL_CHARS",
     "MEETING_NUMBER",
     "OBJECT_NAME",
@@ -107,6 +117,8 @@ __all__ = [
     "Cloud",
     "Condition",
     "EnvVar",
+    "EventData",
+    "EventType",
     "ExplicitEndpoints",
     "LabelSelector",
     "LocalObjectRef",
@@ -116,6 +128,7 @@ __all__ = [
     "MeetingBotStatus",
     "Model",
     "ObfSettings",
+    "PendingEvent",
     "Phase",
     "PodTemplate",
     "PoolSettings",
@@ -128,6 +141,8 @@ __all__ = [
     "ServiceUserStatus",
     "StopRequest",
     "Toleration",
+    "Webhook",
+    "WebhookStatus",
     "ZakSettings",
     "ZoomAccount",
     "ZoomAccountSpec",
@@ -136,6 +151,7 @@ __all__ = [
     "ZoomUserGrantSpec",
     "ZoomUserGrantStatus",
     "cel",
+    "event_id",
     "first_error",
     "meeting_number",
 ]

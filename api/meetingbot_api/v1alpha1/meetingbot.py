@@ -24,6 +24,7 @@ from meetingbot_api.v1alpha1.common import (
     SecretKeyRef,
     cel,
 )
+from meetingbot_api.v1alpha1.webhooks import Webhook, WebhookStatus
 from meetingbot_contract import DAY_SECONDS, MAX_DURATION_SECONDS, AuthMode, LeaveRules
 
 MEETING_NUMBER = r"^[0-9]{9,12}$"
@@ -378,6 +379,11 @@ class MeetingBotSpec(Model):
     artifacts: Artifacts | None = Field(
         None, description="Where the captured files go (immutable); needed by capture."
     )
+    webhook: Webhook | None = Field(
+        None,
+        description="Where the operator POSTs the bot's phase changes, artifacts delivered and "
+        "final result (signed CloudEvents, retried for a day, in order).",
+    )
 
 
 class Phase(StrEnum):
@@ -472,6 +478,9 @@ class MeetingBotStatus(Model):
     )
     artifacts: ArtifactsStatus | None = Field(
         None, description="What was delivered to the bucket, across attempts."
+    )
+    webhook: WebhookStatus | None = Field(
+        None, description="Delivery to spec.webhook: what is delivered and what is pending."
     )
 
 

@@ -10,6 +10,8 @@ when whoever manages it opted in, with the label `meetingbot.dev/secret-for` nam
 - `obf-token`: a MeetingBot's obf.userTokenSecretRef
 - `storage-credentials`: a MeetingBot's artifacts.credentialsSecretRef (read by the operator
   only, to presign uploads: never handed to a bot)
+- `webhook-signing`: a MeetingBot's webhook.signingSecretRef (read by the operator only, to
+  sign what it sends)
 
 One use per Secret: a credentials Secret cannot be named as a passcode and mounted into a pod.
 Every read of such a Secret goes through `read_opted_in`, and every Secret the operator writes
@@ -36,6 +38,7 @@ class SecretUse(StrEnum):
     MEETING_PASSCODE = "meeting-passcode"
     OBF_TOKEN = "obf-token"  # noqa: S105 - a label value, not a token
     STORAGE_CREDENTIALS = "storage-credentials"
+    WEBHOOK_SIGNING = "webhook-signing"
 
 
 @dataclass(frozen=True)

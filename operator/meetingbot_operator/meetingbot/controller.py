@@ -60,6 +60,7 @@ from meetingbot_operator.meetingbot.observed import AttemptRefused, AttemptStart
 from meetingbot_operator.meetingbot.reports import Receipt
 from meetingbot_operator.meetingbot.workqueue import WorkQueue
 from meetingbot_operator.settings import Settings
+from meetingbot_operator.webhooks.service import WebhookService
 from meetingbot_operator.zoomaccount.service import AccountService
 from meetingbot_operator.zoomaccount.state import AccountState
 from meetingbot_operator.zoomusergrant.service import GrantService
@@ -89,9 +90,11 @@ class BotController:
         tokens: ReportTokens,
         post_event: EventSink,
         artifacts: ArtifactService,
+        webhooks: WebhookService,
     ) -> None:
         self.kube = kube
         self.artifacts = artifacts
+        self.webhooks = webhooks
         self.accounts = accounts
         self.identities = identities
         self.grants = grants
@@ -148,6 +151,7 @@ class BotController:
             self.queue.forget(key)
             self.identities.release(body["metadata"].get("uid", ""))
             self.artifacts.forget(key)
+            self.webhooks.forget(key)
         else:
             self.identities.observe_bot(body)
             if self.cache.observe_bot(event_type, body):
@@ -279,6 +283,7 @@ class BotController:
             ),
             attempt_result=result,
             artifacts=self.artifacts.summary((meta.namespace, meta.name), bot.spec.artifacts),
+            webhook=self.webhooks.progress((meta.namespace, meta.name), meta.uid),
         )
 
     async def _act(
@@ -325,6 +330,12 @@ class BotController:
                 await self.executor.delete_bot(meta)
             elif action.kind in IDENTITY_ACTIONS:
                 self.executor.identity_action(meta, bot, action)
+            elif action.kind == ActionKind.DELIVER_WEBHOOKS:
+                # After the status write above (a start's pass writes none): only events the
+                # cluster holds are sent.
+                hook = decision.status.webhook
+                if not starting and bot.spec.webhook is not None and hook is not None:
+                    self.webhooks.offer(key, meta.uid, bot.spec.webhook, hook.pending)
             elif action.kind == ActionKind.ADD_FINALIZER:
                 await self.executor.set_finalizers(meta, [*meta.finalizers, ARTIFACTS_FINALIZER])
             elif action.kind == ActionKind.LOOKUP_MEETING:

@@ -31,6 +31,7 @@ from meetingbot_contract.reasons import ACCOUNT_LEVEL, SUCCESS, Reason, is_trans
 from meetingbot_operator.conditions import set_condition
 from meetingbot_operator.identities.claims import Hold
 from meetingbot_operator.meetingbot.capture_status import capture_status
+from meetingbot_operator.meetingbot.notifications import notify
 from meetingbot_operator.meetingbot.observed import (
     AttemptRefused,
     AttemptStarted,
@@ -54,6 +55,9 @@ IMAGE_PULL_FAILURES = frozenset(
 )
 CONFIG_FAILURES = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 SIGKILLED = 137  # 128 + SIGKILL: the runtime's kill after a grace period ran out
+# A finished bot whose webhook events are pending looks again this often (delivery triggers a
+# pass too): its ttlSecondsAfterFinished waits for them.
+WEBHOOK_TTL_RECHECK_SECONDS = 60.0
 # A pod the operator meant to create but has not seen yet is created (again) after this long:
 # long enough for the watch to deliver it after a restart, short enough to recover quickly.
 MISSING_POD_PATIENCE = timedelta(seconds=10)
@@ -113,6 +117,8 @@ class ActionKind(StrEnum):
     MARK_USER_UNAVAILABLE = "MarkUserUnavailable"  # Zoom refused the user, not the bot
     # artifacts.deleteOnDelete: the finalizer that holds a deleted bot until its objects go.
     ADD_FINALIZER = "AddFinalizer"
+    # spec.webhook: status.webhook.pending has events; the deliverer sends them in order.
+    DELIVER_WEBHOOKS = "DeliverWebhooks"
 
 
 ARTIFACTS_FINALIZER = "meetingbot.dev/artifacts"
@@ -223,7 +229,18 @@ def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> D
     _identities(bot, old, decision)
     _conditions_and_events(old, meta, observed.now, decision)
     capture_status(bot, observed, decision.status, meta.generation, observed.now)
+    if notify(bot, old, decision.status, observed.webhook, observed.now):
+        decision.actions.append(Action(ActionKind.DELIVER_WEBHOOKS))
+        _hold_deletion(decision)
     return decision
+
+
+def _hold_deletion(decision: Decision) -> None:
+    """ttlSecondsAfterFinished waits for the webhook's outbox (which a day of failures
+    empties): the last notifications are not deleted with the bot."""
+    if any(a.kind == ActionKind.DELETE_BOT for a in decision.actions):
+        decision.actions = [a for a in decision.actions if a.kind != ActionKind.DELETE_BOT]
+        decision.requeue_after = _sooner(decision.requeue_after, WEBHOOK_TTL_RECHECK_SECONDS)
 
 
 def _identities(bot: MeetingBot, old: MeetingBotStatus, decision: Decision) -> None:

@@ -83,6 +83,17 @@ AttemptResult = AttemptStarted | AttemptRefused
 
 
 @dataclass(frozen=True)
+class WebhookProgress:
+    """How far this process's deliverer got with a bot's outbox (in memory: after a restart,
+    None, and the outbox in status is sent again from its first event, with the same ids)."""
+
+    acked: int  # the last sequence number delivered or dropped
+    dropped: frozenset[int] = frozenset()  # those of them given up on
+    last_delivery_time: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
 class Observed:
     now: datetime
     account: AccountState | None
@@ -102,3 +113,5 @@ class Observed:
     # What this process saw delivered to the bot's bucket (None: nothing yet, or a restart;
     # the status keeps what an earlier pass wrote).
     artifacts: ArtifactsStatus | None = None
+    # spec.webhook: what the deliverer got through since the status last said (None: nothing).
+    webhook: WebhookProgress | None = None

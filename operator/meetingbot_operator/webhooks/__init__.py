@@ -1,0 +1,1 @@
+"""spec.webhook: the envelope and signature of a notification, and the one deliverer."""
