@@ -125,6 +125,17 @@ build_promtool() {
     github.com/prometheus/prometheus/cmd/promtool)
 }
 
+build_kstatus() {
+  # A checker of ours (devenv/cluster/kstatus/main.go) around cli-utils' kstatus, pinned by
+  # its go.mod: how Flux reads an object's conditions.
+  local name=kstatus-check version=$KSTATUS_VERSION
+  have "$name-$version" && { say "$name $version: cached"; return; }
+  say "$name $version: go build (sigs.k8s.io/cli-utils $version)"
+  local src=$work/kstatus-$version
+  rm -rf "$src" && mkdir -p "$src" && cp "$here"/kstatus/{go.mod,go.sum,main.go} "$src/"
+  (cd "$src" && timed go build -ldflags "-s -w" -o "$bin/$name-$version" .)
+}
+
 t0=$SECONDS
 build_etcd
 build_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
@@ -142,6 +153,7 @@ build_install coredns "$COREDNS_VERSION" github.com/coredns/coredns \
 build_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
 build_install kube-score "$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score
 build_promtool
+build_kstatus
 build_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw
 build_kube
 say "all binaries ready in $((SECONDS - t0))s"

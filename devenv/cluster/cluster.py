@@ -67,6 +67,7 @@ class Binaries:
     kubeconform: Path
     kube_score: Path
     promtool: Path
+    kstatus: Path
     versitygw: Path
 
     @classmethod
@@ -89,6 +90,7 @@ class Binaries:
             kubeconform=bin_dir / f"kubeconform-{v['KUBECONFORM_VERSION']}",
             kube_score=bin_dir / f"kube-score-{v['KUBE_SCORE_VERSION']}",
             promtool=bin_dir / f"promtool-{v['PROMTOOL_VERSION']}",
+            kstatus=bin_dir / f"kstatus-check-{v['KSTATUS_VERSION']}",
             versitygw=bin_dir / f"versitygw-{v['VERSITYGW_VERSION']}",
         )
 

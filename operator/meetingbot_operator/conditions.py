@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from enum import StrEnum
 
 from meetingbot_api import Condition
 
@@ -45,3 +46,29 @@ def condition_reason(reason: str) -> str:
         return reason[:1024]
     cleaned = re.sub(r"[^A-Za-z0-9_]", "", reason).lstrip("0123456789_")
     return cleaned[:1024] or "Unknown"
+
+
+class Progress(StrEnum):
+    """Where an object stands, as kstatus (Flux, the `kstatus` tool) tells it."""
+
+    RECONCILING = "Reconciling"  # on its way: InProgress
+    STALLED = "Stalled"  # cannot get there unless someone changes something: Failed
+    CURRENT = "Current"  # where it should be (or waiting for a time, not for us): Current
+
+
+def progress(
+    conditions: list[Condition],
+    where: Progress,
+    reason: str,
+    message: str,
+    *,
+    generation: int | None,
+    now: datetime,
+) -> list[Condition]:
+    """The two conditions kstatus reads besides observedGeneration, Reconciling and Stalled,
+    each True only in its own case and False otherwise, with the object's own reason."""
+    for type_ in (Progress.RECONCILING, Progress.STALLED):
+        conditions = set_condition(
+            conditions, type_.value, where == type_, reason, message, generation=generation, now=now
+        )
+    return conditions

@@ -46,7 +46,8 @@ async def test_happy_path_to_succeeded(
     assert status["zoomUser"] == zoom["users"][0]["email"]
     assert status["attempts"] == 1
     assert status["podName"] == "notetaker-1"
-    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions["Ready"] == conditions["InMeeting"] == "True"
     # kubectl wait works on the phase, as the README says.
     waited = cluster.kubectl(
         "-n",
@@ -68,7 +69,8 @@ async def test_happy_path_to_succeeded(
     assert (status["phase"], status["reason"]) == ("Succeeded", "MeetingEnded")
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Complete"]["status"] == "True"
-    assert conditions["Ready"]["status"] == "False"
+    # Finished well: Ready in kstatus's sense (Current), no longer in the meeting.
+    assert (conditions["Ready"]["status"], conditions["InMeeting"]["status"]) == ("True", "False")
     assert status["joinedAt"] and status["leftAt"] and status["completionTime"]
 
     header, row = cluster.kubectl("-n", namespace, "get", "mb").stdout.splitlines()

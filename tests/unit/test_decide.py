@@ -121,8 +121,12 @@ def test_reports_set_the_phase(state: str, phase: Phase) -> None:
         TIMING,
     )
     assert plan.status.phase == phase
-    ready = {c.type: c.status for c in plan.status.conditions}["Ready"]
-    assert ready == ("True" if phase == Phase.IN_MEETING else "False")
+    conditions = {c.type: c.status for c in plan.status.conditions}
+    assert conditions["InMeeting"] == ("True" if phase == Phase.IN_MEETING else "False")
+    # kstatus's Ready (the bot is where it should be) and Reconciling (on its way).
+    assert conditions["Ready"] == ("True" if phase == Phase.IN_MEETING else "False")
+    assert conditions["Reconciling"] == ("False" if phase == Phase.IN_MEETING else "True")
+    assert conditions["Stalled"] == "False"
     assert any(e.reason == phase.value for e in plan.events)
 
 

@@ -28,7 +28,7 @@ from meetingbot_api import (
 )
 from meetingbot_contract import AuthMode, BotReport, BotResult, BotState
 from meetingbot_contract.reasons import ACCOUNT_LEVEL, SUCCESS, Reason, is_transient
-from meetingbot_operator.conditions import set_condition
+from meetingbot_operator.conditions import Progress, progress, set_condition
 from meetingbot_operator.identities.claims import Hold
 from meetingbot_operator.meetingbot.capture_status import capture_status
 from meetingbot_operator.meetingbot.notifications import notify
@@ -83,6 +83,15 @@ PHASE_MESSAGES = {
     Phase.LEAVING: "leaving the meeting",
 }
 
+# The bot's phase as kstatus tells it (every other phase is on its way: Reconciling). A
+# Scheduled bot is Current: nothing is in progress until its joinAt, so a GitOps sync that
+# waits for health is not held for days.
+PROGRESS = {
+    Phase.SCHEDULED: Progress.CURRENT,
+    Phase.IN_MEETING: Progress.CURRENT,
+    Phase.SUCCEEDED: Progress.CURRENT,
+    Phase.FAILED: Progress.STALLED,
+}
 
 # What a bot reports when it left because it got SIGTERM. Whether that is a success depends
 # on who sent it: the operator (a StopRequest in status) or anyone else (a disruption).
@@ -824,20 +833,25 @@ def _sooner(a: float | None, b: float) -> float:
 def _conditions_and_events(
     old: MeetingBotStatus, meta: Meta, now: datetime, decision: Decision
 ) -> None:
-    """Conditions follow the phase; a phase change is an event."""
+    """Conditions follow the phase; a phase change is an event. Ready is kstatus's (and
+    Flux's) sense of it, the bot is where it should be (Current); InMeeting is the meeting."""
     status = decision.status
     phase = status.phase or Phase.PENDING
     reason = status.reason or phase.value
     message = status.message or ""
     gen = meta.generation
+    where = PROGRESS.get(phase, Progress.RECONCILING)
     conditions = set_condition(
         status.conditions,
         "Ready",
-        phase == Phase.IN_MEETING,
+        where == Progress.CURRENT,
         reason,
         message,
         generation=gen,
         now=now,
+    )
+    conditions = set_condition(
+        conditions, "InMeeting", phase == Phase.IN_MEETING, reason, message, generation=gen, now=now
     )
     conditions = set_condition(
         conditions, "Complete", phase == Phase.SUCCEEDED, reason, message, generation=gen, now=now
@@ -845,7 +859,7 @@ def _conditions_and_events(
     conditions = set_condition(
         conditions, "Failed", phase == Phase.FAILED, reason, message, generation=gen, now=now
     )
-    status.conditions = conditions
+    status.conditions = progress(conditions, where, reason, message, generation=gen, now=now)
     if phase != old.phase and not any(e.reason == status.reason for e in decision.events):
         kind = "Warning" if phase == Phase.FAILED else "Normal"
         decision.events.append(Event(kind, phase.value, message))

@@ -24,9 +24,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from meetingbot_api import ServiceUserStatus, ZoomAccountSpec, ZoomAccountStatus
-from meetingbot_contract.reasons import Reason
+from meetingbot_contract.reasons import Reason, is_transient
 from meetingbot_operator import metrics
-from meetingbot_operator.conditions import set_condition
+from meetingbot_operator.conditions import Progress, progress, set_condition
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.settings import Settings
@@ -358,6 +358,14 @@ class AccountService:
             generation=entry.generation,
             now=now,
         )
+        status.conditions = progress(
+            status.conditions,
+            _progress(entry.state.ready, entry.state.reason),
+            entry.state.reason,
+            entry.state.message,
+            generation=entry.generation,
+            now=now,
+        )
         status.observed_generation = entry.generation
         if scopes is not None:  # a verification: not a pool update
             status.scopes = scopes
@@ -391,3 +399,12 @@ class AccountService:
         for entry in self.entries.values():
             if entry.client:
                 await entry.client.aclose()
+
+
+def _progress(ready: bool, reason: str) -> Progress:
+    """Ready is Current; a reason that may clear by itself (Zoom unavailable or rate limited,
+    a Secret not created yet) is Reconciling; one that needs a person (credentials refused,
+    a scope missing, a Secret not opted in) is Stalled."""
+    if ready:
+        return Progress.CURRENT
+    return Progress.RECONCILING if is_transient(reason) else Progress.STALLED

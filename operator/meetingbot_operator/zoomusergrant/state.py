@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meetingbot_api import API_VERSION, GROUP, ZoomUserGrant
+from meetingbot_operator.conditions import Progress
 from meetingbot_operator.kube.secrets import manifest
 from meetingbot_operator.zoom.credentials import AccessToken
 
@@ -85,3 +86,12 @@ def grant_secret(namespace: str, grant: str, uid: str, data: dict[str, str]) -> 
         "blockOwnerDeletion": True,
     }
     return manifest(namespace, secret_name(grant), data, owner=owner)
+
+
+def grant_progress(state: GrantState) -> Progress:
+    """Ready is Current. A grant waiting for its user's consent, or for its account, is on its
+    way (Reconciling: a person is expected to act on the link in its status); one Zoom revoked,
+    or whose refresh was interrupted, needs its user to authorize again (Stalled)."""
+    if state.ready:
+        return Progress.CURRENT
+    return Progress.STALLED if state.reason in (REVOKED, INTERRUPTED) else Progress.RECONCILING

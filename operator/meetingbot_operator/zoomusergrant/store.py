@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from meetingbot_api import ZoomUserGrant, ZoomUserGrantStatus
-from meetingbot_operator.conditions import set_condition
+from meetingbot_operator.conditions import progress, set_condition
 from meetingbot_operator.kube.client import ApiError, InvalidName
 from meetingbot_operator.kube.objects import older
 from meetingbot_operator.kube.secrets import (
@@ -44,6 +44,7 @@ from meetingbot_operator.zoomusergrant.state import (
     GrantProblem,
     GrantState,
     Key,
+    grant_progress,
     grant_secret,
     secret_name,
 )
@@ -202,6 +203,14 @@ class GrantStore:
             old.conditions,
             "Ready",
             state.ready,
+            state.reason,
+            state.message,
+            generation=generation,
+            now=datetime.now(UTC),
+        )
+        status.conditions = progress(
+            status.conditions,
+            grant_progress(state),
             state.reason,
             state.message,
             generation=generation,
