@@ -94,7 +94,7 @@ def ensure_bucket(store: ObjectStore, bucket: str) -> None:
     """Create `bucket` (an existing one of ours is fine)."""
     from datetime import UTC, datetime
 
-    from meetingbot_operator.artifacts import sigv4
+    from meetingbot_contract import sigv4
 
     url = f"{store.endpoint}/{bucket}"
     headers = sigv4.authorization(

@@ -18,9 +18,11 @@ import pytest
 
 from devenv.cluster import cluster
 from devenv.zoomsim import SimAdmin
+from meetingbot_contract import Manifest
 from tests.support.artifacts import ScratchBucket, bucket_for
 from tests.support.audio import assemble, rms, tone_share
 from tests.support.operator_fixtures import Bots, Kube
+from tests.support.plugin import run_plugin
 from tests.support.specs import bot_spec
 
 # The script, in seconds from its start: Alice, then Bob over her end, silence, Alice again.
@@ -73,6 +75,7 @@ async def test_each_audio_path_records_who_spoke_when(
     sim: SimAdmin,
     image: str,
     bucket: ScratchBucket,
+    tmp_path: Path,
 ) -> None:
     number, people = await meeting_with_speakers(sim, zoom, path)
     await bots.apply("rec", capture_spec(image, number, bucket))
@@ -143,6 +146,23 @@ async def test_each_audio_path_records_who_spoke_when(
     assert {e["name"] for e in events if e["type"] == "join"} >= {"Alice", "Bob"}
     # The announcement reached the meeting's chat.
     assert [m["message"] for m in sim.meeting(number)["chat"]] == ["Notetaker is recording"]
+    if path == "wasm":
+        _the_plugin_reads_what_was_delivered(namespace, manifest, objects, tmp_path)
+
+
+def _the_plugin_reads_what_was_delivered(
+    namespace: str, manifest: Manifest, objects: dict[str, bytes], tmp_path: Path
+) -> None:
+    """`kubectl meetingbot artifacts` lists the manifest and fetches every object (with the
+    user's own keys, from the Secret the bot names); `logs` shows the bot's own log."""
+    listed = run_plugin("-n", namespace, "artifacts", "rec", "--fetch", str(tmp_path / "got"))
+    assert listed.returncode == 0, listed.stderr
+    assert f"{len(manifest.entries)} objects in s3://" in listed.stdout
+    fetched = {p.name: p.read_bytes() for p in (tmp_path / "got").rglob("*") if p.is_file()}
+    assert fetched == {key.rsplit("/", 1)[-1]: body for key, body in objects.items()}
+    logs = run_plugin("-n", namespace, "logs", "rec")
+    assert logs.returncode == 0, logs.stderr
+    assert "capture delivered" in logs.stdout
 
 
 async def all_delivered(bots: Bots, name: str) -> dict[str, Any]:

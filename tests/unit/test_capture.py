@@ -23,9 +23,9 @@ from meetingbot_contract import (
     ManifestEntry,
     OnDenied,
     RecordingState,
+    sigv4,
 )
 from meetingbot_contract.artifacts import object_key
-from meetingbot_operator.artifacts import sigv4
 from meetingbot_operator.meetingbot.capture_status import capture_status
 from meetingbot_operator.meetingbot.observed import Observed, PodObservation
 from tests.support.specs import meeting_bot

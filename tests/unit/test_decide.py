@@ -9,6 +9,7 @@ import pytest
 
 from meetingbot_api import MeetingBot, Phase
 from meetingbot_contract import AuthMode, BotReport, BotResult
+from meetingbot_contract.reasons import Reason
 from meetingbot_operator.meetingbot.decisions import (
     ActionKind,
     Timing,
@@ -656,3 +657,16 @@ def test_a_user_zoom_refused_is_marked_unavailable_and_the_bot_moves_on() -> Non
     )
     assert plan.status.phase == Phase.PENDING and plan.status.start_failures == 0
     assert plan.hold is None
+
+
+def test_cancel_before_the_start_finishes_at_once_and_during_an_attempt_stops_it() -> None:
+    plan = decide(bot(cancel=True), META, observe(), TIMING)
+    assert (plan.status.phase, plan.status.reason) == (Phase.SUCCEEDED, Reason.CANCELED)
+    assert not any(a.kind == ActionKind.START_ATTEMPT for a in plan.actions)
+
+    report = BotReport(attempt=1, state="InMeeting", joined_at=NOW)
+    pod = PodObservation("bot-1", 1, "Running")
+    plan = decide(bot(running(), cancel=True), META, observe(report=report, pod=pod), TIMING)
+    assert (plan.status.phase, plan.status.reason) == (Phase.LEAVING, Reason.CANCELED)
+    assert plan.status.stop is not None and plan.status.stop.reason == Reason.CANCELED
+    assert ActionKind.DELETE_POD in [a.kind for a in plan.actions]

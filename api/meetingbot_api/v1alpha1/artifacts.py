@@ -82,6 +82,10 @@ class Artifacts(Model):
         "storage-credentials, with the keys accessKeyId and secretAccessKey.",
     )
 
+    def endpoint_url(self) -> str:
+        """The S3 endpoint requests go to: `endpoint`, or AWS's for the region."""
+        return (self.endpoint or f"https://s3.{self.region}.amazonaws.com").rstrip("/")
+
 
 class ArtifactsStatus(Model):
     """What was delivered to the bucket, across attempts (the manifest has every object)."""

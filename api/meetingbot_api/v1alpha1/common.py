@@ -34,6 +34,20 @@ class Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
 
+class ObjectMeta(Model):
+    """The metadata fields a reader of our objects uses (the API server owns them)."""
+
+    name: str = ""
+    namespace: str = ""
+    uid: str = ""
+    resource_version: str = Field("", alias="resourceVersion")
+    generation: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    creation_timestamp: datetime | None = Field(None, alias="creationTimestamp")
+    deletion_timestamp: datetime | None = Field(None, alias="deletionTimestamp")
+
+
 # An object's name (a DNS subdomain, as the API server checks it for Secrets and our own
 # kinds). A reference is only ever a name: `..`, `/` or `%` could otherwise turn it into
 # another object's API path.

@@ -21,6 +21,7 @@ from meetingbot_api.v1alpha1.common import (
     Condition,
     LocalObjectRef,
     Model,
+    ObjectMeta,
     SecretKeyRef,
     cel,
 )
@@ -307,6 +308,11 @@ class MeetingBotSpec(Model):
                 ".artifacts",
             ),
             ("self.auth == oldSelf.auth", "auth is immutable", ".auth"),
+            (
+                "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
+                "cancel cannot be undone; create a new MeetingBot",
+                ".cancel",
+            ),
             ("self.displayName == oldSelf.displayName", "displayName is immutable", ".displayName"),
             (
                 f"!has(self.joinAt) || (self.joinAt >= timestamp('{EARLIEST}') && "
@@ -378,6 +384,12 @@ class MeetingBotSpec(Model):
     )
     artifacts: Artifacts | None = Field(
         None, description="Where the captured files go (immutable); needed by capture."
+    )
+    cancel: bool = Field(
+        False,
+        description="Stop the bot: it leaves the meeting (or never starts) and finishes "
+        "Succeeded with reason Canceled, its status, artifacts and webhook kept (deleting the "
+        "MeetingBot stops it too, and takes those along). Cannot be undone.",
     )
     webhook: Webhook | None = Field(
         None,
@@ -487,6 +499,7 @@ class MeetingBotStatus(Model):
 class MeetingBot(Model):
     """A bot that joins one Zoom meeting."""
 
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: MeetingBotSpec
     status: MeetingBotStatus = Field(default_factory=MeetingBotStatus)
 

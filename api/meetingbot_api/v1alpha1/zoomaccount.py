@@ -15,6 +15,7 @@ from meetingbot_api.v1alpha1.common import (
     Condition,
     LocalObjectRef,
     Model,
+    ObjectMeta,
     cel,
 )
 
@@ -287,5 +288,6 @@ class ZoomAccountStatus(Model):
 class ZoomAccount(Model):
     """A Zoom account's credentials and the service users bots join as."""
 
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ZoomAccountSpec
     status: ZoomAccountStatus = Field(default_factory=ZoomAccountStatus)

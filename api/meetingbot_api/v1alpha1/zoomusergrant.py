@@ -15,6 +15,7 @@ from meetingbot_api.v1alpha1.common import (
     Condition,
     LocalObjectRef,
     Model,
+    ObjectMeta,
     cel,
 )
 
@@ -125,5 +126,6 @@ class ZoomUserGrantStatus(Model):
 class ZoomUserGrant(Model):
     """A Zoom user's authorization of a user-managed OAuth app, for OBF joins."""
 
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ZoomUserGrantSpec
     status: ZoomUserGrantStatus = Field(default_factory=ZoomUserGrantStatus)

@@ -74,10 +74,6 @@ class _Delivered:
     loaded: bool = False
 
 
-def aws_endpoint(region: str) -> str:
-    return f"https://s3.{region}.amazonaws.com"
-
-
 class ArtifactService:
     def __init__(
         self,
@@ -250,9 +246,9 @@ class ArtifactService:
         return found if found.uid == uid else fresh
 
     def _endpoint(self, spec: Artifacts) -> str:
+        endpoint = spec.endpoint_url()
         if spec.endpoint is None:
-            return aws_endpoint(spec.region)
-        endpoint = spec.endpoint.rstrip("/")
+            return endpoint
         if endpoint in self._settings.storage_endpoints:
             return endpoint
         raise ArtifactProblem(

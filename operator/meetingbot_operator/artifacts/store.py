@@ -21,7 +21,7 @@ import httpx
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from meetingbot_operator.artifacts import sigv4
+from meetingbot_contract import sigv4
 
 log = logging.getLogger(__name__)
 RETRYABLE = {429, 500, 502, 503, 504}

@@ -228,8 +228,18 @@ def decide(bot: MeetingBot, meta: Meta, observed: Observed, timing: Timing) -> D
             decision.actions.append(Action(ActionKind.DELETE_SECRET))
         _delete_after_ttl(bot, observed.now, decision)
     elif bot.status.attempts == 0 or bot.status.next_attempt_at is not None:
-        _maybe_start(bot, meta, observed, timing, decision)
+        if bot.spec.cancel:
+            _succeed(
+                status, Reason.CANCELED, "canceled (spec.cancel) before it started", observed.now
+            )
+        else:
+            _maybe_start(bot, meta, observed, timing, decision)
     else:
+        if bot.spec.cancel and status.stop is None:
+            # Stopped like any stop the operator decides: the attempt ends with this reason.
+            status.stop = StopRequest(
+                attempt=status.attempts, reason=Reason.CANCELED, message="canceled (spec.cancel)"
+            )
         _follow_attempt(bot, meta, observed, timing, decision)
 
     artifacts = bot.spec.artifacts
@@ -818,6 +828,12 @@ def _set_phase(status: MeetingBotStatus, phase: Phase, reason: str | None, messa
     status.phase = phase
     status.reason = reason
     status.message = message
+
+
+def _succeed(status: MeetingBotStatus, reason: str, message: str, now: datetime) -> None:
+    _set_phase(status, Phase.SUCCEEDED, reason, message)
+    status.completion_time = now
+    status.next_attempt_at = None
 
 
 def _fail(status: MeetingBotStatus, reason: str, message: str, now: datetime) -> None:

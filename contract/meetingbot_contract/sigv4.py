@@ -1,5 +1,6 @@
-"""AWS Signature Version 4 for S3: signed headers for the operator's own calls, and presigned
-URLs for the bots' uploads.
+"""AWS Signature Version 4 for S3: signed headers for the operator's own calls and for the
+kubectl plugin's reads (with the user's own keys), and presigned URLs for the bots' uploads.
+Here, stdlib only, so that the operator and the client share one implementation.
 
 Written here, not taken from botocore: the operator needs two functions of it, and botocore
 costs the operator more memory than the rest of its dependencies together (docs/benchmarks.md,
