@@ -16,7 +16,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.cluster import cluster
 from devenv.cluster.node import node_ip
-from devenv.operator_process import OperatorProcess, install_crds
+from devenv.operator_process import OperatorProcess, free_port, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
 from meetingbot_operator.kube.client import KubeClient
 from tests.support.chart import CHART, KEY_SECRET, RELEASE, SYSTEM, Release, helm, values_file
@@ -137,10 +137,17 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="session")
+def example_port() -> int:
+    """Where the example notetaker service listens (the session's operator allows it)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
 def operator(
     kubeconfig: Path,
     zoomsim: ZoomSim,
     receiver: Receiver,
+    example_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     """One operator process for the session, for the tests' namespaces, with quick timings."""
@@ -161,7 +168,7 @@ def operator(
         # The local object store (cluster up starts it): bots' artifacts go there.
         storage_endpoints=cluster.object_store().endpoint,
         # Webhooks to the session's receiver, with short timeouts and backoff.
-        webhook_endpoints=receiver.url,
+        webhook_endpoints=f"{receiver.url},http://127.0.0.1:{example_port}",
         webhook_timeout_seconds="2",
         webhook_backoff_max_seconds="2",
         # Only the tests' namespaces: the chart test runs an operator of its own elsewhere.
