@@ -23,6 +23,7 @@ from tests.support.chart import CHART, KEY_SECRET, RELEASE, SYSTEM, Release, hel
 from tests.support.operator_fixtures import MERGE_PATCH, Bots, Kube, account_ready
 from tests.support.operator_fixtures import zoom_account as zoom_account_in
 from tests.support.scripted_bot import ScriptedBot
+from tests.support.stream_receiver import StreamReceiver
 from tests.support.webhook_receiver import WEBHOOK_SECRET, Receiver
 
 
@@ -137,6 +138,15 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="session")
+def stream_receiver() -> Iterator[StreamReceiver]:
+    """One live-stream receiver for the session (the session's operator allows its URL)."""
+    found = StreamReceiver()
+    found.start()
+    yield found
+    found.close()
+
+
+@pytest.fixture(scope="session")
 def example_port() -> int:
     """Where the example notetaker service listens (the session's operator allows it)."""
     return free_port()
@@ -147,6 +157,7 @@ def operator(
     kubeconfig: Path,
     zoomsim: ZoomSim,
     receiver: Receiver,
+    stream_receiver: StreamReceiver,
     example_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
@@ -168,7 +179,9 @@ def operator(
         # The local object store (cluster up starts it): bots' artifacts go there.
         storage_endpoints=cluster.object_store().endpoint,
         # Webhooks to the session's receiver, with short timeouts and backoff.
-        webhook_endpoints=f"{receiver.url},http://127.0.0.1:{example_port}",
+        webhook_endpoints=",".join(
+            [receiver.url, f"http://127.0.0.1:{example_port}", stream_receiver.allowed]
+        ),
         webhook_timeout_seconds="2",
         webhook_backoff_max_seconds="2",
         # Only the tests' namespaces: the chart test runs an operator of its own elsewhere.

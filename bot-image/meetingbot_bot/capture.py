@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -59,6 +60,9 @@ class Capture:
     _host_ids: set[str] = field(default_factory=set)
     _present: dict[str, str] = field(default_factory=dict)  # userId -> name, the bot excepted
     _said_silent: bool | None = False  # None once audio was found
+    # Each event line as it is kept, and the moment someone starts speaking: the live stream's
+    # (None: no stream).
+    on_line: Callable[[EventLine], None] | None = None
 
     # --- the meeting ------------------------------------------------------------------------
 
@@ -276,6 +280,8 @@ class Capture:
         for user_id, name in now_speaking.items():
             if user_id not in self._speaking:
                 self._speaking[user_id] = (name, now_ms)
+                if self.on_line is not None and self.keeping_events:
+                    self.on_line(EventLine(t=now_ms, type="speaking", user_id=user_id, name=name))
                 if self._first_speech_ms is None:
                     self._first_speech_ms = now_ms
 
@@ -294,3 +300,5 @@ class Capture:
         # Nothing is kept before consent (or with events off), except the consent's own lines.
         if self.keeping_events or (always and self.config.events):
             self._lines.append(line)
+            if self.on_line is not None:
+                self.on_line(line)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 import os
@@ -22,6 +24,7 @@ from meetingbot_bot.oom import OomWatch, prefer_for_oom_kill
 from meetingbot_bot.page import PageServer
 from meetingbot_bot.reporter import Reporter
 from meetingbot_bot.spool import Spool
+from meetingbot_bot.stream import LiveStream, hello_for
 from meetingbot_bot.uploader import Uploader
 from meetingbot_contract import (
     SPOOL_ENV,
@@ -34,9 +37,12 @@ from meetingbot_contract import (
     Reason,
     RecordingState,
 )
+from meetingbot_contract.stream import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
+# The live stream's audio chunks (the page hands over one about this often).
+STREAM_CHUNK_MS = 100
 # Touched on every tick; the image's HEALTHCHECK reads its age.
 HEARTBEAT = Path(os.environ.get("MEETINGBOT_HEARTBEAT", "/tmp/meetingbot-heartbeat"))  # noqa: S108
 
@@ -94,6 +100,13 @@ class Bot:
                 config.bot.attempt,
                 spool,
             )
+        self.stream: LiveStream | None = None
+        if config.stream is not None and self.capture is not None:
+            who = config.bot
+            self.stream = LiveStream(
+                config.stream, hello_for(who.namespace, who.name, who.uid, who.attempt)
+            )
+            self.capture.on_line = self.stream.event
 
     def _capture_report(self) -> CaptureReport | None:
         if self.capture is None or self.uploader is None:
@@ -149,6 +162,8 @@ class Bot:
         self.reporter.start()
         if self.uploader is not None:
             self.uploader.start()
+        if self.stream is not None:
+            self.stream.start()
         self.publish()
         try:
             async with PageServer() as server, cdp.launch(self.options.chromium, FLAGS) as browser:
@@ -163,6 +178,8 @@ class Bot:
             log.exception("the browser failed")
             self._crashed(f"browser failed: {type(error).__name__}")
         finally:
+            if self.stream is not None:
+                await self.stream.close(self.machine.reason or "")
             await self._deliver_rest()
             self.publish(final=True)
             await self.reporter.flush(timeout=3.0)
@@ -186,10 +203,18 @@ class Bot:
         # The kernel's count says whether the browser died of the container's memory limit.
         self.machine.crashed(message, now(), self.oom.killed_since_start())
 
+    def _page_event(self, name: str, payload: Any) -> None:
+        """An event from the page: live PCM goes straight to the stream (ten a second: not
+        through the machine's queue), everything else is queued for the next pass."""
+        if name == "capture-pcm":
+            if self.stream is not None and isinstance(payload, dict):
+                with contextlib.suppress(ValueError, TypeError, binascii.Error):
+                    self.stream.audio(int(payload["t"]), base64.b64decode(payload["data"]))
+            return
+        self.events.put_nowait((name, payload))
+
     async def _meeting(self, page: Page, url: str) -> None:
-        await page.expose_function(
-            "meetingbotEvent", lambda name, payload: self.events.put_nowait((name, payload))
-        )
+        await page.expose_function("meetingbotEvent", self._page_event)
         page.on_crash(lambda reason: self.events.put_nowait(("page-crash", reason)))
         if self.options.sdk_url:
             url += "?sdk=" + quote(self.options.sdk_url, safe="")
@@ -283,6 +308,11 @@ class Bot:
                         "o => window.meetingbotCapture.start(o)",
                         {"segmentSeconds": config.segment_seconds},
                     )
+                    if started and self.stream is not None and self.stream.config.audio:
+                        await page.call(
+                            "o => window.meetingbotCapture.startStream(o)",
+                            {"sampleRate": SAMPLE_RATE, "chunkMs": STREAM_CHUNK_MS},
+                        )
                     if not started and not await page.evaluate(
                         "window.meetingbotCapture.supported"
                     ):

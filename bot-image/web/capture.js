@@ -20,6 +20,10 @@
  * player decodes on its own, and a crash loses at most the segment in progress.
  * Each finished segment goes to the bot through window.meetingbotEvent('capture-segment', ...),
  * stamped with Date.now() (the host's clock, the clock the bot stamps every event with).
+ *
+ * Live stream (spec.stream): the same mix, tapped as PCM (16-bit, mono, 16 kHz) in chunks of
+ * about 100 ms, each handed to the bot as window.meetingbotEvent('capture-pcm', {t, data}), t the
+ * capture time of its first sample. It runs only while recording does (the host's consent).
  */
 (function () {
   'use strict';
@@ -171,6 +175,74 @@
     state.timer = setTimeout(function () { rotate(state); }, state.segmentMs);
   }
 
+  var streaming = null;     // {node, sink, rate, pending: Int16Array[], samples, firstMs}
+
+  function pcmChunk(state) {
+    var total = 0;
+    state.pending.forEach(function (part) { total += part.length; });
+    var joined = new Int16Array(total);
+    var at = 0;
+    state.pending.forEach(function (part) { joined.set(part, at); at += part.length; });
+    var bytes = new Uint8Array(joined.buffer);
+    var text = '';
+    for (var i = 0; i < bytes.length; i += 0x8000) {
+      text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    }
+    if (typeof window.meetingbotEvent === 'function') {
+      window.meetingbotEvent('capture-pcm', { t: state.firstMs, data: btoa(text) });
+    }
+    state.pending = [];
+    state.samples = 0;
+    state.firstMs = null;
+  }
+
+  // The mix as 16 kHz PCM: a ScriptProcessor on the mixer (an AudioWorklet would need a module
+  // served to the page; at 16 kHz mono this costs little), resampled by linear interpolation.
+  function startStream(options) {
+    if (streaming || !recording) { return false; }
+    var m = mixer();
+    var rate = Number(options.sampleRate || 16000);
+    var chunkSamples = Math.round(rate * Number(options.chunkMs || 100) / 1000);
+    var node = m.context.createScriptProcessor(4096, 1, 1);
+    var source = m.context.createMediaStreamSource(m.destination.stream);
+    var sink = m.context.createGain();
+    sink.gain.value = 0;  // the processor runs only when connected to the speakers: silently
+    var state = { node: node, source: source, sink: sink, pending: [], samples: 0, firstMs: null,
+      carry: 0 };
+    var step = m.context.sampleRate / rate;
+    node.onaudioprocess = function (event) {
+      var input = event.inputBuffer.getChannelData(0);
+      var startMs = Date.now() - (input.length / m.context.sampleRate) * 1000;
+      var out = [];
+      for (var pos = state.carry; pos < input.length - 1; pos += step) {
+        var i = Math.floor(pos), frac = pos - i;
+        var value = input[i] * (1 - frac) + input[i + 1] * frac;
+        out.push(Math.max(-32768, Math.min(32767, Math.round(value * 32767))));
+      }
+      state.carry = pos - input.length;
+      if (state.firstMs === null) { state.firstMs = Math.round(startMs); }
+      state.pending.push(Int16Array.from(out));
+      state.samples += out.length;
+      if (state.samples >= chunkSamples) { pcmChunk(state); }
+    };
+    source.connect(node);
+    node.connect(sink);
+    sink.connect(m.context.destination);
+    streaming = state;
+    return true;
+  }
+
+  function stopStream() {
+    var state = streaming;
+    if (!state) { return false; }
+    streaming = null;
+    state.node.onaudioprocess = null;
+    state.source.disconnect();
+    state.node.disconnect();
+    if (state.samples) { pcmChunk(state); }
+    return true;
+  }
+
   window.meetingbotCapture = {
     supported: typeof MediaRecorder === 'function' && MediaRecorder.isTypeSupported(MIME),
     // Start recording; `sequence` continues a numbering (1 + the last segment delivered).
@@ -189,10 +261,14 @@
       state.timer = setTimeout(function () { rotate(state); }, state.segmentMs);
       return true;
     },
+    // The live PCM tap on the mix (only while recording).
+    startStream: startStream,
+    stopStream: stopStream,
     // Stop recording; the segment in progress is delivered.
     stop: function () {
       var state = recording;
       if (!state) { return false; }
+      stopStream();
       recording = null;
       clearTimeout(state.timer);
       state.recorder.stop();

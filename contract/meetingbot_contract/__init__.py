@@ -46,6 +46,7 @@ from meetingbot_contract.runtime import (
     RecordingState,
     ReportTarget,
 )
+from meetingbot_contract.stream import Hello, StreamConfig, audio_frame, parse_audio_frame
 
 __all__ = [
     "ACCOUNT_LEVEL",
@@ -73,6 +74,7 @@ __all__ = [
     "CaptureReport",
     "EventLine",
     "ExitCode",
+    "Hello",
     "JoinConfig",
     "LeaveRules",
     "Manifest",
@@ -82,8 +84,11 @@ __all__ = [
     "Reason",
     "RecordingState",
     "ReportTarget",
+    "StreamConfig",
     "UploadGrant",
     "UploadRequest",
+    "audio_frame",
     "is_transient",
+    "parse_audio_frame",
     "reason_for_sdk_error",
 ]

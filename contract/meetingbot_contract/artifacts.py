@@ -89,10 +89,11 @@ class EventLine(_Model):
     """One line of an events file. `type` says which fields are set:
     speech (userId, name, startMs, endMs), join and leave (userId, name), caption (userId,
     name, text), chat (userId, name, text, to), recording (state: Started, Denied, Stopped,
-    HostAbsent, Unavailable), captions (state: Unavailable when none came)."""
+    HostAbsent, Unavailable), captions (state: Unavailable when none came); speaking (userId,
+    name) on the live stream only, the moment someone starts speaking."""
 
     t: int
-    type: Literal["speech", "join", "leave", "caption", "chat", "recording", "captions"]
+    type: Literal["speech", "join", "leave", "caption", "chat", "recording", "captions", "speaking"]
     user_id: str | None = Field(None, alias="userId")
     name: str | None = None
     text: str | None = None

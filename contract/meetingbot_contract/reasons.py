@@ -76,6 +76,7 @@ class Reason(StrEnum):
     ZOOM_ENDPOINT_NOT_ALLOWED = "ZoomEndpointNotAllowed"
     # spec.artifacts names an S3 endpoint the operator does not allow (storage_endpoints).
     STORAGE_ENDPOINT_NOT_ALLOWED = "StorageEndpointNotAllowed"
+    STREAM_ENDPOINT_NOT_ALLOWED = "StreamEndpointNotAllowed"
     IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     SPEC_INVALID = "SpecInvalid"
     # Creating the bot's children
@@ -125,6 +126,7 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.RECORDING_DENIED: False,
     Reason.HOST_ABSENT: False,
     Reason.STORAGE_ENDPOINT_NOT_ALLOWED: False,
+    Reason.STREAM_ENDPOINT_NOT_ALLOWED: False,
     Reason.WAITING_ROOM_TIMEOUT: False,
     Reason.NO_ONE_JOINED: False,
     Reason.REMOVED_BY_HOST: False,

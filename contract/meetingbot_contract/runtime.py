@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from meetingbot_contract.artifacts import CaptureConfig
+from meetingbot_contract.stream import StreamConfig
 
 CONTRACT_VERSION = "meetingbot.dev/v1"
 CONFIG_KEY = "join.json"
@@ -119,6 +120,8 @@ class JoinConfig(_Model):
     report: ReportTarget
     # What to capture and where to ask for uploads (artifacts.py); absent: capture nothing.
     capture: CaptureConfig | None = None
+    # The live stream (stream.py); absent: none.
+    stream: StreamConfig | None = None
 
     def to_json(self) -> str:
         """The document with secrets revealed: only for writing into the Secret."""
@@ -128,6 +131,8 @@ class JoinConfig(_Model):
         data["report"]["token"] = self.report.token.get_secret_value()
         data["zak"] = self.zak.get_secret_value() if self.zak else None
         data["obfToken"] = self.obf_token.get_secret_value() if self.obf_token else None
+        if self.stream is not None:
+            data["stream"]["token"] = self.stream.token.get_secret_value()
         return json.dumps(data, separators=(",", ":"))
 
 

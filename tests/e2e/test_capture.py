@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,51 +18,17 @@ import pytest
 from devenv.cluster import cluster
 from devenv.zoomsim import SimAdmin
 from meetingbot_contract import Manifest
-from tests.support.artifacts import ScratchBucket, bucket_for
+from tests.support.artifacts import ScratchBucket
 from tests.support.audio import assemble, rms, tone_share
-from tests.support.operator_fixtures import Bots, Kube
+from tests.support.meeting_script import (
+    CHAT_AT,
+    MARGIN_MS,
+    SPEECH,
+    capture_spec,
+    meeting_with_speakers,
+)
+from tests.support.operator_fixtures import Bots
 from tests.support.plugin import run_plugin
-from tests.support.specs import bot_spec
-
-# The script, in seconds from its start: Alice, then Bob over her end, silence, Alice again.
-SPEECH = [
-    ("alice", 1.0, 4.0, "hello everyone this is alice"),
-    ("bob", 3.0, 7.0, "bob here"),
-    ("alice", 9.0, 11.0, "one more thing"),
-]
-CHAT_AT = 5.0
-# Margins around each scripted edge: the page's clock and the audio's start agree to within
-# tens of milliseconds; windows stay clear of the edges by this much.
-MARGIN_MS = 300
-
-
-@pytest.fixture
-async def bucket(kube: Kube, namespace: str) -> AsyncIterator[ScratchBucket]:
-    made = await bucket_for(kube, namespace)
-    yield made
-    await made.store.close()
-
-
-def capture_spec(image: str, number: str, bucket: ScratchBucket, **capture: Any) -> dict[str, Any]:
-    return bot_spec(
-        number,
-        on_kwok=False,
-        podTemplate={"image": image},
-        capture={"segmentSeconds": 3, "announcement": "Notetaker is recording", **capture},
-        artifacts=bucket.spec(),
-    )
-
-
-async def meeting_with_speakers(
-    sim: SimAdmin, account: dict[str, Any], path: str
-) -> tuple[str, dict[str, Any]]:
-    meeting = sim.create_meeting(account["id"], audio_path=path)
-    number = meeting["number"]
-    people = {
-        "alice": sim.add_participant(number, "Alice", is_host=True),
-        "bob": sim.add_participant(number, "Bob"),
-    }
-    return number, people
 
 
 @pytest.mark.parametrize("path", ["wasm", "wasm-element", "webrtc"])

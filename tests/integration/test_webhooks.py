@@ -12,6 +12,7 @@ import httpx
 
 from devenv.operator_process import OperatorProcess
 from devenv.zoomsim import SimAdmin
+from tests.support.artifacts import bucket_for
 from tests.support.operator_fixtures import Bots, Kube, wait_for
 from tests.support.scripted_bot import Scripted
 from tests.support.specs import bot_spec
@@ -131,3 +132,20 @@ async def test_an_endpoint_not_allowed_or_a_secret_not_opted_in_is_said_in_statu
     unlabelled = await wait_for(lambda: error_of("unlabelled"), 30, what="unlabelled's lastError")
     assert "meetingbot.dev/secret-for=webhook-signing" in unlabelled
     assert receiver.seen(path) == []
+
+
+async def test_a_stream_to_an_endpoint_not_allowed_fails_the_bot_with_the_fix(
+    kube: Kube, namespace: str, bots: Bots, zoom: dict[str, Any]
+) -> None:
+    await signing_secret(kube, namespace)
+    bucket = await bucket_for(kube, namespace)
+    stream = {
+        "url": "wss://live.example.com/in",
+        "signingSecretRef": {"name": "hook-signing", "key": "secret"},
+    }
+    spec = bot_spec(capture={}, artifacts=bucket.spec(), stream=stream)
+    await bots.apply("far-stream", spec)
+    status = await bots.wait_phase("far-stream", "Failed")
+    assert status["reason"] == "StreamEndpointNotAllowed"
+    assert "MEETINGBOT_WEBHOOK_ENDPOINTS" in status["message"]
+    await bucket.store.close()

@@ -21,10 +21,11 @@ class Recording:
 
     start_ms: int
     samples: NDArray[np.float32]
+    rate: int = RATE
 
     def window(self, from_ms: int, to_ms: int) -> NDArray[np.float32]:
-        a = max(0, (from_ms - self.start_ms) * RATE // 1000)
-        b = max(0, (to_ms - self.start_ms) * RATE // 1000)
+        a = max(0, (from_ms - self.start_ms) * self.rate // 1000)
+        b = max(0, (to_ms - self.start_ms) * self.rate // 1000)
         return self.samples[a:b]
 
 
@@ -53,16 +54,29 @@ def assemble(segments: list[tuple[int, bytes]]) -> Recording:
     return Recording(start, timeline)
 
 
+def pcm_timeline(frames: list[tuple[int, bytes]], rate: int) -> Recording:
+    """PCM16 frames (first sample's ms, bytes), as a live stream sends them, on one timeline."""
+    frames = sorted(frames)
+    start = frames[0][0]
+    decoded = [(t, np.frombuffer(d, "<i2").astype(np.float32) / 32768) for t, d in frames]
+    end = max(t + len(p) * 1000 // rate for t, p in decoded)
+    timeline = np.zeros((end - start) * rate // 1000 + rate, np.float32)
+    for t, pcm in decoded:
+        offset = (t - start) * rate // 1000
+        timeline[offset : offset + len(pcm)] = pcm
+    return Recording(start, timeline, rate)
+
+
 def rms(samples: NDArray[np.float32]) -> float:
     return float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0
 
 
-def tone_share(samples: NDArray[np.float32], frequency: float) -> float:
+def tone_share(samples: NDArray[np.float32], frequency: float, rate: int = RATE) -> float:
     """The share of the window's energy within BAND_HZ of `frequency`."""
     if len(samples) == 0:
         return 0.0
     spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
-    freqs = np.fft.rfftfreq(len(samples), 1 / RATE)
+    freqs = np.fft.rfftfreq(len(samples), 1 / rate)
     total = float(spectrum.sum())
     if total == 0:
         return 0.0

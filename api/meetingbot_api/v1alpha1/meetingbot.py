@@ -25,7 +25,7 @@ from meetingbot_api.v1alpha1.common import (
     SecretKeyRef,
     cel,
 )
-from meetingbot_api.v1alpha1.webhooks import Webhook, WebhookStatus
+from meetingbot_api.v1alpha1.webhooks import Stream, Webhook, WebhookStatus
 from meetingbot_contract import DAY_SECONDS, MAX_DURATION_SECONDS, AuthMode, LeaveRules
 
 MEETING_NUMBER = r"^[0-9]{9,12}$"
@@ -297,6 +297,11 @@ class MeetingBotSpec(Model):
             ),
             ("self.accountRef == oldSelf.accountRef", "accountRef is immutable", ".accountRef"),
             (
+                "!has(self.stream) || has(self.capture)",
+                "stream needs capture: it streams what the capture may keep",
+                ".stream",
+            ),
+            (
                 "!has(self.capture) || has(self.artifacts)",
                 "capture needs artifacts: the bucket the bot's files go to",
                 ".capture",
@@ -390,6 +395,11 @@ class MeetingBotSpec(Model):
         description="Stop the bot: it leaves the meeting (or never starts) and finishes "
         "Succeeded with reason Canceled, its status, artifacts and webhook kept (deleting the "
         "MeetingBot stops it too, and takes those along). Cannot be undone.",
+    )
+    stream: Stream | None = Field(
+        None,
+        description="Where the bot streams the meeting live (audio and events) over a "
+        "WebSocket; needs capture (the same consent rules apply).",
     )
     webhook: Webhook | None = Field(
         None,

@@ -42,6 +42,27 @@ class Webhook(Model):
     )
 
 
+class Stream(Model):
+    """A WebSocket endpoint the bot streams to while it is in the meeting: mixed audio (PCM16,
+    16 kHz, mono) and the capture's events, live (docs/streaming.md). It connects with a token
+    the operator issues per attempt, a JWT signed with the signing secret (which the receiver
+    verifies it with); the bot never holds the secret."""
+
+    url: str = Field(
+        max_length=2048,
+        pattern=r"^wss?://[^\s]+$",
+        description="The endpoint; wss://, or ws:// only for a host the operator allows "
+        "(MEETINGBOT_WEBHOOK_ENDPOINTS, with http for ws and https for wss).",
+    )
+    signing_secret_ref: SecretKeyRef = Field(
+        alias="signingSecretRef",
+        description="The secret the bot's token is signed with (whsec_<base64>), in a Secret "
+        "labelled meetingbot.dev/secret-for=webhook-signing.",
+    )
+    audio: bool = Field(True, description="Stream the mixed audio (while recording is allowed).")
+    events: bool = Field(True, description="Stream the events (speakers, captions, chat...).")
+
+
 class EventData(Model):
     """What a notification says about the bot (never a secret)."""
 

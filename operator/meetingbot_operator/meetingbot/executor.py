@@ -27,6 +27,7 @@ from meetingbot_contract import (
     JoinConfig,
     MeetingInfo,
     ReportTarget,
+    StreamConfig,
 )
 from meetingbot_contract.logs import redact
 from meetingbot_contract.reasons import Reason
@@ -54,6 +55,8 @@ from meetingbot_operator.meetingbot.observed import (
 )
 from meetingbot_operator.meetingbot.reports import report_path, uploads_path
 from meetingbot_operator.settings import Settings
+from meetingbot_operator.webhooks.envelope import BadSigningSecret, signing_key
+from meetingbot_operator.webhooks.stream_token import stream_allowed, stream_token
 from meetingbot_operator.zoom import Zak, ZoomError, sdk_signature
 from meetingbot_operator.zoomaccount.service import AccountService
 from meetingbot_operator.zoomaccount.state import ReadyAccount
@@ -256,9 +259,9 @@ class AttemptExecutor:
             obf = await self._obf_token(entry, bot, meta, number)
         signature = sdk_signature(entry.sdk, number)
         report_token = self.tokens.token(meta.namespace, meta.name, meta.uid, action.attempt)
-        redact(
-            *(s.get_secret_value() for s in (zak, obf, signature, report_token) if s is not None)
-        )
+        stream = await self._stream(bot, meta, action)
+        secrets = (zak, obf, signature, report_token, stream.token if stream else None)
+        redact(*(s.get_secret_value() for s in secrets if s is not None))
         config = JoinConfig(
             bot=BotIdentity(
                 namespace=meta.namespace, name=meta.name, uid=meta.uid, attempt=action.attempt
@@ -278,8 +281,42 @@ class AttemptExecutor:
                 interval_seconds=self.settings.report_interval_seconds,
             ),
             capture=self._capture(bot, meta),
+            stream=stream,
         )
         return config, zak_expires
+
+    async def _stream(self, bot: MeetingBot, meta: Meta, action: Action) -> StreamConfig | None:
+        """spec.stream: the endpoint, if the operator allows it, and this attempt's token."""
+        spec = bot.spec.stream
+        if spec is None:
+            return None
+        if not stream_allowed(spec.url, self.settings.webhook_endpoints):
+            raise _StartProblem(
+                Reason.STREAM_ENDPOINT_NOT_ALLOWED,
+                f"stream.url {spec.url.split('?')[0]!r} is not under an endpoint the operator "
+                "allows (its setting MEETINGBOT_WEBHOOK_ENDPOINTS, the chart's "
+                "operator.webhookEndpoints; http:// there covers ws://, https:// wss://)",
+            )
+        ref = spec.signing_secret_ref
+        secret = await self._secret_value(
+            meta.namespace, ref.name, ref.key, SecretUse.WEBHOOK_SIGNING
+        )
+        try:
+            key = signing_key(secret)
+        except BadSigningSecret as problem:
+            raise _StartProblem(Reason.SPEC_INVALID, f"Secret {ref.name!r}: {problem}") from None
+        leave = bot.spec.leave
+        token = stream_token(
+            key,
+            url=spec.url,
+            namespace=meta.namespace,
+            name=meta.name,
+            uid=meta.uid,
+            attempt=action.attempt,
+            now=datetime.now(UTC),
+            lifetime=timedelta(seconds=leave.max_duration_seconds + bot.spec.start_timeout_seconds),
+        )
+        return StreamConfig(url=spec.url, token=token, audio=spec.audio, events=spec.events)
 
     def _capture(self, bot: MeetingBot, meta: Meta) -> CaptureConfig | None:
         capture = bot.spec.capture
