@@ -19,6 +19,7 @@ from devenv.cluster.node import node_ip
 from devenv.operator_process import OperatorProcess, free_port, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
 from meetingbot_operator.kube.client import KubeClient
+from tests.support.artifacts import ScratchBucket, bucket_for
 from tests.support.chart import CHART, KEY_SECRET, RELEASE, SYSTEM, Release, helm, values_file
 from tests.support.operator_fixtures import MERGE_PATCH, Bots, Kube, account_ready
 from tests.support.operator_fixtures import zoom_account as zoom_account_in
@@ -330,3 +331,11 @@ async def running(
         release.logs()  # printed on failure, with the test's output
         helm("uninstall", RELEASE, "--namespace", SYSTEM, "--wait", check=False)
         await kube.core.delete_namespace(watched)
+
+
+@pytest.fixture
+async def bucket(kube: Kube, namespace: str) -> AsyncIterator[ScratchBucket]:
+    """A bucket of its own in the local object store, with its opted-in Secret."""
+    made = await bucket_for(kube, namespace)
+    yield made
+    await made.store.close()

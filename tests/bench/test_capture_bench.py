@@ -13,13 +13,11 @@ import statistics
 import time
 from typing import Any
 
-import pytest
-
 from devenv.cluster import cluster
 from devenv.zoomsim import SimAdmin
 from tests.bench.test_bot_latency import RESULTS, pod_memory_mb, pod_uid
-from tests.support.artifacts import ScratchBucket, bucket_for
-from tests.support.operator_fixtures import Bots, Kube
+from tests.support.artifacts import ScratchBucket
+from tests.support.operator_fixtures import Bots
 from tests.support.specs import bot_spec
 
 SECONDS = int(os.environ.get("BENCH_CAPTURE_SECONDS", "300"))
@@ -36,13 +34,6 @@ def cpu_seconds(namespace: str, pod: str) -> float:
     usage = cluster.kubectl("-n", namespace, "exec", pod, "--", "cat", "/sys/fs/cgroup/cpu.stat")
     fields = dict(line.split() for line in usage.stdout.splitlines())
     return int(fields["usage_usec"]) / 1e6
-
-
-@pytest.fixture
-async def bucket(kube: Kube, namespace: str) -> Any:
-    made = await bucket_for(kube, namespace)
-    yield made
-    await made.store.close()
 
 
 async def test_a_recording_bot_beside_one_that_does_not_record(

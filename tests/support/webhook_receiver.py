@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import threading
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ class Delivery:
     verified: bool
     body: dict[str, Any]
     raw: bytes
+    arrived_ms: int  # when the request arrived (host clock)
 
 
 class Receiver:
@@ -93,6 +95,7 @@ class Receiver:
             self._runner = None
 
     async def _handle(self, request: web.Request) -> web.Response:
+        arrived_ms = int(time.time() * 1000)
         raw = await request.read()
         try:
             self._verifier.verify(raw, dict(request.headers))
@@ -111,6 +114,7 @@ class Receiver:
                     verified,
                     json.loads(raw),
                     raw,
+                    arrived_ms,
                 )
             )
         if answer == SLOW:

@@ -8,6 +8,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
 from standardwebhooks import Webhook as Verifier
 
@@ -30,6 +31,7 @@ from meetingbot_operator.webhooks.envelope import (
     signed_headers,
     signing_key,
 )
+from meetingbot_operator.webhooks.stream_token import stream_allowed, stream_token
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -181,3 +183,33 @@ def test_old_events_keep_their_time() -> None:
     new = status(Phase.JOINING)
     notify(bot(status=old), old, new, None, NOW - timedelta(hours=2))
     assert new.webhook is not None and new.webhook.pending[0].time == NOW - timedelta(hours=2)
+
+
+def test_a_stream_url_is_allowed_by_the_http_entry_of_its_host() -> None:
+    allowed = ["http://10.0.0.5:9000/live", "https://hooks.example.com"]
+    assert stream_allowed("ws://10.0.0.5:9000/live/team", allowed)
+    assert stream_allowed("wss://hooks.example.com/x", allowed)
+    assert not stream_allowed("wss://10.0.0.5:9000/live/team", allowed)  # another scheme
+    assert not stream_allowed("ws://10.0.0.5:9001/live", allowed)  # another port
+    assert not stream_allowed("https://hooks.example.com/x", allowed)  # not a WebSocket
+
+
+def test_the_stream_token_is_for_one_attempt_at_one_endpoint() -> None:
+    key = signing_key(SECRET)
+    token = stream_token(
+        key,
+        url="wss://live.example.com/in",
+        namespace="team",
+        name="notetaker",
+        uid="uid-1",
+        attempt=2,
+        now=datetime.now(UTC),
+        lifetime=timedelta(hours=4),
+    ).get_secret_value()
+    claims = jwt.decode(token, key, algorithms=["HS256"], audience="wss://live.example.com/in")
+    assert (claims["sub"], claims["uid"], claims["attempt"]) == ("team/notetaker", "uid-1", 2)
+    assert claims["exp"] - claims["iat"] == 5 * 3600  # the stay, and an hour's margin
+    with pytest.raises(jwt.InvalidAudienceError):
+        jwt.decode(token, key, algorithms=["HS256"], audience="wss://elsewhere.example.com/in")
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, b"x" * 32, algorithms=["HS256"], audience="wss://live.example.com/in")
