@@ -29,7 +29,7 @@ from tests.support.artifacts import ScratchBucket
 from tests.support.meeting_script import capture_spec, meeting_with_speakers
 from tests.support.operator_fixtures import Bots, Kube, wait_for
 from tests.support.specs import bot_spec
-from tests.support.stream_receiver import StreamReceiver
+from tests.support.stream_receiver import StreamReceiver, stream_spec
 from tests.support.webhook_receiver import Receiver, signing_secret, webhook
 
 BOTS = int(os.environ.get("BENCH_WEBHOOK_BOTS", "1000"))
@@ -109,10 +109,7 @@ async def test_live_stream_audio_latency(
     path = f"/bench/{namespace}"
     number, people = await meeting_with_speakers(sim, zoom, "wasm")
     spec = capture_spec(image, number, bucket, askPermission=False)
-    spec["stream"] = {
-        "url": stream_receiver.url + path,
-        "signingSecretRef": {"name": "hook-signing", "key": "secret"},
-    }
+    spec["stream"] = stream_spec(stream_receiver, path)
     await bots.apply("live", spec)
     await wait_for(lambda: any(c.audio for c in stream_receiver.connections(path)), 120)
     sim.script_media(

@@ -21,11 +21,11 @@ from meetingbot_contract import Manifest
 from tests.support.artifacts import ScratchBucket
 from tests.support.audio import assemble, rms, tone_share
 from tests.support.meeting_script import (
-    CHAT_AT,
     MARGIN_MS,
     SPEECH,
     capture_spec,
     meeting_with_speakers,
+    play_the_script,
 )
 from tests.support.operator_fixtures import Bots
 from tests.support.plugin import run_plugin
@@ -45,16 +45,7 @@ async def test_each_audio_path_records_who_spoke_when(
     number, people = await meeting_with_speakers(sim, zoom, path)
     await bots.apply("rec", capture_spec(image, number, bucket))
     await bots.wait_status("rec", lambda s: _condition(s, "Recording") == "True", timeout=120)
-    script = sim.script_media(
-        number,
-        start_in_seconds=1,
-        speech=[
-            {"participant": people[who]["userId"], "from": a, "to": b, "text": text}
-            for who, a, b, text in SPEECH
-        ],
-        chat=[{"participant": people["bob"]["userId"], "at": CHAT_AT, "message": "see the doc"}],
-    )
-    start = int(script["startsAtMs"])
+    start = play_the_script(sim, number, people)
     await asyncio.sleep(14)  # the script, and a segment after it
     ended_ms = int(time.time() * 1000)
     sim.end_meeting(number)

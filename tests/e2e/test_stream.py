@@ -13,14 +13,14 @@ from meetingbot_contract.stream import PROTOCOL, SAMPLE_RATE
 from tests.support.artifacts import ScratchBucket
 from tests.support.audio import pcm_timeline, rms, tone_share
 from tests.support.meeting_script import (
-    CHAT_AT,
     MARGIN_MS,
     SPEECH,
     capture_spec,
     meeting_with_speakers,
+    play_the_script,
 )
 from tests.support.operator_fixtures import Bots, Kube, wait_for
-from tests.support.stream_receiver import StreamReceiver
+from tests.support.stream_receiver import StreamReceiver, stream_spec
 from tests.support.webhook_receiver import signing_secret
 
 
@@ -38,10 +38,7 @@ async def test_a_bot_streams_the_meeting_live_and_reconnects(
     path = f"/live/{namespace}"
     number, people = await meeting_with_speakers(sim, zoom, "wasm")
     spec = capture_spec(image, number, bucket)
-    spec["stream"] = {
-        "url": stream_receiver.url + path,
-        "signingSecretRef": {"name": "hook-signing", "key": "secret"},
-    }
+    spec["stream"] = stream_spec(stream_receiver, path)
     await bots.apply("live", spec)
 
     def streaming() -> bool:
@@ -62,16 +59,7 @@ async def test_a_bot_streams_the_meeting_live_and_reconnects(
     # The receiver restarts: the bot connects again and goes on; the meeting's script runs.
     assert stream_receiver.drop_all() == 1
     await wait_for(lambda: len(stream_receiver.connections(path)) == 2, 30, what="a reconnection")
-    script = sim.script_media(
-        number,
-        start_in_seconds=1,
-        speech=[
-            {"participant": people[who]["userId"], "from": a, "to": b, "text": text}
-            for who, a, b, text in SPEECH
-        ],
-        chat=[{"participant": people["bob"]["userId"], "at": CHAT_AT, "message": "see the doc"}],
-    )
-    start = int(script["startsAtMs"])
+    start = play_the_script(sim, number, people)
     await asyncio.sleep(13)
     sim.end_meeting(number)
     await bots.wait_phase("live", "Succeeded", timeout=90)

@@ -41,3 +41,17 @@ async def meeting_with_speakers(
         "bob": sim.add_participant(number, "Bob"),
     }
     return number, people
+
+
+def play_the_script(sim: SimAdmin, number: str, people: dict[str, Any]) -> int:
+    """SPEECH and Bob's chat, from one second on; the script's start (host ms)."""
+    script = sim.script_media(
+        number,
+        start_in_seconds=1,
+        speech=[
+            {"participant": people[who]["userId"], "from": a, "to": b, "text": text}
+            for who, a, b, text in SPEECH
+        ],
+        chat=[{"participant": people["bob"]["userId"], "at": CHAT_AT, "message": "see the doc"}],
+    )
+    return int(script["startsAtMs"])

@@ -5,10 +5,8 @@ each connection sent: the hello, the events in arrival order, the audio frames."
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +15,8 @@ import jwt
 from aiohttp import WSMsgType, web
 
 from devenv.cluster.node import node_ip
-from devenv.operator_process import free_port
 from meetingbot_contract import parse_audio_frame
+from tests.support.threaded_server import ThreadedServer
 from tests.support.webhook_receiver import WEBHOOK_SECRET
 
 
@@ -34,47 +32,26 @@ class Connection:
     end: dict[str, Any] | None = None
 
 
-class StreamReceiver:
+class StreamReceiver(ThreadedServer):
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__("0.0.0.0", "GET")  # noqa: S104 - bot pods reach it on the node
         self.url = f"ws://{node_ip()}:{self.port}"
         self.allowed = f"http://{node_ip()}:{self.port}"  # the operator's allow-list entry
         self._key = base64.b64decode(WEBHOOK_SECRET.removeprefix("whsec_"))
-        self._lock = threading.Lock()
         self._connections: list[Connection] = []
         self._sockets: set[web.WebSocketResponse] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._runner: web.AppRunner | None = None
-
-    def start(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     def drop_all(self) -> int:
         """Close every open connection (a receiver restarting): how many were open."""
-        return int(asyncio.run_coroutine_threadsafe(self._drop(), self._loop).result(10))
+        return self.call(self._drop())
 
     def connections(self, path: str) -> list[Connection]:
         with self._lock:
             return [c for c in self._connections if c.path == path]
 
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "0.0.0.0", self.port).start()  # noqa: S104 - pods reach it
-
     async def _stop(self) -> None:
         await self._drop()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super()._stop()
 
     async def _drop(self) -> int:
         sockets = list(self._sockets)
@@ -114,3 +91,11 @@ class StreamReceiver:
         finally:
             self._sockets.discard(socket)
         return socket
+
+
+def stream_spec(receiver: StreamReceiver, path: str) -> dict[str, Any]:
+    """A spec.stream to `path` of the receiver, signed with the tests' signing Secret."""
+    return {
+        "url": receiver.url + path,
+        "signingSecretRef": {"name": "hook-signing", "key": "secret"},
+    }

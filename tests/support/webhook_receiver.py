@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from devenv.operator_process import free_port
+from tests.support.threaded_server import ThreadedServer
 
 # The tests' signing secret, in the format Standard Webhooks writes (whsec_ + base64).
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"meetingbot-tests-signing-key-32b").decode()
@@ -34,33 +33,16 @@ class Delivery:
     arrived_ms: int  # when the request arrived (host clock)
 
 
-class Receiver:
+class Receiver(ThreadedServer):
     def __init__(self, secret: str, slow_seconds: float = 5.0) -> None:
-        self.port = free_port()
+        super().__init__("127.0.0.1", "POST")
         self.url = f"http://127.0.0.1:{self.port}"
         self._verifier = Webhook(secret)
         self._slow = slow_seconds
         self._scripts: dict[str, deque[int]] = defaultdict(deque)
         self._seen: list[Delivery] = []
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._runner: web.AppRunner | None = None
 
     # --- control, from the tests ----------------------------------------------------------------
-
-    def start(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-
-    def stop(self) -> None:
-        """Down: connections are refused until start()."""
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
-
-    def close(self) -> None:
-        self.stop()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     def script(self, path: str, *answers: int) -> None:
         """The next answers at `path` (HTTP statuses, or SLOW), then 204s."""
@@ -81,18 +63,6 @@ class Receiver:
         return list(kept.values())
 
     # --- the server ---------------------------------------------------------------------------
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def _stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         arrived_ms = int(time.time() * 1000)
