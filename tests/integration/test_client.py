@@ -41,6 +41,7 @@ def spec(number: str, **fields: Any) -> MeetingBotSpec:
     return MeetingBotSpec.model_validate(bot_spec(number, **fields))
 
 
+@pytest.mark.restarts_control_plane
 async def test_create_is_idempotent_and_a_wait_survives_an_api_server_restart(
     operator: OperatorProcess,
     client_for: MeetingBots,
