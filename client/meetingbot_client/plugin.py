@@ -32,13 +32,12 @@ from meetingbot_api import (
     GROUP,
     JOIN_URL,
     VERSION,
-    MeetingBot,
     MeetingBotSpec,
     Phase,
     first_error,
 )
 from meetingbot_client.artifacts import fetch_manifest, fetch_object
-from meetingbot_client.client import BotDeleted, MeetingBots, Outcome, WaitTimeout
+from meetingbot_client.client import BotDeleted, MeetingBots, Outcome, SpecConflict, WaitTimeout
 from meetingbot_client.watching import REQUEST_TIMEOUT, Gone, StillWaiting, watch_until
 
 RELATIVE = re.compile(r"^\+(\d+)([smhd])$")
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bots = MeetingBots.from_environment(args.namespace, args.context)
         return int(args.run(bots, args))
-    except Refused as refused:
+    except (Refused, SpecConflict) as refused:
         print(f"error: {refused}", file=sys.stderr)
         return 1
     except ApiException as error:
@@ -74,7 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     join.add_argument("url", help="the meeting's join link (https://zoom.us/j/...)")
     join.add_argument("--name", help="the MeetingBot's name (default: join-<meeting>-<time>)")
     join.add_argument("--account", help="the ZoomAccount (default: the namespace's only one)")
-    join.add_argument("--display-name", default="Notetaker", help="the bot's name in the meeting")
+    join.add_argument(
+        "--display-name", help="the bot's name in the meeting (default: the file's, or Notetaker)"
+    )
     join.add_argument("--passcode", help="the meeting's passcode")
     join.add_argument("--at", help="when to join: an ISO 8601 time, or +10m, +2h (default: now)")
     join.add_argument(
@@ -124,7 +125,9 @@ def _join(bots: MeetingBots, args: argparse.Namespace) -> int:
     spec: dict[str, Any] = _defaults(args.defaults)
     account = args.account or spec.get("accountRef", {}).get("name") or _only_account(bots)
     spec.update(
-        accountRef={"name": account}, meeting={"joinUrl": args.url}, displayName=args.display_name
+        accountRef={"name": account},
+        meeting={"joinUrl": args.url},
+        displayName=args.display_name or spec.get("displayName") or "Notetaker",
     )
     if args.passcode:
         spec["meeting"]["passcode"] = args.passcode
@@ -339,6 +342,3 @@ def _authorize(bots: MeetingBots, args: argparse.Namespace) -> int:
 def _ready(body: dict[str, Any]) -> bool:
     conditions = (body.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-__all__ = ["MeetingBot", "main"]
