@@ -203,7 +203,8 @@
     var m = mixer();
     var rate = Number(options.sampleRate || 16000);
     var chunkSamples = Math.round(rate * Number(options.chunkMs || 100) / 1000);
-    var node = m.context.createScriptProcessor(4096, 1, 1);
+    // 2048 frames: about 43 ms at 48 kHz, so a chunk leaves within ~130 ms of its first sample.
+    var node = m.context.createScriptProcessor(2048, 1, 1);
     var source = m.context.createMediaStreamSource(m.destination.stream);
     var sink = m.context.createGain();
     sink.gain.value = 0;  // the processor runs only when connected to the speakers: silently

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 BACKOFF_BASE_SECONDS = 1.0
+# A signing key read from its Secret is used this long before it is read again: a burst of
+# notifications costs the API server one read per Secret, not one per event (measured at 1000
+# bots: the reads competed with the bots' status writes); a rotated secret signs within this.
+KEY_TTL_SECONDS = 30.0
 # The longest Retry-After honoured (a receiver cannot park a bot's outbox for longer).
 RETRY_AFTER_MAX_SECONDS = 3600.0
 
@@ -81,6 +85,7 @@ class WebhookService:
         self._settings = settings
         self._changed = changed  # the bot's next pass writes the progress into its status
         self._boxes: dict[Key, Outbox] = {}
+        self._keys: dict[tuple[str, str, str], tuple[float, bytes]] = {}
         self._in_flight = asyncio.Semaphore(settings.webhook_concurrency)
         # No redirects: a 3xx could send the operator's POST to a host no one allowed.
         self._http = httpx.AsyncClient(
@@ -195,14 +200,7 @@ class WebhookService:
                 f"webhook url {_origin(url)} is not under an endpoint the operator allows (its "
                 "setting MEETINGBOT_WEBHOOK_ENDPOINTS, the chart's operator.webhookEndpoints)"
             )
-        ref = box.spec.signing_secret_ref
-        try:
-            data = await read_opted_in(self._kube, key[0], ref.name, SecretUse.WEBHOOK_SIGNING)
-            if ref.key not in data:
-                raise DeliveryFailed(f"Secret {ref.name!r} has no key {ref.key!r}")
-            secret = signing_key(data[ref.key])
-        except (SecretProblem, BadSigningSecret) as problem:
-            raise DeliveryFailed(str(problem)) from None
+        secret = await self._signing_key(key[0], box.spec)
         body = envelope(key[0], key[1], box.uid, event)
         headers = signed_headers(secret, event_id(box.uid, event.seq), int(time.time()), body)
         try:
@@ -216,6 +214,23 @@ class WebhookService:
                 f"{_origin(url)} answered {response.status_code}",
                 _retry_after(response.headers.get("retry-after")),
             )
+
+    async def _signing_key(self, namespace: str, spec: Webhook) -> bytes:
+        """The HMAC key from the opted-in Secret, read at most every KEY_TTL_SECONDS."""
+        ref = spec.signing_secret_ref
+        cache_key = (namespace, ref.name, ref.key)
+        cached = self._keys.get(cache_key)
+        if cached is not None and time.monotonic() - cached[0] < KEY_TTL_SECONDS:
+            return cached[1]
+        try:
+            data = await read_opted_in(self._kube, namespace, ref.name, SecretUse.WEBHOOK_SIGNING)
+            if ref.key not in data:
+                raise DeliveryFailed(f"Secret {ref.name!r} has no key {ref.key!r}")
+            secret = signing_key(data[ref.key])
+        except (SecretProblem, BadSigningSecret) as problem:
+            raise DeliveryFailed(str(problem)) from None
+        self._keys[cache_key] = (time.monotonic(), secret)
+        return secret
 
 
 def _origin(url: str) -> str:
