@@ -12,6 +12,8 @@ backoff: a crash loses at most the segment in progress.
 
 Files:
 - audio: Opus in WebM, one self-contained file per segment (`segmentSeconds`, at most 30).
+- audio-wav: the same segments as WAV (PCM16 LE, mono, the rate in its header): what an RTMS
+  stream worker writes of the L16 audio Zoom sends it, unencoded (docs/rtms.md).
 - events: JSON lines (`EventLine`), one file per segment window, every line stamped with the
   host's clock in milliseconds since the epoch: the clock the audio segments are stamped with.
 """
@@ -38,11 +40,21 @@ class _Model(BaseModel):
 
 class ArtifactKind(StrEnum):
     AUDIO = "audio"
+    AUDIO_WAV = "audio-wav"
     EVENTS = "events"
 
 
-EXTENSIONS = {ArtifactKind.AUDIO: "webm", ArtifactKind.EVENTS: "jsonl"}
-CONTENT_TYPES = {ArtifactKind.AUDIO: "audio/webm", ArtifactKind.EVENTS: "application/x-ndjson"}
+AUDIO_KINDS = frozenset({ArtifactKind.AUDIO, ArtifactKind.AUDIO_WAV})
+EXTENSIONS = {
+    ArtifactKind.AUDIO: "webm",
+    ArtifactKind.AUDIO_WAV: "wav",
+    ArtifactKind.EVENTS: "jsonl",
+}
+CONTENT_TYPES = {
+    ArtifactKind.AUDIO: "audio/webm",
+    ArtifactKind.AUDIO_WAV: "audio/wav",
+    ArtifactKind.EVENTS: "application/x-ndjson",
+}
 
 
 class OnDenied(StrEnum):
@@ -154,7 +166,7 @@ CONTINUOUS_MS = 1000
 
 
 def audio_gaps(entries: list[ManifestEntry]) -> list[dict[str, Any]]:
-    audio = sorted((e for e in entries if e.kind == ArtifactKind.AUDIO), key=lambda e: e.start_ms)
+    audio = sorted((e for e in entries if e.kind in AUDIO_KINDS), key=lambda e: e.start_ms)
     gaps: list[dict[str, Any]] = []
     for before, after in itertools.pairwise(audio):
         if after.start_ms - before.end_ms > CONTINUOUS_MS:

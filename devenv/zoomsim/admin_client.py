@@ -86,6 +86,28 @@ class SimAdmin:
     def end_meeting(self, number: str) -> dict[str, Any]:
         return dict(self._json("POST", f"/sim/meetings/{number}/end"))
 
+    def start_rtms(self, number: str, app_account_id: str, **fields: Any) -> dict[str, Any]:
+        """The host starts the app's realtime media stream (rtms.admin_start)."""
+        body = {"app_account_id": app_account_id, **fields}
+        return dict(self._json("POST", f"/sim/meetings/{number}/rtms", body))
+
+    def rtms_stream(self, stream_id: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/sim/rtms/{stream_id}"))
+
+    def rtms_streams(self, number: str | None = None) -> list[dict[str, Any]]:
+        path = "/sim/rtms" + (f"?meeting={number}" if number else "")
+        return list(self._json("GET", path))
+
+    def drop_rtms(self, stream_id: str) -> dict[str, Any]:
+        """The network between Zoom and the app breaks: both sockets close."""
+        return dict(self._json("POST", f"/sim/rtms/{stream_id}/drop"))
+
+    def stop_rtms(self, stream_id: str) -> dict[str, Any]:
+        return dict(self._json("POST", f"/sim/rtms/{stream_id}/stop"))
+
+    def validate_app_endpoint(self, account_id: str) -> bool:
+        return bool(self._json("POST", f"/sim/apps/{account_id}/validate")["validated"])
+
     def set_faults(self, **faults: Any) -> dict[str, Any]:
         return dict(self._json("PUT", "/sim/faults", faults))
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from devenv.zoomsim import admin, rest, sdk
+from devenv.zoomsim import admin, rest, rtms, sdk
 from devenv.zoomsim.rest import WORLD
 from devenv.zoomsim.state import World
 
@@ -39,7 +39,7 @@ async def _meeting_clock(app: web.Application) -> AsyncIterator[None]:
 def make_app(world: World | None = None) -> web.Application:
     app = web.Application(middlewares=[rest.zoom_headers])
     app[WORLD] = world or World()
-    app.add_routes(rest.routes() + sdk.routes() + admin.routes())
+    app.add_routes(rest.routes() + sdk.routes() + admin.routes() + rtms.routes())
     app.cleanup_ctx.append(_meeting_clock)
     return app
 
@@ -57,6 +57,7 @@ class ZoomSim:
         self.pod_host = pod_host or host
         self.port = port or _free_port(self.pod_host if pod_host else host)
         self.world = World()
+        self.world.rtms_base_url = f"ws://{self.pod_host}:{self.port}"
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="zoomsim", daemon=True)

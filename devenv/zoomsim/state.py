@@ -101,6 +101,11 @@ class Account:
     # webhook secret token (x-zm-signature).
     deauthorization_url: str = ""
     webhook_secret_token: str = ""
+    # RTMS (docs/rtms.md): the same General app, subscribed to meeting.rtms_started and
+    # meeting.rtms_stopped, has them posted to its event notification endpoint; and whether
+    # the host's account lets meetings share realtime content with apps.
+    event_notification_url: str = ""
+    rtms_allowed: bool = True
     users: dict[str, User] = field(default_factory=dict)
 
     def find_user(self, key: str) -> User | None:
@@ -252,6 +257,52 @@ class Faults:
     # before the answer leaves (where a client killed in between has lost the new token).
     refresh_delay_before_ms: int = 0
     refresh_delay_after_ms: int = 0
+    # RTMS (docs/rtms.md): how often Zoom asks for a keep-alive on each connection and after
+    # how many unanswered ones it closes it; how long a stream waits for the app to come back
+    # (signaling 60 s, media 30 s); the webhook answer deadline (3 s) and Zoom's retries
+    # after a late or failed answer (5, 30 and 90 minutes; tests shorten them).
+    rtms_keepalive_seconds: float = 10.0
+    rtms_keepalive_misses: int = 3
+    rtms_signaling_grace_seconds: float = 60.0
+    rtms_media_grace_seconds: float = 30.0
+    rtms_webhook_timeout_seconds: float = 3.0
+    rtms_webhook_retry_seconds: tuple[float, ...] = (300.0, 1800.0, 5400.0)
+
+
+@dataclass
+class RtmsStream:
+    """One RTMS stream of one meeting to one app (devenv/zoomsim/rtms.py runs it)."""
+
+    id: str
+    meeting_uuid: str
+    meeting: Meeting
+    app: Account
+    operator_id: str
+    started_at: float = field(default_factory=time.time)
+    state: Literal["started", "stopped"] = "started"
+    stop_reason: int = 0
+    # The app's connections: one signaling, one media (a second one of either replaces the
+    # first, as Zoom does); whether the app said CLIENT_READY_ACK; what the media handshake
+    # asked for (media_type bit mask and media_params), and whether audio is buffered until
+    # the app is ready (buffer_data, Zoom's default true).
+    signaling: Any = None
+    media: Any = None
+    ready: bool = False
+    ever_ready: bool = False
+    misses: dict[str, int] = field(default_factory=dict)  # unanswered keep-alives per socket
+    media_type: int = 0
+    media_params: dict[str, Any] = field(default_factory=dict)
+    buffer_data: bool = True
+    subscribed_events: set[int] = field(default_factory=set)
+    # When the app's last connection of each kind went away (None: connected or never).
+    signaling_lost_at: float | None = None
+    media_lost_at: float | None = None
+    # What the app was sent and how: webhook deliveries (event, HTTP status or error, seconds
+    # to answer) and counts of media messages by msg_type, for the tests.
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    sent: Counter[int] = field(default_factory=Counter)
+    handshakes: int = 0
+    task: asyncio.Task[None] | None = None
 
 
 class JoinError(Exception):
@@ -310,6 +361,10 @@ class World:
         self.issued_secrets: list[str] = []  # every token handed out, for leak checks in tests
         self.auth_codes: dict[str, AuthCode] = {}
         self.refresh_tokens: dict[str, RefreshGrant] = {}
+        self.rtms_streams: dict[str, RtmsStream] = {}
+        # Where apps reach the RTMS signaling servers (ws://host:port); the simulator sets it
+        # to the address pods reach (server.py); empty: the address the start request used.
+        self.rtms_base_url = ""
 
     # --- accounts, users ----------------------------------------------------------------
 

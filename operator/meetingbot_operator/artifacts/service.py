@@ -24,7 +24,7 @@ from pydantic import SecretStr, ValidationError
 
 from meetingbot_api import Artifacts, ArtifactsStatus
 from meetingbot_contract import Manifest, ManifestEntry, Reason, UploadGrant, UploadRequest
-from meetingbot_contract.artifacts import manifest_key, object_key
+from meetingbot_contract.artifacts import AUDIO_KINDS, manifest_key, object_key
 from meetingbot_contract.logs import redact
 from meetingbot_operator.artifacts.store import Bucket, ObjectStore
 from meetingbot_operator.kube.client import InvalidName
@@ -203,7 +203,7 @@ class ArtifactService:
             manifest_key=manifest_key(spec.prefix, *key),
             objects=len(entries),
             bytes=sum(e.size for e in entries),
-            audio_segments=sum(e.kind == "audio" for e in entries),
+            audio_segments=sum(e.kind in AUDIO_KINDS for e in entries),
             event_files=sum(e.kind == "events" for e in entries),
             last_upload_time=delivered.last_upload,
         )
