@@ -93,6 +93,13 @@ class Reason(StrEnum):
     IMAGE_PULL_FAILED = "ImagePullFailed"
     START_TIMEOUT = "StartTimeout"  # no report within spec.startTimeoutSeconds
     BOT_UNRESPONSIVE = "BotUnresponsive"  # reports stopped for several report intervals
+    # RTMS (MeetingStream): waiting for Zoom to start a stream; a stream started (a worker
+    # connects); Zoom stopped it (for another reason than the meeting's end, which is
+    # MeetingEnded); it could not be reached again within Zoom's 30 s.
+    WAITING_FOR_STREAM = "WaitingForStream"
+    STREAM_STARTED = "StreamStarted"
+    STREAM_STOPPED = "StreamStopped"
+    STREAM_LOST = "StreamLost"
 
 
 # The one table: True means another attempt (new pod, fresh ZAK) may succeed.
@@ -161,6 +168,10 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.IMAGE_PULL_FAILED: False,
     Reason.START_TIMEOUT: True,
     Reason.BOT_UNRESPONSIVE: True,
+    Reason.WAITING_FOR_STREAM: True,
+    Reason.STREAM_STARTED: True,
+    Reason.STREAM_STOPPED: False,
+    Reason.STREAM_LOST: False,
 }
 
 # A bot that left for one of these did its job: the MeetingBot Succeeded.

@@ -20,6 +20,8 @@ from meetingbot_operator.kube.secret_watch import SecretWatch
 from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.meetingbot import reports
 from meetingbot_operator.meetingbot.controller import BotController
+from meetingbot_operator.meetingstream import endpoint as rtms_endpoint
+from meetingbot_operator.meetingstream.service import StreamService
 from meetingbot_operator.servers import Servers
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.webhooks.service import WebhookService
@@ -75,6 +77,8 @@ class Operator:
             self.artifacts,
             self.webhooks,
         )
+        # One owner of the MeetingStreams known and the RTMS webhooks received (meetingstream/).
+        self.streams = StreamService(kube)
         self._servers = Servers()
         self._sweeper: asyncio.Task[None] | None = None
         self._collector = metrics.PhaseCollector(
@@ -112,6 +116,7 @@ class Operator:
         await runtime._servers.serve(metrics.app(), settings.report_host, settings.metrics_port)
         if settings.oauth_port:
             app = pages.make_app(runtime.grants)
+            app.add_routes(rtms_endpoint.routes(runtime.streams))
             await runtime._servers.serve(app, settings.report_host, settings.oauth_port)
         metrics.REGISTRY.register(runtime._collector)
         runtime._sweeper = asyncio.create_task(runtime._sweep(), name="sweep")
@@ -135,6 +140,7 @@ class Operator:
         await self.accounts.close()
         await self.artifacts.close()
         await self.webhooks.close()
+        await self.streams.close()
         await self.events.close()
         await self.kube.close()
 

@@ -24,6 +24,8 @@ from meetingbot_api import (
     VERSION,
     MeetingBotSpec,
     MeetingBotStatus,
+    MeetingStreamSpec,
+    MeetingStreamStatus,
     ZoomAccountSpec,
     ZoomAccountStatus,
     ZoomUserGrantSpec,
@@ -201,6 +203,22 @@ def definitions() -> dict[str, dict[str, Any]]:
                 age(),
             ],
         ),
+        "meetingbot.dev_meetingstreams.yaml": crd(
+            "MeetingStream",
+            "meetingstreams",
+            MeetingStreamSpec,
+            MeetingStreamStatus,
+            short_names=["ms"],
+            description="A Zoom meeting received through Realtime Media Streams (RTMS): no bot "
+            "joins; Zoom streams the meeting's audio, transcript and chat to the app.",
+            columns=[
+                {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                {"name": "Reason", "type": "string", "jsonPath": ".status.reason"},
+                {"name": "Meeting", "type": "string", "jsonPath": ".spec.meeting.number"},
+                {"name": "Start", "type": "string", "jsonPath": ".spec.start", "priority": 1},
+                age(),
+            ],
+        ),
         "meetingbot.dev_zoomusergrants.yaml": crd(
             "ZoomUserGrant",
             "zoomusergrants",
@@ -287,12 +305,12 @@ def main(argv: list[str]) -> int:
 
 
 def reference_page() -> str:
-    """docs/reference.md: every field of the three kinds, from the CRD schemas."""
+    """docs/reference.md: every field of the four kinds, from the CRD schemas."""
     return (
         "<!-- Generated from the models by operator/meetingbot_operator/crdgen.py (make crds): "
         "do not edit. -->\n"
         "# Resource reference\n\n"
-        "Every field of the three kinds, as the CRDs state them (`kubectl explain meetingbot.spec` "
+        "Every field of the four kinds, as the CRDs state them (`kubectl explain meetingbot.spec` "
         "prints the same descriptions). Rules checked at apply time follow each table. "
         "Examples are in [examples/](../examples/); how the kinds work together is in "
         "[the design](design.md).\n\n" + reference_markdown()

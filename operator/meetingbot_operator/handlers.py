@@ -1,6 +1,6 @@
 """kopf registrations only: each a few lines that hand the event to the services.
 
-Level-based: watch events for MeetingBots, ZoomAccounts and bot Pods update what the
+Level-based: watch events for MeetingBots, MeetingStreams, ZoomAccounts and bot Pods update what the
 services know and trigger a reconcile; nothing depends on catching a particular change, so no
 handler progress is stored on the objects and no finalizer is added (deleting a MeetingBot
 lets the garbage collector delete its pod, whose SIGTERM makes the bot leave).
@@ -97,6 +97,11 @@ async def zoomaccount_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> 
 @kopf.on.event(GROUP, VERSION, "zoomusergrants")
 async def zoomusergrant_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     await memo.runtime.grants.observe(event["type"] or "ADDED", dict(event["object"]))
+
+
+@kopf.on.event(GROUP, VERSION, "meetingstreams")
+async def meetingstream_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.streams.observe(event["type"] or "ADDED", dict(event["object"]))
 
 
 @kopf.on.event("", "v1", "pods", labels={BOT_LABEL: kopf.PRESENT})

@@ -3,16 +3,18 @@ has their grants revoked at once and their refresh tokens deleted."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import re
-import time
 from typing import Any
 
+from meetingbot_operator.zoom.webhooks import (
+    URL_VALIDATION,
+    Unverifiable,
+    check_form,
+    signed_by,
+    url_validation_answer,
+)
 from meetingbot_operator.zoomusergrant.state import (
-    NOTICE_MAX_AGE,
     REFRESH_TOKEN,
     REVOKED,
     GrantEntry,
@@ -39,17 +41,14 @@ class Notices:
         the grants whose own Secret verified it. Whoever creates a grant chooses its app
         Secret, and with it the client id it claims; so a notice signed with one tenant's
         token never touches another tenant's grants, whatever client id it names."""
-        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > NOTICE_MAX_AGE:
-            raise GrantProblem("NoticeRefused", "missing or stale timestamp", status=401)
-        if not re.fullmatch(r"v0=[0-9a-f]{64}", signature):
-            raise GrantProblem("NoticeRefused", "no signature", status=401)
-        message = f"v0:{timestamp}:".encode() + body
+        try:
+            check_form(timestamp, signature)
+        except Unverifiable as error:
+            raise GrantProblem("NoticeRefused", str(error), status=401) from None
         verified: list[tuple[Key, GrantEntry, dict[str, str]]] = []
         for key, entry in list(self.store.entries.items()):
             data = await self.store.app_secret(key, entry)
-            token = data.get("webhookSecretToken", "")
-            expected = "v0=" + hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
-            if token and hmac.compare_digest(expected, signature):
+            if signed_by(data.get("webhookSecretToken", ""), timestamp, body, signature):
                 verified.append((key, entry, data))
         if not verified:
             raise GrantProblem("NoticeRefused", "the signature matches no app", status=401)
@@ -58,11 +57,9 @@ class Notices:
         except ValueError:
             raise GrantProblem("NoticeRefused", "not JSON") from None
         payload = event.get("payload") or {}
-        if event.get("event") == "endpoint.url_validation":
-            plain = str(payload.get("plainToken", ""))
+        if event.get("event") == URL_VALIDATION:
             token = verified[0][2]["webhookSecretToken"]
-            encrypted = hmac.new(token.encode(), plain.encode(), hashlib.sha256).hexdigest()
-            return {"plainToken": plain, "encryptedToken": encrypted}
+            return url_validation_answer(token, str(payload.get("plainToken", "")))
         if event.get("event") != "app_deauthorized":
             return {}
         client_id, user = str(payload.get("client_id", "")), str(payload.get("user_id", ""))

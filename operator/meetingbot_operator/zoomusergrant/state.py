@@ -17,7 +17,6 @@ SECRET_SUFFIX = "-zoom-grant"  # noqa: S105 - a name suffix
 # Asked for by an editor of a Ready grant: authorize it once more (a new value each time).
 REAUTHORIZE = f"{GROUP}/reauthorize"
 UNKNOWN_LINK = "this authorization link is unknown; open the grant's authorizationUrl"
-NOTICE_MAX_AGE = 300  # Zoom's webhooks carry a timestamp: older notices are replays
 APP_SECRET_SECONDS = 60.0
 # Secret keys.
 REFRESH_TOKEN = "refreshToken"  # noqa: S105 - a key name

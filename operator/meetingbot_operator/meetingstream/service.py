@@ -1,0 +1,217 @@
+"""The MeetingStreams the operator knows (from its watch), and Zoom's RTMS webhooks turned
+into their statuses: verified, routed to one MeetingStream, recorded before Zoom is answered.
+
+Verification and routing are bound together, as for deauthorization notices: a webhook is
+checked against each MeetingStream's own app Secret (its webhookSecretToken), and only the
+MeetingStreams whose Secret verified it may receive the stream. Whoever creates a
+MeetingStream chooses its app Secret, so a webhook signed with one tenant's token never
+reaches another tenant's MeetingStream, whatever meeting it names.
+
+The status is written before the answer (a status write takes milliseconds; Zoom waits three
+seconds): an answered webhook is never lost, and one Zoom sends again (a slow answer, a retry)
+finds the stream already listed and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from meetingbot_api import STREAM_TERMINAL_PHASES, MeetingStream
+from meetingbot_operator.kube.client import ApiError, InvalidName
+from meetingbot_operator.kube.secrets import (
+    SecretMissing,
+    SecretNotAllowed,
+    SecretUnreadable,
+    SecretUse,
+    read_opted_in,
+)
+from meetingbot_operator.kube.verbs import Kube
+from meetingbot_operator.meetingstream import status as statuses
+from meetingbot_operator.meetingstream.notices import (
+    BadNotice,
+    Key,
+    Receiver,
+    RtmsNotice,
+    parse,
+    recipient,
+)
+from meetingbot_operator.zoom.webhooks import (
+    URL_VALIDATION,
+    Unverifiable,
+    check_form,
+    signed_by,
+    url_validation_answer,
+)
+
+log = logging.getLogger(__name__)
+PLURAL = "meetingstreams"
+# An app Secret is read at most once a minute: webhooks from anyone on the network must not
+# each cost API reads.
+APP_SECRET_SECONDS = 60.0
+
+
+class NoticeRefused(Exception):
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class StreamService:
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.streams: dict[Key, MeetingStream] = {}
+        self._apps: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._writes: set[asyncio.Task[None]] = set()
+
+    # --- the watch -------------------------------------------------------------------------
+
+    def observe(self, event: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if event == "DELETED":
+            self.streams.pop(key, None)
+            self._locks.pop(key, None)
+            return
+        try:
+            stream = MeetingStream.model_validate(obj)
+        except ValidationError as error:
+            # The CRD's schema is the same model: only an object written before it changed.
+            log.warning(
+                "a MeetingStream does not read",
+                extra={"stream": f"{key[0]}/{key[1]}", "error": str(error)[:200]},
+            )
+            return
+        self.streams[key] = stream
+        if stream.status.phase is None:
+            self._spawn(self._write(key, lambda s, now: statuses.waiting(s, now)))
+
+    def phases(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for stream in self.streams.values():
+            phase = stream.status.phase.value if stream.status.phase else "Unknown"
+            counts[phase] = counts.get(phase, 0) + 1
+        return counts
+
+    # --- Zoom's webhooks -----------------------------------------------------------------------
+
+    async def notice(self, body: bytes, timestamp: str, signature: str) -> dict[str, Any]:
+        """A webhook from Zoom on /zoom/rtms: the endpoint's URL validation, or an RTMS event.
+        NoticeRefused if no MeetingStream's app signed it, or it is stale."""
+        try:
+            check_form(timestamp, signature)
+        except Unverifiable as error:
+            raise NoticeRefused(str(error)) from None
+        tokens = await self._verifying_tokens(timestamp, body, signature)
+        if not tokens:
+            raise NoticeRefused("the signature matches no MeetingStream's app")
+        try:
+            event = json.loads(body)
+        except ValueError:
+            raise NoticeRefused("not JSON", 400) from None
+        if not isinstance(event, dict):
+            raise NoticeRefused("not a JSON object", 400)
+        if event.get("event") == URL_VALIDATION:
+            plain = str((event.get("payload") or {}).get("plainToken", ""))
+            return url_validation_answer(next(iter(tokens.values())), plain)
+        try:
+            notice = parse(event)
+        except BadNotice as error:
+            raise NoticeRefused(f"not an RTMS event we can read: {error}", 400) from None
+        if notice is None:
+            return {}
+        receivers = [self._receiver(key) for key in tokens if key in self.streams]
+        key = recipient(notice, receivers)
+        if key is None:
+            log.info(
+                "no MeetingStream takes this stream",
+                extra={"stream_id": notice.stream_id, "event": notice.event},
+            )
+            return {}
+        await self._record(key, notice)
+        return {}
+
+    async def _verifying_tokens(
+        self, timestamp: str, body: bytes, signature: str
+    ) -> dict[Key, str]:
+        """The MeetingStreams whose app Secret signed the webhook, with its token."""
+        found: dict[Key, str] = {}
+        for key, stream in list(self.streams.items()):
+            data = await self._app_secret(key[0], stream.spec.app_credentials_secret_ref.name)
+            token = data.get("webhookSecretToken", "")
+            if signed_by(token, timestamp, body, signature):
+                found[key] = token
+        return found
+
+    async def _app_secret(self, namespace: str, name: str) -> dict[str, str]:
+        cached = self._apps.get((namespace, name))
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            data = await read_opted_in(self.kube, namespace, name, SecretUse.ZOOM_CREDENTIALS)
+        except (SecretMissing, SecretUnreadable, SecretNotAllowed, InvalidName):
+            data = {}  # this app cannot verify anything; the others still can
+        self._apps[(namespace, name)] = (time.monotonic() + APP_SECRET_SECONDS, data)
+        return data
+
+    def _receiver(self, key: Key) -> Receiver:
+        stream = self.streams[key]
+        phase = stream.status.phase
+        live = any(s.ended_at is None for s in stream.status.streams)
+        return Receiver(
+            key=key,
+            created=created.isoformat() if (created := stream.metadata.creation_timestamp) else "",
+            meeting_number=stream.spec.meeting.number if stream.spec.meeting else None,
+            open=not stream.spec.cancel and phase not in STREAM_TERMINAL_PHASES and not live,
+            streams=frozenset(s.stream_id for s in stream.status.streams),
+        )
+
+    async def _record(self, key: Key, notice: RtmsNotice) -> None:
+        if notice.event == "started":
+            await self._write(key, lambda s, now: statuses.started(s, notice, now))
+        else:
+            await self._write(key, lambda s, now: statuses.stopped(s, notice, now))
+        log.info(
+            "rtms stream %s",
+            notice.event,
+            extra={"stream": f"{key[0]}/{key[1]}", "stream_id": notice.stream_id},
+        )
+
+    # --- writing -----------------------------------------------------------------------------
+
+    async def _write(self, key: Key, change: Any) -> None:
+        """Apply `change(stream, now) -> status` to the latest status known, and write it."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            stream = self.streams.get(key)
+            if stream is None:
+                return
+            new = change(stream, datetime.now(UTC))
+            if new == stream.status:
+                return
+            body = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+            written = await self.kube.patch_status(PLURAL, key[0], key[1], body)
+            if written is not None:
+                self.streams[key] = stream.model_copy(update={"status": new})
+
+    def _spawn(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(self._logged(work))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _logged(self, work: Any) -> None:
+        try:
+            await work
+        except ApiError as error:
+            log.warning("a MeetingStream status was not written", extra={"error": error.message})
+
+    async def close(self) -> None:
+        for task in list(self._writes):
+            task.cancel()

@@ -1,0 +1,121 @@
+"""A MeetingStream's status, as each input changes it (pure): created, a stream started, a
+stream stopped. Each returns the whole new status; the service writes it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from meetingbot_api import (
+    MAX_LISTED_STREAMS,
+    MeetingStream,
+    MeetingStreamStatus,
+    StreamPhase,
+    StreamSession,
+)
+from meetingbot_contract import Reason
+from meetingbot_operator.conditions import Progress, progress, set_condition
+from meetingbot_operator.meetingstream.notices import RtmsNotice
+
+STOP_BC_MEETING_ENDED = 6  # Zoom's RTMS_STOP_REASON for a meeting that ended
+
+
+def waiting(stream: MeetingStream, now: datetime) -> MeetingStreamStatus:
+    meeting = stream.spec.meeting
+    what = f"meeting {meeting.number}" if meeting else "any meeting its app is sent"
+    return _phase(
+        stream,
+        stream.status,
+        StreamPhase.WAITING,
+        Reason.WAITING_FOR_STREAM,
+        f"waiting for Zoom to start a stream of {what} (meeting.rtms_started)",
+        now,
+    )
+
+
+def started(stream: MeetingStream, notice: RtmsNotice, now: datetime) -> MeetingStreamStatus:
+    """Zoom started a stream (or told of it again: then nothing changes)."""
+    status = stream.status
+    if any(s.stream_id == notice.stream_id for s in status.streams):
+        return status
+    session = StreamSession(
+        stream_id=notice.stream_id,
+        meeting_number=notice.meeting_number,
+        meeting_uuid=notice.meeting_uuid,
+        server_urls=notice.server_urls,
+        started_at=now,
+    )
+    streams = [*status.streams, session][-MAX_LISTED_STREAMS:]
+    status = status.model_copy(update={"streams": streams})
+    return _phase(
+        stream,
+        status,
+        StreamPhase.STARTING,
+        Reason.STREAM_STARTED,
+        f"Zoom started stream {notice.stream_id} of meeting {notice.meeting_number or '?'}; "
+        "a stream worker connects",
+        now,
+    )
+
+
+def stopped(stream: MeetingStream, notice: RtmsNotice, now: datetime) -> MeetingStreamStatus:
+    status = stream.status
+    streams = [
+        s.model_copy(update={"ended_at": s.ended_at or now, "stop_reason": notice.stop_reason})
+        if s.stream_id == notice.stream_id
+        else s
+        for s in status.streams
+    ]
+    status = status.model_copy(update={"streams": streams})
+    ended = notice.stop_reason == STOP_BC_MEETING_ENDED
+    reason = Reason.MEETING_ENDED if ended else Reason.STREAM_STOPPED
+    message = f"Zoom stopped stream {notice.stream_id} (stop reason {notice.stop_reason})"
+    if stream.spec.meeting is None:
+        # A catch-all waits for the app's next stream.
+        return _phase(stream, status, StreamPhase.WAITING, reason, message, now)
+    status = status.model_copy(update={"completion_time": status.completion_time or now})
+    return _phase(stream, status, StreamPhase.SUCCEEDED, reason, message, now)
+
+
+def _phase(
+    stream: MeetingStream,
+    status: MeetingStreamStatus,
+    phase: StreamPhase,
+    reason: Reason,
+    message: str,
+    now: datetime,
+) -> MeetingStreamStatus:
+    generation = stream.metadata.generation
+    conditions = list(status.conditions)
+    done = phase == StreamPhase.SUCCEEDED
+    conditions = set_condition(
+        conditions,
+        "Ready",
+        phase in (StreamPhase.WAITING, StreamPhase.STREAMING) or done,
+        reason,
+        message,
+        generation=generation,
+        now=now,
+    )
+    conditions = set_condition(
+        conditions,
+        "Streaming",
+        phase == StreamPhase.STREAMING,
+        reason,
+        message,
+        generation=generation,
+        now=now,
+    )
+    conditions = set_condition(
+        conditions, "Complete", done, reason, message, generation=generation, now=now
+    )
+    where = Progress.RECONCILING if phase == StreamPhase.STARTING else Progress.CURRENT
+    conditions = progress(conditions, where, reason, message, generation=generation, now=now)
+    return status.model_copy(
+        update={
+            "phase": phase,
+            "reason": reason.value,
+            "message": message,
+            "conditions": conditions,
+            "observed_generation": generation,
+        }
+    )

@@ -1,0 +1,208 @@
+"""MeetingStreams and Zoom's RTMS webhooks: verification bound to each MeetingStream's own app
+Secret, routing of a stream to exactly one MeetingStream, and the status each notice leaves."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import pytest
+
+from meetingbot_api import MeetingStream, StreamPhase
+from meetingbot_operator.kube.secrets import SecretView
+from meetingbot_operator.meetingstream.notices import Receiver, RtmsNotice, parse, recipient
+from meetingbot_operator.meetingstream.service import NoticeRefused, StreamService
+from tests.support.fakes import FakeKube
+
+pytestmark = pytest.mark.unit
+OPT_IN = {"meetingbot.dev/secret-for": "zoom-credentials"}
+
+
+class Kube(FakeKube):
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        await super().patch_status(plural, namespace, name, status)
+        return {"status": status}
+
+
+def stream_obj(
+    namespace: str, name: str, *, meeting: str | None = None, created: str = "2026-12-01T00:00:00Z"
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "appCredentialsSecretRef": {"name": "app"},
+        "artifacts": {"bucket": "recordings", "credentialsSecretRef": {"name": "s3"}},
+    }
+    if meeting:
+        spec["meeting"] = {"number": meeting}
+    return {
+        "metadata": {
+            "namespace": namespace,
+            "name": name,
+            "uid": name,
+            "creationTimestamp": created,
+        },
+        "spec": spec,
+    }
+
+
+def signed(token: str, event: dict[str, Any], at: float | None = None) -> tuple[bytes, str, str]:
+    body = json.dumps(event).encode()
+    stamp = str(int(at if at is not None else time.time()))
+    digest = hmac.new(token.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return body, stamp, f"v0={digest}"
+
+
+def started(meeting: int = 123456789, stream_id: str = "s1") -> dict[str, Any]:
+    return {
+        "event": "meeting.rtms_started",
+        "event_ts": 1,
+        "payload": {
+            "meeting_uuid": "u==",
+            "rtms_stream_id": stream_id,
+            "server_urls": "wss://rtms.zoom.us/signaling",
+            "meeting_id": meeting,
+            "operator_id": "host",
+        },
+    }
+
+
+def stopped(stream_id: str = "s1", reason: int = 6) -> dict[str, Any]:
+    return {
+        "event": "meeting.rtms_stopped",
+        "event_ts": 2,
+        "payload": {"meeting_uuid": "u==", "rtms_stream_id": stream_id, "stop_reason": reason},
+    }
+
+
+@pytest.fixture
+def kube() -> Kube:
+    k = Kube()
+    k.secrets[("a", "app")] = SecretView(OPT_IN, {"clientId": "c", "webhookSecretToken": "tok-a"})
+    k.secrets[("b", "app")] = SecretView(OPT_IN, {"clientId": "c", "webhookSecretToken": "tok-b"})
+    return k
+
+
+async def test_a_stream_reaches_only_the_tenant_whose_app_signed_it(kube: Kube) -> None:
+    service = StreamService(kube)  # type: ignore[arg-type]
+    service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
+    service.observe("ADDED", stream_obj("b", "standup", meeting="123456789"))
+    await service.notice(*signed("tok-a", started()))
+    written = {key[1]: body for key, body in kube.statuses.items() if body.get("streams")}
+    assert list(written) == ["a"]
+    status = written["a"]
+    assert status["phase"] == "Starting" and status["reason"] == "StreamStarted"
+    assert [s["streamId"] for s in status["streams"]] == ["s1"]
+    assert status["streams"][0]["serverUrls"] == "wss://rtms.zoom.us/signaling"
+
+    # Zoom sends it again (a late answer): nothing changes, nothing is written.
+    writes = kube.calls["patch_status"]
+    await service.notice(*signed("tok-a", started()))
+    assert kube.calls["patch_status"] == writes
+
+    await service.notice(*signed("tok-a", stopped()))
+    final = kube.statuses[("meetingstreams", "a", "standup")]
+    assert (final["phase"], final["reason"]) == ("Succeeded", "MeetingEnded")
+    assert final["streams"][0]["stopReason"] == 6 and "endedAt" in final["streams"][0]
+    assert {c["type"]: c["status"] for c in final["conditions"]}["Complete"] == "True"
+
+
+@pytest.mark.parametrize(
+    ("token", "age", "why"),
+    [
+        ("forged", 0, "matches no MeetingStream"),
+        ("tok-a", 600, "stale"),
+        ("tok-a", -600, "stale"),
+    ],
+)
+async def test_forged_or_replayed_webhooks_are_refused(
+    kube: Kube, token: str, age: int, why: str
+) -> None:
+    service = StreamService(kube)  # type: ignore[arg-type]
+    service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
+    with pytest.raises(NoticeRefused, match=why) as refused:
+        await service.notice(*signed(token, started(), at=time.time() - age))
+    assert refused.value.status == 401
+    assert not [b for b in kube.statuses.values() if b.get("streams")]
+
+
+async def test_an_app_secret_without_the_opt_in_label_verifies_nothing(kube: Kube) -> None:
+    kube.secrets[("a", "app")] = SecretView({}, {"webhookSecretToken": "tok-a"})
+    service = StreamService(kube)  # type: ignore[arg-type]
+    service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
+    with pytest.raises(NoticeRefused):
+        await service.notice(*signed("tok-a", started()))
+
+
+async def test_the_endpoint_is_validated_with_the_apps_token(kube: Kube) -> None:
+    service = StreamService(kube)  # type: ignore[arg-type]
+    service.observe("ADDED", stream_obj("b", "any"))
+    event = {"event": "endpoint.url_validation", "payload": {"plainToken": "plain"}}
+    answer = await service.notice(*signed("tok-b", event))
+    expected = hmac.new(b"tok-b", b"plain", hashlib.sha256).hexdigest()
+    assert answer == {"plainToken": "plain", "encryptedToken": expected}
+
+
+async def test_a_new_meetingstream_waits_for_its_stream(kube: Kube) -> None:
+    service = StreamService(kube)  # type: ignore[arg-type]
+    service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
+    for task in list(service._writes):
+        await task
+    status = kube.statuses[("meetingstreams", "a", "standup")]
+    assert (status["phase"], status["reason"]) == ("Waiting", "WaitingForStream")
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions["Ready"] == "True" and conditions["Reconciling"] == "False"
+
+
+def receiver(name: str, **fields: Any) -> Receiver:
+    values: dict[str, Any] = {
+        "key": ("n", name),
+        "created": "2026-12-01T00:00:00Z",
+        "meeting_number": None,
+        "open": True,
+        "streams": frozenset(),
+    }
+    values.update(fields)
+    return Receiver(**values)
+
+
+def notice(event: str = "started", meeting: str | None = "123456789") -> RtmsNotice:
+    return RtmsNotice(event, "s1", "u==", meeting, "wss://x", None)  # type: ignore[arg-type]
+
+
+def test_a_stream_goes_to_one_meetingstream_only() -> None:
+    named_old = receiver("named-old", meeting_number="123456789", created="2026-11-01T00:00:00Z")
+    named_new = receiver("named-new", meeting_number="123456789")
+    catch_all = receiver("any")
+    # The oldest one naming the meeting, before any catch-all.
+    assert recipient(notice(), [named_new, catch_all, named_old]) == ("n", "named-old")
+    # The one that holds the stream keeps it (Zoom's retry), whatever else is open.
+    holder = receiver("holder", open=False, streams=frozenset({"s1"}))
+    assert recipient(notice(), [named_old, holder]) == ("n", "holder")
+    # A meeting whose own MeetingStream is busy or done is not a catch-all's.
+    busy = receiver("busy", meeting_number="123456789", open=False)
+    assert recipient(notice(), [busy, catch_all]) is None
+    # Other meetings go to the catch-all; a stop of a stream nobody took goes nowhere.
+    assert recipient(notice(meeting="999999999"), [busy, catch_all]) == ("n", "any")
+    assert recipient(notice("stopped"), [catch_all]) is None
+
+
+def test_only_rtms_events_with_what_a_worker_needs_are_read() -> None:
+    assert parse({"event": "meeting.started", "payload": {}}) is None
+    read = parse(started())
+    assert read is not None and read.meeting_number == "123456789"
+    for broken in (
+        {"event": "meeting.rtms_started", "payload": {"rtms_stream_id": "s"}},
+        {**started(), "payload": {**started()["payload"], "server_urls": "https://evil"}},
+    ):
+        with pytest.raises(ValueError, match=r"rtms_stream_id|server_urls"):
+            parse(broken)
+
+
+def test_the_meetingstream_model_reads_a_minimal_object() -> None:
+    stream = MeetingStream.model_validate(stream_obj("a", "x"))
+    assert stream.spec.start == "Webhook" and stream.spec.media.transcript
+    assert stream.status.phase is None and StreamPhase.WAITING.value == "Waiting"
