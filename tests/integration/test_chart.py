@@ -63,6 +63,8 @@ RARELY_USED = {
     # The same for a grant's Secret (proved needed by the test that writes each child as the
     # chart's service account, and by the OBF test through the chart).
     ("meetingbot.dev", "zoomusergrants/finalizers", "update"),
+    # Only when a MeetingStream exists (its Waiting status, then what Zoom's webhooks say).
+    ("meetingbot.dev", "meetingstreams/status", "patch"),
     # Only for a MeetingBot whose artifacts.deleteOnDelete is set (its finalizer).
     ("meetingbot.dev", "meetingbots", "patch"),
     # Only when a restarted operator finds its pod already there (409 on create).

@@ -1,4 +1,4 @@
-"""What the three kinds share: the base model, references, conditions, CEL helpers, and the
+"""What the kinds share: the base model, references, conditions, CEL helpers, and the
 caps that keep the largest legal object small.
 
 Field names follow the Kubernetes API conventions: camelCase on the wire, `...Seconds` for

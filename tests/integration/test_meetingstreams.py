@@ -1,0 +1,138 @@
+"""MeetingStreams on the real control plane with the operator: the simulator posts Zoom's RTMS
+webhooks (signed as Zoom signs them) to the operator's /zoom/rtms; the endpoint is validated,
+a started stream lands in the MeetingStream's status at once (one delivery, answered well
+inside Zoom's 3 s), its end finishes it, and forged or replayed webhooks change nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from devenv.operator_process import OperatorProcess
+from devenv.zoomsim import SimAdmin
+from meetingbot_api import GROUP, VERSION
+from tests.support.operator_fixtures import SECRET_USE_LABEL, Kube, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def meetingstream(
+    kube: Kube, namespace: str, name: str, app: dict[str, Any], **spec: Any
+) -> None:
+    await kube.core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": f"{name}-app", "labels": {SECRET_USE_LABEL: "zoom-credentials"}},
+            "stringData": {
+                "clientId": app["user_client_id"],
+                "clientSecret": app["user_client_secret"],
+                "webhookSecretToken": app["webhook_secret_token"],
+            },
+        },
+    )
+    await kube.custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "meetingstreams",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "MeetingStream",
+            "metadata": {"name": name},
+            "spec": {
+                "appCredentialsSecretRef": {"name": f"{name}-app"},
+                "artifacts": {"bucket": "recordings", "credentialsSecretRef": {"name": "s3"}},
+                **spec,
+            },
+        },
+    )
+
+
+async def status_of(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    body = await kube.custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "meetingstreams", name
+    )
+    return dict(body.get("status") or {})
+
+
+async def phase_is(kube: Kube, namespace: str, name: str, phase: str) -> dict[str, Any]:
+    async def reached() -> dict[str, Any] | None:
+        status = await status_of(kube, namespace, name)
+        return status if status.get("phase") == phase else None
+
+    return dict(await wait_for(reached, 30, what=f"MeetingStream {phase}"))
+
+
+async def test_a_stream_from_zooms_webhook_to_the_status(
+    kube: Kube, namespace: str, operator: OperatorProcess, sim: SimAdmin
+) -> None:
+    app = sim.create_account(plan="pro")
+    sim.update_account(app["id"], event_notification_url=f"{operator.oauth_url}/zoom/rtms")
+    meeting = sim.create_meeting(app["id"])
+    sim.add_participant(meeting["number"], "Alice", is_host=True)
+    await meetingstream(kube, namespace, "standup", app, meeting={"number": meeting["number"]})
+    waiting = await phase_is(kube, namespace, "standup", "Waiting")
+    assert waiting["reason"] == "WaitingForStream"
+
+    # Zoom validates the endpoint when the app's owner saves it.
+    assert sim.validate_app_endpoint(app["id"])
+
+    stream = sim.start_rtms(meeting["number"], app["id"])
+    starting = await phase_is(kube, namespace, "standup", "Starting")
+    [session] = starting["streams"]
+    assert session["streamId"] == stream["id"]
+    assert session["meetingUuid"] == stream["meetingUuid"]
+    assert session["serverUrls"].endswith(f"/rtms/signaling/{stream['id']}")
+    [delivery] = sim.rtms_stream(stream["id"])["deliveries"]
+    assert delivery["status"] == 200 and delivery["seconds"] < 3
+
+    sim.end_meeting(meeting["number"])
+    done = await phase_is(kube, namespace, "standup", "Succeeded")
+    assert done["reason"] == "MeetingEnded"
+    assert done["streams"][0]["stopReason"] == 6
+
+
+async def test_forged_and_replayed_webhooks_change_nothing(
+    kube: Kube, namespace: str, operator: OperatorProcess, sim: SimAdmin
+) -> None:
+    app = sim.create_account(plan="pro")
+    meeting = sim.create_meeting(app["id"])
+    await meetingstream(kube, namespace, "standup", app, meeting={"number": meeting["number"]})
+    await phase_is(kube, namespace, "standup", "Waiting")
+    body = json.dumps(
+        {
+            "event": "meeting.rtms_started",
+            "event_ts": int(time.time() * 1000),
+            "payload": {
+                "meeting_uuid": "forged==",
+                "rtms_stream_id": "f" * 32,
+                "server_urls": "wss://attacker.example.com/signaling",
+                "meeting_id": int(meeting["number"]),
+            },
+        }
+    )
+
+    def post(token: str, stamp: int) -> httpx.Response:
+        digest = hmac.new(token.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256).hexdigest()
+        return httpx.post(
+            f"{operator.oauth_url}/zoom/rtms",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "x-zm-request-timestamp": str(stamp),
+                "x-zm-signature": f"v0={digest}",
+            },
+        )
+
+    forged = post("not-the-apps-token", int(time.time()))
+    replayed = post(app["webhook_secret_token"], int(time.time()) - 3600)
+    assert (forged.status_code, replayed.status_code) == (401, 401)
+    assert "matches no" in forged.json()["error"] and "stale" in replayed.json()["error"]
+    status = await status_of(kube, namespace, "standup")
+    assert status["phase"] == "Waiting" and not status.get("streams")
