@@ -43,9 +43,9 @@ def join_for(
     app: dict[str, Any], stream: dict[str, Any], url: str, signature: str | None = None
 ) -> RtmsJoin:
     return RtmsJoin(
-        serverUrls=f"{url.replace('http', 'ws', 1)}/rtms/signaling/{stream['id']}",
-        meetingUuid=stream["meetingUuid"],
-        streamId=stream["id"],
+        server_urls=f"{url.replace('http', 'ws', 1)}/rtms/signaling/{stream['id']}",
+        meeting_uuid=stream["meetingUuid"],
+        stream_id=stream["id"],
         signature=signature or handshake_signature(app, stream["meetingUuid"], stream["id"]),
     )
 
