@@ -78,7 +78,7 @@ class Operator:
             self.webhooks,
         )
         # One owner of the MeetingStreams known and the RTMS webhooks received (meetingstream/).
-        self.streams = StreamService(kube)
+        self.streams = StreamService(kube, self.accounts.client)
         self._servers = Servers()
         self._sweeper: asyncio.Task[None] | None = None
         self._collector = metrics.PhaseCollector(
@@ -160,7 +160,8 @@ class Operator:
             await asyncio.sleep(ACCOUNT_TICK)
             elapsed += ACCOUNT_TICK
             jobs: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-                ("accounts", self.accounts.recheck_due)
+                ("accounts", self.accounts.recheck_due),
+                ("streams", self.streams.start_due),
             ]
             if elapsed >= self.settings.sweep_seconds:
                 elapsed = 0.0

@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from devenv.operator_process import OperatorProcess
-from devenv.zoomsim import SimAdmin
+from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_api import GROUP, VERSION
-from tests.support.operator_fixtures import SECRET_USE_LABEL, Kube, wait_for
+from tests.support.operator_fixtures import SECRET_USE_LABEL, Kube, account_ready, wait_for
+from tests.support.operator_fixtures import zoom_account as zoom_account_in
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +137,42 @@ async def test_forged_and_replayed_webhooks_change_nothing(
     assert "matches no" in forged.json()["error"] and "stale" in replayed.json()["error"]
     status = await status_of(kube, namespace, "standup")
     assert status["phase"] == "Waiting" and not status.get("streams")
+
+
+async def test_the_operator_asks_zoom_to_start_the_stream_once_the_meeting_is_live(
+    kube: Kube, namespace: str, operator: OperatorProcess, sim: SimAdmin, zoomsim: ZoomSim
+) -> None:
+    """start: Api: Zoom answers 3001 while the meeting is not live; the operator asks again
+    with backoff, and once the meeting is live Zoom starts the stream and posts its webhook."""
+    app = await zoom_account_in(
+        kube,
+        namespace,
+        sim,
+        zoomsim.url,
+        scopes=["user:read:admin", "user:write:admin", "meeting:write:admin"],
+        event_notification_url=f"{operator.oauth_url}/zoom/rtms",
+    )
+    await account_ready(kube, namespace, predicate=lambda c: c["status"] == "True")
+    number = "98765432101"
+    await meetingstream(
+        kube,
+        namespace,
+        "weekly",
+        app,
+        meeting={"number": number},
+        start="Api",
+        accountRef={"name": "main"},
+    )
+
+    async def refused() -> dict[str, Any] | None:
+        status = await status_of(kube, namespace, "weekly")
+        return status if "Zoom did not start it" in str(status.get("message")) else None
+
+    waiting = await wait_for(refused, 30, what="Zoom's refusal in the status")
+    assert waiting["phase"] == "Waiting" and "MeetingNotFound" in waiting["message"]
+
+    sim.create_meeting(app["id"], number=number)
+    starting = await phase_is(kube, namespace, "weekly", "Starting")
+    [stream] = sim.rtms_streams(number)
+    assert starting["streams"][0]["streamId"] == stream["id"]
+    assert sim.calls().get(f"{app['id']}:rtms_app_status", 0) >= 2

@@ -87,7 +87,7 @@ def kube() -> Kube:
 
 
 async def test_a_stream_reaches_only_the_tenant_whose_app_signed_it(kube: Kube) -> None:
-    service = StreamService(kube)  # type: ignore[arg-type]
+    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
     service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
     service.observe("ADDED", stream_obj("b", "standup", meeting="123456789"))
     await service.notice(*signed("tok-a", started()))
@@ -121,7 +121,7 @@ async def test_a_stream_reaches_only_the_tenant_whose_app_signed_it(kube: Kube) 
 async def test_forged_or_replayed_webhooks_are_refused(
     kube: Kube, token: str, age: int, why: str
 ) -> None:
-    service = StreamService(kube)  # type: ignore[arg-type]
+    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
     service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
     with pytest.raises(NoticeRefused, match=why) as refused:
         await service.notice(*signed(token, started(), at=time.time() - age))
@@ -131,14 +131,14 @@ async def test_forged_or_replayed_webhooks_are_refused(
 
 async def test_an_app_secret_without_the_opt_in_label_verifies_nothing(kube: Kube) -> None:
     kube.secrets[("a", "app")] = SecretView({}, {"webhookSecretToken": "tok-a"})
-    service = StreamService(kube)  # type: ignore[arg-type]
+    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
     service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
     with pytest.raises(NoticeRefused):
         await service.notice(*signed("tok-a", started()))
 
 
 async def test_the_endpoint_is_validated_with_the_apps_token(kube: Kube) -> None:
-    service = StreamService(kube)  # type: ignore[arg-type]
+    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
     service.observe("ADDED", stream_obj("b", "any"))
     event = {"event": "endpoint.url_validation", "payload": {"plainToken": "plain"}}
     answer = await service.notice(*signed("tok-b", event))
@@ -147,7 +147,7 @@ async def test_the_endpoint_is_validated_with_the_apps_token(kube: Kube) -> None
 
 
 async def test_a_new_meetingstream_waits_for_its_stream(kube: Kube) -> None:
-    service = StreamService(kube)  # type: ignore[arg-type]
+    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
     service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
     for task in list(service._writes):
         await task

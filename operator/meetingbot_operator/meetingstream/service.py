@@ -17,13 +17,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from meetingbot_api import STREAM_TERMINAL_PHASES, MeetingStream
+from meetingbot_api import STREAM_TERMINAL_PHASES, MeetingStream, StreamPhase, StreamStart
+from meetingbot_contract import Reason
 from meetingbot_operator.kube.client import ApiError, InvalidName
 from meetingbot_operator.kube.secrets import (
     SecretMissing,
@@ -42,6 +45,8 @@ from meetingbot_operator.meetingstream.notices import (
     parse,
     recipient,
 )
+from meetingbot_operator.zoom.client import ZoomClient
+from meetingbot_operator.zoom.errors import ZoomError
 from meetingbot_operator.zoom.webhooks import (
     URL_VALIDATION,
     Unverifiable,
@@ -55,6 +60,10 @@ PLURAL = "meetingstreams"
 # An app Secret is read at most once a minute: webhooks from anyone on the network must not
 # each cost API reads.
 APP_SECRET_SECONDS = 60.0
+# start: Api: after Zoom accepted the start, this long for its webhook before asking again;
+# after a refusal (the meeting not live yet, say), backoff from 5 s to 5 min, jittered.
+START_PATIENCE_SECONDS = 60.0
+START_BACKOFF_BASE, START_BACKOFF_MAX = 5.0, 300.0
 
 
 class NoticeRefused(Exception):
@@ -64,8 +73,10 @@ class NoticeRefused(Exception):
 
 
 class StreamService:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, zoom_of: Callable[[str, str], ZoomClient | None]) -> None:
         self.kube = kube
+        self._zoom_of = zoom_of  # a ZoomAccount's client while it is verified
+        self._starts: dict[Key, tuple[float, int]] = {}  # start: Api: next try, failures
         self.streams: dict[Key, MeetingStream] = {}
         self._apps: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
@@ -79,6 +90,7 @@ class StreamService:
         if event == "DELETED":
             self.streams.pop(key, None)
             self._locks.pop(key, None)
+            self._starts.pop(key, None)
             return
         try:
             stream = MeetingStream.model_validate(obj)
@@ -99,6 +111,55 @@ class StreamService:
             phase = stream.status.phase.value if stream.status.phase else "Unknown"
             counts[phase] = counts.get(phase, 0) + 1
         return counts
+
+    # --- start: Api ----------------------------------------------------------------------------
+
+    async def start_due(self) -> None:
+        """Ask Zoom to start the stream of each waiting MeetingStream with start: Api (the
+        periodic sweep calls this); one failure is that MeetingStream's, never the others'."""
+        now = time.monotonic()
+        for key, stream in list(self.streams.items()):
+            spec = stream.spec
+            if (
+                spec.start != StreamStart.API
+                or spec.cancel
+                or spec.meeting is None
+                or spec.account_ref is None
+                or stream.status.phase not in (None, StreamPhase.WAITING)
+                or self._starts.get(key, (0.0, 0))[0] > now
+            ):
+                continue
+            note = await self._ask_zoom(key, stream, now)
+            await self._write(key, lambda s, at, note=note: statuses.waiting(s, at, note))
+
+    async def _ask_zoom(self, key: Key, stream: MeetingStream, now: float) -> str:
+        assert stream.spec.meeting is not None and stream.spec.account_ref is not None
+        failures = self._starts.get(key, (0.0, 0))[1]
+        account = stream.spec.account_ref.name
+        zoom = self._zoom_of(key[0], account)
+        app = await self._app_secret(key[0], stream.spec.app_credentials_secret_ref.name)
+        try:
+            if zoom is None:
+                raise ZoomError(
+                    Reason.ZOOM_ACCOUNT_NOT_READY, f"ZoomAccount {account} is not ready"
+                )
+            if not app.get("clientId"):
+                raise ZoomError(
+                    Reason.SECRET_NOT_ALLOWED,
+                    f"Secret {stream.spec.app_credentials_secret_ref.name} has no usable clientId",
+                )
+            await zoom.start_rtms(stream.spec.meeting.number, app["clientId"])
+        except ZoomError as error:
+            delay = min(START_BACKOFF_BASE * 2**failures, START_BACKOFF_MAX)
+            delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+            self._starts[key] = (now + delay, failures + 1)
+            log.info("zoom did not start the stream", extra={"stream": f"{key[0]}/{key[1]}"})
+            return f"Zoom did not start it ({error.reason}: {error.message}); asking again"
+        self._starts[key] = (now + START_PATIENCE_SECONDS, 0)
+        number = stream.spec.meeting.number
+        return (
+            f"the operator asked Zoom to start it (PATCH /live_meetings/{number}/rtms_app/status)"
+        )
 
     # --- Zoom's webhooks -----------------------------------------------------------------------
 

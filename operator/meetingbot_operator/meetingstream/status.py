@@ -19,15 +19,19 @@ from meetingbot_operator.meetingstream.notices import RtmsNotice
 STOP_BC_MEETING_ENDED = 6  # Zoom's RTMS_STOP_REASON for a meeting that ended
 
 
-def waiting(stream: MeetingStream, now: datetime) -> MeetingStreamStatus:
+def waiting(stream: MeetingStream, now: datetime, note: str = "") -> MeetingStreamStatus:
+    """Waiting for a stream; `note` says what the operator did to get one (start: Api)."""
+    if stream.status.phase not in (None, StreamPhase.WAITING):
+        return stream.status  # a webhook got there first
     meeting = stream.spec.meeting
     what = f"meeting {meeting.number}" if meeting else "any meeting its app is sent"
+    message = f"waiting for Zoom to start a stream of {what} (meeting.rtms_started)"
     return _phase(
         stream,
         stream.status,
         StreamPhase.WAITING,
         Reason.WAITING_FOR_STREAM,
-        f"waiting for Zoom to start a stream of {what} (meeting.rtms_started)",
+        f"{message}; {note}" if note else message,
         now,
     )
 

@@ -151,6 +151,18 @@ class ZoomClient:
             raise
         return True
 
+    async def start_rtms(self, meeting_number: str, client_id: str) -> None:
+        """`PATCH /live_meetings/{id}/rtms_app/status` {"action": "start"}: Zoom starts the
+        app's realtime media stream of a live meeting, then posts meeting.rtms_started to the
+        app (docs/rtms.md). 3001 while the meeting is not live."""
+        await self._call(
+            Category.LIGHT,
+            "PATCH",
+            f"/live_meetings/{_segment(meeting_number)}/rtms_app/status",
+            endpoint="rtms_app_status",
+            json={"action": "start", "settings": {"client_id": client_id}},
+        )
+
     @property
     def http(self) -> httpx.AsyncClient:
         """The account's HTTP client (its timeouts), for the user OAuth token requests."""
