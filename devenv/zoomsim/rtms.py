@@ -278,7 +278,23 @@ async def _handshake(
         )
         return None
     stream.handshakes += 1
+    # One connection of each kind per stream: the newer one wins (Zoom's rule).
+    socket = "signaling" if kind == SIGNALING_HAND_SHAKE_REQ else "media"
+    previous = getattr(stream, socket)
+    setattr(stream, socket, ws)
+    if previous is not None and not previous.closed:
+        await previous.close()
+    setattr(stream, f"{socket}_lost_at", None)
+    stream.misses[socket] = 0
     return stream, message
+
+
+def _lost(stream: RtmsStream, socket: str, ws: web.WebSocketResponse) -> None:
+    """The app's socket closed: unless a newer one replaced it, the stream waits for it."""
+    if getattr(stream, socket) is ws:
+        setattr(stream, socket, None)
+        setattr(stream, f"{socket}_lost_at", time.time())
+        stream.ready = False
 
 
 async def signaling(request: web.Request) -> web.WebSocketResponse:
@@ -288,11 +304,6 @@ async def signaling(request: web.Request) -> web.WebSocketResponse:
     if found is None:
         return ws
     stream, message = found
-    previous, stream.signaling = stream.signaling, ws
-    if previous is not None and not previous.closed:
-        await previous.close()  # one signaling connection per stream: the newer one wins
-    stream.signaling_lost_at = None
-    stream.misses["signaling"] = 0
     stream.buffer_data = bool(message.get("buffer_data", True))
     media_url = str(request.url.with_path(f"/rtms/media/{stream.id}").with_query(None))
     await ws.send_json(
@@ -339,10 +350,7 @@ async def signaling(request: web.Request) -> web.WebSocketResponse:
                 )
                 stop_stream(request.app[WORLD], stream, STOP_BC_STREAM_CANCELED)
     finally:
-        if stream.signaling is ws:
-            stream.signaling = None
-            stream.signaling_lost_at = time.time()
-            stream.ready = False
+        _lost(stream, "signaling", ws)
     return ws
 
 
@@ -353,11 +361,6 @@ async def media(request: web.Request) -> web.WebSocketResponse:
     if found is None:
         return ws
     stream, message = found
-    previous, stream.media = stream.media, ws
-    if previous is not None and not previous.closed:
-        await previous.close()
-    stream.media_lost_at = None
-    stream.misses["media"] = 0
     stream.ready = False  # until CLIENT_READY_ACK on the signaling socket
     stream.media_type = int(message.get("media_type", AUDIO))
     asked = message.get("media_params") or {}
@@ -385,10 +388,7 @@ async def media(request: web.Request) -> web.WebSocketResponse:
                     if json.loads(frame.data).get("msg_type") == KEEP_ALIVE_RESP:
                         stream.misses["media"] = 0
     finally:
-        if stream.media is ws:
-            stream.media = None
-            stream.media_lost_at = time.time()
-            stream.ready = False
+        _lost(stream, "media", ws)
     return ws
 
 
