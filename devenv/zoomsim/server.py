@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from devenv.zoomsim import admin, rest, rtms, sdk
+from devenv.zoomsim import admin, rest, rtms_api, sdk
 from devenv.zoomsim.rest import WORLD
 from devenv.zoomsim.state import World
 
@@ -39,7 +39,7 @@ async def _meeting_clock(app: web.Application) -> AsyncIterator[None]:
 def make_app(world: World | None = None) -> web.Application:
     app = web.Application(middlewares=[rest.zoom_headers])
     app[WORLD] = world or World()
-    app.add_routes(rest.routes() + sdk.routes() + admin.routes() + rtms.routes())
+    app.add_routes(rest.routes() + sdk.routes() + admin.routes() + rtms_api.routes())
     app.cleanup_ctx.append(_meeting_clock)
     return app
 
