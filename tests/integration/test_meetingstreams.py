@@ -169,7 +169,7 @@ async def test_the_operator_asks_zoom_to_start_the_stream_once_the_meeting_is_li
         return status if "Zoom did not start it" in str(status.get("message")) else None
 
     waiting = await wait_for(refused, 30, what="Zoom's refusal in the status")
-    assert waiting["phase"] == "Waiting" and "MeetingNotFound" in waiting["message"]
+    assert waiting["phase"] == "Waiting" and "Zoom code 3001" in waiting["message"]
 
     sim.create_meeting(app["id"], number=number)
     starting = await phase_is(kube, namespace, "weekly", "Starting")
