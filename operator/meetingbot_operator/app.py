@@ -161,7 +161,7 @@ class Operator:
             elapsed += ACCOUNT_TICK
             jobs: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
                 ("accounts", self.accounts.recheck_due),
-                ("streams", self.streams.start_due),
+                ("streams", self.streams.sweep),
             ]
             if elapsed >= self.settings.sweep_seconds:
                 elapsed = 0.0

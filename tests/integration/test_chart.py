@@ -65,6 +65,8 @@ RARELY_USED = {
     ("meetingbot.dev", "zoomusergrants/finalizers", "update"),
     # Only when a MeetingStream exists (its Waiting status, then what Zoom's webhooks say).
     ("meetingbot.dev", "meetingstreams/status", "patch"),
+    # Only for a finished MeetingStream with ttlSecondsAfterFinished.
+    ("meetingbot.dev", "meetingstreams", "delete"),
     # Only for a MeetingBot whose artifacts.deleteOnDelete is set (its finalizer).
     ("meetingbot.dev", "meetingbots", "patch"),
     # Only when a restarted operator finds its pod already there (409 on create).

@@ -176,3 +176,27 @@ async def test_the_operator_asks_zoom_to_start_the_stream_once_the_meeting_is_li
     [stream] = sim.rtms_streams(number)
     assert starting["streams"][0]["streamId"] == stream["id"]
     assert sim.calls().get(f"{app['id']}:rtms_app_status", 0) >= 2
+
+
+async def test_a_canceled_meetingstream_finishes_and_goes_after_its_ttl(
+    kube: Kube, namespace: str, operator: OperatorProcess, sim: SimAdmin
+) -> None:
+    app = sim.create_account(plan="pro")
+    await meetingstream(
+        kube, namespace, "once", app, meeting={"number": "123456789"}, ttlSecondsAfterFinished=2
+    )
+    await phase_is(kube, namespace, "once", "Waiting")
+    await kube.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "meetingstreams", "once", {"spec": {"cancel": True}},
+        _content_type="application/merge-patch+json",
+    )  # fmt: skip
+    done = await phase_is(kube, namespace, "once", "Succeeded")
+    assert done["reason"] == "Canceled" and done["completionTime"]
+
+    async def gone() -> bool:
+        listed = await kube.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, "meetingstreams"
+        )
+        return not listed["items"]
+
+    await wait_for(gone, 30, what="the MeetingStream deleted after its TTL")

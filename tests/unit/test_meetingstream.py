@@ -22,6 +22,14 @@ OPT_IN = {"meetingbot.dev/secret-for": "zoom-credentials"}
 
 
 class Kube(FakeKube):
+    def __init__(self) -> None:
+        super().__init__()
+        self.deleted: list[tuple[str, str, str]] = []
+
+    async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
+        self._call("delete_custom")
+        self.deleted.append((plural, namespace, name))
+
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any] | None:
@@ -206,3 +214,28 @@ def test_the_meetingstream_model_reads_a_minimal_object() -> None:
     stream = MeetingStream.model_validate(stream_obj("a", "x"))
     assert stream.spec.start == "Webhook" and stream.spec.media.transcript
     assert stream.status.phase is None and StreamPhase.WAITING.value == "Waiting"
+
+
+async def test_a_canceled_meetingstream_finishes_and_takes_no_more_streams(kube: Kube) -> None:
+    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
+    body = stream_obj("a", "standup", meeting="123456789")
+    body["spec"]["cancel"] = True
+    body["status"] = {"phase": "Waiting"}
+    service.observe("MODIFIED", body)
+    for task in list(service._writes):
+        await task
+    status = kube.statuses[("meetingstreams", "a", "standup")]
+    assert (status["phase"], status["reason"]) == ("Succeeded", "Canceled")
+    await service.notice(*signed("tok-a", started()))
+    assert not kube.statuses[("meetingstreams", "a", "standup")].get("streams")
+
+
+async def test_a_finished_meetingstream_is_deleted_after_its_ttl(kube: Kube) -> None:
+    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
+    for name, finished in (("old", "2026-12-01T00:00:00Z"), ("fresh", None)):
+        body = stream_obj("a", name, meeting="123456789")
+        body["spec"]["ttlSecondsAfterFinished"] = 60
+        body["status"] = {"phase": "Succeeded", "completionTime": finished} if finished else {}
+        service.observe("ADDED", body)
+    await service.sweep()
+    assert kube.deleted == [("meetingstreams", "a", "old")]

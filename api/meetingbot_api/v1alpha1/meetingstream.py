@@ -4,8 +4,9 @@ and the operator's stream workers keep them as a MeetingBot's capture is kept (d
 
 Which app (its client id and secret, and the secret token Zoom signs its webhooks with), which
 meeting (or every stream the app is sent that no other MeetingStream names, for accounts where
-the app starts on its own), which media, and the same artifacts, webhook and live stream as a
-MeetingBot's. Its status has the same phases, reasons and conditions style.
+the app starts on its own), which media, and the same artifacts as a MeetingBot's (its
+webhook and live stream come with the stream workers: docs/rtms.md).
+Its status has the same phases, reasons and conditions style.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from meetingbot_api.v1alpha1.common import (
     cel,
 )
 from meetingbot_api.v1alpha1.meetingbot import MEETING_NUMBER
-from meetingbot_api.v1alpha1.webhooks import Stream, Webhook, WebhookStatus
 from meetingbot_contract import DAY_SECONDS
 from meetingbot_contract.artifacts import MAX_SEGMENT_SECONDS
 
@@ -137,20 +137,10 @@ class MeetingStreamSpec(Model):
         "if a stream worker dies.",
     )
     artifacts: Artifacts = Field(description="Where the stream's files go.")
-    webhook: Webhook | None = Field(
-        None,
-        description="Where the operator POSTs the stream's phase changes, artifacts delivered "
-        "and results (signed CloudEvents, retried for a day, in order).",
-    )
-    stream: Stream | None = Field(
-        None,
-        description="Where the stream worker relays the audio and events live (the MeetingBot's "
-        "live-stream protocol).",
-    )
     cancel: bool = Field(
         False,
-        description="Stop receiving: the current stream is closed (Zoom is asked to end it) "
-        "and the MeetingStream finishes (Canceled).",
+        description="Stop receiving: the MeetingStream finishes (Succeeded, Canceled) and takes "
+        "no more streams; with start: Api, Zoom is asked to stop the current one.",
     )
     ttl_seconds_after_finished: int | None = Field(
         None,
@@ -221,7 +211,6 @@ class MeetingStreamStatus(Model):
         None, alias="completionTime", description="When it finished."
     )
     artifacts: ArtifactsStatus | None = Field(None, description="What reached the bucket.")
-    webhook: WebhookStatus | None = Field(None, description="Notifications not yet delivered.")
 
 
 class MeetingStream(Model):

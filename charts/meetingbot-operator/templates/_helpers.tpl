@@ -52,8 +52,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["meetingbots/finalizers", "zoomusergrants/finalizers"]
   verbs: ["update"]
 - apiGroups: ["meetingbot.dev"]
-  resources: ["meetingstreams", "zoomaccounts", "zoomusergrants"]
+  resources: ["zoomaccounts", "zoomusergrants"]
   verbs: ["list", "watch"]
+- apiGroups: ["meetingbot.dev"]
+  resources: ["meetingstreams"]
+  # delete: only a finished MeetingStream's ttlSecondsAfterFinished.
+  verbs: ["list", "watch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "delete"]

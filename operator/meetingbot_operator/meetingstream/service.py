@@ -77,6 +77,7 @@ class StreamService:
         self.kube = kube
         self._zoom_of = zoom_of  # a ZoomAccount's client while it is verified
         self._starts: dict[Key, tuple[float, int]] = {}  # start: Api: next try, failures
+        self._canceling: set[Key] = set()
         self.streams: dict[Key, MeetingStream] = {}
         self._apps: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
@@ -102,7 +103,11 @@ class StreamService:
             )
             return
         self.streams[key] = stream
-        if stream.status.phase is None:
+        if stream.spec.cancel and stream.status.phase not in STREAM_TERMINAL_PHASES:
+            if key not in self._canceling:
+                self._canceling.add(key)
+                self._spawn(self._cancel(key, stream))
+        elif stream.status.phase is None:
             self._spawn(self._write(key, lambda s, now: statuses.waiting(s, now)))
 
     def phases(self) -> dict[str, int]:
@@ -112,11 +117,48 @@ class StreamService:
             counts[phase] = counts.get(phase, 0) + 1
         return counts
 
-    # --- start: Api ----------------------------------------------------------------------------
+    # --- the periodic sweep: start: Api, ttlSecondsAfterFinished ------------------------------
 
-    async def start_due(self) -> None:
-        """Ask Zoom to start the stream of each waiting MeetingStream with start: Api (the
-        periodic sweep calls this); one failure is that MeetingStream's, never the others'."""
+    async def sweep(self) -> None:
+        """Start what start: Api asks for, delete what ttlSecondsAfterFinished says is done;
+        one MeetingStream's failure is its own, never the others'."""
+        await self._start_due()
+        await self._expire()
+
+    async def _expire(self) -> None:
+        now = datetime.now(UTC)
+        for key, stream in list(self.streams.items()):
+            ttl, done = stream.spec.ttl_seconds_after_finished, stream.status.completion_time
+            if ttl is None or done is None or (now - done).total_seconds() < ttl:
+                continue
+            try:
+                await self.kube.delete_custom(PLURAL, key[0], key[1])
+            except ApiError as error:
+                log.warning(
+                    "a finished MeetingStream was not deleted", extra={"error": error.message}
+                )
+                continue
+            log.info("finished MeetingStream deleted (ttlSecondsAfterFinished)",
+                     extra={"stream": f"{key[0]}/{key[1]}"})  # fmt: skip
+
+    async def _cancel(self, key: Key, stream: MeetingStream) -> None:
+        """spec.cancel: finish it; with start: Api and a stream live, ask Zoom to stop it."""
+        live = any(s.ended_at is None for s in stream.status.streams)
+        spec = stream.spec
+        if live and spec.start == StreamStart.API and spec.meeting and spec.account_ref:
+            zoom = self._zoom_of(key[0], spec.account_ref.name)
+            app = await self._app_secret(key[0], spec.app_credentials_secret_ref.name)
+            if zoom is not None and app.get("clientId"):
+                try:
+                    await zoom.rtms_app_status(spec.meeting.number, app["clientId"], "stop")
+                except ZoomError as error:
+                    log.info("zoom did not stop the stream", extra={"reason": error.reason})
+        try:
+            await self._write(key, lambda s, now: statuses.canceled(s, now))
+        finally:
+            self._canceling.discard(key)
+
+    async def _start_due(self) -> None:
         now = time.monotonic()
         for key, stream in list(self.streams.items()):
             spec = stream.spec
@@ -148,7 +190,7 @@ class StreamService:
                     Reason.SECRET_NOT_ALLOWED,
                     f"Secret {stream.spec.app_credentials_secret_ref.name} has no usable clientId",
                 )
-            await zoom.start_rtms(stream.spec.meeting.number, app["clientId"])
+            await zoom.rtms_app_status(stream.spec.meeting.number, app["clientId"], "start")
         except ZoomError as error:
             delay = min(START_BACKOFF_BASE * 2**failures, START_BACKOFF_MAX)
             delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter

@@ -80,6 +80,23 @@ def stopped(stream: MeetingStream, notice: RtmsNotice, now: datetime) -> Meeting
     return _phase(stream, status, StreamPhase.SUCCEEDED, reason, message, now)
 
 
+def canceled(stream: MeetingStream, now: datetime) -> MeetingStreamStatus:
+    """spec.cancel: finished, and no more streams."""
+    if stream.status.phase in (StreamPhase.SUCCEEDED, StreamPhase.FAILED):
+        return stream.status
+    status = stream.status.model_copy(
+        update={"completion_time": stream.status.completion_time or now}
+    )
+    return _phase(
+        stream,
+        status,
+        StreamPhase.SUCCEEDED,
+        Reason.CANCELED,
+        "canceled (spec.cancel): no more streams are taken",
+        now,
+    )
+
+
 def _phase(
     stream: MeetingStream,
     status: MeetingStreamStatus,

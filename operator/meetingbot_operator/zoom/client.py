@@ -151,16 +151,19 @@ class ZoomClient:
             raise
         return True
 
-    async def start_rtms(self, meeting_number: str, client_id: str) -> None:
-        """`PATCH /live_meetings/{id}/rtms_app/status` {"action": "start"}: Zoom starts the
-        app's realtime media stream of a live meeting, then posts meeting.rtms_started to the
-        app (docs/rtms.md). 3001 while the meeting is not live."""
+    async def rtms_app_status(self, meeting_number: str, client_id: str, action: str) -> None:
+        """`PATCH /live_meetings/{id}/rtms_app/status` {"action": "start" | "stop"}: Zoom starts
+        (or stops) the app's realtime media stream of a live meeting, and posts
+        meeting.rtms_started (or _stopped) to the app (docs/rtms.md). 3001 while the meeting is
+        not live."""
+        if action not in ("start", "stop"):
+            raise ValueError("action must be 'start' or 'stop'")
         await self._call(
             Category.LIGHT,
             "PATCH",
             f"/live_meetings/{_segment(meeting_number)}/rtms_app/status",
             endpoint="rtms_app_status",
-            json={"action": "start", "settings": {"client_id": client_id}},
+            json={"action": action, "settings": {"client_id": client_id}},
         )
 
     @property
