@@ -110,13 +110,6 @@ class StreamService:
         elif stream.status.phase is None:
             self._spawn(self._write(key, lambda s, now: statuses.waiting(s, now)))
 
-    def phases(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for stream in self.streams.values():
-            phase = stream.status.phase.value if stream.status.phase else "Unknown"
-            counts[phase] = counts.get(phase, 0) + 1
-        return counts
-
     # --- the periodic sweep: start: Api, ttlSecondsAfterFinished ------------------------------
 
     async def sweep(self) -> None:
