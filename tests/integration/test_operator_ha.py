@@ -30,6 +30,7 @@ from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for,
 from tests.support.replicas import replica_pair
 from tests.support.scripted_bot import ScriptedBot
 from tests.support.specs import bot_spec
+from tests.support.streams import meetingstream, phase_is
 from tests.support.webhook_receiver import (
     Receiver,
     a_whole_story,
@@ -296,3 +297,36 @@ async def test_a_standby_forwards_a_bots_uploads_to_the_leader(
 
 async def _leads(kube: Kube, namespace: str, name: str) -> bool:
     return await holder_of(kube, namespace, "meetingbot-operator") == name
+
+
+async def test_a_standby_forwards_zooms_rtms_webhooks_to_the_leader(
+    kube: Kube,
+    kubeconfig: Path,
+    tmp_path: Path,
+    ha_namespace: str,
+    sim: SimAdmin,
+    zoomsim: ZoomSim,
+) -> None:
+    """Zoom posts to whichever replica the Service picks: the standby forwards an RTMS webhook
+    (and Zoom's URL validation) to the leader, which records the stream."""
+    namespace = ha_namespace
+    install_crds()
+    a, b = replica_pair(kubeconfig, tmp_path, zoomsim, namespace, namespace)
+    a.start()
+    await wait_for(lambda: _leads(kube, namespace, "a"), 30, what="a leads")
+    b.start()
+    try:
+        app = sim.create_account(plan="pro")
+        sim.update_account(app["id"], event_notification_url=f"{b.oauth_url}/zoom/rtms")
+        meeting = sim.create_meeting(app["id"])
+        await meetingstream(kube, namespace, "standup", app, meeting={"number": meeting["number"]})
+        await phase_is(kube, namespace, "standup", "Waiting")
+        assert sim.validate_app_endpoint(app["id"])
+        stream = sim.start_rtms(meeting["number"], app["id"])
+        starting = await phase_is(kube, namespace, "standup", "Starting")
+        assert [s["streamId"] for s in starting["streams"]] == [stream["id"]]
+        [delivery] = sim.rtms_stream(stream["id"])["deliveries"]
+        assert delivery["status"] == 200
+    finally:
+        for process in (a, b):
+            process.stop()

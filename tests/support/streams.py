@@ -1,0 +1,55 @@
+"""MeetingStreams in the tests: one with its app Secret, and waiting on its status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meetingbot_api import GROUP, VERSION
+from tests.support.operator_fixtures import SECRET_USE_LABEL, Kube, wait_for
+
+
+async def meetingstream(
+    kube: Kube, namespace: str, name: str, app: dict[str, Any], **spec: Any
+) -> None:
+    await kube.core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": f"{name}-app", "labels": {SECRET_USE_LABEL: "zoom-credentials"}},
+            "stringData": {
+                "clientId": app["user_client_id"],
+                "clientSecret": app["user_client_secret"],
+                "webhookSecretToken": app["webhook_secret_token"],
+            },
+        },
+    )
+    await kube.custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "meetingstreams",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "MeetingStream",
+            "metadata": {"name": name},
+            "spec": {
+                "appCredentialsSecretRef": {"name": f"{name}-app"},
+                "artifacts": {"bucket": "recordings", "credentialsSecretRef": {"name": "s3"}},
+                **spec,
+            },
+        },
+    )
+
+
+async def status_of(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    body = await kube.custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "meetingstreams", name
+    )
+    return dict(body.get("status") or {})
+
+
+async def phase_is(kube: Kube, namespace: str, name: str, phase: str) -> dict[str, Any]:
+    async def reached() -> dict[str, Any] | None:
+        status = await status_of(kube, namespace, name)
+        return status if status.get("phase") == phase else None
+
+    return dict(await wait_for(reached, 30, what=f"MeetingStream {phase}"))
