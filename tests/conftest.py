@@ -188,6 +188,8 @@ def operator(
             [receiver.url, f"http://127.0.0.1:{example_port}", stream_receiver.allowed]
         ),
         webhook_timeout_seconds="2",
+        # The simulator's RTMS signaling servers (MeetingStreams).
+        rtms_servers=zoomsim.rtms_url,
         webhook_backoff_max_seconds="2",
         # Only the tests' namespaces: the chart test runs an operator of its own elsewhere.
         namespaces="t-*",

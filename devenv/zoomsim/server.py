@@ -70,6 +70,11 @@ class ZoomSim:
     def pod_url(self) -> str:
         return f"http://{self.pod_host}:{self.port}"
 
+    @property
+    def rtms_url(self) -> str:
+        """Where its RTMS signaling servers are (what an operator's rtms_servers allows)."""
+        return self.world.rtms_base_url
+
     def start(self) -> ZoomSim:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)

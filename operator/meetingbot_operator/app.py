@@ -78,7 +78,7 @@ class Operator:
             self.webhooks,
         )
         # One owner of the MeetingStreams known and the RTMS webhooks received (meetingstream/).
-        self.streams = StreamService(kube, self.accounts.client)
+        self.streams = StreamService(kube, self.accounts.client, settings.rtms_servers)
         self._servers = Servers()
         self._sweeper: asyncio.Task[None] | None = None
         self._collector = metrics.PhaseCollector(

@@ -4,6 +4,7 @@ MEETINGBOT_ (e.g. MEETINGBOT_BOT_IMAGE, MEETINGBOT_NAMESPACES=team-a,team-b)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -126,6 +127,15 @@ class Settings(BaseSettings):
     # Deliveries in flight at once, across bots (each bot's own are one at a time, in order).
     webhook_concurrency: int = Field(64, ge=1, le=1024)
 
+    # Zoom's RTMS signaling servers a meeting.rtms_started may name. A MeetingStream's app
+    # signs its own webhooks, so its server_urls is the tenant's word: only these are taken
+    # (a stream worker connects there from inside the cluster). wss:// under a domain
+    # (`wss://*.zoom.us`: any host below zoom.us), or ws(s):// base URLs for a simulator
+    # (ws:// only for a loopback, in-cluster or private-network host).
+    rtms_servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["wss://*.zoom.us", "wss://*.zoomgov.com"]
+    )
+
     zoom_timeout_seconds: float = 10.0
     zoom_max_attempts: int = 6
 
@@ -151,7 +161,12 @@ class Settings(BaseSettings):
         return self
 
     @field_validator(
-        "namespaces", "allowed_endpoints", "storage_endpoints", "webhook_endpoints", mode="before"
+        "namespaces",
+        "allowed_endpoints",
+        "storage_endpoints",
+        "webhook_endpoints",
+        "rtms_servers",
+        mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -169,6 +184,15 @@ class Settings(BaseSettings):
             _private_host,
             "loopback, in-cluster (*.svc) or private-network",
         )
+        return [url.rstrip("/") for url in value]
+
+    @field_validator("rtms_servers")
+    @classmethod
+    def _safe_rtms_servers(cls, value: list[str]) -> list[str]:
+        as_http = [re.sub(r"^ws(s?)://", r"http\1://", url) for url in value]
+        _check_endpoints(as_http, "rtms server", _private_host, "loopback, *.svc or private")
+        if any(not url.startswith(("ws://", "wss://")) for url in value):
+            raise ValueError("rtms servers are ws:// or wss:// URLs")
         return [url.rstrip("/") for url in value]
 
     @field_validator("allowed_endpoints")
@@ -210,6 +234,26 @@ def _sandbox_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def rtms_server_allowed(url: str, allowed: list[str]) -> bool:
+    """Whether an RTMS signaling URL is among `rtms_servers`: under a `*.domain` entry (same
+    scheme, a host below the domain, the entry's port if it names one), or under a base URL."""
+    target = urlsplit(url)
+    host = target.hostname or ""
+    for entry in allowed:
+        parts = urlsplit(entry)
+        wildcard = (parts.hostname or "").removeprefix("*.")
+        if (parts.hostname or "").startswith("*."):
+            if (
+                target.scheme == parts.scheme
+                and host.endswith("." + wildcard)
+                and (parts.port is None or parts.port == target.port)
+            ):
+                return True
+        elif endpoint_allowed(url, [entry]):
+            return True
+    return False
 
 
 def endpoint_allowed(url: str, allowed: list[str]) -> bool:

@@ -36,6 +36,7 @@ def replica_pair(
             allowed_endpoints=zoomsim.url,
             bot_sdk_url=fake_sdk_url(zoomsim.pod_url),
             storage_endpoints=cluster.object_store().endpoint,
+            rtms_servers=zoomsim.rtms_url,
             **extra,
         )
         process.settings["pod_ip"] = process.report_host

@@ -15,10 +15,12 @@ from meetingbot_api import MeetingStream, StreamPhase
 from meetingbot_operator.kube.secrets import SecretView
 from meetingbot_operator.meetingstream.notices import Receiver, RtmsNotice, parse, recipient
 from meetingbot_operator.meetingstream.service import NoticeRefused, StreamService
+from meetingbot_operator.settings import Settings, rtms_server_allowed
 from tests.support.fakes import FakeKube
 
 pytestmark = pytest.mark.unit
 OPT_IN = {"meetingbot.dev/secret-for": "zoom-credentials"}
+SERVERS = ["wss://*.zoom.us"]
 
 
 class Kube(FakeKube):
@@ -95,7 +97,7 @@ def kube() -> Kube:
 
 
 async def test_a_stream_reaches_only_the_tenant_whose_app_signed_it(kube: Kube) -> None:
-    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
+    service = StreamService(kube, lambda namespace, name: None, SERVERS)  # type: ignore[arg-type]
     service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
     service.observe("ADDED", stream_obj("b", "standup", meeting="123456789"))
     await service.notice(*signed("tok-a", started()))
@@ -129,7 +131,7 @@ async def test_a_stream_reaches_only_the_tenant_whose_app_signed_it(kube: Kube) 
 async def test_forged_or_replayed_webhooks_are_refused(
     kube: Kube, token: str, age: int, why: str
 ) -> None:
-    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
+    service = StreamService(kube, lambda namespace, name: None, SERVERS)  # type: ignore[arg-type]
     service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
     with pytest.raises(NoticeRefused, match=why) as refused:
         await service.notice(*signed(token, started(), at=time.time() - age))
@@ -139,14 +141,14 @@ async def test_forged_or_replayed_webhooks_are_refused(
 
 async def test_an_app_secret_without_the_opt_in_label_verifies_nothing(kube: Kube) -> None:
     kube.secrets[("a", "app")] = SecretView({}, {"webhookSecretToken": "tok-a"})
-    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
+    service = StreamService(kube, lambda namespace, name: None, SERVERS)  # type: ignore[arg-type]
     service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
     with pytest.raises(NoticeRefused):
         await service.notice(*signed("tok-a", started()))
 
 
 async def test_the_endpoint_is_validated_with_the_apps_token(kube: Kube) -> None:
-    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
+    service = StreamService(kube, lambda namespace, name: None, SERVERS)  # type: ignore[arg-type]
     service.observe("ADDED", stream_obj("b", "any"))
     event = {"event": "endpoint.url_validation", "payload": {"plainToken": "plain"}}
     answer = await service.notice(*signed("tok-b", event))
@@ -155,7 +157,7 @@ async def test_the_endpoint_is_validated_with_the_apps_token(kube: Kube) -> None
 
 
 async def test_a_new_meetingstream_waits_for_its_stream(kube: Kube) -> None:
-    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
+    service = StreamService(kube, lambda namespace, name: None, SERVERS)  # type: ignore[arg-type]
     service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
     for task in list(service._writes):
         await task
@@ -217,7 +219,7 @@ def test_the_meetingstream_model_reads_a_minimal_object() -> None:
 
 
 async def test_a_canceled_meetingstream_finishes_and_takes_no_more_streams(kube: Kube) -> None:
-    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
+    service = StreamService(kube, lambda namespace, name: None, SERVERS)  # type: ignore[arg-type]
     body = stream_obj("a", "standup", meeting="123456789")
     body["spec"]["cancel"] = True
     body["status"] = {"phase": "Waiting"}
@@ -231,7 +233,7 @@ async def test_a_canceled_meetingstream_finishes_and_takes_no_more_streams(kube:
 
 
 async def test_a_finished_meetingstream_is_deleted_after_its_ttl(kube: Kube) -> None:
-    service = StreamService(kube, lambda namespace, name: None)  # type: ignore[arg-type]
+    service = StreamService(kube, lambda namespace, name: None, SERVERS)  # type: ignore[arg-type]
     for name, finished in (("old", "2026-12-01T00:00:00Z"), ("fresh", None)):
         body = stream_obj("a", name, meeting="123456789")
         body["spec"]["ttlSecondsAfterFinished"] = 60
@@ -239,3 +241,27 @@ async def test_a_finished_meetingstream_is_deleted_after_its_ttl(kube: Kube) -> 
         service.observe("ADDED", body)
     await service.sweep()
     assert kube.deleted == [("meetingstreams", "a", "old")]
+
+
+async def test_a_signed_stream_elsewhere_than_zooms_servers_is_refused(kube: Kube) -> None:
+    """A tenant signs its own app's webhooks: a server_urls pointing inside the cluster would
+    have a stream worker connect there. Only the operator's RTMS servers are taken."""
+    service = StreamService(kube, lambda namespace, name: None, SERVERS)  # type: ignore[arg-type]
+    service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
+    for url in ("ws://10.0.0.5:8080/x", "wss://zoom.us.evil.example/x", "wss://evilzoom.us/x"):
+        event = started()
+        event["payload"]["server_urls"] = url
+        with pytest.raises(NoticeRefused, match="RTMS servers") as refused:
+            await service.notice(*signed("tok-a", event))
+        assert refused.value.status == 400
+    assert not [b for b in kube.statuses.values() if b.get("streams")]
+
+
+def test_rtms_servers_are_domains_or_base_urls() -> None:
+    allowed = ["wss://*.zoom.us", "ws://10.1.2.3:8765"]
+    assert rtms_server_allowed("wss://rtms-sjc1.zoom.us/signaling", allowed)
+    assert rtms_server_allowed("ws://10.1.2.3:8765/rtms/signaling/s1", allowed)
+    for refused in ("ws://rtms.zoom.us/x", "wss://zoom.us.evil.example/", "ws://10.1.2.3:9/x"):
+        assert not rtms_server_allowed(refused, allowed)
+    with pytest.raises(ValueError, match="rtms server"):
+        Settings(rtms_servers="ws://rtms.example.com")

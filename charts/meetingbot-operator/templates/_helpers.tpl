@@ -86,6 +86,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- join "," $endpoints -}}
 {{- end -}}
 
+{{/* Zoom's RTMS signaling servers MeetingStreams may be sent to: the configured ones, and the
+     sandbox's (ws://, in-cluster) when it runs. */}}
+{{- define "mbo.rtmsServers" -}}
+{{- $servers := .Values.operator.rtmsServers -}}
+{{- if .Values.sandbox.enabled -}}
+{{- $servers = append $servers (replace "http://" "ws://" (include "mbo.sandboxUrl" .)) -}}
+{{- end -}}
+{{- join "," $servers -}}
+{{- end -}}
+
 {{/* The SDK script bots load: bot.sdkUrl, else the sandbox's fake SDK when it runs. */}}
 {{- define "mbo.botSdkUrl" -}}
 {{- if .Values.bot.sdkUrl -}}

@@ -45,6 +45,7 @@ from meetingbot_operator.meetingstream.notices import (
     parse,
     recipient,
 )
+from meetingbot_operator.settings import rtms_server_allowed
 from meetingbot_operator.zoom.client import ZoomClient
 from meetingbot_operator.zoom.errors import ZoomError
 from meetingbot_operator.zoom.webhooks import (
@@ -73,8 +74,14 @@ class NoticeRefused(Exception):
 
 
 class StreamService:
-    def __init__(self, kube: Kube, zoom_of: Callable[[str, str], ZoomClient | None]) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        zoom_of: Callable[[str, str], ZoomClient | None],
+        rtms_servers: list[str],
+    ) -> None:
         self.kube = kube
+        self._rtms_servers = rtms_servers  # where a stream's signaling server may be
         self._zoom_of = zoom_of  # a ZoomAccount's client while it is verified
         self._starts: dict[Key, tuple[float, int]] = {}  # start: Api: next try, failures
         self._canceling: set[Key] = set()
@@ -223,6 +230,15 @@ class StreamService:
             raise NoticeRefused(f"not an RTMS event we can read: {error}", 400) from None
         if notice is None:
             return {}
+        if notice.event == "started" and not rtms_server_allowed(
+            notice.server_urls, self._rtms_servers
+        ):
+            # The app's owner signs its webhooks: a server_urls elsewhere would have a stream
+            # worker connect to any host from inside the cluster.
+            raise NoticeRefused(
+                "server_urls is not among the operator's RTMS servers (MEETINGBOT_RTMS_SERVERS)",
+                400,
+            )
         receivers = [self._receiver(key) for key in tokens if key in self.streams]
         key = recipient(notice, receivers)
         if key is None:
