@@ -19,7 +19,7 @@ from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_api import GROUP, VERSION
 from tests.support.operator_fixtures import Kube, account_ready, wait_for
 from tests.support.operator_fixtures import zoom_account as zoom_account_in
-from tests.support.streams import meetingstream, phase_is, status_of
+from tests.support.streams import meetingstream, phase_is, status_of, zooms_delivery
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ async def test_a_stream_from_zooms_webhook_to_the_status(
     assert session["streamId"] == stream["id"]
     assert session["meetingUuid"] == stream["meetingUuid"]
     assert session["serverUrls"].endswith(f"/rtms/signaling/{stream['id']}")
-    [delivery] = sim.rtms_stream(stream["id"])["deliveries"]
+    delivery = await zooms_delivery(sim, stream["id"])
     assert delivery["status"] == 200 and delivery["seconds"] < 3
 
     sim.end_meeting(meeting["number"])
@@ -120,10 +120,11 @@ async def test_the_operator_asks_zoom_to_start_the_stream_once_the_meeting_is_li
 
     async def refused() -> dict[str, Any] | None:
         status = await status_of(kube, namespace, "weekly")
-        return status if "Zoom did not start it" in str(status.get("message")) else None
+        return status if "Zoom code 3001" in str(status.get("message")) else None
 
-    waiting = await wait_for(refused, 30, what="Zoom's refusal in the status")
-    assert waiting["phase"] == "Waiting" and "Zoom code 3001" in waiting["message"]
+    # (Before that, the operator may not have verified the account yet: said too, and retried.)
+    waiting = await wait_for(refused, 60, what="Zoom's 3001 in the status")
+    assert waiting["phase"] == "Waiting" and "Zoom did not start it" in waiting["message"]
 
     sim.create_meeting(app["id"], number=number)
     starting = await phase_is(kube, namespace, "weekly", "Starting")

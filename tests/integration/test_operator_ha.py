@@ -30,7 +30,7 @@ from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for,
 from tests.support.replicas import replica_pair
 from tests.support.scripted_bot import ScriptedBot
 from tests.support.specs import bot_spec
-from tests.support.streams import meetingstream, phase_is
+from tests.support.streams import meetingstream, phase_is, zooms_delivery
 from tests.support.webhook_receiver import (
     Receiver,
     a_whole_story,
@@ -325,7 +325,7 @@ async def test_a_standby_forwards_zooms_rtms_webhooks_to_the_leader(
         stream = sim.start_rtms(meeting["number"], app["id"])
         starting = await phase_is(kube, namespace, "standup", "Starting")
         assert [s["streamId"] for s in starting["streams"]] == [stream["id"]]
-        [delivery] = sim.rtms_stream(stream["id"])["deliveries"]
+        delivery = await zooms_delivery(sim, stream["id"])
         assert delivery["status"] == 200
     finally:
         for process in (a, b):

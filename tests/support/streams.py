@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from devenv.zoomsim import SimAdmin
 from meetingbot_api import GROUP, VERSION
 from tests.support.operator_fixtures import SECRET_USE_LABEL, Kube, wait_for
 
@@ -53,3 +54,14 @@ async def phase_is(kube: Kube, namespace: str, name: str, phase: str) -> dict[st
         return status if status.get("phase") == phase else None
 
     return dict(await wait_for(reached, 30, what=f"MeetingStream {phase}"))
+
+
+async def zooms_delivery(sim: SimAdmin, stream_id: str) -> dict[str, Any]:
+    """How Zoom's rtms_started delivery went (the simulator notes it once the answer is in,
+    which may be after the operator wrote the status)."""
+
+    def noted() -> list[dict[str, Any]]:
+        return list(sim.rtms_stream(stream_id)["deliveries"])
+
+    [delivery] = await wait_for(noted, 10, what="the simulator's note of its delivery")
+    return dict(delivery)
