@@ -24,11 +24,10 @@ class _Model(BaseModel):
 
 
 class RtmsAudio(StrEnum):
-    """Which audio Zoom sends: the meeting mixed, one track per speaker (Zoom sends up to
-    three speakers per 20 ms), or none."""
+    """Which audio Zoom is asked for: the meeting mixed, or none. (Zoom can also send one
+    track per speaker, up to three per 20 ms; the recorder does not keep those apart yet.)"""
 
     MIXED = "Mixed"
-    PER_SPEAKER = "PerSpeaker"
     NONE = "None"
 
 
