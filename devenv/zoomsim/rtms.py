@@ -275,6 +275,16 @@ async def _handshake(
     return stream, message
 
 
+async def _opened(
+    request: web.Request, kind: int
+) -> tuple[web.WebSocketResponse, RtmsStream | None, dict[str, Any]]:
+    """A new socket of the app, past its handshake; no stream: refused (and closed)."""
+    ws = web.WebSocketResponse(heartbeat=None)
+    await ws.prepare(request)
+    found = await _handshake(request, ws, kind)
+    return (ws, *found) if found is not None else (ws, None, {})
+
+
 def _lost(stream: RtmsStream, socket: str, ws: web.WebSocketResponse) -> None:
     """The app's socket closed: unless a newer one replaced it, the stream waits for it."""
     if getattr(stream, socket) is ws:
@@ -284,12 +294,9 @@ def _lost(stream: RtmsStream, socket: str, ws: web.WebSocketResponse) -> None:
 
 
 async def signaling(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=None)
-    await ws.prepare(request)
-    found = await _handshake(request, ws, SIGNALING_HAND_SHAKE_REQ)
-    if found is None:
+    ws, stream, message = await _opened(request, SIGNALING_HAND_SHAKE_REQ)
+    if stream is None:
         return ws
-    stream, message = found
     stream.buffer_data = bool(message.get("buffer_data", True))
     media_url = str(request.url.with_path(f"/rtms/media/{stream.id}").with_query(None))
     await ws.send_json(
@@ -341,12 +348,9 @@ async def signaling(request: web.Request) -> web.WebSocketResponse:
 
 
 async def media(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=None)
-    await ws.prepare(request)
-    found = await _handshake(request, ws, DATA_HAND_SHAKE_REQ)
-    if found is None:
+    ws, stream, message = await _opened(request, DATA_HAND_SHAKE_REQ)
+    if stream is None:
         return ws
-    stream, message = found
     stream.ready = False  # until CLIENT_READY_ACK on the signaling socket
     stream.media_type = int(message.get("media_type", AUDIO))
     asked = message.get("media_params") or {}

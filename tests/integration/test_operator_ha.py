@@ -9,6 +9,7 @@ that report through the standby's port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -269,12 +270,7 @@ async def test_a_standby_forwards_a_bots_uploads_to_the_leader(
 ) -> None:
     """The chart's Service sends a bot's upload requests to any replica, like its reports."""
     namespace = ha_namespace
-    install_crds()
-    a, b = replica_pair(kubeconfig, tmp_path, zoomsim, namespace, namespace)
-    a.start()
-    await wait_for(lambda: _leads(kube, namespace, "a"), 30, what="a leads")
-    b.start()
-    try:
+    async with leader_and_standby(kube, kubeconfig, tmp_path, zoomsim, namespace) as (_, b):
         await zoom_account(kube, namespace, sim, zoomsim.url)
         await account_ready(kube, namespace)
         bucket = await bucket_for(kube, namespace)
@@ -290,6 +286,20 @@ async def test_a_standby_forwards_a_bots_uploads_to_the_leader(
         manifest = await bucket.manifest(status["artifacts"]["manifestKey"])
         assert manifest is not None and [e.key for e in manifest.entries] == [key]
         await bucket.store.close()
+
+
+@contextlib.asynccontextmanager
+async def leader_and_standby(
+    kube: Kube, kubeconfig: Path, logs: Path, zoomsim: ZoomSim, namespace: str
+) -> AsyncIterator[tuple[OperatorProcess, OperatorProcess]]:
+    """Replicas "a" (leading) and "b" (standing by) on one namespace, stopped afterwards."""
+    install_crds()
+    a, b = replica_pair(kubeconfig, logs, zoomsim, namespace, namespace)
+    a.start()
+    try:
+        await wait_for(lambda: _leads(kube, namespace, "a"), 30, what="a leads")
+        b.start()
+        yield a, b
     finally:
         for process in (a, b):
             process.stop()
@@ -310,12 +320,7 @@ async def test_a_standby_forwards_zooms_rtms_webhooks_to_the_leader(
     """Zoom posts to whichever replica the Service picks: the standby forwards an RTMS webhook
     (and Zoom's URL validation) to the leader, which records the stream."""
     namespace = ha_namespace
-    install_crds()
-    a, b = replica_pair(kubeconfig, tmp_path, zoomsim, namespace, namespace)
-    a.start()
-    await wait_for(lambda: _leads(kube, namespace, "a"), 30, what="a leads")
-    b.start()
-    try:
+    async with leader_and_standby(kube, kubeconfig, tmp_path, zoomsim, namespace) as (_, b):
         app = sim.create_account(plan="pro")
         sim.update_account(app["id"], event_notification_url=f"{b.oauth_url}/zoom/rtms")
         meeting = sim.create_meeting(app["id"])
@@ -327,6 +332,3 @@ async def test_a_standby_forwards_zooms_rtms_webhooks_to_the_leader(
         assert [s["streamId"] for s in starting["streams"]] == [stream["id"]]
         delivery = await zooms_delivery(sim, stream["id"])
         assert delivery["status"] == 200
-    finally:
-        for process in (a, b):
-            process.stop()

@@ -22,7 +22,7 @@ import pytest
 from devenv.zoomsim import SimAdmin
 from meetingbot_bot.rtms.protocol import STOP_BC_MEETING_ENDED
 from meetingbot_bot.rtms.recorder import RtmsCapture
-from meetingbot_bot.rtms.session import RtmsRefused, RtmsSession
+from meetingbot_bot.rtms.session import Outcome, RtmsRefused, RtmsSession
 from meetingbot_bot.spool import Spool
 from meetingbot_contract import ArtifactKind
 from meetingbot_contract.rtms import RTMS_SAMPLE_RATE, RtmsJoin
@@ -64,6 +64,18 @@ def read_spool(directory: Path) -> tuple[list[tuple[int, bytes]], list[dict[str,
     return audio, lines
 
 
+async def running(
+    join: RtmsJoin, capture: RtmsCapture, http: aiohttp.ClientSession
+) -> tuple[asyncio.Queue[None], asyncio.Task[Outcome]]:
+    """A session receiving the stream, once connected: a queue that gets an item at each
+    (re)connection, and the session's task."""
+    connected: asyncio.Queue[None] = asyncio.Queue()
+    session = RtmsSession(join, capture, http, on_connected=connected.put_nowait)
+    runner = asyncio.create_task(session.run())
+    await asyncio.wait_for(connected.get(), 15)
+    return connected, runner
+
+
 async def ticking(capture: RtmsCapture) -> None:
     while True:
         capture.tick(_now_ms())
@@ -88,13 +100,8 @@ async def test_a_stream_is_kept_as_a_bots_capture_is(
     stream = sim.start_rtms(number, app["id"])
     capture = RtmsCapture(Spool(tmp_path), segment_seconds=3)
     async with aiohttp.ClientSession() as http:
-        connected: asyncio.Queue[None] = asyncio.Queue()
-        session = RtmsSession(
-            join_for(app, stream, zoomsim.url), capture, http, on_connected=connected.put_nowait
-        )
-        runner = asyncio.create_task(session.run())
+        _, runner = await running(join_for(app, stream, zoomsim.url), capture, http)
         clock = asyncio.create_task(ticking(capture))
-        await asyncio.wait_for(connected.get(), 15)
         start = play_the_script(sim, number, people)
         await asyncio.sleep(12.5)
         sim.end_meeting(number)
@@ -186,12 +193,7 @@ async def test_the_worker_comes_back_after_the_network_breaks(
     stream = sim.start_rtms(number, app["id"])
     capture = RtmsCapture(Spool(tmp_path), segment_seconds=2)
     async with aiohttp.ClientSession() as http:
-        connected: asyncio.Queue[None] = asyncio.Queue()
-        session = RtmsSession(
-            join_for(app, stream, zoomsim.url), capture, http, on_connected=connected.put_nowait
-        )
-        runner = asyncio.create_task(session.run())
-        await asyncio.wait_for(connected.get(), 15)
+        connected, runner = await running(join_for(app, stream, zoomsim.url), capture, http)
         play_the_script(sim, number, people)
         await asyncio.sleep(3)
         sim.drop_rtms(stream["id"])

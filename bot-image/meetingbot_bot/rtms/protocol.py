@@ -69,17 +69,21 @@ SR_16K = 1  # AUDIO_SAMPLE_RATE
 PROTOCOL_VERSION = 1
 
 
-def signaling_handshake(join: RtmsJoin, sequence: int) -> dict[str, Any]:
+def _signed(kind: Msg, join: RtmsJoin, sequence: int) -> dict[str, Any]:
+    """What both handshakes carry: the stream's ids and the signature that opens it."""
     return {
-        "msg_type": Msg.SIGNALING_HAND_SHAKE_REQ,
+        "msg_type": kind,
         "protocol_version": PROTOCOL_VERSION,
         "sequence": sequence,
         "meeting_uuid": join.meeting_uuid,
         "rtms_stream_id": join.stream_id,
         "signature": join.signature.get_secret_value(),
-        # Zoom keeps up to 60 s of audio from the webhook until the worker is ready.
-        "buffer_data": True,
     }
+
+
+def signaling_handshake(join: RtmsJoin, sequence: int) -> dict[str, Any]:
+    # Zoom keeps up to 60 s of audio from the webhook until the worker is ready.
+    return {**_signed(Msg.SIGNALING_HAND_SHAKE_REQ, join, sequence), "buffer_data": True}
 
 
 def media_types(join: RtmsJoin) -> int:
@@ -93,12 +97,7 @@ def media_types(join: RtmsJoin) -> int:
 
 def media_handshake(join: RtmsJoin, sequence: int) -> dict[str, Any]:
     return {
-        "msg_type": Msg.DATA_HAND_SHAKE_REQ,
-        "protocol_version": PROTOCOL_VERSION,
-        "sequence": sequence,
-        "meeting_uuid": join.meeting_uuid,
-        "rtms_stream_id": join.stream_id,
-        "signature": join.signature.get_secret_value(),
+        **_signed(Msg.DATA_HAND_SHAKE_REQ, join, sequence),
         "media_type": media_types(join),
         "payload_encryption": False,
         "media_params": {
