@@ -255,11 +255,15 @@ class StreamService:
     ) -> dict[Key, str]:
         """The MeetingStreams whose app Secret signed the webhook, with its token."""
         found: dict[Key, str] = {}
+        checked: dict[tuple[str, str], str | None] = {}  # each app Secret checked once
         for key, stream in list(self.streams.items()):
-            data = await self._app_secret(key[0], stream.spec.app_credentials_secret_ref.name)
-            token = data.get("webhookSecretToken", "")
-            if signed_by(token, timestamp, body, signature):
-                found[key] = token
+            secret = (key[0], stream.spec.app_credentials_secret_ref.name)
+            if secret not in checked:
+                mine = (await self._app_secret(*secret)).get("webhookSecretToken", "")
+                checked[secret] = mine if signed_by(mine, timestamp, body, signature) else None
+            verified = checked[secret]
+            if verified is not None:
+                found[key] = verified
         return found
 
     async def _app_secret(self, namespace: str, name: str) -> dict[str, str]:
