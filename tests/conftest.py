@@ -19,6 +19,7 @@ from devenv.cluster.node import node_ip
 from devenv.operator_process import OperatorProcess, free_port, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
 from meetingbot_operator.kube.client import KubeClient
+from tests.support import stream_workers
 from tests.support.artifacts import ScratchBucket, bucket_for
 from tests.support.chart import CHART, KEY_SECRET, RELEASE, SYSTEM, Release, helm, values_file
 from tests.support.operator_fixtures import MERGE_PATCH, Bots, Kube, account_ready
@@ -190,6 +191,8 @@ def operator(
         webhook_timeout_seconds="2",
         # The simulator's RTMS signaling servers (MeetingStreams).
         rtms_servers=zoomsim.rtms_url,
+        # The tests' stream workers (tests/support/stream_workers.py).
+        stream_workers=stream_workers.IDENTITY,
         webhook_backoff_max_seconds="2",
         # Only the tests' namespaces: the chart test runs an operator of its own elsewhere.
         namespaces="t-*",
@@ -198,6 +201,17 @@ def operator(
     process.wait_until_watching(f"t-ready-{uuid.uuid4().hex[:6]}")
     yield process
     process.stop()
+
+
+@pytest.fixture
+async def workers(
+    kube: Kube, image: str, operator: OperatorProcess
+) -> AsyncIterator[stream_workers.Workers]:
+    """Two stream workers on the real node, polling the session's operator."""
+    deployed = await stream_workers.deploy(kube, image, operator.report_url)
+    await deployed.ready(2)
+    yield deployed
+    await deployed.remove()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 
 import httpx
 
@@ -32,13 +33,23 @@ class UploadFailed(Exception):
 
 class Uploader:
     def __init__(
-        self, url: str, token: str, attempt: int, spool: Spool, *, timeout: float = 30.0
+        self,
+        url: str,
+        token: str | Callable[[], str],
+        attempt: int,
+        spool: Spool,
+        *,
+        timeout: float = 30.0,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
         self._url = url
-        self._auth = {"Authorization": f"Bearer {token}"}
+        # A bot's token is fixed; a stream worker's is its service account's, which the
+        # kubelet renews in a file (read again for each request).
+        self._token = token if callable(token) else (lambda: token)
         self._attempt = attempt
         self._spool = spool
-        self._http = httpx.AsyncClient(timeout=timeout)
+        self._own_http = http is None  # a stream worker's uploaders share one client
+        self._http = http or httpx.AsyncClient(timeout=timeout)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
@@ -82,7 +93,8 @@ class Uploader:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._http.aclose()
+        if self._own_http:
+            await self._http.aclose()
 
     async def _loop(self) -> None:
         failures = 0
@@ -148,7 +160,12 @@ class Uploader:
     async def _post(self, url: str, body: str) -> bytes:
         try:
             response = await self._http.post(
-                url, content=body, headers={**self._auth, "Content-Type": "application/json"}
+                url,
+                content=body,
+                headers={
+                    "Authorization": f"Bearer {self._token()}",
+                    "Content-Type": "application/json",
+                },
             )
         except httpx.HTTPError as error:
             raise UploadFailed(f"the operator: {type(error).__name__}") from None

@@ -127,6 +127,13 @@ def object_key(
     return f"{head}/{name}" if head else name
 
 
+def stream_folder(name: str, index: int) -> str:
+    """Where one stream of a MeetingStream keeps its files, in place of a bot's name in the
+    keys above: `_streams/<name>/<index>` (no Kubernetes name holds `_`, so it is never a
+    MeetingBot's folder), with the hand-over generation in place of the attempt."""
+    return f"_streams/{name}/{index}"
+
+
 def manifest_key(prefix: str, namespace: str, bot: str) -> str:
     head = prefix.strip("/")
     name = f"{namespace}/{bot}/manifest.json"

@@ -94,10 +94,11 @@ class Reason(StrEnum):
     START_TIMEOUT = "StartTimeout"  # no report within spec.startTimeoutSeconds
     BOT_UNRESPONSIVE = "BotUnresponsive"  # reports stopped for several report intervals
     # RTMS (MeetingStream): waiting for Zoom to start a stream; a stream started (a worker
-    # connects); Zoom stopped it (for another reason than the meeting's end, which is
-    # MeetingEnded); it could not be reached again within Zoom's 30 s.
+    # connects); a worker receives it; Zoom stopped it (for another reason than the
+    # meeting's end, which is MeetingEnded); it could not be reached again within Zoom's 30 s.
     WAITING_FOR_STREAM = "WaitingForStream"
     STREAM_STARTED = "StreamStarted"
+    STREAM_CONNECTED = "StreamConnected"
     STREAM_STOPPED = "StreamStopped"
     STREAM_LOST = "StreamLost"
 
@@ -170,6 +171,7 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.BOT_UNRESPONSIVE: True,
     Reason.WAITING_FOR_STREAM: True,
     Reason.STREAM_STARTED: True,
+    Reason.STREAM_CONNECTED: True,
     Reason.STREAM_STOPPED: False,
     Reason.STREAM_LOST: False,
 }

@@ -14,6 +14,7 @@ the operator with the same grants, so a MeetingStream's manifest reads like a Me
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -49,3 +50,85 @@ class RtmsJoin(_Model):
     # Milliseconds of audio per message Zoom sends (a multiple of 20): larger frames mean
     # fewer messages per stream.
     send_rate_ms: int = Field(20, alias="sendRateMs", ge=20, le=1000, multiple_of=20)
+
+
+# --- the stream workers' pool (docs/rtms.md#the-stream-workers) --------------------------------
+#
+# Stream workers are pods of one Deployment; none is told in advance which streams it gets.
+# Each asks the operator's leader for work (`POST /v1/rtms/workers/{worker}`, a long poll that
+# is also its heartbeat) with what it holds; the leader answers with what it should take and
+# what it should let go. The leader owns the assignments, and rebuilds them after a change of
+# leader from what the workers say they hold. A worker authenticates with its service
+# account's token, bound to WORKER_AUDIENCE (the operator checks it with a TokenReview).
+
+WORKER_AUDIENCE = "meetingbot-operator"
+WORKERS_PATH = "/v1/rtms/workers"
+STREAMS_PATH = "/v1/rtms/streams"
+
+
+def worker_path(worker: str) -> str:
+    return f"{WORKERS_PATH}/{worker}"
+
+
+def stream_uploads_path(namespace: str, name: str, index: int | str) -> str:
+    """Where a worker asks for uploads of one stream's files (and `/complete` confirms)."""
+    return f"{STREAMS_PATH}/{namespace}/{name}/{index}/uploads"
+
+
+class StreamRef(_Model):
+    """One stream of one MeetingStream: its `index` in the MeetingStream's status (1 for the
+    first stream it received). Ids of objects, never secrets."""
+
+    namespace: str = Field(max_length=63)
+    name: str = Field(max_length=253)
+    index: int = Field(ge=1)
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}#{self.index}"
+
+
+class HeldStream(_Model):
+    """What a worker says of a stream it holds: `generation` is the hand-over it holds it by
+    (1, then 2 after a worker took it over, ...); `connected` while both sockets are up;
+    `ended` once the session is over (Zoom ended it, the leader let it go, or it was lost),
+    `drained` once every file of it is delivered; `error` why it ended, if it failed;
+    `leftover`: files an earlier process of this worker left (no session), being delivered."""
+
+    ref: StreamRef
+    generation: int = Field(ge=1)
+    connected: bool = False
+    ended: bool = False
+    drained: bool = False
+    error: str | None = Field(None, max_length=512)
+    audio_ms: int = Field(0, alias="audioMs", ge=0)
+    leftover: bool = False
+
+
+class WorkerHeartbeat(_Model):
+    held: list[HeldStream] = []
+    capacity: int = Field(ge=0, le=10_000)
+    leaving: bool = False  # SIGTERM: take my streams elsewhere, give me nothing new
+
+
+class StreamAssignment(_Model):
+    """A stream to receive: the handshake (join), what to keep, and where its files go."""
+
+    ref: StreamRef
+    generation: int = Field(ge=1)
+    join: RtmsJoin
+    segment_seconds: int = Field(alias="segmentSeconds", ge=2, le=30)
+    keep_events: bool = Field(True, alias="keepEvents")
+
+
+class WorkerOrders(_Model):
+    take: list[StreamAssignment] = []
+    release: list[StreamRef] = []
+    # The next heartbeat at the latest this many seconds after this answer.
+    interval_seconds: float = Field(alias="intervalSeconds", gt=0)
+
+    def to_json(self) -> str:
+        """The answer with the handshake signatures revealed: only for the worker's answer."""
+        data = self.model_dump(mode="json", by_alias=True)
+        for given, assignment in zip(data["take"], self.take, strict=True):
+            given["join"]["signature"] = assignment.join.signature.get_secret_value()
+        return json.dumps(data, separators=(",", ":"))

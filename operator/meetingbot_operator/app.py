@@ -21,7 +21,9 @@ from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.meetingbot import reports
 from meetingbot_operator.meetingbot.controller import BotController
 from meetingbot_operator.meetingstream import endpoint as rtms_endpoint
+from meetingbot_operator.meetingstream import worker_routes
 from meetingbot_operator.meetingstream.service import StreamService
+from meetingbot_operator.meetingstream.workers import WorkerDesk
 from meetingbot_operator.servers import Servers
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.webhooks.service import WebhookService
@@ -79,6 +81,8 @@ class Operator:
         )
         # One owner of the MeetingStreams known and the RTMS webhooks received (meetingstream/).
         self.streams = StreamService(kube, self.accounts.client, settings.rtms_servers)
+        # One owner of which stream worker receives which stream, and of the streams' files.
+        self.stream_workers = WorkerDesk(kube, self.streams, settings)
         self._servers = Servers()
         self._sweeper: asyncio.Task[None] | None = None
         self._collector = metrics.PhaseCollector(
@@ -112,6 +116,7 @@ class Operator:
             runtime.bots.warming,
             runtime.artifacts,
         )
+        report_app.add_routes(worker_routes.routes(runtime.stream_workers))
         await runtime._servers.serve(report_app, settings.report_host, settings.report_port)
         await runtime._servers.serve(metrics.app(), settings.report_host, settings.metrics_port)
         if settings.oauth_port:
@@ -141,6 +146,7 @@ class Operator:
         await self.artifacts.close()
         await self.webhooks.close()
         await self.streams.close()
+        await self.stream_workers.close()
         await self.events.close()
         await self.kube.close()
 

@@ -136,6 +136,15 @@ class Settings(BaseSettings):
         default_factory=lambda: ["wss://*.zoom.us", "wss://*.zoomgov.com"]
     )
 
+    # The stream workers (docs/rtms.md): the service accounts whose pods may ask for streams
+    # (`system:serviceaccount:<namespace>:<name>`; their tokens are checked with a
+    # TokenReview); a worker not heard from for `stream_worker_timeout_seconds` is gone and
+    # its streams go to others (inside Zoom's 30 s, with the worker's poll and reconnection);
+    # a worker's poll is held open for at most `stream_worker_poll_seconds`.
+    stream_workers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    stream_worker_timeout_seconds: float = Field(10.0, ge=2, le=25)
+    stream_worker_poll_seconds: float = Field(4.0, ge=0.5, le=20)
+
     zoom_timeout_seconds: float = 10.0
     zoom_max_attempts: int = 6
 
@@ -145,6 +154,15 @@ class Settings(BaseSettings):
 
     log_format: str = Field("json", pattern="^(json|text)$")
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _worker_timing(self) -> Settings:
+        if not self.stream_worker_poll_seconds < self.stream_worker_timeout_seconds:
+            raise ValueError(
+                "stream_worker_poll_seconds must be below stream_worker_timeout_seconds: a "
+                "worker waiting for an answer is not gone"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_timing(self) -> Settings:
@@ -166,6 +184,7 @@ class Settings(BaseSettings):
         "storage_endpoints",
         "webhook_endpoints",
         "rtms_servers",
+        "stream_workers",
         mode="before",
     )
     @classmethod

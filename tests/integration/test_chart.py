@@ -71,6 +71,9 @@ RARELY_USED = {
     ("meetingbot.dev", "meetingbots", "patch"),
     # Only when a restarted operator finds its pod already there (409 on create).
     ("", "pods", "get"),
+    # A stream worker's token, checked when it polls (the chart's workers poll from their
+    # start; the review is cached for a minute per token).
+    ("authentication.k8s.io", "tokenreviews", "create"),
     # Only when a join Secret of ours is already there: a restart between writing it and
     # creating the pod (each attempt's Secret is deleted when the attempt ends).
     ("", "secrets", "update"),
@@ -102,7 +105,8 @@ def test_values_platform_teams_ask_for(tmp_path: Path) -> None:
     (deployment,) = [
         d
         for d in documents
-        if d["kind"] == "Deployment" and not d["metadata"]["name"].endswith("-zoomsim")
+        if d["kind"] == "Deployment"
+        and not d["metadata"]["name"].endswith(("-zoomsim", "-stream-worker"))
     ]
     pod = deployment["spec"]["template"]
     assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "meetingbot-operator"
@@ -175,12 +179,23 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
     assert dry.returncode == 0, dry.stderr
     assert {"Deployment", "Service", "ServiceAccount"} <= set(kinds)
     if values:
-        # Listed namespaces: Roles there, nothing cluster-wide for the operator (the only
-        # ClusterRoles are the ones aggregated into view/edit/admin, for people).
+        # Listed namespaces: Roles there, nothing cluster-wide for the operator but the
+        # TokenReviews that tell it a stream worker from anyone else (a cluster-scoped kind);
+        # the other ClusterRoles are the ones aggregated into view/edit/admin, for people.
         assert {"Role", "RoleBinding", "NetworkPolicy", "ServiceMonitor"} <= set(kinds)
         assert "ResourceQuota" in kinds  # meetingBotQuota, in each watched namespace
-        assert "ClusterRoleBinding" not in kinds
-        cluster_roles = [d for d in documents if d["kind"] == "ClusterRole"]
+        bindings = [d for d in documents if d["kind"] == "ClusterRoleBinding"]
+        assert [b["roleRef"]["name"] for b in bindings] == [f"{RELEASE}-token-review"]
+        [review] = [d for d in documents if d["metadata"]["name"] == f"{RELEASE}-token-review"
+                    and d["kind"] == "ClusterRole"]  # fmt: skip
+        assert review["rules"] == [
+            {
+                "apiGroups": ["authentication.k8s.io"],
+                "resources": ["tokenreviews"],
+                "verbs": ["create"],
+            }
+        ]
+        cluster_roles = [d for d in documents if d["kind"] == "ClusterRole" and d is not review]
         assert all(
             any(
                 k.startswith("rbac.authorization.k8s.io/aggregate-to-")
@@ -241,11 +256,14 @@ async def granted_permissions(kube: Kube, namespace: str) -> set[tuple[str, str,
     rules = list((await kube.rbac.read_namespaced_role(RELEASE, namespace)).rules)
     for role in (f"{RELEASE}-report-key", f"{RELEASE}-leader-election"):
         rules += (await kube.rbac.read_namespaced_role(role, SYSTEM)).rules
-    assert not [
+    cluster_roles = [
         r
         for r in (await kube.rbac.list_cluster_role()).items
         if r.metadata.name.startswith(RELEASE) and "aggregate" not in r.metadata.name
     ]
+    # Cluster-wide, only the stream workers' TokenReviews (tokenreviews are cluster-scoped).
+    assert [r.metadata.name for r in cluster_roles] == [f"{RELEASE}-token-review"]
+    rules += cluster_roles[0].rules
     return {
         (group, resource, verb)
         for rule in rules

@@ -167,6 +167,12 @@ class StreamSession(Model):
     """One stream Zoom sent (ids are not secrets: the handshake needs the app's secret)."""
 
     stream_id: str = Field(alias="streamId", max_length=128, description="Zoom's stream id.")
+    index: int = Field(
+        1,
+        ge=1,
+        description="Which stream of this MeetingStream it is (1 for the first): its files are "
+        "under <prefix>/<namespace>/_streams/<name>/<index>/.",
+    )
     meeting_number: str | None = Field(
         None, alias="meetingNumber", max_length=16, description="The meeting's number."
     )
@@ -183,6 +189,16 @@ class StreamSession(Model):
     stop_reason: int | None = Field(
         None, alias="stopReason", description="Zoom's RTMS_STOP_REASON, once it ended."
     )
+    worker: str | None = Field(
+        None, max_length=253, description="The stream worker receiving it (its pod)."
+    )
+    generation: int | None = Field(
+        None,
+        ge=1,
+        description="How many times a worker took it (more than 1: a worker was lost or left, "
+        "and another took over).",
+    )
+    artifacts: ArtifactsStatus | None = Field(None, description="What of it reached the bucket.")
 
 
 class MeetingStreamStatus(Model):

@@ -99,6 +99,11 @@ class RtmsSession:
         self._signaling: aiohttp.ClientWebSocketResponse | None = None
         self._up = False  # both sockets were ready during the last connection
 
+    @property
+    def connected(self) -> bool:
+        """Both sockets up, as far as this session knows."""
+        return self._up
+
     async def run(self) -> Outcome:
         # The first connection is timed like a reconnection: the stream is waiting for us.
         lost_since, failures = time.monotonic(), 0

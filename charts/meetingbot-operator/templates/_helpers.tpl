@@ -120,3 +120,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: meetingbot-operator
 app.kubernetes.io/component: zoom-sandbox
 {{- end -}}
+
+{{- define "mbo.streamWorkerName" -}}
+{{- printf "%s-stream-worker" (include "mbo.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "mbo.streamWorkerSelectorLabels" -}}
+app.kubernetes.io/name: meetingbot-stream-worker
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}

@@ -78,6 +78,8 @@ class Standby:
         uploads = reports.uploads_path("{namespace}", "{name}")
         reporting.router.add_post(uploads, self._report)
         reporting.router.add_post(uploads + "/{step:complete}", self._report)
+        # The stream workers' polls and uploads (meetingstream/worker_routes.py).
+        reporting.router.add_post("/v1/rtms/{tail:.*}", self._report)
         await self._servers.serve(reporting, host, self.settings.report_port)
         if self.settings.oauth_port:
             oauth = web.Application(client_max_size=reports.MAX_BODY)

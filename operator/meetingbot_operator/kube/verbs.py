@@ -221,6 +221,19 @@ class Kube:
                     break
         return keys
 
+    async def review_token(self, token: str, audience: str) -> dict[str, Any]:
+        """The API server's TokenReview of a bearer token for `audience`: its status."""
+        review = await self.api.request(
+            "POST",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            body={
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenReview",
+                "spec": {"token": token, "audiences": [audience]},
+            },
+        )
+        return dict(review.get("status") or {})
+
     async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
         try:
             await self.api.request(

@@ -34,7 +34,8 @@ Sink = Callable[[str, str, BotReport], Receipt]
 # True while a just-started operator has not yet seen every bot that exists (its watch is
 # still listing them): an unknown bot is then answered 503 (try again), not 401.
 Warming = Callable[[], bool]
-MAX_BODY = 16 * 1024
+# Bots' reports are small; a stream worker's heartbeat lists every stream it holds.
+MAX_BODY = 256 * 1024
 RETRY_SOON = {"Retry-After": "2"}
 RETRY_LATER = {"Retry-After": "15"}
 _Body = TypeVar("_Body", BotReport, UploadRequest)

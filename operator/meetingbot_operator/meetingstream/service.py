@@ -23,10 +23,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from meetingbot_api import STREAM_TERMINAL_PHASES, MeetingStream, StreamPhase, StreamStart
+from meetingbot_api import (
+    STREAM_TERMINAL_PHASES,
+    MeetingStream,
+    MeetingStreamStatus,
+    StreamPhase,
+    StreamSession,
+    StreamStart,
+)
 from meetingbot_contract import Reason
+from meetingbot_contract.rtms import RtmsAudio, RtmsJoin, StreamAssignment, StreamRef
 from meetingbot_operator.kube.client import ApiError, InvalidName
 from meetingbot_operator.kube.secrets import (
     SecretMissing,
@@ -48,6 +56,7 @@ from meetingbot_operator.meetingstream.notices import (
 from meetingbot_operator.settings import rtms_server_allowed
 from meetingbot_operator.zoom.client import ZoomClient
 from meetingbot_operator.zoom.errors import ZoomError
+from meetingbot_operator.zoom.signature import rtms_handshake_signature
 from meetingbot_operator.zoom.webhooks import (
     URL_VALIDATION,
     Unverifiable,
@@ -89,6 +98,8 @@ class StreamService:
         self._apps: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
         self._writes: set[asyncio.Task[None]] = set()
+        # Told whenever what the streams want may have changed (the workers' desk wakes).
+        self.on_change: Callable[[], None] = lambda: None
 
     # --- the watch -------------------------------------------------------------------------
 
@@ -110,6 +121,7 @@ class StreamService:
             )
             return
         self.streams[key] = stream
+        self.on_change()
         if stream.spec.cancel and stream.status.phase not in STREAM_TERMINAL_PHASES:
             if key not in self._canceling:
                 self._canceling.add(key)
@@ -316,6 +328,77 @@ class StreamService:
             written = await self.kube.patch_status(PLURAL, key[0], key[1], body)
             if written is not None:
                 self.streams[key] = stream.model_copy(update={"status": new})
+                self.on_change()
+
+    # --- what the stream workers' desk reads and writes (workers.py) ---------------------------
+
+    def wanted(self) -> dict[StreamRef, int]:
+        """Streams that want a worker (Zoom started them, has not stopped them, their
+        MeetingStream is not canceled), oldest first, with the generation their status last
+        recorded (0: never given)."""
+        found: list[tuple[datetime, StreamRef, int]] = []
+        for (namespace, name), stream in self.streams.items():
+            if stream.spec.cancel or stream.status.phase in STREAM_TERMINAL_PHASES:
+                continue
+            for s in stream.status.streams:
+                if s.ended_at is None:
+                    ref = StreamRef(namespace=namespace, name=name, index=s.index)
+                    found.append((s.started_at, ref, s.generation or 0))
+        return {ref: generation for _, ref, generation in sorted(found, key=lambda f: f[0])}
+
+    def known(self, ref: StreamRef) -> bool:
+        """Whether the stream's MeetingStream still wants it received or finished."""
+        stream = self.streams.get((ref.namespace, ref.name))
+        return (
+            stream is not None
+            and not stream.spec.cancel
+            and any(s.index == ref.index for s in stream.status.streams)
+        )
+
+    def session_of(self, ref: StreamRef) -> tuple[MeetingStream, StreamSession] | None:
+        stream = self.streams.get((ref.namespace, ref.name))
+        if stream is None:
+            return None
+        session = next((s for s in stream.status.streams if s.index == ref.index), None)
+        return None if session is None else (stream, session)
+
+    async def assignment(self, ref: StreamRef, generation: int) -> StreamAssignment | None:
+        """What a worker needs to receive the stream: the handshake signature is made here,
+        from the app's client secret, which stays with the operator. None if the app Secret
+        cannot be used (the stream is left for a later try)."""
+        found = self.session_of(ref)
+        if found is None:
+            return None
+        stream, session = found
+        app = await self._app_secret(ref.namespace, stream.spec.app_credentials_secret_ref.name)
+        client_id, client_secret = app.get("clientId"), app.get("clientSecret")
+        if not client_id or not client_secret:
+            return None
+        media = stream.spec.media
+        return StreamAssignment(
+            ref=ref,
+            generation=generation,
+            join=RtmsJoin(
+                server_urls=session.server_urls,
+                meeting_uuid=session.meeting_uuid,
+                stream_id=session.stream_id,
+                signature=SecretStr(
+                    rtms_handshake_signature(
+                        client_id, client_secret, session.meeting_uuid, session.stream_id
+                    )
+                ),
+                audio=RtmsAudio(media.audio.value),
+                transcript=media.transcript,
+                chat=media.chat,
+            ),
+            segment_seconds=stream.spec.segment_seconds,
+        )
+
+    def record(
+        self, ref: StreamRef, change: Callable[[MeetingStream, datetime], MeetingStreamStatus]
+    ) -> None:
+        """Write a change to the stream's MeetingStream status, in the background."""
+        self._spawn(self._write((ref.namespace, ref.name), change))
 
     def _spawn(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(self._logged(work))

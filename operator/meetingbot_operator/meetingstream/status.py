@@ -7,6 +7,7 @@ from datetime import datetime
 
 from meetingbot_api import (
     MAX_LISTED_STREAMS,
+    ArtifactsStatus,
     MeetingStream,
     MeetingStreamStatus,
     StreamPhase,
@@ -41,8 +42,10 @@ def started(stream: MeetingStream, notice: RtmsNotice, now: datetime) -> Meeting
     status = stream.status
     if any(s.stream_id == notice.stream_id for s in status.streams):
         return status
+    index = status.streams[-1].index + 1 if status.streams else 1
     session = StreamSession(
         stream_id=notice.stream_id,
+        index=index,
         meeting_number=notice.meeting_number,
         meeting_uuid=notice.meeting_uuid,
         server_urls=notice.server_urls,
@@ -78,6 +81,80 @@ def stopped(stream: MeetingStream, notice: RtmsNotice, now: datetime) -> Meeting
         return _phase(stream, status, StreamPhase.WAITING, reason, message, now)
     status = status.model_copy(update={"completion_time": status.completion_time or now})
     return _phase(stream, status, StreamPhase.SUCCEEDED, reason, message, now)
+
+
+# The changes below take (stream, now) first, the rest by keyword (functools.partial).
+
+
+def given(
+    stream: MeetingStream, now: datetime, *, index: int, worker: str, generation: int
+) -> MeetingStreamStatus:
+    """A stream worker was given the stream (first, or taking it over)."""
+    del now
+    return _update_session(stream.status, index, worker=worker, generation=generation)
+
+
+def connected(
+    stream: MeetingStream, now: datetime, *, index: int, worker: str
+) -> MeetingStreamStatus:
+    """The worker holding the stream has both sockets up: Streaming (once; a stream Zoom
+    already stopped stays where it is)."""
+    status = stream.status
+    session = next((s for s in status.streams if s.index == index), None)
+    if session is None or session.ended_at is not None or status.phase != StreamPhase.STARTING:
+        return status
+    return _phase(
+        stream,
+        status,
+        StreamPhase.STREAMING,
+        Reason.STREAM_CONNECTED,
+        f"stream worker {worker} receives stream {session.stream_id}",
+        now,
+    )
+
+
+def failed(stream: MeetingStream, now: datetime, *, index: int, error: str) -> MeetingStreamStatus:
+    """The worker could not receive the stream for good (Zoom refused the handshake, or the
+    stream could not be reached again within Zoom's window)."""
+    status = stream.status
+    session = next((s for s in status.streams if s.index == index), None)
+    if session is None or status.phase in (StreamPhase.SUCCEEDED, StreamPhase.FAILED):
+        return status
+    refused = "signature" in error.lower()
+    reason = Reason.SIGNATURE_INVALID if refused else Reason.STREAM_LOST
+    message = f"stream {session.stream_id}: {error}"
+    status = _update_session(status, index, ended_at=session.ended_at or now)
+    if stream.spec.meeting is None and not refused:
+        return _phase(stream, status, StreamPhase.WAITING, reason, message, now)
+    status = status.model_copy(update={"completion_time": status.completion_time or now})
+    return _phase(stream, status, StreamPhase.FAILED, reason, message, now)
+
+
+def artifacts(
+    stream: MeetingStream, now: datetime, *, index: int, summary: ArtifactsStatus
+) -> MeetingStreamStatus:
+    """What of one stream reached the bucket; status.artifacts adds up the streams listed."""
+    del now
+    status = _update_session(stream.status, index, artifacts=summary)
+    kept = [s.artifacts for s in status.streams if s.artifacts is not None]
+    total = ArtifactsStatus(
+        manifest_key=summary.manifest_key,
+        objects=sum(a.objects for a in kept),
+        bytes=sum(a.bytes for a in kept),
+        audio_segments=sum(a.audio_segments for a in kept),
+        event_files=sum(a.event_files for a in kept),
+        last_upload_time=max(
+            (a.last_upload_time for a in kept if a.last_upload_time), default=None
+        ),
+    )
+    return status.model_copy(update={"artifacts": total})
+
+
+def _update_session(
+    status: MeetingStreamStatus, index: int, **change: object
+) -> MeetingStreamStatus:
+    streams = [s.model_copy(update=change) if s.index == index else s for s in status.streams]
+    return status.model_copy(update={"streams": streams})
 
 
 def canceled(stream: MeetingStream, now: datetime) -> MeetingStreamStatus:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 
 import jwt
@@ -46,3 +48,12 @@ def sdk_signature(
     }
     token = jwt.encode(claims, credentials.sdk_secret.get_secret_value(), algorithm="HS256")
     return SecretStr(token)
+
+
+def rtms_handshake_signature(
+    client_id: str, client_secret: str, meeting_uuid: str, stream_id: str
+) -> str:
+    """RTMS's handshake signature (both sockets): hex HMAC-SHA256 over
+    `client_id,meeting_uuid,rtms_stream_id` with the app's client secret (docs/rtms.md)."""
+    message = f"{client_id},{meeting_uuid},{stream_id}".encode()
+    return hmac.new(client_secret.encode(), message, hashlib.sha256).hexdigest()

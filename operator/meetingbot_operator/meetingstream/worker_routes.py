@@ -1,0 +1,82 @@
+"""The stream workers' endpoints, on the report port (standbys forward them to the leader):
+`POST /v1/rtms/workers/{worker}` (the long poll: heartbeat in, orders out) and
+`POST /v1/rtms/streams/{namespace}/{name}/{index}/uploads[/complete]` (a stream's files, as a
+bot's uploads are). Every request carries the worker pod's service-account token; anything
+else gets 401, whatever the cause."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from meetingbot_api import first_error
+from meetingbot_contract import UploadRequest
+from meetingbot_contract.rtms import STREAMS_PATH, WORKERS_PATH, StreamRef, WorkerHeartbeat
+from meetingbot_operator import metrics
+from meetingbot_operator.artifacts.service import ArtifactProblem, UploadRefused
+from meetingbot_operator.artifacts.store import StoreError
+from meetingbot_operator.meetingstream.workers import NotAWorker, WorkerDesk
+
+log = logging.getLogger(__name__)
+RETRY_LATER = {"Retry-After": "15"}
+
+
+def routes(desk: WorkerDesk) -> list[web.RouteDef]:
+    async def poll(request: web.Request) -> web.StreamResponse:
+        try:
+            worker = await desk.worker_of(request.headers.get("Authorization", ""))
+        except NotAWorker:
+            return web.json_response({"error": "unauthorized"}, status=401)
+        if worker != request.match_info["worker"]:
+            return web.json_response({"error": "unauthorized"}, status=401)
+        try:
+            beat = WorkerHeartbeat.model_validate_json(await request.read())
+        except ValidationError as error:
+            return web.json_response({"error": first_error(error)}, status=400)
+
+        def gone() -> bool:  # the worker hung up (it died, or gave up waiting)
+            transport = request.transport
+            return transport is None or transport.is_closing()
+
+        orders = await desk.poll(worker, beat, gone)
+        return web.Response(text=orders.to_json(), content_type="application/json")
+
+    async def upload(request: web.Request) -> web.StreamResponse:
+        try:
+            await desk.worker_of(request.headers.get("Authorization", ""))
+        except NotAWorker:
+            return web.json_response({"error": "unauthorized"}, status=401)
+        try:
+            ref = StreamRef(
+                namespace=request.match_info["namespace"],
+                name=request.match_info["name"],
+                index=int(request.match_info["index"]),
+            )
+            body = UploadRequest.model_validate_json(await request.read())
+        except ValidationError as error:
+            return web.json_response({"error": first_error(error)}, status=400)
+        except ValueError:
+            return web.json_response({"error": "index is a number"}, status=400)
+        try:
+            if request.match_info.get("step") == "complete":
+                await desk.complete(ref, body)
+                metrics.UPLOADS.labels("recorded").inc()
+                return web.json_response({"result": "recorded"})
+            grant = await desk.grant(ref, body)
+        except UploadRefused as refused:
+            metrics.UPLOADS.labels("refused").inc()
+            return web.json_response({"error": str(refused)}, status=409)
+        except (ArtifactProblem, StoreError) as problem:
+            metrics.UPLOADS.labels("unavailable").inc()
+            return web.json_response({"error": str(problem)}, status=503, headers=RETRY_LATER)
+        metrics.UPLOADS.labels("granted").inc()
+        return web.json_response(grant.model_dump(mode="json", by_alias=True))
+
+    uploads = STREAMS_PATH + "/{namespace}/{name}/{index}/uploads"
+    return [
+        web.post(WORKERS_PATH + "/{worker}", poll),
+        web.post(uploads, upload),
+        web.post(uploads + "/{step:complete}", upload),
+    ]
