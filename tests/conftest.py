@@ -106,6 +106,16 @@ async def namespace(kube: Kube) -> AsyncIterator[str]:
     await kube.core.delete_namespace(name)
 
 
+@pytest.fixture
+async def ha_namespace(kube: Kube) -> AsyncIterator[str]:
+    """A namespace the session's operator does not watch (it watches t-*): for tests that run
+    operator replicas of their own."""
+    name = f"ha-{uuid.uuid4().hex[:8]}"
+    await kube.core.create_namespace({"metadata": {"name": name}})
+    yield name
+    await kube.core.delete_namespace(name)
+
+
 @pytest.fixture(scope="session")
 def zoomsim() -> Iterator[ZoomSim]:
     """The simulator on loopback (for the operator) and on the node's address (for pods)."""

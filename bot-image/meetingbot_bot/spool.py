@@ -43,15 +43,35 @@ class Spool:
             path, kind, sequence, len(data), hashlib.sha256(data).hexdigest(), start_ms, end_ms
         )
         _atomic(path, data)
+        self._sidecar(item)
+        return item
+
+    def _sidecar(self, item: SpoolFile) -> None:
         meta = {
-            "kind": kind.value,
-            "sequence": sequence,
+            "kind": item.kind.value,
+            "sequence": item.sequence,
             "size": item.size,
             "sha256": item.sha256,
-            "startMs": start_ms,
-            "endMs": end_ms,
+            "startMs": item.start_ms,
+            "endMs": item.end_ms,
         }
         _atomic(item.sidecar, json.dumps(meta).encode())  # last: a file without it is unfinished
+
+    def adopt(
+        self, source: Path, kind: ArtifactKind, sequence: int, start_ms: int, end_ms: int
+    ) -> SpoolFile:
+        """A file written in place (a segment appended to as it came): renamed into the spool
+        with its sidecar, as `write` would have written it."""
+        path = self.directory / f"{kind.value}-{sequence:06d}.{EXTENSIONS[kind]}"
+        digest, size = hashlib.sha256(), 0
+        with source.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 16), b""):
+                digest.update(chunk)
+                size += len(chunk)
+            os.fsync(handle.fileno())
+        source.replace(path)
+        item = SpoolFile(path, kind, sequence, size, digest.hexdigest(), start_ms, end_ms)
+        self._sidecar(item)
         return item
 
     def pending(self) -> list[SpoolFile]:

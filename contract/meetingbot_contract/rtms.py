@@ -19,6 +19,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from meetingbot_contract.stream import StreamConfig
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
@@ -32,6 +34,8 @@ class RtmsAudio(StrEnum):
     NONE = "None"
 
 
+# RTMS_STATUS_CODE of a handshake refused because of its signature.
+INVALID_SIGNATURE = 15
 # Zoom's default and what the contract promises downstream (the live stream's rate too).
 RTMS_SAMPLE_RATE = 16000
 
@@ -92,7 +96,10 @@ class HeldStream(_Model):
     (1, then 2 after a worker took it over, ...); `connected` while both sockets are up;
     `ended` once the session is over (Zoom ended it, the leader let it go, or it was lost),
     `drained` once every file of it is delivered; `error` why it ended, if it failed;
-    `leftover`: files an earlier process of this worker left (no session), being delivered."""
+    `over`: it ended because the stream did (Zoom ended it, or it failed for good), not
+    because the worker let it go; `refused`: Zoom's RTMS_STATUS_CODE when it refused the
+    handshake for good (15: the signature, so the app's client secret, is wrong); `leftover`:
+    files an earlier process of this worker left (no session), being delivered."""
 
     ref: StreamRef
     generation: int = Field(ge=1)
@@ -101,6 +108,8 @@ class HeldStream(_Model):
     drained: bool = False
     error: str | None = Field(None, max_length=512)
     audio_ms: int = Field(0, alias="audioMs", ge=0)
+    over: bool = False
+    refused: int | None = None
     leftover: bool = False
 
 
@@ -111,13 +120,16 @@ class WorkerHeartbeat(_Model):
 
 
 class StreamAssignment(_Model):
-    """A stream to receive: the handshake (join), what to keep, and where its files go."""
+    """A stream to receive: the handshake (join), what to keep, where its files go, and the
+    live stream to forward it to, if the MeetingStream names one (with its own token)."""
 
     ref: StreamRef
+    uid: str = Field(description="The MeetingStream's uid (the live stream's hello says it).")
     generation: int = Field(ge=1)
     join: RtmsJoin
     segment_seconds: int = Field(alias="segmentSeconds", ge=2, le=30)
     keep_events: bool = Field(True, alias="keepEvents")
+    live: StreamConfig | None = None
 
 
 class WorkerOrders(_Model):
@@ -131,4 +143,6 @@ class WorkerOrders(_Model):
         data = self.model_dump(mode="json", by_alias=True)
         for given, assignment in zip(data["take"], self.take, strict=True):
             given["join"]["signature"] = assignment.join.signature.get_secret_value()
+            if assignment.live is not None:
+                given["live"]["token"] = assignment.live.token.get_secret_value()
         return json.dumps(data, separators=(",", ":"))

@@ -61,6 +61,9 @@ class Hello(_Model):
     uid: str
     attempt: int
     audio: AudioFormat | None = None
+    # A MeetingStream's (docs/rtms.md): which of its streams this is; `attempt` is then the
+    # stream's generation (another after a stream worker's hand-over).
+    stream: int | None = None
 
 
 def audio_frame(first_sample_ms: int, pcm: bytes) -> bytes:

@@ -45,6 +45,7 @@ from devenv.zoomsim.rtms_media import (
     HANDSHAKE_DEADLINE,
     KEEP_ALIVE_REQ,
     KEEP_ALIVE_RESP,
+    MEDIA_DATA_AUDIO,
     MEDIA_DATA_CHAT,
     MEDIA_DATA_TRANSCRIPT,
     SAMPLE_RATES,
@@ -472,4 +473,7 @@ async def _send(stream: RtmsStream, ws: web.WebSocketResponse, message: dict[str
         return
     with contextlib.suppress(ConnectionError, RuntimeError):
         await ws.send_str(json.dumps(message))
-        stream.sent[int(message["msg_type"])] += 1
+        kind = int(message["msg_type"])
+        stream.sent[kind] += 1
+        if kind == MEDIA_DATA_AUDIO and stream.first_audio_at is None:
+            stream.first_audio_at = time.time()

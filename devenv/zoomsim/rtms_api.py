@@ -78,6 +78,8 @@ def _stream_view(stream: RtmsStream) -> dict[str, Any]:
         "mediaParams": stream.media_params,
         "deliveries": list(stream.deliveries),
         "sent": {str(k): v for k, v in stream.sent.items()},
+        "startedAt": stream.started_at,
+        "firstAudioAt": stream.first_audio_at,
     }
 
 

@@ -301,6 +301,7 @@ class RtmsStream:
     # to answer) and counts of media messages by msg_type, for the tests.
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     sent: Counter[int] = field(default_factory=Counter)
+    first_audio_at: float | None = None  # when the app was sent its first audio (benchmarks)
     handshakes: int = 0
     task: asyncio.Task[None] | None = None
 

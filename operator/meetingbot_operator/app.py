@@ -80,7 +80,19 @@ class Operator:
             self.webhooks,
         )
         # One owner of the MeetingStreams known and the RTMS webhooks received (meetingstream/).
-        self.streams = StreamService(kube, self.accounts.client, settings.rtms_servers)
+        self.stream_webhooks = WebhookService(
+            kube,
+            settings,
+            changed=lambda key: self.streams.webhook_progressed(key),
+            plural="meetingstreams",
+        )
+        self.streams = StreamService(
+            kube,
+            self.accounts.client,
+            settings.rtms_servers,
+            self.stream_webhooks,
+            stream_endpoints=settings.webhook_endpoints,
+        )
         # One owner of which stream worker receives which stream, and of the streams' files.
         self.stream_workers = WorkerDesk(kube, self.streams, settings)
         self._servers = Servers()
@@ -147,6 +159,7 @@ class Operator:
         await self.webhooks.close()
         await self.streams.close()
         await self.stream_workers.close()
+        await self.stream_webhooks.close()
         await self.events.close()
         await self.kube.close()
 

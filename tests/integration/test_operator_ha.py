@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from meetingbot_operator.kube.client import KubeClient
 from meetingbot_operator.meetingbot.reports import uploads_path
 from tests.support.artifacts import bucket_for, deliver_one
 from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
-from tests.support.replicas import replica_pair
+from tests.support.replicas import holder_of, replica_pair
 from tests.support.scripted_bot import ScriptedBot
 from tests.support.specs import bot_spec
 from tests.support.streams import meetingstream, phase_is, zooms_delivery
@@ -45,17 +44,6 @@ QUICK = LeaseTiming(duration=4, renew_deadline=3, retry=0.5)
 
 def lease(api: KubeClient, namespace: str, identity: str) -> Lease:
     return Lease(api, namespace, "election", identity, {"report": f"http://{identity}"}, QUICK)
-
-
-async def holder_of(kube: Kube, namespace: str, name: str) -> str | None:
-    api: Any = client.CoordinationV1Api(kube.api)
-    try:
-        found = await api.read_namespaced_lease(name, namespace)
-    except client.ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return found.spec.holder_identity  # type: ignore[no-any-return]
 
 
 async def test_one_replica_wins_a_race_for_the_lease(
@@ -130,15 +118,6 @@ def _metric(process: OperatorProcess, name: str) -> float:
     text = httpx.get(process.metrics_url, timeout=5).text
     (line,) = [x for x in text.splitlines() if x.startswith(f"{name} ")]
     return float(line.split()[1])
-
-
-@pytest.fixture
-async def ha_namespace(kube: Kube) -> AsyncIterator[str]:
-    """A namespace the session's operator does not watch (it watches t-*)."""
-    name = f"ha-{uuid.uuid4().hex[:8]}"
-    await kube.core.create_namespace({"metadata": {"name": name}})
-    yield name
-    await kube.core.delete_namespace(name)
 
 
 async def test_the_standby_forwards_reports_and_takes_over_without_losing_a_bot(

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client
 
 from devenv.cluster import cluster
 from devenv.operator_process import OperatorProcess
 from devenv.zoomsim import ZoomSim, fake_sdk_url
+from tests.support.operator_fixtures import Kube
 
 
 def replica_pair(
@@ -45,3 +49,15 @@ def replica_pair(
     a, b = replica("a"), replica("b")
     b.report_key = a.report_key
     return a, b
+
+
+async def holder_of(kube: Kube, namespace: str, name: str) -> str | None:
+    """Who holds the Lease `name` (None: nobody, or no Lease yet)."""
+    api: Any = client.CoordinationV1Api(kube.api)
+    try:
+        found = await api.read_namespaced_lease(name, namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return found.spec.holder_identity  # type: ignore[no-any-return]

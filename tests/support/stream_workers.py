@@ -77,9 +77,8 @@ class Workers:
                 raise
 
 
-async def deploy(
-    kube: Kube, image: str, operator_url: str, replicas: int = 2, capacity: int = 200
-) -> Workers:
+async def ensure_namespace(kube: Kube) -> None:
+    """The workers' namespace and service account (kept across tests)."""
     for create, body in (
         (kube.core.create_namespace, {"metadata": {"name": NAMESPACE}}),
         (
@@ -92,6 +91,12 @@ async def deploy(
         except ApiException as error:
             if error.status != 409:
                 raise
+
+
+async def deploy(
+    kube: Kube, image: str, operator_url: str, replicas: int = 2, capacity: int = 200
+) -> Workers:
+    await ensure_namespace(kube)
     name = f"workers-{uuid.uuid4().hex[:6]}"
     container = {
         "name": "worker",

@@ -7,13 +7,17 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from meetingbot_api import MeetingStream, StreamPhase
+from meetingbot_api import MeetingStream, MeetingStreamStatus, StreamPhase
 from meetingbot_operator.kube.secrets import SecretView
+from meetingbot_operator.meetingstream import status as statuses
 from meetingbot_operator.meetingstream.notices import Receiver, RtmsNotice, parse, recipient
+from meetingbot_operator.meetingstream.notifications import notify
 from meetingbot_operator.meetingstream.service import NoticeRefused, StreamService
 from meetingbot_operator.settings import Settings, rtms_server_allowed
 from tests.support.fakes import FakeKube
@@ -265,3 +269,68 @@ def test_rtms_servers_are_domains_or_base_urls() -> None:
         assert not rtms_server_allowed(refused, allowed)
     with pytest.raises(ValueError, match="rtms server"):
         Settings(rtms_servers="ws://rtms.example.com")
+
+
+def _started_stream(meeting: str | None = "123456789") -> MeetingStream:
+    stream = MeetingStream.model_validate(stream_obj("t", "s", meeting=meeting))
+    now = datetime.now(UTC)
+    first = statuses.started(stream, notice(meeting=meeting), now)
+    return stream.model_copy(update={"status": first})
+
+
+def test_a_stream_is_streaming_once_its_worker_connects() -> None:
+    stream = _started_stream()
+    [session] = stream.status.streams
+    assert (session.index, stream.status.phase) == (1, StreamPhase.STARTING)
+    given = statuses.given(stream, datetime.now(UTC), index=1, worker="w-1", generation=1)
+    stream = stream.model_copy(update={"status": given})
+    up = statuses.connected(stream, datetime.now(UTC), index=1, worker="w-1")
+    assert (up.phase, up.reason) == (StreamPhase.STREAMING, "StreamConnected")
+    assert (up.streams[0].worker, up.streams[0].generation) == ("w-1", 1)
+
+
+def test_a_refused_signature_fails_the_meetingstream_and_a_lost_stream_waits_for_the_next() -> None:
+    bad = statuses.failed(
+        _started_stream(), datetime.now(UTC), index=1, error="refused", bad_signature=True
+    )
+    assert (bad.phase, bad.reason) == (StreamPhase.FAILED, "SignatureInvalid")
+    assert bad.streams[0].ended_at is not None
+    # A catch-all that lost one stream goes on waiting for the app's next one.
+    lost = statuses.failed(
+        _started_stream(meeting=None), datetime.now(UTC), index=1, error="lost", bad_signature=False
+    )
+    assert (lost.phase, lost.reason) == (StreamPhase.WAITING, "StreamLost")
+
+
+def test_a_meetingstreams_webhook_is_told_each_phase_each_streams_files_and_the_result() -> None:
+    obj = stream_obj("t", "s", meeting="123456789")
+    obj["spec"]["webhook"] = {
+        "url": "https://hooks.example.com/x",
+        "signingSecretRef": {"name": "hook", "key": "secret"},
+    }
+    stream = MeetingStream.model_validate(obj)
+    now = datetime.now(UTC)
+    steps: list[Callable[[MeetingStream], MeetingStreamStatus]] = [
+        lambda s: statuses.waiting(s, now),
+        lambda s: statuses.started(s, notice(), now),
+        lambda s: statuses.connected(s, now, index=1, worker="w"),
+        lambda s: statuses.stopped(s, RtmsNotice("stopped", "s1", "u==", None, "", 6), now),
+        lambda s: statuses.delivered(s, now, index=1, summary=None),
+        lambda s: statuses.delivered(s, now, index=1, summary=None),  # told once
+    ]
+    for step in steps:
+        new = notify(stream, step(stream), None, now)
+        stream = stream.model_copy(update={"status": new})
+    assert stream.status.webhook is not None
+    told = [
+        (e.seq, e.type.value.rsplit(".", 1)[1], e.data.phase) for e in stream.status.webhook.pending
+    ]
+    assert told == [
+        (1, "phase", "Waiting"),
+        (2, "phase", "Starting"),
+        (3, "phase", "Streaming"),
+        (4, "phase", "Succeeded"),
+        (5, "finished", "Succeeded"),
+        (6, "artifacts", "Succeeded"),
+    ]
+    assert stream.status.webhook.pending[-1].data.stream_index == 1

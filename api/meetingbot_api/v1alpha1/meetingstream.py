@@ -4,8 +4,8 @@ and the operator's stream workers keep them as a MeetingBot's capture is kept (d
 
 Which app (its client id and secret, and the secret token Zoom signs its webhooks with), which
 meeting (or every stream the app is sent that no other MeetingStream names, for accounts where
-the app starts on its own), which media, and the same artifacts as a MeetingBot's (its
-webhook and live stream come with the stream workers: docs/rtms.md).
+the app starts on its own), which media, and the same artifacts, webhook and live
+stream as a MeetingBot's (docs/rtms.md).
 Its status has the same phases, reasons and conditions style.
 """
 
@@ -26,6 +26,7 @@ from meetingbot_api.v1alpha1.common import (
     cel,
 )
 from meetingbot_api.v1alpha1.meetingbot import MEETING_NUMBER
+from meetingbot_api.v1alpha1.webhooks import Stream, Webhook, WebhookStatus
 from meetingbot_contract import DAY_SECONDS
 from meetingbot_contract.artifacts import MAX_SEGMENT_SECONDS
 
@@ -59,6 +60,16 @@ class StreamMedia(Model):
         True, description="Zoom's live transcript, kept as caption lines with who said it."
     )
     chat: bool = Field(True, description="The meeting's chat messages.")
+    send_rate_ms: int = Field(
+        20,
+        alias="sendRateMs",
+        ge=20,
+        le=1000,
+        multiple_of=20,
+        description="Milliseconds of audio in each message Zoom sends (Zoom's send_rate; 20 "
+        "by default): larger messages cost a stream worker less CPU, and make the live "
+        "stream's audio arrive in larger pieces.",
+    )
 
 
 class StreamMeeting(Model):
@@ -137,6 +148,18 @@ class MeetingStreamSpec(Model):
         "if a stream worker dies.",
     )
     artifacts: Artifacts = Field(description="Where the stream's files go.")
+    webhook: Webhook | None = Field(
+        None,
+        description="Where the operator POSTs the MeetingStream's notifications (phase "
+        "changes, each stream's files delivered, the final result), signed as a MeetingBot's "
+        "are (docs/results.md).",
+    )
+    stream: Stream | None = Field(
+        None,
+        description="Where the stream worker forwards each stream live (mixed audio and "
+        "events), as a MeetingBot's live stream (docs/streaming.md); its hello names the "
+        "stream's index.",
+    )
     cancel: bool = Field(
         False,
         description="Stop receiving: the MeetingStream finishes (Succeeded, Canceled) and takes "
@@ -199,6 +222,9 @@ class StreamSession(Model):
         "and another took over).",
     )
     artifacts: ArtifactsStatus | None = Field(None, description="What of it reached the bucket.")
+    delivered: bool = Field(
+        False, description="Every file of the stream reached the bucket (the stream is over)."
+    )
 
 
 class MeetingStreamStatus(Model):
@@ -227,6 +253,9 @@ class MeetingStreamStatus(Model):
         None, alias="completionTime", description="When it finished."
     )
     artifacts: ArtifactsStatus | None = Field(None, description="What reached the bucket.")
+    webhook: WebhookStatus | None = Field(
+        None, description="Delivery to spec.webhook: what is delivered and what is pending."
+    )
 
 
 class MeetingStream(Model):

@@ -23,6 +23,10 @@ class EventType(StrEnum):
     PHASE = "dev.meetingbot.bot.phase"  # the bot's phase changed
     ARTIFACTS = "dev.meetingbot.bot.artifacts"  # every file of the bot reached its bucket
     FINISHED = "dev.meetingbot.bot.finished"  # the final result (Succeeded or Failed)
+    # A MeetingStream's (docs/rtms.md):
+    STREAM_PHASE = "dev.meetingbot.stream.phase"  # its phase changed
+    STREAM_ARTIFACTS = "dev.meetingbot.stream.artifacts"  # every file of one stream delivered
+    STREAM_FINISHED = "dev.meetingbot.stream.finished"  # the final result
 
 
 class Webhook(Model):
@@ -79,6 +83,16 @@ class EventData(Model):
         None, alias="completionTime", description="When it finished."
     )
     artifacts: ArtifactsStatus | None = Field(None, description="What reached the bucket.")
+    # A MeetingStream's events: which stream they are about.
+    stream_index: int | None = Field(
+        None, alias="streamIndex", description="The stream's index (MeetingStreams)."
+    )
+    stream_id: str | None = Field(
+        None, alias="streamId", max_length=128, description="Zoom's stream id (MeetingStreams)."
+    )
+    meeting_number: str | None = Field(
+        None, alias="meetingNumber", max_length=16, description="The meeting (MeetingStreams)."
+    )
 
 
 class PendingEvent(Model):

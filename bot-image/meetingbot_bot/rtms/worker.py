@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from meetingbot_bot.rtms.recorder import RtmsCapture
 from meetingbot_bot.rtms.session import RtmsRefused, RtmsSession, StreamLost
 from meetingbot_bot.spool import Spool
+from meetingbot_bot.stream import LiveStream, hello_for
 from meetingbot_bot.uploader import Uploader
 from meetingbot_contract.rtms import (
     HeldStream,
@@ -84,9 +85,12 @@ class StreamRun:
     capture: RtmsCapture | None
     session: RtmsSession | None
     uploader: Uploader
+    live: LiveStream | None = None  # the MeetingStream's live stream, if it names one
     ended: bool = False
     drained: bool = False
     error: str | None = None
+    over: bool = False  # the stream ended (not let go)
+    refused: int | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def held(self) -> HeldStream:
@@ -99,6 +103,8 @@ class StreamRun:
             ended=self.ended,
             drained=self.drained,
             error=self.error,
+            over=self.over,
+            refused=self.refused,
             audio_ms=audio_ms,
             leftover=self.session is None,
         )
@@ -114,8 +120,10 @@ class StreamWorker:
         self._http: httpx.AsyncClient | None = None
 
     async def run(self) -> None:
+        # No connection limit: every stream holds two websockets (aiohttp's default of 100
+        # held the 51st stream back, measured).
         async with (
-            aiohttp.ClientSession() as ws,
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as ws,
             httpx.AsyncClient(timeout=30.0) as http,
         ):
             self._ws, self._http = ws, http
@@ -132,6 +140,8 @@ class StreamWorker:
     async def _serve(self) -> None:
         failures = 0
         while not self.stop.is_set():
+            # What this poll tells the leader is delivered may be forgotten once it is told.
+            told_done = {ref for ref, run in self.runs.items() if run.ended and run.drained}
             orders = await self._poll(leaving=False)
             if orders is None:
                 failures += 1
@@ -140,7 +150,7 @@ class StreamWorker:
                     await asyncio.wait_for(self.stop.wait(), delay)
                 continue
             failures = 0
-            self._forget_delivered()
+            self._forget(told_done)
             for assignment in orders.take:
                 self._take(assignment)
             for ref in orders.release:
@@ -226,6 +236,11 @@ class StreamWorker:
             RtmsSession(join, capture, self._ws),
             self._uploader(ref, generation, spool),
         )
+        if assignment.live is not None:
+            hello = hello_for(ref.namespace, ref.name, assignment.uid, generation)
+            run.live = LiveStream(assignment.live, hello.model_copy(update={"stream": ref.index}))
+            capture.on_line, capture.on_audio = run.live.event, run.live.audio
+            run.live.start()
         if running is not None:
             self._retire(running)
         self.runs[ref] = run
@@ -236,17 +251,20 @@ class StreamWorker:
         assert run.session is not None and run.capture is not None
         try:
             outcome = await run.session.run()
+            run.over = not outcome.stopped_by_us
             log.info("stream ended", extra={"stream": str(run.ref), "reason": outcome.reason})
         except RtmsRefused as refused:
-            run.error = str(refused)
+            run.error, run.refused, run.over = str(refused), refused.status, True
         except StreamLost as lost:
-            run.error = str(lost)
+            run.error, run.over = str(lost), True
         except Exception as error:  # one stream's fault is never the others'
             log.exception("a stream's session failed")
-            run.error = f"the worker's session failed: {type(error).__name__}"
+            run.error, run.over = f"the worker's session failed: {type(error).__name__}", True
         finally:
             run.capture.finish(_now_ms())
             run.ended = True
+            if run.live is not None:
+                await run.live.close("StreamEnded" if run.over else "StreamReleased")
         await self._deliver(run)
 
     async def _deliver(self, run: StreamRun) -> None:
@@ -269,10 +287,12 @@ class StreamWorker:
         if run.session is not None and not run.ended:
             asyncio.create_task(run.session.stop())  # noqa: RUF006 - its task ends the run
 
-    def _forget_delivered(self) -> None:
-        """Streams over and delivered leave once the leader was told (the poll just sent)."""
-        for ref, run in list(self.runs.items()):
-            if run.ended and run.drained:
+    def _forget(self, told_done: set[StreamRef]) -> None:
+        """Streams over and delivered leave once the leader was told so (by the poll just
+        answered; one that finished meanwhile is told at the next)."""
+        for ref in told_done:
+            run = self.runs.get(ref)
+            if run is not None and run.ended and run.drained:
                 del self.runs[ref]
 
     def _recover(self) -> None:

@@ -14,18 +14,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from meetingbot_api import (
-    MAX_PENDING,
     TERMINAL_PHASES,
     EventData,
     EventType,
     MeetingBot,
     MeetingBotStatus,
-    PendingEvent,
     Phase,
-    WebhookStatus,
 )
 from meetingbot_contract.reasons import is_transient
 from meetingbot_operator.meetingbot.observed import WebhookProgress
+from meetingbot_operator.webhooks.outbox import advance
 
 ARTIFACTS_DELIVERED = "ArtifactsDelivered"
 
@@ -39,39 +37,9 @@ def notify(
 ) -> bool:
     """Write `new.webhook` from the old outbox, what the deliverer reported and what this pass
     changed; True when events are left to deliver."""
-    if bot.spec.webhook is None and old.webhook is None:
-        return False
-    hook = (old.webhook or WebhookStatus()).model_copy(deep=True)
-    if progress is not None:
-        _trim(hook, progress)
-    if bot.spec.webhook is None:
-        if hook.pending:  # the spec no longer names an endpoint: nothing can be delivered
-            hook.dropped += len(hook.pending)
-            hook.delivered = hook.pending[-1].seq
-            hook.pending = []
-            hook.last_error = "spec.webhook was removed with events still pending"
-        new.webhook = hook
-        return False
-    for type_, data in happened(old, new):
-        seq = hook.delivered + len(hook.pending) + 1
-        hook.pending.append(PendingEvent(seq=seq, type=type_, time=now, data=data))
-    while len(hook.pending) > MAX_PENDING:  # the endpoint has been down for a long time
-        oldest = hook.pending.pop(0)
-        hook.delivered, hook.dropped = oldest.seq, hook.dropped + 1
-        hook.last_error = f"more than {MAX_PENDING} events pending: the oldest was dropped"
-    new.webhook = hook
-    return bool(hook.pending)
-
-
-def _trim(hook: WebhookStatus, progress: WebhookProgress) -> None:
-    """What the deliverer got through (delivered, or dropped after a day) leaves the outbox."""
-    done = [e for e in hook.pending if e.seq <= progress.acked]
-    hook.dropped += sum(1 for e in done if e.seq in progress.dropped)
-    hook.pending = [e for e in hook.pending if e.seq > progress.acked]
-    hook.delivered = max(hook.delivered, progress.acked)
-    if progress.last_delivery_time is not None:
-        hook.last_delivery_time = progress.last_delivery_time
-    hook.last_error = progress.last_error
+    events = happened(old, new) if bot.spec.webhook is not None else []
+    new.webhook = advance(old.webhook, bot.spec.webhook is not None, progress, events, now)
+    return bool(new.webhook and new.webhook.pending and bot.spec.webhook is not None)
 
 
 def happened(old: MeetingBotStatus, new: MeetingBotStatus) -> list[tuple[EventType, EventData]]:

@@ -53,7 +53,10 @@ from meetingbot_operator.meetingstream.notices import (
     parse,
     recipient,
 )
+from meetingbot_operator.meetingstream.notifications import notify
 from meetingbot_operator.settings import rtms_server_allowed
+from meetingbot_operator.webhooks.service import WebhookService
+from meetingbot_operator.webhooks.stream_token import stream_allowed
 from meetingbot_operator.zoom.client import ZoomClient
 from meetingbot_operator.zoom.errors import ZoomError
 from meetingbot_operator.zoom.signature import rtms_handshake_signature
@@ -88,8 +91,14 @@ class StreamService:
         kube: Kube,
         zoom_of: Callable[[str, str], ZoomClient | None],
         rtms_servers: list[str],
+        webhooks: WebhookService | None = None,
+        stream_endpoints: list[str] | None = None,
     ) -> None:
         self.kube = kube
+        # Where a live stream may go (the operator's webhook endpoints, ws for http).
+        self._stream_endpoints = stream_endpoints or []
+        # The deliverer of the MeetingStreams' notifications (its outboxes are in status).
+        self._webhooks = webhooks
         self._rtms_servers = rtms_servers  # where a stream's signaling server may be
         self._zoom_of = zoom_of  # a ZoomAccount's client while it is verified
         self._starts: dict[Key, tuple[float, int]] = {}  # start: Api: next try, failures
@@ -107,6 +116,8 @@ class StreamService:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
         if event == "DELETED":
+            if self._webhooks is not None:
+                self._webhooks.forget(key)
             self.streams.pop(key, None)
             self._locks.pop(key, None)
             self._starts.pop(key, None)
@@ -122,10 +133,15 @@ class StreamService:
             return
         self.streams[key] = stream
         self.on_change()
+        self._offer(key, stream)  # a new leader sends what the last one left pending
         if stream.spec.cancel and stream.status.phase not in STREAM_TERMINAL_PHASES:
             if key not in self._canceling:
                 self._canceling.add(key)
                 self._spawn(self._cancel(key, stream))
+        elif stream.spec.stream is not None and not stream_allowed(
+            stream.spec.stream.url, self._stream_endpoints
+        ):
+            self._spawn(self._write(key, lambda s, now: statuses.stream_not_allowed(s, now)))
         elif stream.status.phase is None:
             self._spawn(self._write(key, lambda s, now: statuses.waiting(s, now)))
 
@@ -321,14 +337,31 @@ class StreamService:
             stream = self.streams.get(key)
             if stream is None:
                 return
-            new = change(stream, datetime.now(UTC))
+            now = datetime.now(UTC)
+            progress = (
+                self._webhooks.progress(key, stream.metadata.uid or "")
+                if self._webhooks is not None
+                else None
+            )
+            new = notify(stream, change(stream, now), progress, now)
             if new == stream.status:
                 return
             body = new.model_dump(mode="json", by_alias=True, exclude_none=True)
             written = await self.kube.patch_status(PLURAL, key[0], key[1], body)
             if written is not None:
-                self.streams[key] = stream.model_copy(update={"status": new})
+                stream = self.streams[key] = stream.model_copy(update={"status": new})
                 self.on_change()
+                self._offer(key, stream)
+
+    def _offer(self, key: Key, stream: MeetingStream) -> None:
+        """Hand the outbox to the deliverer (it sends what is not acknowledged yet)."""
+        hook, spec = stream.status.webhook, stream.spec.webhook
+        if self._webhooks is not None and spec is not None and hook is not None and hook.pending:
+            self._webhooks.offer(key, stream.metadata.uid or "", spec, hook.pending)
+
+    def webhook_progressed(self, key: Key) -> None:
+        """The deliverer got further: the status's outbox is trimmed (and says why, if not)."""
+        self._spawn(self._write(key, lambda s, _now: s.status))
 
     # --- what the stream workers' desk reads and writes (workers.py) ---------------------------
 
@@ -377,6 +410,7 @@ class StreamService:
         media = stream.spec.media
         return StreamAssignment(
             ref=ref,
+            uid=stream.metadata.uid or "",
             generation=generation,
             join=RtmsJoin(
                 server_urls=session.server_urls,
@@ -390,6 +424,7 @@ class StreamService:
                 audio=RtmsAudio(media.audio.value),
                 transcript=media.transcript,
                 chat=media.chat,
+                send_rate_ms=media.send_rate_ms,
             ),
             segment_seconds=stream.spec.segment_seconds,
         )

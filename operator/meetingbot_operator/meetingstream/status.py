@@ -113,18 +113,20 @@ def connected(
     )
 
 
-def failed(stream: MeetingStream, now: datetime, *, index: int, error: str) -> MeetingStreamStatus:
+def failed(
+    stream: MeetingStream, now: datetime, *, index: int, error: str, bad_signature: bool
+) -> MeetingStreamStatus:
     """The worker could not receive the stream for good (Zoom refused the handshake, or the
-    stream could not be reached again within Zoom's window)."""
+    stream could not be reached again within Zoom's window). A bad signature means the app
+    Secret's clientSecret is wrong: every stream would fail the same way."""
     status = stream.status
     session = next((s for s in status.streams if s.index == index), None)
     if session is None or status.phase in (StreamPhase.SUCCEEDED, StreamPhase.FAILED):
         return status
-    refused = "signature" in error.lower()
-    reason = Reason.SIGNATURE_INVALID if refused else Reason.STREAM_LOST
+    reason = Reason.SIGNATURE_INVALID if bad_signature else Reason.STREAM_LOST
     message = f"stream {session.stream_id}: {error}"
     status = _update_session(status, index, ended_at=session.ended_at or now)
-    if stream.spec.meeting is None and not refused:
+    if stream.spec.meeting is None and not bad_signature:
         return _phase(stream, status, StreamPhase.WAITING, reason, message, now)
     status = status.model_copy(update={"completion_time": status.completion_time or now})
     return _phase(stream, status, StreamPhase.FAILED, reason, message, now)
@@ -150,11 +152,46 @@ def artifacts(
     return status.model_copy(update={"artifacts": total})
 
 
+def delivered(
+    stream: MeetingStream, now: datetime, *, index: int, summary: ArtifactsStatus | None
+) -> MeetingStreamStatus:
+    """The stream is over and every file of it reached the bucket (its worker says so);
+    `summary`: what the manifest holds now (the counts the notification carries)."""
+    session = next((s for s in stream.status.streams if s.index == index), None)
+    if session is None or session.delivered:
+        return stream.status
+    status = stream.status
+    if summary is not None:
+        status = artifacts(stream, now, index=index, summary=summary)
+    return _update_session(status, index, delivered=True, ended_at=session.ended_at or now)
+
+
 def _update_session(
     status: MeetingStreamStatus, index: int, **change: object
 ) -> MeetingStreamStatus:
     streams = [s.model_copy(update=change) if s.index == index else s for s in status.streams]
     return status.model_copy(update={"streams": streams})
+
+
+def stream_not_allowed(stream: MeetingStream, now: datetime) -> MeetingStreamStatus:
+    """spec.stream names an endpoint the operator does not allow: nothing is received (a
+    stream would be forwarded there)."""
+    if stream.status.phase in (StreamPhase.SUCCEEDED, StreamPhase.FAILED):
+        return stream.status
+    url = stream.spec.stream.url.split("?")[0] if stream.spec.stream else ""
+    status = stream.status.model_copy(
+        update={"completion_time": stream.status.completion_time or now}
+    )
+    return _phase(
+        stream,
+        status,
+        StreamPhase.FAILED,
+        Reason.STREAM_ENDPOINT_NOT_ALLOWED,
+        f"stream.url {url!r} is not under an endpoint the operator allows (its setting "
+        "MEETINGBOT_WEBHOOK_ENDPOINTS, the chart's operator.webhookEndpoints; http:// there "
+        "covers ws://, https:// wss://)",
+        now,
+    )
 
 
 def canceled(stream: MeetingStream, now: datetime) -> MeetingStreamStatus:

@@ -17,12 +17,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from meetingbot_api import Artifacts
-from meetingbot_contract import UploadGrant, UploadRequest
+from meetingbot_contract import StreamConfig, UploadGrant, UploadRequest
 from meetingbot_contract.artifacts import stream_folder
 from meetingbot_contract.rtms import (
+    INVALID_SIGNATURE,
     WORKER_AUDIENCE,
     HeldStream,
     StreamAssignment,
@@ -31,17 +33,23 @@ from meetingbot_contract.rtms import (
     WorkerOrders,
 )
 from meetingbot_operator.artifacts.service import ArtifactService, Caller, UploadRefused
-from meetingbot_operator.kube.client import ApiError
+from meetingbot_operator.kube.client import ApiError, InvalidName
+from meetingbot_operator.kube.secrets import SecretProblem, SecretUse, read_opted_in
 from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.meetingstream import status as statuses
 from meetingbot_operator.meetingstream.pool import Given, Plan, WorkerPool
 from meetingbot_operator.meetingstream.service import StreamService
 from meetingbot_operator.settings import Settings
+from meetingbot_operator.webhooks.envelope import BadSigningSecret, signing_key
+from meetingbot_operator.webhooks.stream_token import stream_token
 
 log = logging.getLogger(__name__)
 # A token's review is reused this long (a worker polls every few seconds).
 REVIEW_SECONDS = 60.0
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
+# A stream's live-stream token lasts this long (plus the token's own margin): longer than any
+# meeting; a hand-over issues a new one.
+LIVE_TOKEN_LIFETIME = timedelta(hours=24)
 # Assignments whose app Secret cannot be read are tried again after this long.
 NOT_READY_SECONDS = 10.0
 
@@ -151,6 +159,8 @@ class WorkerDesk:
             if self._not_ready.get(ref, 0.0) > now:
                 continue
             assignment = await self._streams.assignment(ref, generation)
+            if assignment is not None:
+                assignment = await self._with_live_stream(assignment)
             if assignment is None:
                 self._not_ready[ref] = now + NOT_READY_SECONDS
                 log.warning("a stream's app Secret has no usable clientId/clientSecret",
@@ -158,6 +168,38 @@ class WorkerDesk:
                 continue
             found.append(assignment)
         return found
+
+    async def _with_live_stream(self, assignment: StreamAssignment) -> StreamAssignment | None:
+        """The live stream's endpoint and a token for this stream and generation, signed with
+        the MeetingStream's signing secret (the worker never holds it). None: the Secret cannot
+        be used now (the stream is left for a later try)."""
+        found = self._streams.session_of(assignment.ref)
+        spec = found[0].spec.stream if found else None
+        if spec is None:
+            return assignment
+        ref = assignment.ref
+        try:
+            data = await read_opted_in(
+                self._kube, ref.namespace, spec.signing_secret_ref.name, SecretUse.WEBHOOK_SIGNING
+            )
+            key = signing_key(data.get(spec.signing_secret_ref.key, ""))
+        except (SecretProblem, BadSigningSecret, InvalidName) as problem:
+            log.warning("a MeetingStream's live stream cannot be signed",
+                        extra={"stream": str(ref), "error": str(problem)})  # fmt: skip
+            return None
+        token = stream_token(
+            key,
+            url=spec.url,
+            namespace=ref.namespace,
+            name=ref.name,
+            uid=assignment.uid,
+            attempt=assignment.generation,
+            now=datetime.now(UTC),
+            lifetime=LIVE_TOKEN_LIFETIME,
+            stream=ref.index,
+        )
+        live = StreamConfig(url=spec.url, token=token, audio=spec.audio, events=spec.events)
+        return assignment.model_copy(update={"live": live})
 
     def _follow(self, worker: str, held: list[HeldStream], plan: Plan) -> None:
         """The statuses that follow from a heartbeat: who has each stream, whether it is up,
@@ -175,6 +217,12 @@ class WorkerDesk:
             log.info("stream given", extra={"stream": str(ref), "worker": given.worker,
                                             "generation": given.generation})  # fmt: skip
         for h in held:
+            if h.over and h.drained and not h.leftover:
+                key = (h.ref.namespace, stream_folder(h.ref.name, h.ref.index))
+                summary = self.artifacts.summary(key, self._artifacts_spec(key))
+                self._streams.record(
+                    h.ref, partial(statuses.delivered, index=h.ref.index, summary=summary)
+                )
             current = self.pool.given(h.ref)
             if current != Given(worker, h.generation):
                 continue
@@ -185,8 +233,15 @@ class WorkerDesk:
                 )
             if h.ended and h.error and h.ref not in self._failed:
                 self._failed.add(h.ref)
+                bad_signature = h.refused == INVALID_SIGNATURE
                 self._streams.record(
-                    h.ref, partial(statuses.failed, index=h.ref.index, error=h.error)
+                    h.ref,
+                    partial(
+                        statuses.failed,
+                        index=h.ref.index,
+                        error=h.error,
+                        bad_signature=bad_signature,
+                    ),
                 )
 
     # --- uploads ------------------------------------------------------------------------------

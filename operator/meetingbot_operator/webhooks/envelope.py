@@ -37,12 +37,15 @@ def signing_key(value: str) -> bytes:
     return key
 
 
-def envelope(namespace: str, name: str, uid: str, event: PendingEvent) -> bytes:
-    """The request body: the CloudEvent for `event` of bot namespace/name (uid `uid`)."""
+def envelope(
+    namespace: str, name: str, uid: str, event: PendingEvent, plural: str = "meetingbots"
+) -> bytes:
+    """The request body: the CloudEvent for `event` of the object namespace/name (uid `uid`;
+    a MeetingBot, or with `plural` a MeetingStream)."""
     document = {
         "specversion": "1.0",
         "id": event_id(uid, event.seq),
-        "source": f"/apis/{API_VERSION}/namespaces/{namespace}/meetingbots/{name}",
+        "source": f"/apis/{API_VERSION}/namespaces/{namespace}/{plural}/{name}",
         "type": event.type.value,
         "subject": f"{namespace}/{name}",
         "time": event.time.isoformat().replace("+00:00", "Z"),

@@ -1,6 +1,7 @@
 """The one deliverer of every bot's webhook notifications.
 
-The outbox is the bot's `status.webhook.pending` (meetingbot/notifications.py decides it). The
+The outbox is the bot's `status.webhook.pending` (meetingbot/notifications.py decides it; a
+MeetingStream's the same way, meetingstream/notifications.py, with a deliverer of its own). The
 controller offers it here after each status write; one task per bot sends the events in order,
 one at a time, each until the endpoint answers 2xx or the event is a day old (then dropped and
 counted), with exponential backoff and full jitter between tries and Retry-After honoured. How
@@ -80,8 +81,10 @@ class WebhookService:
         changed: Callable[[Key], None],
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        plural: str = "meetingbots",
     ) -> None:
         self._kube = kube
+        self._plural = plural  # whose notifications: MeetingBots', or MeetingStreams'
         self._settings = settings
         self._changed = changed  # the bot's next pass writes the progress into its status
         self._boxes: dict[Key, Outbox] = {}
@@ -201,7 +204,7 @@ class WebhookService:
                 "setting MEETINGBOT_WEBHOOK_ENDPOINTS, the chart's operator.webhookEndpoints)"
             )
         secret = await self._signing_key(key[0], box.spec)
-        body = envelope(key[0], key[1], box.uid, event)
+        body = envelope(key[0], key[1], box.uid, event, self._plural)
         headers = signed_headers(secret, event_id(box.uid, event.seq), int(time.time()), body)
         try:
             response = await self._http.post(url, content=body, headers=headers)

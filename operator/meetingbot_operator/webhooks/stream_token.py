@@ -39,8 +39,11 @@ def stream_token(
     attempt: int,
     now: datetime,
     lifetime: timedelta,
+    stream: int | None = None,
 ) -> SecretStr:
-    claims = {
+    """`stream`: a MeetingStream's stream index (the claim `stream`; `attempt` is then the
+    stream's generation)."""
+    claims: dict[str, object] = {
         "iss": TOKEN_ISSUER,
         "aud": url,
         "sub": f"{namespace}/{name}",
@@ -49,4 +52,6 @@ def stream_token(
         "iat": int(now.timestamp()),
         "exp": int((now + lifetime + TOKEN_MARGIN).timestamp()),
     }
+    if stream is not None:
+        claims["stream"] = stream
     return SecretStr(jwt.encode(claims, key, algorithm="HS256"))
