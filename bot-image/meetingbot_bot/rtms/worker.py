@@ -46,6 +46,7 @@ from meetingbot_contract.rtms import (
 log = logging.getLogger(__name__)
 POLL_SLACK_SECONDS = 10.0  # beyond the operator's hold of a poll
 BACKOFF_MAX_SECONDS = 5.0
+UPLOADS_AT_ONCE = 8  # across the worker's streams (uploader.py says why)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class StreamWorker:
         self.runs: dict[StreamRef, StreamRun] = {}
         self._ws: aiohttp.ClientSession | None = None
         self._http: httpx.AsyncClient | None = None
+        self._uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
 
     async def run(self) -> None:
         # No connection limit: every stream holds two websockets (aiohttp's default of 100
@@ -209,7 +211,12 @@ class StreamWorker:
     def _uploader(self, ref: StreamRef, generation: int, spool: Spool) -> Uploader:
         path = stream_uploads_path(ref.namespace, ref.name, ref.index)
         uploader = Uploader(
-            self.config.operator_url + path, self.token, generation, spool, http=self._http
+            self.config.operator_url + path,
+            self.token,
+            generation,
+            spool,
+            http=self._http,
+            limit=self._uploads,
         )
         uploader.start()
         return uploader
