@@ -24,6 +24,7 @@ class SpoolFile:
     sha256: str
     start_ms: int
     end_ms: int
+    speaker: str | None = None  # speaker-wav: whose audio
 
     @property
     def sidecar(self) -> Path:
@@ -38,6 +39,7 @@ class Spool:
     def write(
         self, kind: ArtifactKind, sequence: int, data: bytes, start_ms: int, end_ms: int
     ) -> SpoolFile:
+        """Write a whole file (events, a bot's segment)."""
         path = self.directory / f"{kind.value}-{sequence:06d}.{EXTENSIONS[kind]}"
         item = SpoolFile(
             path, kind, sequence, len(data), hashlib.sha256(data).hexdigest(), start_ms, end_ms
@@ -54,11 +56,18 @@ class Spool:
             "sha256": item.sha256,
             "startMs": item.start_ms,
             "endMs": item.end_ms,
+            **({"speaker": item.speaker} if item.speaker else {}),
         }
         _atomic(item.sidecar, json.dumps(meta).encode())  # last: a file without it is unfinished
 
     def adopt(
-        self, source: Path, kind: ArtifactKind, sequence: int, start_ms: int, end_ms: int
+        self,
+        source: Path,
+        kind: ArtifactKind,
+        sequence: int,
+        start_ms: int,
+        end_ms: int,
+        speaker: str | None = None,
     ) -> SpoolFile:
         """A file written in place (a segment appended to as it came): renamed into the spool
         with its sidecar, as `write` would have written it."""
@@ -70,7 +79,7 @@ class Spool:
                 size += len(chunk)
             os.fsync(handle.fileno())
         source.replace(path)
-        item = SpoolFile(path, kind, sequence, size, digest.hexdigest(), start_ms, end_ms)
+        item = SpoolFile(path, kind, sequence, size, digest.hexdigest(), start_ms, end_ms, speaker)
         self._sidecar(item)
         return item
 
@@ -89,6 +98,7 @@ class Spool:
                         str(meta["sha256"]),
                         int(meta["startMs"]),
                         int(meta["endMs"]),
+                        meta.get("speaker"),
                     )
                 )
             except (OSError, ValueError, KeyError):

@@ -143,6 +143,7 @@ class Uploader:
             sha256=item.sha256,
             start_ms=item.start_ms,
             end_ms=item.end_ms,
+            speaker=item.speaker,
         )
         body = request.model_dump_json(by_alias=True)
         async with self._limit:

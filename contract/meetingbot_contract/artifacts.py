@@ -14,6 +14,9 @@ Files:
 - audio: Opus in WebM, one self-contained file per segment (`segmentSeconds`, at most 30).
 - audio-wav: the same segments as WAV (PCM16 LE, mono, the rate in its header): what an RTMS
   stream worker writes of the L16 audio Zoom sends it, unencoded (docs/rtms.md).
+- speaker-wav: one speaker's audio alone, as WAV (an RTMS stream asked for one track per
+  speaker): a file per stretch of that speaker's audio (cut at `segmentSeconds` or where the
+  speaker pauses), with the speaker's Zoom user id in its manifest entry (`speaker`).
 - events: JSON lines (`EventLine`), one file per segment window, every line stamped with the
   host's clock in milliseconds since the epoch: the clock the audio segments are stamped with.
 """
@@ -32,6 +35,7 @@ SPOOL_PATH = "/var/spool/meetingbot"
 MAX_SEGMENT_SECONDS = 30
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+SPEAKER_PATTERN = r"^[A-Za-z0-9._:=+/-]{1,128}$"
 
 
 class _Model(BaseModel):
@@ -41,6 +45,7 @@ class _Model(BaseModel):
 class ArtifactKind(StrEnum):
     AUDIO = "audio"
     AUDIO_WAV = "audio-wav"
+    SPEAKER_WAV = "speaker-wav"
     EVENTS = "events"
 
 
@@ -48,11 +53,13 @@ AUDIO_KINDS = frozenset({ArtifactKind.AUDIO, ArtifactKind.AUDIO_WAV})
 EXTENSIONS = {
     ArtifactKind.AUDIO: "webm",
     ArtifactKind.AUDIO_WAV: "wav",
+    ArtifactKind.SPEAKER_WAV: "wav",
     ArtifactKind.EVENTS: "jsonl",
 }
 CONTENT_TYPES = {
     ArtifactKind.AUDIO: "audio/webm",
     ArtifactKind.AUDIO_WAV: "audio/wav",
+    ArtifactKind.SPEAKER_WAV: "audio/wav",
     ArtifactKind.EVENTS: "application/x-ndjson",
 }
 
@@ -87,6 +94,8 @@ class UploadRequest(_Model):
     sha256: str = Field(pattern=SHA256_PATTERN)
     start_ms: int = Field(alias="startMs", ge=0)
     end_ms: int = Field(alias="endMs", ge=0)
+    # speaker-wav only: whose audio it is (Zoom's user id).
+    speaker: str | None = Field(None, pattern=SPEAKER_PATTERN)
 
 
 class UploadGrant(_Model):
@@ -149,6 +158,7 @@ class ManifestEntry(_Model):
     sha256: str
     start_ms: int = Field(alias="startMs")
     end_ms: int = Field(alias="endMs")
+    speaker: str | None = None  # speaker-wav: whose audio (Zoom's user id)
 
 
 class Manifest(_Model):

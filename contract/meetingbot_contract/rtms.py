@@ -27,10 +27,11 @@ class _Model(BaseModel):
 
 
 class RtmsAudio(StrEnum):
-    """Which audio Zoom is asked for: the meeting mixed, or none. (Zoom can also send one
-    track per speaker, up to three per 20 ms; the recorder does not keep those apart yet.)"""
+    """Which audio Zoom is asked for: the meeting mixed, one track per speaker (Zoom sends
+    only who speaks, up to three at a time; kept as `speaker-wav` files), or none."""
 
     MIXED = "Mixed"
+    PER_SPEAKER = "PerSpeaker"
     NONE = "None"
 
 

@@ -1,28 +1,30 @@
 """RTMS through the whole path (`make bench PYTEST_ARGS="-k rtms_pool"`), written to
 bench-results/results.json and printed; never asserted.
 
-BENCH_RTMS_POOL_STREAMS (default 300) MeetingStreams, each for a meeting with one scripted
-speaker; Zoom (the simulator) starts every stream and posts `meeting.rtms_started` to the
-session's operator, which gives them to one stream worker: `python -m meetingbot_bot.rtms` as
-a process of this machine (its pod is a kwok pod, so its token is a real pod-bound token),
-which receives them and delivers their WAV segments and events through the operator's
-presigned uploads to the object store. Zoom's messages carry 100 ms (`media.sendRateMs`).
-Why 300 and not 1000: here the simulator runs inside the test process (the session's, whose
-RTMS URL the operator allows), beside the test's own polling; measured at 1000 it saturated
-that process (one core, 4 GB of audio buffered for streams not yet connected) and let streams
-time out, which measures the harness, not the worker. 1000 streams against a worker are
-measured in test_rtms_bench.py, with the simulator in a process of its own.
+MeetingStreams, each for a meeting with one scripted speaker; Zoom (the simulator) starts
+every stream and posts `meeting.rtms_started` to an operator, which gives them to one stream
+worker: `python -m meetingbot_bot.rtms` as a process of this machine (its pod is a kwok pod,
+so its token is a real pod-bound token), which receives them and delivers their WAV segments
+and events through the operator's presigned uploads to the object store. Zoom's messages carry
+100 ms (`media.sendRateMs`), segments are 30 s.
 
 Measured over BENCH_RTMS_POOL_SECONDS (default 30) of streaming: the worker's RSS per stream
 and CPU per stream, the operator's CPU; from Zoom's start (its webhook) to the first audio
 byte Zoom sent the worker, per stream; then, once the meetings end, how long until every
-stream's files are delivered. Beside it, a browser bot (a MeetingBot on the real node)
-records the first of those meetings: its PSS and CPU over the same window.
+stream's files are delivered. Two runs:
+
+- BENCH_RTMS_POOL_STREAMS (300) streams with the session's simulator and operator, and beside
+  them a browser bot (a MeetingBot on the real node) recording the first of those meetings:
+  its PSS and CPU over the same window. (That simulator runs inside the test process; at 1000
+  streams it saturated that process, which measured the harness, not the worker.)
+- BENCH_RTMS_POOL_LARGE streams (off unless set; 1000 was tried) with a simulator in a process
+  of its own and an operator of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import subprocess
@@ -33,20 +35,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes_asyncio.client.exceptions import ApiException
 
+from devenv.cluster import cluster
 from devenv.operator_process import OperatorProcess
 from devenv.zoomsim import SimAdmin
+from devenv.zoomsim.server import _free_port
 from meetingbot_api import GROUP, VERSION
 from meetingbot_contract.rtms import WORKER_AUDIENCE
 from tests.bench.test_bot_latency import pod_memory_mb, pod_uid
 from tests.bench.test_capture_bench import cpu_seconds as pod_cpu_seconds
 from tests.bench.test_results_bench import _quantiles, _save
 from tests.bench.test_rtms_bench import cpu_seconds, rss_mb
-from tests.support.artifacts import ScratchBucket
+from tests.support.artifacts import ScratchBucket, bucket_for
 from tests.support.meeting_script import capture_spec
 from tests.support.operator_fixtures import SECRET_USE_LABEL, Bots, Kube, wait_for
 from tests.support.specs import ON_KWOK
-from tests.support.stream_workers import NAMESPACE, SERVICE_ACCOUNT, ensure_namespace
+from tests.support.stream_workers import IDENTITY, NAMESPACE, SERVICE_ACCOUNT, ensure_namespace
 
 pytestmark = pytest.mark.bench
 COUNT = int(os.environ.get("BENCH_RTMS_POOL_STREAMS", "300"))
@@ -112,21 +117,59 @@ async def test_streams_through_the_operator_and_a_worker(
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sim.update_account(zoom["id"], event_notification_url=f"{operator.oauth_url}/zoom/rtms")
+    numbers = await _streams_for(kube, namespace, sim, zoom, bucket, COUNT)
+    await wait_for(lambda: _all_in(kube, namespace, "Waiting", COUNT), 300, 2, what="Waiting")
+
+    # The browser bot beside them, in the first meeting.
+    await bots.apply("beside", capture_spec(image, numbers[0], bucket))
+    await bots.wait_status(
+        "beside",
+        lambda s: any(
+            c["type"] == "Recording" and c["status"] == "True" for c in s.get("conditions", [])
+        ),
+        timeout=180,
+    )
+    [bot_pod] = await bots.pods("beside")
+    beside = (namespace, bot_pod.metadata.name, pod_uid(namespace, bot_pod.metadata.name))
+
+    worker_name = f"bench-worker-{uuid.uuid4().hex[:6]}"
+    token_file = await worker_identity(kube, worker_name, tmp_path)
+    worker = _worker(worker_name, operator.report_url, token_file, tmp_path, COUNT)
+    assert operator.process is not None
+    try:
+        figures = await _measure(
+            kube, namespace, sim, zoom, numbers, worker, operator.process.pid, beside
+        )
+    finally:
+        _stop(worker)
+        await kube.core.delete_namespaced_pod(worker_name, NAMESPACE, grace_period_seconds=0)
+    _save("rtmsPool", figures)
+
+
+async def _streams_for(
+    kube: Kube,
+    namespace: str,
+    sim: SimAdmin,
+    app: dict[str, Any],
+    bucket: ScratchBucket,
+    count: int,
+) -> list[str]:
+    """`count` meetings, each with one speaker talking, and a MeetingStream for each."""
     await kube.core.create_namespaced_secret(
         namespace,
         {
             "metadata": {"name": "rtms-app", "labels": {SECRET_USE_LABEL: "zoom-credentials"}},
             "stringData": {
-                "clientId": zoom["user_client_id"],
-                "clientSecret": zoom["user_client_secret"],
-                "webhookSecretToken": zoom["webhook_secret_token"],
+                "clientId": app["user_client_id"],
+                "clientSecret": app["user_client_secret"],
+                "webhookSecretToken": app["webhook_secret_token"],
             },
         },
     )
-    print(f"[bench] rtms pool: {COUNT} meetings and MeetingStreams", flush=True)
+    print(f"[bench] rtms pool: {count} meetings and MeetingStreams", flush=True)
     numbers = []
-    for i in range(COUNT):
-        number = sim.create_meeting(zoom["id"], audio_path="wasm")["number"]
+    for i in range(count):
+        number = sim.create_meeting(app["id"], audio_path="wasm")["number"]
         who = sim.add_participant(number, f"P{i}", is_host=True)
         speech = [{"participant": who["userId"], "from": 0, "to": 86400, "text": ""}]
         sim.script_media(number, start_in_seconds=0, speech=speech)
@@ -149,104 +192,188 @@ async def test_streams_through_the_operator_and_a_worker(
                 },
             },
         )
+    return numbers
 
-    async def all_in(phase: str) -> bool:
-        phases = [str(s.get("phase")) for s in await statuses(kube, namespace)]
-        return phases.count(phase) == COUNT
 
-    await wait_for(lambda: all_in("Waiting"), 300, 2, what="every MeetingStream Waiting")
+async def _all_in(kube: Kube, namespace: str, phase: str, count: int) -> bool:
+    phases = [str(s.get("phase")) for s in await statuses(kube, namespace)]
+    return phases.count(phase) == count
 
-    # The browser bot beside them, in the first meeting.
-    await bots.apply("beside", capture_spec(image, numbers[0], bucket))
-    await bots.wait_status(
-        "beside",
-        lambda s: any(
-            c["type"] == "Recording" and c["status"] == "True" for c in s.get("conditions", [])
-        ),
-        timeout=180,
-    )
-    [bot_pod] = await bots.pods("beside")
-    bot_uid = pod_uid(namespace, bot_pod.metadata.name)
 
-    worker_name = f"bench-worker-{uuid.uuid4().hex[:6]}"
-    token_file = await worker_identity(kube, worker_name, tmp_path)
-    worker = subprocess.Popen(
+def _worker(
+    name: str, operator_url: str, token_file: Path, tmp: Path, capacity: int
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-m", "meetingbot_bot.rtms"],
         cwd=ROOT,
         env={
             **os.environ,
-            "MEETINGBOT_WORKER_NAME": worker_name,
-            "MEETINGBOT_OPERATOR_URL": operator.report_url,
+            "MEETINGBOT_WORKER_NAME": name,
+            "MEETINGBOT_OPERATOR_URL": operator_url,
             "MEETINGBOT_WORKER_TOKEN_FILE": str(token_file),
-            "MEETINGBOT_SPOOL": str(tmp_path / "spool"),
-            "MEETINGBOT_WORKER_CAPACITY": str(COUNT),
+            "MEETINGBOT_SPOOL": str(tmp / "spool"),
+            "MEETINGBOT_WORKER_CAPACITY": str(capacity),
         },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    assert operator.process is not None
-    operator_pid = operator.process.pid
-    try:
-        await asyncio.sleep(3)
-        idle_rss = rss_mb(worker.pid)
-        print(f"[bench] rtms pool: starting {COUNT} streams", flush=True)
-        started = time.monotonic()
-        streams = [sim.start_rtms(number, zoom["id"]) for number in numbers]
-        await wait_for(lambda: all_in("Streaming"), 300, 2, what="every stream Streaming")
-        all_streaming = time.monotonic() - started
-        await asyncio.sleep(5)
-        worker_cpu, operator_cpu = cpu_seconds(worker.pid), cpu_seconds(operator_pid)
-        bot_cpu = pod_cpu_seconds(namespace, bot_pod.metadata.name)
-        window = time.monotonic()
-        await asyncio.sleep(SECONDS)
-        wall = time.monotonic() - window
-        worker_cpu = cpu_seconds(worker.pid) - worker_cpu
-        operator_cpu = cpu_seconds(operator_pid) - operator_cpu
-        bot_cpu = pod_cpu_seconds(namespace, bot_pod.metadata.name) - bot_cpu
-        busy_rss = rss_mb(worker.pid)
-        _, bot_pss, _ = pod_memory_mb(bot_uid)
-        first = []
-        for stream in streams:
-            seen = sim.rtms_stream(stream["id"])
-            if seen["firstAudioAt"] is not None:
-                first.append(seen["firstAudioAt"] - seen["startedAt"])
-        print("[bench] rtms pool: ending the meetings", flush=True)
-        ended = time.monotonic()
-        for number in numbers:
-            sim.end_meeting(number)
 
-        async def all_delivered() -> bool:
-            found = await statuses(kube, namespace)
-            done = [bool(s.get("streams") and s["streams"][0].get("delivered")) for s in found]
-            return sum(done) == COUNT
 
-        await wait_for(all_delivered, 600, 2, what="every stream's files delivered")
-        delivered_after = time.monotonic() - ended
-    finally:
-        worker.terminate()
-        worker.wait(30)
-        await kube.core.delete_namespaced_pod(worker_name, NAMESPACE, grace_period_seconds=0)
+async def _measure(
+    kube: Kube,
+    namespace: str,
+    sim: SimAdmin,
+    app: dict[str, Any],
+    numbers: list[str],
+    worker: subprocess.Popen[bytes],
+    operator_pid: int,
+    beside: tuple[str, str, str] | None = None,
+) -> dict[str, Any]:
+    """Start every stream; measure over SECONDS once all stream; end the meetings and wait
+    until every stream's files are delivered."""
+    count = len(numbers)
+    await asyncio.sleep(3)
+    idle_rss = rss_mb(worker.pid)
+    print(f"[bench] rtms pool: starting {count} streams", flush=True)
+    started = time.monotonic()
+    streams = [sim.start_rtms(number, app["id"]) for number in numbers]
+    await wait_for(lambda: _all_in(kube, namespace, "Streaming", count), 300, 2, what="Streaming")
+    all_streaming = time.monotonic() - started
+    await asyncio.sleep(5)
+    worker_cpu, operator_cpu = cpu_seconds(worker.pid), cpu_seconds(operator_pid)
+    bot_cpu = pod_cpu_seconds(beside[0], beside[1]) if beside else 0.0
+    window = time.monotonic()
+    await asyncio.sleep(SECONDS)
+    wall = time.monotonic() - window
+    worker_cpu = cpu_seconds(worker.pid) - worker_cpu
+    operator_cpu = cpu_seconds(operator_pid) - operator_cpu
+    busy_rss = rss_mb(worker.pid)
+    figures: dict[str, Any] = {}
+    if beside:
+        bot_cpu = pod_cpu_seconds(beside[0], beside[1]) - bot_cpu
+        _, bot_pss, _ = pod_memory_mb(beside[2])
+        figures["browserBotBeside"] = {
+            "pssMb": round(bot_pss, 1),
+            "cpuPctOfCore": round(100 * bot_cpu / wall, 1),
+        }
+    first = []
+    for stream in streams:
+        seen = sim.rtms_stream(stream["id"])
+        if seen["firstAudioAt"] is not None:
+            first.append(seen["firstAudioAt"] - seen["startedAt"])
+    print("[bench] rtms pool: ending the meetings", flush=True)
+    ended = time.monotonic()
+    for number in numbers:
+        sim.end_meeting(number)
+
+    async def all_delivered() -> bool:
+        found = await statuses(kube, namespace)
+        done = [bool(s.get("streams") and s["streams"][0].get("delivered")) for s in found]
+        return sum(done) == count
+
+    await wait_for(all_delivered, 600, 2, what="every stream's files delivered")
+    delivered_after = time.monotonic() - ended
     objects = sum(
         (s.get("artifacts") or {}).get("objects", 0) for s in await statuses(kube, namespace)
     )
-    _save(
-        "rtmsPool",
-        {
-            "streams": COUNT,
-            "sendRateMs": 100,
-            "secondsMeasured": round(wall, 1),
-            "startToAllStreamingSeconds": round(all_streaming, 1),
-            "webhookToFirstAudioSeconds": _quantiles(first),
-            "workerRssMb": {"idle": round(idle_rss, 1), "streaming": round(busy_rss, 1)},
-            "workerRssPerStreamKb": round((busy_rss - idle_rss) * 1024 / COUNT, 1),
-            "workerCpuPerStreamPctOfCore": round(100 * worker_cpu / wall / COUNT, 3),
-            "workerCpuPctOfCore": round(100 * worker_cpu / wall, 1),
-            "operatorCpuPctOfCore": round(100 * operator_cpu / wall, 1),
-            "endToAllDeliveredSeconds": round(delivered_after, 1),
-            "objectsDelivered": objects,
-            "browserBotBeside": {
-                "pssMb": round(bot_pss, 1),
-                "cpuPctOfCore": round(100 * bot_cpu / wall, 1),
-            },
-        },
+    return {
+        "streams": count,
+        "sendRateMs": 100,
+        "secondsMeasured": round(wall, 1),
+        "startToAllStreamingSeconds": round(all_streaming, 1),
+        "webhookToFirstAudioSeconds": _quantiles(first),
+        "workerRssMb": {"idle": round(idle_rss, 1), "streaming": round(busy_rss, 1)},
+        "workerRssPerStreamKb": round((busy_rss - idle_rss) * 1024 / count, 1),
+        "workerCpuPerStreamPctOfCore": round(100 * worker_cpu / wall / count, 3),
+        "workerCpuPctOfCore": round(100 * worker_cpu / wall, 1),
+        "operatorCpuPctOfCore": round(100 * operator_cpu / wall, 1),
+        "endToAllDeliveredSeconds": round(delivered_after, 1),
+        "objectsDelivered": objects,
+        **figures,
+    }
+
+
+# Off by default (0): measured on this 2-core machine, 1000 streams on the whole path did not
+# hold (docs/benchmarks.md); set it to run the attempt again.
+LARGE = int(os.environ.get("BENCH_RTMS_POOL_LARGE", "0"))
+
+
+async def test_a_thousand_streams_through_the_whole_path(
+    kube: Kube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """BENCH_RTMS_POOL_LARGE (1000) streams the same way, with the simulator in a process of
+    its own and an operator of its own (its RTMS server is that simulator), in a namespace the
+    session's operator does not watch; no browser bot (it would join the session's simulator).
+    The same figures, but the operator's webhook hop and the uploads are in them."""
+    if not LARGE:
+        pytest.skip("BENCH_RTMS_POOL_LARGE is not set (docs/benchmarks.md says why)")
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    port = _free_port("127.0.0.1")
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "devenv.zoomsim", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
     )
+    sim = SimAdmin(f"http://127.0.0.1:{port}")
+    suffix = uuid.uuid4().hex[:6]
+    namespace = f"bench-rtms-{suffix}"
+    operator = OperatorProcess(
+        kubeconfig,
+        tmp_path / "operator.log",
+        namespaces="bench-rtms-*",
+        rtms_servers=f"ws://127.0.0.1:{port}",
+        storage_endpoints=cluster.object_store().endpoint,
+        stream_workers=IDENTITY,
+    )
+    worker: subprocess.Popen[bytes] | None = None
+    worker_name = f"bench-worker-{suffix}"
+    try:
+        await wait_for(lambda: _sim_up(sim), 30, 0.2, what="the simulator")
+        operator.start()
+        operator.wait_until_watching(f"bench-rtms-ready-{suffix}")
+        await kube.core.create_namespace({"metadata": {"name": namespace}})
+        bucket = await bucket_for(kube, namespace)
+        app = sim.create_account(plan="pro")
+        sim.update_account(app["id"], event_notification_url=f"{operator.oauth_url}/zoom/rtms")
+        numbers = await _streams_for(kube, namespace, sim, app, bucket, LARGE)
+        await wait_for(
+            lambda: _all_in(kube, namespace, "Waiting", LARGE), 300, 2, what="all Waiting"
+        )
+        token_file = await worker_identity(kube, worker_name, tmp_path)
+        worker = _worker(worker_name, operator.report_url, token_file, tmp_path, LARGE)
+        assert operator.process is not None
+        figures = await _measure(kube, namespace, sim, app, numbers, worker, operator.process.pid)
+        figures["simulator"] = "its own process"
+        _save("rtmsPoolLarge", figures)
+    finally:
+        if worker is not None:
+            _stop(worker)
+        operator.stop()
+        simulator.terminate()
+        simulator.wait(10)
+        sim.close()
+        with contextlib.suppress(ApiException):
+            await kube.core.delete_namespaced_pod(worker_name, NAMESPACE, grace_period_seconds=0)
+        with contextlib.suppress(ApiException):
+            await kube.core.delete_namespace(namespace)
+        with contextlib.suppress(ApiException):
+            await kube.core.delete_namespace(f"bench-rtms-ready-{suffix}")
+
+
+def _sim_up(sim: SimAdmin) -> bool:
+    try:
+        sim.set_faults()
+    except Exception:
+        return False
+    return True
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the worker delivers what it holds, for its drain time), then SIGKILL."""
+    worker.terminate()
+    try:
+        worker.wait(40)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(10)

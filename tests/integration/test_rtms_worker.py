@@ -25,7 +25,7 @@ from meetingbot_bot.rtms.recorder import RtmsCapture
 from meetingbot_bot.rtms.session import Outcome, RtmsRefused, RtmsSession
 from meetingbot_bot.spool import Spool
 from meetingbot_contract import ArtifactKind
-from meetingbot_contract.rtms import RTMS_SAMPLE_RATE, RtmsJoin
+from meetingbot_contract.rtms import RTMS_SAMPLE_RATE, RtmsAudio, RtmsJoin
 from tests.support.audio import pcm_timeline, rms, tone_share
 from tests.support.meeting_script import MARGIN_MS, SPEECH, meeting_with_speakers, play_the_script
 
@@ -59,7 +59,7 @@ def read_spool(directory: Path) -> tuple[list[tuple[int, bytes]], list[dict[str,
             with wave.open(io.BytesIO(data)) as file:
                 assert (file.getframerate(), file.getnchannels()) == (RTMS_SAMPLE_RATE, 1)
                 audio.append((item.start_ms, file.readframes(file.getnframes())))
-        else:
+        elif item.kind == ArtifactKind.EVENTS:
             lines += [json.loads(line) for line in data.decode().splitlines()]
     return audio, lines
 
@@ -132,6 +132,47 @@ async def test_a_stream_is_kept_as_a_bots_capture_is(
     assert joined == {"Alice", "Bob"}
     times = [line["t"] for line in lines]
     assert times == sorted(times)
+
+
+async def test_per_speaker_audio_keeps_each_speaker_apart(
+    sim: SimAdmin, zoomsim: Any, app: dict[str, Any], tmp_path: Path
+) -> None:
+    """audio PerSpeaker: Zoom sends who speaks, each on its own; each speaker-wav file holds
+    its speaker's tone and not the other's, where the script has that speaker talking."""
+    number, people = await meeting_with_speakers(sim, app, "wasm")
+    stream = sim.start_rtms(number, app["id"])
+    join = join_for(app, stream, zoomsim.url).model_copy(update={"audio": RtmsAudio.PER_SPEAKER})
+    capture = RtmsCapture(Spool(tmp_path), segment_seconds=3, per_speaker=True)
+    async with aiohttp.ClientSession() as http:
+        _, runner = await running(join, capture, http)
+        start = play_the_script(sim, number, people)
+        await asyncio.sleep(12.5)
+        sim.end_meeting(number)
+        await asyncio.wait_for(runner, 10)
+    capture.finish(_now_ms())
+    assert sim.rtms_stream(stream["id"])["mediaParams"]["audio"]["data_opt"] == 2
+
+    _, lines = read_spool(tmp_path)
+    ids = {line["name"]: line["userId"] for line in lines if line["type"] == "join"}
+    tracks: dict[str, list[tuple[int, bytes]]] = {}
+    for item in Spool(tmp_path).pending():
+        # Audio Zoom names no one for (what it kept before the handshake asked for speakers)
+        # is kept as the mix; the script's audio comes as speakers.
+        if item.kind == ArtifactKind.AUDIO_WAV:
+            assert item.end_ms <= start + int(SPEECH[0][1] * 1000), item
+        if item.kind == ArtifactKind.SPEAKER_WAV:
+            assert item.speaker is not None
+            with wave.open(io.BytesIO(item.path.read_bytes())) as file:
+                tracks.setdefault(item.speaker, []).append(
+                    (item.start_ms, file.readframes(file.getnframes()))
+                )
+    assert set(tracks) == {ids["Alice"], ids["Bob"]}  # whose audio, as Zoom names them
+    for who, a, b, _ in SPEECH:
+        other = "bob" if who == "alice" else "alice"
+        mine = pcm_timeline(tracks[ids[who.capitalize()]], RTMS_SAMPLE_RATE)
+        window = mine.window(start + int(a * 1000) + MARGIN_MS, start + int(b * 1000) - MARGIN_MS)
+        assert tone_share(window, people[who]["toneHz"], RTMS_SAMPLE_RATE) > 0.5, (who, a, b)
+        assert tone_share(window, people[other]["toneHz"], RTMS_SAMPLE_RATE) < 0.05, (who, a)
 
 
 async def test_a_forged_signature_is_refused(

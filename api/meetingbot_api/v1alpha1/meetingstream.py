@@ -45,6 +45,7 @@ class StreamStart(StrEnum):
 
 class StreamAudio(StrEnum):
     MIXED = "Mixed"
+    PER_SPEAKER = "PerSpeaker"
     NONE = "None"
 
 
@@ -54,7 +55,9 @@ class StreamMedia(Model):
     audio: StreamAudio = Field(
         StreamAudio.MIXED,
         description="Mixed: the meeting's mixed audio (L16, 16 kHz, mono; kept as WAV "
-        "segments); None: no audio.",
+        "segments); PerSpeaker: one track per speaker (Zoom sends who speaks, up to three at "
+        "a time; kept as speaker-wav files naming the speaker; the live stream then carries "
+        "no audio); None: no audio.",
     )
     transcript: bool = Field(
         True, description="Zoom's live transcript, kept as caption lines with who said it."

@@ -64,7 +64,8 @@ class Status(IntEnum):
 
 STREAM_TERMINATED = 4  # RTMS_STREAM_STATE
 STOP_BC_MEETING_ENDED = 6  # RTMS_STOP_REASON (others are passed on as numbers)
-AUDIO_MIXED_STREAM = 1  # MEDIA_DATA_OPTION (2, AUDIO_MULTI_STREAMS: one track per speaker)
+AUDIO_MIXED_STREAM = 1  # MEDIA_DATA_OPTION
+AUDIO_MULTI_STREAMS = 2  # one track per speaker
 SR_16K = 1  # AUDIO_SAMPLE_RATE
 PROTOCOL_VERSION = 1
 
@@ -106,7 +107,11 @@ def media_handshake(join: RtmsJoin, sequence: int) -> dict[str, Any]:
                 "sample_rate": SR_16K,
                 "channel": 1,  # mono
                 "codec": 1,  # L16
-                "data_opt": AUDIO_MIXED_STREAM,
+                "data_opt": (
+                    AUDIO_MULTI_STREAMS
+                    if join.audio == RtmsAudio.PER_SPEAKER
+                    else AUDIO_MIXED_STREAM
+                ),
                 "send_rate": join.send_rate_ms,
             }
         },

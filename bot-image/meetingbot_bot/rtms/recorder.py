@@ -1,8 +1,9 @@
 """What a stream worker keeps of an RTMS stream, written to the spool as a bot's capture is
 (meetingbot_contract/artifacts.py): audio segments of `segment_seconds` as WAV (Zoom's L16,
-unencoded), and events files of EventLines: who joined and left, who spoke when (from Zoom's
-active-speaker changes: a turn lasts until the next change or the end), the transcript (as
-`caption` lines, each with its start and end) and chat.
+unencoded; with `per_speaker`, one track per speaker as `speaker-wav` files instead, each cut
+at `segment_seconds` or where its speaker pauses), and events files of EventLines: who joined
+and left, who spoke when (from Zoom's active-speaker changes: a turn lasts until the next
+change or the end), the transcript (as `caption` lines, each with its start and end) and chat.
 
 Everything is stamped with Zoom's timestamps (milliseconds since the epoch), the clock of the
 audio. A segment is cut at `segment_seconds` of audio, or early where the audio jumps (a
@@ -36,25 +37,25 @@ class RtmsCapture:
         *,
         audio: bool = True,
         events: bool = True,
+        per_speaker: bool = False,
         sequence_from: int = 0,
     ) -> None:
         self.spool = spool
         self.segment_ms = segment_seconds * 1000
         self.keep_audio = audio
         self.keep_events = events
+        self.per_speaker = per_speaker  # one track per speaker (speaker-wav), not the mix
         self.audio_sequence = sequence_from
+        self.speaker_sequence = sequence_from
         self.events_sequence = sequence_from
         self.on_line: Callable[[EventLine], None] | None = None  # the live stream's
         self.on_audio: Callable[[int, bytes], None] | None = None
         self.files = 0  # written to the spool (the uploader's cue)
-        # The segment in progress is written as it comes (a WAV file in the spool, its header
+        # The segments in progress, written as they come (a WAV file in the spool, its header
         # completed at the cut): a stream holds no audio in memory (measured: a 30 s segment
-        # held in memory was 1 MB a stream).
-        self._segment: wave.Wave_write | None = None
-        self._segment_path: Path | None = None
-        self._segment_bytes = 0
-        self._audio_start: int | None = None
-        self._audio_end = 0
+        # held in memory was 1 MB a stream). The mix under "", each speaker under its id.
+        self._tracks: dict[str, _Track] = {}
+        self._parts = 0
         self._lines: list[EventLine] = []
         self._window_start: int | None = None
         self._speaker: tuple[str, str, int] | None = None  # user id, name, since
@@ -62,20 +63,25 @@ class RtmsCapture:
     # --- the Sink (session.py) -----------------------------------------------------------------
 
     def audio(self, pcm: bytes, timestamp_ms: int, user_id: str, name: str) -> None:
-        if self.on_audio is not None:
+        if self.on_audio is not None and not self.per_speaker:
             self.on_audio(timestamp_ms, pcm)
         if not self.keep_audio:
             return
-        if self._audio_start is not None and abs(timestamp_ms - self._audio_end) > JUMP_MS:
-            self._cut_audio()
-        if self._audio_start is None:
-            self._audio_start = self._audio_end = timestamp_ms
-        if not self._append(pcm):
-            self._audio_start = None
+        key = user_id if self.per_speaker else ""
+        track = self._tracks.get(key)
+        if track is not None and abs(timestamp_ms - track.end_ms) > JUMP_MS:
+            self._cut(key)  # a jump (a reconnection; a speaker's pause): a new segment
+            track = None
+        if track is None:
+            track = self._open(key, timestamp_ms)
+            if track is None:
+                return
+        if not track.append(pcm, timestamp_ms):
+            self._tracks.pop(key, None)
+            track.discard()
             return
-        self._audio_end = timestamp_ms + len(pcm) * 1000 // (2 * RTMS_SAMPLE_RATE)
-        if self._audio_end - self._audio_start >= self.segment_ms:
-            self._cut_audio()
+        if track.end_ms - track.start_ms >= self.segment_ms:
+            self._cut(key)
 
     def transcript(self, user_id: str, name: str, text: str, start_ms: int, end_ms: int) -> None:
         self._keep(
@@ -118,7 +124,8 @@ class RtmsCapture:
     def finish(self, now_ms: int) -> None:
         """The stream ended (or the worker is leaving it): keep everything still held."""
         self._close_turn(now_ms)
-        self._cut_audio()
+        for key in list(self._tracks):
+            self._cut(key)
         self._cut_events(now_ms)
 
     # --- writing -------------------------------------------------------------------------------
@@ -143,50 +150,36 @@ class RtmsCapture:
             )
         )
 
-    def _append(self, pcm: bytes) -> bool:
-        """Add to the segment in progress (opened on its first frame); False if the disk
-        refused it (the frame is lost, the recording goes on)."""
+    def _open(self, key: str, start_ms: int) -> _Track | None:
+        self._parts += 1
+        path = self.spool.directory / f".audio-{self._parts}.part"
         try:
-            if self._segment is None:
-                self._segment_path = self.spool.directory / ".audio-wav.part"
-                segment = wave.open(str(self._segment_path), "wb")  # noqa: SIM115 - kept open
-                segment.setnchannels(1)
-                segment.setsampwidth(2)
-                segment.setframerate(RTMS_SAMPLE_RATE)
-                self._segment, self._segment_bytes = segment, 0
-            self._segment.writeframesraw(pcm)
-            self._segment_bytes += len(pcm)
+            track = _Track(path, start_ms)
         except OSError as error:
             log.warning("audio was not kept", extra={"error": type(error).__name__})
-            self._drop_segment()
-            return False
-        return True
+            return None
+        self._tracks[key] = track
+        return track
 
-    def _drop_segment(self) -> None:
-        if self._segment is not None:
-            with contextlib.suppress(OSError, wave.Error):
-                self._segment.close()
-        if self._segment_path is not None:
-            self._segment_path.unlink(missing_ok=True)
-        self._segment, self._segment_path, self._segment_bytes = None, None, 0
-
-    def _cut_audio(self) -> None:
-        segment, path = self._segment, self._segment_path
-        start, self._audio_start = self._audio_start, None
-        if segment is None or path is None or start is None or not self._segment_bytes:
-            self._drop_segment()
+    def _cut(self, key: str) -> None:
+        track = self._tracks.pop(key, None)
+        if track is None:
             return
-        self._segment = self._segment_path = None
-        self._segment_bytes = 0
-        self.audio_sequence += 1
+        if not track.bytes:
+            track.discard()
+            return
+        if key:
+            self.speaker_sequence += 1
+            kind, sequence, speaker = ArtifactKind.SPEAKER_WAV, self.speaker_sequence, key
+        else:
+            self.audio_sequence += 1
+            kind, sequence, speaker = ArtifactKind.AUDIO_WAV, self.audio_sequence, None
         try:
-            segment.close()  # writes the header's sizes
-            self.spool.adopt(
-                path, ArtifactKind.AUDIO_WAV, self.audio_sequence, start, self._audio_end
-            )
+            track.close()  # writes the header's sizes
+            self.spool.adopt(track.path, kind, sequence, track.start_ms, track.end_ms, speaker)
             self.files += 1
         except (OSError, wave.Error) as error:
-            path.unlink(missing_ok=True)
+            track.path.unlink(missing_ok=True)
             log.warning("an audio segment was not kept", extra={"error": type(error).__name__})
 
     def _cut_events(self, now_ms: int) -> None:
@@ -202,3 +195,35 @@ class RtmsCapture:
             self.files += 1
         except OSError as error:
             log.warning("an events file was not kept", extra={"error": type(error).__name__})
+
+
+class _Track:
+    """One WAV segment being written as its audio comes."""
+
+    def __init__(self, path: Path, start_ms: int) -> None:
+        self.path = path
+        self.start_ms = self.end_ms = start_ms
+        self.bytes = 0
+        self._wav = wave.open(str(path), "wb")  # noqa: SIM115 - open until the cut
+        self._wav.setnchannels(1)
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(RTMS_SAMPLE_RATE)
+
+    def append(self, pcm: bytes, timestamp_ms: int) -> bool:
+        """False if the disk refused it (the segment is dropped, the recording goes on)."""
+        try:
+            self._wav.writeframesraw(pcm)
+        except OSError as error:
+            log.warning("audio was not kept", extra={"error": type(error).__name__})
+            return False
+        self.bytes += len(pcm)
+        self.end_ms = timestamp_ms + len(pcm) * 1000 // (2 * RTMS_SAMPLE_RATE)
+        return True
+
+    def close(self) -> None:
+        self._wav.close()
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError, wave.Error):
+            self._wav.close()
+        self.path.unlink(missing_ok=True)

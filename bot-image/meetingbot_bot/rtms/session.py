@@ -85,11 +85,16 @@ class RtmsSession:
         http: aiohttp.ClientSession,
         *,
         on_connected: Callable[[None], object] | None = None,
+        handshakes: asyncio.Semaphore | None = None,
     ) -> None:
         self.join = join
         self.sink = sink
         self.http = http
         self.on_connected = on_connected
+        # Shared by a worker's sessions: how many connect at once (a worker given many streams
+        # at once, or taking over another's, would otherwise open them all together; measured:
+        # 1000 at once, most were not connected within Zoom's window).
+        self._handshakes = handshakes
         self.connections = 0
         self.keepalives_answered = 0
         self.audio_bytes = 0
@@ -154,6 +159,18 @@ class RtmsSession:
         return self._sequence
 
     async def _connected_once(self) -> None:
+        if self._handshakes is None:
+            await self._connect_and_receive(None)
+            return
+        await self._handshakes.acquire()
+        gate: list[asyncio.Semaphore] = [self._handshakes]  # released once the sockets are up
+        try:
+            await self._connect_and_receive(gate)
+        finally:
+            if gate:
+                gate.pop().release()
+
+    async def _connect_and_receive(self, gate: list[asyncio.Semaphore] | None) -> None:
         timeout = aiohttp.ClientWSTimeout(ws_close=5.0)
         async with self.http.ws_connect(
             self.join.server_urls, timeout=timeout, heartbeat=None, max_msg_size=0
@@ -172,6 +189,8 @@ class RtmsSession:
                 await self._answer(media, Msg.DATA_HAND_SHAKE_RESP)
                 await signaling.send_json(protocol.subscription())
                 await signaling.send_json(protocol.ready(self.join))
+                if gate:
+                    gate.pop().release()  # the next session may connect
                 self.connections += 1
                 self._up = True
                 log.info("rtms stream connected", extra={"connections": self.connections})

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 POLL_SLACK_SECONDS = 10.0  # beyond the operator's hold of a poll
 BACKOFF_MAX_SECONDS = 5.0
 UPLOADS_AT_ONCE = 8  # across the worker's streams (uploader.py says why)
+HANDSHAKES_AT_ONCE = 20  # streams connecting at once (session.py says why)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class StreamWorker:
         self._ws: aiohttp.ClientSession | None = None
         self._http: httpx.AsyncClient | None = None
         self._uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        self._handshakes = asyncio.Semaphore(HANDSHAKES_AT_ONCE)
 
     async def run(self) -> None:
         # No connection limit: every stream holds two websockets (aiohttp's default of 100
@@ -234,13 +236,14 @@ class StreamWorker:
             assignment.segment_seconds,
             audio=join.audio != RtmsAudio.NONE,
             events=assignment.keep_events,
+            per_speaker=join.audio == RtmsAudio.PER_SPEAKER,
             sequence_from=max((f.sequence for f in spool.pending()), default=0),
         )
         run = StreamRun(
             ref,
             generation,
             capture,
-            RtmsSession(join, capture, self._ws),
+            RtmsSession(join, capture, self._ws, handshakes=self._handshakes),
             self._uploader(ref, generation, spool),
         )
         if assignment.live is not None:

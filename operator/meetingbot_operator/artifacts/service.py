@@ -23,7 +23,14 @@ from datetime import UTC, datetime
 from pydantic import SecretStr, ValidationError
 
 from meetingbot_api import Artifacts, ArtifactsStatus
-from meetingbot_contract import Manifest, ManifestEntry, Reason, UploadGrant, UploadRequest
+from meetingbot_contract import (
+    ArtifactKind,
+    Manifest,
+    ManifestEntry,
+    Reason,
+    UploadGrant,
+    UploadRequest,
+)
 from meetingbot_contract.artifacts import AUDIO_KINDS, manifest_key, object_key
 from meetingbot_contract.logs import redact
 from meetingbot_operator.artifacts.store import Bucket, ObjectStore
@@ -156,6 +163,7 @@ class ArtifactService:
             sha256=request.sha256,
             start_ms=request.start_ms,
             end_ms=request.end_ms,
+            speaker=request.speaker,
         )
         delivered = self._delivered.setdefault(
             key, _Delivered(Manifest(namespace=namespace, name=name, uid=uid))
@@ -167,7 +175,9 @@ class ArtifactService:
             delivered.manifest = delivered.manifest.with_entry(entry)
             await store.put(
                 manifest_key(spec.prefix, namespace, name),
-                delivered.manifest.model_dump_json(by_alias=True, indent=1).encode(),
+                delivered.manifest.model_dump_json(
+                    by_alias=True, indent=1, exclude_none=True
+                ).encode(),
                 "application/json",
             )
             delivered.last_upload = datetime.now(UTC)
@@ -311,3 +321,5 @@ class ArtifactService:
 def _sane(request: UploadRequest) -> None:
     if request.end_ms < request.start_ms:
         raise UploadRefused("endMs is before startMs")
+    if (request.kind == ArtifactKind.SPEAKER_WAV) != (request.speaker is not None):
+        raise UploadRefused("speaker is given with speaker-wav files, and only with them")
