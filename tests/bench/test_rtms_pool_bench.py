@@ -49,9 +49,10 @@ from tests.bench.test_results_bench import _quantiles, _save
 from tests.bench.test_rtms_bench import cpu_seconds, rss_mb
 from tests.support.artifacts import ScratchBucket, bucket_for
 from tests.support.meeting_script import capture_spec
-from tests.support.operator_fixtures import SECRET_USE_LABEL, Bots, Kube, wait_for
+from tests.support.operator_fixtures import Bots, Kube, wait_for
 from tests.support.specs import ON_KWOK
 from tests.support.stream_workers import IDENTITY, NAMESPACE, SERVICE_ACCOUNT, ensure_namespace
+from tests.support.streams import app_secret
 
 pytestmark = pytest.mark.bench
 COUNT = int(os.environ.get("BENCH_RTMS_POOL_STREAMS", "300"))
@@ -155,17 +156,7 @@ async def _streams_for(
     count: int,
 ) -> list[str]:
     """`count` meetings, each with one speaker talking, and a MeetingStream for each."""
-    await kube.core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": "rtms-app", "labels": {SECRET_USE_LABEL: "zoom-credentials"}},
-            "stringData": {
-                "clientId": app["user_client_id"],
-                "clientSecret": app["user_client_secret"],
-                "webhookSecretToken": app["webhook_secret_token"],
-            },
-        },
-    )
+    await app_secret(kube, namespace, "rtms-app", app)
     print(f"[bench] rtms pool: {count} meetings and MeetingStreams", flush=True)
     numbers = []
     for i in range(count):

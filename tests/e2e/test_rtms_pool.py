@@ -24,7 +24,7 @@ from tests.support.artifacts import ScratchBucket, bucket_for
 from tests.support.audio import pcm_timeline, rms, tone_share
 from tests.support.meeting_script import MARGIN_MS, SPEECH, meeting_with_speakers, play_the_script
 from tests.support.operator_fixtures import Kube, wait_for
-from tests.support.replicas import holder_of, replica_pair
+from tests.support.replicas import leads, replica_pair
 from tests.support.stream_receiver import StreamReceiver, stream_spec
 from tests.support.stream_workers import IDENTITY, Workers, deploy
 from tests.support.streams import meetingstream, phase_is, status_of
@@ -354,7 +354,3 @@ async def test_the_operators_leader_changes_mid_stream(
             await workers.remove()
         for process in (a, b):
             process.stop()
-
-
-async def leads(kube: Kube, namespace: str, name: str) -> bool:
-    return await holder_of(kube, namespace, "meetingbot-operator") == name

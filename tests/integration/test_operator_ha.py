@@ -27,7 +27,7 @@ from meetingbot_operator.kube.client import KubeClient
 from meetingbot_operator.meetingbot.reports import uploads_path
 from tests.support.artifacts import bucket_for, deliver_one
 from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
-from tests.support.replicas import holder_of, replica_pair
+from tests.support.replicas import holder_of, leads, replica_pair
 from tests.support.scripted_bot import ScriptedBot
 from tests.support.specs import bot_spec
 from tests.support.streams import meetingstream, phase_is, zooms_delivery
@@ -276,16 +276,12 @@ async def leader_and_standby(
     a, b = replica_pair(kubeconfig, logs, zoomsim, namespace, namespace)
     a.start()
     try:
-        await wait_for(lambda: _leads(kube, namespace, "a"), 30, what="a leads")
+        await wait_for(lambda: leads(kube, namespace, "a"), 30, what="a leads")
         b.start()
         yield a, b
     finally:
         for process in (a, b):
             process.stop()
-
-
-async def _leads(kube: Kube, namespace: str, name: str) -> bool:
-    return await holder_of(kube, namespace, "meetingbot-operator") == name
 
 
 async def test_a_standby_forwards_zooms_rtms_webhooks_to_the_leader(

@@ -61,3 +61,8 @@ async def holder_of(kube: Kube, namespace: str, name: str) -> str | None:
             return None
         raise
     return found.spec.holder_identity  # type: ignore[no-any-return]
+
+
+async def leads(kube: Kube, namespace: str, name: str) -> bool:
+    """Whether replica `name` holds the operator's Lease in `namespace`."""
+    return await holder_of(kube, namespace, "meetingbot-operator") == name

@@ -9,13 +9,12 @@ from meetingbot_api import GROUP, VERSION
 from tests.support.operator_fixtures import SECRET_USE_LABEL, Kube, wait_for
 
 
-async def meetingstream(
-    kube: Kube, namespace: str, name: str, app: dict[str, Any], **spec: Any
-) -> None:
+async def app_secret(kube: Kube, namespace: str, name: str, app: dict[str, Any]) -> None:
+    """The opted-in Secret of a simulated account's General app (what a MeetingStream names)."""
     await kube.core.create_namespaced_secret(
         namespace,
         {
-            "metadata": {"name": f"{name}-app", "labels": {SECRET_USE_LABEL: "zoom-credentials"}},
+            "metadata": {"name": name, "labels": {SECRET_USE_LABEL: "zoom-credentials"}},
             "stringData": {
                 "clientId": app["user_client_id"],
                 "clientSecret": app["user_client_secret"],
@@ -23,6 +22,12 @@ async def meetingstream(
             },
         },
     )
+
+
+async def meetingstream(
+    kube: Kube, namespace: str, name: str, app: dict[str, Any], **spec: Any
+) -> None:
+    await app_secret(kube, namespace, f"{name}-app", app)
     await kube.custom.create_namespaced_custom_object(
         GROUP,
         VERSION,
