@@ -56,6 +56,7 @@ class Uploader:
         self._limit = limit or contextlib.nullcontext()
         self._http = http or httpx.AsyncClient(timeout=timeout)
         self._wake = asyncio.Event()
+        self._progress = asyncio.Event()  # a file delivered, or the uploader stopped
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.stopped = False  # the operator said stop
@@ -71,6 +72,17 @@ class Uploader:
     def pending(self) -> tuple[int, int]:
         files = self._spool.pending()
         return len(files), sum(f.size for f in files)
+
+    async def delivered_all(self) -> None:
+        """Until nothing is pending (or the operator refused for good), while the uploader's
+        loop delivers. Looks at the spool once per delivered file, not on a clock (a stream
+        worker watching 200 streams' spools every half second spent its CPU reading them)."""
+        while True:
+            self._progress.clear()
+            if self.stopped or not self._spool.pending():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), 5.0)
 
     async def drain(self, timeout: float) -> bool:
         """Deliver what is left, for at most `timeout` seconds; whether nothing is left."""
@@ -117,6 +129,7 @@ class Uploader:
                 )
                 if error.final:
                     self.stopped = True
+                    self._progress.set()
                     return
                 done = False
                 if error.retry_after:
@@ -162,6 +175,7 @@ class Uploader:
             raise UploadFailed(f"PUT {grant.key}: HTTP {response.status_code}")
         await self._post(self._url + "/complete", body)
         self._spool.remove(item)
+        self._progress.set()
         self.delivered += 1
         log.info("delivered", extra={"key": grant.key, "bytes": item.size})
 

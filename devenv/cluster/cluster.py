@@ -170,6 +170,8 @@ def up(nodes: int = DEFAULT_NODES) -> Path:
         if not real_node_ready():
             log("the control plane runs but the real node does not: starting it")
             start_node(build())
+        elif real_node().ensure_sandbox_image():
+            log("the node's sandbox image was gone (deleted under disk pressure): imported again")
         start_object_store(build())
         log(f"already running; kubeconfig: {kubeconfig_path()}")
         return kubeconfig_path()

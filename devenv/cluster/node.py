@@ -172,6 +172,16 @@ class RealNode:
         _wait(lambda: _ctr_ok(), 30, "containerd to answer")
         _clear_old_pods()
 
+    def ensure_sandbox_image(self) -> bool:
+        """Import the sandbox image again if it is gone (a running node's kubelet deletes
+        images to reclaim a full disk, whatever its image GC settings: measured after a
+        1000-stream benchmark filled it, every new pod failed "failed to pull
+        localhost/meetingbot-pause"). Returns whether it had to."""
+        if _has_image(PAUSE_IMAGE):
+            return False
+        self._pause_image()
+        return True
+
     def _pause_image(self) -> None:
         """The sandbox image, compiled from the release's own pause.c (no registry here)."""
         if _has_image(PAUSE_IMAGE):

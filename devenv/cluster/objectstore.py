@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -110,3 +111,10 @@ def ensure_bucket(store: ObjectStore, bucket: str) -> None:
         response.status_code == 409 and "BucketAlreadyOwnedByYou" not in response.text
     ):
         raise RuntimeError(f"create bucket {bucket}: HTTP {response.status_code} {response.text}")
+
+
+def remove_bucket(cache: Path, bucket: str) -> None:
+    """Delete a bucket and everything in it: the posix backend keeps a bucket as a directory
+    and reads the directory at each request, so removing it is removing the bucket (a
+    1000-stream benchmark leaves gigabytes, which put the node under disk pressure)."""
+    shutil.rmtree(_root(cache) / "data" / bucket, ignore_errors=True)

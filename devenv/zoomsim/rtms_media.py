@@ -119,12 +119,18 @@ class Clock:
         self.last_keepalive = time.monotonic()
 
     def audio(self, now_ms: int, frame_ms: int) -> list[dict[str, Any]]:
+        """One frame, stamped by the stream's media clock (its start plus the samples sent),
+        as Zoom's are: a late tick of a busy simulator sends its frame late, not with a jump
+        in its timestamps (wall-clock stamps made a loaded run cut a segment every few
+        seconds)."""
+        del now_ms
         params = self.stream.media_params.get("audio") or DEFAULT_AUDIO
         rate = SAMPLE_RATES[int(params["sample_rate"])]
         count = rate * frame_ms // 1000
         offset = (self.samples % rate) * 2
+        at_ms = int(self.stream.started_at * 1000) + self.samples * 1000 // rate
         self.samples += count
-        speakers = _speaking(self.stream.meeting, now_ms)
+        speakers = _speaking(self.stream.meeting, at_ms)
         parts = {
             line["userId"]: (
                 line["displayName"],
@@ -135,11 +141,11 @@ class Clock:
         if int(params["data_opt"]) == AUDIO_MULTI_STREAMS:
             # Only who speaks is sent, up to 3 per frame (Zoom's limit).
             return [
-                _audio_message(_user_id(uid), name, data, now_ms)
+                _audio_message(_user_id(uid), name, data, at_ms)
                 for uid, (name, data) in list(parts.items())[:3]
             ]
         data = _mix([d for _, d in parts.values()]) if parts else bytes(2 * count)
-        return [_audio_message(0, "", data, now_ms)]
+        return [_audio_message(0, "", data, at_ms)]
 
     def texts(self, now_ms: int) -> list[dict[str, Any]]:
         script = self.stream.meeting.script

@@ -44,6 +44,11 @@ def make_app(world: World | None = None) -> web.Application:
     return app
 
 
+# Zoom's servers take a thousand streams' connections at once; aiohttp's default backlog (128)
+# would drop them (the SYNs of a burst).
+BACKLOG = 2048
+
+
 class ZoomSim:
     """The simulator on 127.0.0.1 in a thread of its own, with its own event loop.
 
@@ -86,7 +91,7 @@ class ZoomSim:
         self._runner = web.AppRunner(make_app(self.world), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         for host in dict.fromkeys((self.host, self.pod_host)):
-            await web.TCPSite(self._runner, host, self.port).start()
+            await web.TCPSite(self._runner, host, self.port, backlog=BACKLOG).start()
 
     def stop(self) -> None:
         if self._runner is not None:
@@ -111,8 +116,16 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="The Zoom simulator (tests only)")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--host",
+        action="append",
+        help="an address to listen on (again for more: loopback and the node's, as pods "
+        "reach it); 127.0.0.1 if none",
+    )
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
-    print(f"zoomsim listening on http://{args.host}:{args.port}", flush=True)
-    web.run_app(make_app(), host=args.host, port=args.port, print=None, access_log=None)
+    hosts = args.host or ["127.0.0.1"]
+    print(f"zoomsim listening on port {args.port} of {', '.join(hosts)}", flush=True)
+    web.run_app(
+        make_app(), host=hosts, port=args.port, print=None, access_log=None, backlog=BACKLOG
+    )

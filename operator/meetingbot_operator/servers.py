@@ -9,6 +9,11 @@ from aiohttp import web
 # hold connections open without end. Bots report every 30 s (the default): a bot's connection
 # stays open from one report to the next.
 IDLE_SECONDS = 75.0
+# Connections waiting to be accepted. aiohttp's default (128) overflowed when 1000 RTMS streams
+# started in the same second: the kernel dropped the SYNs of Zoom's webhooks (`netstat -s`:
+# "listen queue of a socket overflowed"), their retransmissions came after Zoom's 3 s, and
+# those streams waited for Zoom's retry five minutes later. The kernel caps it at somaxconn.
+BACKLOG = 2048
 
 
 class Servers:
@@ -23,7 +28,7 @@ class Servers:
             keepalive_timeout=self._idle_seconds,
         )
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, backlog=BACKLOG).start()
         self._runners.append(runner)
 
     async def stop(self) -> None:

@@ -3,18 +3,22 @@ Secret, routing of a stream to exactly one MeetingStream, and the status each no
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import pytest
 
-from meetingbot_api import MeetingStream, MeetingStreamStatus, StreamPhase
+from meetingbot_api import ArtifactsStatus, MeetingStream, MeetingStreamStatus, StreamPhase
+from meetingbot_operator.kube.client import ApiError
 from meetingbot_operator.kube.secrets import SecretView
+from meetingbot_operator.meetingstream import service as service_module
 from meetingbot_operator.meetingstream import status as statuses
 from meetingbot_operator.meetingstream.notices import Receiver, RtmsNotice, parse, recipient
 from meetingbot_operator.meetingstream.notifications import notify
@@ -122,6 +126,73 @@ async def test_a_stream_reaches_only_the_tenant_whose_app_signed_it(kube: Kube) 
     assert (final["phase"], final["reason"]) == ("Succeeded", "MeetingEnded")
     assert final["streams"][0]["stopReason"] == 6 and "endedAt" in final["streams"][0]
     assert {c["type"]: c["status"] for c in final["conditions"]}["Complete"] == "True"
+
+
+class SlowKube(Kube):
+    """An API server under a burst: every status write takes `delay` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        await asyncio.sleep(self.delay)
+        return await super().patch_status(plural, namespace, name, status)
+
+
+async def test_zoom_is_answered_in_time_while_a_slow_status_write_goes_on(
+    kube: Kube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "ANSWER_SECONDS", 0.2)
+    slow = SlowKube(delay=0.6)
+    slow.secrets = kube.secrets
+    service = StreamService(slow, lambda namespace, name: None, SERVERS)  # type: ignore[arg-type]
+    service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
+    await asyncio.sleep(0.7)  # its Waiting status
+    began = time.monotonic()
+    assert await service.notice(*signed("tok-a", started())) == {}
+    assert time.monotonic() - began < 0.5
+    assert not kube.statuses.get(("meetingstreams", "a", "standup"), {}).get("streams")
+    await asyncio.sleep(0.7)
+    assert [s["streamId"] for s in slow.statuses[("meetingstreams", "a", "standup")]["streams"]]
+
+
+async def test_a_write_that_fails_in_time_is_refused_for_zoom_to_send_again(kube: Kube) -> None:
+    class Failing(Kube):
+        async def patch_status(
+            self, plural: str, namespace: str, name: str, status: dict[str, Any]
+        ) -> dict[str, Any] | None:
+            raise ApiError(500, "etcd is unhappy")
+
+    failing = Failing()
+    failing.secrets = kube.secrets
+    service = StreamService(failing, lambda namespace, name: None, SERVERS)  # type: ignore[arg-type]
+    service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
+    with pytest.raises(NoticeRefused) as refused:
+        await service.notice(*signed("tok-a", started()))
+    assert refused.value.status == 503
+
+
+async def test_the_workers_desk_wakes_for_streams_not_for_their_files(kube: Kube) -> None:
+    service = StreamService(kube, lambda namespace, name: None, SERVERS)  # type: ignore[arg-type]
+    woken: list[int] = []
+    service.on_change = lambda: woken.append(1)
+    obj = stream_obj("a", "standup", meeting="123456789")
+    service.observe("ADDED", obj)
+    assert len(woken) == 1 and service.wanted() == {}
+    await service.notice(*signed("tok-a", started()))
+    assert len(woken) == 2 and len(service.wanted()) == 1
+    [ref] = service.wanted()
+    summary = ArtifactsStatus(manifestKey="m.json", objects=3, bytes=10)
+    before = len(woken)
+    service.record(ref, partial(statuses.artifacts, index=ref.index, summary=summary))
+    await asyncio.sleep(0.05)
+    assert kube.statuses[("meetingstreams", "a", "standup")]["artifacts"]["objects"] == 3
+    assert len(woken) == before  # files counted: nothing for the desk
+    service.observe("DELETED", obj)
+    assert len(woken) == before + 1 and service.wanted() == {}
 
 
 @pytest.mark.parametrize(
@@ -334,3 +405,36 @@ def test_a_meetingstreams_webhook_is_told_each_phase_each_streams_files_and_the_
         (6, "artifacts", "Succeeded"),
     ]
     assert stream.status.webhook.pending[-1].data.stream_index == 1
+
+
+async def test_a_late_watch_event_does_not_turn_a_written_status_back(kube: Kube) -> None:
+    """Under load the watch trails the writes: an event older than the operator's own last
+    write (by resourceVersion) is skipped, so a later write does not start from it."""
+
+    class Versioned(Kube):
+        version = 10
+
+        async def patch_status(
+            self, plural: str, namespace: str, name: str, status: dict[str, Any]
+        ) -> dict[str, Any] | None:
+            await super().patch_status(plural, namespace, name, status)
+            self.version += 1
+            obj = stream_obj(namespace, name, meeting="123456789")
+            obj["metadata"]["resourceVersion"] = str(self.version)
+            return {**obj, "status": status}
+
+    versioned = Versioned()
+    versioned.secrets = kube.secrets
+    service = StreamService(versioned, lambda namespace, name: None, SERVERS)  # type: ignore[arg-type]
+    first = stream_obj("a", "standup", meeting="123456789")
+    first["metadata"]["resourceVersion"] = "5"
+    service.observe("ADDED", first)
+    await asyncio.sleep(0.05)  # Waiting, written as version 11
+    await service.notice(*signed("tok-a", started()))  # Starting, version 12
+    assert service.streams[("a", "standup")].status.phase == StreamPhase.STARTING
+    late = stream_obj("a", "standup", meeting="123456789")
+    late["metadata"]["resourceVersion"] = "11"
+    late["status"] = {"phase": "Waiting"}
+    service.observe("MODIFIED", late)
+    assert service.streams[("a", "standup")].status.phase == StreamPhase.STARTING
+    assert len(service.wanted()) == 1

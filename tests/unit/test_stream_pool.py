@@ -110,3 +110,20 @@ def test_a_worker_that_restarted_gets_its_stream_again_with_the_next_generation(
     plan = pool.heartbeat("w1", beat(holding(A, ended=True, leftover=True)), {A: 0}, known, now=3)
     assert plan.take == [(A, 2)]
     assert pool.given(A) == Given("w1", 2)
+
+
+def test_a_worker_takes_its_fair_share_at_once_and_the_rest_when_the_others_are_full() -> None:
+    pool = ready_pool()
+    refs = [StreamRef(namespace="t", name="s", index=i) for i in range(1, 11)]
+    wanted = dict.fromkeys(refs, 0)
+    pool.heartbeat("small", beat(capacity=2), {}, known, now=1)
+    pool.heartbeat("large", beat(capacity=100), {}, known, now=1)
+    first = pool.heartbeat("large", beat(capacity=100), wanted, known, now=2)
+    assert len(first.take) == 5  # half of ten, in one heartbeat
+    small = pool.heartbeat("small", beat(capacity=2), wanted, known, now=2)
+    assert len(small.take) == 2  # its capacity
+    held = [holding(ref) for ref, _ in first.take]
+    rest = pool.heartbeat("large", beat(*held, capacity=100), wanted, known, now=3)
+    assert len(rest.take) == 3  # the small one is full: the rest here
+    given = {pool.given(ref) for ref in refs}
+    assert None not in given

@@ -280,9 +280,8 @@ class StreamWorker:
     async def _deliver(self, run: StreamRun) -> None:
         """Until everything of the stream is delivered (or the operator refuses it for good)."""
         run.uploader.wake()
-        # The uploader's own loop delivers (with its backoff); this only watches it finish.
-        while run.uploader.pending()[0] and not run.uploader.stopped:  # noqa: ASYNC110
-            await asyncio.sleep(0.5)
+        # The uploader's own loop delivers (with its backoff); this only waits for it.
+        await run.uploader.delivered_all()
         await run.uploader.close()
         run.drained = True
 

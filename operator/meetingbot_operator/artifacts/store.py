@@ -9,6 +9,7 @@ keys do (they are chosen by the operator and hold no secret).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 RETRYABLE = {429, 500, 502, 503, 504}
 S3_XML = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 CHECKSUM_HEADER = "x-amz-checksum-sha256"
+# Requests in flight to one bucket; the rest wait their turn here. httpx's pool finds a
+# connection for a queued request by scanning every queued request (measured at 1000 streams
+# starting together: 70 % of the operator's CPU in that scan, webhooks answered late).
+CONCURRENCY = 16
 
 
 class StoreError(Exception):
@@ -60,7 +65,9 @@ def checksum_header(sha256_hex: str) -> str:
 class ObjectStore:
     def __init__(self, bucket: Bucket, *, timeout: float = 10.0, attempts: int = 4) -> None:
         self.bucket = bucket
-        self._http = httpx.AsyncClient(timeout=timeout)
+        limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+        self._http = httpx.AsyncClient(timeout=timeout, limits=limits)
+        self._turns = asyncio.Semaphore(CONCURRENCY)
         self._attempts = attempts
 
     async def close(self) -> None:
@@ -176,7 +183,10 @@ class ObjectStore:
         )
         what = f"{method} {self.bucket.name}/{key}"
         try:
-            response = await self._http.request(method, url, content=body or None, headers=signed)
+            async with self._turns:
+                response = await self._http.request(
+                    method, url, content=body or None, headers=signed
+                )
         except httpx.HTTPError as error:
             raise StoreError(f"{what}: {type(error).__name__}") from None
         if response.status_code == 404 and missing_ok:

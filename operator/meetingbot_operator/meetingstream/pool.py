@@ -9,7 +9,8 @@ what this worker should take and what it should let go. The rules:
   ...; its files of each generation go in their own folder, so two workers never write the
   same object). A worker that has not been heard from for `timeout` seconds is gone: its
   streams go to others, with the next generation.
-- New streams go to the least loaded live worker, up to its capacity; a worker that is
+- New streams are shared out evenly: a worker heard from takes up to its fair share of all
+  the streams (held and new, over the live workers), within its capacity; a worker that is
   leaving (SIGTERM) gets nothing and its streams go at once.
 - After a change of leader nothing is known: for `grace` seconds streams are only adopted
   from what the workers say they hold (no stream given twice because the new leader did not
@@ -187,11 +188,19 @@ class WorkerPool:
         self._generations = {
             ref: g for ref, g in self._generations.items() if ref in wanted or ref in self._given
         }
-        for ref, recorded in wanted.items():
-            if ref in self._given or ref in self._finished:
-                continue
-            if loads[worker] >= me.capacity or loads[worker] > min(loads.values()):
-                break  # the others are less loaded: theirs at their next heartbeat
+        taken = self._given.keys() | self._finished
+        free = [(ref, g) for ref, g in wanted.items() if ref not in taken]
+        # This worker's fair share of all the streams, given at once (one stream a heartbeat
+        # took 3 minutes to give out 1000 streams to five workers); the rest is the others'
+        # at their next heartbeat, or this one's if they have no room.
+        share = -(-(sum(loads.values()) + len(free)) // len(loads))
+        others_have_room = any(
+            loads[name] < self._workers[name].capacity for name in loads if name != worker
+        )
+        limit = min(me.capacity, share) if others_have_room else me.capacity
+        for ref, recorded in free:
+            if loads[worker] >= limit:
+                break
             # The status may not record the last hand-over yet: the larger of the two.
             given = Given(worker, max(recorded, self._generations.get(ref, 0)) + 1)
             self._given[ref] = given

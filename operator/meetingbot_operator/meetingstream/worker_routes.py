@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 RETRY_LATER = {"Retry-After": "15"}
 
 
+# The worker hung up before its request's body arrived (it was stopped, or gave up waiting):
+# nobody reads this answer, and it is not the operator's error to log.
+def hung_up() -> web.Response:
+    return web.Response(status=400, text="the request's body did not arrive")
+
+
 def routes(desk: WorkerDesk) -> list[web.RouteDef]:
     async def poll(request: web.Request) -> web.StreamResponse:
         try:
@@ -33,6 +39,8 @@ def routes(desk: WorkerDesk) -> list[web.RouteDef]:
             return web.json_response({"error": "unauthorized"}, status=401)
         try:
             beat = WorkerHeartbeat.model_validate_json(await request.read())
+        except ConnectionResetError:
+            return hung_up()
         except ValidationError as error:
             return web.json_response({"error": first_error(error)}, status=400)
 
@@ -55,6 +63,8 @@ def routes(desk: WorkerDesk) -> list[web.RouteDef]:
                 index=int(request.match_info["index"]),
             )
             body = UploadRequest.model_validate_json(await request.read())
+        except ConnectionResetError:
+            return hung_up()
         except ValidationError as error:
             return web.json_response({"error": first_error(error)}, status=400)
         except ValueError:

@@ -52,6 +52,9 @@ POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 LIVE_TOKEN_LIFETIME = timedelta(hours=24)
 # Assignments whose app Secret cannot be read are tried again after this long.
 NOT_READY_SECONDS = 10.0
+# A held poll woken by a change waits this long for the changes that come with it (a burst of
+# Zoom's webhooks is a change each) and decides once for all of them.
+COALESCE_SECONDS = 0.25
 
 
 class NotAWorker(Exception):
@@ -150,6 +153,7 @@ class WorkerDesk:
             wait = min(1.0, deadline - loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), wait)
+                await asyncio.sleep(min(COALESCE_SECONDS, max(0.0, deadline - loop.time())))
         return WorkerOrders(take=take, release=plan.release, interval_seconds=self._poll)
 
     async def _assignments(self, plan: Plan) -> list[StreamAssignment]:
