@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from meetingbot_api import ArtifactsStatus, MeetingStream, MeetingStreamStatus, StreamPhase
+from meetingbot_contract.rtms import HeldStream, WorkerHeartbeat
 from meetingbot_operator.kube.client import ApiError
 from meetingbot_operator.kube.secrets import SecretView
 from meetingbot_operator.meetingstream import service as service_module
@@ -23,6 +24,7 @@ from meetingbot_operator.meetingstream import status as statuses
 from meetingbot_operator.meetingstream.notices import Receiver, RtmsNotice, parse, recipient
 from meetingbot_operator.meetingstream.notifications import notify
 from meetingbot_operator.meetingstream.service import NoticeRefused, StreamService
+from meetingbot_operator.meetingstream.workers import WorkerDesk
 from meetingbot_operator.settings import Settings, rtms_server_allowed
 from tests.support.fakes import FakeKube
 
@@ -438,3 +440,27 @@ async def test_a_late_watch_event_does_not_turn_a_written_status_back(kube: Kube
     service.observe("MODIFIED", late)
     assert service.streams[("a", "standup")].status.phase == StreamPhase.STARTING
     assert len(service.wanted()) == 1
+
+
+async def test_the_desk_forgets_a_stream_once_it_left_the_books(kube: Kube) -> None:
+    """What the workers' desk recorded of a stream (connected, failed) is pruned once the
+    stream ended and was delivered: a long-running operator does not grow with every stream."""
+    kube.secrets[("a", "app")] = SecretView(
+        OPT_IN, {"clientId": "c", "clientSecret": "s", "webhookSecretToken": "tok-a"}
+    )
+    service = StreamService(kube, lambda namespace, name: None, SERVERS)  # type: ignore[arg-type]
+    desk = WorkerDesk(kube, service, Settings(stream_worker_poll_seconds=0.5))  # type: ignore[arg-type]
+    desk.pool._ready_at = 0.0  # no change of leader to wait out
+    service.observe("ADDED", stream_obj("a", "standup", meeting="123456789"))
+    await service.notice(*signed("tok-a", started()))
+    orders = await desk.poll("w1", WorkerHeartbeat(held=[], capacity=10))
+    assert len(orders.take) == 1
+    ref = orders.take[0].ref
+    up = HeldStream(ref=ref, generation=1, connected=True)
+    await desk.poll("w1", WorkerHeartbeat(held=[up], capacity=10))
+    assert (ref, 1) in desk._connected
+    done = HeldStream(ref=ref, generation=1, connected=True, ended=True, drained=True, over=True)
+    await desk.poll("w1", WorkerHeartbeat(held=[done], capacity=10))
+    assert desk.pool.given(ref) is None
+    desk._prune(time.monotonic() + 3600)
+    assert not desk._connected

@@ -52,6 +52,7 @@ POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 LIVE_TOKEN_LIFETIME = timedelta(hours=24)
 # Assignments whose app Secret cannot be read are tried again after this long.
 NOT_READY_SECONDS = 10.0
+PRUNE_SECONDS = 60.0
 # A held poll woken by a change waits this long for the changes that come with it (a burst of
 # Zoom's webhooks is a change each) and decides once for all of them.
 COALESCE_SECONDS = 0.25
@@ -84,6 +85,7 @@ class WorkerDesk:
         self._not_ready: dict[StreamRef, float] = {}
         self._connected: set[tuple[StreamRef, int]] = set()
         self._failed: set[StreamRef] = set()
+        self._pruned = time.monotonic()
         streams.on_change = self.wake
         self.artifacts = ArtifactService(
             kube, settings, spec_of=self._artifacts_spec, changed=self._artifacts_changed
@@ -145,6 +147,7 @@ class WorkerDesk:
                 worker, beat, self._streams.wanted(), self._streams.known, time.monotonic()
             )
             self._follow(worker, beat.held, plan)
+            self._prune(time.monotonic())
             take = await self._assignments(plan)
             if take or plan.release or loop.time() >= deadline:
                 break
@@ -155,6 +158,18 @@ class WorkerDesk:
                 await asyncio.wait_for(changed.wait(), wait)
                 await asyncio.sleep(min(COALESCE_SECONDS, max(0.0, deadline - loop.time())))
         return WorkerOrders(take=take, release=plan.release, interval_seconds=self._poll)
+
+    def _prune(self, now: float) -> None:
+        """Forget, once a minute, what was recorded of streams that left the books (ended and
+        delivered, or their MeetingStream gone): an operator up for months receives millions
+        of streams."""
+        if now - self._pruned < PRUNE_SECONDS:
+            return
+        self._pruned = now
+        kept = self.pool.given
+        self._connected = {(ref, g) for ref, g in self._connected if kept(ref)}
+        self._failed = {ref for ref in self._failed if kept(ref)}
+        self._not_ready = {ref: t for ref, t in self._not_ready.items() if t > now}
 
     async def _assignments(self, plan: Plan) -> list[StreamAssignment]:
         now = time.monotonic()
