@@ -127,3 +127,72 @@ async def test_alerts_and_dashboard_name_only_metrics_the_operator_exports(
 )  # fmt: skip
 def test_metric_names_are_read_from_expressions(expr: str, names: set[str]) -> None:
     assert metric_names(expr) == names
+
+
+CASES = Path(__file__).with_name("alert_cases.yaml")
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+def test_each_alert_fires_on_its_problem_and_not_on_one_users_mistake(tmp_path: Path) -> None:
+    """promtool's rule unit tests over the chart's own alerts (tests/integration/
+    alert_cases.yaml): every alert has a case where it fires and one where it stays quiet."""
+    groups = rule_groups(tmp_path)
+    rules = [r for g in groups for r in g["rules"]]
+    (job,) = {m for r in rules for m in re.findall(r'job="([^"]+)"', r["expr"])}
+    bare = [{k: v for k, v in r.items() if k != "annotations"} for r in rules]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": bare}]}))
+    cases = yaml.safe_load(CASES.read_text().replace("JOB", job))
+    tests = [
+        {
+            "name": case["name"],
+            "interval": "1m",
+            "input_series": [{"series": s, "values": v} for s, v in case["series"].items()],
+            "alert_rule_test": [
+                {
+                    "eval_time": a["at"],
+                    "alertname": a["alert"],
+                    "exp_alerts": [{"exp_labels": labels} for labels in a["fires"]],
+                }
+                for a in case["alerts"]
+            ],
+        }
+        for case in cases
+    ]
+    (tmp_path / "tests.yaml").write_text(
+        yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests})
+    )
+    tested = promtool("test", "rules", str(tmp_path / "tests.yaml"))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    firing = {a["alert"] for c in cases for a in c["alerts"] if a["fires"]}
+    quiet = {a["alert"] for c in cases for a in c["alerts"] if not a["fires"]}
+    alerts = {r["alert"] for r in rules}
+    assert firing == alerts, f"no case where these fire: {sorted(alerts - firing)}"
+    assert quiet == alerts, f"no case where these stay quiet: {sorted(alerts - quiet)}"
+
+
+def test_a_wrong_expectation_fails_promtools_rule_tests(tmp_path: Path) -> None:
+    """The test above can fail: an alert expected to fire where it does not is reported."""
+    rule = {"alert": "Never", "expr": "vector(0) > 1"}
+    (tmp_path / "rules.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "g", "rules": [rule]}]})
+    )
+    case = {"interval": "1m", "input_series": [], "alert_rule_test": [
+        {"eval_time": "1m", "alertname": "Never", "exp_alerts": [{"exp_labels": {}}]}]}  # fmt: skip
+    (tmp_path / "tests.yaml").write_text(
+        yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [case]})
+    )
+    assert promtool("test", "rules", str(tmp_path / "tests.yaml")).returncode != 0
+
+
+def test_every_alert_links_its_runbook(tmp_path: Path) -> None:
+    """Each alert's runbook_url ends in the anchor of a heading of docs/operations.md."""
+    headings = {
+        line.removeprefix("#### ").strip().lower()
+        for line in DOCS.read_text().splitlines()
+        if line.startswith("#### ")
+    }
+    for group in rule_groups(tmp_path):
+        for rule in group["rules"]:
+            url = rule["annotations"]["runbook_url"]
+            assert url.startswith("https://"), url
+            assert url.split("#", 1)[1] in headings, f"{rule['alert']}: {url}"

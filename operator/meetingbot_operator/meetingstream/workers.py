@@ -52,7 +52,7 @@ POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 LIVE_TOKEN_LIFETIME = timedelta(hours=24)
 # Assignments whose app Secret cannot be read are tried again after this long.
 NOT_READY_SECONDS = 10.0
-PRUNE_SECONDS = 60.0
+PRUNE_SECONDS = 60.0  # how often what the desk recorded of finished streams is forgotten
 # A held poll woken by a change waits this long for the changes that come with it (a burst of
 # Zoom's webhooks is a change each) and decides once for all of them.
 COALESCE_SECONDS = 0.25
