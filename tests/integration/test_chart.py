@@ -116,6 +116,14 @@ def test_values_platform_teams_ask_for(tmp_path: Path) -> None:
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert pod["spec"]["topologySpreadConstraints"][0]["maxSkew"] == 1
     assert pod["spec"]["containers"][0]["startupProbe"]["httpGet"]["path"] == "/healthz"
+    env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    assert env["HTTPS_PROXY"]["value"] == "http://proxy.example.com:3128"
+    assert env["NO_PROXY"]["valueFrom"]["configMapKeyRef"]["name"] == "proxy"
+    assert "MEETINGBOT_NAMESPACES" in env  # the chart's own stay
+    assert {"name": "corp-ca", "mountPath": "/etc/corp-ca", "readOnly": True} in pod["spec"][
+        "containers"
+    ][0]["volumeMounts"]
+    assert {"name": "corp-ca", "configMap": {"name": "corp-ca"}} in pod["spec"]["volumes"]
 
 
 def test_every_value_is_described() -> None:

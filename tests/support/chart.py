@@ -38,6 +38,15 @@ NON_DEFAULT = {
         }
     ],
     "podLabels": {"app.kubernetes.io/name": "not-the-selector", "team": "bots"},
+    # As a subchart (a parent's global values), behind a proxy with a corporate CA.
+    "global": {"imageRegistry": "registry.example.com"},
+    "extraEnv": [
+        {"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"},
+        {"name": "NO_PROXY", "valueFrom": {"configMapKeyRef": {"name": "proxy", "key": "no"}}},
+        {"name": "SSL_CERT_FILE", "value": "/etc/corp-ca/ca.pem"},
+    ],
+    "extraVolumes": [{"name": "corp-ca", "configMap": {"name": "corp-ca"}}],
+    "extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/corp-ca", "readOnly": True}],
     "serviceAccount": {"name": "custom-sa", "annotations": {"example.com/role": "bots"}},
     "operator": {
         "logLevel": "DEBUG",
