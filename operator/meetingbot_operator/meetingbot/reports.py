@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Literal, Protocol, TypeVar
 
 from aiohttp import web
@@ -20,8 +21,8 @@ from pydantic import ValidationError
 from meetingbot_api import first_error
 from meetingbot_contract import BotReport, UploadGrant, UploadRequest
 from meetingbot_operator import metrics
-from meetingbot_operator.artifacts.service import ArtifactProblem, Caller, UploadRefused
-from meetingbot_operator.artifacts.store import StoreError
+from meetingbot_operator.artifacts.answers import upload_answer
+from meetingbot_operator.artifacts.service import Caller
 from meetingbot_operator.keys import ReportTokens
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ Warming = Callable[[], bool]
 # Bots' reports are small; a stream worker's heartbeat lists every stream it holds.
 MAX_BODY = 256 * 1024
 RETRY_SOON = {"Retry-After": "2"}
-RETRY_LATER = {"Retry-After": "15"}
 _Body = TypeVar("_Body", BotReport, UploadRequest)
 # Stands in for the uid of a bot the operator does not know, so that an unknown bot costs the
 # same work as a known one and gets the same answer.
@@ -118,22 +118,11 @@ def make_app(
         caller, body = checked
         if uploads is None:
             return web.json_response({"error": "uploads are not served here"}, status=404)
-        complete = request.match_info.get("step") == "complete"
-        try:
-            if complete:
-                await uploads.complete(caller, body)
-                metrics.UPLOADS.labels("recorded").inc()
-                return web.json_response({"result": "recorded"})
-            grant = await uploads.grant(caller, body)
-        except UploadRefused as refused:
-            metrics.UPLOADS.labels("refused").inc()
-            return web.json_response({"error": str(refused)}, status=409)
-        except (ArtifactProblem, StoreError) as problem:
-            # The bot keeps its file and asks again later; the status says what is wrong.
-            metrics.UPLOADS.labels("unavailable").inc()
-            return web.json_response({"error": str(problem)}, status=503, headers=RETRY_LATER)
-        metrics.UPLOADS.labels("granted").inc()
-        return web.json_response(grant.model_dump(mode="json", by_alias=True))
+        return await upload_answer(
+            request.match_info.get("step") == "complete",
+            partial(uploads.grant, caller, body),
+            partial(uploads.complete, caller, body),
+        )
 
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/v1/namespaces/{namespace}/meetingbots/{name}/report", report)

@@ -7,6 +7,7 @@ else gets 401, whatever the cause."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -14,13 +15,10 @@ from pydantic import ValidationError
 from meetingbot_api import first_error
 from meetingbot_contract import UploadRequest
 from meetingbot_contract.rtms import STREAMS_PATH, WORKERS_PATH, StreamRef, WorkerHeartbeat
-from meetingbot_operator import metrics
-from meetingbot_operator.artifacts.service import ArtifactProblem, UploadRefused
-from meetingbot_operator.artifacts.store import StoreError
+from meetingbot_operator.artifacts.answers import upload_answer
 from meetingbot_operator.meetingstream.workers import NotAWorker, WorkerDesk
 
 log = logging.getLogger(__name__)
-RETRY_LATER = {"Retry-After": "15"}
 
 
 # The worker hung up before its request's body arrived (it was stopped, or gave up waiting):
@@ -69,20 +67,11 @@ def routes(desk: WorkerDesk) -> list[web.RouteDef]:
             return web.json_response({"error": first_error(error)}, status=400)
         except ValueError:
             return web.json_response({"error": "index is a number"}, status=400)
-        try:
-            if request.match_info.get("step") == "complete":
-                await desk.complete(ref, body)
-                metrics.UPLOADS.labels("recorded").inc()
-                return web.json_response({"result": "recorded"})
-            grant = await desk.grant(ref, body)
-        except UploadRefused as refused:
-            metrics.UPLOADS.labels("refused").inc()
-            return web.json_response({"error": str(refused)}, status=409)
-        except (ArtifactProblem, StoreError) as problem:
-            metrics.UPLOADS.labels("unavailable").inc()
-            return web.json_response({"error": str(problem)}, status=503, headers=RETRY_LATER)
-        metrics.UPLOADS.labels("granted").inc()
-        return web.json_response(grant.model_dump(mode="json", by_alias=True))
+        return await upload_answer(
+            request.match_info.get("step") == "complete",
+            partial(desk.grant, ref, body),
+            partial(desk.complete, ref, body),
+        )
 
     uploads = STREAMS_PATH + "/{namespace}/{name}/{index}/uploads"
     return [
