@@ -293,11 +293,16 @@ async def _measure(
             "cpuPctOfCore": round(100 * bot_cpu / wall, 1),
         }
     ours = {stream["id"] for stream in streams}
+    seen_by_zoom = [s for s in sim.rtms_streams() if s["id"] in ours]  # one call: it is busy
     first = [
         seen["firstAudioAt"] - seen["startedAt"]
-        for seen in sim.rtms_streams()  # one call: the simulator is busy with the streams
-        if seen["id"] in ours and seen["firstAudioAt"] is not None
+        for seen in seen_by_zoom
+        if seen["firstAudioAt"] is not None
     ]
+    # How Zoom's webhooks were answered (200 within its 3 s, or what went wrong), each try.
+    answers = Counter(
+        str(d.get("status") or d.get("error")) for s in seen_by_zoom for d in s["deliveries"]
+    )
     print("[bench] rtms pool: ending the meetings", flush=True)
     ended = time.monotonic()
     await _each(sim.end_meeting, numbers)
@@ -320,6 +325,7 @@ async def _measure(
         "startsTookSeconds": round(starts_took, 1),
         "startToAllStreamingSeconds": round(all_streaming, 1),
         "webhookToFirstAudioSeconds": _quantiles(first),
+        "webhookAnswers": dict(answers),
         "workerRssMb": {"idle": round(idle_rss, 1), "streaming": round(busy_rss, 1)},
         "workerRssPerStreamKb": round((busy_rss - idle_rss) * 1024 / count, 1),
         "workerCpuPerStreamPctOfCore": round(100 * worker_cpu / wall / count, 3),
