@@ -21,7 +21,16 @@ from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
 from meetingbot_operator.kube.client import KubeClient
 from tests.support import stream_workers
 from tests.support.artifacts import ScratchBucket, bucket_for
-from tests.support.chart import CHART, KEY_SECRET, RELEASE, SYSTEM, Release, helm, values_file
+from tests.support.chart import (
+    CHART,
+    KEY_SECRET,
+    RELEASE,
+    SYSTEM,
+    Release,
+    helm,
+    operator_pods_gone,
+    values_file,
+)
 from tests.support.operator_fixtures import MERGE_PATCH, Bots, Kube, account_ready
 from tests.support.operator_fixtures import zoom_account as zoom_account_in
 from tests.support.scripted_bot import ScriptedBot
@@ -349,6 +358,7 @@ async def running(
             "imagePullPatienceSeconds": 10,
         },
     }
+    await operator_pods_gone(kube)  # a previous install's pods would be refused on our Roles
     since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     try:
         helm(
@@ -361,6 +371,7 @@ async def running(
         release.logs()  # printed on failure, with the test's output
         helm("uninstall", RELEASE, "--namespace", SYSTEM, "--wait", check=False)
         await kube.core.delete_namespace(watched)
+        await operator_pods_gone(kube)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import uuid
@@ -129,6 +130,28 @@ async def operator_pods(kube: Kube) -> list[Any]:
         SYSTEM, label_selector="app.kubernetes.io/name=meetingbot-operator"
     )
     return [p for p in listed.items if p.metadata.deletion_timestamp is None]
+
+
+async def operator_pods_gone(kube: Kube, timeout: float = 90) -> None:
+    """Wait until no operator pod of the tests' release exists, terminating ones included.
+
+    `helm uninstall --wait` returns once the Deployment is gone; its pods are deleted by the
+    garbage collector afterwards and may run out their grace period after the release's Roles
+    are gone. A pod still terminating while the next install starts would be refused (403) on
+    the Lease and count against that install's audited permissions."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        listed = await kube.core.list_namespaced_pod(
+            SYSTEM, label_selector=f"app.kubernetes.io/instance={RELEASE}"
+        )
+        if not listed.items:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            names = [p.metadata.name for p in listed.items]
+            raise AssertionError(
+                f"operator pods still there {timeout:.0f} s after uninstall: {names}"
+            )
+        await asyncio.sleep(0.5)
 
 
 async def leader_pod(kube: Kube) -> Any:
