@@ -196,6 +196,8 @@ def operator(
         image_pull_patience_seconds="10",
         user_recheck_seconds="2",
         sweep_seconds="5",
+        # MeetingBotSchedules read Zoom again every 2 s (a moved occurrence is seen at once).
+        schedule_poll_seconds="2",
         max_duration_grace_seconds="1",
         # Heartbeats every 2 s: a silent bot is stopped after 8 s (BotUnresponsive).
         report_interval_seconds="2",

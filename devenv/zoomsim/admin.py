@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from devenv.zoomsim import meeting_events
 from devenv.zoomsim.rest import WORLD
 from devenv.zoomsim.sdk import admit, broadcast, depart, end_meeting, roster_event
 from devenv.zoomsim.state import Account, Faults, Meeting, Participant, User, World
@@ -30,6 +31,10 @@ MEETING_FIELDS = {
     "audio_path",
     "captions",
     "recording_permission",
+    "topic",
+    "host_id",
+    "start_time",
+    "duration",
 }
 # Distinct, deterministic tones: the n-th person added to a meeting speaks at TONES[n % 6].
 # None is a harmonic of another, so a test tells them apart by frequency alone.
@@ -203,30 +208,121 @@ async def create_meeting(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="account_id must name an existing account")
     number = str(body.pop("number", None) or secrets.randbelow(9 * 10**10) + 10**10)
     ends_in = body.pop("ends_in_seconds", None)
+    # A recurring meeting with a fixed time: the start of each occurrence (RFC 3339).
+    recurring = [str(t) for t in body.pop("occurrences_at", None) or []]
     unknown = set(body) - MEETING_FIELDS
     if unknown:
         raise web.HTTPBadRequest(text=f"unknown fields: {sorted(unknown)}")
     meeting = Meeting(number=number, account_id=account_id, **body)
+    meeting.occurrences = [
+        {"occurrence_id": str(int(_instant(t) * 1000)), "start_time": t,
+         "duration": meeting.duration, "status": "available"}
+        for t in recurring
+    ]  # fmt: skip
+    if recurring and not meeting.start_time:
+        meeting.start_time = recurring[0]
     if ends_in is not None:
         meeting.ends_at = time.time() + float(ends_in)
     world.meetings[number] = meeting
+    if meeting.start_time:
+        meeting_events.notify(world, meeting, "meeting.created", _object(world, meeting))
     return web.json_response(meeting.public(), status=201)
 
 
+def _object(world: World, meeting: Meeting) -> dict[str, Any]:
+    host = meeting.host_id or next(iter(world.accounts[meeting.account_id].users), "")
+    return meeting_events.meeting_object(meeting, host)
+
+
+async def delete_meeting(request: web.Request) -> web.Response:
+    """The host deletes a scheduled meeting (Zoom: `DELETE /meetings/{id}`): meeting.deleted."""
+    world = request.app[WORLD]
+    meeting = _meeting(world, request)
+    del world.meetings[meeting.number]
+    obj = _object(world, meeting)
+    meeting_events.notify(
+        world,
+        meeting,
+        "meeting.deleted",
+        {k: obj[k] for k in ("id", "host_id", "topic", "type", "start_time")},
+    )
+    return web.Response(status=204)
+
+
+async def meeting_deliveries(request: web.Request) -> web.Response:
+    return web.json_response(request.app[WORLD].meeting_deliveries)
+
+
 async def update_meeting(request: web.Request) -> web.Response:
-    meeting = _meeting(request.app[WORLD], request)
-    for key, value in (await _body(request)).items():
+    world = request.app[WORLD]
+    meeting = _meeting(world, request)
+    body = await _body(request)
+    scheduled: dict[str, Any] = {
+        k: body[k] for k in ("topic", "start_time", "duration") if k in body
+    }
+    old: dict[str, Any] = {k: getattr(meeting, k) for k in scheduled}
+    for key, value in body.items():
         if key == "ends_in_seconds":
             meeting.ends_at = time.time() + float(value)
         elif key in MEETING_FIELDS:
             setattr(meeting, key, value)
         else:
             raise web.HTTPBadRequest(text=f"unknown field {key}")
+    if scheduled and meeting.start_time:
+        changed = {"id": int(meeting.number), **scheduled}
+        meeting_events.notify(
+            world, meeting, "meeting.updated", changed, {"id": int(meeting.number), **old}
+        )
     return web.json_response(meeting.public())
 
 
 async def get_meeting(request: web.Request) -> web.Response:
     return web.json_response(_meeting(request.app[WORLD], request).public())
+
+
+def _instant(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _occurrence(meeting: Meeting, request: web.Request) -> dict[str, Any]:
+    found = next(
+        (o for o in meeting.occurrences if o["occurrence_id"] == request.match_info["occurrence"]),
+        None,
+    )
+    if found is None:
+        raise web.HTTPNotFound(text="no such occurrence")
+    return found
+
+
+async def move_occurrence(request: web.Request) -> web.Response:
+    """The host moves one occurrence (Zoom: `PATCH /meetings/{id}?occurrence_id=` with a
+    start_time): its occurrence_id stays, its start_time changes."""
+    meeting = _meeting(request.app[WORLD], request)
+    occurrence = _occurrence(meeting, request)
+    start = str((await _body(request))["start_time"])
+    _instant(start)  # a valid time, or 500 for the test that sent it
+    old = dict(occurrence)
+    occurrence["start_time"] = start
+    ident = int(meeting.number)
+    meeting_events.notify(
+        request.app[WORLD], meeting, "meeting.updated",
+        {"id": ident, "occurrences": [dict(occurrence)]}, {"id": ident, "occurrences": [old]},
+    )  # fmt: skip
+    return web.json_response(meeting.public())
+
+
+async def delete_occurrence(request: web.Request) -> web.Response:
+    """The host deletes one occurrence (Zoom: `DELETE /meetings/{id}?occurrence_id=`): it is
+    listed with status "deleted"."""
+    world = request.app[WORLD]
+    meeting = _meeting(world, request)
+    occurrence = _occurrence(meeting, request)
+    occurrence["status"] = "deleted"
+    deleted = {k: occurrence[k] for k in ("occurrence_id", "start_time")}
+    host = _object(world, meeting)["host_id"]
+    obj = {"id": int(meeting.number), "host_id": host, "occurrences": [deleted]}
+    meeting_events.notify(world, meeting, "meeting.deleted", obj)
+    return web.json_response(meeting.public())
 
 
 async def add_participant(request: web.Request) -> web.Response:
@@ -377,6 +473,10 @@ def routes() -> list[web.RouteDef]:
         web.post("/sim/meetings", create_meeting),
         web.get("/sim/meetings/{number}", get_meeting),
         web.patch("/sim/meetings/{number}", update_meeting),
+        web.delete("/sim/meetings/{number}", delete_meeting),
+        web.get("/sim/meeting-deliveries", meeting_deliveries),
+        web.patch("/sim/meetings/{number}/occurrences/{occurrence}", move_occurrence),
+        web.delete("/sim/meetings/{number}/occurrences/{occurrence}", delete_occurrence),
         web.post("/sim/meetings/{number}/end", end),
         web.post("/sim/meetings/{number}/admit", admit_all),
         web.post("/sim/meetings/{number}/participants", add_participant),

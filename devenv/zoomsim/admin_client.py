@@ -60,6 +60,19 @@ class SimAdmin:
     def update_meeting(self, number: str, **fields: Any) -> dict[str, Any]:
         return dict(self._json("PATCH", f"/sim/meetings/{number}", fields))
 
+    def delete_meeting(self, number: str) -> None:
+        self._json("DELETE", f"/sim/meetings/{number}")
+
+    def meeting_deliveries(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/sim/meeting-deliveries"))
+
+    def move_occurrence(self, number: str, occurrence_id: str, start_time: str) -> dict[str, Any]:
+        path = f"/sim/meetings/{number}/occurrences/{occurrence_id}"
+        return dict(self._json("PATCH", path, {"start_time": start_time}))
+
+    def delete_occurrence(self, number: str, occurrence_id: str) -> dict[str, Any]:
+        return dict(self._json("DELETE", f"/sim/meetings/{number}/occurrences/{occurrence_id}"))
+
     def participants(self, number: str, state: str | None = None) -> list[dict[str, Any]]:
         people = self.meeting(number)["participants"]
         return [p for p in people if state is None or p["state"] == state]

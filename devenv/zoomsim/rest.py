@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import email.utils
+import hashlib
 import math
 import secrets
 import time
@@ -22,6 +23,7 @@ from devenv.zoomsim.state import (
     ZAK_CUSTCREATE_DEFAULT_TTL,
     ZAK_DEFAULT_TTL,
     AccessGrant,
+    Meeting,
     RateWindow,
     World,
 )
@@ -36,6 +38,8 @@ OBF_SCOPES = ("user:read:token",)
 MY_ZAK_SCOPES = ("user:read:zak", "user_zak:read")  # granular, and the classic name
 ME_SCOPES = ("user:read:user", "user:read")
 MEETING_READ_SCOPES = ("meeting:read:admin", "meeting:read:meeting:admin")
+PICTURE_SCOPES = ("user:write:admin", "user:write:profile_picture:admin")
+MY_MEETINGS_SCOPES = ("meeting:read", "meeting:read:list_meetings")  # user-level
 
 
 def zoom_error(status: int, code: int, message: str, **headers: str) -> web.Response:
@@ -278,6 +282,34 @@ async def get_user(request: web.Request) -> web.Response:
     return web.json_response(user.public())
 
 
+async def upload_picture(request: web.Request) -> web.Response:
+    """`POST /v2/users/{userId}/picture`: multipart/form-data with the image as pic_file; a
+    JPEG, PNG or GIF of at most 2 MB (Zoom's rules), else 400 (code 120)."""
+    gate = Gate(request, "user_picture", "Medium")
+    grant = await gate.open(PICTURE_SCOPES)
+    if isinstance(grant, web.Response):
+        return grant
+    user = gate.world.accounts[grant.account_id].find_user(request.match_info["user_id"])
+    if user is None:
+        return zoom_error(404, 1001, f"User does not exist: {request.match_info['user_id']}.")
+    if not request.content_type.startswith("multipart/form-data"):
+        return zoom_error(400, 300, "Request Body should be a valid multipart/form-data.")
+    form = await request.post()
+    upload = form.get("pic_file")
+    if not isinstance(upload, web.FileField):
+        return zoom_error(400, 300, "pic_file is required.")
+    data = upload.file.read()
+    if len(data) > 2 * 1024 * 1024:
+        return zoom_error(400, 120, "File size cannot exceed 2M.")
+    if upload.content_type not in ("image/jpeg", "image/png", "image/gif") or not data.startswith(
+        (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8")
+    ):
+        return zoom_error(400, 120, "Invalid file type: only jpg/jpeg, gif or png.")
+    user.picture_sha256 = "sha256:" + hashlib.sha256(data).hexdigest()
+    user.pic_url = f"https://zoom.us/p/{user.id}/{user.picture_sha256[7:19]}"
+    return web.Response(status=201)
+
+
 async def list_users(request: web.Request) -> web.Response:
     gate = Gate(request, "users", "Medium")
     grant = await gate.open(USER_READ_SCOPES)
@@ -401,7 +433,9 @@ async def me(request: web.Request) -> web.Response:
 
 async def get_meeting(request: web.Request) -> web.Response:
     """`GET /v2/meetings/{meetingId}` with the account's token: only the account's own
-    meetings are found; another account's meeting is "not found" (3001), as in Zoom."""
+    meetings are found; another account's meeting is "not found" (3001), as in Zoom. A
+    recurring meeting lists its occurrences that have not ended (all of them with
+    show_previous_occurrences=true)."""
     gate = Gate(request, "meeting", "Light")
     grant = await gate.open(MEETING_READ_SCOPES)
     if isinstance(grant, web.Response):
@@ -410,16 +444,73 @@ async def get_meeting(request: web.Request) -> web.Response:
     meeting = gate.world.meetings.get(number)
     if meeting is None or meeting.account_id != grant.account_id:
         return zoom_error(404, 3001, f"Meeting does not exist: {number}.")
-    host = next(iter(gate.world.accounts[meeting.account_id].users.values()), None)
+    previous = request.query.get("show_previous_occurrences") == "true"
+    return web.json_response(meeting_body(gate.world, meeting, previous=previous))
+
+
+def meeting_body(world: World, meeting: Meeting, *, previous: bool = False) -> dict[str, Any]:
+    """A meeting as Zoom's REST API shows it (the fields the operator reads)."""
+    host = meeting.host_id or next(iter(world.accounts[meeting.account_id].users), "")
+    body: dict[str, Any] = {
+        "id": int(meeting.number),
+        "host_id": host,
+        "topic": meeting.topic,
+        "type": 8 if meeting.occurrences else 2,
+        "status": "started" if not meeting.ended else "finished",
+        "duration": meeting.duration,
+        "timezone": "UTC",
+        "join_url": f"https://zoom.us/j/{meeting.number}",
+        "settings": {"waiting_room": meeting.waiting_room},
+    }
+    if meeting.start_time:
+        body["start_time"] = meeting.start_time
+    if meeting.occurrences:
+        now = time.time()
+        body["occurrences"] = [
+            dict(o)
+            for o in meeting.occurrences
+            if previous or _ends(o["start_time"], o["duration"]) > now
+        ]
+        upcoming = [o for o in body["occurrences"] if o["status"] == "available"]
+        if upcoming:
+            body["start_time"] = upcoming[0]["start_time"]
+    return body
+
+
+def _ends(start: str, minutes: int) -> float:
+    return datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp() + minutes * 60
+
+
+async def my_meetings(request: web.Request) -> web.Response:
+    """`GET /v2/users/me/meetings?type=upcoming` with a user-level token (meeting:read): the
+    scheduled meetings the user hosts that have not ended, a recurring one once with its next
+    occurrence's start (Zoom lists recurring meetings once), pages by next_page_token."""
+    gate = Gate(request, "my_meetings", "Medium")
+    grant = await gate.open(MY_MEETINGS_SCOPES, user_token=True)
+    if isinstance(grant, web.Response):
+        return grant
+    if request.query.get("type", "scheduled") not in ("upcoming", "scheduled", "live"):
+        return zoom_error(400, 300, "Invalid type.")
+    now = time.time()
+    listed = []
+    for meeting in gate.world.meetings.values():
+        if meeting.account_id != grant.account_id or not meeting.start_time:
+            continue
+        body = meeting_body(gate.world, meeting)
+        if body["host_id"] != grant.user_id or meeting.ended:
+            continue
+        if _ends(body["start_time"], meeting.duration) <= now:
+            continue
+        listed.append({k: body[k] for k in ("id", "host_id", "topic", "type", "start_time",
+                                            "duration", "timezone", "join_url")})  # fmt: skip
+    size = max(1, min(int(request.query.get("page_size", "30")), 300))
+    offset = int(request.query.get("next_page_token") or 0)
+    page = listed[offset : offset + size]
+    token = str(offset + size) if offset + size < len(listed) else ""
     return web.json_response(
-        {
-            "id": int(number),
-            "host_id": host.id if host else "",
-            "type": 2,
-            "status": "started" if not meeting.ended else "finished",
-            "settings": {"waiting_room": meeting.waiting_room},
-        }
-    )
+        {"page_size": size, "total_records": len(listed), "next_page_token": token,
+         "meetings": page}
+    )  # fmt: skip
 
 
 async def authorize_page(request: web.Request) -> web.Response:
@@ -449,11 +540,13 @@ def routes() -> list[web.RouteDef]:
         web.get("/oauth/authorize", authorize_page),
         web.post("/oauth/authorize", authorize_submit),
         web.get("/v2/users/me/zak", my_zak),
+        web.get("/v2/users/me/meetings", my_meetings),
         web.get("/v2/users/me", me),
         web.get("/v2/meetings/{meeting_id}", get_meeting),
         web.get("/v2/users/{user_id}/token", user_token),
         web.get("/v2/users", list_users),
         web.post("/v2/users", create_user),
         web.get("/v2/users/{user_id}", get_user),
+        web.post("/v2/users/{user_id}/picture", upload_picture),
         web.delete("/v2/users/{user_id}", delete_user),
     ]

@@ -62,6 +62,9 @@ class User:
     created_by: str = "create"
     pic_url: str = ""
     created_at: str = field(default_factory=lambda: _now_iso())
+    # The uploaded profile picture's digest (sha256:<hex>): what tests check; Zoom shows the
+    # picture at pic_url.
+    picture_sha256: str = ""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -74,6 +77,7 @@ class User:
             "last_name": self.last_name,
             "display_name": self.display_name or f"{self.first_name} {self.last_name}".strip(),
             "pic_url": self.pic_url,
+            "picture_sha256": self.picture_sha256,
         }
 
 
@@ -106,6 +110,11 @@ class Account:
     # the host's account lets meetings share realtime content with apps.
     event_notification_url: str = ""
     rtms_allowed: bool = True
+    # A second event subscription of the same app, with an endpoint of its own (Zoom lets an
+    # app have several): meeting.created, meeting.updated and meeting.deleted of the
+    # account's meetings (an account-level app) or of the meetings of the users who
+    # authorized it (a user-managed app).
+    meeting_events_url: str = ""
     users: dict[str, User] = field(default_factory=dict)
 
     def find_user(self, key: str) -> User | None:
@@ -219,6 +228,14 @@ class Meeting:
     ends_at: float | None = None
     ended: bool = False
     participants: dict[str, Participant] = field(default_factory=dict)
+    # A scheduled meeting (Zoom's type 2), or a recurring one with a fixed time (type 8) when it
+    # has occurrences: each {occurrence_id (its original start in ms), start_time, duration,
+    # status "available" | "deleted"}, as `GET /meetings/{id}` lists them.
+    topic: str = ""
+    host_id: str = ""
+    start_time: str = ""
+    duration: int = 30
+    occurrences: list[dict[str, Any]] = field(default_factory=list)
 
     def present(self) -> list[Participant]:
         return [p for p in self.participants.values() if p.state != "left"]
@@ -240,6 +257,11 @@ class Meeting:
             "chat": list(self.chat_log),
             "ended": self.ended,
             "participants": [p.public() for p in self.participants.values()],
+            "topic": self.topic,
+            "hostId": self.host_id,
+            "startTime": self.start_time,
+            "duration": self.duration,
+            "occurrences": [dict(o) for o in self.occurrences],
         }
 
 
@@ -366,6 +388,8 @@ class World:
         # Where apps reach the RTMS signaling servers (ws://host:port); the simulator sets it
         # to the address pods reach (server.py); empty: the address the start request used.
         self.rtms_base_url = ""
+        # Meeting webhooks posted (meeting_events.py): event, meeting, url, status, seconds.
+        self.meeting_deliveries: list[dict[str, Any]] = []
 
     # --- accounts, users ----------------------------------------------------------------
 

@@ -20,6 +20,9 @@ from meetingbot_operator.kube.secret_watch import SecretWatch
 from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.meetingbot import reports
 from meetingbot_operator.meetingbot.controller import BotController
+from meetingbot_operator.meetingbotschedule import endpoint as schedule_endpoint
+from meetingbot_operator.meetingbotschedule.notices import MeetingNotices
+from meetingbot_operator.meetingbotschedule.service import ScheduleService
 from meetingbot_operator.meetingstream import endpoint as rtms_endpoint
 from meetingbot_operator.meetingstream import worker_routes
 from meetingbot_operator.meetingstream.service import StreamService
@@ -79,6 +82,11 @@ class Operator:
             self.artifacts,
             self.webhooks,
         )
+        # One owner of the MeetingBotSchedules and of their passes (meetingbotschedule/).
+        self.schedules = ScheduleService(kube, self.accounts, self.grants, settings)
+        self.meeting_notices = MeetingNotices(
+            kube, self.accounts, self.grants, self.schedules.readers, self.schedules.read_again
+        )
         # One owner of the MeetingStreams known and the RTMS webhooks received (meetingstream/).
         self.stream_webhooks = WebhookService(
             kube,
@@ -134,6 +142,7 @@ class Operator:
         if settings.oauth_port:
             app = pages.make_app(runtime.grants)
             app.add_routes(rtms_endpoint.routes(runtime.streams))
+            app.add_routes(schedule_endpoint.routes(runtime.meeting_notices))
             await runtime._servers.serve(app, settings.report_host, settings.oauth_port)
         metrics.REGISTRY.register(runtime._collector)
         runtime._sweeper = asyncio.create_task(runtime._sweep(), name="sweep")
@@ -150,6 +159,7 @@ class Operator:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        await self.schedules.close()
         await self.bots.stop()
         await self._servers.stop()
         with contextlib.suppress(KeyError):

@@ -1,9 +1,10 @@
 """kopf registrations only: each a few lines that hand the event to the services.
 
-Level-based: watch events for MeetingBots, MeetingStreams, ZoomAccounts and bot Pods update what the
-services know and trigger a reconcile; nothing depends on catching a particular change, so no
-handler progress is stored on the objects and no finalizer is added (deleting a MeetingBot
-lets the garbage collector delete its pod, whose SIGTERM makes the bot leave).
+Level-based: watch events for MeetingBots, MeetingBotSchedules, MeetingStreams, ZoomAccounts
+and bot Pods update what the services know and trigger a reconcile; nothing depends on catching
+a particular change, so no handler progress is stored on the objects and no finalizer is added
+(deleting a MeetingBot lets the garbage collector delete its pod, whose SIGTERM makes the bot
+leave).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
 @kopf.on.event(GROUP, VERSION, "meetingbots")
 async def meetingbot_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.bots.observe_bot(event["type"] or "ADDED", dict(event["object"]))
+    memo.runtime.schedules.bot_changed(event["object"])
 
 
 @kopf.on.event(GROUP, VERSION, "zoomaccounts")
@@ -102,6 +104,11 @@ async def zoomusergrant_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -
 @kopf.on.event(GROUP, VERSION, "meetingstreams")
 async def meetingstream_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.streams.observe(event["type"] or "ADDED", dict(event["object"]))
+
+
+@kopf.on.event(GROUP, VERSION, "meetingbotschedules")
+async def meetingbotschedule_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.schedules.observe(event["type"] or "ADDED", dict(event["object"]))
 
 
 @kopf.on.event("", "v1", "pods", labels={BOT_LABEL: kopf.PRESENT})

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # A service user Zoom refused is checked again after this long, then with doubling delays.
     user_recheck_seconds: float = Field(30.0, gt=0)
     sweep_seconds: float = Field(30.0, gt=0)
+    # A MeetingBotSchedule's Zoom source (a recurring meeting, a user's calendar) is read again
+    # this often: the backstop for a change Zoom's meeting webhooks did not tell.
+    schedule_poll_seconds: float = Field(300.0, gt=0)
     # Reconcile passes that run at once (controller-runtime's MaxConcurrentReconciles); the
     # others wait their turn, holding nothing (those running share kube_client's connections).
     concurrent_reconciles: int = Field(100, ge=1, le=1000)

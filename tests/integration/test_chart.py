@@ -9,6 +9,7 @@ import json
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from devenv.cluster import cluster, node
 from devenv.operator_process import install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
+from meetingbot_api import GROUP, VERSION
 from meetingbot_operator.meetingbot.children import join_secret
 from meetingbot_operator.meetingbot.observed import Meta
+from meetingbot_operator.meetingbotschedule.children import bot_body
+from meetingbot_operator.meetingbotschedule.occurrences import Occurrence
 from meetingbot_operator.zoomusergrant.state import grant_secret
 from tests.support.chart import (
     CHART,
@@ -67,8 +71,15 @@ RARELY_USED = {
     ("meetingbot.dev", "meetingstreams/status", "patch"),
     # Only for a finished MeetingStream with ttlSecondsAfterFinished.
     ("meetingbot.dev", "meetingstreams", "delete"),
-    # Only for a MeetingBot whose artifacts.deleteOnDelete is set (its finalizer).
+    # Only for a MeetingBot whose artifacts.deleteOnDelete is set (its finalizer), or a
+    # MeetingBotSchedule's bot that moves or is canceled.
     ("meetingbot.dev", "meetingbots", "patch"),
+    # Only when a MeetingBotSchedule exists: its bots, their owner check, its status.
+    ("meetingbot.dev", "meetingbots", "create"),
+    ("meetingbot.dev", "meetingbotschedules/finalizers", "update"),
+    ("meetingbot.dev", "meetingbotschedules/status", "patch"),
+    # Only for a ZoomAccount whose picture is in a ConfigMap.
+    ("", "configmaps", "get"),
     # Only when a restarted operator finds its pod already there (409 on create).
     ("", "pods", "get"),
     # A stream worker's token, checked when it polls (the chart's workers poll from their
@@ -529,11 +540,21 @@ async def test_upgrade_and_uninstall(kube: Kube, installed: str, tmp_path: Path)
 async def test_the_charts_rbac_lets_the_operator_write_every_child_it_owns(
     kube: Kube, installed: str
 ) -> None:
-    """Every Secret the operator writes is controlled by its MeetingBot or ZoomUserGrant with
-    blockOwnerDeletion; OwnerReferencesPermissionEnforcement (on in this cluster, and on
-    OpenShift by default) then asks for update on the owner's finalizers. Written here as the
-    chart's service account, from the operator's own builders, as the operator writes them."""
+    """Every Secret the operator writes is controlled by its MeetingBot or ZoomUserGrant, and
+    every MeetingBot a MeetingBotSchedule makes by the schedule, with blockOwnerDeletion;
+    OwnerReferencesPermissionEnforcement (on in this cluster, and on OpenShift by default) then
+    asks for update on the owner's finalizers. Written here as the chart's service account,
+    from the operator's own builders, as the operator writes them."""
     namespace = installed
+    schedule = await kube.custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "meetingbotschedules",
+        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MeetingBotSchedule",
+         "metadata": {"name": "weekly"},
+         "spec": {"cron": {"schedule": "0 9 * * 1"}, "template": {"spec": bot_spec()}}},
+    )  # fmt: skip
+    start = datetime(2030, 1, 7, 9, tzinfo=UTC)
+    occurrence = Occurrence(key="weekly-key", start=start)
+    made = bot_body(schedule, "weekly-1", occurrence, datetime.now(UTC))
     grant = await create_grant(kube, namespace, "alice", "app", allowAnyUser=True)
     bot = await Bots(kube, namespace).apply("owner", bot_spec())
     meta = Meta("owner", namespace, bot["metadata"]["uid"], 1)
@@ -542,13 +563,14 @@ async def test_the_charts_rbac_lets_the_operator_write_every_child_it_owns(
             namespace, "alice", grant["metadata"]["uid"], {"refreshToken": "x"}
         ),
         "MeetingBot": join_secret(meta, 1, join_config()),
+        "MeetingBotSchedule": made,
     }
     for owner, secret in children.items():
         created = cluster.kubectl(
             "--as", SA_USER, "-n", namespace, "create", "-f", "-",
             stdin=json.dumps(secret), check=False,
         )  # fmt: skip
-        assert created.returncode == 0, f"a {owner}'s Secret was refused: {created.stderr}"
+        assert created.returncode == 0, f"a {owner}'s child was refused: {created.stderr}"
 
 
 async def test_a_namespace_past_its_meetingbot_quota_is_refused_at_apply_time(

@@ -253,7 +253,13 @@ async def test_missing_and_wrong_credentials_give_clear_conditions(
 
 
 @pytest.mark.parametrize(
-    "name", ["zoomaccount.yaml", "meetingbot.yaml", "meetingbot-scheduled.yaml"]
+    "name",
+    [
+        "zoomaccount.yaml",
+        "meetingbot.yaml",
+        "meetingbot-scheduled.yaml",
+        "gitops/standup-notetaker.yaml",
+    ],
 )
 def test_the_examples_are_valid(crds: None, namespace: str, name: str) -> None:
     path = Path(__file__).resolve().parents[2] / "examples" / name

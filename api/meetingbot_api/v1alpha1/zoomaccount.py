@@ -16,6 +16,7 @@ from meetingbot_api.v1alpha1.common import (
     LocalObjectRef,
     Model,
     ObjectMeta,
+    SecretKeyRef,
     cel,
 )
 
@@ -167,6 +168,27 @@ class PoolSettings(Model):
     )
 
 
+class PictureSource(Model):
+    """Where the service users' profile picture is: a key of a ConfigMap (binaryData) or of a
+    Secret, either labelled meetingbot.dev/secret-for: profile-picture (whoever manages it opts
+    in: naming an object gains nothing without its label). A JPEG, PNG or GIF of at most 2 MB,
+    as Zoom takes it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.configMapRef) != has(self.secretRef)",
+                "set exactly one of configMapRef or secretRef",
+            )
+        )
+    )
+
+    config_map_ref: SecretKeyRef | None = Field(
+        None, alias="configMapRef", description="A ConfigMap's key (binaryData or data)."
+    )
+    secret_ref: SecretKeyRef | None = Field(None, alias="secretRef", description="A Secret's key.")
+
+
 class ZoomAccountSpec(Model):
     """Where the account's credentials are, which Zoom it talks to, and its service users."""
 
@@ -211,6 +233,12 @@ class ZoomAccountSpec(Model):
         description="Bots per service user, and provisioning of new users.",
         json_schema_extra=APPLY_DEFAULTS,
     )
+    picture: PictureSource | None = Field(
+        None,
+        description="The service users' profile picture (what others see beside the bot's "
+        "name): uploaded to every service user, created ones included "
+        "(POST /users/{userId}/picture), again when it changes. Unset: left as it is.",
+    )
     bot_images: list[str] | None = Field(
         None,
         alias="botImages",
@@ -241,6 +269,12 @@ class ServiceUserStatus(Model):
     )
     message: str | None = Field(None, max_length=1024, description="The same, in words.")
     since: datetime | None = Field(None, description="Unavailable since.")
+    picture: str | None = Field(
+        None,
+        max_length=80,
+        description="The picture the user has from spec.picture (sha256:<hex> of its bytes); "
+        "unset until it is uploaded.",
+    )
 
 
 class ZoomAccountStatus(Model):
@@ -272,6 +306,12 @@ class ZoomAccountStatus(Model):
     )
     active_users: int | None = Field(
         None, alias="activeUsers", ge=0, description="Service users that are Active."
+    )
+    picture_error: str | None = Field(
+        None,
+        alias="pictureError",
+        max_length=1024,
+        description="Why spec.picture could not be read or uploaded (retried at each check).",
     )
     provisioning_error: str | None = Field(
         None,

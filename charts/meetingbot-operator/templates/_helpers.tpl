@@ -43,14 +43,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "mbo.namespacedRules" -}}
 - apiGroups: ["meetingbot.dev"]
   resources: ["meetingbots"]
-  # patch: only the operator's finalizer, on bots whose artifacts.deleteOnDelete is set.
-  verbs: ["list", "watch", "delete", "patch"]
+  # patch: the operator's finalizer (artifacts.deleteOnDelete), and a MeetingBotSchedule's
+  # bots (cancel, joinAt). create: a schedule's bots, in the schedule's own namespace.
+  verbs: ["list", "watch", "delete", "patch", "create"]
 - apiGroups: ["meetingbot.dev"]
-  resources: ["meetingbots/status", "meetingstreams/status", "zoomaccounts/status", "zoomusergrants/status"]
+  resources: ["meetingbots/status", "meetingbotschedules/status", "meetingstreams/status", "zoomaccounts/status", "zoomusergrants/status"]
   verbs: ["patch"]
 - apiGroups: ["meetingbot.dev"]
-  resources: ["meetingbots/finalizers", "zoomusergrants/finalizers"]
+  # A bot's children, a grant's Secret and a schedule's bots set blockOwnerDeletion.
+  resources: ["meetingbots/finalizers", "meetingbotschedules/finalizers", "zoomusergrants/finalizers"]
   verbs: ["update"]
+- apiGroups: ["meetingbot.dev"]
+  resources: ["meetingbotschedules"]
+  verbs: ["list", "watch"]
 - apiGroups: ["meetingbot.dev"]
   resources: ["zoomaccounts", "zoomusergrants"]
   verbs: ["list", "watch"]
@@ -70,6 +75,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# A ZoomAccount's profile picture from a ConfigMap (used only with the opt-in label).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
 {{- end -}}
 
 {{/* The sandbox's in-cluster URL (the Zoom simulator's Service). */}}

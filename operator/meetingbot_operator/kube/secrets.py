@@ -12,6 +12,8 @@ when whoever manages it opted in, with the label `meetingbot.dev/secret-for` nam
   only, to presign uploads: never handed to a bot)
 - `webhook-signing`: a MeetingBot's webhook.signingSecretRef (read by the operator only, to
   sign what it sends)
+- `profile-picture`: a ZoomAccount's picture (a Secret, or a ConfigMap with the same label):
+  uploaded to Zoom as the service users' picture, which meeting participants see
 
 One use per Secret: a credentials Secret cannot be named as a passcode and mounted into a pod.
 Every read of such a Secret goes through `read_opted_in`, and every Secret the operator writes
@@ -39,6 +41,7 @@ class SecretUse(StrEnum):
     OBF_TOKEN = "obf-token"  # noqa: S105 - a label value, not a token
     STORAGE_CREDENTIALS = "storage-credentials"
     WEBHOOK_SIGNING = "webhook-signing"
+    PROFILE_PICTURE = "profile-picture"  # a ZoomAccount's picture: a Secret or a ConfigMap
 
 
 @dataclass(frozen=True)

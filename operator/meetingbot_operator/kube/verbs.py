@@ -54,6 +54,11 @@ class Kube:
                 return None
             raise
 
+    async def read_object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A core object ("configmaps", "secrets") as JSON, undecoded; None if it does not
+        exist."""
+        return await self._read(kind, namespace, name)
+
     async def read_secret(self, namespace: str, name: str) -> SecretView | None:
         """A Secret's labels and decoded data, or None if it does not exist."""
         secret = await self._read("secrets", namespace, name)
@@ -233,6 +238,68 @@ class Kube:
             },
         )
         return dict(review.get("status") or {})
+
+    async def list_custom(
+        self, plural: str, namespace: str, label_selector: str
+    ) -> list[dict[str, Any]]:
+        """Every object of `plural` in the namespace with those labels, read in pages."""
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            params = {"labelSelector": label_selector, "limit": "500"}
+            if token:
+                params["continue"] = token
+            page = await self.api.request("GET", custom_path(plural, namespace), params=params)
+            items += page.get("items") or []
+            token = page.get("metadata", {}).get("continue") or ""
+            if not token:
+                return items
+
+    async def create_custom(self, plural: str, body: dict[str, Any]) -> bool:
+        """Create the object: True if created, False if one of that name is already there and
+        controlled by the same owner (a pass repeated after a crash); NameTaken otherwise."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            await self.api.request("POST", custom_path(plural, namespace), body=body)
+        except ApiError as error:
+            if error.status != 409:
+                raise
+            owner = body["metadata"]["ownerReferences"][0]
+            existing = await self.api.request(
+                "GET",
+                custom_path(plural, namespace),
+                params={"fieldSelector": f"metadata.name={segment(name)}"},
+            )
+            found = existing.get("items") or []
+            if not found or not controlled_by(found[0], owner["uid"]):
+                raise NameTaken(body["kind"], namespace, name, owner["kind"]) from None
+            return False
+        return True
+
+    async def patch_custom(
+        self, plural: str, namespace: str, name: str, uid: str, patch: dict[str, Any]
+    ) -> bool:
+        """Merge-patch an object only if it is still the one of that uid: False if it is gone
+        (or another object now has its name)."""
+        body = {**patch, "metadata": {**patch.get("metadata", {}), "uid": uid}}
+        try:
+            await self.api.request(
+                "PATCH", custom_path(plural, namespace, name), body=body, content_type=MERGE_PATCH
+            )
+        except ApiError as error:
+            if error.status in (404, 409):
+                return False
+            raise
+        return True
+
+    async def delete_custom_of(self, plural: str, namespace: str, name: str, uid: str) -> None:
+        """Delete an object only if it is still the one of that uid."""
+        options = {"propagationPolicy": "Background", "preconditions": {"uid": uid}}
+        try:
+            await self.api.request("DELETE", custom_path(plural, namespace, name), body=options)
+        except ApiError as error:
+            if error.status not in (404, 409):
+                raise
 
     async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
         try:

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +37,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 DEFAULT_ATTEMPTS = 6
 BACKOFF = wait_random_exponential(multiplier=0.5, max=10)
 
+# Pages of a list read at most (300 meetings each): past 3000 upcoming meetings, the rest
+# are left out rather than read without end.
+MAX_PAGES = 10
+
 CREATE_ACTIONS = frozenset({"create", "autoCreate", "custCreate", "ssoCreate"})
 USER_STATE_WORDS = ("pending", "inactive", "deactivated", "not active", "disabled")
 
@@ -49,6 +54,16 @@ class ZoomUser(BaseModel):
     type: int = 1
     # Zoom answers a pending user with only id and created_at: no status means pending.
     status: str = "pending"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A multipart/form-data body of one file (Zoom's picture uploads)."""
+
+    field: str
+    filename: str
+    data: bytes
+    content_type: str
 
 
 class ZoomClient:
@@ -151,6 +166,45 @@ class ZoomClient:
             raise
         return True
 
+    async def get_meeting(self, meeting_number: str) -> dict[str, Any]:
+        """`GET /meetings/{id}` with the account's token: a meeting of the account, with its
+        upcoming occurrences when it recurs (`occurrences[]`: occurrence_id, start_time,
+        duration, status)."""
+        return await self._call(
+            Category.LIGHT, "GET", f"/meetings/{_segment(meeting_number)}", endpoint="meeting"
+        )
+
+    async def upcoming_meetings(self, user_access_token: SecretStr) -> list[dict[str, Any]]:
+        """`GET /users/me/meetings?type=upcoming` with a user's own token (a meeting-read
+        scope): the meetings they have coming, live ones included, every page."""
+        meetings: list[dict[str, Any]] = []
+        token = ""
+        for _ in range(MAX_PAGES):
+            params = {"type": "upcoming", "page_size": "300"}
+            if token:
+                params["next_page_token"] = token
+            body = await self._call(
+                Category.MEDIUM, "GET", "/users/me/meetings", endpoint="my_meetings",
+                params=params, bearer=user_access_token,
+            )  # fmt: skip
+            meetings += body.get("meetings") or []
+            token = body.get("next_page_token") or ""
+            if not token:
+                break
+        return meetings
+
+    async def upload_picture(self, user_id: str, data: bytes, content_type: str) -> None:
+        """`POST /users/{userId}/picture` (multipart, field pic_file): the user's profile
+        picture, which meeting participants see beside the name (a ZAK keeps the profile)."""
+        extension = content_type.split("/")[-1]
+        await self._call(
+            Category.MEDIUM,
+            "POST",
+            f"/users/{_segment(user_id)}/picture",
+            endpoint="user_picture",
+            json=Upload("pic_file", f"picture.{extension}", data, content_type),
+        )
+
     async def rtms_app_status(self, meeting_number: str, client_id: str, action: str) -> None:
         """`PATCH /live_meetings/{id}/rtms_app/status` {"action": "start" | "stop"}: Zoom starts
         (or stops) the app's realtime media stream of a live meeting, and posts
@@ -245,7 +299,7 @@ class ZoomClient:
         *,
         endpoint: str,
         params: dict[str, str] | None = None,
-        json: dict[str, Any] | None = None,
+        json: dict[str, Any] | Upload | None = None,
         bearer: SecretStr | None = None,
     ) -> dict[str, Any]:
         retrying = AsyncRetrying(
@@ -266,7 +320,7 @@ class ZoomClient:
         path: str,
         endpoint: str,
         params: dict[str, str] | None,
-        json: dict[str, Any] | None,
+        json: dict[str, Any] | Upload | None,
         bearer: SecretStr | None,
     ) -> dict[str, Any]:
         limiter = self.limiter[category]
@@ -309,17 +363,18 @@ class ZoomClient:
         method: str,
         path: str,
         params: dict[str, str] | None,
-        json: dict[str, Any] | None,
+        json: dict[str, Any] | Upload | None,
         token: SecretStr,
     ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"}
+        url = self.endpoints.api_url + path
         try:
-            return await self._http.request(
-                method,
-                self.endpoints.api_url + path,
-                params=params,
-                json=json,
-                headers={"Authorization": f"Bearer {token.get_secret_value()}"},
-            )
+            if isinstance(json, Upload):
+                files = {json.field: (json.filename, json.data, json.content_type)}
+                return await self._http.request(
+                    method, url, params=params, files=files, headers=headers
+                )
+            return await self._http.request(method, url, params=params, json=json, headers=headers)
         except httpx.HTTPError as error:
             # The exception's text is dropped on purpose: only its kind is safe and useful.
             raise ZoomError(

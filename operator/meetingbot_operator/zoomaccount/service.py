@@ -31,7 +31,7 @@ from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import SdkCredentials, ZoomClient, ZoomError
-from meetingbot_operator.zoomaccount import credentials, provisioning
+from meetingbot_operator.zoomaccount import credentials, pictures, provisioning
 from meetingbot_operator.zoomaccount.credentials import AccountProblem, CallObserver
 from meetingbot_operator.zoomaccount.meetings import MeetingLookups
 from meetingbot_operator.zoomaccount.state import (
@@ -69,6 +69,10 @@ class AccountEntry:
     provisioning: asyncio.Task[None] | None = None
     provision_error: str = ""
     meetings: MeetingLookups = field(default_factory=MeetingLookups)
+    # spec.picture: which picture (its digest) each service user was given, and what failed.
+    pictures: dict[str, str] = field(default_factory=dict)
+    current_picture: str = ""
+    picture_error: str = ""
 
     def pool_users(self) -> tuple[str, ...]:
         listed = tuple(self.spec.users)
@@ -139,6 +143,7 @@ class AccountService:
             in (
                 entry.spec.sdk_credentials_secret_ref.name,
                 entry.spec.api_credentials_secret_ref.name,
+                _picture_secret(entry.spec),
             )
         ]
 
@@ -264,6 +269,8 @@ class AccountService:
             await entry.client.aclose()
             entry.client, entry.sdk, entry.fingerprint = None, None, ""
             self.identities.zaks.forget_account(key)
+        if entry.state.ready:
+            await self._sync_pictures(key, entry)
         entry.verified_generation = entry.generation
         delay = (
             self.settings.account_recheck_seconds
@@ -326,6 +333,7 @@ class AccountService:
             pool.set_users(entry.pool_users())
             entry.provision_error = ""
             log.info("service user created", extra={"account": "/".join(key)})
+            await self._sync_pictures(key, entry)
         except ZoomError as error:
             entry.provision_error = error.message
             log.warning(
@@ -341,6 +349,25 @@ class AccountService:
             return
         await self._write_status(key, entry)
         await self._on_change(*key)
+
+    async def _sync_pictures(self, key: Key, entry: AccountEntry) -> None:
+        """spec.picture on every service user that does not have it yet (at each verification,
+        so a changed picture is uploaded within account_recheck_seconds, or at once when its
+        Secret changes; and after a user is created)."""
+        source = entry.spec.picture
+        if source is None or entry.client is None:
+            entry.picture_error = ""
+            return
+        try:
+            picture = await pictures.load(self.kube, key[0], source)
+        except pictures.PictureProblem as problem:
+            entry.picture_error = str(problem)
+            return
+        errors = await pictures.upload_where_needed(
+            entry.client, entry.pool_users(), picture, entry.pictures
+        )
+        entry.picture_error = "; ".join(errors)
+        entry.current_picture = picture.digest
 
     async def _write_status(
         self, key: Key, entry: AccountEntry, scopes: list[str] | None = None
@@ -380,6 +407,7 @@ class AccountService:
                     "reason": v.reason,
                     "message": (v.message or "")[:1024] or None,
                     "since": v.since,
+                    "picture": self._picture_of(entry, v.user),
                 }
             )
             for v in views
@@ -387,6 +415,7 @@ class AccountService:
         status.active_users = sum(v.state == "Active" for v in views)
         status.active_bots = sum(v.active_bots for v in views)
         status.provisioning_error = entry.provision_error[:1024] or None
+        status.picture_error = entry.picture_error[:1024] or None
         entry.written_version = self.identities.version(key)
         metrics.observe_pool(key[0], key[1], views)
         result = await self.kube.patch_status(
@@ -395,10 +424,21 @@ class AccountService:
         if result is not None:
             entry.body = result
 
+    @staticmethod
+    def _picture_of(entry: AccountEntry, user: str) -> str | None:
+        """The picture the user has, if it is spec.picture as last read."""
+        have = entry.pictures.get(user)
+        return have if entry.spec.picture and have == entry.current_picture else None
+
     async def close(self) -> None:
         for entry in self.entries.values():
             if entry.client:
                 await entry.client.aclose()
+
+
+def _picture_secret(spec: ZoomAccountSpec) -> str:
+    ref = spec.picture.secret_ref if spec.picture else None
+    return ref.name if ref else ""
 
 
 def _progress(ready: bool, reason: str) -> Progress:

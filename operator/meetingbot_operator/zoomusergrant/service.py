@@ -14,12 +14,13 @@ from pydantic import SecretStr
 
 from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.settings import Settings
+from meetingbot_operator.zoom import ZoomError
 from meetingbot_operator.zoomaccount.service import AccountService
 from meetingbot_operator.zoomusergrant.authorization import Authorization
 from meetingbot_operator.zoomusergrant.links import GrantLinks
 from meetingbot_operator.zoomusergrant.notices import Notices
 from meetingbot_operator.zoomusergrant.rotation import Rotation
-from meetingbot_operator.zoomusergrant.state import GrantState, Key
+from meetingbot_operator.zoomusergrant.state import GrantProblem, GrantState, Key
 from meetingbot_operator.zoomusergrant.store import GrantStore
 
 
@@ -66,6 +67,25 @@ class GrantService:
 
     async def access_token(self, namespace: str, name: str) -> SecretStr:
         return await self.rotation.access_token(namespace, name)
+
+    async def upcoming_meetings(
+        self, namespace: str, name: str
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """The grant's user (their Zoom id) and their upcoming meetings, read with their own
+        token (a MeetingBotSchedule's calendar). GrantProblem while the grant cannot be used."""
+        key = (namespace, name)
+        entry = self.store.entries.get(key)
+        client = self.store.client(key, entry) if entry is not None else None
+        if entry is None or client is None or not entry.grant.status.user_id:
+            raise GrantProblem("ZoomUserGrantNotReady", f"ZoomUserGrant {name} is not ready")
+        token = await self.access_token(namespace, name)
+        try:
+            meetings = await client.upcoming_meetings(token)
+        except ZoomError as error:
+            if error.status == 401:
+                self.token_refused(namespace, name, token)
+            raise
+        return entry.grant.status.user_id, meetings
 
     def token_refused(self, namespace: str, name: str, token: SecretStr) -> None:
         self.rotation.token_refused(namespace, name, token)

@@ -1,0 +1,91 @@
+"""Zoom's meeting webhooks: meeting.created, meeting.updated and meeting.deleted, posted to
+the apps subscribed to them (their `meeting_events_url`), signed as Zoom signs every webhook.
+
+Who is told, as Zoom tells it: the meeting's own account's app (an account-level app sees
+the account's meetings), and each user-managed app the host authorized (it sees its users'
+meetings). The payload follows Zoom's event reference: `payload.object` is the meeting (its
+id, host, topic, type, start and occurrences); meeting.updated has `old_object` too, with the
+fields as they were, and an occurrence's change names it (`object.occurrences`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+
+from devenv.zoomsim.rtms import signed_headers
+from devenv.zoomsim.state import Account, Meeting, World
+
+TIMEOUT = 3.0  # Zoom's: an answer after 3 s counts as failed
+_pending: set[asyncio.Task[None]] = set()
+
+
+def notify(
+    world: World,
+    meeting: Meeting,
+    event: str,
+    obj: dict[str, Any],
+    old: dict[str, Any] | None = None,
+) -> None:
+    """Post the event to every app subscribed to it, in the background (as Zoom does: the
+    change is made whether or not an endpoint answers)."""
+    body: dict[str, Any] = {
+        "event": event,
+        "event_ts": int(time.time() * 1000),
+        "payload": {"account_id": meeting.account_id, "operator": "host@sim", "object": obj},
+    }
+    if old is not None:
+        body["payload"]["old_object"] = old
+        body["payload"]["time_stamp"] = body["event_ts"]
+    for app in _subscribers(world, meeting):
+        task = asyncio.get_running_loop().create_task(_post(world, app, meeting, event, body))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+
+def meeting_object(meeting: Meeting, host_id: str) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "id": int(meeting.number),
+        "host_id": host_id,
+        "topic": meeting.topic,
+        "type": 8 if meeting.occurrences else 2,
+        "start_time": meeting.start_time,
+        "duration": meeting.duration,
+        "timezone": "UTC",
+    }
+    if meeting.occurrences:
+        obj["occurrences"] = [dict(o) for o in meeting.occurrences]
+    return obj
+
+
+def _subscribers(world: World, meeting: Meeting) -> list[Account]:
+    apps = {meeting.account_id: world.accounts[meeting.account_id]}
+    if meeting.host_id:
+        apps.update((app.id, app) for app in world.authorized_apps(meeting.host_id))
+    return [app for app in apps.values() if app.meeting_events_url]
+
+
+async def _post(
+    world: World, app: Account, meeting: Meeting, event: str, body: dict[str, Any]
+) -> None:
+    text = json.dumps(body)
+    record: dict[str, Any] = {"event": event, "meeting": meeting.number, "app": app.id}
+    began = time.monotonic()
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as http,
+            http.post(
+                app.meeting_events_url,
+                data=text,
+                headers=signed_headers(app.webhook_secret_token, text),
+            ) as answer,
+        ):
+            record["status"] = answer.status
+    except (aiohttp.ClientError, TimeoutError) as error:
+        record["error"] = type(error).__name__
+    record["seconds"] = round(time.monotonic() - began, 3)
+    world.meeting_deliveries.append(record)

@@ -1,0 +1,1 @@
+"""MeetingBotSchedule: MeetingBots made per occurrence (docs/schedules.md)."""
