@@ -36,8 +36,16 @@ class OperatorProcess:
     Its report endpoint listens on the node's address, where bot pods on the real node reach
     it (the host's loopback they cannot)."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, **settings: str) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+        **settings: str,
+    ) -> None:
+        """`settings` become MEETINGBOT_* variables; `extra_env` is set as it is (a proxy)."""
         self.kubeconfig = kubeconfig
+        self.extra_env = extra_env or {}
         self.report_host = node_ip()
         self.log_path = log_path
         self.report_port = free_port()
@@ -78,6 +86,7 @@ class OperatorProcess:
                 "MEETINGBOT_LOG_LEVEL": "DEBUG",
                 "MEETINGBOT_BOT_IMAGE": "example.invalid/meetingbot-bot:test",
                 **{f"MEETINGBOT_{k.upper()}": v for k, v in self.settings.items()},
+                **self.extra_env,
             }
         )
         return env

@@ -77,7 +77,6 @@ class User:
             "last_name": self.last_name,
             "display_name": self.display_name or f"{self.first_name} {self.last_name}".strip(),
             "pic_url": self.pic_url,
-            "picture_sha256": self.picture_sha256,
         }
 
 

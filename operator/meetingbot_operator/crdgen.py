@@ -5,7 +5,8 @@ fields as plain optional properties, int-or-string quantities marked as such, no
 defaults under status. It writes three things, each checked by a unit test:
 - crds/ at the top of the repository: the canonical copy, with a kustomization, for those who
   apply the CRDs themselves (GitOps);
-- the chart's crds/, the same files, for `helm install`;
+- the chart's files/crds/, the same files, which the chart renders when `crds.install` is set
+  (installed and upgraded with the release, kept on uninstall);
 - docs/reference.md, the field reference, from the same schemas.
 """
 
@@ -38,9 +39,10 @@ from meetingbot_api import (
 CATEGORY = "meetingbot"
 ROOT = Path(__file__).resolve().parents[2]
 # The canonical CRDs (applied with `kubectl apply -k crds/` or by a GitOps tool) and the chart's
-# copy of them (Helm installs a chart's crds/ on install only; upgrades apply crds/ first).
+# copy of them (rendered as templates when crds.install is set: Helm's own crds/ directory
+# would be installed once and never upgraded).
 CRD_DIR = ROOT / "crds"
-CHART_CRD_DIR = ROOT / "charts" / "meetingbot-operator" / "crds"
+CHART_CRD_DIR = ROOT / "charts" / "meetingbot-operator" / "files" / "crds"
 REFERENCE = ROOT / "docs" / "reference.md"
 # What `kubectl explain` says of the fields every object has (the API server's own words).
 API_VERSION_TEXT = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     bot_memory_limit: str = "1536Mi"
     bot_grace_seconds: int = Field(60, ge=5, description="Time a bot has to leave on SIGTERM.")
     bot_run_as_user: int = 10001
+    # Bot-wide pod settings a platform team sets (the chart's bot.*); a MeetingBot's podTemplate
+    # refines them: its nodeSelector adds keys (the platform's win), its tolerations and
+    # imagePullSecrets are added, its priorityClassName replaces the default; the runtime class
+    # is the platform's only (a tenant cannot choose a weaker sandbox).
+    bot_node_selector: dict[str, str] = Field(default_factory=dict)
+    bot_tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    bot_priority_class_name: str = ""
+    bot_runtime_class_name: str = ""
+    bot_image_pull_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # A bot's image that cannot be pulled for this long fails the bot (ImagePullFailed, not
     # retried: a new attempt would pull the same image).
     image_pull_patience_seconds: int = Field(90, ge=0, le=3600)
@@ -188,6 +197,7 @@ class Settings(BaseSettings):
         "webhook_endpoints",
         "rtms_servers",
         "stream_workers",
+        "bot_image_pull_secrets",
         mode="before",
     )
     @classmethod

@@ -5,6 +5,7 @@ the report key across an upgrade, upgrade and uninstall."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import uuid
@@ -31,12 +32,14 @@ from tests.support.chart import (
     KEY_SECRET,
     NON_DEFAULT,
     RELEASE,
+    ROOT,
     SYSTEM,
     Release,
     helm,
     leader_pod,
     operator_pods,
     port_forward,
+    render,
     values_file,
 )
 from tests.support.grants import (
@@ -92,7 +95,10 @@ RARELY_USED = {
 
 
 def test_lint_strict(tmp_path: Path) -> None:
-    assert "0 chart(s) failed" in helm("lint", "--strict", str(CHART)).stdout
+    assert (
+        "0 chart(s) failed"
+        in helm("lint", "--strict", str(CHART), "-f", values_file(tmp_path, {})).stdout
+    )
     assert (
         "0 chart(s) failed"
         in helm("lint", "--strict", str(CHART), "-f", values_file(tmp_path, NON_DEFAULT)).stdout
@@ -165,6 +171,69 @@ def test_schema_rejects_bad_values(tmp_path: Path) -> None:
         assert result.returncode != 0 and message in result.stderr, result.stderr
 
 
+def test_the_crds_are_the_charts_only_when_asked_and_kept_on_uninstall(tmp_path: Path) -> None:
+    """crds.install renders crds/ (the same specs) as templates, kept on uninstall unless
+    crds.keep is false; off (the default) renders none."""
+    canonical = {
+        d["metadata"]["name"]: d
+        for d in (yaml.safe_load(p.read_text()) for p in sorted((ROOT / "crds").glob("*.yaml")))
+        if d.get("kind") == "CustomResourceDefinition"
+    }
+    assert not [d for d in render(tmp_path, {}) if d["kind"] == "CustomResourceDefinition"]
+    for keep in (True, False):
+        rendered = [
+            d for d in render(tmp_path, {"crds": {"install": True, "keep": keep}})
+            if d["kind"] == "CustomResourceDefinition"
+        ]  # fmt: skip
+        assert sorted(d["metadata"]["name"] for d in rendered) == sorted(canonical)
+        for crd in rendered:
+            assert crd["spec"] == canonical[crd["metadata"]["name"]]["spec"]
+            annotations = crd["metadata"].get("annotations") or {}
+            assert (annotations.get("helm.sh/resource-policy") == "keep") is keep
+
+
+def test_the_bots_policy_reaches_zoom_never_the_cluster_or_metadata_over_either_family(
+    tmp_path: Path,
+) -> None:
+    """What the bots' NetworkPolicy lets out on Zoom's ports, read as Kubernetes reads an
+    ipBlock (its cidr minus its exceptions): the Internet over IPv4 and IPv6, never a private,
+    link-local (cloud metadata) or mapped address of either family."""
+    policies = [
+        d for d in render(tmp_path, {"networkPolicy": {"enabled": True}, "watchNamespaces": ["b"]})
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["namespace"] == "b"
+    ]  # fmt: skip
+    blocks = [
+        t["ipBlock"]
+        for p in policies
+        for rule in p["spec"].get("egress", [])
+        for t in rule.get("to", [])
+        if "ipBlock" in t
+    ]
+
+    def allowed(address: str) -> bool:
+        ip = ipaddress.ip_address(address)
+        return any(
+            ip.version == ipaddress.ip_network(b["cidr"]).version
+            and ip in ipaddress.ip_network(b["cidr"])
+            and not any(ip in ipaddress.ip_network(e) for e in b.get("except", []))
+            for b in blocks
+        )
+
+    for outside in ("203.0.113.7", "8.8.8.8", "2001:4860:4860::8888", "2a00:1450::1"):
+        assert allowed(outside), outside
+    for inside in ("169.254.169.254", "10.96.0.1", "192.168.1.1", "100.64.0.10", "172.17.0.1",
+                   "fd00:ec2::254", "fe80::1", "fd12:3456::1", "64:ff9b::a9fe:a9fe"):  # fmt: skip
+        assert not allowed(inside), inside
+
+
+def test_the_chart_refuses_to_render_without_a_bot_image() -> None:
+    """No public bot image can exist (Zoom's SDK licence): the user's own is required, and the
+    error says how to make one."""
+    result = helm("template", RELEASE, str(CHART), check=False)
+    assert result.returncode != 0
+    assert "bot.image is required: build the bot image (make image" in result.stderr
+
+
 @pytest.mark.parametrize("values", [{}, NON_DEFAULT], ids=["default", "non-default"])
 def test_rendered_manifests_pass_a_server_side_dry_run(
     kubeconfig: Path, tmp_path: Path, values: dict[str, Any]
@@ -178,8 +247,14 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
     ).stdout
     documents = [d for d in yaml.safe_load_all(rendered) if d]
     kinds = sorted({d["kind"] for d in documents})
-    # The ServiceMonitor CRD is not installed here: the dry run covers everything else.
-    manifest = yaml.safe_dump_all([d for d in documents if d["kind"] != "ServiceMonitor"])
+    # The ServiceMonitor CRD is not installed here, and `helm test`'s Pod names a service
+    # account a dry run does not create (the sandbox test runs it for real): the dry run covers
+    # everything else.
+    manifest = yaml.safe_dump_all([
+        d for d in documents
+        if d["kind"] != "ServiceMonitor"
+        and not (d["kind"] == "Pod" and "helm.sh/hook" in d["metadata"].get("annotations", {}))
+    ])  # fmt: skip
     dry = subprocess.run(
         [
             str(cluster.Binaries.in_cache().kubectl),
@@ -416,8 +491,9 @@ async def test_obf_through_the_chart_a_person_authorizes_and_the_bot_joins_on_th
 async def test_the_sandbox_serves_a_whole_meeting_in_the_cluster(
     kube: Kube, tmp_path: Path, image: str, operator_image: str, sim_image: str
 ) -> None:
-    """`sandbox.enabled=true`: the simulator runs as a pod beside the operator; a pipeline
-    drives its admin API, and a real bot joins, meets and leaves with nothing on the host."""
+    """`sandbox.enabled=true`: the simulator runs as a pod beside the operator, and `helm test`
+    runs one MeetingBot against it from a pod: a real bot joins, meets and leaves with nothing
+    on the host."""
     install_crds()
     watched = f"chart-{uuid.uuid4().hex[:6]}"
     await kube.core.create_namespace({"metadata": {"name": watched}})
@@ -437,21 +513,18 @@ async def test_the_sandbox_serves_a_whole_meeting_in_the_cluster(
             "install", RELEASE, str(CHART), "--namespace", SYSTEM, "--create-namespace",
             "-f", values_file(tmp_path, values), "--wait", "--timeout", "120s",
         )  # fmt: skip
-        service = await kube.core.read_namespaced_service(f"{RELEASE}-zoomsim", SYSTEM)
-        sandbox = f"http://{RELEASE}-zoomsim.{SYSTEM}.svc"
-        # The host reaches the Service's ClusterIP through kube-proxy, as a CI job in a pod
-        # would reach its name.
-        with SimAdmin(f"http://{service.spec.cluster_ip}") as admin:
-            admin.wait_reachable()
-            zoom = await zoom_account(kube, watched, admin, sandbox)
-            assert (await account_ready(kube, watched, timeout=60))["status"] == "True"
-            number = admin.create_meeting(zoom["id"])["number"]
-            bots = Bots(kube, watched)
-            await bots.apply("boxed", bot_spec(number, on_kwok=False))
-            await bots.wait_phase("boxed", "InMeeting", timeout=120)
-            admin.end_meeting(number)
-            status = await bots.wait_phase("boxed", "Succeeded", timeout=60)
-            assert status["reason"] == "MeetingEnded"
+        # `helm test`: a pod in the cluster drives the sandbox's admin API (an account, a
+        # meeting), makes the account's Secrets, a ZoomAccount and a MeetingBot; a real bot
+        # joins; the meeting ends; the bot Succeeded. Nothing runs on the host.
+        result = helm("test", RELEASE, "--namespace", SYSTEM, "--timeout", "6m", "--logs",
+                      check=False)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "PASSED: the MeetingBot Succeeded (MeetingEnded)" in result.stdout
+        # It left nothing behind in the namespace it tested.
+        listed = await kube.custom.list_namespaced_custom_object(
+            "meetingbot.dev", "v1alpha1", watched, "zoomaccounts"
+        )
+        assert listed["items"] == []
     finally:
         helm("uninstall", RELEASE, "--namespace", SYSTEM, "--wait", check=False)
         await kube.core.delete_namespace(watched)
@@ -514,6 +587,49 @@ async def test_the_report_key_outlives_an_upgrade_with_a_bot_in_a_meeting(
 async def _report_key(kube: Kube) -> str:
     secret = await kube.core.read_namespaced_secret(KEY_SECRET, SYSTEM)
     return str(secret.data["reportKey"])
+
+
+async def test_the_chart_adopts_upgrades_and_keeps_the_crds_when_asked(
+    kube: Kube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """docs/install.md's way to crds.install on a cluster whose CRDs were applied without the
+    chart: adopted (label and annotations), installed and upgraded with the release, and still
+    there, with every object, after `helm uninstall`."""
+    install_crds()
+    crds = sorted(p.stem.split("_", 1)[1] for p in (ROOT / "crds").glob("meetingbot.dev_*.yaml"))
+    names = [f"{plural}.meetingbot.dev" for plural in crds]
+    watched = f"chart-{uuid.uuid4().hex[:6]}"
+    await kube.core.create_namespace({"metadata": {"name": watched}})
+    await Bots(kube, watched).apply("kept", bot_spec())
+    values = {"watchNamespaces": [watched], "replicaCount": 0, "crds": {"install": True}}
+    ownership = ("meta.helm.sh/release-name", "meta.helm.sh/release-namespace")
+    try:
+        for name in names:
+            cluster.kubectl(
+                "label", "crd", name, "app.kubernetes.io/managed-by=Helm", "--overwrite"
+            )
+            cluster.kubectl("annotate", "crd", name, f"{ownership[0]}={RELEASE}",
+                            f"{ownership[1]}={SYSTEM}", "--overwrite")  # fmt: skip
+        for verb in ("install", "upgrade"):
+            helm(verb, RELEASE, str(CHART), "--namespace", SYSTEM, "--create-namespace",
+                 "-f", values_file(tmp_path, values), "--wait=false")  # fmt: skip
+            for name in names:
+                crd = await kube.ext.read_custom_resource_definition(name)
+                annotations = crd.metadata.annotations or {}
+                assert annotations["helm.sh/resource-policy"] == "keep"
+                assert annotations[ownership[0]] == RELEASE
+                assert crd.metadata.labels["helm.sh/chart"].startswith("meetingbot-operator-")
+        helm("uninstall", RELEASE, "--namespace", SYSTEM, "--wait")
+        for name in names:
+            assert await kube.ext.read_custom_resource_definition(name)
+        assert await Bots(kube, watched).exists("kept")
+    finally:
+        helm("uninstall", RELEASE, "--namespace", SYSTEM, check=False)
+        for name in names:  # as the other tests expect them: applied without the chart
+            cluster.kubectl("annotate", "crd", name, f"{ownership[0]}-", f"{ownership[1]}-",
+                            "helm.sh/resource-policy-", check=False)  # fmt: skip
+        install_crds()
+        await kube.core.delete_namespace(watched)
 
 
 async def test_upgrade_and_uninstall(kube: Kube, installed: str, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_contract import BotReport, BotResult
 from tests.support.operator_fixtures import (
     GROUP,
+    SECRET_USE_LABEL,
     VERSION,
     Bots,
     Kube,
@@ -236,6 +237,43 @@ async def test_a_secret_without_the_opt_in_label_is_never_read_into_a_bot(
     assert await bots.pods("deputy") == []
     assert not await bots.secrets("deputy-join")
     assert zaks(sim, zoom) == before
+
+
+async def test_a_bots_environment_names_only_secrets_opted_in_for_it(
+    kube: Kube,
+    namespace: str,
+    bots: Bots,
+    zoom: dict[str, Any],
+    sim: SimAdmin,
+) -> None:
+    """podTemplate.env[].valueFrom.secretKeyRef would have the kubelet hand any Secret of the
+    namespace to the bot's container: refused (no pod, no ZAK) unless the Secret carries
+    meetingbot.dev/secret-for=bot-env; with it, the pod names the key and never holds it in
+    its spec."""
+    await kube.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "db-creds"}, "stringData": {"password": "hunter2-db"}}
+    )
+    await kube.core.create_namespaced_secret(namespace, {
+        "metadata": {"name": "llm", "labels": {SECRET_USE_LABEL: "bot-env"}},
+        "stringData": {"key": "sk-test"},
+    })  # fmt: skip
+    number = sim.create_meeting(zoom["id"])["number"]
+    before = zaks(sim, zoom)
+
+    def env(secret: str, key: str) -> dict[str, Any]:
+        variable = {"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        return bot_spec(number, podTemplate={"env": [variable]})
+
+    await bots.apply("deputy", env("db-creds", "password"))
+    status = await bots.wait_phase("deputy", "Failed", "Starting")
+    assert (status["phase"], status["reason"]) == ("Failed", "SecretNotAllowed"), status
+    assert "meetingbot.dev/secret-for=bot-env" in status["message"]
+    assert await bots.pods("deputy") == [] and zaks(sim, zoom) == before
+
+    await bots.apply("allowed", env("llm", "key"))
+    [pod] = await bots.wait_pods("allowed", timeout=30)
+    variable = next(e for e in pod.spec.containers[0].env if e.name == "API_KEY")
+    assert (variable.value, variable.value_from.secret_key_ref.name) == (None, "llm")
 
 
 class _Listener:

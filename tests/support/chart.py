@@ -83,9 +83,15 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
+# What every install needs (the chart refuses to render without it): a bot image of one's own.
+BOT_IMAGE = "registry.example.com/platform/meetingbot-bot:1.0"
+
+
 def values_file(tmp_path: Path, values: dict[str, Any]) -> str:
+    """The values as a file, with a bot image unless they name one."""
+    bot = {"image": BOT_IMAGE, **(values.get("bot") or {})}
     path = tmp_path / f"values-{uuid.uuid4().hex[:6]}.yaml"
-    path.write_text(yaml.safe_dump(values))
+    path.write_text(yaml.safe_dump({**values, "bot": bot}))
     return str(path)
 
 

@@ -152,13 +152,55 @@ class Resources(Model):
     )
 
 
+class FieldRef(Model):
+    field_path: str = Field(
+        alias="fieldPath",
+        max_length=256,
+        pattern=r"^(metadata\.(name|namespace|uid|labels\['[^']+'\]|annotations\['[^']+'\])"
+        r"|spec\.(nodeName|serviceAccountName)|status\.(hostIP|podIP|podIPs))$",
+        description="A field of the bot's pod (metadata.name, status.podIP, ...).",
+    )
+
+
+class EnvSource(Model):
+    """Where a variable's value comes from: a key of a Secret labelled
+    meetingbot.dev/secret-for: bot-env (the operator checks the label before the pod starts:
+    naming a Secret gains nothing without its owner's consent), or a field of the pod."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.secretKeyRef) != has(self.fieldRef)",
+                "set exactly one of secretKeyRef or fieldRef",
+            )
+        )
+    )
+
+    secret_key_ref: SecretKeyRef | None = Field(
+        None, alias="secretKeyRef", description="A key of an opted-in Secret (bot-env)."
+    )
+    field_ref: FieldRef | None = Field(None, alias="fieldRef", description="A field of the pod.")
+
+
 class EnvVar(Model):
     """One environment variable of the bot container."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.valueFrom) || !has(self.value) || self.value == ''",
+                "set value or valueFrom, not both",
+            )
+        )
+    )
 
     name: str = Field(
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128, description="The variable's name."
     )
     value: str = Field("", max_length=4096, description="Its value.")
+    value_from: EnvSource | None = Field(
+        None, alias="valueFrom", description="Its value from a Secret or a field of the pod."
+    )
 
 
 # Annotation keys in Kubernetes' own domains configure the runtime (AppArmor, seccomp, ...):
@@ -231,6 +273,13 @@ class PodTemplate(Model):
                 KEYS_BOUNDED,
             ),
         },
+    )
+    image_pull_secrets: list[LocalObjectRef] | None = Field(
+        None,
+        alias="imagePullSecrets",
+        max_length=8,
+        description="Secrets of this namespace to pull the bot image with, besides the "
+        "operator's bot-wide ones.",
     )
     priority_class_name: str | None = Field(
         None,

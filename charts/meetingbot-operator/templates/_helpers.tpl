@@ -138,3 +138,10 @@ app.kubernetes.io/component: zoom-sandbox
 app.kubernetes.io/name: meetingbot-stream-worker
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+
+{{/* The bot image: the user's own build. Zoom's Meeting SDK licence forbids redistributing the
+     SDK, so no public bot image exists to default to. */}}
+{{- define "mbo.botImage" -}}
+{{- required "bot.image is required: build the bot image (make image, or bot-image/Dockerfile) and push it to your registry; Zoom's Meeting SDK licence forbids a public one (docs/install.md#the-bot-image)" .Values.bot.image -}}
+{{- end -}}

@@ -12,6 +12,8 @@ when whoever manages it opted in, with the label `meetingbot.dev/secret-for` nam
   only, to presign uploads: never handed to a bot)
 - `webhook-signing`: a MeetingBot's webhook.signingSecretRef (read by the operator only, to
   sign what it sends)
+- `bot-env`: a key a MeetingBot's podTemplate.env[].valueFrom.secretKeyRef names (the kubelet
+  hands it to the bot container; the operator only checks the label before the pod starts)
 - `profile-picture`: a ZoomAccount's picture (a Secret, or a ConfigMap with the same label):
   uploaded to Zoom as the service users' picture, which meeting participants see
 
@@ -42,6 +44,7 @@ class SecretUse(StrEnum):
     STORAGE_CREDENTIALS = "storage-credentials"
     WEBHOOK_SIGNING = "webhook-signing"
     PROFILE_PICTURE = "profile-picture"  # a ZoomAccount's picture: a Secret or a ConfigMap
+    BOT_ENV = "bot-env"  # a MeetingBot's podTemplate.env[].valueFrom.secretKeyRef
 
 
 @dataclass(frozen=True)

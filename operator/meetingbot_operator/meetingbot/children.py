@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meetingbot_api import API_VERSION, GROUP, MeetingBotSpec
+from meetingbot_api import API_VERSION, GROUP, EnvVar, MeetingBotSpec
 from meetingbot_contract import (
     CONFIG_ENV,
     CONFIG_KEY,
@@ -91,7 +91,7 @@ def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) 
         env.append({"name": SPOOL_ENV, "value": SPOOL_PATH})
         mounts.append({"name": "spool", "mountPath": SPOOL_PATH})
         volumes.append({"name": "spool", "emptyDir": {"sizeLimit": settings.bot_spool_size}})
-    env += [{"name": e.name, "value": e.value} for e in template.env or []]
+    env += [_env(e) for e in template.env or []]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -144,14 +144,24 @@ def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) 
             *volumes,
         ],
     }
-    if template.node_selector:
-        pod_spec["nodeSelector"] = dict(template.node_selector)
-    if template.tolerations:
-        pod_spec["tolerations"] = [
-            t.model_dump(by_alias=True, exclude_none=True) for t in template.tolerations
-        ]
-    if template.priority_class_name:
-        pod_spec["priorityClassName"] = template.priority_class_name
+    # The platform's bot-wide settings, refined by the podTemplate (settings.py says how).
+    node_selector = {**(template.node_selector or {}), **settings.bot_node_selector}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    tolerations = [
+        *settings.bot_tolerations,
+        *(t.model_dump(by_alias=True, exclude_none=True) for t in template.tolerations or []),
+    ]
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    priority = template.priority_class_name or settings.bot_priority_class_name
+    if priority:
+        pod_spec["priorityClassName"] = priority
+    if settings.bot_runtime_class_name:
+        pod_spec["runtimeClassName"] = settings.bot_runtime_class_name
+    pull = [*settings.bot_image_pull_secrets, *(r.name for r in template.image_pull_secrets or [])]
+    if pull:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in dict.fromkeys(pull)]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -164,6 +174,29 @@ def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) 
         },
         "spec": pod_spec,
     }
+
+
+def _env(variable: EnvVar) -> dict[str, Any]:
+    source = variable.value_from
+    if source is None:
+        return {"name": variable.name, "value": variable.value}
+    if source.secret_key_ref is not None:
+        ref = source.secret_key_ref
+        # Checked opted in (bot-env) by the executor before the pod is created.
+        return {"name": variable.name,
+                "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}  # fmt: skip
+    assert source.field_ref is not None
+    return {"name": variable.name,
+            "valueFrom": {"fieldRef": {"fieldPath": source.field_ref.field_path}}}  # fmt: skip
+
+
+def env_secrets(spec: MeetingBotSpec) -> list[tuple[str, str]]:
+    """The (Secret, key) pairs the bot container's environment names."""
+    return [
+        (e.value_from.secret_key_ref.name, e.value_from.secret_key_ref.key)
+        for e in spec.pod_template.env or []
+        if e.value_from is not None and e.value_from.secret_key_ref is not None
+    ]
 
 
 LIVENESS_PERIOD_SECONDS = 10

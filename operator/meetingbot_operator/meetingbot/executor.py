@@ -99,6 +99,9 @@ class AttemptExecutor:
         try:
             entry = self._account(bot, meta)
             self._check_image(entry, pod)
+            for name, key in children.env_secrets(bot.spec):
+                # The kubelet would hand it over whoever named it: only with its owner's label.
+                await self._secret_value(meta.namespace, name, key, SecretUse.BOT_ENV)
             if bot.spec.artifacts is not None:
                 # Where the files go is usable before a bot is started to make them.
                 await self.artifacts.check(meta.namespace, bot.spec.artifacts)
