@@ -28,6 +28,7 @@ def replica_pair(
         process = OperatorProcess(
             kubeconfig,
             logs / f"{name}.log",
+            None,  # no environment of its own: `extra` are settings
             namespaces=namespaces,
             pod_namespace=lease_namespace,
             pod_name=name,
