@@ -236,22 +236,13 @@ async def create_meeting(request: web.Request) -> web.Response:
 
 
 def _object(world: World, meeting: Meeting) -> dict[str, Any]:
-    host = meeting.host_id or next(iter(world.accounts[meeting.account_id].users), "")
-    return meeting_events.meeting_object(meeting, host)
+    return meeting_events.meeting_object(meeting, meeting_events.host_of(world, meeting))
 
 
 async def delete_meeting(request: web.Request) -> web.Response:
-    """The host deletes a scheduled meeting (Zoom: `DELETE /meetings/{id}`): meeting.deleted."""
+    """The host deletes a scheduled meeting (as Zoom's `DELETE /meetings/{id}`)."""
     world = request.app[WORLD]
-    meeting = _meeting(world, request)
-    del world.meetings[meeting.number]
-    obj = _object(world, meeting)
-    meeting_events.notify(
-        world,
-        meeting,
-        "meeting.deleted",
-        {k: obj[k] for k in ("id", "host_id", "topic", "type", "start_time")},
-    )
+    meeting_events.delete_meeting(world, _meeting(world, request))
     return web.Response(status=204)
 
 
@@ -264,9 +255,8 @@ async def update_meeting(request: web.Request) -> web.Response:
     meeting = _meeting(world, request)
     body = await _body(request)
     scheduled: dict[str, Any] = {
-        k: body[k] for k in ("topic", "start_time", "duration") if k in body
+        k: body.pop(k) for k in ("topic", "start_time", "duration") if k in body
     }
-    old: dict[str, Any] = {k: getattr(meeting, k) for k in scheduled}
     for key, value in body.items():
         if key == "ends_in_seconds":
             meeting.ends_at = time.time() + float(value)
@@ -274,11 +264,7 @@ async def update_meeting(request: web.Request) -> web.Response:
             setattr(meeting, key, value)
         else:
             raise web.HTTPBadRequest(text=f"unknown field {key}")
-    if scheduled and meeting.start_time:
-        changed = {"id": int(meeting.number), **scheduled}
-        meeting_events.notify(
-            world, meeting, "meeting.updated", changed, {"id": int(meeting.number), **old}
-        )
+    meeting_events.reschedule(world, meeting, scheduled)
     return web.json_response(meeting.public())
 
 
@@ -301,33 +287,20 @@ def _occurrence(meeting: Meeting, request: web.Request) -> dict[str, Any]:
 
 
 async def move_occurrence(request: web.Request) -> web.Response:
-    """The host moves one occurrence (Zoom: `PATCH /meetings/{id}?occurrence_id=` with a
-    start_time): its occurrence_id stays, its start_time changes."""
-    meeting = _meeting(request.app[WORLD], request)
-    occurrence = _occurrence(meeting, request)
+    """The host moves one occurrence (as Zoom's `PATCH /meetings/{id}?occurrence_id=`)."""
+    world = request.app[WORLD]
+    meeting = _meeting(world, request)
     start = str((await _body(request))["start_time"])
     _instant(start)  # a valid time, or 500 for the test that sent it
-    old = dict(occurrence)
-    occurrence["start_time"] = start
-    ident = int(meeting.number)
-    meeting_events.notify(
-        request.app[WORLD], meeting, "meeting.updated",
-        {"id": ident, "occurrences": [dict(occurrence)]}, {"id": ident, "occurrences": [old]},
-    )  # fmt: skip
+    meeting_events.move_occurrence(world, meeting, _occurrence(meeting, request), start)
     return web.json_response(meeting.public())
 
 
 async def delete_occurrence(request: web.Request) -> web.Response:
-    """The host deletes one occurrence (Zoom: `DELETE /meetings/{id}?occurrence_id=`): it is
-    listed with status "deleted"."""
+    """The host deletes one occurrence (as Zoom's `DELETE /meetings/{id}?occurrence_id=`)."""
     world = request.app[WORLD]
     meeting = _meeting(world, request)
-    occurrence = _occurrence(meeting, request)
-    occurrence["status"] = "deleted"
-    deleted = {k: occurrence[k] for k in ("occurrence_id", "start_time")}
-    host = _object(world, meeting)["host_id"]
-    obj = {"id": int(meeting.number), "host_id": host, "occurrences": [deleted]}
-    meeting_events.notify(world, meeting, "meeting.deleted", obj)
+    meeting_events.delete_occurrence(world, meeting, _occurrence(meeting, request))
     return web.json_response(meeting.public())
 
 

@@ -89,3 +89,44 @@ async def _post(
         record["error"] = type(error).__name__
     record["seconds"] = round(time.monotonic() - began, 3)
     world.meeting_deliveries.append(record)
+
+
+# --- the host's changes (Zoom's REST API and the admin API both make them) -------------------
+
+
+def host_of(world: World, meeting: Meeting) -> str:
+    return meeting.host_id or next(iter(world.accounts[meeting.account_id].users), "")
+
+
+def reschedule(world: World, meeting: Meeting, fields: dict[str, Any]) -> None:
+    """`PATCH /meetings/{id}` of a scheduled meeting's topic, start or duration."""
+    old = {"id": int(meeting.number), **{k: getattr(meeting, k) for k in fields}}
+    for key, value in fields.items():
+        setattr(meeting, key, value)
+    if fields and meeting.start_time:
+        notify(world, meeting, "meeting.updated", {"id": int(meeting.number), **fields}, old)
+
+
+def move_occurrence(world: World, meeting: Meeting, occurrence: dict[str, Any], start: str) -> None:
+    """`PATCH /meetings/{id}?occurrence_id=` with a start_time: the occurrence keeps its id."""
+    old = dict(occurrence)
+    occurrence["start_time"] = start
+    ident = int(meeting.number)
+    notify(world, meeting, "meeting.updated", {"id": ident, "occurrences": [dict(occurrence)]},
+           {"id": ident, "occurrences": [old]})  # fmt: skip
+
+
+def delete_occurrence(world: World, meeting: Meeting, occurrence: dict[str, Any]) -> None:
+    """`DELETE /meetings/{id}?occurrence_id=`: listed with status "deleted" from then on."""
+    occurrence["status"] = "deleted"
+    deleted = {k: occurrence[k] for k in ("occurrence_id", "start_time")}
+    obj = {"id": int(meeting.number), "host_id": host_of(world, meeting), "occurrences": [deleted]}
+    notify(world, meeting, "meeting.deleted", obj)
+
+
+def delete_meeting(world: World, meeting: Meeting) -> None:
+    """`DELETE /meetings/{id}`: the meeting is gone."""
+    world.meetings.pop(meeting.number, None)
+    obj = meeting_object(meeting, host_of(world, meeting))
+    notify(world, meeting, "meeting.deleted",
+           {k: obj[k] for k in ("id", "host_id", "topic", "type", "start_time")})  # fmt: skip

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from devenv.zoomsim import user_oauth
+from devenv.zoomsim import meeting_events, user_oauth
 from devenv.zoomsim.state import (
     DAILY_CREATE_CAP,
     TOKEN_MAX_TTL,
@@ -39,6 +39,8 @@ MY_ZAK_SCOPES = ("user:read:zak", "user_zak:read")  # granular, and the classic 
 ME_SCOPES = ("user:read:user", "user:read")
 MEETING_READ_SCOPES = ("meeting:read:admin", "meeting:read:meeting:admin")
 PICTURE_SCOPES = ("user:write:admin", "user:write:profile_picture:admin")
+MEETING_WRITE_SCOPES = ("meeting:write:admin", "meeting:update:meeting:admin",
+                        "meeting:delete:meeting:admin")  # fmt: skip
 MY_MEETINGS_SCOPES = ("meeting:read", "meeting:read:list_meetings")  # user-level
 
 
@@ -481,6 +483,67 @@ def _ends(start: str, minutes: int) -> float:
     return datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp() + minutes * 60
 
 
+async def update_meeting(request: web.Request) -> web.Response:
+    """`PATCH /v2/meetings/{meetingId}` (meeting:write): the topic, start or duration of a
+    scheduled meeting; with `occurrence_id`, one occurrence's start_time. 204, no body."""
+    gate = Gate(request, "meeting_update", "Light")
+    grant = await gate.open(MEETING_WRITE_SCOPES)
+    if isinstance(grant, web.Response):
+        return grant
+    meeting, occurrence = _own_meeting(gate, grant, request)
+    if isinstance(meeting, web.Response):
+        return meeting
+    try:
+        body = await request.json()
+        start = body.get("start_time")
+        if start is not None:
+            datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+    except ValueError:
+        return zoom_error(400, 300, "Request Body should be a valid JSON object.")
+    if occurrence is not None:
+        if start is None:
+            return zoom_error(400, 300, "start_time is required to update an occurrence.")
+        meeting_events.move_occurrence(gate.world, meeting, occurrence, str(start))
+    else:
+        fields = {k: body[k] for k in ("topic", "start_time", "duration") if k in body}
+        meeting_events.reschedule(gate.world, meeting, fields)
+    return web.Response(status=204)
+
+
+async def delete_meeting(request: web.Request) -> web.Response:
+    """`DELETE /v2/meetings/{meetingId}` (meeting:write): the meeting, or with
+    `occurrence_id` one occurrence (then listed as deleted). 204."""
+    gate = Gate(request, "meeting_delete", "Light")
+    grant = await gate.open(MEETING_WRITE_SCOPES)
+    if isinstance(grant, web.Response):
+        return grant
+    meeting, occurrence = _own_meeting(gate, grant, request)
+    if isinstance(meeting, web.Response):
+        return meeting
+    if occurrence is not None:
+        meeting_events.delete_occurrence(gate.world, meeting, occurrence)
+    else:
+        meeting_events.delete_meeting(gate.world, meeting)
+    return web.Response(status=204)
+
+
+def _own_meeting(
+    gate: Gate, grant: AccessGrant, request: web.Request
+) -> tuple[Meeting | web.Response, dict[str, Any] | None]:
+    """The account's meeting of the path, and the occurrence `occurrence_id` names."""
+    number = request.match_info["meeting_id"]
+    meeting = gate.world.meetings.get(number)
+    if meeting is None or meeting.account_id != grant.account_id:
+        return zoom_error(404, 3001, f"Meeting does not exist: {number}."), None
+    wanted = request.query.get("occurrence_id")
+    if wanted is None:
+        return meeting, None
+    occurrence = next((o for o in meeting.occurrences if o["occurrence_id"] == wanted), None)
+    if occurrence is None:
+        return zoom_error(404, 3000, f"Invalid occurrence_id: {wanted}."), None
+    return meeting, occurrence
+
+
 async def my_meetings(request: web.Request) -> web.Response:
     """`GET /v2/users/me/meetings?type=upcoming` with a user-level token (meeting:read): the
     scheduled meetings the user hosts that have not ended, a recurring one once with its next
@@ -543,6 +606,8 @@ def routes() -> list[web.RouteDef]:
         web.get("/v2/users/me/meetings", my_meetings),
         web.get("/v2/users/me", me),
         web.get("/v2/meetings/{meeting_id}", get_meeting),
+        web.patch("/v2/meetings/{meeting_id}", update_meeting),
+        web.delete("/v2/meetings/{meeting_id}", delete_meeting),
         web.get("/v2/users/{user_id}/token", user_token),
         web.get("/v2/users", list_users),
         web.post("/v2/users", create_user),

@@ -48,7 +48,7 @@ def check(operation: str, response: httpx.Response) -> None:
     }
     where = f"{operation} -> {response.status_code}"
     assert response.status_code in allowed, f"{where}: not a status Zoom lists for it"
-    if response.status_code == 204:
+    if response.status_code == 204 or (response.status_code == 201 and not response.content):
         assert not response.content
         return
     body = response.json()
@@ -153,3 +153,84 @@ def test_create_and_delete_users(api: httpx.Client, sim: SimAdmin) -> None:
     check("DELETE /v2/users/{userId}", deleted)
     missing = api.delete("/v2/users/nobody", headers=headers)
     check("DELETE /v2/users/{userId}", missing)
+
+
+def test_meetings_and_their_occurrences(zoomsim: ZoomSim, sim: SimAdmin) -> None:
+    """What a MeetingBotSchedule reads (a recurring meeting's occurrences) and what a host
+    does to them (move one, delete one, delete the meeting), through Zoom's REST API."""
+    scopes = ["user:read:admin", "meeting:read:admin", "meeting:write:admin"]
+    account = sim.create_account(plan="pro", scopes=scopes)
+    host = sim.add_user(account["id"], email=f"host-{account['id'][:6]}@example.com")
+    starts = ["2030-01-07T09:00:00Z", "2030-01-14T09:00:00Z", "2030-01-21T09:00:00Z"]
+    number = sim.create_meeting(account["id"], topic="Standup", host_id=host["id"],
+                                occurrences_at=starts)["number"]  # fmt: skip
+    token = account_token(zoomsim.url, account)
+    facts = FACTS["operations"]["GET /v2/meetings/{meetingId}"]
+    with httpx.Client(base_url=zoomsim.url, headers={"Authorization": f"Bearer {token}"}) as api:
+
+        def read() -> dict[str, Any]:
+            response = api.get(f"/v2/meetings/{number}")
+            check("GET /v2/meetings/{meetingId}", response)
+            body: dict[str, Any] = response.json()
+            for occurrence in body["occurrences"]:
+                check_shape(occurrence, facts["occurrence"], "occurrences[]")
+            return body
+
+        first = read()
+        assert (first["type"], first["host_id"]) == (8, host["id"])
+        ids = [o["occurrence_id"] for o in first["occurrences"]]
+        moved = api.patch(f"/v2/meetings/{number}", params={"occurrence_id": ids[0]},
+                          json={"start_time": "2030-01-07T10:00:00Z"})  # fmt: skip
+        assert moved.status_code == 204
+        check("PATCH /v2/meetings/{meetingId}", moved)
+        deleted = api.delete(f"/v2/meetings/{number}", params={"occurrence_id": ids[1]})
+        assert deleted.status_code == 204
+        check("DELETE /v2/meetings/{meetingId}", deleted)
+        after = {o["occurrence_id"]: o for o in read()["occurrences"]}
+        assert after[ids[0]]["start_time"] == "2030-01-07T10:00:00Z"  # same id, moved
+        assert (after[ids[1]]["status"], after[ids[2]]["status"]) == ("deleted", "available")
+        unknown = api.patch(f"/v2/meetings/{number}", params={"occurrence_id": "1"},
+                            json={"start_time": "2030-01-07T10:00:00Z"})  # fmt: skip
+        assert unknown.status_code == 404
+        check("PATCH /v2/meetings/{meetingId}", unknown)
+        other = sim.create_account(plan="pro")
+        theirs = sim.create_meeting(other["id"], start_time=starts[0])["number"]
+        not_found = api.get(f"/v2/meetings/{theirs}")  # another account's: not found
+        assert (not_found.status_code, not_found.json()["code"]) == (404, 3001)
+        check("GET /v2/meetings/{meetingId}", not_found)
+        gone = api.delete(f"/v2/meetings/{number}")
+        assert gone.status_code == 204
+        assert api.get(f"/v2/meetings/{number}").status_code == 404
+
+
+def test_my_meetings_and_pictures(zoomsim: ZoomSim, sim: SimAdmin) -> None:
+    account = sim.create_account(plan="pro", scopes=["user:read:admin", "user:write:admin"])
+    user = sim.add_user(account["id"], email=f"dana-{account['id'][:6]}@example.com")
+    sim.create_meeting(account["id"], topic="Planning", host_id=user["id"],
+                       start_time="2030-01-07T09:00:00Z")  # fmt: skip
+    for scopes, status in (("meeting:read:list_meetings", 200), ("meeting:read", 200),
+                           ("user:read:user", 400)):  # fmt: skip
+        token = sim.authorize_user(user["id"], scopes=scopes)
+        listed = httpx.get(f"{zoomsim.url}/v2/users/me/meetings", params={"type": "upcoming"},
+                           headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert listed.status_code == status, listed.text
+        check("GET /v2/users/me/meetings", listed)
+        if status == 200:
+            [meeting] = listed.json()["meetings"]
+            check_shape(
+                meeting, FACTS["operations"]["GET /v2/users/me/meetings"]["meeting"], "meetings[]"
+            )
+            assert (meeting["topic"], meeting["host_id"]) == ("Planning", user["id"])
+
+    op = "POST /v2/users/{userId}/picture"
+    token = account_token(zoomsim.url, account)
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    for path, files, status in (
+        (user["id"], {"pic_file": ("face.png", png, "image/png")}, 201),
+        (user["id"], {"pic_file": ("notes.txt", b"hello", "text/plain")}, 400),
+        ("nobody@example.com", {"pic_file": ("face.png", png, "image/png")}, 404),
+    ):
+        response = httpx.post(f"{zoomsim.url}/v2/users/{path}/picture", files=files,
+                              headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert response.status_code == status, response.text
+        check(op, response)
