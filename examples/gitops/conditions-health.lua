@@ -1,8 +1,8 @@
--- Argo CD health check for meetingbot.dev/ZoomAccount and meetingbot.dev/ZoomUserGrant:
+-- Argo CD health check for meetingbot.dev/ZoomAccount, ZoomUserGrant and MeetingBotSchedule:
 -- Healthy when Ready; Degraded when Stalled (a person must act: credentials Zoom refused, a
--- scope missing, a grant revoked); Progressing otherwise (being verified, a Secret not created
--- yet, a grant awaiting its user's consent). Install it under
--- resource.customizations.health.meetingbot.dev_ZoomAccount and ..._ZoomUserGrant in argocd-cm.
+-- scope missing, a grant revoked, a cron expression that cannot be read); Progressing otherwise
+-- (being verified, a Secret not created yet, a grant awaiting its user's consent). Install it
+-- under resource.customizations.health.meetingbot.dev_<Kind> in argocd-cm for each.
 local hs = {status = "Progressing", message = "waiting for the operator"}
 if obj.status == nil or obj.status.conditions == nil then
   return hs

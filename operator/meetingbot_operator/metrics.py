@@ -72,6 +72,14 @@ UPLOADS = Counter(
     ["result"],
     registry=REGISTRY,
 )
+SCHEDULED_BOTS = Counter(
+    "meetingbot_schedule_bots_total",
+    "MeetingBotSchedules' occurrences by result: made (its MeetingBot created), refused (the API "
+    "server refused it: quota, policy, a name taken), missed (no bot: the reason), moved, "
+    "canceled.",
+    ["result"],
+    registry=REGISTRY,
+)
 WEBHOOKS = Counter(
     "meetingbot_webhook_deliveries_total",
     "Webhook notifications by result: delivered (the endpoint answered 2xx), retried (a try "

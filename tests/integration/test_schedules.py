@@ -325,6 +325,8 @@ async def test_a_calendar_picks_up_a_meeting_created_in_zoom_from_its_webhook(
         assert bot["spec"]["meeting"] == {"number": standup["number"]}
         assert parse(bot["spec"]["joinAt"]) == start
         assert bot["spec"]["obf"] == {"grantRef": {"name": "alice"}}
+        counted = httpx.get(own.metrics_url, timeout=10).text
+        assert 'meetingbot_schedule_bots_total{result="made"} 1.0' in counted
         delivered = [d for d in sim.meeting_deliveries() if d["app"] == app["id"]]
         assert {(d["meeting"], d["status"]) for d in delivered} >= {
             (lunch["number"], 200), (standup["number"], 200)

@@ -76,7 +76,7 @@ def conditions(ready: str, reason: str, stalled: str = "False") -> dict[str, Any
     }
 
 
-@pytest.mark.parametrize("kind", ["ZoomAccount", "ZoomUserGrant"])
+@pytest.mark.parametrize("kind", ["ZoomAccount", "ZoomUserGrant", "MeetingBotSchedule"])
 @pytest.mark.parametrize(
     ("status", "generation", "expected"),
     [
@@ -112,6 +112,7 @@ def test_the_config_map_carries_the_same_scripts() -> None:
         "MeetingBot": "meetingbot-health.lua",
         "ZoomAccount": "conditions-health.lua",
         "ZoomUserGrant": "conditions-health.lua",
+        "MeetingBotSchedule": "conditions-health.lua",
     }
     for kind, script in scripts.items():
         key = f"resource.customizations.health.meetingbot.dev_{kind}"
@@ -146,6 +147,9 @@ def flux_health(kind: str, status: dict[str, Any]) -> str:
         ("ZoomAccount", conditions("False", "SecretNotFound"), "inProgress"),
         ("ZoomUserGrant", conditions("False", "AwaitingAuthorization"), "inProgress"),
         ("ZoomUserGrant", conditions("False", "GrantRevoked", "True"), "failed"),
+        ("MeetingBotSchedule", conditions("True", "Scheduled"), "current"),
+        ("MeetingBotSchedule", conditions("False", "InvalidSchedule", "True"), "failed"),
+        ("MeetingBotSchedule", conditions("False", "ZoomUnavailable"), "inProgress"),
     ],
 )
 def test_flux_health_expressions(kind: str, status: dict[str, Any], expected: str) -> None:

@@ -28,6 +28,7 @@ from meetingbot_api import (
     first_error,
 )
 from meetingbot_api.v1alpha1.meetingbotschedule import MAX_LISTED
+from meetingbot_operator import metrics
 from meetingbot_operator.conditions import Progress, progress, set_condition
 from meetingbot_operator.kube.client import ApiError
 from meetingbot_operator.kube.verbs import Kube, NameTaken
@@ -347,6 +348,7 @@ class ScheduleService:
             body = bot_body(entry.body, make.name, make.occurrence, now)
             try:
                 if await self.kube.create_custom("meetingbots", body):
+                    metrics.SCHEDULED_BOTS.labels("made").inc()
                     log.info("made a bot", extra={"schedule": (namespace, schedule.metadata.name),
                                                   "bot": make.name})  # fmt: skip
             except NameTaken as taken:
@@ -355,15 +357,22 @@ class ScheduleService:
                 if error.status not in (403, 422):
                     raise
                 refused[make.name] = f"the API server refused it: {error.message}"
+        metrics.SCHEDULED_BOTS.labels("refused").inc(len(refused))
+        known = {m.key for m in schedule.status.missed}
+        for missed in plan.status.missed:
+            if missed.key not in known:
+                metrics.SCHEDULED_BOTS.labels(f"missed:{missed.reason}").inc()
         for cancel in plan.cancel:
             patch: dict[str, Any] = {"spec": {"cancel": True}}
             await self.kube.patch_custom("meetingbots", namespace, cancel.name, uids[cancel.name],
                                          patch)  # fmt: skip
+            metrics.SCHEDULED_BOTS.labels("canceled").inc()
             log.info("canceled a bot", extra={"bot": cancel.name, "reason": cancel.why})
         for move in plan.move:
             patch = {"spec": {"joinAt": iso(move.start)}}  # the bot has not started
             await self.kube.patch_custom("meetingbots", namespace, move.name, uids[move.name],
                                          patch)  # fmt: skip
+            metrics.SCHEDULED_BOTS.labels("moved").inc()
             log.info("moved a bot", extra={"bot": move.name, "joinAt": iso(move.start)})
         for delete in plan.delete:
             await self.kube.delete_custom_of("meetingbots", namespace, delete.name,
