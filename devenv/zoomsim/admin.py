@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
 import secrets
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from devenv.zoomsim import meeting_events
 from devenv.zoomsim.rest import WORLD
+from devenv.zoomsim.rtms import post_signed
 from devenv.zoomsim.sdk import admit, broadcast, depart, end_meeting, roster_event
 from devenv.zoomsim.state import Account, Faults, Meeting, Participant, User, World
 
@@ -146,33 +144,23 @@ async def deauthorize(request: web.Request) -> web.Response:
     apps = world.authorized_apps(user.id)
     revoked = world.deauthorize(user.id)
     notified = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-        for app in apps:
-            if not app.deauthorization_url:
-                continue
-            body = json.dumps(
-                {
-                    "event": "app_deauthorized",
-                    "event_ts": int(time.time() * 1000),
-                    "payload": {
-                        "account_id": user.account_id,
-                        "user_id": user.id,
-                        "client_id": app.user_client_id,
-                        "deauthorization_time": datetime.now(UTC).isoformat(),
-                    },
-                }
-            )
-            stamp = str(int(time.time()))
-            digest = hmac.new(
-                app.webhook_secret_token.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256
-            ).hexdigest()
-            headers = {
-                "Content-Type": "application/json",
-                "x-zm-request-timestamp": stamp,
-                "x-zm-signature": f"v0={digest}",
+    for app in apps:
+        if not app.deauthorization_url:
+            continue
+        body = json.dumps(
+            {
+                "event": "app_deauthorized",
+                "event_ts": int(time.time() * 1000),
+                "payload": {
+                    "account_id": user.account_id,
+                    "user_id": user.id,
+                    "client_id": app.user_client_id,
+                    "deauthorization_time": datetime.now(UTC).isoformat(),
+                },
             }
-            async with http.post(app.deauthorization_url, data=body, headers=headers) as answer:
-                notified.append(answer.status)
+        )
+        sent = await post_signed(app.deauthorization_url, app.webhook_secret_token, body, 10)
+        notified.append(sent.get("status"))
     return web.json_response({"revoked": revoked, "notified": notified})
 
 
@@ -273,7 +261,7 @@ async def get_meeting(request: web.Request) -> web.Response:
 
 
 def _instant(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(value).timestamp()
 
 
 def _occurrence(meeting: Meeting, request: web.Request) -> dict[str, Any]:

@@ -15,9 +15,7 @@ import json
 import time
 from typing import Any
 
-import aiohttp
-
-from devenv.zoomsim.rtms import signed_headers
+from devenv.zoomsim.rtms import post_signed
 from devenv.zoomsim.state import Account, Meeting, World
 
 TIMEOUT = 3.0  # Zoom's: an answer after 3 s counts as failed
@@ -72,23 +70,11 @@ def _subscribers(world: World, meeting: Meeting) -> list[Account]:
 async def _post(
     world: World, app: Account, meeting: Meeting, event: str, body: dict[str, Any]
 ) -> None:
-    text = json.dumps(body)
-    record: dict[str, Any] = {"event": event, "meeting": meeting.number, "app": app.id}
-    began = time.monotonic()
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as http,
-            http.post(
-                app.meeting_events_url,
-                data=text,
-                headers=signed_headers(app.webhook_secret_token, text),
-            ) as answer,
-        ):
-            record["status"] = answer.status
-    except (aiohttp.ClientError, TimeoutError) as error:
-        record["error"] = type(error).__name__
-    record["seconds"] = round(time.monotonic() - began, 3)
-    world.meeting_deliveries.append(record)
+    sent = await post_signed(app.meeting_events_url, app.webhook_secret_token, json.dumps(body),
+                             TIMEOUT)  # fmt: skip
+    world.meeting_deliveries.append(
+        {"event": event, "meeting": meeting.number, "app": app.id, **sent}
+    )
 
 
 # --- the host's changes (Zoom's REST API and the admin API both make them) -------------------

@@ -438,14 +438,10 @@ async def get_meeting(request: web.Request) -> web.Response:
     meetings are found; another account's meeting is "not found" (3001), as in Zoom. A
     recurring meeting lists its occurrences that have not ended (all of them with
     show_previous_occurrences=true)."""
-    gate = Gate(request, "meeting", "Light")
-    grant = await gate.open(MEETING_READ_SCOPES)
-    if isinstance(grant, web.Response):
-        return grant
-    number = request.match_info["meeting_id"]
-    meeting = gate.world.meetings.get(number)
-    if meeting is None or meeting.account_id != grant.account_id:
-        return zoom_error(404, 3001, f"Meeting does not exist: {number}.")
+    found = await _account_meeting(request, "meeting", MEETING_READ_SCOPES)
+    if isinstance(found, web.Response):
+        return found
+    gate, meeting, _ = found
     previous = request.query.get("show_previous_occurrences") == "true"
     return web.json_response(meeting_body(gate.world, meeting, previous=previous))
 
@@ -480,24 +476,21 @@ def meeting_body(world: World, meeting: Meeting, *, previous: bool = False) -> d
 
 
 def _ends(start: str, minutes: int) -> float:
-    return datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp() + minutes * 60
+    return datetime.fromisoformat(start).timestamp() + minutes * 60
 
 
 async def update_meeting(request: web.Request) -> web.Response:
     """`PATCH /v2/meetings/{meetingId}` (meeting:write): the topic, start or duration of a
     scheduled meeting; with `occurrence_id`, one occurrence's start_time. 204, no body."""
-    gate = Gate(request, "meeting_update", "Light")
-    grant = await gate.open(MEETING_WRITE_SCOPES)
-    if isinstance(grant, web.Response):
-        return grant
-    meeting, occurrence = _own_meeting(gate, grant, request)
-    if isinstance(meeting, web.Response):
-        return meeting
+    found = await _account_meeting(request, "meeting_update", MEETING_WRITE_SCOPES)
+    if isinstance(found, web.Response):
+        return found
+    gate, meeting, occurrence = found
     try:
         body = await request.json()
         start = body.get("start_time")
         if start is not None:
-            datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+            datetime.fromisoformat(str(start))
     except ValueError:
         return zoom_error(400, 300, "Request Body should be a valid JSON object.")
     if occurrence is not None:
@@ -513,13 +506,10 @@ async def update_meeting(request: web.Request) -> web.Response:
 async def delete_meeting(request: web.Request) -> web.Response:
     """`DELETE /v2/meetings/{meetingId}` (meeting:write): the meeting, or with
     `occurrence_id` one occurrence (then listed as deleted). 204."""
-    gate = Gate(request, "meeting_delete", "Light")
-    grant = await gate.open(MEETING_WRITE_SCOPES)
-    if isinstance(grant, web.Response):
-        return grant
-    meeting, occurrence = _own_meeting(gate, grant, request)
-    if isinstance(meeting, web.Response):
-        return meeting
+    found = await _account_meeting(request, "meeting_delete", MEETING_WRITE_SCOPES)
+    if isinstance(found, web.Response):
+        return found
+    gate, meeting, occurrence = found
     if occurrence is not None:
         meeting_events.delete_occurrence(gate.world, meeting, occurrence)
     else:
@@ -527,21 +517,26 @@ async def delete_meeting(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _own_meeting(
-    gate: Gate, grant: AccessGrant, request: web.Request
-) -> tuple[Meeting | web.Response, dict[str, Any] | None]:
-    """The account's meeting of the path, and the occurrence `occurrence_id` names."""
+async def _account_meeting(
+    request: web.Request, endpoint: str, scopes: tuple[str, ...]
+) -> tuple[Gate, Meeting, dict[str, Any] | None] | web.Response:
+    """The meeting of the path if it is the token's account's (Light), and the occurrence
+    `occurrence_id` names; else Zoom's answer (the gate's, or 404)."""
+    gate = Gate(request, endpoint, "Light")
+    grant = await gate.open(scopes)
+    if isinstance(grant, web.Response):
+        return grant
     number = request.match_info["meeting_id"]
     meeting = gate.world.meetings.get(number)
     if meeting is None or meeting.account_id != grant.account_id:
-        return zoom_error(404, 3001, f"Meeting does not exist: {number}."), None
+        return zoom_error(404, 3001, f"Meeting does not exist: {number}.")
     wanted = request.query.get("occurrence_id")
     if wanted is None:
-        return meeting, None
+        return gate, meeting, None
     occurrence = next((o for o in meeting.occurrences if o["occurrence_id"] == wanted), None)
     if occurrence is None:
-        return zoom_error(404, 3000, f"Invalid occurrence_id: {wanted}."), None
-    return meeting, occurrence
+        return zoom_error(404, 3000, f"Invalid occurrence_id: {wanted}.")
+    return gate, meeting, occurrence
 
 
 async def my_meetings(request: web.Request) -> web.Response:

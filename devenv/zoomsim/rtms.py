@@ -153,6 +153,23 @@ def signed_headers(secret_token: str, body: str) -> dict[str, str]:
     }
 
 
+async def post_signed(url: str, secret_token: str, body: str, timeout: float) -> dict[str, Any]:
+    """Post one webhook, signed as Zoom signs them; what happened: its status (or the error's
+    kind) and how long the answer took."""
+    began = time.monotonic()
+    record: dict[str, Any] = {}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http,
+            http.post(url, data=body, headers=signed_headers(secret_token, body)) as answer,
+        ):
+            record["status"] = answer.status
+    except (aiohttp.ClientError, TimeoutError) as error:
+        record["error"] = type(error).__name__
+    record["seconds"] = round(time.monotonic() - began, 3)
+    return record
+
+
 async def _notify(world: World, stream: RtmsStream, event: str, payload: dict[str, Any]) -> None:
     """Post an event to the app's endpoint; Zoom counts an answer other than 200/204 within
     3 s as failed and retries it later (the same event, so an app that answers late may be
@@ -165,22 +182,10 @@ async def _notify(world: World, stream: RtmsStream, event: str, payload: dict[st
     delays = (0.0, *faults.rtms_webhook_retry_seconds)
     for attempt, delay in enumerate(delays):
         await asyncio.sleep(delay)
-        began = time.monotonic()
-        record: dict[str, Any] = {"event": event, "attempt": attempt + 1}
-        try:
-            timeout = aiohttp.ClientTimeout(total=faults.rtms_webhook_timeout_seconds)
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as http,
-                http.post(
-                    url, data=body, headers=signed_headers(stream.app.webhook_secret_token, body)
-                ) as answer,
-            ):
-                record["status"] = answer.status
-        except (aiohttp.ClientError, TimeoutError) as error:
-            record["error"] = type(error).__name__
-        record["seconds"] = round(time.monotonic() - began, 3)
-        stream.deliveries.append(record)
-        if record.get("status") in (200, 204):
+        sent = await post_signed(url, stream.app.webhook_secret_token, body,
+                                 faults.rtms_webhook_timeout_seconds)  # fmt: skip
+        stream.deliveries.append({"event": event, "attempt": attempt + 1, **sent})
+        if sent.get("status") in (200, 204):
             return
 
 
