@@ -14,34 +14,25 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from meetingbot_operator.kube.client import InvalidName
-from meetingbot_operator.kube.secrets import SecretProblem, SecretUse, read_opted_in
-from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.zoom.webhooks import (
     URL_VALIDATION,
+    NoticeRefused,
     Unverifiable,
     check_form,
     signed_by,
     url_validation_answer,
 )
+from meetingbot_operator.zoomaccount.credentials import WEBHOOK_TOKEN_KEY
 from meetingbot_operator.zoomaccount.service import AccountService
 from meetingbot_operator.zoomusergrant.service import GrantService
 
 log = logging.getLogger(__name__)
 EVENTS = frozenset({"meeting.created", "meeting.updated", "meeting.deleted"})
-TOKEN_KEY = "webhookSecretToken"  # noqa: S105 - the key's name, not a token
-SECRET_SECONDS = 60.0  # an account's Secret is read at most once a minute for notices
-
-
-class NoticeRefused(Exception):
-    def __init__(self, message: str, status: int = 401) -> None:
-        super().__init__(message)
-        self.status = status
+TOKEN_KEY = WEBHOOK_TOKEN_KEY  # the key of a grant's app Secret too
 
 
 @dataclass(frozen=True)
@@ -57,18 +48,15 @@ class Reader:
 class MeetingNotices:
     def __init__(
         self,
-        kube: Kube,
         accounts: AccountService,
         grants: GrantService,
         readers: Callable[[], dict[tuple[str, str], Reader]],
         wake: Callable[[tuple[str, str]], bool],
     ) -> None:
-        self.kube = kube
         self.accounts = accounts
         self.grants = grants
         self.readers = readers
         self.wake = wake
-        self._account_tokens: dict[tuple[str, str], tuple[float, str]] = {}
 
     async def notice(self, body: bytes, timestamp: str, signature: str) -> dict[str, Any]:
         try:
@@ -116,23 +104,13 @@ class MeetingNotices:
         return bool(host) and entry is not None and entry.grant.status.user_id == host
 
     async def _token(self, namespace: str, kind: str, name: str) -> str:
-        """The secret token of the app a schedule reads with ("" when there is none to use)."""
-        if kind == "grant":
-            entry = self.grants.store.entries.get((namespace, name))
-            if entry is None:
-                return ""
-            return (await self.grants.store.app_secret((namespace, name), entry)).get(TOKEN_KEY, "")
-        cached = self._account_tokens.get((namespace, name))
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        token = ""
-        account = self.accounts.entries.get((namespace, name))
-        if account is not None:
-            secret = account.spec.api_credentials_secret_ref.name
-            try:
-                data = await read_opted_in(self.kube, namespace, secret, SecretUse.ZOOM_CREDENTIALS)
-                token = data.get(TOKEN_KEY, "")
-            except (SecretProblem, InvalidName):
-                token = ""  # this account cannot verify anything; the others still can
-        self._account_tokens[(namespace, name)] = (time.monotonic() + SECRET_SECONDS, token)
-        return token
+        """The secret token of the app a schedule reads with ("" when there is none to use):
+        a grant's app Secret (read at most once a minute by the grants' store), or the
+        account's, as its last verification read it."""
+        if kind == "account":
+            return self.accounts.webhook_token(namespace, name)
+        entry = self.grants.store.entries.get((namespace, name))
+        if entry is None:
+            return ""
+        data = await self.grants.store.app_secret((namespace, name), entry)
+        return data.get(TOKEN_KEY, "")

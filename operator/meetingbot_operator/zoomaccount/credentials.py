@@ -25,6 +25,9 @@ from meetingbot_operator.zoom import ApiCredentials, Category, Endpoints, SdkCre
 
 SDK_KEYS = ("sdkKey", "sdkSecret")
 API_KEYS = ("accountId", "clientId", "clientSecret")
+# Optional beside them: the app's secret token, which Zoom signs its webhooks to the app with
+# (a MeetingBotSchedule's meeting webhooks are verified with it).
+WEBHOOK_TOKEN_KEY = "webhookSecretToken"  # noqa: S105 - the key's name, not a token
 # A ZoomClient's observer: (category, seconds, HTTP status) of each call, for the metrics.
 CallObserver = Callable[[str, float, int], None]
 
@@ -43,6 +46,7 @@ class Credentials:
     sdk: SdkCredentials
     api: ApiCredentials
     endpoints: Endpoints
+    webhook_secret_token: SecretStr | None
     # What the client was built from (no secret in it): an unchanged fingerprint keeps the
     # client, with its cached token and rate-limit state.
     fingerprint: str
@@ -68,6 +72,7 @@ async def load(
     where = endpoints(spec, settings)
     sdk = await _secret(kube, namespace, spec.sdk_credentials_secret_ref.name, SDK_KEYS)
     api = await _secret(kube, namespace, spec.api_credentials_secret_ref.name, API_KEYS)
+    token = api.pop(WEBHOOK_TOKEN_KEY, "")
     limits = spec.rate_limits.model_dump_json() if spec.rate_limits else ""
     material = "\0".join(
         [*sdk.values(), *api.values(), where.oauth_url, where.api_url, spec.plan, limits]
@@ -80,6 +85,7 @@ async def load(
             client_secret=SecretStr(api["clientSecret"]),
         ),
         endpoints=where,
+        webhook_secret_token=SecretStr(token) if token else None,
         fingerprint=hashlib.sha256(material.encode()).hexdigest(),
     )
 
@@ -119,4 +125,4 @@ async def _secret(kube: Kube, namespace: str, name: str, keys: tuple[str, ...]) 
         raise AccountProblem(
             Reason.SECRET_NOT_FOUND, f"Secret {name!r} lacks keys: {', '.join(missing)}"
         )
-    return {k: data[k] for k in keys}
+    return {k: data[k] for k in (*keys, WEBHOOK_TOKEN_KEY) if k in data}

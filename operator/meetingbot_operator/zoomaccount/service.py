@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from meetingbot_api import ServiceUserStatus, ZoomAccountSpec, ZoomAccountStatus
 from meetingbot_contract.reasons import Reason, is_transient
@@ -59,6 +59,7 @@ class AccountEntry:
     )
     client: ZoomClient | None = None
     sdk: SdkCredentials | None = None
+    webhook_token: SecretStr | None = None  # the app's secret token, if its Secret has one
     fingerprint: str = ""
     verified_generation: int | None = None
     next_check: float = 0.0
@@ -129,6 +130,13 @@ class AccountService:
         its HTTP client and GET /users/me)."""
         entry = self.entries.get((namespace, name))
         return entry.client if entry is not None else None
+
+    def webhook_token(self, namespace: str, name: str) -> str:
+        """The secret token Zoom signs the account app's webhooks with ("" if its API Secret
+        has none), as the last verification read it (a change of the Secret is read at once)."""
+        entry = self.entries.get((namespace, name))
+        token = entry.webhook_token if entry is not None else None
+        return token.get_secret_value() if token is not None else ""
 
     def count(self) -> int:
         return len(self.entries)
@@ -268,6 +276,7 @@ class AccountService:
             # and the account's ZAKs, so nothing is minted with credentials that were withdrawn.
             await entry.client.aclose()
             entry.client, entry.sdk, entry.fingerprint = None, None, ""
+            entry.webhook_token = None
             self.identities.zaks.forget_account(key)
         if entry.state.ready:
             await self._sync_pictures(key, entry)
@@ -285,6 +294,7 @@ class AccountService:
     async def _load_client(self, namespace: str, entry: AccountEntry) -> None:
         """The account's client, built anew only when its credentials or settings changed."""
         loaded = await credentials.load(self.kube, self.settings, namespace, entry.spec)
+        entry.webhook_token = loaded.webhook_secret_token
         if entry.client is not None and loaded.fingerprint == entry.fingerprint:
             return
         if entry.client is not None:
