@@ -20,16 +20,15 @@ from meetingbot_operator.kube.secret_watch import SecretWatch
 from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.meetingbot import reports
 from meetingbot_operator.meetingbot.controller import BotController
-from meetingbot_operator.meetingbotschedule import endpoint as schedule_endpoint
 from meetingbot_operator.meetingbotschedule.notices import MeetingNotices
 from meetingbot_operator.meetingbotschedule.service import ScheduleService
-from meetingbot_operator.meetingstream import endpoint as rtms_endpoint
 from meetingbot_operator.meetingstream import worker_routes
 from meetingbot_operator.meetingstream.service import StreamService
 from meetingbot_operator.meetingstream.workers import WorkerDesk
 from meetingbot_operator.servers import Servers
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.webhooks.service import WebhookService
+from meetingbot_operator.zoom import webhooks as zoom_webhooks
 from meetingbot_operator.zoomaccount.service import AccountService
 from meetingbot_operator.zoomusergrant import pages
 from meetingbot_operator.zoomusergrant.links import GrantLinks
@@ -85,7 +84,7 @@ class Operator:
         # One owner of the MeetingBotSchedules and of their passes (meetingbotschedule/).
         self.schedules = ScheduleService(kube, self.accounts, self.grants, settings)
         self.meeting_notices = MeetingNotices(
-            kube, self.accounts, self.grants, self.schedules.readers, self.schedules.read_again
+            self.accounts, self.grants, self.schedules.readers, self.schedules.read_again
         )
         # One owner of the MeetingStreams known and the RTMS webhooks received (meetingstream/).
         self.stream_webhooks = WebhookService(
@@ -141,8 +140,11 @@ class Operator:
         await runtime._servers.serve(metrics.app(), settings.report_host, settings.metrics_port)
         if settings.oauth_port:
             app = pages.make_app(runtime.grants)
-            app.add_routes(rtms_endpoint.routes(runtime.streams))
-            app.add_routes(schedule_endpoint.routes(runtime.meeting_notices))
+            # Zoom's webhooks: RTMS (MeetingStreams) and meetings (MeetingBotSchedules).
+            app.add_routes([
+                zoom_webhooks.endpoint("/zoom/rtms", runtime.streams.notice, "RTMS"),
+                zoom_webhooks.endpoint("/zoom/meetings", runtime.meeting_notices.notice, "meeting"),
+            ])  # fmt: skip
             await runtime._servers.serve(app, settings.report_host, settings.oauth_port)
         metrics.REGISTRY.register(runtime._collector)
         runtime._sweeper = asyncio.create_task(runtime._sweep(), name="sweep")

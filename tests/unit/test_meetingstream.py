@@ -23,9 +23,10 @@ from meetingbot_operator.meetingstream import service as service_module
 from meetingbot_operator.meetingstream import status as statuses
 from meetingbot_operator.meetingstream.notices import Receiver, RtmsNotice, parse, recipient
 from meetingbot_operator.meetingstream.notifications import notify
-from meetingbot_operator.meetingstream.service import NoticeRefused, StreamService
+from meetingbot_operator.meetingstream.service import StreamService
 from meetingbot_operator.meetingstream.workers import WorkerDesk
 from meetingbot_operator.settings import Settings, rtms_server_allowed
+from meetingbot_operator.zoom.webhooks import NoticeRefused
 from tests.support.fakes import FakeKube
 
 pytestmark = pytest.mark.unit

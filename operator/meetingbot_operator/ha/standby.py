@@ -84,7 +84,7 @@ class Standby:
         if self.settings.oauth_port:
             oauth = web.Application(client_max_size=reports.MAX_BODY)
             oauth.router.add_route("*", "/oauth/{tail:.*}", self._oauth)
-            # Zoom's RTMS webhooks (meetingstream/endpoint.py) go where the OAuth pages go.
+            # Zoom's webhooks (/zoom/rtms, /zoom/meetings) go where the OAuth pages go.
             oauth.router.add_post("/zoom/{tail:.*}", self._oauth)
             await self._servers.serve(oauth, host, self.settings.oauth_port)
 

@@ -67,6 +67,7 @@ from meetingbot_operator.zoom.errors import ZoomError
 from meetingbot_operator.zoom.signature import rtms_handshake_signature
 from meetingbot_operator.zoom.webhooks import (
     URL_VALIDATION,
+    NoticeRefused,
     Unverifiable,
     check_form,
     signed_by,
@@ -86,12 +87,6 @@ START_BACKOFF_BASE, START_BACKOFF_MAX = 5.0, 300.0
 # connection to our answer. With 2 s, 96 of 1000 answers in a burst still came after 3 s
 # (the connection and the request's own wait on a busy operator count too).
 ANSWER_SECONDS = 1.0
-
-
-class NoticeRefused(Exception):
-    def __init__(self, message: str, status: int = 401) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class StreamService:

@@ -1,4 +1,4 @@
-"""Zoom's webhooks, as the operator receives them (deauthorization notices, RTMS): each is
+"""Zoom's webhooks, as the operator receives them (deauthorization notices, RTMS, meetings): each is
 signed with the app's secret token, x-zm-signature = "v0=" + hex HMAC-SHA256 over
 "v0:{x-zm-request-timestamp}:{body}"; a timestamp more than five minutes away is a replay; and
 an endpoint is validated by answering `endpoint.url_validation` with the plainToken and its
@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
 
 MAX_AGE_SECONDS = 300
 URL_VALIDATION = "endpoint.url_validation"
@@ -18,6 +25,38 @@ _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 
 class Unverifiable(Exception):
     """The request cannot be Zoom's: no signature, a stale timestamp. Says which."""
+
+
+class NoticeRefused(Exception):
+    """A webhook not taken, and the HTTP status Zoom (or whoever sent it) is answered."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# What a receiver of Zoom's webhooks does with one: (body, timestamp, signature) -> the answer.
+Notice = Callable[[bytes, str, str], Awaitable[dict[str, Any]]]
+
+
+def endpoint(path: str, notice: Notice, what: str) -> web.RouteDef:
+    """`POST path`: an event notification endpoint for Zoom's webhooks, served with the OAuth
+    pages on the operator's public port (standbys forward it to the leader). `notice` verifies
+    and takes the webhook; NoticeRefused is answered with its status and logged."""
+
+    async def receive(request: web.Request) -> web.Response:
+        try:
+            answer = await notice(
+                await request.read(),
+                request.headers.get("x-zm-request-timestamp", ""),
+                request.headers.get("x-zm-signature", ""),
+            )
+        except NoticeRefused as refused:
+            log.warning("Zoom webhook refused", extra={"webhook": what, "reason": str(refused)})
+            return web.json_response({"error": str(refused)}, status=refused.status)
+        return web.json_response(answer)
+
+    return web.post(path, receive)
 
 
 def check_form(timestamp: str, signature: str, now: float | None = None) -> None:
