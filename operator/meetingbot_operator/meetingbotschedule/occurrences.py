@@ -83,13 +83,13 @@ def meeting_occurrences(meeting: dict[str, Any]) -> list[Occurrence]:
     topic = meeting.get("topic")
     raw = meeting.get("occurrences")
     if raw is None:
-        start = _time(meeting.get("start_time"))
+        start = parse_time(meeting.get("start_time"))
         if meeting.get("type") == 2 and start is not None:
             return [Occurrence(minutes_key(start), start, number, topic)]
         return []
     found = []
     for item in raw:
-        start = _time(item.get("start_time"))
+        start = parse_time(item.get("start_time"))
         ident = str(item.get("occurrence_id", ""))
         if start is None or not ident.isdigit():
             continue
@@ -114,7 +114,7 @@ def calendar_occurrences(
     new occurrence, and the old one, gone from the list, has its bot canceled."""
     found = []
     for meeting in meetings:
-        start = _time(meeting.get("start_time"))
+        start = parse_time(meeting.get("start_time"))
         number = str(meeting.get("id", ""))
         if start is None or not number.isdigit():
             continue
@@ -128,11 +128,12 @@ def calendar_occurrences(
     return found
 
 
-def _time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time (Zoom's, or an annotation's) in UTC; None if it is not one."""
     if not isinstance(value, str) or not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
     return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -49,6 +49,7 @@ from meetingbot_operator.meetingbotschedule.occurrences import (
     calendar_occurrences,
     cron_occurrences,
     meeting_occurrences,
+    parse_time,
 )
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import ZoomError
@@ -226,9 +227,8 @@ class ScheduleService:
         status = plan.status.model_copy(update={"observed_generation": generation})
         if refused:
             # The bots the API server refused are not made: this pass's status must not say so.
-            status.made = [at for at in status.made if at != now] + [now] * (
-                len(plan.make) - len(refused)
-            )
+            for _ in refused:
+                status.made.remove(now)  # decide counted each bot it named as made now
             status.active = [b for b in status.active if b.name not in refused]
             status.last_bots = [b for b in status.last_bots if b.name not in refused]
         if schedule.spec.cron is None and entry.read is not None:
@@ -395,7 +395,7 @@ class ScheduleService:
 def _view(item: dict[str, Any]) -> BotView | None:
     meta, spec = item["metadata"], item.get("spec") or {}
     key = (meta.get("annotations") or {}).get(OCCURRENCE_ANNOTATION)
-    start = _parse(spec.get("joinAt"))
+    start = parse_time(spec.get("joinAt"))
     if not key or start is None:
         return None
     try:
@@ -406,7 +406,7 @@ def _view(item: dict[str, Any]) -> BotView | None:
         name=meta["name"],
         key=key,
         start=start,
-        made_at=_parse((meta.get("annotations") or {}).get(MADE_AT_ANNOTATION)),
+        made_at=parse_time((meta.get("annotations") or {}).get(MADE_AT_ANNOTATION)),
         phase=phase,
         cancel=bool(spec.get("cancel")),
     )
@@ -456,13 +456,3 @@ def _source_id(schedule: MeetingBotSchedule) -> str:
         return f"meeting:{spec.zoom_meeting.number}:{spec.template.spec.account_ref.name}"
     assert spec.calendar is not None
     return f"calendar:{spec.calendar.grant_ref.name}:{spec.calendar.rules.model_dump_json()}"
-
-
-def _parse(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
