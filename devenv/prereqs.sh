@@ -12,8 +12,9 @@ pkgs=(
   # images: podman builds them from a Debian base bootstrapped locally
   podman runc debootstrap uidmap
   # the real node: containerd, CNI plugins, kube-proxy's iptables and conntrack, port-forward's
-  # socat; gcc and libc6-dev compile the pause image; openssl signs the node's certificates
-  containerd containernetworking-plugins iptables conntrack socat gcc libc6-dev openssl
+  # socat; gcc and libc6-dev compile the pause image; openssl signs the node's certificates;
+  # ipset for the NetworkPolicy agent (devenv/cluster/policy.py)
+  containerd containernetworking-plugins iptables conntrack socat gcc libc6-dev openssl ipset
   python3-venv git curl ca-certificates
 )
 missing=()

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devenv.cluster import node, objectstore
+from devenv.cluster import node, objectstore, policy
 
 HERE = Path(__file__).resolve().parent
 CLUSTER_NAME = "meetingbot"
@@ -70,6 +70,10 @@ class Binaries:
     promtool: Path
     kstatus: Path
     versitygw: Path
+    kube_router: Path
+    registry: Path
+    cosign: Path
+    syft: Path
 
     @classmethod
     def in_cache(cls) -> Binaries:
@@ -93,10 +97,18 @@ class Binaries:
             promtool=bin_dir / f"promtool-{v['PROMTOOL_VERSION']}",
             kstatus=bin_dir / f"kstatus-check-{v['KSTATUS_VERSION']}",
             versitygw=bin_dir / f"versitygw-{v['VERSITYGW_VERSION']}",
+            kube_router=bin_dir / f"kube-router-{v['KUBE_ROUTER_VERSION']}",
+            registry=bin_dir / f"registry-{v['REGISTRY_VERSION']}",
+            cosign=bin_dir / f"cosign-{v['COSIGN_VERSION']}",
+            syft=bin_dir / f"syft-{v['SYFT_VERSION']}",
         )
 
     def all_present(self) -> bool:
         return all(os.access(p, os.X_OK) for p in vars(self).values())
+
+
+# NodePorts (kube-apiserver and the policy agent agree on it): below kwokctl's control-plane ports.
+NODE_PORT_RANGE = "30000-32699"
 
 
 def build() -> Binaries:
@@ -176,7 +188,8 @@ def up(nodes: int = DEFAULT_NODES) -> Path:
         log(f"already running; kubeconfig: {kubeconfig_path()}")
         return kubeconfig_path()
     binaries = build()
-    node.stop(node_root(), binaries.kube_proxy)  # whatever an interrupted run left
+    policy.stop()  # whatever an interrupted run left
+    node.stop(node_root(), binaries.kube_proxy)
     started = time.monotonic()
     if (kwok_workdir() / "clusters" / CLUSTER_NAME).exists():
         log("removing a stopped cluster left from an earlier run")
@@ -220,6 +233,11 @@ def up(nodes: int = DEFAULT_NODES) -> Path:
         f"kube-apiserver=kubelet-client-certificate={pki_dir() / 'admin.crt'}",
         "--extra-args",
         f"kube-apiserver=kubelet-client-key={pki_dir() / 'admin.key'}",
+        # kwokctl gives the control plane ports counting down from 32767, inside the default
+        # NodePort range; NodePorts stop below them, so a policy agent that lets NodePort
+        # traffic reach the host unjudged (policy.py) still judges the API server's port.
+        "--extra-args",
+        f"kube-apiserver=service-node-port-range={NODE_PORT_RANGE}",
         # Requests of the chart's service account are audited: the RBAC minimality test.
         "--kube-audit-policy",
         str(_audit_policy()),
@@ -468,6 +486,7 @@ def _wait_for_nodes(count: int, timeout: float = 60) -> None:
 def down() -> None:
     """Stop the cluster and its processes, leaving the cached binaries in place."""
     binaries = Binaries.in_cache()
+    policy.stop()
     node.stop(node_root(), binaries.kube_proxy)
     if binaries.kwokctl.exists():
         _kwokctl(binaries, "delete", "cluster", check=False)

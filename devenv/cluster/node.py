@@ -44,6 +44,9 @@ CNI_NETWORK = "meetingbot"
 BRIDGE = "mbr0"
 CNI_STATE = Path("/var/lib/cni/networks") / CNI_NETWORK
 SOCKET = RUN_DIR / "containerd.sock"
+# containerd reads a registry's hosts.toml from here at every pull (no restart): a test that
+# runs a registry in the cluster says there how the node reaches it (tests/e2e/test_release.py).
+REGISTRY_HOSTS = RUN_DIR / "registry-hosts"
 PROCESSES = ("containerd", "kubelet", "kube-proxy", "coredns")
 
 
@@ -106,7 +109,14 @@ class RealNode:
 
     def start(self, kubectl: KubectlFn) -> None:
         _check_root()
-        for d in (self.paths.config, self.paths.logs, self.paths.images, RUN_DIR, KUBELET_DIR):
+        for d in (
+            self.paths.config,
+            self.paths.logs,
+            self.paths.images,
+            RUN_DIR,
+            REGISTRY_HOSTS,
+            KUBELET_DIR,
+        ):
             d.mkdir(parents=True, exist_ok=True)
         _sysctls()
         self._certificates()
@@ -367,7 +377,7 @@ class RealNode:
         tests that restart the kubelet or containerd under running pods)."""
         pid = int((RUN_DIR / f"{name}.pid").read_text())
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
-        _stop_pid(pid, grace=10)
+        stop_pid(pid, grace=10)
         self._start(name, [part.decode() for part in command])
         if name == "containerd":
             _wait(lambda: _ctr_ok(), 30, "containerd to answer")
@@ -478,7 +488,7 @@ def stop(root: Path, kube_proxy: Path | None = None) -> None:
         _clear_old_pods()
     _stop_named("containerd")
     for pid in pids_of("containerd-shim-runc-v2"):
-        _stop_pid(pid, grace=5)
+        stop_pid(pid, grace=5)
     if kube_proxy is not None and kube_proxy.exists():
         subprocess.run([str(kube_proxy), "--cleanup"], capture_output=True, check=False)
     _undo_pod_network()
@@ -517,11 +527,11 @@ def _stop_named(name: str) -> None:
     pidfile = RUN_DIR / f"{name}.pid"
     if pidfile.exists():
         with contextlib.suppress(ValueError):
-            _stop_pid(int(pidfile.read_text()), grace=10)
+            stop_pid(int(pidfile.read_text()), grace=10)
         pidfile.unlink(missing_ok=True)
 
 
-def _stop_pid(pid: int, grace: float) -> None:
+def stop_pid(pid: int, grace: float) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -675,4 +685,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni_conf}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{REGISTRY_HOSTS}"
 """
