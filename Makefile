@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help prereqs sim-image venv web lint typecheck crds test test-unit test-integration bench bench-large chaos demo image operator-image \
-        cluster-build cluster-up cluster-down cluster-status kind-up clean
+        cluster-build tools-build cluster-up cluster-down cluster-status kind-up clean release
 
 help:
 	@echo "make demo          run the demo (control plane, Zoom simulator, operator, a bot)"
@@ -19,6 +19,7 @@ help:
 	@echo "make cluster-down  stop it"
 	@echo "make image         build the bot image with podman"
 	@echo "make sim-image     build the Zoom simulator's sandbox image"
+	@echo "make release       images, chart, SBOMs, signatures, pushed (REGISTRY, COSIGN_KEY; docs/release.md)"
 	@echo "make kind-up       for users with Docker: a kind cluster instead (cannot run here)"
 
 $(STAMP): pyproject.toml contract/pyproject.toml api/pyproject.toml operator/pyproject.toml \
@@ -52,6 +53,11 @@ operator-image:
 sim-image:
 	@IMAGE=$${IMAGE:-localhost/meetingbot-zoomsim:dev} DOCKERFILE=devenv/zoomsim/Dockerfile bash bot-image/build.sh
 
+# The operator and sandbox images (PLATFORMS), the chart, an SBOM per image, all signed with
+# COSIGN_KEY and pushed to REGISTRY (devenv/release.py, docs/release.md).
+release: prereqs $(STAMP) tools-build
+	@$(PY) -m devenv.release
+
 lint: $(STAMP)
 	@echo "==> ruff"
 	@$(VENV)/bin/ruff check .
@@ -69,6 +75,10 @@ crds: $(STAMP)
 cluster-build: $(STAMP)
 	@$(PY) -m devenv.cluster build
 
+# Beyond the cluster, for the tests and `make release`: kube-router, a registry, cosign, syft.
+tools-build: $(STAMP)
+	@$(PY) -m devenv.cluster build --extras
+
 cluster-up: $(STAMP)
 	@$(PY) -m devenv.cluster up
 
@@ -82,7 +92,7 @@ kind-up:
 	@bash devenv/cluster/kind-up.sh
 
 # The README's test command. Builds the control plane first (cached) so its progress is visible.
-test: prereqs lint typecheck web cluster-build
+test: prereqs lint typecheck web cluster-build tools-build
 	@echo "==> pytest (unit, integration, e2e)"
 	@$(PY) -m pytest -m "not bench" $(PYTEST_ARGS)
 

@@ -9,8 +9,9 @@ say() { printf '[prereqs %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 pkgs=(
   # the bots' browser, its fonts; libatomic1 for Playwright's driver
   chromium fonts-dejavu-core fonts-liberation libatomic1
-  # images: podman builds them from a Debian base bootstrapped locally
-  podman runc debootstrap uidmap
+  # images: podman builds them from a Debian base bootstrapped locally; skopeo reads back what
+  # `make release` pushed
+  podman runc debootstrap uidmap skopeo
   # the real node: containerd, CNI plugins, kube-proxy's iptables and conntrack, port-forward's
   # socat; gcc and libc6-dev compile the pause image; openssl signs the node's certificates;
   # ipset for the NetworkPolicy agent (devenv/cluster/policy.py)

@@ -137,6 +137,17 @@ build_kstatus() {
 }
 
 t0=$SECONDS
+if [ "${1:-}" = extras ]; then
+  # What `make test` and `make release` need beyond the cluster (`make demo` does not): the
+  # NetworkPolicy agent, the registry, the signer and the SBOM writer (~5 min the first time).
+  build_install kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+  build_install registry "$REGISTRY_VERSION" github.com/distribution/distribution/v3/cmd/registry
+  build_install cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign
+  build_install syft "$SYFT_VERSION" github.com/anchore/syft/cmd/syft "-X main.version=${SYFT_VERSION#v}"
+  say "extra tools ready in $((SECONDS - t0))s"
+  echo "$bin"
+  exit 0
+fi
 build_etcd
 build_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
 build_install kwokctl "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwokctl
@@ -155,11 +166,6 @@ build_install kube-score "$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/ku
 build_promtool
 build_kstatus
 build_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw
-build_install kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
-build_install registry "$REGISTRY_VERSION" github.com/distribution/distribution/v3/cmd/registry
-build_install cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign
-build_install syft "$SYFT_VERSION" github.com/anchore/syft/cmd/syft \
-  "-X main.version=${SYFT_VERSION#v}"
 build_kube
 say "all binaries ready in $((SECONDS - t0))s"
 echo "$bin"

@@ -103,20 +103,29 @@ class Binaries:
             syft=bin_dir / f"syft-{v['SYFT_VERSION']}",
         )
 
-    def all_present(self) -> bool:
-        return all(os.access(p, os.X_OK) for p in vars(self).values())
+    # Built only by `build(extras=True)` (`make test`, `make release`), not for `make demo`.
+    EXTRAS = ("kube_router", "registry", "cosign", "syft")
+
+    def all_present(self, extras: bool = False) -> bool:
+        wanted = [p for name, p in vars(self).items() if extras or name not in self.EXTRAS]
+        return all(os.access(p, os.X_OK) for p in wanted)
 
 
 # NodePorts (kube-apiserver and the policy agent agree on it): below kwokctl's control-plane ports.
 NODE_PORT_RANGE = "30000-32699"
 
 
-def build() -> Binaries:
-    """Build whatever is missing (build.sh prints its own progress); a no-op when cached."""
+def build(extras: bool = False) -> Binaries:
+    """Build whatever is missing (build.sh prints its own progress); a no-op when cached. With
+    `extras`, the tools of the policy, release and registry tests too (Binaries.EXTRAS)."""
     binaries = Binaries.in_cache()
     if not binaries.all_present():
         subprocess.run(["bash", str(HERE / "build.sh")], check=True, stdout=subprocess.DEVNULL)
-    if not binaries.all_present():
+    if extras and not binaries.all_present(extras=True):
+        subprocess.run(
+            ["bash", str(HERE / "build.sh"), "extras"], check=True, stdout=subprocess.DEVNULL
+        )
+    if not binaries.all_present(extras):
         raise RuntimeError(f"build.sh finished but binaries are missing under {cache_dir()}")
     return binaries
 
@@ -531,7 +540,7 @@ def status() -> str:
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "status"
     if command == "build":
-        build()
+        build(extras="--extras" in argv)
     elif command == "up":
         print(up())
     elif command == "down":
@@ -541,6 +550,9 @@ def main(argv: list[str]) -> int:
     elif command == "kubeconfig":
         print(kubeconfig_path())
     else:
-        print("usage: python -m devenv.cluster [build|up|down|status|kubeconfig]", file=sys.stderr)
+        print(
+            "usage: python -m devenv.cluster [build [--extras]|up|down|status|kubeconfig]",
+            file=sys.stderr,
+        )
         return 2
     return 0

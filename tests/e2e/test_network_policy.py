@@ -27,7 +27,7 @@ BOT_LABELS = {"app.kubernetes.io/name": "meetingbot-bot"}
 
 @pytest.fixture
 def enforced(kubeconfig: Path) -> Iterator[None]:
-    binaries = cluster.build()
+    binaries = cluster.build(extras=True)
     with policy.enforcing(
         binaries.kube_router, kubeconfig, cluster.node_root(), cluster.NODE_PORT_RANGE
     ):
