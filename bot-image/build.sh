@@ -50,9 +50,14 @@ secret=()
 ca=${EXTRA_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 [ -f "$ca" ] && secret=(--secret "id=ca,src=$ca")
 
+# IMAGE_LABELS: space-separated key=value labels (`make release`: the OCI version, revision
+# and source). They make a release's image its own, apart from a dev build of the same files.
+labels=()
+for label in ${IMAGE_LABELS:-}; do labels+=(--label "$label"); done
+
 say "podman build $IMAGE (base $BASE_IMAGE)"
 started=$SECONDS
-podman build --network=host --isolation=chroot --layers "${platform[@]}" \
+podman build --network=host --isolation=chroot --layers "${platform[@]}" "${labels[@]}" \
   --build-arg "BASE_IMAGE=$BASE_IMAGE" "${secret[@]}" \
   -f "$DOCKERFILE" -t "$IMAGE" . >&2
 say "built $IMAGE in $((SECONDS - started))s; size $(podman image inspect "$IMAGE" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}')"

@@ -88,13 +88,32 @@ class Tools:
         )
 
 
-def build_image(image: Image, platform: str, tag: str) -> None:
+def build_image(image: Image, platform: str, tag: str, version: str) -> None:
     say(f"{image.name}: building for {platform}")
+    # The OCI labels make the release's image distinct from a dev build of the same files
+    # (the same image ID under two names confuses a kubelet that records where an image was
+    # pulled from: a node that pulled it from a registry no longer counts a local import of it
+    # as present).
+    revision = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    labels = [
+        f"org.opencontainers.image.version={version}",
+        f"org.opencontainers.image.revision={revision or 'unknown'}",
+        f"org.opencontainers.image.title={image.name}",
+        "org.opencontainers.image.licenses=Apache-2.0",
+    ]
     subprocess.run(
         ["bash", str(ROOT / "bot-image" / "build.sh")],
         check=True,
         stdout=subprocess.DEVNULL,
-        env={**os.environ, "IMAGE": tag, "DOCKERFILE": image.dockerfile, "PLATFORM": platform},
+        env={
+            **os.environ,
+            "IMAGE": tag,
+            "DOCKERFILE": image.dockerfile,
+            "PLATFORM": platform,
+            "IMAGE_LABELS": " ".join(labels),
+        },
     )
 
 
@@ -108,7 +127,7 @@ def release_image(tools: Tools, image: Image, work: Path) -> dict[str, Any]:
     for platform in s.platforms:
         arch = platform.split("/")[1]
         tag = f"localhost/release/{image.name}:{s.version}-{arch}"
-        build_image(image, platform, tag)
+        build_image(image, platform, tag, s.version)
         tools.run("podman", "manifest", "add", local_list, f"containers-storage:{tag}")
         # The SBOM of exactly what is pushed: syft reads the image's layers from an OCI
         # archive (Debian's packages, the Python environment's distributions).

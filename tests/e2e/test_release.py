@@ -97,6 +97,16 @@ async def test_a_release_pushed_signed_and_installed_by_digest(
         forged = _verify("verify", other / "cosign.pub", ref)
         assert forged.returncode != 0, f"{ref} verified with a key that did not sign it"
 
+    # Each image says what it is (OCI labels), so no dev build shares its image ID.
+    for pushed in released["images"].values():
+        inspected = subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false",
+             f"docker://{pushed['repository']}@{pushed['platforms']['amd64']}"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        labels = json.loads(inspected.stdout)["Labels"]
+        assert labels["org.opencontainers.image.version"] == version
+
     # 2. Each platform's image carries its SBOM as a signed attestation, and the SBOM lists
     # what the image holds: Debian's Python and the operator's own Python dependencies.
     for name, pushed in released["images"].items():
