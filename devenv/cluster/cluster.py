@@ -182,6 +182,31 @@ def is_running() -> bool:
         return False
 
 
+def problem() -> str | None:
+    """What is wrong with the running cluster, in words (None when the API server is ready and
+    the real node is Ready): what a bench that broke it says before repairing it."""
+    if not is_running():
+        return "the API server does not answer /readyz"
+    if not node.running():
+        down = [n for n in node.PROCESSES if not node.process_alive(n)]
+        return f"the real node's processes exited: {', '.join(down)}"
+    ready = kubectl(
+        "get", "node", node.NODE_NAME,
+        "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+        check=False, timeout=10,
+    )  # fmt: skip
+    if ready.stdout.strip() != "True":
+        return f"the real node is not Ready ({ready.stdout.strip() or ready.stderr.strip()})"
+    return None
+
+
+def repair() -> None:
+    """Stop whatever is left and start the cluster again (a fresh control plane: the objects
+    of the broken one are gone, the cached binaries and images stay)."""
+    down()
+    up()
+
+
 KWOK_TAINT = "kwok.x-k8s.io/node=fake:NoSchedule"
 
 

@@ -461,12 +461,14 @@ def _has_image(image: str) -> bool:
 
 def running() -> bool:
     """Whether every process of the node is alive."""
-    for name in PROCESSES:
-        pidfile = RUN_DIR / f"{name}.pid"
-        try:
-            os.kill(int(pidfile.read_text()), 0)
-        except (OSError, ValueError):
-            return False
+    return all(process_alive(name) for name in PROCESSES)
+
+
+def process_alive(name: str) -> bool:
+    try:
+        os.kill(int((RUN_DIR / f"{name}.pid").read_text()), 0)
+    except (OSError, ValueError):
+        return False
     return True
 
 

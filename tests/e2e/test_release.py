@@ -18,7 +18,15 @@ import pytest
 
 from devenv.cluster import cluster, registry
 from devenv.operator_process import install_crds
-from tests.support.chart import RELEASE, ROOT, SYSTEM, helm, operator_pods, operator_pods_gone
+from tests.support.chart import (
+    RELEASE,
+    ROOT,
+    SYSTEM,
+    assert_self_test_passes,
+    helm,
+    operator_pods,
+    operator_pods_gone,
+)
 from tests.support.operator_fixtures import Kube
 
 PASSWORD = "a password of the user's"
@@ -34,18 +42,28 @@ def in_cluster_registry(kubeconfig: Path) -> Iterator[str]:
         registry.stop(address)
 
 
-def _cosign(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _cosign(
+    *args: str, check: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(cluster.Binaries.in_cache().cosign), *args],
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, "COSIGN_PASSWORD": PASSWORD},
+        cwd=cwd,
         check=False,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"cosign {args[0]} failed:\n{result.stderr}")
     return result
+
+
+def _key_pair(directory: Path) -> Path:
+    """A cosign key pair (cosign.key, encrypted with the password, and cosign.pub) in it."""
+    directory.mkdir()
+    _cosign("generate-key-pair", cwd=directory)
+    return directory
 
 
 def _verify(what: str, key: Path, ref: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -57,14 +75,7 @@ def _verify(what: str, key: Path, ref: str, *extra: str) -> subprocess.Completed
 async def test_a_release_pushed_signed_and_installed_by_digest(
     kube: Kube, tmp_path: Path, image: str, in_cluster_registry: str
 ) -> None:
-    # The user's key pair (cosign's own format, encrypted with their password).
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    subprocess.run(
-        [str(cluster.Binaries.in_cache().cosign), "generate-key-pair"],
-        cwd=keys, capture_output=True, timeout=60, check=True,
-        env={**os.environ, "COSIGN_PASSWORD": PASSWORD},
-    )  # fmt: skip
+    keys = _key_pair(tmp_path / "keys")  # the user's
     version = f"0.0.0-test.{uuid.uuid4().hex[:6]}"
     repository = f"{in_cluster_registry}/meetingbot"
     made = subprocess.run(
@@ -79,13 +90,7 @@ async def test_a_release_pushed_signed_and_installed_by_digest(
 
     # 1. Every image (its index and each platform's image) and the chart verify with the
     # user's public key, and with no other key.
-    other = tmp_path / "other"
-    other.mkdir()
-    subprocess.run(
-        [str(cluster.Binaries.in_cache().cosign), "generate-key-pair"],
-        cwd=other, capture_output=True, timeout=60, check=True,
-        env={**os.environ, "COSIGN_PASSWORD": PASSWORD},
-    )  # fmt: skip
+    other = _key_pair(tmp_path / "other")
     refs = [f"{released['chart']['repository']}@{released['chart']['digest']}"]
     for name, pushed in released["images"].items():
         assert pushed["repository"] == f"{repository}/{name}"
@@ -149,10 +154,7 @@ async def test_a_release_pushed_signed_and_installed_by_digest(
             assert pod.spec.containers[0].image == (
                 f"{operator_ref['repository']}@{operator_ref['digest']}"
             )
-        result = helm("test", RELEASE, "--namespace", SYSTEM, "--timeout", "6m", "--logs",
-                      check=False)  # fmt: skip
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "PASSED: the MeetingBot Succeeded (MeetingEnded)" in result.stdout
+        assert_self_test_passes()
     finally:
         helm("uninstall", RELEASE, "--namespace", SYSTEM, "--wait", check=False)
         await operator_pods_gone(kube)

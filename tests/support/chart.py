@@ -103,6 +103,33 @@ def render(tmp_path: Path, values: dict[str, Any]) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(rendered) if d]
 
 
+def sandbox_values(
+    watched: str, bot_image: str, operator_image: str, sim_image: str
+) -> dict[str, Any]:
+    """An install with the Zoom sandbox beside the operator, from the images on the node."""
+    repository, tag = operator_image.rsplit(":", 1)
+    sim_repository, sim_tag = sim_image.rsplit(":", 1)
+    return {
+        "watchNamespaces": [watched],
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "bot": {"image": bot_image},
+        "sandbox": {
+            "enabled": True,
+            "image": {"repository": sim_repository, "tag": sim_tag, "pullPolicy": "Never"},
+        },
+    }
+
+
+def assert_self_test_passes() -> None:
+    """`helm test`: a pod in the cluster drives the sandbox's admin API (an account, a
+    meeting), makes the account's Secrets, a ZoomAccount and a MeetingBot; a real bot joins;
+    the meeting ends; the bot Succeeded (meetingbot_operator.selftest)."""
+    result = helm("test", RELEASE, "--namespace", SYSTEM, "--timeout", "6m", "--logs",
+                  check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASSED: the MeetingBot Succeeded (MeetingEnded)" in result.stdout
+
+
 class Release:
     """A running install: the watched namespace, the simulator's in-cluster URL, its values."""
 
