@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 from meetingbot_operator.meetingbot.cache import BotCache, parse_pod
-from meetingbot_operator.meetingbot.observed import AttemptStarted
 
 
 def service() -> BotCache:
@@ -88,19 +86,3 @@ def test_only_a_bot_yet_to_start_is_unstarted() -> None:
         },
     )
     assert not bots.unstarted(("ns", "c"))  # an attempt in its status
-
-
-def test_a_start_awaiting_its_status_ranks_first_then_bots_yet_to_start() -> None:
-    """The work queue's line (meetingbot/workqueue.py): a bot whose Secret and Pod were just
-    made goes ahead, so its status (what `kubectl get mb` shows) follows its pod at once."""
-    bots = service()
-    body = {"metadata": {"name": "b", "namespace": "ns", "uid": "u", "resourceVersion": "1"}}
-    bots.observe_bot("ADDED", body)
-    assert bots.rank(("ns", "b")) == 1  # yet to start
-    record = bots.get(("ns", "b"))
-    assert record is not None
-    record.attempt_result = AttemptStarted(1, datetime.now(UTC))
-    bots.observe_pod("ADDED", pod("b-1", 1))
-    assert bots.rank(("ns", "b")) == 0  # started: its status write goes first
-    record.attempt_result = None  # the status was written
-    assert bots.rank(("ns", "b")) == 2

@@ -314,9 +314,9 @@ async def test_at_most_the_configured_passes_run_at_once_and_none_is_lost() -> N
     await queue.stop()
 
 
-async def test_bots_take_their_turn_by_rank_then_in_the_order_they_came() -> None:
-    """With every place taken: first the bots whose start awaits its status write, then those
-    that have not started, then the others, each rank in the order it came. None is lost."""
+async def test_bots_yet_to_start_take_their_turn_before_the_others() -> None:
+    """With every place taken, the waiting bots that have not started go first, in the order
+    they came; then the others, in theirs. None is lost."""
     order: list[str] = []
     release = asyncio.Event()
 
@@ -324,20 +324,17 @@ async def test_bots_take_their_turn_by_rank_then_in_the_order_they_came() -> Non
         await release.wait()
         order.append(key[1])
 
-    def rank(key: tuple[str, str]) -> int:
-        return 0 if key[1].startswith("started") else 1 if key[1].startswith("new") else 2
-
-    queue = WorkQueue(work, concurrency=1, rank=rank)
-    names = ("busy", "old1", "new1", "started1", "old2", "new2", "new3", "started2")
-    for name in names:
+    fresh = {"new1", "new2", "new3"}
+    queue = WorkQueue(work, concurrency=1, first=lambda key: key[1] in fresh)
+    for name in ("busy", "old1", "new1", "old2", "new2", "new3"):
         queue.trigger(("ns", name))
         await asyncio.sleep(0)
     release.set()
     for _ in range(100):
-        if len(order) == len(names):
+        if len(order) == 6:
             break
         await asyncio.sleep(0.01)
-    assert order == ["busy", "started1", "started2", "new1", "new2", "new3", "old1", "old2"]
+    assert order == ["busy", "new1", "new2", "new3", "old1", "old2"]
     await queue.stop()
 
 
@@ -346,7 +343,7 @@ async def test_a_waiter_cancelled_in_the_gate_passes_its_place_on() -> None:
     entered: list[str] = []
 
     async def hold(name: str, first: bool, until: asyncio.Event) -> None:
-        async with gate.turn(0 if first else 1):
+        async with gate.turn(first):
             entered.append(name)
             await until.wait()
 

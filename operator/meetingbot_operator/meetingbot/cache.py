@@ -60,14 +60,6 @@ class BotCache:
     def get(self, key: Key) -> BotRecord | None:
         return self.records.get(key)
 
-    def rank(self, key: Key) -> int:
-        """The bot's place in the work queue's line (meetingbot/workqueue.py): 0 when a start's
-        result awaits its status write, 1 when it has yet to start, 2 otherwise."""
-        record = self.records.get(key)
-        if record is not None and record.attempt_result is not None:
-            return 0
-        return 1 if self.unstarted(key) else 2
-
     def unstarted(self, key: Key) -> bool:
         """A bot whose first attempt has not been started: no attempt in its status, no pod
         seen, no start pending. Its next pass is likely the one that creates its children."""

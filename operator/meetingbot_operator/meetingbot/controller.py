@@ -102,7 +102,7 @@ class BotController:
         self.tokens = tokens
         self.post_event = post_event
         self.cache = BotCache()
-        self.queue = WorkQueue(self.reconcile, settings.concurrent_reconciles, self.cache.rank)
+        self.queue = WorkQueue(self.reconcile, settings.concurrent_reconciles, self.cache.unstarted)
         self.executor = AttemptExecutor(
             kube, accounts, identities, grants, settings, tokens, artifacts
         )

@@ -1,11 +1,9 @@
 """One reconcile at a time per bot, coalesced: a burst of triggers for one bot runs at most one
 pass now and one after it. Timers ask again later; the sweep asks about every bot.
 
-Passes take turns through a gate of `concurrency` places, by rank (cache.BotCache.rank): first
-the bots whose start awaits its status write (what the user sees follows the pod at once, as
-the baseline writes a bot's status right after its pod), then the bots yet to start (in a burst
-the passes that create a bot's Secret and Pod do not wait behind status-only passes), then the
-rest (pod events of bots already running), which can wait."""
+Passes take turns through a gate of `concurrency` places, and a bot that has yet to start
+goes ahead of the others: in a burst, the passes that create a bot's Secret and Pod do not
+wait behind status-only passes (the pod events of bots already started), which can wait."""
 
 from __future__ import annotations
 
@@ -35,22 +33,23 @@ class _Slot:
 
 
 class PriorityGate:
-    """At most `places` holders at once; a waiter of a lower rank is let in before every waiter
-    of a higher one, and waiters of one rank are let in in the order they came."""
+    """At most `places` holders at once; a waiter asking with `first=True` is let in before
+    every waiter that did not, and waiters of one kind are let in in the order they came."""
 
-    def __init__(self, places: int, ranks: int = 2) -> None:
+    def __init__(self, places: int) -> None:
         self._free = places
-        self._waiting: tuple[deque[asyncio.Future[None]], ...] = tuple(
-            deque() for _ in range(ranks)
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(),
+            deque(),
         )
 
     @contextlib.asynccontextmanager
-    async def turn(self, rank: int = 0) -> AsyncIterator[None]:
+    async def turn(self, first: bool = False) -> AsyncIterator[None]:
         if self._free > 0 and not any(self._waiting):
             self._free -= 1
         else:
             waiter = asyncio.get_running_loop().create_future()
-            line = self._waiting[min(rank, len(self._waiting) - 1)]
+            line = self._waiting[0 if first else 1]
             line.append(waiter)
             try:
                 await waiter  # the place is handed over by the holder that leaves
@@ -81,17 +80,16 @@ class WorkQueue:
         self,
         work: Callable[[Key], Awaitable[None]],
         concurrency: int,
-        rank: Callable[[Key], int] = lambda _: 0,
-        ranks: int = 3,
+        first: Callable[[Key], bool] = lambda _: False,
     ) -> None:
-        """`rank(key)`: the bot's place in line, 0 first (see the module)."""
+        """`first(key)`: whether the bot's pass goes ahead of the others (see the module)."""
         self._work = work
-        self._rank = rank
+        self._first = first
         self._slots: dict[Key, _Slot] = {}
         # At most this many passes at once: in a burst of 1000 bots, the others wait with
         # nothing built yet (no bodies, no models), instead of all holding theirs while the
         # connection pool sends a hundred at a time.
-        self._passes = PriorityGate(concurrency, ranks)
+        self._passes = PriorityGate(concurrency)
 
     def trigger(self, key: Key) -> None:
         slot = self._slots.setdefault(key, _Slot())
@@ -138,7 +136,7 @@ class WorkQueue:
     async def _run(self, key: Key) -> None:
         slot = self._slots.get(key)
         while slot is not None and slot.dirty:
-            async with self._passes.turn(self._rank(key)):
+            async with self._passes.turn(self._first(key)):
                 slot.dirty = False  # triggers while waiting for a turn are this pass
                 try:
                     await self._work(key)
