@@ -465,11 +465,14 @@ def running() -> bool:
 
 
 def process_alive(name: str) -> bool:
+    """Whether the node's process `name` runs: a killed one nobody reaped yet (a zombie, as
+    here where the process that started it has exited) does not."""
     try:
-        os.kill(int((RUN_DIR / f"{name}.pid").read_text()), 0)
+        pid = int((RUN_DIR / f"{name}.pid").read_text())
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except (OSError, ValueError):
         return False
-    return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def kill_container(container_id: str, signal_name: str = "SIGKILL") -> None:
