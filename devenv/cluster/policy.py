@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -108,6 +109,8 @@ def _remove_rules() -> None:
         _iptables("-F", chain)
     for chain in ours:
         _iptables("-X", chain)
+    if shutil.which("ipset") is None:
+        return  # never installed: kube-router cannot have run here
     listed = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True, check=False)
     for name in listed.stdout.split():
         if name.startswith(_IPSET_PREFIXES):
