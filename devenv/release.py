@@ -103,9 +103,9 @@ def build_image(image: Image, platform: str, tag: str, version: str) -> None:
         f"org.opencontainers.image.title={image.name}",
         "org.opencontainers.image.licenses=Apache-2.0",
     ]
-    subprocess.run(
+    built = subprocess.run(
         ["bash", str(ROOT / "bot-image" / "build.sh")],
-        check=True,
+        check=False,
         stdout=subprocess.DEVNULL,
         env={
             **os.environ,
@@ -115,6 +115,8 @@ def build_image(image: Image, platform: str, tag: str, version: str) -> None:
             "IMAGE_LABELS": " ".join(labels),
         },
     )
+    if built.returncode != 0:  # podman's own output, above, says why
+        raise SystemExit(f"release: building {image.name} for {platform} failed")
 
 
 def release_image(tools: Tools, image: Image, work: Path) -> dict[str, Any]:
