@@ -23,8 +23,10 @@ from devenv.zoomsim.state import (
     ZAK_CUSTCREATE_DEFAULT_TTL,
     ZAK_DEFAULT_TTL,
     AccessGrant,
+    Account,
     Meeting,
     RateWindow,
+    User,
     World,
 )
 
@@ -227,6 +229,14 @@ async def zoom_headers(
 # --- /v2 ---------------------------------------------------------------------------------
 
 
+def path_user(account: Account, request: web.Request) -> User | web.Response:
+    """The account's user the path names (`{userId}`: an id, an email or `me`), or Zoom's 404."""
+    user = account.find_user(request.match_info["user_id"])
+    if user is None:
+        return zoom_error(404, 1001, f"User does not exist: {request.match_info['user_id']}.")
+    return user
+
+
 async def user_token(request: web.Request) -> web.Response:
     kind = request.query.get("type", "")
     if kind == "onbehalf":
@@ -239,9 +249,9 @@ async def user_token(request: web.Request) -> web.Response:
         return zoom_error(400, 300, f"Invalid token type: {kind or 'missing'}.")
     world = gate.world
     account = world.accounts[grant.account_id]
-    user = account.find_user(request.match_info["user_id"])
-    if user is None:
-        return zoom_error(404, 1001, f"User does not exist: {request.match_info['user_id']}.")
+    user = path_user(account, request)
+    if isinstance(user, web.Response):
+        return user
     if user.status != "active":
         # Not documented by Zoom (docs/zoom.md, ZAK); the message names the user's state.
         return zoom_error(400, 1120, f"User is {user.status} and cannot get a token.")
@@ -274,9 +284,9 @@ async def get_user(request: web.Request) -> web.Response:
     grant = await gate.open(USER_READ_SCOPES)
     if isinstance(grant, web.Response):
         return grant
-    user = gate.world.accounts[grant.account_id].find_user(request.match_info["user_id"])
-    if user is None:
-        return zoom_error(404, 1001, f"User does not exist: {request.match_info['user_id']}.")
+    user = path_user(gate.world.accounts[grant.account_id], request)
+    if isinstance(user, web.Response):
+        return user
     if user.status == "pending":
         # As Zoom documents: only id and created_at (the time of the call) for a pending user.
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -291,9 +301,9 @@ async def upload_picture(request: web.Request) -> web.Response:
     grant = await gate.open(PICTURE_SCOPES)
     if isinstance(grant, web.Response):
         return grant
-    user = gate.world.accounts[grant.account_id].find_user(request.match_info["user_id"])
-    if user is None:
-        return zoom_error(404, 1001, f"User does not exist: {request.match_info['user_id']}.")
+    user = path_user(gate.world.accounts[grant.account_id], request)
+    if isinstance(user, web.Response):
+        return user
     if not request.content_type.startswith("multipart/form-data"):
         return zoom_error(400, 300, "Request Body should be a valid multipart/form-data.")
     form = await request.post()
@@ -412,9 +422,9 @@ async def delete_user(request: web.Request) -> web.Response:
     if isinstance(grant, web.Response):
         return grant
     account = gate.world.accounts[grant.account_id]
-    user = account.find_user(request.match_info["user_id"])
-    if user is None:
-        return zoom_error(404, 1001, f"User does not exist: {request.match_info['user_id']}.")
+    user = path_user(account, request)
+    if isinstance(user, web.Response):
+        return user
     if request.query.get("action", "disassociate") not in ("disassociate", "delete"):
         return zoom_error(400, 300, "Invalid action.")
     gate.world.delete_user(account, user)
