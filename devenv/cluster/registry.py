@@ -7,6 +7,7 @@ plain HTTP: the release test's registry (tests/e2e/test_release.py), not the pro
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -34,8 +35,7 @@ def image(binary: Path, version: str) -> str:
     tag = f"localhost/meetingbot-registry:{version}"
     with tempfile.TemporaryDirectory() as tmp:
         context = Path(tmp)
-        (context / "registry").write_bytes(binary.read_bytes())
-        (context / "registry").chmod(0o755)
+        shutil.copy2(binary, context / "registry")
         (context / "config.yml").write_text(_CONFIG)
         (context / "Containerfile").write_text(
             "FROM scratch\n"
