@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -34,6 +35,7 @@ from tests.support.chart import (
 from tests.support.operator_fixtures import MERGE_PATCH, Bots, Kube, account_ready
 from tests.support.operator_fixtures import zoom_account as zoom_account_in
 from tests.support.scripted_bot import ScriptedBot
+from tests.support.shards import namespaces_for_each_shard
 from tests.support.stream_receiver import StreamReceiver
 from tests.support.webhook_receiver import WEBHOOK_SECRET, Receiver
 
@@ -123,6 +125,18 @@ async def ha_namespace(kube: Kube) -> AsyncIterator[str]:
     await kube.core.create_namespace({"metadata": {"name": name}})
     yield name
     await kube.core.delete_namespace(name)
+
+
+@pytest.fixture
+async def shard_namespaces(kube: Kube, ha_namespace: str) -> AsyncIterator[list[str]]:
+    """Names of one namespace per shard of tests/support/shards.py (shard i's at i), under
+    `ha_namespace-` (not made here: the test makes each with its account), deleted after."""
+    install_crds()
+    names = namespaces_for_each_shard(ha_namespace)
+    yield names
+    for name in names:
+        with contextlib.suppress(ApiException):
+            await kube.core.delete_namespace(name)
 
 
 @pytest.fixture(scope="session")

@@ -77,6 +77,8 @@ class Reason(StrEnum):
     # spec.artifacts names an S3 endpoint the operator does not allow (storage_endpoints).
     STORAGE_ENDPOINT_NOT_ALLOWED = "StorageEndpointNotAllowed"
     STREAM_ENDPOINT_NOT_ALLOWED = "StreamEndpointNotAllowed"
+    # A MeetingStream met an operator running more than one shard (it serves none).
+    SHARDED_OPERATOR = "ShardedOperator"
     IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     SPEC_INVALID = "SpecInvalid"
     # Creating the bot's children
@@ -135,6 +137,7 @@ TRANSIENT: dict[Reason, bool] = {
     Reason.HOST_ABSENT: False,
     Reason.STORAGE_ENDPOINT_NOT_ALLOWED: False,
     Reason.STREAM_ENDPOINT_NOT_ALLOWED: False,
+    Reason.SHARDED_OPERATOR: False,
     Reason.WAITING_ROOM_TIMEOUT: False,
     Reason.NO_ONE_JOINED: False,
     Reason.REMOVED_BY_HOST: False,

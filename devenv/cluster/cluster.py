@@ -455,6 +455,8 @@ def load_image(image: str) -> None:
 AUDITED_GROUPS = (
     "system:serviceaccounts:meetingbot-system",
     "system:serviceaccounts:meetingbot-test",
+    # The shard tests' replicas, each its own service account (tests/support/shards.py).
+    "system:serviceaccounts:meetingbot-shards",
 )
 
 
@@ -465,6 +467,10 @@ def _audit_policy() -> Path:
         "kind: Policy\n"
         "omitStages: [RequestReceived]\n"
         "rules:\n"
+        # The shard tests read who held each shard's Lease from its writes' bodies.
+        "  - level: Request\n"
+        "    userGroups: ['system:serviceaccounts:meetingbot-shards']\n"
+        "    resources: [{group: coordination.k8s.io, resources: [leases]}]\n"
         f"  - level: Metadata\n    userGroups: [{', '.join(map(repr, AUDITED_GROUPS))}]\n"
         "  - level: None\n"
     )

@@ -39,7 +39,8 @@ def main() -> None:
 
     identity = settings.pod_name or f"{socket.gethostname()}-{os.getpid()}"
     options: dict[str, Any] = {
-        # One active replica: alone, or the leader (ha/election.py); never kopf's peering.
+        # One active replica per shard: alone, or the leader (ha/election.py); never kopf's
+        # peering.
         "standalone": True,
         "clusterwide": not settings.namespaces,
         "namespaces": settings.namespaces,
@@ -50,6 +51,7 @@ def main() -> None:
     }
     if not settings.leader_election:
         metrics.LEADER.set(1)
+        metrics.SHARD_LEADER.labels("0").set(1)
         kopf.run(**options)
         return
     sys.exit(asyncio.run(election.run(settings, identity, options)))

@@ -12,6 +12,8 @@ from typing import Any
 
 from meetingbot_operator import metrics
 from meetingbot_operator.artifacts.service import ArtifactService
+from meetingbot_operator.ha.routing import Router
+from meetingbot_operator.ha.shards import ShardSet
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.keys import LoadedKey, ReportTokens, load_key
 from meetingbot_operator.kube.client import ApiError, KubeClient
@@ -39,9 +41,14 @@ ACCOUNT_TICK = 5.0
 
 
 class Operator:
-    def __init__(self, settings: Settings, kube: Kube, tokens: ReportTokens) -> None:
+    def __init__(
+        self, settings: Settings, kube: Kube, tokens: ReportTokens, shards: ShardSet | None = None
+    ) -> None:
         self.settings = settings
         self.kube = kube
+        # The shards this process leads (ha/shards.py): every watch event outside them is
+        # dropped before any service sees it, so each service knows only its shards' objects.
+        self.shards = shards or ShardSet()
         # One owner of who holds which service user and of the shared ZAKs (identities/).
         self.identities = Identities(settings.user_recheck_seconds)
         self.accounts = AccountService(
@@ -99,6 +106,7 @@ class Operator:
             settings.rtms_servers,
             self.stream_webhooks,
             stream_endpoints=settings.webhook_endpoints,
+            sharded=self.shards.sharded,
         )
         # One owner of which stream worker receives which stream, and of the streams' files.
         self.stream_workers = WorkerDesk(kube, self.streams, settings)
@@ -113,21 +121,33 @@ class Operator:
         self.secret_watch = SecretWatch(kube, settings.namespaces, self.accounts.secret_changed)
 
     @classmethod
-    async def start(cls, settings: Settings, key: LoadedKey | None = None) -> Operator:
-        """Build and start everything; `key` is the report key if the election loaded it."""
+    async def start(
+        cls,
+        settings: Settings,
+        key: LoadedKey | None = None,
+        shards: ShardSet | None = None,
+        router: Router | None = None,
+    ) -> Operator:
+        """Build and start everything; `key` is the report key if the election loaded it,
+        `shards` what it leads and `router` where requests for the other shards go."""
         kube = Kube(KubeClient.connect())
         tokens = ReportTokens(key.value if key else await load_key(settings, kube))
-        runtime = cls(settings, kube, tokens)
-        if not any(c in "".join(settings.namespaces) for c in "*?[!"):
-            # (Namespace patterns: no list of our own; a report may then meet a 401 early on.)
-            try:
-                keys = await kube.meetingbot_keys(settings.namespaces)
-            except ApiError as error:  # e.g. the CRDs not installed yet: kopf says more
-                log.warning("cannot list MeetingBots", extra={"error": error.message})
-                keys = set()
-            runtime.bots.expect(
-                keys, patience=settings.report_interval_seconds * settings.unresponsive_intervals
+        runtime = cls(settings, kube, tokens, shards)
+        # The bots that exist now: reports from them get 503 (retry), not 401, until the watch
+        # has shown them. With namespace patterns, every namespace's are listed (cluster-wide,
+        # as kopf watches then): one outside the patterns never shows and is forgotten after
+        # the patience.
+        try:
+            keys = await kube.meetingbot_keys(
+                settings.namespaces if settings.exact_namespaces else []
             )
+        except ApiError as error:  # e.g. the CRDs not installed yet: kopf says more
+            log.warning("cannot list MeetingBots", extra={"error": error.message})
+            keys = set()
+        runtime.bots.expect(
+            {k for k in keys if runtime.owns(k[0])},
+            patience=settings.report_interval_seconds * settings.unresponsive_intervals,
+        )
         report_app = reports.make_app(
             runtime.bots.tokens,
             runtime.bots.identity,
@@ -136,6 +156,9 @@ class Operator:
             runtime.artifacts,
         )
         report_app.add_routes(worker_routes.routes(runtime.stream_workers))
+        if router is not None and runtime.shards.sharded:
+            # What belongs to another shard goes to its leader (ha/routing.py).
+            report_app.middlewares.append(router.middleware("report"))
         await runtime._servers.serve(report_app, settings.report_host, settings.report_port)
         await runtime._servers.serve(metrics.app(), settings.report_host, settings.metrics_port)
         if settings.oauth_port:
@@ -145,6 +168,8 @@ class Operator:
                 zoom_webhooks.endpoint("/zoom/rtms", runtime.streams.notice, "RTMS"),
                 zoom_webhooks.endpoint("/zoom/meetings", runtime.meeting_notices.notice, "meeting"),
             ])  # fmt: skip
+            if router is not None and runtime.shards.sharded:
+                app.middlewares.append(router.middleware("oauth"))
             await runtime._servers.serve(app, settings.report_host, settings.oauth_port)
         metrics.REGISTRY.register(runtime._collector)
         runtime._sweeper = asyncio.create_task(runtime._sweep(), name="sweep")
@@ -174,6 +199,10 @@ class Operator:
         await self.stream_webhooks.close()
         await self.events.close()
         await self.kube.close()
+
+    def owns(self, namespace: str) -> bool:
+        """Whether this process leads the shard of `namespace` (always, unsharded)."""
+        return self.shards.owns(namespace)
 
     async def _account_changed(self, namespace: str, name: str) -> None:
         for key in self.bots.bots_of_account(namespace, name):

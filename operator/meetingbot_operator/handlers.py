@@ -63,10 +63,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # new leader past its memory limit.
     settings.watching.chunk_size = 100
     config = Settings()
-    if config.namespaces and not any(c in "".join(config.namespaces) for c in "*?[!"):
+    if config.exact_namespaces:
         # Exact namespaces: nothing to discover, so no cluster-wide RBAC (namespaces, CRDs).
         settings.scanning.disabled = True
-    memo.runtime = await Operator.start(config, memo.get("report_key"))
+    memo.runtime = await Operator.start(
+        config, memo.get("report_key"), memo.get("shards"), memo.get("router")
+    )
 
 
 @kopf.on.cleanup()
@@ -85,32 +87,51 @@ async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     return health(memo.runtime)
 
 
+def _ours(event: kopf.RawEvent, memo: kopf.Memo) -> bool:
+    """Whether the object is in a shard this process leads (always, unsharded): the others'
+    events are dropped here, before anything is decoded into a model or kept."""
+    namespace = (event["object"].get("metadata") or {}).get("namespace", "")
+    return bool(memo.runtime.owns(namespace))
+
+
 @kopf.on.event(GROUP, VERSION, "meetingbots")
 async def meetingbot_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    if not _ours(event, memo):
+        return
     memo.runtime.bots.observe_bot(event["type"] or "ADDED", dict(event["object"]))
     memo.runtime.schedules.bot_changed(event["object"])
 
 
 @kopf.on.event(GROUP, VERSION, "zoomaccounts")
 async def zoomaccount_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    if not _ours(event, memo):
+        return
     await memo.runtime.accounts.observe(event["type"] or "ADDED", dict(event["object"]))
 
 
 @kopf.on.event(GROUP, VERSION, "zoomusergrants")
 async def zoomusergrant_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    if not _ours(event, memo):
+        return
     await memo.runtime.grants.observe(event["type"] or "ADDED", dict(event["object"]))
 
 
 @kopf.on.event(GROUP, VERSION, "meetingstreams")
 async def meetingstream_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    if not _ours(event, memo):
+        return
     memo.runtime.streams.observe(event["type"] or "ADDED", dict(event["object"]))
 
 
 @kopf.on.event(GROUP, VERSION, "meetingbotschedules")
 async def meetingbotschedule_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    if not _ours(event, memo):
+        return
     memo.runtime.schedules.observe(event["type"] or "ADDED", dict(event["object"]))
 
 
 @kopf.on.event("", "v1", "pods", labels={BOT_LABEL: kopf.PRESENT})
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    if not _ours(event, memo):
+        return
     memo.runtime.bots.observe_pod(event["type"] or "ADDED", dict(event["object"]))

@@ -102,8 +102,15 @@ REPORTS = Counter(
 )
 LEADER = Gauge(
     "meetingbot_leader",
-    "1 on the replica that leads (holds the Lease and acts), 0 on a standby; one replica "
+    "1 on a replica that leads (holds a shard's Lease and acts), 0 on a standby; one replica "
     "without leader election always leads.",
+    registry=REGISTRY,
+)
+SHARD_LEADER = Gauge(
+    "meetingbot_shard_leader",
+    "1 for each shard this replica leads, 0 for the others (one shard unless "
+    "operator.shards is set; every shard should be led by exactly one replica).",
+    ["shard"],
     registry=REGISTRY,
 )
 FINISHED = Counter(

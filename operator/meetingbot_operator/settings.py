@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     # Scope: empty means every namespace (cluster-wide RBAC needed).
     namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    @property
+    def exact_namespaces(self) -> bool:
+        """Namespaces listed by name (none of kopf's glob patterns): watched and listed one
+        by one, with no cluster-wide RBAC. False for none (every namespace) too."""
+        return bool(self.namespaces) and not any(c in "".join(self.namespaces) for c in "*?[!")
+
     # The report endpoint: where it listens, and the URL bot pods use to reach it.
     report_host: str = "0.0.0.0"  # noqa: S104 - bots in other pods must reach it
     report_port: int = 8081
@@ -43,6 +49,9 @@ class Settings(BaseSettings):
     lease_duration_seconds: int = Field(15, ge=2, le=300)
     lease_renew_deadline_seconds: float = Field(10.0, gt=0)
     lease_retry_seconds: float = Field(2.0, gt=0)
+    # Shards (ha/shards.py): the namespaces split by a hash into this many shards, each led
+    # by one replica on a Lease of its own. More than one needs leader election.
+    shards: int = Field(1, ge=1, le=64)
     # This replica's name in the Lease (the chart: the pod's name) and the address the others
     # reach its report and OAuth ports at (the chart: the pod's IP).
     pod_name: str = ""
@@ -178,6 +187,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _lease_timing(self) -> Settings:
+        if self.shards > 1 and not self.leader_election:
+            raise ValueError("shards > 1 needs leader election: each shard is led on a Lease")
         if self.leader_election:
             if not self.pod_namespace:
                 raise ValueError("leader election needs MEETINGBOT_POD_NAMESPACE (the Lease's)")

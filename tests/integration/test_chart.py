@@ -163,6 +163,12 @@ def test_schema_rejects_bad_values(tmp_path: Path) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({"replicaCount": 2, "leaderElection": {"enabled": False}}, "needs leaderElection"),
         ({"replicaCount": -1}, "replicaCount"),
+        ({"leaderElection": {"shards": 0}}, "shards"),
+        ({"leaderElection": {"shards": 3}}, "serves no MeetingStreams"),
+        (
+            {"replicaCount": 1, "leaderElection": {"enabled": False, "shards": 2}},
+            "each shard is led on a Lease",
+        ),
         ({"bot": {"graceSeconds": 1}}, "graceSeconds"),
         ({"unknown": 1}, "unknown"),
     ]
@@ -171,6 +177,22 @@ def test_schema_rejects_bad_values(tmp_path: Path) -> None:
             "template", RELEASE, str(CHART), "-f", values_file(tmp_path, bad), check=False
         )
         assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_shards_reach_the_operator_and_its_alerts(tmp_path: Path) -> None:
+    values = {"leaderElection": {"shards": 3}, "streamWorkers": {"enabled": False},
+              "replicaCount": 4, "metrics": {"prometheusRule": {"enabled": True}}}  # fmt: skip
+    rendered = helm("template", RELEASE, str(CHART), "-f", values_file(tmp_path, values)).stdout
+    documents = [d for d in yaml.safe_load_all(rendered) if d]
+    [deployment] = [d for d in documents if d["kind"] == "Deployment"]
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["MEETINGBOT_SHARDS"] == "3"
+    [rule] = [d for d in documents if d["kind"] == "PrometheusRule"]
+    exprs = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert exprs["MeetingBotOperatorWithoutLeader"].endswith("< 3")
 
 
 def test_the_crds_are_the_charts_only_when_asked_and_kept_on_uninstall(tmp_path: Path) -> None:

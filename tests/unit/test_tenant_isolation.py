@@ -28,7 +28,9 @@ from meetingbot_api import MeetingBot, ZoomUserGrant
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
 from meetingbot_operator.ha.lease import Holder
-from meetingbot_operator.ha.standby import Standby, signed_endpoints
+from meetingbot_operator.ha.routing import Router, signed_endpoints
+from meetingbot_operator.ha.shards import ShardSet
+from meetingbot_operator.ha.standby import Standby
 from meetingbot_operator.identities.pool import UserView
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.kube.client import (
@@ -392,18 +394,6 @@ def test_service_user_series_are_removed_with_their_users_and_accounts() -> None
 # --- the standby forwards only to its release's leader ------------------------------------
 
 
-class FakeLease:
-    """The Lease as a standby last read it (leader.Lease's seam)."""
-
-    identity = "standby"
-
-    def __init__(self, endpoints: dict[str, str]) -> None:
-        self.holder = Holder("leader", endpoints)
-
-    def current_holder(self) -> Holder:
-        return self.holder
-
-
 @pytest.mark.parametrize(
     ("signed_with", "forwarded"),
     [("the-release-key", True), (None, False), ("another-key", False)],
@@ -427,7 +417,14 @@ async def test_a_standby_forwards_only_to_endpoints_its_release_signed(
         published = {"report": base}
         if signed_with is not None:
             published = signed_endpoints(SecretStr(signed_with), published)
-        standby = Standby(Settings(), FakeLease(published), SecretStr("the-release-key"))  # type: ignore[arg-type]
+        # The Lease as a standby last read it: held by "leader", with what it published.
+        router = Router(
+            ShardSet(1, frozenset()),
+            lambda _: Holder("leader", published),
+            "standby",
+            SecretStr("the-release-key"),
+        )
+        standby = Standby(Settings(), router)
         front = web.Application()
         front.router.add_post("/{tail:.*}", standby._report)
         try:
@@ -439,6 +436,7 @@ async def test_a_standby_forwards_only_to_endpoints_its_release_signed(
                 )
         finally:
             await standby.stop()
+            await router.close()
     assert answer.status_code == (202 if forwarded else 503)
     assert received == (["Bearer the-bots-token"] if forwarded else [])
 

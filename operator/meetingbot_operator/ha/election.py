@@ -1,17 +1,23 @@
-"""A replica's life under leader election: standby until it holds the Lease, then the
-operator (kopf) until a shutdown or the loss of the Lease.
+"""A replica's life under leader election: standby until it leads a shard, then the operator
+(kopf) for the shards it leads, until a shutdown, a change of shards, or a lost Lease.
 
-A cold standby on purpose: it keeps no watches and no cache, so two replicas never both act,
-and memory is spent once. A new leader rebuilds what it knows from the watches, as any
-restart does (the state lives in the objects). Losing the Lease stops the operator and exits
-with 1: the kubelet restarts the container, which comes back as a standby (client-go's
-controllers do the same).
+With one shard (the default) this is one leader and cold standbys. With N shards
+(ha/shard_election.py) each replica leads the shards assigned to it and stands by for the rest.
+
+A cold standby on purpose: it keeps no watches and no cache, so two replicas never both act
+on a shard, and memory is spent once. A replica whose shards change (another replica came or
+went) stops its operator, gives up what is no longer its own, takes what is, and starts again:
+what it knows is rebuilt from the watches, as any restart does (the state lives in the
+objects), and nothing it gives up is acted on after its Lease is released. Losing a Lease stops
+the operator and exits with 1: the kubelet restarts the container, which comes back as a
+standby (client-go's controllers do the same).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import signal
 from typing import Any
@@ -20,14 +26,23 @@ import kopf
 from pydantic import SecretStr
 
 from meetingbot_operator import keys, metrics
-from meetingbot_operator.ha.lease import Lease, LeaseTiming
-from meetingbot_operator.ha.standby import Standby, signed_endpoints
+from meetingbot_operator.ha.lease import LeadershipLost, LeaseTiming
+from meetingbot_operator.ha.routing import Router, signed_endpoints
+from meetingbot_operator.ha.shard_election import ShardElector
+from meetingbot_operator.ha.shards import ShardSet
+from meetingbot_operator.ha.standby import Standby
 from meetingbot_operator.kube.client import KubeClient
 from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Ended(enum.Enum):
+    SHUTDOWN = "shutdown"  # a signal: everything given up, exit 0
+    LOST = "lost"  # a Lease lost: exit 1
+    MOVED = "moved"  # the shards this replica should lead changed: stand by, start again
 
 
 def endpoints(settings: Settings) -> dict[str, str]:
@@ -39,7 +54,7 @@ def endpoints(settings: Settings) -> dict[str, str]:
 
 
 async def run(settings: Settings, identity: str, kopf_options: dict[str, Any]) -> int:
-    """The process's exit code: 0 after a shutdown, 1 after the Lease was lost."""
+    """The process's exit code: 0 after a shutdown, 1 after a Lease was lost."""
     api = KubeClient.connect()
     timing = LeaseTiming(
         duration=settings.lease_duration_seconds,
@@ -47,75 +62,131 @@ async def run(settings: Settings, identity: str, kopf_options: dict[str, Any]) -
         retry=settings.lease_retry_seconds,
     )
     # The report key the release's replicas share signs the endpoints this replica publishes
-    # when it leads: standbys forward bots' tokens to nowhere else (ha/standby.py).
+    # when it leads: the others forward bots' tokens to nowhere else (ha/routing.py).
     key = await keys.load_key(settings, Kube(api))
-    lease = Lease(
+    elector = ShardElector(
         api, settings.pod_namespace, settings.leader_lease_name, identity,
-        signed_endpoints(key, endpoints(settings)), timing,
+        signed_endpoints(key, endpoints(settings)), timing, settings.shards,
     )  # fmt: skip
+    shards = ShardSet(settings.shards, frozenset())
+    router = Router(shards, elector.holder, identity, key)
+    for shard in range(settings.shards):
+        metrics.SHARD_LEADER.labels(str(shard)).set(0)
     try:
-        if not await _wait_for_leadership(settings, lease, key):
-            return 0
-        return await _lead(lease, kopf_options, keys.LoadedKey(key))
+        while True:
+            try:
+                if not await _stand_by(settings, elector, router):
+                    await elector.leave()
+                    return 0
+            except LeadershipLost as lost:
+                log.error("lost a shard while standing by: %s; exiting", lost)
+                return 1
+            shards.held = frozenset(elector.held)
+            ended = await _lead(settings, elector, shards, router, kopf_options, key)
+            if ended is Ended.LOST:
+                return 1
+            if ended is Ended.SHUTDOWN:
+                return 0
     finally:
+        metrics.LEADER.set(0)
+        await router.close()
         await api.close()
 
 
-async def _wait_for_leadership(settings: Settings, lease: Lease, key: SecretStr | None) -> bool:
-    """Serve as a standby until the Lease is ours (True) or a signal says stop (False)."""
+async def _stand_by(settings: Settings, elector: ShardElector, router: Router) -> bool:
+    """Serve as a standby (forwarding to the shards' leaders) until this replica leads a shard
+    (True) or a signal says stop (False). The shards it still holds are renewed meanwhile."""
     metrics.LEADER.set(0)
-    standby = Standby(settings, lease, key)
+    standby = Standby(settings, router)
     await standby.start()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in SIGNALS:
         loop.add_signal_handler(sig, stopping.set)
-    acquiring = asyncio.create_task(lease.acquire(), name="acquire the Lease")
-    told_to_stop = asyncio.create_task(stopping.wait())
-    log.info("standing by", extra={"lease": lease.name, "identity": lease.identity})
+    log.info("standing by", extra={"lease": elector.base, "identity": elector.identity})
     try:
-        await asyncio.wait({acquiring, told_to_stop}, return_when=asyncio.FIRST_COMPLETED)
+        while not stopping.is_set():
+            wanted = await elector.look()
+            await elector.release(elector.held - wanted)
+            await elector.acquire(wanted - elector.held)
+            if elector.held:
+                return not stopping.is_set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), elector.timing.retry)
+        return False
     finally:
         for sig in SIGNALS:
             loop.remove_signal_handler(sig)  # kopf installs its own
-        for task in (acquiring, told_to_stop):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         await standby.stop()
-    acquired = acquiring.done() and not acquiring.cancelled() and acquiring.exception() is None
-    if acquired and stopping.is_set():  # both at once: the signal wins
-        await lease.release()
-        return False
-    return acquired
 
 
-async def _lead(lease: Lease, kopf_options: dict[str, Any], key: keys.LoadedKey) -> int:
+async def _lead(
+    settings: Settings,
+    elector: ShardElector,
+    shards: ShardSet,
+    router: Router,
+    kopf_options: dict[str, Any],
+    key: SecretStr | None,
+) -> Ended:
     metrics.LEADER.set(1)
+    for shard in shards.held:
+        metrics.SHARD_LEADER.labels(str(shard)).set(1)
     stop = asyncio.Event()
-    holding = asyncio.create_task(lease.hold(), name="renew the Lease")
-    holding.add_done_callback(lambda _: stop.set())
+    moved = asyncio.Event()
+    watching = asyncio.create_task(_watch(elector, moved), name="renew the shards' Leases")
+    watching.add_done_callback(lambda _: stop.set())
+    log.info("leading", extra={"shards": sorted(shards.held), "identity": elector.identity})
 
     async def step_down() -> None:
         """Called by the cleanup handler once the operator has stopped acting (its watches
-        are closed, its runtime stopped): the next replica may start now, without waiting
-        for kopf's grace period for leftover tasks (5 s)."""
+        are closed, its runtime stopped): what this replica gives up may be taken now, without
+        waiting for kopf's grace period for leftover tasks (5 s)."""
         metrics.LEADER.set(0)
-        if holding.done():
-            return  # lost: not ours to release
-        holding.cancel()
+        for shard in shards.held:
+            metrics.SHARD_LEADER.labels(str(shard)).set(0)
+        if watching.done():
+            return  # lost (not ours to release), or moved (released when standing by)
+        watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await holding
-        await lease.release()
+            await watching
+        await elector.leave()
 
+    options = {**kopf_options, "namespaces": _namespaces(settings, shards)}
     try:
-        memo = kopf.Memo(step_down=step_down, report_key=key)
-        await kopf.operator(**kopf_options, stop_flag=stop, memo=memo)
+        memo = kopf.Memo(
+            step_down=step_down, report_key=keys.LoadedKey(key), shards=shards, router=router
+        )
+        await kopf.operator(**options, stop_flag=stop, memo=memo)
     finally:
-        if not holding.done():  # kopf stopped before its cleanup ran
+        if not watching.done():  # kopf stopped before its cleanup ran
             await step_down()
-    lost = not holding.cancelled() and holding.exception()
+    lost = not watching.cancelled() and watching.exception()
     if lost:
         log.error("stopped leading: %s; exiting to come back as a standby", lost)
-        return 1
-    return 0
+        return Ended.LOST
+    if moved.is_set():
+        log.info("the shards to lead changed; starting again")
+        return Ended.MOVED
+    return Ended.SHUTDOWN
+
+
+async def _watch(elector: ShardElector, moved: asyncio.Event) -> None:
+    """Renew the shards' Leases every `retry` seconds while the operator runs; return (so
+    the operator stops) when a shard should be given up, or one assigned here is free to
+    take; raise LeadershipLost when one is lost."""
+    while True:
+        await asyncio.sleep(elector.timing.retry)
+        wanted = await elector.look()
+        if elector.held - wanted or any(elector.free(s) for s in wanted - elector.held):
+            moved.set()
+            return
+
+
+def _namespaces(settings: Settings, shards: ShardSet) -> list[str]:
+    """What kopf watches: with exact namespaces, only the ones of the shards held (the API
+    server filters); with patterns or none, everything (the handlers filter, ha/shards.py)."""
+    if shards.sharded and settings.exact_namespaces:
+        owned = [n for n in settings.namespaces if shards.owns(n)]
+        if owned:
+            return owned
+    return settings.namespaces

@@ -60,12 +60,16 @@ class Lease:
         identity: str,
         endpoints: dict[str, str],
         timing: LeaseTiming | None = None,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
     ) -> None:
         self._api = api
         self.namespace = namespace
         self.name = name
         self.identity = identity
         self._endpoints = endpoints
+        self._labels = labels or {}
+        self._annotations = annotations or {}
         self.timing = timing or LeaseTiming()
         # The last record seen (holder, renewTime) and when, on the monotonic clock.
         self._observed: tuple[str | None, Any] | None = None
@@ -80,7 +84,7 @@ class Lease:
             if error.status != 404:
                 raise
             return await self._write(None)
-        self._observe(lease)
+        self.observe(lease)
         holder = lease["spec"].get("holderIdentity")
         if holder and holder != self.identity and not self._expired(lease):
             return False
@@ -151,7 +155,8 @@ class Lease:
             method, path + (f"/{name}" if name else ""), body=body, timeout=REQUEST_TIMEOUT
         )
 
-    def _observe(self, lease: dict[str, Any]) -> None:
+    def observe(self, lease: dict[str, Any]) -> None:
+        """Take in the Lease as read (by this object, or in a list of the namespace's)."""
         self._seen = lease
         record = (lease["spec"].get("holderIdentity"), lease["spec"].get("renewTime"))
         if record != self._observed:
@@ -186,11 +191,15 @@ class Lease:
         metadata: dict[str, Any] = {
             "name": self.name,
             "namespace": self.namespace,
-            "annotations": {ENDPOINTS_ANNOTATION: json.dumps(self._endpoints, sort_keys=True)},
+            "labels": self._labels,
+            "annotations": {
+                **self._annotations,
+                ENDPOINTS_ANNOTATION: json.dumps(self._endpoints, sort_keys=True),
+            },
         }
         if lease is not None:
             metadata["resourceVersion"] = lease["metadata"]["resourceVersion"]
-            metadata["labels"] = lease["metadata"].get("labels")
+            metadata["labels"] = {**(lease["metadata"].get("labels") or {}), **self._labels}
             previous = lease["spec"].get("holderIdentity")
             transitions = lease["spec"].get("leaseTransitions") or 0
             if previous == holder and lease["spec"].get("acquireTime"):

@@ -97,8 +97,12 @@ class StreamService:
         rtms_servers: list[str],
         webhooks: WebhookService | None = None,
         stream_endpoints: list[str] | None = None,
+        sharded: bool = False,
     ) -> None:
         self.kube = kube
+        # A sharded operator serves no MeetingStream: the stream workers are one pool, polling
+        # one desk (docs/operations.md, "Shards"); each stream is told so in its status.
+        self._sharded = sharded
         # Where a live stream may go (the operator's webhook endpoints, ws for http).
         self._stream_endpoints = stream_endpoints or []
         # The deliverer of the MeetingStreams' notifications (its outboxes are in status).
@@ -146,6 +150,10 @@ class StreamService:
                 "a MeetingStream does not read",
                 extra={"stream": f"{key[0]}/{key[1]}", "error": str(error)[:200]},
             )
+            return
+        if self._sharded:
+            if stream.status.phase not in STREAM_TERMINAL_PHASES:
+                self._spawn(self._write(key, lambda s, now: statuses.needs_one_shard(s, now)))
             return
         self._changed(self.streams.get(key), stream)
         self.streams[key] = stream

@@ -194,6 +194,25 @@ def stream_not_allowed(stream: MeetingStream, now: datetime) -> MeetingStreamSta
     )
 
 
+def needs_one_shard(stream: MeetingStream, now: datetime) -> MeetingStreamStatus:
+    """The operator runs more than one shard: MeetingStreams are not served (their workers are
+    one pool with one desk); nothing is received."""
+    if stream.status.phase in (StreamPhase.SUCCEEDED, StreamPhase.FAILED):
+        return stream.status
+    status = stream.status.model_copy(
+        update={"completion_time": stream.status.completion_time or now}
+    )
+    return _phase(
+        stream,
+        status,
+        StreamPhase.FAILED,
+        Reason.SHARDED_OPERATOR,
+        "this operator runs more than one shard (the chart's operator.shards), and "
+        "MeetingStreams are served only by an operator with one shard",
+        now,
+    )
+
+
 def canceled(stream: MeetingStream, now: datetime) -> MeetingStreamStatus:
     """spec.cancel: finished, and no more streams."""
     if stream.status.phase in (StreamPhase.SUCCEEDED, StreamPhase.FAILED):

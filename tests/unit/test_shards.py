@@ -1,0 +1,147 @@
+"""Shards: which shard a namespace is in, who should lead each shard, and where a request that
+reached any replica goes (ha/shards.py, ha/shard_election.py, ha/routing.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import httpx
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer, make_mocked_request
+from pydantic import SecretStr
+
+from meetingbot_operator.ha.lease import Holder
+from meetingbot_operator.ha.routing import Router, shard_of_request, signed_endpoints
+from meetingbot_operator.ha.shard_election import assign
+from meetingbot_operator.ha.shards import ShardSet, shard_of
+
+KEY = SecretStr("the-release-key")
+
+
+def test_a_namespace_is_in_one_shard_the_same_everywhere_and_the_shards_are_used_evenly() -> None:
+    spread = Counter(shard_of(f"team-{i}", 3) for i in range(3000))
+    assert set(spread) == {0, 1, 2}
+    assert min(spread.values()) > 900  # within 10 % of a third
+    # Stable: a value computed once is the value every replica of every release computes.
+    assert [shard_of("team-a", 3), shard_of("team-b", 3), shard_of("meetingbot-test", 7)] == [
+        shard_of("team-a", 3),
+        shard_of("team-b", 3),
+        shard_of("meetingbot-test", 7),
+    ]
+    assert shard_of("anything", 1) == 0
+    assert ShardSet(3, frozenset({shard_of("team-a", 3)})).owns("team-a")
+    assert not ShardSet(3, frozenset()).owns("team-a")
+    assert ShardSet().owns("team-a")  # unsharded: everything
+
+
+def test_each_replica_leads_its_fair_share_and_a_holder_keeps_its_shards() -> None:
+    one = assign(3, ["a"], {})
+    assert one == {0: "a", 1: "a", 2: "a"}
+    # Two more replicas come: "a" keeps one shard (its fair share), the others take one each.
+    three = assign(3, ["a", "b", "c"], one)
+    assert Counter(three.values()) == {"a": 1, "b": 1, "c": 1}
+    assert three[0] == "a"
+    # "b" dies: only its shard moves, to whoever leads least.
+    survivors = assign(3, ["a", "c"], {s: m for s, m in three.items() if m != "b"})
+    moved = [s for s in range(3) if survivors[s] != three[s]]
+    assert moved == [s for s in range(3) if three[s] == "b"]
+    assert sorted(Counter(survivors.values()).values()) == [1, 2]
+    # Back to one: everything to it. Nobody alive: nothing assigned.
+    assert assign(3, ["c"], survivors) == {0: "c", 1: "c", 2: "c"}
+    assert assign(3, [], {}) == {}
+
+
+def test_every_replica_computes_the_same_assignment_whatever_order_it_lists_in() -> None:
+    members = ["r1", "r2", "r3", "r4"]
+    holders = {0: "r2", 5: "r2", 6: "r2", 7: "r3"}
+    first = assign(8, members, holders)
+    assert assign(8, list(reversed(members)), holders) == first
+    assert max(Counter(first.values()).values()) == 2  # ceil(8 / 4)
+    assert first[0] == "r2" and first[5] == "r2" and first[7] == "r3"  # kept, within the share
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/v1/namespaces/team-a/meetingbots/b/report", "team-a"),
+        ("/v1/namespaces/team-b/meetingbots/b/uploads/complete", "team-b"),
+        ("/v1/rtms/streams/team-c/s/0/uploads", "team-c"),
+        ("/oauth/start/team-d/grant?t=x", "team-d"),
+        ("/oauth/callback?code=c&state=team-e/grant/n.1.m", "team-e"),
+        ("/zoom/meetings", None),
+        ("/zoom/rtms", None),
+        ("/oauth/deauthorize", None),
+        ("/v1/rtms/workers/w-1", 0),
+    ],
+)
+def test_a_request_goes_to_the_shard_its_namespace_names(
+    path: str, expected: str | int | None
+) -> None:
+    request = make_mocked_request("POST", path)
+    wanted = shard_of(expected, 5) if isinstance(expected, str) else expected
+    assert shard_of_request(request, 5) == wanted
+    assert shard_of_request(request, 1) == 0  # unsharded: the one leader
+
+
+async def test_a_request_is_handled_by_the_leader_of_its_shard_and_a_webhook_by_every_leader() -> (
+    None
+):
+    """Three shards: this replica leads the shard of `mine`, a second replica (one server)
+    leads the shard of `theirs`, and nobody leads the third yet."""
+    count = 3
+    namespaces = {shard_of(f"ns-{i}", count): f"ns-{i}" for i in range(50)}
+    assert len(namespaces) == count
+    mine, theirs, nobodys = namespaces[0], namespaces[1], namespaces[2]
+    received: list[str] = []
+
+    async def other_leader(request: web.Request) -> web.Response:
+        received.append(request.path)
+        return web.json_response({"who": "other"}, status=202)
+
+    async def here(request: web.Request) -> web.Response:
+        return web.json_response({"who": "here"}, status=200)
+
+    other = web.Application()
+    other.router.add_post("/{tail:.*}", other_leader)
+    async with TestServer(other) as other_server:
+        base = str(other_server.make_url("")).rstrip("/")
+        published = signed_endpoints(KEY, {"report": base, "oauth": base})
+        holders = {0: Holder("me", {}), 1: Holder("other", published), 2: None}
+        router = Router(ShardSet(count, frozenset({0})), holders.get, "me", KEY)
+        front = web.Application(middlewares=[router.middleware("report")])
+        front.router.add_post("/{tail:.*}", here)
+        try:
+            async with TestServer(front) as front_server, httpx.AsyncClient() as http:
+
+                async def post(path: str, **headers: str) -> httpx.Response:
+                    url = str(front_server.make_url(path))
+                    return await http.post(url, content=b"{}", headers=headers)
+
+                assert (await post(f"/v1/namespaces/{mine}/meetingbots/b/report")).json() == {
+                    "who": "here"
+                }
+                forwarded = await post(f"/v1/namespaces/{theirs}/meetingbots/b/report")
+                assert (forwarded.status_code, forwarded.json()) == (202, {"who": "other"})
+                # A shard without a leader: the bot is told to retry.
+                waiting = await post(f"/v1/namespaces/{nobodys}/meetingbots/b/report")
+                assert (waiting.status_code, waiting.headers["Retry-After"]) == (503, "2")
+                # A webhook goes to every leader; with a shard unled, Zoom is told to retry.
+                assert (await post("/zoom/meetings")).status_code == 503
+                # Sent here by another replica for a shard this one does not lead: refused,
+                # never passed on again.
+                bounced = await post(
+                    f"/v1/namespaces/{theirs}/meetingbots/b/report",
+                    **{"X-Meetingbot-Forwarded": "1"},
+                )
+                assert bounced.status_code == 503
+                # Once every shard has a leader, the webhook's answer is a leader's success.
+                holders[2] = Holder("other", published)
+                assert (await post("/zoom/meetings")).status_code == 200
+        finally:
+            await router.close()
+    assert received == [
+        f"/v1/namespaces/{theirs}/meetingbots/b/report",
+        "/zoom/meetings",
+        "/zoom/meetings",  # once per other leader, though it leads two shards now
+    ]
