@@ -27,6 +27,7 @@ from pydantic import SecretStr
 
 from meetingbot_operator import keys, metrics
 from meetingbot_operator.ha.lease import LeadershipLost, LeaseTiming
+from meetingbot_operator.ha.renewer import Renewer, Stopped
 from meetingbot_operator.ha.routing import Router, signed_endpoints
 from meetingbot_operator.ha.shard_election import ShardElector
 from meetingbot_operator.ha.shards import ShardSet
@@ -132,24 +133,32 @@ async def _lead(
     for shard in shards.held:
         metrics.SHARD_LEADER.labels(str(shard)).set(1)
     stop = asyncio.Event()
-    moved = asyncio.Event()
-    watching = asyncio.create_task(_watch(elector, moved), name="renew the shards' Leases")
-    watching.add_done_callback(lambda _: stop.set())
+    ended: list[tuple[Stopped, str]] = []
+
+    def told(why: Stopped, message: str) -> None:
+        ended.append((why, message))
+        stop.set()
+
+    renewer = Renewer(elector, told)
+    renewer.start()
     log.info("leading", extra={"shards": sorted(shards.held), "identity": elector.identity})
+    stepped_down = False
 
     async def step_down() -> None:
         """Called by the cleanup handler once the operator has stopped acting (its watches
         are closed, its runtime stopped): what this replica gives up may be taken now, without
         waiting for kopf's grace period for leftover tasks (5 s)."""
+        nonlocal stepped_down
+        if stepped_down:
+            return
+        stepped_down = True
         metrics.LEADER.set(0)
         for shard in shards.held:
             metrics.SHARD_LEADER.labels(str(shard)).set(0)
-        if watching.done():
-            return  # lost (not ours to release), or moved (released when standing by)
-        watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
-        await elector.leave()
+        await renewer.halt()
+        if renewer.stopped is None:  # a shutdown: everything given up at once
+            await elector.leave()
+        # Lost: not ours to release. Moved: given up and taken when standing by.
 
     options = {**kopf_options, "namespaces": _namespaces(settings, shards)}
     try:
@@ -158,28 +167,14 @@ async def _lead(
         )
         await kopf.operator(**options, stop_flag=stop, memo=memo)
     finally:
-        if not watching.done():  # kopf stopped before its cleanup ran
-            await step_down()
-    lost = not watching.cancelled() and watching.exception()
-    if lost:
-        log.error("stopped leading: %s; exiting to come back as a standby", lost)
+        await step_down()  # if kopf stopped before its cleanup ran
+    if renewer.stopped is Stopped.LOST:
+        log.error("stopped leading: %s; exiting to come back as a standby", ended[0][1])
         return Ended.LOST
-    if moved.is_set():
+    if renewer.stopped is Stopped.MOVED:
         log.info("the shards to lead changed; starting again")
         return Ended.MOVED
     return Ended.SHUTDOWN
-
-
-async def _watch(elector: ShardElector, moved: asyncio.Event) -> None:
-    """Renew the shards' Leases every `retry` seconds while the operator runs; return (so
-    the operator stops) when a shard should be given up, or one assigned here is free to
-    take; raise LeadershipLost when one is lost."""
-    while True:
-        await asyncio.sleep(elector.timing.retry)
-        wanted = await elector.look()
-        if elector.held - wanted or any(elector.free(s) for s in wanted - elector.held):
-            moved.set()
-            return
 
 
 def _namespaces(settings: Settings, shards: ShardSet) -> list[str]:

@@ -76,6 +76,10 @@ class Lease:
         self._observed_at = 0.0
         self._seen: dict[str, Any] | None = None  # the Lease as last read
 
+    def bind(self, api: KubeClient) -> None:
+        """Use this client from now on (one bound to the event loop that calls next)."""
+        self._api = api
+
     async def try_acquire_or_renew(self) -> bool:
         """One attempt: True if this replica holds the Lease afterwards."""
         try:

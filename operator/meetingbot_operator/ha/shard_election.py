@@ -18,11 +18,12 @@ is held: the new replicas stand by until the old ones have gone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import aiohttp
 
@@ -106,6 +107,21 @@ class ShardElector:
         # Every other Lease of the release, as last listed: expiry is judged per Lease.
         self._others: dict[str, Lease] = {}
         self._renewed = time.monotonic()
+
+    @contextlib.contextmanager
+    def bound(self, api: KubeClient) -> Iterator[None]:
+        """Use `api` (a client of another thread's event loop, ha/renewer.py) meanwhile."""
+        previous = self._api
+        self._bind(api)
+        try:
+            yield
+        finally:
+            self._bind(previous)
+
+    def _bind(self, api: KubeClient) -> None:
+        self._api = api
+        for lease in (self.member, *self.shards, *self._others.values()):
+            lease.bind(api)
 
     def holder(self, shard: int) -> Holder | None:
         """Who leads `shard`, as of the last look."""

@@ -1,0 +1,80 @@
+"""The leader's renewals of its Leases, on a thread of their own.
+
+While a replica leads, its event loop runs the operator: in a burst of a thousand bots it has
+thousands of ready tasks, and a renewal that waits its turn behind them came more than a lease
+duration late (measured: three replicas on two cores, 1000 bots, a 6 s Lease: a survivor took a
+busy leader's shard, which then found out and exited). client-go renews from a goroutine the
+work queue cannot starve; this is the same: a thread with its own event loop and its own API
+connection looks at the Leases every `retry` seconds (the GIL gives it its turn within
+milliseconds), and tells the operator's loop when to stop: a shard lost (or not renewed for
+the renew deadline), or the shards to lead changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import threading
+from collections.abc import Callable
+
+from meetingbot_operator.ha.lease import LeadershipLost
+from meetingbot_operator.ha.shard_election import ShardElector
+from meetingbot_operator.kube.client import KubeClient
+
+log = logging.getLogger(__name__)
+
+
+class Stopped(enum.Enum):
+    LOST = "lost"  # a shard lost: stop acting now
+    MOVED = "moved"  # a shard to give up, or one to take: stop and start again
+
+
+class Renewer:
+    def __init__(self, elector: ShardElector, tell: Callable[[Stopped, str], None]) -> None:
+        """`tell` is called on the operator's loop, once, when the operator must stop."""
+        self._elector = elector
+        self._tell = tell
+        self._loop = asyncio.get_running_loop()
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease renewals", daemon=True)
+        self.stopped: Stopped | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    async def halt(self) -> None:
+        """Stop renewing (the operator has stopped acting); wait for the thread to end."""
+        self._halt.set()
+        await asyncio.to_thread(self._thread.join)
+
+    def _run(self) -> None:
+        asyncio.run(self._renew())
+
+    async def _renew(self) -> None:
+        api = KubeClient.connect()
+        elector = self._elector
+        try:
+            with elector.bound(api):
+                while not self._halt.wait(elector.timing.retry):
+                    try:
+                        wanted = await elector.look()
+                    except LeadershipLost as lost:
+                        self._stop(Stopped.LOST, str(lost))
+                        return
+                    if self._halt.is_set():
+                        return
+                    if elector.held - wanted or any(elector.free(s) for s in wanted - elector.held):
+                        self._stop(Stopped.MOVED, "the shards to lead changed")
+                        return
+        except Exception as error:  # never a silent end: the operator must not lead unrenewed
+            log.exception("the Lease renewals failed")
+            self._stop(Stopped.LOST, f"the Lease renewals failed: {error!r}")
+        finally:
+            with contextlib.suppress(Exception):
+                await api.close()
+
+    def _stop(self, why: Stopped, message: str) -> None:
+        self.stopped = why
+        self._loop.call_soon_threadsafe(self._tell, why, message)
