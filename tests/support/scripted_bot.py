@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -49,6 +50,11 @@ class ScriptedBot:
         self.report_url: str | None = None
         self.answers: list[int] = []  # the final HTTP status of every report sent
         self.config_timeout = 30.0  # how long run() waits for the pod and its Secret
+        # Where the join Secret comes from once its pod exists (None: not yet); unset, each
+        # bot reads its own every half second (a thousand bots share one lister instead,
+        # tests/support/shards.py).
+        self.join_source: Callable[[str, str, int], dict[str, Any] | None] | None = None
+        self.http: httpx.AsyncClient | None = None  # one shared by many bots (else one per report)
 
     async def read_config(self, attempt: int, timeout: float = 30) -> JoinConfig:
         """The Secret as the pod of `attempt` would see it, once that pod exists."""
@@ -57,13 +63,13 @@ class ScriptedBot:
             try:
                 # Raw JSON, not the client's models: a hundred bots polling must not starve
                 # the loop (the simulator's websocket heartbeats share it).
-                secret = await self._read("read_namespaced_secret", f"{self.name}-join")
-                annotations = secret["metadata"].get("annotations") or {}
-                if annotations.get("meetingbot.dev/attempt") == str(attempt) and await self._read(
-                    "read_namespaced_pod", f"{self.name}-{attempt}"
-                ):
+                if self.join_source is not None:
+                    found = self.join_source(self.namespace, self.name, attempt)
+                else:
+                    found = await self._join_secret(attempt)
+                if found is not None:
                     config = JoinConfig.model_validate_json(
-                        base64.b64decode(secret["data"]["join.json"])
+                        base64.b64decode(found["data"]["join.json"])
                     )
                     self.seen.extend(
                         s.get_secret_value()
@@ -85,6 +91,13 @@ class ScriptedBot:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"no pod and Secret for attempt {attempt} of {self.name}")
             await asyncio.sleep(0.5)  # 100 bots waiting: 400 reads a second, not 1000
+
+    async def _join_secret(self, attempt: int) -> dict[str, Any] | None:
+        secret = await self._read("read_namespaced_secret", f"{self.name}-join")
+        annotations = secret["metadata"].get("annotations") or {}
+        if annotations.get("meetingbot.dev/attempt") != str(attempt):
+            return None
+        return secret if await self._read("read_namespaced_pod", f"{self.name}-{attempt}") else None
 
     def report_through(self, base_url: str) -> None:
         """Report to this base URL (a replica's port, a Service's ClusterIP) instead of the
@@ -125,7 +138,8 @@ class ScriptedBot:
         assert self.config is not None
         deadline = asyncio.get_running_loop().time() + 60
         delay = 0.25
-        async with httpx.AsyncClient(timeout=10) as http:
+        shared = contextlib.nullcontext(self.http) if self.http else None
+        async with shared or httpx.AsyncClient(timeout=10) as http:
             while True:
                 try:
                     response = await http.post(

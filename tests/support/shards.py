@@ -10,6 +10,7 @@ from the API server, not from the operator's own account of itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -22,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import httpx
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -101,8 +104,18 @@ class ShardedReplicas:
     `pattern` (so every replica's watches see every namespace, and the handlers filter)."""
 
     def __init__(
-        self, kube: Kube, admin: Path, logs: Path, zoomsim: ZoomSim, pattern: str, lease_ns: str
+        self,
+        kube: Kube,
+        admin: Path,
+        logs: Path,
+        zoomsim: ZoomSim,
+        pattern: str,
+        lease_ns: str,
+        report_interval: int = 2,
+        lease: tuple[int, int, int] = (6, 4, 1),
     ) -> None:
+        self.report_interval = report_interval  # seconds between a bot's heartbeats
+        self.lease = lease  # duration, renew deadline, retry: quick ones for the tests
         self.kube, self.admin, self.logs = kube, admin, logs
         self.zoomsim, self.pattern, self.lease_ns = zoomsim, pattern, lease_ns
         self.processes: dict[str, OperatorProcess] = {}
@@ -121,11 +134,11 @@ class ShardedReplicas:
             pod_name=name,
             leader_election="true",
             shards=str(SHARDS),
-            lease_duration_seconds="6",
-            lease_renew_deadline_seconds="4",
-            lease_retry_seconds="1",
+            lease_duration_seconds=str(self.lease[0]),
+            lease_renew_deadline_seconds=str(self.lease[1]),
+            lease_retry_seconds=str(self.lease[2]),
             retry_base_seconds="1",
-            report_interval_seconds="2",
+            report_interval_seconds=str(self.report_interval),
             allowed_endpoints=self.zoomsim.url,
             storage_endpoints=cluster.object_store().endpoint,
         )
@@ -141,8 +154,12 @@ class ShardedReplicas:
         return [p for p in self.processes.values() if p.process and p.process.poll() is None]
 
     async def leaders(self) -> dict[int, str | None]:
+        """Who holds each shard's Lease ({} when the API server could not say just now)."""
         names = [f"{LEASE}-shard-{s}" for s in range(SHARDS)]
-        holders = await asyncio.gather(*(holder_of(self.kube, self.lease_ns, n) for n in names))
+        try:
+            holders = await asyncio.gather(*(holder_of(self.kube, self.lease_ns, n) for n in names))
+        except (aiohttp.ClientError, OSError):
+            return {}
         return dict(enumerate(holders))
 
     async def wait_led(self, by: set[str], timeout: float = 60) -> dict[int, str | None]:
@@ -162,9 +179,18 @@ class ShardedReplicas:
 
 @asynccontextmanager
 async def sharded_replicas(
-    kube: Kube, admin: Path, logs: Path, zoomsim: ZoomSim, pattern: str, lease_ns: str
+    kube: Kube,
+    admin: Path,
+    logs: Path,
+    zoomsim: ZoomSim,
+    pattern: str,
+    lease_ns: str,
+    report_interval: int = 2,
+    lease: tuple[int, int, int] = (6, 4, 1),
 ) -> AsyncIterator[ShardedReplicas]:
-    replicas = ShardedReplicas(kube, admin, logs, zoomsim, pattern, lease_ns)
+    replicas = ShardedReplicas(
+        kube, admin, logs, zoomsim, pattern, lease_ns, report_interval, lease
+    )
     try:
         yield replicas
     finally:
@@ -181,14 +207,62 @@ class Tenant:
     bots: Bots
 
 
-async def tenant(kube: Kube, namespace: str, sim: SimAdmin, zoomsim: ZoomSim, cap: int) -> Tenant:
+async def tenant(
+    kube: Kube, namespace: str, sim: SimAdmin, zoomsim: ZoomSim, cap: int, bots: int = 100
+) -> Tenant:
     await kube.core.create_namespace({"metadata": {"name": namespace}})
     zoom = await zoom_account(
         kube, namespace, sim, zoomsim.url, users=2, extra_spec={"maxBotsPerUser": cap}
     )
     await account_ready(kube, namespace, timeout=60)
-    number = sim.create_meeting(zoom["id"])["number"]
+    # Zoom's meetings hold 100 participants, more with a Large Meetings licence.
+    number = sim.create_meeting(zoom["id"], capacity=max(100, bots))["number"]
     return Tenant(namespace, number, cap, Bots(kube, namespace))
+
+
+class JoinSecrets:
+    """Every bot's join Secret and pod in the tenants' namespaces, listed once a second for
+    all the scripted bots: a thousand bots each reading their own twice a second would be the
+    API server's (and this process's) busiest client."""
+
+    def __init__(self, kube: Kube, namespaces: list[str]) -> None:
+        self.kube, self.namespaces = kube, namespaces
+        self._secrets: dict[tuple[str, str], dict[str, Any]] = {}
+        self._pods: set[tuple[str, str]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._list())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def __call__(self, namespace: str, name: str, attempt: int) -> dict[str, Any] | None:
+        secret = self._secrets.get((namespace, f"{name}-join"))
+        if secret is None or (namespace, f"{name}-{attempt}") not in self._pods:
+            return None
+        annotations = secret["metadata"].get("annotations") or {}
+        return secret if annotations.get("meetingbot.dev/attempt") == str(attempt) else None
+
+    async def _list(self) -> None:
+        while True:
+            for namespace in self.namespaces:
+                with contextlib.suppress(ApiException, aiohttp.ClientError, OSError):
+                    secrets = await self._raw("list_namespaced_secret", namespace)
+                    pods = await self._raw("list_namespaced_pod", namespace)
+                    for item in secrets:
+                        self._secrets[(namespace, item["metadata"]["name"])] = item
+                    self._pods |= {(namespace, p["metadata"]["name"]) for p in pods}
+            await asyncio.sleep(1.0)
+
+    async def _raw(self, call: str, namespace: str) -> list[dict[str, Any]]:
+        response = await getattr(self.kube.core, call)(
+            namespace, label_selector="meetingbot.dev/bot", _preload_content=False
+        )
+        return list(json.loads(await response.read())["items"])
 
 
 class Burst:
@@ -202,12 +276,15 @@ class Burst:
         self.kube, self.replicas, self.zoomsim, self.seen = kube, replicas, zoomsim, seen
         self.scripted: dict[tuple[str, str], ScriptedBot] = {}
         self.runs: list[asyncio.Task[str]] = []
+        self.joins: JoinSecrets | None = None  # set for large bursts
+        self.http: httpx.AsyncClient | None = None
 
     async def launch(self, where: Tenant, name: str) -> None:
         await where.bots.apply(name, bot_spec(where.number, displayName=name))
         bot = ScriptedBot(self.kube, where.namespace, name, self.zoomsim.url, self.seen)
         bot.report_through(random.choice(self.replicas.alive()).report_url)
         bot.config_timeout = 180.0  # a bot of a shard in takeover waits for its pod's config
+        bot.join_source, bot.http = self.joins, self.http
         self.scripted[(where.namespace, name)] = bot
         self.runs.append(asyncio.create_task(bot.run()))
 
@@ -381,13 +458,24 @@ async def killed_mid_burst(
     audit log, every write to a bot made by the holder of its shard's Lease at that moment."""
     since = now_rfc3339()
     victim_shard = 1
-    async with sharded_replicas(kube, admin, logs, zoomsim, f"{lease_ns}-*", lease_ns) as replicas:
+    # A thousand bots: heartbeats every 10 s, not 2 s (the chart's default is 30 s), and the
+    # chart's Lease timings (15, 10, 2 s): with the tests' quick 6 s Lease, replicas sharing
+    # two cores with the API server and a thousand scripted bots missed renewals in the burst.
+    large = per_tenant > 50
+    timing = (15, 10, 2) if large else (6, 4, 1)
+    async with sharded_replicas(
+        kube, admin, logs, zoomsim, f"{lease_ns}-*", lease_ns, 10 if large else 2, timing
+    ) as replicas:
         for name in ("a", "b", "c"):
             await replicas.add(name)
         led = await replicas.wait_led({"a", "b", "c"})
         assert sorted(str(r) for r in led.values()) == ["a", "b", "c"]  # one shard each
-        opened = [await tenant(kube, n, sim, zoomsim, per_tenant // 2) for n in names]
+        opened = [await tenant(kube, n, sim, zoomsim, per_tenant // 2, per_tenant) for n in names]
         burst = Burst(kube, replicas, zoomsim, seen)
+        if per_tenant > 50:  # shared by the scripted bots, as their pods' kubelets would be many
+            burst.joins = JoinSecrets(kube, [t.namespace for t in opened])
+            burst.joins.start()
+            burst.http = httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=200))
         bots = [f"bot-{i:03d}" for i in range(per_tenant)]
         started = time.monotonic()
         applying = asyncio.gather(*(burst.launch(t, n) for n in bots for t in opened))
@@ -416,6 +504,10 @@ async def killed_mid_burst(
         rss = {n: round(p.peak_rss_mb(), 1) for n, p in usage.items()}
         await burst.finish(opened, sim)
         finished = now_rfc3339()  # the replicas' own shutdown moves shards again after this
+        if burst.joins:
+            await burst.joins.stop()
+        if burst.http:
+            await burst.http.aclose()
 
     writes = writes_by_bot(ours, since)
     assert len(writes) == SHARDS * per_tenant, (
