@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     # reach its report and OAuth ports at (the chart: the pod's IP).
     pod_name: str = ""
     pod_ip: str = "127.0.0.1"
+    pod_uid: str = ""  # the pod owns this replica's membership Lease (the chart: downward API)
 
     # ZoomUserGrants (OBF): the authorization endpoints (/oauth/start/..., /oauth/callback)
     # listen here; 0 turns them off. `oauth_public_url` is where a person's browser reaches

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.cluster import cluster, node
@@ -552,6 +553,21 @@ async def test_the_standby_takes_over_mid_burst_without_losing_a_bot(
         kube, running.namespace, sim, zoomsim.url, number, handed_secrets, prefix="ha"
     )
     print(f"\n{result}")
+
+    # Each replica's membership Lease is owned by its pod: the deleted leader's went with it.
+    async def one_member_lease_per_pod() -> bool:
+        leases = await client.CoordinationV1Api(kube.api).list_namespaced_lease(
+            SYSTEM, label_selector="meetingbot.dev/lease-role=member"
+        )
+        pods = {p.metadata.name: p.metadata.uid for p in await operator_pods(kube)}
+        owners = {
+            (ref.name, ref.uid)
+            for lease in leases.items
+            for ref in lease.metadata.owner_references or []
+        }
+        return len(leases.items) == len(pods) and owners == set(pods.items())
+
+    await wait_for(one_member_lease_per_pod, 60, what="one membership Lease per operator pod")
 
 
 def test_renders_are_stable(tmp_path: Path) -> None:

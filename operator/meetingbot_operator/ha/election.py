@@ -67,7 +67,7 @@ async def run(settings: Settings, identity: str, kopf_options: dict[str, Any]) -
     key = await keys.load_key(settings, Kube(api))
     elector = ShardElector(
         api, settings.pod_namespace, settings.leader_lease_name, identity,
-        signed_endpoints(key, endpoints(settings)), timing, settings.shards,
+        signed_endpoints(key, endpoints(settings)), timing, settings.shards, settings.pod_uid,
     )  # fmt: skip
     shards = ShardSet(settings.shards, frozenset())
     router = Router(shards, elector.holder, identity, key)

@@ -62,6 +62,7 @@ class Lease:
         timing: LeaseTiming | None = None,
         labels: dict[str, str] | None = None,
         annotations: dict[str, str] | None = None,
+        owners: list[dict[str, Any]] | None = None,
     ) -> None:
         self._api = api
         self.namespace = namespace
@@ -70,6 +71,7 @@ class Lease:
         self._endpoints = endpoints
         self._labels = labels or {}
         self._annotations = annotations or {}
+        self._owners = owners or []  # ownerReferences: the garbage collector's to delete it
         self.timing = timing or LeaseTiming()
         # The last record seen (holder, renewTime) and when, on the monotonic clock.
         self._observed: tuple[str | None, Any] | None = None
@@ -201,6 +203,8 @@ class Lease:
                 ENDPOINTS_ANNOTATION: json.dumps(self._endpoints, sort_keys=True),
             },
         }
+        if self._owners:
+            metadata["ownerReferences"] = self._owners
         if lease is not None:
             metadata["resourceVersion"] = lease["metadata"]["resourceVersion"]
             metadata["labels"] = {**(lease["metadata"].get("labels") or {}), **self._labels}

@@ -79,6 +79,7 @@ class ShardElector:
         endpoints: dict[str, str],
         timing: LeaseTiming,
         count: int,
+        pod_uid: str = "",
     ) -> None:
         self._api = api
         self.namespace = namespace
@@ -90,6 +91,9 @@ class ShardElector:
             api, namespace, member_lease_name(base, identity), identity, {}, timing,
             labels={LEASE_OF: base, ROLE: "member"},
             annotations={SHARDS_ANNOTATION: str(count)},
+            # Owned by this replica's pod: deleted with it, so pods' names do not pile up.
+            owners=[{"apiVersion": "v1", "kind": "Pod", "name": identity, "uid": pod_uid}]
+            if pod_uid else None,
         )  # fmt: skip
         self.shards = [
             Lease(
