@@ -21,10 +21,10 @@ from tests.support.operator_fixtures import Kube
 from tests.support.shards import (
     SHARDS,
     Burst,
+    ShardedReplicas,
     killed_mid_burst,
     now_rfc3339,
     outside_tenure,
-    sharded_replicas,
     tenant,
     tenures,
     writes_by_bot,
@@ -62,7 +62,7 @@ async def test_scaling_from_one_replica_to_three_and_back_moves_shards_without_l
     handed_secrets: list[str],
 ) -> None:
     since = now_rfc3339()
-    async with sharded_replicas(
+    async with ShardedReplicas(
         kube, kubeconfig, tmp_path, zoomsim, f"{ha_namespace}-*", ha_namespace
     ) as replicas:
         await replicas.add("a")

@@ -16,8 +16,6 @@ import random
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,25 +174,11 @@ class ShardedReplicas:
         for process in self.processes.values():
             process.stop()
 
+    async def __aenter__(self) -> ShardedReplicas:
+        return self
 
-@asynccontextmanager
-async def sharded_replicas(
-    kube: Kube,
-    admin: Path,
-    logs: Path,
-    zoomsim: ZoomSim,
-    pattern: str,
-    lease_ns: str,
-    report_interval: int = 2,
-    lease: tuple[int, int, int] = (6, 4, 1),
-) -> AsyncIterator[ShardedReplicas]:
-    replicas = ShardedReplicas(
-        kube, admin, logs, zoomsim, pattern, lease_ns, report_interval, lease
-    )
-    try:
-        yield replicas
-    finally:
-        replicas.stop()
+    async def __aexit__(self, *_: object) -> None:
+        self.stop()
 
 
 @dataclass
@@ -463,7 +447,7 @@ async def killed_mid_burst(
     # two cores with the API server and a thousand scripted bots missed renewals in the burst.
     large = per_tenant > 50
     timing = (15, 10, 2) if large else (6, 4, 1)
-    async with sharded_replicas(
+    async with ShardedReplicas(
         kube, admin, logs, zoomsim, f"{lease_ns}-*", lease_ns, 10 if large else 2, timing
     ) as replicas:
         for name in ("a", "b", "c"):

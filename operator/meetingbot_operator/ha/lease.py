@@ -1,24 +1,23 @@
 """Leader election on a coordination.k8s.io Lease, as client-go's leaderelection does it.
 
-One replica holds the Lease and runs the operator; the others wait, serve /healthz and
-/metrics, and forward what bots and browsers send them to the holder (ha/standby.py). Why a
-Lease and not kopf's peering: peering freezes every operator of equal priority instead of
-electing one, and needs cluster-wide CRDs of its own.
+One Lease per shard (one in all, unsharded; ha/shard_election.py): its holder runs the
+operator for that shard; the others wait, serve /healthz and /metrics, and forward what bots
+and browsers send them to the holder (ha/routing.py). Why a Lease and not kopf's peering:
+peering freezes every operator of equal priority instead of electing one, and needs
+cluster-wide CRDs of its own.
 
 Expiry is judged by this process's own clock, never by comparing the holder's renewTime with
 ours: a holder is gone when its record has not changed for a whole lease duration since we
 first saw it (clock skew between nodes does not matter). The holder renews every `retry`
-seconds and gives up leading when it could not renew for `renew_deadline` (shorter than the
-lease, so it stops acting before anyone else may start). Every write carries the
+seconds (ha/renewer.py) and gives up leading when it could not renew for `renew_deadline`
+(shorter than the lease, so it stops acting before anyone else may start). Every write carries the
 resourceVersion read just before it: of two replicas racing for a free Lease, one wins.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,36 +94,6 @@ class Lease:
         if holder and holder != self.identity and not self._expired(lease):
             return False
         return await self._write(lease)
-
-    async def acquire(self) -> None:
-        """Wait until this replica holds the Lease."""
-        while True:
-            try:
-                if await self.try_acquire_or_renew():
-                    log.info("leading", extra={"lease": self.name, "identity": self.identity})
-                    return
-            except (ApiError, aiohttp.ClientError, TimeoutError) as error:
-                log.warning("cannot reach the Lease; trying again", extra={"error": str(error)})
-            await asyncio.sleep(self.timing.retry * random.uniform(1.0, 1.2))  # noqa: S311
-
-    async def hold(self) -> None:
-        """Renew until the Lease is lost; then raise LeadershipLost (never returns)."""
-        renewed = time.monotonic()
-        while True:
-            await asyncio.sleep(self.timing.retry)
-            try:
-                held = await asyncio.wait_for(self.try_acquire_or_renew(), self.timing.retry * 2)
-            except (ApiError, aiohttp.ClientError, TimeoutError) as error:
-                log.warning("could not renew the Lease", extra={"error": str(error)})
-                held = None
-            if held:
-                renewed = time.monotonic()
-            elif held is False:
-                raise LeadershipLost("another replica holds the Lease")
-            elif time.monotonic() - renewed > self.timing.renew_deadline:
-                raise LeadershipLost(
-                    f"the Lease could not be renewed for {self.timing.renew_deadline:.0f} s"
-                )
 
     async def release(self) -> None:
         """Give the Lease up at once (a clean shutdown): the next replica need not wait for it

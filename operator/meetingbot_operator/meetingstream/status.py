@@ -173,18 +173,24 @@ def _update_session(
     return status.model_copy(update={"streams": streams})
 
 
-def stream_not_allowed(stream: MeetingStream, now: datetime) -> MeetingStreamStatus:
-    """spec.stream names an endpoint the operator does not allow: nothing is received (a
-    stream would be forwarded there)."""
+def _finished(
+    stream: MeetingStream, phase: StreamPhase, reason: Reason, message: str, now: datetime
+) -> MeetingStreamStatus:
+    """Finished now with this phase and reason, unless it already was."""
     if stream.status.phase in (StreamPhase.SUCCEEDED, StreamPhase.FAILED):
         return stream.status
-    url = stream.spec.stream.url.split("?")[0] if stream.spec.stream else ""
     status = stream.status.model_copy(
         update={"completion_time": stream.status.completion_time or now}
     )
-    return _phase(
+    return _phase(stream, status, phase, reason, message, now)
+
+
+def stream_not_allowed(stream: MeetingStream, now: datetime) -> MeetingStreamStatus:
+    """spec.stream names an endpoint the operator does not allow: nothing is received (a
+    stream would be forwarded there)."""
+    url = stream.spec.stream.url.split("?")[0] if stream.spec.stream else ""
+    return _finished(
         stream,
-        status,
         StreamPhase.FAILED,
         Reason.STREAM_ENDPOINT_NOT_ALLOWED,
         f"stream.url {url!r} is not under an endpoint the operator allows (its setting "
@@ -197,17 +203,11 @@ def stream_not_allowed(stream: MeetingStream, now: datetime) -> MeetingStreamSta
 def needs_one_shard(stream: MeetingStream, now: datetime) -> MeetingStreamStatus:
     """The operator runs more than one shard: MeetingStreams are not served (their workers are
     one pool with one desk); nothing is received."""
-    if stream.status.phase in (StreamPhase.SUCCEEDED, StreamPhase.FAILED):
-        return stream.status
-    status = stream.status.model_copy(
-        update={"completion_time": stream.status.completion_time or now}
-    )
-    return _phase(
+    return _finished(
         stream,
-        status,
         StreamPhase.FAILED,
         Reason.SHARDED_OPERATOR,
-        "this operator runs more than one shard (the chart's operator.shards), and "
+        "this operator runs more than one shard (the chart's leaderElection.shards), and "
         "MeetingStreams are served only by an operator with one shard",
         now,
     )
@@ -215,14 +215,8 @@ def needs_one_shard(stream: MeetingStream, now: datetime) -> MeetingStreamStatus
 
 def canceled(stream: MeetingStream, now: datetime) -> MeetingStreamStatus:
     """spec.cancel: finished, and no more streams."""
-    if stream.status.phase in (StreamPhase.SUCCEEDED, StreamPhase.FAILED):
-        return stream.status
-    status = stream.status.model_copy(
-        update={"completion_time": stream.status.completion_time or now}
-    )
-    return _phase(
+    return _finished(
         stream,
-        status,
         StreamPhase.SUCCEEDED,
         Reason.CANCELED,
         "canceled (spec.cancel): no more streams are taken",
