@@ -135,8 +135,7 @@ class Operator:
         runtime = cls(settings, kube, tokens, shards)
         # The bots that exist now: reports from them get 503 (retry), not 401, until the watch
         # has shown them. With namespace patterns, every namespace's are listed (cluster-wide,
-        # as kopf watches then): one outside the patterns never shows and is forgotten after
-        # the patience.
+        # as kopf watches then) and kept if the patterns match, as kopf matches them.
         try:
             keys = await kube.meetingbot_keys(
                 settings.namespaces if settings.exact_namespaces else []
@@ -145,7 +144,7 @@ class Operator:
             log.warning("cannot list MeetingBots", extra={"error": error.message})
             keys = set()
         runtime.bots.expect(
-            {k for k in keys if runtime.owns(k[0])},
+            {k for k in keys if runtime.owns(k[0]) and settings.watches(k[0])},
             patience=settings.report_interval_seconds * settings.unresponsive_intervals,
         )
         report_app = reports.make_app(

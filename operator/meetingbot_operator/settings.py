@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+from kopf._cogs.structs.references import NamespaceName, match_namespace
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -18,6 +19,12 @@ class Settings(BaseSettings):
 
     # Scope: empty means every namespace (cluster-wide RBAC needed).
     namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    def watches(self, namespace: str) -> bool:
+        """Whether `namespace` is watched, by kopf's own rule for its patterns."""
+        return not self.namespaces or any(
+            match_namespace(NamespaceName(namespace), pattern) for pattern in self.namespaces
+        )
 
     @property
     def exact_namespaces(self) -> bool:

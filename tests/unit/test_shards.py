@@ -15,6 +15,7 @@ from meetingbot_operator.ha.lease import Holder
 from meetingbot_operator.ha.routing import Router, shard_of_request, signed_endpoints
 from meetingbot_operator.ha.shard_election import assign
 from meetingbot_operator.ha.shards import ShardSet, shard_of
+from meetingbot_operator.settings import Settings
 
 KEY = SecretStr("the-release-key")
 
@@ -145,3 +146,14 @@ async def test_a_request_is_handled_by_the_leader_of_its_shard_and_a_webhook_by_
         "/zoom/meetings",
         "/zoom/meetings",  # once per other leader, though it leads two shards now
     ]
+
+
+def test_a_namespace_is_watched_by_kopfs_own_rule_for_its_patterns() -> None:
+    patterns = Settings(namespaces=["team-*, !team-pr-*", "ops"])
+    assert [patterns.watches(n) for n in ("team-a", "team-pr-1", "ops", "other")] == [
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert Settings().watches("anything")  # no namespaces: all of them
