@@ -109,7 +109,7 @@ LEADER = Gauge(
 SHARD_LEADER = Gauge(
     "meetingbot_shard_leader",
     "1 for each shard this replica leads, 0 for the others (one shard unless "
-    "operator.shards is set; every shard should be led by exactly one replica).",
+    "leaderElection.shards is set; every shard should be led by exactly one replica).",
     ["shard"],
     registry=REGISTRY,
 )
