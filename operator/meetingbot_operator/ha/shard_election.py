@@ -147,9 +147,13 @@ class ShardElector:
             log.warning("cannot read the Leases; trying again", extra={"error": str(error)})
             return set(self.held)  # nothing moves on what was not seen
         mine = {lease.name: shard for shard, lease in enumerate(self.shards)}
+        items = listed.get("items") or []
+        # Forget the Leases no longer there (a gone pod's membership went with it).
+        seen = {item["metadata"]["name"] for item in items}
+        self._others = {name: lease for name, lease in self._others.items() if name in seen}
         members = {self.identity}
         foreign_counts, foreign_held = set(), False
-        for item in listed.get("items") or []:
+        for item in items:
             name = item["metadata"]["name"]
             labels = item["metadata"].get("labels") or {}
             if name in mine:
