@@ -272,9 +272,11 @@ class Burst:
         self.scripted[(where.namespace, name)] = bot
         self.runs.append(asyncio.create_task(bot.run()))
 
-    def reroute(self) -> None:
-        """The replica a bot reported through went: the Service sends it to a live one."""
-        alive = self.replicas.alive()
+    def reroute(self, leaving: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        """The replica a bot reported through went (or is terminating: the Service drops it
+        from its endpoints at once): the Service sends it to a live one."""
+        alive = [p for n, p in self.replicas.processes.items() if n not in leaving]
+        alive = [p for p in alive if p in self.replicas.alive()]
         for bot in self.scripted.values():
             through = bot.report_url or ""
             if not any(through.startswith(p.report_url + "/") for p in alive):
