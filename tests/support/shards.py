@@ -272,7 +272,7 @@ class Burst:
         self.scripted[(where.namespace, name)] = bot
         self.runs.append(asyncio.create_task(bot.run()))
 
-    def reroute(self, leaving: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def reroute(self, leaving: frozenset[str] | set[str] = frozenset()) -> None:
         """The replica a bot reported through went (or is terminating: the Service drops it
         from its endpoints at once): the Service sends it to a live one."""
         alive = [p for n, p in self.replicas.processes.items() if n not in leaving]
