@@ -118,7 +118,7 @@ class Operator:
             self.grants.readiness,
         )
         # Credentials Secrets: a change or deletion re-verifies the accounts using them at once.
-        self.secret_watch = SecretWatch(kube, settings.namespaces, self.accounts.secret_changed)
+        self.secret_watch = SecretWatch(kube, settings, self.accounts.secret_changed)
 
     @classmethod
     async def start(

@@ -10,7 +10,6 @@ a withdrawn opt-in is noticed as surely as a deleted Secret.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from meetingbot_operator.kube.client import ApiError
 from meetingbot_operator.kube.secrets import USE_LABEL
 from meetingbot_operator.kube.verbs import Kube
+from meetingbot_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,14 @@ BACKOFF_MAX = 30.0
 
 
 class SecretWatch:
-    def __init__(self, kube: Kube, namespaces: list[str], on_change: Changed) -> None:
+    def __init__(self, kube: Kube, settings: Settings, on_change: Changed) -> None:
         self.kube = kube
         self.on_change = on_change
-        exact = namespaces and not any(c in "".join(namespaces) for c in "*?[!")
         # Exact namespaces: one watch in each (the chart's Roles allow no more). Otherwise one
-        # cluster-wide watch, filtered by the patterns.
-        self.scopes: list[str | None] = list(namespaces) if exact else [None]
-        self.patterns = [] if exact else namespaces
+        # cluster-wide watch, filtered by the patterns as kopf filters its own watches.
+        exact = settings.exact_namespaces
+        self.scopes: list[str | None] = list(settings.namespaces) if exact else [None]
+        self._wanted = settings.watches
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -48,9 +48,6 @@ class SecretWatch:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def _wanted(self, namespace: str) -> bool:
-        return not self.patterns or any(fnmatch.fnmatch(namespace, p) for p in self.patterns)
 
     async def _follow(self, namespace: str | None) -> None:
         failures = 0
