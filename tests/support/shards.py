@@ -275,8 +275,8 @@ class Burst:
     def reroute(self, leaving: frozenset[str] | set[str] = frozenset()) -> None:
         """The replica a bot reported through went (or is terminating: the Service drops it
         from its endpoints at once): the Service sends it to a live one."""
-        alive = [p for n, p in self.replicas.processes.items() if n not in leaving]
-        alive = [p for p in alive if p in self.replicas.alive()]
+        gone = {self.replicas.processes[name] for name in leaving}
+        alive = [p for p in self.replicas.alive() if p not in gone]
         for bot in self.scripted.values():
             through = bot.report_url or ""
             if not any(through.startswith(p.report_url + "/") for p in alive):

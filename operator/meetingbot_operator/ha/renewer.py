@@ -65,7 +65,7 @@ class Renewer:
                         return
                     if self._halt.is_set():
                         return
-                    if elector.held - wanted or any(elector.free(s) for s in wanted - elector.held):
+                    if elector.moves(wanted):
                         self._stop(Stopped.MOVED, "the shards to lead changed")
                         return
         except Exception as error:  # never a silent end: the operator must not lead unrenewed

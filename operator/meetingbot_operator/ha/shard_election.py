@@ -193,6 +193,11 @@ class ShardElector:
         assignment = assign(self.count, members, holders)
         return {shard for shard, member in assignment.items() if member == self.identity}
 
+    def moves(self, wanted: set[int]) -> bool:
+        """Whether the shards led must change now: one held is wanted elsewhere, or one wanted
+        here is free to take."""
+        return bool(self.held - wanted) or any(self.free(s) for s in wanted - self.held)
+
     def free(self, shard: int) -> bool:
         """Whether `shard` may be taken now: nobody (alive) holds it, or this replica does."""
         holder = self.holder(shard)

@@ -18,6 +18,7 @@ comes or goes moves only the shards it wins or held.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ def _score(*parts: str) -> int:
     return int.from_bytes(hashlib.sha256("/".join(parts).encode()).digest()[:8], "big")
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every watch event, of a few namespaces
 def shard_of(namespace: str, count: int) -> int:
     """The shard of a namespace's objects: the same in every replica and every release."""
     return 0 if count <= 1 else _score("namespace", namespace) % count
