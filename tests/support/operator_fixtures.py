@@ -42,6 +42,24 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
+class StrictCustomObjects(client.CustomObjectsApi):
+    """Our resources written as `kubectl apply` writes them (fieldValidation=Strict): a field
+    the CRD does not know is refused, not pruned in silence. A pruned field once made a test
+    pass for the wrong reason (a cap placed outside `spec.pool` was never applied)."""
+
+    def create_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("field_validation", "Strict")
+        return super().create_namespaced_custom_object(*args, **kwargs)
+
+    def patch_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("field_validation", "Strict")
+        return super().patch_namespaced_custom_object(*args, **kwargs)
+
+    def replace_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("field_validation", "Strict")
+        return super().replace_namespaced_custom_object(*args, **kwargs)
+
+
 class Kube:
     """The tests' Kubernetes client: kubernetes_asyncio, as in the operator. The API objects
     are typed Any, as in the operator's kube/verbs.py: the client's models type every field
@@ -50,7 +68,7 @@ class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self.core: Any = client.CoreV1Api(api)
-        self.custom: Any = client.CustomObjectsApi(api)
+        self.custom: Any = StrictCustomObjects(api)
         self.ext: Any = client.ApiextensionsV1Api(api)
         self.policy: Any = client.PolicyV1Api(api)
         self.apps: Any = client.AppsV1Api(api)

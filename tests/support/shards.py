@@ -196,7 +196,7 @@ async def tenant(
 ) -> Tenant:
     await kube.core.create_namespace({"metadata": {"name": namespace}})
     zoom = await zoom_account(
-        kube, namespace, sim, zoomsim.url, users=2, extra_spec={"maxBotsPerUser": cap}
+        kube, namespace, sim, zoomsim.url, users=2, extra_spec={"pool": {"maxBotsPerUser": cap}}
     )
     await account_ready(kube, namespace, timeout=60)
     # Zoom's meetings hold 100 participants, more with a Large Meetings licence.
@@ -299,12 +299,20 @@ class Burst:
 
     async def finish(self, tenants: list[Tenant], sim: SimAdmin) -> None:
         """End the meetings: every bot Succeeded on its first attempt, with one pod, every
-        report accepted, and no service user past its account's cap at any time in the meeting."""
+        report accepted, and no service user past its account's cap, in the bots' statuses and
+        in Zoom's own view (the users the meeting's participants joined as: a start re-decided
+        by a new leader must not give the pod a user other than the one it joined as)."""
         for where in tenants:
             per_user = Counter(
                 (b.get("status") or {}).get("zoomUser") for b in await where.bots.all()
             )
             assert max(per_user.values()) <= where.cap, (where.namespace, per_user)
+            joined_as = Counter(
+                p["zoomUserId"]
+                for p in sim.meeting(where.number)["participants"]
+                if p["kind"] == "sdk" and p["state"] == "in_meeting"
+            )
+            assert max(joined_as.values()) <= where.cap, (where.namespace, joined_as)
             sim.end_meeting(where.number)
         assert Counter(await asyncio.gather(*self.runs)) == {"MeetingEnded": len(self.scripted)}
         for where in tenants:

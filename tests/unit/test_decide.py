@@ -493,6 +493,27 @@ def test_a_capped_pool_waits_for_the_first_lists_after_a_restart() -> None:
     assert decide(bot(), META, later, TIMING).actions[0].user == "a"
 
 
+def test_a_start_found_with_its_pod_but_no_status_keeps_the_pods_user() -> None:
+    """The operator (or a shard's leader) stopped after creating attempt 1's pod, before any
+    status said so. The start is decided again with the user the pod joins as, even when
+    another user has room and this one is full (the pod holds its seat already, counted by
+    the ledger from the pod), and even before the restarted pool has settled."""
+    account = pool_account(("a", "b"), {"a": 1, "b": 0}, cap=1)
+    pod = PodObservation("bot-1", 1, "Running", zoom_user="a")
+    observed = observe(account=account, started_pod=pod, operator_started=NOW)
+    plan = decide(bot(), META, observed, TIMING)
+    (start,) = plan.actions
+    assert (start.kind, start.attempt, start.user, start.adopted) == (
+        ActionKind.START_ATTEMPT, 1, "a", True,
+    )  # fmt: skip
+    assert plan.hold is not None and (plan.hold.user, plan.hold.capped) == ("a", False)
+    # Without the pod, the same pass waits for the pool to settle, then picks "b".
+    assert decide(bot(), META, observe(account=account, operator_started=NOW), TIMING).actions == []
+    fresh = decide(bot(), META, observe(account=account), TIMING)
+    assert [(a.user, a.adopted) for a in fresh.actions] == [("b", False)]
+    assert fresh.hold is not None and fresh.hold.capped
+
+
 # --- auth: auto and ZoomUserGrants -----------------------------------------------------------
 
 GRANT = {"grantRef": {"name": "alice"}}

@@ -10,7 +10,11 @@ import pytest
 from pydantic import SecretStr
 
 from meetingbot_contract.reasons import Reason
-from meetingbot_operator.identities.claims import Hold
+from meetingbot_operator.identities.claims import (
+    ZOOM_ACCOUNT_ANNOTATION,
+    ZOOM_USER_ANNOTATION,
+    Hold,
+)
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.identities.zaks import ZakCache
 from meetingbot_operator.meetingbot.decisions import pick_user
@@ -91,6 +95,39 @@ def test_a_restart_rebuilds_the_loads_from_the_statuses_before_any_start() -> No
     assert not identities.hold(A, "new", Hold("u1", capped=True), cap=4)
     identities.release("r0")  # a deleted bot
     assert identities.loads(A)["u1"] == 3
+
+
+def _pod(owner: str, user: str, phase: str = "Running", **meta: object) -> dict[str, object]:
+    return {
+        "metadata": {
+            "namespace": "team-a",
+            "name": f"{owner}-1",
+            "annotations": {ZOOM_USER_ANNOTATION: user, ZOOM_ACCOUNT_ANNOTATION: "main"},
+            "ownerReferences": [{"uid": owner, "controller": True}],
+            **meta,
+        },
+        "status": {"phase": phase},
+    }
+
+
+def test_a_restart_counts_live_pods_whose_status_was_never_written() -> None:
+    """Pods are written before their bot's status names the user: after a restart the watch's
+    first list of pods holds their users, so a new claim cannot take a seat a pod has."""
+    identities = _identities()
+    identities.observe_pod("ADDED", _pod("p0", "u1"))
+    identities.observe_pod("ADDED", _pod("p1", "u1"))
+    identities.observe_pod("ADDED", _pod("p1", "u1"))  # the same pod twice counts once
+    identities.observe_pod("ADDED", _pod("done", "u1", phase="Succeeded"))
+    identities.observe_pod("ADDED", _pod("going", "u1", deletionTimestamp="2026-12-05T00:00:00Z"))
+    identities.observe_pod("DELETED", _pod("gone", "u1"))
+    identities.observe_pod("ADDED", {"metadata": {"namespace": "team-a", "name": "obf-1"}})
+    assert identities.loads(A) == {"u1": 2, "u2": 0, "u3": 0}
+    assert not identities.hold(A, "new", Hold("u1", capped=True), cap=2)
+    # An older attempt's pod, still there, never takes a bot's claim back from its new user.
+    assert identities.hold(A, "p0", Hold("u2", capped=True), cap=2)
+    identities.observe_pod("MODIFIED", _pod("p0", "u1"))
+    assert identities.claims.held("p0") == "u2"
+    assert identities.loads(A) == {"u1": 1, "u2": 1, "u3": 0}
 
 
 def _zak(user: str, minutes: float) -> Zak:

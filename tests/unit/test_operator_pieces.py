@@ -16,6 +16,7 @@ from meetingbot_api import MeetingBotSpec, meeting_number
 from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget, logs
 from meetingbot_operator import crdgen
 from meetingbot_operator.conditions import condition_reason
+from meetingbot_operator.identities.claims import ZOOM_ACCOUNT_ANNOTATION, ZOOM_USER_ANNOTATION
 from meetingbot_operator.keys import ReportTokens
 from meetingbot_operator.kube.client import resource_of
 from meetingbot_operator.meetingbot.children import bot_pod, join_secret
@@ -124,6 +125,19 @@ def test_the_pod_is_locked_down() -> None:
     assert spec["tolerations"] == [{"key": "bots", "operator": "Exists"}]
     join = next(v for v in spec["volumes"] if v["name"] == "join")
     assert join["secret"]["secretName"] == "bot-join"
+
+
+def test_a_zak_pod_says_which_user_it_holds_and_only_the_operator_says_it() -> None:
+    """The claims ledger counts live pods by these annotations (identities/claims.py): a
+    podTemplate cannot set them, and a pod with no service user (OBF) carries none."""
+    forged = {ZOOM_USER_ANNOTATION: "someone@else", ZOOM_ACCOUNT_ANNOTATION: "x", "team": "a"}
+    template = SPEC.pod_template.model_copy(update={"annotations": forged})
+    spec = SPEC.model_copy(update={"pod_template": template})
+    zak = bot_pod(META, 1, spec, Settings(), "svc@example.com")["metadata"]["annotations"]
+    assert zak == {
+        ZOOM_USER_ANNOTATION: "svc@example.com", ZOOM_ACCOUNT_ANNOTATION: "main", "team": "a"
+    }  # fmt: skip
+    assert bot_pod(META, 1, spec, Settings())["metadata"]["annotations"] == {"team": "a"}
 
 
 def test_the_secret_holds_the_versioned_document() -> None:

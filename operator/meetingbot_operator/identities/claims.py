@@ -5,7 +5,7 @@ it serves, and `maxBotsPerUser` caps it. The ledger is kept as kueue keeps its c
 objects say (a running attempt in a MeetingBot's status holds its user, `observe`), plus the
 starts in flight, assumed from the decision on (`hold` before any await), so the bots decided
 next in a burst see the load and spread over the users. After a restart it is rebuilt from the
-MeetingBots' statuses as the watch lists them.
+MeetingBots' statuses and their live pods (ZOOM_USER_ANNOTATION) as the watches list them.
 
 Each pass says which user its bot holds after it (`Hold`, or none); the ledger makes it so.
 """
@@ -17,6 +17,13 @@ from collections.abc import Container
 from dataclasses import dataclass
 
 AccountKey = tuple[str, str]  # (namespace, ZoomAccount name)
+
+# What a bot pod made for a ZAK start says it holds: its service user and ZoomAccount. Pods
+# are written before their MeetingBot's status says which user they hold, so after a restart
+# (or a shard's move) the ledger reads the pods too: a pod whose status was never written
+# still counts against its user's cap, and its start, decided again, keeps that user.
+ZOOM_USER_ANNOTATION = "meetingbot.dev/zoom-user"
+ZOOM_ACCOUNT_ANNOTATION = "meetingbot.dev/zoom-account"
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,8 @@ class ClaimsLedger:
         return True
 
     def observe(self, account: AccountKey, uid: str, user: str) -> None:
-        """A running attempt seen in a MeetingBot's status holds its user, whatever the cap."""
+        """A running attempt seen in a MeetingBot's status, or its live pod, holds its user,
+        whatever the cap."""
         if self._claims.get(uid) != (account, user):
             self._take(account, uid, user)
 

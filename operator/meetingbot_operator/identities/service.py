@@ -11,7 +11,13 @@ from datetime import datetime
 from typing import Any
 
 from meetingbot_api import RUNNING_PHASES
-from meetingbot_operator.identities.claims import AccountKey, ClaimsLedger, Hold
+from meetingbot_operator.identities.claims import (
+    ZOOM_ACCOUNT_ANNOTATION,
+    ZOOM_USER_ANNOTATION,
+    AccountKey,
+    ClaimsLedger,
+    Hold,
+)
 from meetingbot_operator.identities.pool import UserPool, UserView
 from meetingbot_operator.identities.zaks import ZakCache
 
@@ -72,6 +78,25 @@ class Identities:
         if user and status.get("phase") in RUNNING_PHASES and account.get("name"):
             key = (body["metadata"]["namespace"], account["name"])
             self.claims.observe(key, body["metadata"]["uid"], user)
+
+    def observe_pod(self, event_type: str, body: dict[str, Any]) -> None:
+        """A bot pod from a watch event: a live pod made for a ZAK start holds its user at once
+        when its bot holds none, as after a restart when its MeetingBot's status does not say so
+        yet (the operator that started it stopped before writing it). Never instead of what the
+        bot holds (an older attempt's pod, not yet gone, does not take its claim back); a
+        finished pod holds nothing (its bot's next pass lets the user go)."""
+        meta = body["metadata"]
+        annotations = meta.get("annotations") or {}
+        user = annotations.get(ZOOM_USER_ANNOTATION)
+        account = annotations.get(ZOOM_ACCOUNT_ANNOTATION)
+        owner = next(
+            (r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("controller")), None
+        )
+        live = event_type != "DELETED" and not meta.get("deletionTimestamp")
+        if live and (body.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            live = False
+        if user and account and owner and live and self.claims.held(owner) is None:
+            self.claims.observe((meta["namespace"], account), owner, user)
 
     def release(self, uid: str) -> None:
         """A deleted MeetingBot holds nothing."""

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meetingbot_contract import BotReport
+from meetingbot_operator.identities.claims import ZOOM_USER_ANNOTATION
 from meetingbot_operator.kube.objects import older
 from meetingbot_operator.meetingbot import children
 from meetingbot_operator.meetingbot.observed import AttemptResult, Meta, PodObservation, pod_name
@@ -254,7 +255,7 @@ def controller_uid(body: dict[str, Any]) -> str | None:
 
 def parse_pod(body: dict[str, Any], *, deleted: bool = False) -> PodObservation:
     meta, status = body["metadata"], body.get("status") or {}
-    labels = meta.get("labels") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     disruption = conditions.get("DisruptionTarget") or {}
     scheduled = conditions.get("PodScheduled") or {}
@@ -288,6 +289,7 @@ def parse_pod(body: dict[str, Any], *, deleted: bool = False) -> PodObservation:
         waiting_message=waiting.get("message"),
         status_reason=status.get("reason"),
         status_message=status.get("message"),
+        zoom_user=annotations.get(ZOOM_USER_ANNOTATION),
     )
 
 

@@ -22,6 +22,7 @@ from meetingbot_contract import (
     SPOOL_PATH,
     JoinConfig,
 )
+from meetingbot_operator.identities.claims import ZOOM_ACCOUNT_ANNOTATION, ZOOM_USER_ANNOTATION
 from meetingbot_operator.kube import secrets
 from meetingbot_operator.meetingbot.observed import Meta, pod_name
 from meetingbot_operator.settings import Settings
@@ -66,7 +67,9 @@ def join_secret(meta: Meta, attempt: int, config: JoinConfig) -> dict[str, Any]:
     )
 
 
-def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) -> dict[str, Any]:
+def bot_pod(
+    meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings, zoom_user: str | None = None
+) -> dict[str, Any]:
     template = spec.pod_template
     uid = settings.bot_run_as_user
     resources: dict[str, dict[str, Any]] = {
@@ -169,11 +172,24 @@ def bot_pod(meta: Meta, attempt: int, spec: MeetingBotSpec, settings: Settings) 
             "name": pod_name(meta.name, attempt),
             "namespace": meta.namespace,
             "labels": {**(template.labels or {}), **labels(meta, attempt)},
-            "annotations": dict(template.annotations or {}),
+            "annotations": _annotations(template.annotations or {}, spec, zoom_user),
             "ownerReferences": [owner_reference(meta)],
         },
         "spec": pod_spec,
     }
+
+
+def _annotations(
+    template: dict[str, str], spec: MeetingBotSpec, zoom_user: str | None
+) -> dict[str, str]:
+    """The template's annotations, without the two the claims ledger reads (only ours say
+    which user a pod holds: identities/claims.py), and ours for a ZAK start."""
+    ours = (ZOOM_USER_ANNOTATION, ZOOM_ACCOUNT_ANNOTATION)
+    kept = {k: v for k, v in template.items() if k not in ours}
+    if zoom_user:
+        kept[ZOOM_USER_ANNOTATION] = zoom_user
+        kept[ZOOM_ACCOUNT_ANNOTATION] = spec.account_ref.name
+    return kept
 
 
 def _env(variable: EnvVar) -> dict[str, Any]:

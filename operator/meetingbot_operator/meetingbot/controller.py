@@ -160,6 +160,7 @@ class BotController:
     def observe_pod(self, event_type: str, body: dict[str, Any]) -> None:
         key = self.cache.observe_pod(event_type, body)
         if key is not None:
+            self.identities.observe_pod(event_type, body)
             self.queue.trigger(key)
 
     def observe_report(self, namespace: str, name: str, report: BotReport) -> Receipt:
@@ -269,6 +270,7 @@ class BotController:
             now=datetime.now(UTC),
             account=self.accounts.state(meta.namespace, bot.spec.account_ref.name),
             pod=record.pod(meta, attempt),
+            started_pod=None if result else record.pod(meta, bot.status.attempts + 1),
             report=report,
             last_report_at=record.last_report_at if report else None,
             operator_started=self.started_at,

@@ -143,6 +143,9 @@ class Action:
     reason: str = ""  # MarkUserUnavailable: Zoom's refusal
     message: str = ""
     expires_at: datetime | None = None  # ForgetZak: the refused ZAK's (a newer one stays)
+    # StartAttempt: the attempt's pod is there already, made for `user` (Observed.started_pod);
+    # the bot keeps that user whatever the cap, as a running attempt does.
+    adopted: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,12 +267,13 @@ def _hold_deletion(decision: Decision) -> None:
 
 def _identities(bot: MeetingBot, old: MeetingBotStatus, decision: Decision) -> None:
     """The service user the bot holds after this pass, and what the ZAK cache must forget.
-    A start holds its user from the decision on (capped unless spec.user pins it); a running
+    A start holds its user from the decision on (capped unless spec.user pins it or its pod
+    is there already); a running
     attempt holds the user it joined as; anything else holds none."""
     status = decision.status
     start = next((a for a in decision.actions if a.kind == ActionKind.START_ATTEMPT), None)
     if start is not None and start.user:
-        decision.hold = Hold(start.user, capped=not bot.spec.user)
+        decision.hold = Hold(start.user, capped=not (bot.spec.user or start.adopted))
     elif (status.phase or Phase.PENDING) in RUNNING_PHASES and status.zoom_user:
         decision.hold = Hold(status.zoom_user, capped=False)
     if status.reason == Reason.ZAK_INVALID and old.reason != status.reason and status.zoom_user:
@@ -336,6 +340,21 @@ def _maybe_start(
         return
     if status.next_attempt_at is not None and now < status.next_attempt_at:
         decision.requeue_after = (status.next_attempt_at - now).total_seconds()
+        return
+    started = observed.started_pod
+    if zak and started is not None and started.zoom_user and not bot.spec.user:
+        # Started before, its status never written: the pod joins as the user it was made for,
+        # so the start is decided again with that user, not a new pick (which would rewrite
+        # the join Secret for another user while the pod holds the first).
+        decision.actions.append(
+            Action(
+                ActionKind.START_ATTEMPT,
+                attempt=status.attempts + 1,
+                user=started.zoom_user,
+                auth=mode,
+                adopted=True,
+            )
+        )
         return
     if zak and account.max_per_user and observed.operator_started is not None:
         # Just (re)started: the claims of running bots come from the watches' first lists;

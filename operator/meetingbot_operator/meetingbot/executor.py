@@ -94,7 +94,7 @@ class AttemptExecutor:
         """Write attempt `action.attempt`'s Secret and Pod; (the result, whether the pod was
         created now)."""
         now = datetime.now(UTC)
-        pod = children.bot_pod(meta, action.attempt, bot.spec, self.settings)
+        pod = children.bot_pod(meta, action.attempt, bot.spec, self.settings, action.user)
         secret = children.secret_name(meta.name)
         try:
             entry = self._account(bot, meta)

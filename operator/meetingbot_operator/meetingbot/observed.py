@@ -48,6 +48,7 @@ class PodObservation:
     waiting_message: str | None = None
     status_reason: str | None = None
     status_message: str | None = None
+    zoom_user: str | None = None  # the service user it joins as (identities/claims.py)
 
     @property
     def finished(self) -> bool:
@@ -98,6 +99,9 @@ class Observed:
     now: datetime
     account: AccountState | None
     pod: PodObservation | None = None  # the current attempt's pod, as last seen
+    # The next attempt's pod, there already: a start whose status no pass wrote (the operator,
+    # or the shard's leader, stopped in between). Its start is decided again with its user.
+    started_pod: PodObservation | None = None
     report: BotReport | None = None  # the current attempt's latest report
     # When the current attempt's bot last reported (heartbeats included); kept in memory only.
     last_report_at: datetime | None = None
