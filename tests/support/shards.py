@@ -464,7 +464,8 @@ async def killed_mid_burst(
             await replicas.add(name)
         led = await replicas.wait_led({"a", "b", "c"})
         assert sorted(str(r) for r in led.values()) == ["a", "b", "c"]  # one shard each
-        opened = [await tenant(kube, n, sim, zoomsim, per_tenant // 2, per_tenant) for n in names]
+        cap = -(-per_tenant // 2)  # two users: a seat for every bot, and no more
+        opened = [await tenant(kube, n, sim, zoomsim, cap, per_tenant) for n in names]
         burst = Burst(kube, replicas, zoomsim, seen)
         if per_tenant > 50:  # shared by the scripted bots, as their pods' kubelets would be many
             burst.joins = JoinSecrets(kube, [t.namespace for t in opened])

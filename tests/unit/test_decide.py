@@ -507,7 +507,11 @@ def test_a_start_found_with_its_pod_but_no_status_keeps_the_pods_user() -> None:
         ActionKind.START_ATTEMPT, 1, "a", True,
     )  # fmt: skip
     assert plan.hold is not None and (plan.hold.user, plan.hold.capped) == ("a", False)
-    # Without the pod, the same pass waits for the pool to settle, then picks "b".
+    # Without the pod, or with the pod gone, the same pass waits for the pool to settle,
+    # then picks "b".
+    gone = PodObservation("bot-1", 1, "Running", deleted=True, zoom_user="a")
+    waits = observe(account=account, started_pod=gone, operator_started=NOW)
+    assert decide(bot(), META, waits, TIMING).actions == []
     assert decide(bot(), META, observe(account=account, operator_started=NOW), TIMING).actions == []
     fresh = decide(bot(), META, observe(account=account), TIMING)
     assert [(a.user, a.adopted) for a in fresh.actions] == [("b", False)]

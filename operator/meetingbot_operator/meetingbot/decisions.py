@@ -342,6 +342,8 @@ def _maybe_start(
         decision.requeue_after = (status.next_attempt_at - now).total_seconds()
         return
     started = observed.started_pod
+    if started is not None and (started.deleted or started.deleting):
+        started = None  # gone or going: it holds no seat, and the start picks as any other
     if zak and started is not None and started.zoom_user and not bot.spec.user:
         # Started before, its status never written: the pod joins as the user it was made for,
         # so the start is decided again with that user, not a new pick (which would rewrite
