@@ -14,18 +14,26 @@ IDLE_SECONDS = 75.0
 # "listen queue of a socket overflowed"), their retransmissions came after Zoom's 3 s, and
 # those streams waited for Zoom's retry five minutes later. The kernel caps it at somaxconn.
 BACKLOG = 2048
+# On a stop, requests still running after this long are cancelled (aiohttp waits 60 s): a
+# request whose body never comes (a bot gone mid-upload, a client under load) held a shard's
+# move for 33 s with 1000 bots. Bots retry what was cut (a report, an upload's part).
+SHUTDOWN_SECONDS = 5.0
 
 
 class Servers:
-    def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(
+        self, idle_seconds: float = IDLE_SECONDS, shutdown_seconds: float = SHUTDOWN_SECONDS
+    ) -> None:
         self._runners: list[web.AppRunner] = []
         self._idle_seconds = idle_seconds
+        self._shutdown_seconds = shutdown_seconds
 
     async def serve(self, app: web.Application, host: str, port: int) -> None:
         runner = web.AppRunner(
             app,
             access_log=None,  # no access log: bots report constantly
             keepalive_timeout=self._idle_seconds,
+            shutdown_timeout=self._shutdown_seconds,
         )
         await runner.setup()
         await web.TCPSite(runner, host, port, backlog=BACKLOG).start()

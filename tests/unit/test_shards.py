@@ -3,7 +3,10 @@ reached any replica goes (ha/shards.py, ha/shard_election.py, ha/routing.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -11,11 +14,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer, make_mocked_request
 from pydantic import SecretStr
 
-from meetingbot_operator.ha.lease import Holder
+from meetingbot_operator.ha import renewer
+from meetingbot_operator.ha.lease import Holder, LeaseTiming
 from meetingbot_operator.ha.routing import Router, shard_of_request, signed_endpoints
 from meetingbot_operator.ha.shard_election import assign
 from meetingbot_operator.ha.shards import ShardSet, shard_of
+from meetingbot_operator.kube.client import KubeClient
 from meetingbot_operator.settings import Settings
+from tests.support.operator_fixtures import wait_for
 
 KEY = SecretStr("the-release-key")
 
@@ -157,3 +163,51 @@ def test_a_namespace_is_watched_by_kopfs_own_rule_for_its_patterns() -> None:
         False,
     ]
     assert Settings().watches("anything")  # no namespaces: all of them
+
+
+class _MovingElector:
+    """Our seam (ha/shard_election.py's ShardElector) as the renewals see it: holds shard 0,
+    and from the first look on wants none (another replica should lead it)."""
+
+    timing = LeaseTiming(duration=15, renew_deadline=10, retry=0.01)
+
+    def __init__(self) -> None:
+        self.held = {0}
+        self.looks = 0
+
+    @contextlib.contextmanager
+    def bound(self, api: object) -> Iterator[None]:
+        yield
+
+    async def look(self) -> set[int]:
+        self.looks += 1  # renews the shards held and the membership
+        return set()
+
+    def moves(self, wanted: set[int]) -> bool:
+        return wanted != self.held
+
+
+class _Api:
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_replica_whose_shards_move_renews_what_it_holds_until_it_has_stopped_acting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The operator is told once to stop; its shutdown may outlast a Lease, so the renewals
+    go on until it halts them (then its step-down releases the shard): until then no other
+    replica may take a shard it may still act on."""
+    monkeypatch.setattr(KubeClient, "connect", staticmethod(_Api))
+    elector = _MovingElector()
+    told: list[renewer.Stopped] = []
+    moving = renewer.Renewer(elector, lambda why, _: told.append(why))  # type: ignore[arg-type]
+    moving.start()
+    await wait_for(lambda: told, 5, 0.01, what="told to stop")
+    looks = elector.looks
+    await wait_for(lambda: elector.looks >= looks + 5, 5, 0.01, what="renewals after the move")
+    await moving.halt()
+    assert told == [renewer.Stopped.MOVED] and moving.stopped is renewer.Stopped.MOVED
+    halted = elector.looks
+    await asyncio.sleep(0.1)
+    assert elector.looks == halted  # none after the halt

@@ -463,6 +463,29 @@ async def test_a_connection_that_sends_nothing_more_is_closed(sent: bytes) -> No
         await servers.stop()
 
 
+async def test_a_stop_does_not_wait_for_a_request_whose_body_never_comes() -> None:
+    """A shard's move stops the servers; a request still reading its body (a bot gone
+    mid-upload) is cut after the shutdown time (servers.SHUTDOWN_SECONDS), not aiohttp's 60 s."""
+    servers = Servers(shutdown_seconds=0.5)
+    app = web.Application()
+
+    async def read_all(request: web.Request) -> web.Response:
+        return web.Response(body=await request.read())
+
+    app.router.add_post("/upload", read_all)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    await servers.serve(app, "127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nsome")
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the handler is reading the body
+    await asyncio.wait_for(servers.stop(), timeout=30)
+    await asyncio.wait_for(reader.read(), timeout=10)  # and its connection closed
+    writer.close()
+
+
 # --- grants: links strangers cannot use, consents nobody can cancel, no re-binding --------
 
 

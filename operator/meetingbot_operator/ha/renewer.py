@@ -7,7 +7,8 @@ busy leader's shard, which then found out and exited). client-go renews from a g
 work queue cannot starve; this is the same: a thread with its own event loop and its own API
 connection looks at the Leases every `retry` seconds (the GIL gives it its turn within
 milliseconds), and tells the operator's loop when to stop: a shard lost (or not renewed for
-the renew deadline), or the shards to lead changed.
+the renew deadline), or the shards to lead changed. It renews what this replica holds until
+it is halted, after the operator has stopped acting.
 """
 
 from __future__ import annotations
@@ -65,9 +66,13 @@ class Renewer:
                         return
                     if self._halt.is_set():
                         return
-                    if elector.moves(wanted):
+                    if self.stopped is None and elector.moves(wanted):
+                        # Told once, and the shards held are renewed on until the operator has
+                        # stopped acting and halts this thread: its shutdown may outlast a
+                        # Lease (measured: 33 s with 1000 bots' connections open), and a shard
+                        # not renewed meanwhile was taken by another replica while this one
+                        # still held it, which then found out and exited.
                         self._stop(Stopped.MOVED, "the shards to lead changed")
-                        return
         except Exception as error:  # never a silent end: the operator must not lead unrenewed
             log.exception("the Lease renewals failed")
             self._stop(Stopped.LOST, f"the Lease renewals failed: {error!r}")
