@@ -9,6 +9,7 @@ leave).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -20,6 +21,8 @@ from meetingbot_operator.app import Operator, health
 from meetingbot_operator.kube import client as kube_client
 from meetingbot_operator.meetingbot.children import BOT_LABEL
 from meetingbot_operator.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -80,6 +83,12 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if step_down is not None:
         await step_down()
     allocations.write_report()
+    if log.isEnabledFor(logging.DEBUG):
+        # kopf gives tasks still running after this 5 s before it cancels them: a shard's
+        # move waits for them, so they are named here.
+        current = asyncio.current_task()
+        left = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        log.debug("tasks left after cleanup", extra={"tasks": [repr(t.get_coro()) for t in left]})
 
 
 @kopf.on.probe(id="state")

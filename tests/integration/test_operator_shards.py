@@ -68,29 +68,29 @@ async def test_scaling_from_one_replica_to_three_and_back_moves_shards_without_l
         await replicas.add("a")
         await replicas.wait_led({"a"})  # one replica leads every shard
         opened = [await tenant(kube, n, sim, zoomsim, CAP) for n in shard_namespaces]
-        burst = Burst(kube, replicas, zoomsim, handed_secrets)
-        third = BOTS_PER_TENANT // 3
-        batches = [
-            [f"bot-{i:02d}" for i in range(third)],
-            [f"bot-{i:02d}" for i in range(third, 2 * third)],
-            [f"bot-{i:02d}" for i in range(2 * third, BOTS_PER_TENANT)],
-        ]
-        await asyncio.gather(*(burst.launch(t, n) for n in batches[0] for t in opened))
-        # Scale to three mid-run: "a" keeps one shard, "b" and "c" take one each.
-        for name in ("b", "c"):
-            await replicas.add(name)
-        led = await replicas.wait_led({"a", "b", "c"})
-        assert sorted(str(r) for r in led.values()) == ["a", "b", "c"]
-        await asyncio.gather(*(burst.launch(t, n) for n in batches[1] for t in opened))
-        # And back to one (a scale-down: SIGTERM, the Leases released): "a" leads them all.
-        burst.reroute(leaving={"b", "c"})  # terminating pods leave the Service at once
-        for name in ("b", "c"):
-            replicas.processes[name].stop()
-        await replicas.wait_led({"a"})
-        await asyncio.gather(*(burst.launch(t, n) for n in batches[2] for t in opened))
-        await burst.all_in_meeting(opened, timeout=180)
-        await burst.finish(opened, sim)
-        finished = now_rfc3339()  # the replica's own shutdown releases them all after this
+        async with Burst(kube, replicas, zoomsim, handed_secrets) as burst:
+            third = BOTS_PER_TENANT // 3
+            batches = [
+                [f"bot-{i:02d}" for i in range(third)],
+                [f"bot-{i:02d}" for i in range(third, 2 * third)],
+                [f"bot-{i:02d}" for i in range(2 * third, BOTS_PER_TENANT)],
+            ]
+            await asyncio.gather(*(burst.launch(t, n) for n in batches[0] for t in opened))
+            # Scale to three mid-run: "a" keeps one shard, "b" and "c" take one each.
+            for name in ("b", "c"):
+                await replicas.add(name)
+            led = await replicas.wait_led({"a", "b", "c"})
+            assert sorted(str(r) for r in led.values()) == ["a", "b", "c"]
+            await asyncio.gather(*(burst.launch(t, n) for n in batches[1] for t in opened))
+            # And back to one (a scale-down: SIGTERM, the Leases released): "a" leads them all.
+            burst.reroute(leaving={"b", "c"})  # terminating pods leave the Service at once
+            for name in ("b", "c"):
+                replicas.processes[name].stop()
+            await replicas.wait_led({"a"})
+            await asyncio.gather(*(burst.launch(t, n) for n in batches[2] for t in opened))
+            await burst.all_in_meeting(opened, timeout=180)
+            await burst.finish(opened, sim)
+            finished = now_rfc3339()  # the replica's own shutdown releases them all after this
 
     writes = writes_by_bot({t.namespace for t in opened}, since)
     assert len(writes) == SHARDS * BOTS_PER_TENANT

@@ -15,11 +15,12 @@ import json
 import random
 import time
 import uuid
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
@@ -28,12 +29,21 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.cluster import cluster
 from devenv.operator_process import OperatorProcess
-from devenv.zoomsim import SimAdmin, ZoomSim
+from devenv.zoomsim import SimAdmin
 from meetingbot_operator.ha.shards import shard_of
 from tests.support.operator_fixtures import Bots, Kube, account_ready, wait_for, zoom_account
 from tests.support.replicas import holder_of
 from tests.support.scripted_bot import ScriptedBot
 from tests.support.specs import bot_spec
+
+
+class Simulator(Protocol):
+    """Where the simulator is: the `zoomsim` fixture's thread, or a process of its own for a
+    busy bench (tests/support/sim_process.py)."""
+
+    @property
+    def url(self) -> str: ...
+
 
 AUDIT_NAMESPACE = "meetingbot-shards"
 SHARDS = 3
@@ -106,7 +116,7 @@ class ShardedReplicas:
         kube: Kube,
         admin: Path,
         logs: Path,
-        zoomsim: ZoomSim,
+        zoomsim: Simulator,
         pattern: str,
         lease_ns: str,
         report_interval: int = 2,
@@ -183,25 +193,36 @@ class ShardedReplicas:
 
 @dataclass
 class Tenant:
-    """A namespace with its ZoomAccount (two users, a cap per user) and its meeting."""
+    """A namespace with its ZoomAccount (two users, a cap per user) and its meetings."""
 
     namespace: str
-    number: str
+    numbers: list[str]
     cap: int
     bots: Bots
 
+    def meeting(self, bot: str) -> str:
+        """The meeting a bot joins: spread over the tenant's meetings by its name."""
+        return self.numbers[zlib.crc32(bot.encode()) % len(self.numbers)]
+
 
 async def tenant(
-    kube: Kube, namespace: str, sim: SimAdmin, zoomsim: ZoomSim, cap: int, bots: int = 100
+    kube: Kube, namespace: str, sim: SimAdmin, zoomsim: Simulator, cap: int, bots: int = 100
 ) -> Tenant:
     await kube.core.create_namespace({"metadata": {"name": namespace}})
     zoom = await zoom_account(
         kube, namespace, sim, zoomsim.url, users=2, extra_spec={"pool": {"maxBotsPerUser": cap}}
     )
     await account_ready(kube, namespace, timeout=60)
-    # Zoom's meetings hold 100 participants, more with a Large Meetings licence.
-    number = sim.create_meeting(zoom["id"], capacity=max(100, bots))["number"]
-    return Tenant(namespace, number, cap, Bots(kube, namespace))
+    # A meeting per hundred bots: each joiner is announced to everyone in its meeting, so
+    # one meeting of 333 scripted bots cost this process and the simulator 333² roster
+    # messages, and starved both (the simulator closed bots it had no pong from in 15 s).
+    # Zoom's meetings hold 100 participants (more with a Large Meetings licence); the spread by
+    # name is uneven, so each holds them all.
+    numbers = [
+        sim.create_meeting(zoom["id"], capacity=max(100, bots))["number"]
+        for _ in range(-(-bots // 100))
+    ]
+    return Tenant(namespace, numbers, cap, Bots(kube, namespace))
 
 
 class JoinSecrets:
@@ -255,20 +276,37 @@ class Burst:
     replica goes."""
 
     def __init__(
-        self, kube: Kube, replicas: ShardedReplicas, zoomsim: ZoomSim, seen: list[str]
+        self, kube: Kube, replicas: ShardedReplicas, zoomsim: Simulator, seen: list[str]
     ) -> None:
         self.kube, self.replicas, self.zoomsim, self.seen = kube, replicas, zoomsim, seen
         self.scripted: dict[tuple[str, str], ScriptedBot] = {}
         self.runs: list[asyncio.Task[str]] = []
         self.joins: JoinSecrets | None = None  # set for large bursts
-        self.http: httpx.AsyncClient | None = None
+        # For large bursts, clients shared by the bots in turn: httpcore's pool matches each
+        # request against every connection it holds, so one pool of 200 for a thousand bots
+        # spent 78 % of this process's CPU there (py-spy) and starved the bots' websockets.
+        self.http: list[httpx.AsyncClient] = []
+
+    async def __aenter__(self) -> Burst:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        """The scripted bots still running (a failed check) stop with the test, not after it."""
+        for run in self.runs:
+            run.cancel()
+        await asyncio.gather(*self.runs, return_exceptions=True)
+        if self.joins:
+            await self.joins.stop()
+        for client in self.http:
+            await client.aclose()
 
     async def launch(self, where: Tenant, name: str) -> None:
-        await where.bots.apply(name, bot_spec(where.number, displayName=name))
+        await where.bots.apply(name, bot_spec(where.meeting(name), displayName=name))
         bot = ScriptedBot(self.kube, where.namespace, name, self.zoomsim.url, self.seen)
         bot.report_through(random.choice(self.replicas.alive()).report_url)
         bot.config_timeout = 180.0  # a bot of a shard in takeover waits for its pod's config
-        bot.join_source, bot.http = self.joins, self.http
+        bot.join_source = self.joins
+        bot.http = self.http[len(self.scripted) % len(self.http)] if self.http else None
         self.scripted[(where.namespace, name)] = bot
         self.runs.append(asyncio.create_task(bot.run()))
 
@@ -295,7 +333,10 @@ class Burst:
                     return False
             return True
 
-        await wait_for(in_meeting, timeout, 0.5, what="every bot InMeeting")
+        # Every bot listed at each look: not too often with a thousand (the API server and this
+        # process, which plays the bots, pay for each list).
+        interval = 0.5 if len(self.scripted) <= 100 else 3.0
+        await wait_for(in_meeting, timeout, interval, what="every bot InMeeting")
 
     async def finish(self, tenants: list[Tenant], sim: SimAdmin) -> None:
         """End the meetings: every bot Succeeded on its first attempt, with one pod, every
@@ -309,11 +350,13 @@ class Burst:
             assert max(per_user.values()) <= where.cap, (where.namespace, per_user)
             joined_as = Counter(
                 p["zoomUserId"]
-                for p in sim.meeting(where.number)["participants"]
+                for number in where.numbers
+                for p in sim.meeting(number)["participants"]
                 if p["kind"] == "sdk" and p["state"] == "in_meeting"
             )
             assert max(joined_as.values()) <= where.cap, (where.namespace, joined_as)
-            sim.end_meeting(where.number)
+            for number in where.numbers:
+                sim.end_meeting(number)
         assert Counter(await asyncio.gather(*self.runs)) == {"MeetingEnded": len(self.scripted)}
         for where in tenants:
 
@@ -440,7 +483,7 @@ async def killed_mid_burst(
     lease_ns: str,
     names: list[str],
     sim: SimAdmin,
-    zoomsim: ZoomSim,
+    zoomsim: Simulator,
     seen: list[str],
     *,
     per_tenant: int,
@@ -466,43 +509,45 @@ async def killed_mid_burst(
         assert sorted(str(r) for r in led.values()) == ["a", "b", "c"]  # one shard each
         cap = -(-per_tenant // 2)  # two users: a seat for every bot, and no more
         opened = [await tenant(kube, n, sim, zoomsim, cap, per_tenant) for n in names]
-        burst = Burst(kube, replicas, zoomsim, seen)
-        if per_tenant > 50:  # shared by the scripted bots, as their pods' kubelets would be many
-            burst.joins = JoinSecrets(kube, [t.namespace for t in opened])
-            burst.joins.start()
-            burst.http = httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=200))
-        bots = [f"bot-{i:03d}" for i in range(per_tenant)]
-        started = time.monotonic()
-        applying = asyncio.gather(*(burst.launch(t, n) for n in bots for t in opened))
-        ours = {t.namespace for t in opened}
+        async with Burst(kube, replicas, zoomsim, seen) as burst:
+            if per_tenant > 50:  # shared by the bots, as their pods' kubelets would be many
+                burst.joins = JoinSecrets(kube, [t.namespace for t in opened])
+                burst.joins.start()
+                burst.http = [
+                    httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=10))
+                    for _ in range(-(-per_tenant * SHARDS // 50))  # fifty bots a client
+                ]
+            bots = [f"bot-{i:03d}" for i in range(per_tenant)]
+            started = time.monotonic()
+            applying = asyncio.gather(*(burst.launch(t, n) for n in bots for t in opened))
+            ours = {t.namespace for t in opened}
 
-        async def a_third_have_pods() -> bool:
-            listed = await kube.core.list_pod_for_all_namespaces(
-                label_selector="meetingbot.dev/bot"
-            )
-            return sum(p.metadata.namespace in ours for p in listed.items) >= per_tenant
+            async def a_third_have_pods() -> bool:
+                # Raw JSON, not the client's models: decoding a thousand V1Pods twenty times a
+                # second starved the scripted bots in this process.
+                response = await kube.core.list_pod_for_all_namespaces(
+                    label_selector="meetingbot.dev/bot", _preload_content=False
+                )
+                listed = json.loads(await response.read())["items"]
+                return sum(p["metadata"]["namespace"] in ours for p in listed) >= per_tenant
 
-        await wait_for(a_third_have_pods, 300, 0.05, what="a third of the pods")
-        victim = led[victim_shard]
-        assert victim is not None
-        killed = time.monotonic()
-        replicas.processes[victim].kill()
-        burst.reroute()
-        survivors = {"a", "b", "c"} - {victim}
-        await replicas.wait_led(survivors)
-        takeover = time.monotonic() - killed
-        await applying
-        await burst.all_in_meeting(opened, timeout=600)
-        in_meeting = time.monotonic() - started
-        usage = {n: replicas.processes[n] for n in sorted(survivors)}
-        cpu = {n: round(p.cpu_seconds(), 1) for n, p in usage.items()}
-        rss = {n: round(p.peak_rss_mb(), 1) for n, p in usage.items()}
-        await burst.finish(opened, sim)
-        finished = now_rfc3339()  # the replicas' own shutdown moves shards again after this
-        if burst.joins:
-            await burst.joins.stop()
-        if burst.http:
-            await burst.http.aclose()
+            await wait_for(a_third_have_pods, 300, 0.1, what="a third of the pods")
+            victim = led[victim_shard]
+            assert victim is not None
+            killed = time.monotonic()
+            replicas.processes[victim].kill()
+            burst.reroute()
+            survivors = {"a", "b", "c"} - {victim}
+            await replicas.wait_led(survivors)
+            takeover = time.monotonic() - killed
+            await applying
+            await burst.all_in_meeting(opened, timeout=600)
+            in_meeting = time.monotonic() - started
+            usage = {n: replicas.processes[n] for n in sorted(survivors)}
+            cpu = {n: round(p.cpu_seconds(), 1) for n, p in usage.items()}
+            rss = {n: round(p.peak_rss_mb(), 1) for n, p in usage.items()}
+            await burst.finish(opened, sim)
+            finished = now_rfc3339()  # the replicas' own shutdown moves shards again after this
 
     writes = writes_by_bot(ours, since)
     assert len(writes) == SHARDS * per_tenant, (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections import Counter
 from typing import Any
@@ -41,13 +43,20 @@ class JoinFailed(Exception):
 
 
 class SdkSession:
-    """Speaks to the meeting side the way the fake Meeting SDK does (join, events, leave)."""
+    """Speaks to the meeting side the way the fake Meeting SDK does (join, events, leave).
+
+    The events socket is read all the time, as the SDK's own connection is whatever the page
+    does: the simulator's pings are answered while the caller is busy elsewhere (a bot whose
+    reports wait out a shard's takeover for longer than the simulator's 45 s ping deadline
+    lost its session otherwise). Events wait in order for `next_event`."""
 
     def __init__(self, sim_url: str) -> None:
         self.sim_url = sim_url
         self.http = aiohttp.ClientSession()
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.joined: dict[str, Any] = {}
+        self._inbox: asyncio.Queue[aiohttp.WSMessage] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
 
     async def join(self, **params: Any) -> dict[str, Any]:
         async with self.http.post(f"{self.sim_url}/sim/sdk/join", json=params) as response:
@@ -57,11 +66,21 @@ class SdkSession:
         self.joined = dict(body)
         ws_url = self.sim_url.replace("http", "ws", 1) + "/sim/sdk/events"
         self.ws = await self.http.ws_connect(ws_url, params={"session": body["session"]})
+        self._reader = asyncio.create_task(self._read(self.ws))
         return self.joined
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while True:
+            message = await ws.receive()  # answers pings
+            await self._inbox.put(message)
+            if message.type != aiohttp.WSMsgType.TEXT:
+                return  # closed (or failed): said once, as the last message
 
     async def next_event(self, timeout: float = 5) -> dict[str, Any]:
         assert self.ws is not None
-        message = await self.ws.receive(timeout=timeout)
+        message = await asyncio.wait_for(self._inbox.get(), timeout)
+        if message.type != aiohttp.WSMsgType.TEXT:
+            self._inbox.put_nowait(message)  # every later call hears it too
         assert message.type == aiohttp.WSMsgType.TEXT, message
         return dict(json.loads(message.data))
 
@@ -80,6 +99,10 @@ class SdkSession:
     async def close(self) -> None:
         if self.ws is not None and not self.ws.closed:
             await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
         await self.http.close()
 
     async def __aenter__(self) -> SdkSession:
