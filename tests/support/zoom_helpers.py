@@ -47,8 +47,8 @@ class SdkSession:
 
     The events socket is read all the time, as the SDK's own connection is whatever the page
     does: the simulator's pings are answered while the caller is busy elsewhere (a bot whose
-    reports wait out a shard's takeover for longer than the simulator's 45 s ping deadline
-    lost its session otherwise). Events wait in order for `next_event`."""
+    reports wait out a shard's takeover), within the simulator's 45 s. Events wait in order
+    for `next_event`."""
 
     def __init__(self, sim_url: str) -> None:
         self.sim_url = sim_url

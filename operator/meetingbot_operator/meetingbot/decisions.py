@@ -268,8 +268,8 @@ def _hold_deletion(decision: Decision) -> None:
 def _identities(bot: MeetingBot, old: MeetingBotStatus, decision: Decision) -> None:
     """The service user the bot holds after this pass, and what the ZAK cache must forget.
     A start holds its user from the decision on (capped unless spec.user pins it or its pod
-    is there already); a running
-    attempt holds the user it joined as; anything else holds none."""
+    is there already); a running attempt holds the user it joined as; anything else holds
+    none."""
     status = decision.status
     start = next((a for a in decision.actions if a.kind == ActionKind.START_ATTEMPT), None)
     if start is not None and start.user:
