@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -17,6 +18,7 @@ from meetingbot_operator.identities.claims import (
 )
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.identities.zaks import ZakCache
+from meetingbot_operator.meetingbot.cache import controller_uid, parse_pod
 from meetingbot_operator.meetingbot.decisions import pick_user
 from meetingbot_operator.zoom import Zak, ZoomError
 
@@ -110,22 +112,28 @@ def _pod(owner: str, user: str, phase: str = "Running", **meta: object) -> dict[
     }
 
 
+def _seen(identities: Identities, event_type: str, body: dict[str, Any]) -> None:
+    """A pod event, read as the controller reads it (cache.parse_pod) and given to the ledger."""
+    pod = parse_pod(body, deleted=event_type == "DELETED")
+    identities.observe_pod("team-a", controller_uid(body), pod)
+
+
 def test_a_restart_counts_live_pods_whose_status_was_never_written() -> None:
     """Pods are written before their bot's status names the user: after a restart the watch's
     first list of pods holds their users, so a new claim cannot take a seat a pod has."""
     identities = _identities()
-    identities.observe_pod("ADDED", _pod("p0", "u1"))
-    identities.observe_pod("ADDED", _pod("p1", "u1"))
-    identities.observe_pod("ADDED", _pod("p1", "u1"))  # the same pod twice counts once
-    identities.observe_pod("ADDED", _pod("done", "u1", phase="Succeeded"))
-    identities.observe_pod("ADDED", _pod("going", "u1", deletionTimestamp="2026-12-05T00:00:00Z"))
-    identities.observe_pod("DELETED", _pod("gone", "u1"))
-    identities.observe_pod("ADDED", {"metadata": {"namespace": "team-a", "name": "obf-1"}})
+    _seen(identities, "ADDED", _pod("p0", "u1"))
+    _seen(identities, "ADDED", _pod("p1", "u1"))
+    _seen(identities, "ADDED", _pod("p1", "u1"))  # the same pod twice counts once
+    _seen(identities, "ADDED", _pod("done", "u1", phase="Succeeded"))
+    _seen(identities, "ADDED", _pod("going", "u1", deletionTimestamp="2026-12-05T00:00:00Z"))
+    _seen(identities, "DELETED", _pod("gone", "u1"))
+    _seen(identities, "ADDED", {"metadata": {"namespace": "team-a", "name": "obf-1"}})
     assert identities.loads(A) == {"u1": 2, "u2": 0, "u3": 0}
     assert not identities.hold(A, "new", Hold("u1", capped=True), cap=2)
     # An older attempt's pod, still there, never takes a bot's claim back from its new user.
     assert identities.hold(A, "p0", Hold("u2", capped=True), cap=2)
-    identities.observe_pod("MODIFIED", _pod("p0", "u1"))
+    _seen(identities, "MODIFIED", _pod("p0", "u1"))
     assert identities.claims.held("p0") == "u2"
     assert identities.loads(A) == {"u1": 1, "u2": 1, "u3": 0}
 

@@ -8,18 +8,25 @@ into the other: both go through this object.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from meetingbot_api import RUNNING_PHASES
-from meetingbot_operator.identities.claims import (
-    ZOOM_ACCOUNT_ANNOTATION,
-    ZOOM_USER_ANNOTATION,
-    AccountKey,
-    ClaimsLedger,
-    Hold,
-)
+from meetingbot_operator.identities.claims import AccountKey, ClaimsLedger, Hold
 from meetingbot_operator.identities.pool import UserPool, UserView
 from meetingbot_operator.identities.zaks import ZakCache
+
+
+class HeldPod(Protocol):
+    """What the ledger reads of a bot pod (meetingbot/observed.py's PodObservation)."""
+
+    @property
+    def zoom_user(self) -> str | None: ...
+
+    @property
+    def zoom_account(self) -> str | None: ...
+
+    @property
+    def live(self) -> bool: ...
 
 
 class Identities:
@@ -79,24 +86,16 @@ class Identities:
             key = (body["metadata"]["namespace"], account["name"])
             self.claims.observe(key, body["metadata"]["uid"], user)
 
-    def observe_pod(self, event_type: str, body: dict[str, Any]) -> None:
-        """A bot pod from a watch event: a live pod made for a ZAK start holds its user at once
-        when its bot holds none, as after a restart when its MeetingBot's status does not say so
-        yet (the operator that started it stopped before writing it). Never instead of what the
-        bot holds (an older attempt's pod, not yet gone, does not take its claim back); a
-        finished pod holds nothing (its bot's next pass lets the user go)."""
-        meta = body["metadata"]
-        annotations = meta.get("annotations") or {}
-        user = annotations.get(ZOOM_USER_ANNOTATION)
-        account = annotations.get(ZOOM_ACCOUNT_ANNOTATION)
-        owner = next(
-            (r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("controller")), None
-        )
-        live = event_type != "DELETED" and not meta.get("deletionTimestamp")
-        if live and (body.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            live = False
-        if user and account and owner and live and self.claims.held(owner) is None:
-            self.claims.observe((meta["namespace"], account), owner, user)
+    def observe_pod(self, namespace: str, owner: str | None, pod: HeldPod) -> None:
+        """A bot pod from a watch event (its controller's UID, what was read of it): a live pod
+        made for a ZAK start holds its user at once when its bot holds none, as after a
+        restart when its MeetingBot's status does not say so yet (the operator that started
+        it stopped before writing it). Never instead of what the bot holds (an older attempt's
+        pod, not yet gone, does not take its claim back); a finished pod holds nothing (its
+        bot's next pass lets the user go)."""
+        user, account = pod.zoom_user, pod.zoom_account
+        if user and account and owner and pod.live and self.claims.held(owner) is None:
+            self.claims.observe((namespace, account), owner, user)
 
     def release(self, uid: str) -> None:
         """A deleted MeetingBot holds nothing."""

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meetingbot_contract import BotReport
-from meetingbot_operator.identities.claims import ZOOM_USER_ANNOTATION
+from meetingbot_operator.identities.claims import ZOOM_ACCOUNT_ANNOTATION, ZOOM_USER_ANNOTATION
 from meetingbot_operator.kube.objects import older
 from meetingbot_operator.meetingbot import children
 from meetingbot_operator.meetingbot.observed import AttemptResult, Meta, PodObservation, pod_name
@@ -101,8 +101,11 @@ class BotCache:
         record.body = slim(body)
         record.status_own, record.status_foreign = True, False
 
-    def observe_pod(self, event_type: str, body: dict[str, Any]) -> Key | None:
-        """A bot pod's watch event; the bot to decide about again, if anything changed."""
+    def observe_pod(
+        self, event_type: str, body: dict[str, Any]
+    ) -> tuple[Key, str | None, PodObservation] | None:
+        """A bot pod's watch event; if anything changed, the bot to decide about again, with
+        the pod's controller UID and what was read of it."""
         meta = body["metadata"]
         labels = meta.get("labels") or {}
         bot = labels.get(children.BOT_LABEL)
@@ -127,7 +130,7 @@ class BotCache:
         if record.pods.get(observation.attempt) == seen:
             return None  # nothing the decisions look at has changed (conditions, IPs, ...)
         record.pods[observation.attempt] = seen
-        return key
+        return key, *seen
 
     def created_pod(self, key: Key, meta: Meta, attempt: int) -> None:
         """The executor created this pod; until its watch event arrives (it may lag under
@@ -290,6 +293,7 @@ def parse_pod(body: dict[str, Any], *, deleted: bool = False) -> PodObservation:
         status_reason=status.get("reason"),
         status_message=status.get("message"),
         zoom_user=annotations.get(ZOOM_USER_ANNOTATION),
+        zoom_account=annotations.get(ZOOM_ACCOUNT_ANNOTATION),
     )
 
 

@@ -158,9 +158,10 @@ class BotController:
                 self.queue.trigger(key)
 
     def observe_pod(self, event_type: str, body: dict[str, Any]) -> None:
-        key = self.cache.observe_pod(event_type, body)
-        if key is not None:
-            self.identities.observe_pod(event_type, body)
+        seen = self.cache.observe_pod(event_type, body)
+        if seen is not None:
+            key, owner, pod = seen
+            self.identities.observe_pod(key[0], owner, pod)
             self.queue.trigger(key)
 
     def observe_report(self, namespace: str, name: str, report: BotReport) -> Receipt:

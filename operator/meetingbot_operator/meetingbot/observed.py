@@ -48,11 +48,18 @@ class PodObservation:
     waiting_message: str | None = None
     status_reason: str | None = None
     status_message: str | None = None
-    zoom_user: str | None = None  # the service user it joins as (identities/claims.py)
+    # The service user it joins as and its ZoomAccount (identities/claims.py), for ZAK starts.
+    zoom_user: str | None = None
+    zoom_account: str | None = None
 
     @property
     def finished(self) -> bool:
         return self.phase in ("Succeeded", "Failed") or self.exit_code is not None
+
+    @property
+    def live(self) -> bool:
+        """Neither finished, nor gone, nor going."""
+        return not (self.finished or self.deleted or self.deleting)
 
 
 @dataclass(frozen=True)
