@@ -92,6 +92,23 @@ class OperatorProcess:
         return env
 
     def start(self) -> OperatorProcess:
+        """Start it and wait until it is healthy. Its ports were free when this object was
+        made, maybe minutes ago: if one was taken since (an outgoing connection's ephemeral
+        port, from the same range), new ones are picked and it starts again."""
+        for _ in range(3):
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                return self._start_once()
+            except RuntimeError:
+                with self.log_path.open("rb") as log:
+                    log.seek(offset)
+                    if b"address already in use" not in log.read().lower():
+                        raise
+            self.report_port, self.metrics_port = free_port(), free_port()
+            self.health_port, self.oauth_port = free_port(), free_port()
+        return self._start_once()
+
+    def _start_once(self) -> OperatorProcess:
         log = self.log_path.open("ab")
         command = [sys.executable, "-m", "meetingbot_operator"]
         profile = os.environ.get("MEETINGBOT_PROFILE")  # a py-spy output file, for benchmarks

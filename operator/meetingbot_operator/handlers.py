@@ -107,7 +107,7 @@ def _ours(event: kopf.RawEvent, memo: kopf.Memo) -> bool:
 async def meetingbot_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     if not _ours(event, memo):
         return
-    memo.runtime.bots.observe_bot(event["type"] or "ADDED", dict(event["object"]))
+    memo.runtime.bots.observe_bot(event["type"], dict(event["object"]))  # None: listed
     memo.runtime.schedules.bot_changed(event["object"])
 
 
@@ -143,4 +143,4 @@ async def meetingbotschedule_event(event: kopf.RawEvent, memo: kopf.Memo, **_: A
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     if not _ours(event, memo):
         return
-    memo.runtime.bots.observe_pod(event["type"] or "ADDED", dict(event["object"]))
+    memo.runtime.bots.observe_pod(event["type"], dict(event["object"]))  # None: listed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -305,3 +306,22 @@ async def test_a_standby_forwards_zooms_rtms_webhooks_to_the_leader(
         assert [s["streamId"] for s in starting["streams"]] == [stream["id"]]
         delivery = await zooms_delivery(sim, stream["id"])
         assert delivery["status"] == 200
+
+
+def test_a_replica_whose_port_was_taken_since_it_was_made_starts_on_others(
+    kubeconfig: Path, tmp_path: Path
+) -> None:
+    """The harness: a replica's ports are picked when it is made, and a test may start it
+    minutes later, when an outgoing connection can hold one (CI saw a standby exit with 1
+    there). It starts again on new ports instead of failing the test."""
+    replica = OperatorProcess(kubeconfig, tmp_path / "op.log", None, namespaces="nowhere")
+    taken = replica.health_port
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", taken))
+        holder.listen()
+        replica.start()
+        try:
+            assert replica.health_port != taken
+            assert b"address already in use" in (tmp_path / "op.log").read_bytes()
+        finally:
+            replica.stop()

@@ -5,7 +5,7 @@ state in dicts, answer as the real ones do for what the services use, and count 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ class FakeKube:
     def __init__(self) -> None:
         self.secrets: dict[tuple[str, str], SecretView] = {}
         self.owned: dict[tuple[str, str], dict[str, str]] = {}
+        self.written: dict[tuple[str, str], dict[str, Any]] = {}  # the Secrets upsert_secret wrote
         self.refused: set[tuple[str, str]] = set()
         self.statuses: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
@@ -54,10 +55,22 @@ class FakeKube:
         found = self.owned.get((namespace, name))
         return dict(found) if found is not None else None
 
-    async def upsert_secret(self, body: dict[str, Any]) -> None:
+    async def upsert_secret(
+        self, body: dict[str, Any], keep: Callable[[dict[str, Any]], Awaitable[bool]] | None = None
+    ) -> bool:
         self._call("upsert_secret")
         meta = body["metadata"]
-        self.owned[(meta["namespace"], meta["name"])] = dict(body["stringData"])
+        key = (meta["namespace"], meta["name"])
+        existing = self.written.get(key)
+        if existing is not None and keep is not None and await keep(existing):
+            return False
+        self.owned[key] = dict(body["stringData"])
+        self.written[key] = body
+        return True
+
+    async def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._call("read_pod")
+        return self.pods.get((namespace, name))
 
     async def secret_taken(self, namespace: str, name: str, owner_uid: str) -> bool:
         self._call("secret_taken")

@@ -491,6 +491,15 @@ def test_a_capped_pool_waits_for_the_first_lists_after_a_restart() -> None:
     assert plan.actions == [] and plan.requeue_after == pytest.approx(4)
     later = observe(account=account, operator_started=NOW - timedelta(seconds=10))
     assert decide(bot(), META, later, TIMING).actions[0].user == "a"
+    # Started long ago, but its watches listed an object a second ago (a loaded machine
+    # that took this long to list, or a relist): the claims may not be whole yet.
+    listing = observe(
+        account=account,
+        operator_started=NOW - timedelta(seconds=10),
+        listed_at=NOW - timedelta(seconds=1),
+    )
+    plan = decide(bot(), META, listing, TIMING)
+    assert plan.actions == [] and plan.requeue_after == pytest.approx(4)
 
 
 def test_a_start_found_with_its_pod_but_no_status_keeps_the_pods_user() -> None:

@@ -13,11 +13,12 @@ from pydantic import SecretStr
 from meetingbot_api import ZoomAccountSpec
 from meetingbot_contract import AuthMode
 from meetingbot_contract.reasons import Reason
+from meetingbot_operator.identities.claims import ZOOM_USER_ANNOTATION
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.keys import ReportTokens
 from meetingbot_operator.meetingbot.decisions import Action, ActionKind
 from meetingbot_operator.meetingbot.executor import AttemptExecutor
-from meetingbot_operator.meetingbot.observed import AttemptRefused, AttemptStarted, Meta
+from meetingbot_operator.meetingbot.observed import AttemptRefused, AttemptStarted, Meta, PodFound
 from meetingbot_operator.settings import Settings
 from meetingbot_operator.zoom import SdkCredentials, ZoomError
 from meetingbot_operator.zoomaccount.state import ReadyAccount
@@ -138,3 +139,38 @@ async def test_identity_actions_reach_their_owners() -> None:
     assert identities.pool(ACCOUNT).active() == ("u1",)
     executor.identity_action(meta, bot, Action(ActionKind.PROVISION_USER))
     assert accounts.wanted == 1
+
+
+async def test_a_start_given_another_user_than_its_attempts_pod_keeps_the_secret() -> None:
+    """A leader made attempt 1's Secret and pod for u1 and stopped before any status said so;
+    the next leader, its pod watch not listed yet, starts attempt 1 with u2. The Secret the
+    pod joins with stays u1's and the pod is reported for the next pass (which adopts it); an
+    adopted start, and a start of the next attempt, write as usual."""
+    kube, zoom = FakeKube(), FakeZoom()
+    meta, bot = Meta("bot", NAMESPACE, "uid", 1), meeting_bot()
+    secret = (NAMESPACE, "bot-join")
+
+    def start(user: str, attempt: int = 1, adopted: bool = False) -> Action:
+        return Action(
+            ActionKind.START_ATTEMPT, attempt=attempt, user=user, auth=AuthMode.ZAK, adopted=adopted
+        )
+
+    first = _executor(kube, Accounts(zoom, reuse=True), Identities())
+    (result, created) = await first.start(bot, meta, start("u1"))
+    assert isinstance(result, AttemptStarted) and created
+    written = dict(kube.owned[secret])
+    assert "u1" in str(written)
+
+    second = _executor(kube, Accounts(zoom, reuse=True), Identities())
+    (found, created) = await second.start(bot, meta, start("u2"))
+    assert isinstance(found, PodFound) and not created
+    assert found.attempt == 1 and found.body["metadata"]["name"] == "bot-1"
+    assert found.body["metadata"]["annotations"][ZOOM_USER_ANNOTATION] == "u1"
+    assert kube.owned[secret] == written  # the pod's user's Secret, untouched
+    assert kube.calls["create_pod"] == 1
+
+    (adopted, created) = await second.start(bot, meta, start("u1", adopted=True))
+    assert isinstance(adopted, AttemptStarted) and adopted.user == "u1" and not created
+    (next_attempt, created) = await second.start(bot, meta, start("u2", attempt=2))
+    assert isinstance(next_attempt, AttemptStarted) and next_attempt.user == "u2" and created
+    assert "u2" in str(kube.owned[secret])

@@ -7,7 +7,7 @@ are plain dicts, sent and read as JSON.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from meetingbot_operator.kube.client import (
@@ -54,6 +54,10 @@ class Kube:
                 return None
             raise
 
+    async def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The pod as JSON, or None if it does not exist."""
+        return await self._read("pods", namespace, name)
+
     async def read_object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A core object ("configmaps", "secrets") as JSON, undecoded; None if it does not
         exist."""
@@ -79,24 +83,30 @@ class Kube:
             raise NameTaken("Secret", namespace, name, owner="object")
         return _decoded(secret)
 
-    async def upsert_secret(self, body: dict[str, Any]) -> None:
+    async def upsert_secret(
+        self, body: dict[str, Any], keep: Callable[[dict[str, Any]], Awaitable[bool]] | None = None
+    ) -> bool:
         """Create the Secret, or replace it if it exists and is ours (a new attempt has a new
-        ZAK); NameTaken if a Secret of that name belongs to anyone else."""
+        ZAK); NameTaken if a Secret of that name belongs to anyone else. `keep`, asked about
+        the existing one before it is replaced, can keep it: False when it was kept."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         owner_uid = body["metadata"]["ownerReferences"][0]["uid"]
         try:
             await self.api.request("POST", core_path("secrets", namespace), body=body)
-            return
+            return True
         except ApiError as error:
             if error.status != 409:
                 raise
         existing = await self.api.request("GET", core_path("secrets", namespace, name))
         if not controlled_by(existing, owner_uid):
             raise NameTaken("Secret", namespace, name)
+        if keep is not None and await keep(existing):
+            return False
         # Replace exactly the version just checked: a concurrent swap fails with 409 instead.
         version = existing["metadata"]["resourceVersion"]
         replacement = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
         await self.api.request("PUT", core_path("secrets", namespace, name), body=replacement)
+        return True
 
     async def ensure_secret_value(
         self, namespace: str, name: str, key: str, make: Callable[[], str]

@@ -56,7 +56,13 @@ from meetingbot_operator.meetingbot.decisions import (
     spec_invalid,
 )
 from meetingbot_operator.meetingbot.executor import AttemptExecutor
-from meetingbot_operator.meetingbot.observed import AttemptRefused, AttemptStarted, Meta, Observed
+from meetingbot_operator.meetingbot.observed import (
+    AttemptRefused,
+    AttemptStarted,
+    Meta,
+    Observed,
+    PodFound,
+)
 from meetingbot_operator.meetingbot.reports import Receipt
 from meetingbot_operator.meetingbot.workqueue import WorkQueue
 from meetingbot_operator.settings import Settings
@@ -107,6 +113,7 @@ class BotController:
             kube, accounts, identities, grants, settings, tokens, artifacts
         )
         self.started_at = datetime.now(UTC)
+        self.listed_at: datetime | None = None  # the last object a watch's list brought
         self.timing = Timing(
             start_lead=timedelta(seconds=settings.start_lead_seconds),
             retry_base=settings.retry_base_seconds,
@@ -143,7 +150,9 @@ class BotController:
             self._expected.clear()
         return bool(self._expected)
 
-    def observe_bot(self, event_type: str, body: dict[str, Any]) -> None:
+    def observe_bot(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A MeetingBot's watch event (type None: an object of a watch's list)."""
+        event_type = self._listed(event_type)
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         self._expected.discard(key)
         if event_type == "DELETED":
@@ -157,12 +166,22 @@ class BotController:
             if self.cache.observe_bot(event_type, body):
                 self.queue.trigger(key)
 
-    def observe_pod(self, event_type: str, body: dict[str, Any]) -> None:
-        seen = self.cache.observe_pod(event_type, body)
+    def observe_pod(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A bot pod's watch event (type None: an object of a watch's list)."""
+        seen = self.cache.observe_pod(self._listed(event_type), body)
         if seen is not None:
             key, owner, pod = seen
             self.identities.observe_pod(key[0], owner, pod)
             self.queue.trigger(key)
+
+    def _listed(self, event_type: str | None) -> str:
+        """The event's type; an object of a watch's (re)list moves `listed_at` on: what the
+        claims ledger knows is whole only once the lists are, and their end is not signalled
+        (kopf sends a list's objects as events of no type, then the watch's)."""
+        if event_type is not None:
+            return event_type
+        self.listed_at = datetime.now(UTC)
+        return "ADDED"
 
     def observe_report(self, namespace: str, name: str, report: BotReport) -> Receipt:
         receipt, changed = self.cache.observe_report((namespace, name), report)
@@ -275,6 +294,7 @@ class BotController:
             report=report,
             last_report_at=record.last_report_at if report else None,
             operator_started=self.started_at,
+            listed_at=self.listed_at,
             secret_cleaned=record.secret_cleaned,
             grant=self._grant(meta, bot),
             meeting_owner=(
@@ -315,6 +335,18 @@ class BotController:
                     return  # deleted (or re-created) meanwhile: its watch event follows
                 async with self._starts:
                     result, created = await self.executor.start(whole, meta, action)
+                if isinstance(result, PodFound):
+                    # The attempt was started before, as another user: the user this pass
+                    # holds is let go and the pod observed (as its watch event will say), so
+                    # the next pass keeps the pod's user (an adoption) with the ledger right.
+                    log.info(
+                        "the attempt's pod was made before for another user; deciding again",
+                        extra={"bot": f"{key[0]}/{key[1]}", "attempt": result.attempt},
+                    )
+                    self.identities.release(meta.uid)
+                    self.observe_pod("ADDED", result.body)
+                    self.queue.trigger(key)
+                    return
                 record.attempt_result = result
                 record.secret_cleaned = False
                 if created:

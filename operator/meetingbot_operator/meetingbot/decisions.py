@@ -48,7 +48,8 @@ from meetingbot_operator.zoomaccount.state import (
 
 # A bot waiting for a service user looks again this often (and at once when the pool changes).
 NO_USER_RECHECK_SECONDS = 2.0
-# After a start, a capped pool gives no user out for this long (see _maybe_start).
+# After the operator starts, and after the last object its watches listed, a capped pool gives
+# no user out for this long (see _maybe_start).
 POOL_SETTLE = timedelta(seconds=5)
 IMAGE_PULL_FAILURES = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -360,8 +361,14 @@ def _maybe_start(
         return
     if zak and account.max_per_user and observed.operator_started is not None:
         # Just (re)started: the claims of running bots come from the watches' first lists;
-        # a capped pool waits for them before it gives a user out.
-        settled = observed.operator_started + POOL_SETTLE
+        # a capped pool waits for them before it gives a user out, until POOL_SETTLE after
+        # the start and after the last object listed (a loaded machine can take longer than
+        # that to list at all: counting from the start alone let a start pick before its
+        # namespace's running bots were seen).
+        settled = (
+            max(observed.operator_started, observed.listed_at or observed.operator_started)
+            + POOL_SETTLE
+        )
         if now < settled:
             decision.requeue_after = (settled - now).total_seconds()
             return

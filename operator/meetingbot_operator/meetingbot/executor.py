@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ from meetingbot_contract.logs import redact
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
 from meetingbot_operator.artifacts.service import ArtifactProblem, ArtifactService
+from meetingbot_operator.identities.claims import ZOOM_USER_ANNOTATION
 from meetingbot_operator.identities.pool import USER_LEVEL
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.keys import ReportTokens
@@ -44,7 +46,7 @@ from meetingbot_operator.kube.secrets import (
     SecretUse,
     read_opted_in,
 )
-from meetingbot_operator.kube.verbs import Kube, NameTaken
+from meetingbot_operator.kube.verbs import Kube, NameTaken, controlled_by
 from meetingbot_operator.meetingbot import children
 from meetingbot_operator.meetingbot.decisions import Action, ActionKind
 from meetingbot_operator.meetingbot.observed import (
@@ -52,6 +54,7 @@ from meetingbot_operator.meetingbot.observed import (
     AttemptResult,
     AttemptStarted,
     Meta,
+    PodFound,
 )
 from meetingbot_operator.meetingbot.reports import report_path, uploads_path
 from meetingbot_operator.settings import Settings
@@ -90,9 +93,10 @@ class AttemptExecutor:
 
     async def start(
         self, bot: MeetingBot, meta: Meta, action: Action
-    ) -> tuple[AttemptResult, bool]:
+    ) -> tuple[AttemptResult | PodFound, bool]:
         """Write attempt `action.attempt`'s Secret and Pod; (the result, whether the pod was
-        created now)."""
+        created now). PodFound: nothing written, the attempt's pod is there for another user
+        (`_started_before`), for the next pass to decide with."""
         now = datetime.now(UTC)
         pod = children.bot_pod(meta, action.attempt, bot.spec, self.settings, action.user)
         secret = children.secret_name(meta.name)
@@ -118,7 +122,15 @@ class AttemptExecutor:
                 # Still held by someone else: say so again without minting a ZAK for nothing.
                 raise NameTaken("Secret", meta.namespace, secret)
             config, zak_expires = await self._join_config(entry, bot, meta, action)
-            await self._write_join_secret(children.join_secret(meta, action.attempt, config))
+            found: list[dict[str, Any]] = []
+
+            async def started_before(existing: dict[str, Any]) -> bool:
+                found.extend(await self._started_before(bot, meta, action, existing, pod, config))
+                return bool(found)
+
+            body = children.join_secret(meta, action.attempt, config)
+            if not await self._write_join_secret(body, started_before):
+                return PodFound(action.attempt, found[0]), False
             created = False if pod_exists else await self.kube.create_pod(pod)
         except _UserRefused as problem:
             refused = AttemptRefused(
@@ -143,10 +155,41 @@ class AttemptExecutor:
         started = AttemptStarted(action.attempt, now, config.zoom_user, zak_expires, config.auth)
         return started, created
 
-    async def _write_join_secret(self, body: dict[str, Any]) -> None:
-        """The join Secret; a refusal is said as the Secret's, not as the pod's."""
+    async def _started_before(
+        self,
+        bot: MeetingBot,
+        meta: Meta,
+        action: Action,
+        secret: dict[str, Any],
+        pod: dict[str, Any],
+        config: JoinConfig,
+    ) -> list[dict[str, Any]]:
+        """The attempt's pod, if an earlier pass made it for another user than this start's
+        (one of a leader that stopped before the status said so, which this process's pod
+        watch has not listed yet): its Secret is this attempt's, the pod is there, alive and
+        ours. Replacing the Secret would give the attempt a user its pod does not join as.
+        Only where the decisions would adopt the pod (decisions.py, `started_pod`): a pool's
+        pick, not an adopted start nor a `spec.user`."""
+        annotations = secret["metadata"].get("annotations") or {}
+        if action.adopted or bot.spec.user:
+            return []
+        if annotations.get(children.ATTEMPT_LABEL) != str(action.attempt):
+            return []  # an older attempt's Secret: replaced
+        existing = await self.kube.read_pod(meta.namespace, pod["metadata"]["name"])
+        if existing is None or existing["metadata"].get("deletionTimestamp"):
+            return []
+        if not controlled_by(existing, meta.uid):
+            return []  # someone else's: the pod's creation says NameConflict
+        user = (existing["metadata"].get("annotations") or {}).get(ZOOM_USER_ANNOTATION)
+        return [existing] if user and user != config.zoom_user else []
+
+    async def _write_join_secret(
+        self, body: dict[str, Any], keep: Callable[[dict[str, Any]], Awaitable[bool]]
+    ) -> bool:
+        """The join Secret (False: kept as it was, `keep` said so); a refusal is said as the
+        Secret's, not as the pod's."""
         try:
-            await self.kube.upsert_secret(body)
+            return await self.kube.upsert_secret(body, keep)
         except ApiError as error:
             if error.status >= 500:
                 raise  # the pass is retried as a whole

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from meetingbot_api import ArtifactsStatus
 from meetingbot_contract import AuthMode, BotReport
@@ -91,6 +92,16 @@ AttemptResult = AttemptStarted | AttemptRefused
 
 
 @dataclass(frozen=True)
+class PodFound:
+    """Not a result: a start found its attempt's pod made already, by an earlier pass whose
+    status was never written, for another user than the one it was given (executor.py's
+    `_started_before`). An observation, which the next pass decides with (`started_pod`)."""
+
+    attempt: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class WebhookProgress:
     """How far this process's deliverer got with a bot's outbox (in memory: after a restart,
     None, and the outbox in status is sent again from its first event, with the same ids)."""
@@ -113,6 +124,9 @@ class Observed:
     # When the current attempt's bot last reported (heartbeats included); kept in memory only.
     last_report_at: datetime | None = None
     operator_started: datetime | None = None
+    # When the last object of a watch's list (MeetingBots, bot pods) came: the claims of
+    # running bots are whole some time after the lists end (decisions.py's POOL_SETTLE).
+    listed_at: datetime | None = None
     # Whether the join Secret is known to be gone (in memory: unknown after a restart).
     secret_cleaned: bool = False
     # What the executor did with the attempt the previous pass asked for, not yet in status.
