@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,6 +198,10 @@ def problem() -> str | None:
     )  # fmt: skip
     if ready.stdout.strip() != "True":
         return f"the real node is not Ready ({ready.stdout.strip() or ready.stderr.strip()})"
+    if not node.has_sandbox_image():
+        # Seen after the 1000-bot shard bench on a disk 91 % full: every pod after it stayed
+        # ContainerCreating ("failed to pull localhost/meetingbot-pause").
+        return "the real node's sandbox image is gone (the kubelet deleted it for disk space)"
     return None
 
 
@@ -501,6 +506,16 @@ def _kwokctl_config() -> Path:
 
 def audit_log() -> Path:
     return kwok_workdir() / "clusters" / CLUSTER_NAME / "logs" / "audit.log"
+
+
+def audit_lines() -> Iterator[str]:
+    """Every line of the audit log, oldest first, the rotated files included: the API server
+    moves the log aside at 100 MB (audit-<time>.log), which a 1000-bot shard bench crossed
+    half-way (its tenures then lacked the Lease writes before the rotation)."""
+    current = audit_log()
+    for path in [*sorted(current.parent.glob("audit-*.log")), current]:
+        with path.open() as lines:
+            yield from lines
 
 
 def scale(nodes: int) -> None:

@@ -459,6 +459,11 @@ def _has_image(image: str) -> bool:
     return listed.returncode == 0 and image in listed.stdout.split()
 
 
+def has_sandbox_image() -> bool:
+    """Whether the node's containerd still holds the sandbox image (see ensure_sandbox_image)."""
+    return _has_image(PAUSE_IMAGE)
+
+
 def running() -> bool:
     """Whether every process of the node is alive."""
     return all(process_alive(name) for name in PROCESSES)

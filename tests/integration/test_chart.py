@@ -358,7 +358,7 @@ def audited_permissions(since: str) -> tuple[set[tuple[str, str, str]], set[tupl
     """(allowed, forbidden) requests of the service account since an RFC 3339 time."""
     used: set[tuple[str, str, str]] = set()
     forbidden: set[tuple[str, str, str]] = set()
-    for line in cluster.audit_log().read_text().splitlines():
+    for line in cluster.audit_lines():
         entry = json.loads(line)
         if entry["user"]["username"] != SA_USER or "objectRef" not in entry:
             continue

@@ -93,11 +93,15 @@ class ScriptedBot:
             await asyncio.sleep(0.5)  # 100 bots waiting: 400 reads a second, not 1000
 
     async def _join_secret(self, attempt: int) -> dict[str, Any] | None:
+        """The pod first, then its Secret, as the kubelet reads it: the operator writes the
+        Secret before it creates the pod, so a Secret read after the pod was seen is one the
+        pod could mount. Read the other way round, a Secret replaced between the two reads
+        (a new leader giving a start its user, and only then creating the pod) was joined
+        with as it had been, a user the pod never had."""
+        await self._read("read_namespaced_pod", f"{self.name}-{attempt}")  # 404: not yet
         secret = await self._read("read_namespaced_secret", f"{self.name}-join")
         annotations = secret["metadata"].get("annotations") or {}
-        if annotations.get("meetingbot.dev/attempt") != str(attempt):
-            return None
-        return secret if await self._read("read_namespaced_pod", f"{self.name}-{attempt}") else None
+        return secret if annotations.get("meetingbot.dev/attempt") == str(attempt) else None
 
     def report_through(self, base_url: str) -> None:
         """Report to this base URL (a replica's port, a Service's ClusterIP) instead of the

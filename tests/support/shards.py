@@ -256,8 +256,10 @@ class JoinSecrets:
         while True:
             for namespace in self.namespaces:
                 with contextlib.suppress(ApiException, aiohttp.ClientError, OSError):
-                    secrets = await self._raw("list_namespaced_secret", namespace)
+                    # Pods first (ScriptedBot._join_secret says why): a Secret listed after a
+                    # pod is one that pod could mount.
                     pods = await self._raw("list_namespaced_pod", namespace)
+                    secrets = await self._raw("list_namespaced_secret", namespace)
                     for item in secrets:
                         self._secrets[(namespace, item["metadata"]["name"])] = item
                     self._pods |= {(namespace, p["metadata"]["name"]) for p in pods}
@@ -384,7 +386,7 @@ def _audited(since: str) -> list[tuple[dict[str, Any], str]]:
     """Successful writes of the replicas' service accounts since `since`, with the replica."""
     prefix = f"system:serviceaccount:{AUDIT_NAMESPACE}:"
     found = []
-    for line in cluster.audit_log().read_text().splitlines():
+    for line in cluster.audit_lines():
         entry = json.loads(line)
         user = entry["user"]["username"]
         if not user.startswith(prefix) or entry["requestReceivedTimestamp"] < since:
