@@ -122,15 +122,16 @@ class AttemptExecutor:
                 # Still held by someone else: say so again without minting a ZAK for nothing.
                 raise NameTaken("Secret", meta.namespace, secret)
             config, zak_expires = await self._join_config(entry, bot, meta, action)
-            found: list[dict[str, Any]] = []
+            found: dict[str, Any] | None = None
 
             async def started_before(existing: dict[str, Any]) -> bool:
-                found.extend(await self._started_before(bot, meta, action, existing, pod, config))
-                return bool(found)
+                nonlocal found
+                found = await self._started_before(bot, meta, action, existing, pod, config)
+                return found is not None
 
             body = children.join_secret(meta, action.attempt, config)
-            if not await self._write_join_secret(body, started_before):
-                return PodFound(action.attempt, found[0]), False
+            if not await self._write_join_secret(body, started_before) and found is not None:
+                return PodFound(action.attempt, found), False
             created = False if pod_exists else await self.kube.create_pod(pod)
         except _UserRefused as problem:
             refused = AttemptRefused(
@@ -163,7 +164,7 @@ class AttemptExecutor:
         secret: dict[str, Any],
         pod: dict[str, Any],
         config: JoinConfig,
-    ) -> list[dict[str, Any]]:
+    ) -> dict[str, Any] | None:
         """The attempt's pod, if an earlier pass made it for another user than this start's
         (one of a leader that stopped before the status said so, which this process's pod
         watch has not listed yet): its Secret is this attempt's, the pod is there, alive and
@@ -172,16 +173,16 @@ class AttemptExecutor:
         pick, not an adopted start nor a `spec.user`."""
         annotations = secret["metadata"].get("annotations") or {}
         if action.adopted or bot.spec.user:
-            return []
+            return None
         if annotations.get(children.ATTEMPT_LABEL) != str(action.attempt):
-            return []  # an older attempt's Secret: replaced
+            return None  # an older attempt's Secret: replaced
         existing = await self.kube.read_pod(meta.namespace, pod["metadata"]["name"])
         if existing is None or existing["metadata"].get("deletionTimestamp"):
-            return []
+            return None
         if not controlled_by(existing, meta.uid):
-            return []  # someone else's: the pod's creation says NameConflict
+            return None  # someone else's: the pod's creation says NameConflict
         user = (existing["metadata"].get("annotations") or {}).get(ZOOM_USER_ANNOTATION)
-        return [existing] if user and user != config.zoom_user else []
+        return existing if user and user != config.zoom_user else None
 
     async def _write_join_secret(
         self, body: dict[str, Any], keep: Callable[[dict[str, Any]], Awaitable[bool]]
