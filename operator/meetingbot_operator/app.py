@@ -18,9 +18,11 @@ from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.keys import LoadedKey, ReportTokens, load_key
 from meetingbot_operator.kube.client import ApiError, KubeClient
 from meetingbot_operator.kube.events import EventRecorder
-from meetingbot_operator.kube.secret_watch import SecretWatch
+from meetingbot_operator.kube.secret_watch import secret_watch
 from meetingbot_operator.kube.verbs import Kube
+from meetingbot_operator.kube.watch import LabelledWatch
 from meetingbot_operator.meetingbot import reports
+from meetingbot_operator.meetingbot.children import BOT_LABEL
 from meetingbot_operator.meetingbot.controller import BotController
 from meetingbot_operator.meetingbotschedule.notices import MeetingNotices
 from meetingbot_operator.meetingbotschedule.service import ScheduleService
@@ -118,7 +120,10 @@ class Operator:
             self.grants.readiness,
         )
         # Credentials Secrets: a change or deletion re-verifies the accounts using them at once.
-        self.secret_watch = SecretWatch(kube, settings, self.accounts.secret_changed)
+        self.secret_watch = secret_watch(kube, settings, self.accounts.secret_changed)
+        # The bot pods: a watch of our own with a label selector, not a kopf handler (what
+        # kopf's per-object machinery cost in a burst: kube/watch.py).
+        self.pod_watch = LabelledWatch(kube, settings, "pods", BOT_LABEL, self._pod_seen)
 
     @classmethod
     async def start(
@@ -173,6 +178,7 @@ class Operator:
         metrics.REGISTRY.register(runtime._collector)
         runtime._sweeper = asyncio.create_task(runtime._sweep(), name="sweep")
         runtime.secret_watch.start()
+        runtime.pod_watch.start()
         log.info(
             "operator started",
             extra={"report_port": settings.report_port, "metrics_port": settings.metrics_port},
@@ -180,6 +186,7 @@ class Operator:
         return runtime
 
     async def stop(self) -> None:
+        await self.pod_watch.stop()
         await self.secret_watch.stop()
         if self._sweeper:
             self._sweeper.cancel()
@@ -202,6 +209,11 @@ class Operator:
     def owns(self, namespace: str) -> bool:
         """Whether this process leads the shard of `namespace` (always, unsharded)."""
         return self.shards.owns(namespace)
+
+    async def _pod_seen(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A bot pod listed (type None) or changed; another shard's are dropped unread."""
+        if self.owns(body["metadata"].get("namespace", "")):
+            self.bots.observe_pod(event_type, body)
 
     async def _account_changed(self, namespace: str, name: str) -> None:
         for key in self.bots.bots_of_account(namespace, name):

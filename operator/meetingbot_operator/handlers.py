@@ -1,10 +1,11 @@
 """kopf registrations only: each a few lines that hand the event to the services.
 
 Level-based: watch events for MeetingBots, MeetingBotSchedules, MeetingStreams, ZoomAccounts
-and bot Pods update what the services know and trigger a reconcile; nothing depends on catching
-a particular change, so no handler progress is stored on the objects and no finalizer is added
-(deleting a MeetingBot lets the garbage collector delete its pod, whose SIGTERM makes the bot
-leave).
+and ZoomUserGrants (and, through watches of the operator's own with a label selector, bot Pods
+and credentials Secrets: kube/watch.py) update what the services know and trigger a reconcile;
+nothing depends on catching a particular change, so no handler progress is stored on the
+objects and no finalizer is added (deleting a MeetingBot lets the garbage collector delete its
+pod, whose SIGTERM makes the bot leave).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from meetingbot_api import GROUP, VERSION
 from meetingbot_operator import allocations
 from meetingbot_operator.app import Operator, health
 from meetingbot_operator.kube import client as kube_client
-from meetingbot_operator.meetingbot.children import BOT_LABEL
 from meetingbot_operator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -137,10 +137,3 @@ async def meetingbotschedule_event(event: kopf.RawEvent, memo: kopf.Memo, **_: A
     if not _ours(event, memo):
         return
     memo.runtime.schedules.observe(event["type"] or "ADDED", dict(event["object"]))
-
-
-@kopf.on.event("", "v1", "pods", labels={BOT_LABEL: kopf.PRESENT})
-async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    if not _ours(event, memo):
-        return
-    memo.runtime.bots.observe_pod(event["type"], dict(event["object"]))  # None: listed

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import kopf
+import orjson
 
 from meetingbot_api import GROUP, VERSION
 from meetingbot_operator.metrics import KUBE_REQUESTS
@@ -169,7 +170,7 @@ class KubeClient:
     ) -> dict[str, Any]:
         """The decoded answer to one request; ApiError for any status outside 2xx. `timeout`
         (seconds) replaces the default of REQUEST_TIMEOUT."""
-        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        data = orjson.dumps(body) if body is not None else None
         logged_in_again, throttled = False, 0
         while True:
             async with self._session.request(
@@ -196,7 +197,7 @@ class KubeClient:
                 elif not 200 <= response.status <= 299:
                     raise ApiError(response.status, response.reason or "", raw)
                 else:
-                    answer: dict[str, Any] = json.loads(raw) if raw else {}
+                    answer: dict[str, Any] = orjson.loads(raw) if raw else {}
                     return answer
             # The API server's priority and fairness shed the request before running it, so
             # any verb may be sent again (as client-go does), after the wait it asks for.
@@ -212,16 +213,14 @@ class KubeClient:
         async with self._session.get(self.server + path, params=query, timeout=timeout) as response:
             if response.status != 200:
                 raise ApiError(response.status, response.reason or "", await response.read())
-            async for line in response.content:
-                if not line.strip():
-                    continue
-                event: dict[str, Any] = json.loads(line)
+            async for line in _lines(response.content):
+                event: dict[str, Any] = orjson.loads(line)
                 if event.get("type") == "ERROR":
                     status = event.get("object") or {}
                     raise ApiError(
                         int(status.get("code") or 500),
                         str(status.get("reason") or "watch error"),
-                        json.dumps(status).encode(),
+                        orjson.dumps(status),
                     )
                 yield event
 
@@ -232,6 +231,20 @@ class KubeClient:
             info = await asyncio.to_thread(connection)
             self._session.headers.pop("Authorization", None)
             self._session.headers.update(info.as_http_headers())
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """A watch's events, one JSON document a line, however long a line is: aiohttp's own line
+    reading refuses lines over 128 KiB, and a pod or bot may be larger than that."""
+    pending = b""
+    async for chunk in stream.iter_any():
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending
 
 
 def throttle_delay(retry_after: str | None, attempt: int) -> float:

@@ -1,0 +1,132 @@
+"""The operator's own list-then-watch (kube/watch.py) against a small API server over real
+HTTP: paged lists, long lines, bookmarks, a 410 that lists again, kopf's namespace patterns."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import kopf
+import pytest
+from aiohttp import web
+
+from meetingbot_operator.kube.client import KubeClient
+from meetingbot_operator.kube.verbs import Kube
+from meetingbot_operator.kube.watch import LabelledWatch
+from meetingbot_operator.settings import Settings
+
+SELECTOR = "meetingbot.dev/bot"
+
+
+def pod(namespace: str, name: str, version: str, note: str = "") -> dict[str, Any]:
+    meta = {"namespace": namespace, "name": name, "resourceVersion": version}
+    return {"metadata": {**meta, "annotations": {"note": note}}}
+
+
+class ApiServer:
+    """Lists in two pages; the first watch sends three events and a bookmark, the second is
+    refused as too old (410), the third stays open."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, str]] = []
+        self.watches = 0
+
+    async def pods(self, request: web.Request) -> web.StreamResponse:
+        query = dict(request.query)
+        self.requests.append(query)
+        if query.get("labelSelector") != SELECTOR:
+            return web.json_response({"kind": "Status", "code": 400}, status=400)
+        if query.get("watch") != "true":
+            if "continue" not in query:
+                first = {"resourceVersion": "10", "continue": "page-2"}
+                return web.json_response({"metadata": first, "items": [pod("bots-a", "one", "5")]})
+            rest = [pod("elsewhere", "x", "6"), pod("bots-b", "two", "7")]
+            return web.json_response({"metadata": {"resourceVersion": "10"}, "items": rest})
+        self.watches += 1
+        if self.watches == 2:
+            assert query["resourceVersion"] == "13"  # the bookmark's
+            return web.json_response({"kind": "Status", "code": 410}, status=410)
+        response = web.StreamResponse()
+        await response.prepare(request)
+        if self.watches == 1:
+            assert query["resourceVersion"] == "10"
+            for event in (
+                {"type": "ADDED", "object": pod("bots-a", "three", "11", note="n" * 300_000)},
+                {"type": "MODIFIED", "object": pod("elsewhere", "x", "12")},
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "13"}}},
+            ):
+                line = json.dumps(event).encode() + b"\n"
+                for start in range(0, len(line), 7000):  # a line arrives in many chunks
+                    await response.write(line[start : start + 7000])
+            return response
+        await asyncio.sleep(3600)
+        return response
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[ApiServer, Kube]]:
+    server = ApiServer()
+    app = web.Application()
+    app.router.add_get("/api/v1/pods", server.pods)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)  # the open watch is cut, not awaited
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    kube = Kube(KubeClient(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}")))
+    yield server, kube
+    await kube.close()
+    await runner.cleanup()
+
+
+async def test_lists_in_pages_watches_and_lists_again_when_too_old(
+    api: tuple[ApiServer, Kube],
+) -> None:
+    server, kube = api
+    seen: list[tuple[str | None, str, int]] = []
+    done = asyncio.Event()
+
+    async def record(event_type: str | None, obj: dict[str, Any]) -> None:
+        note = obj["metadata"].get("annotations", {}).get("note", "")
+        seen.append((event_type, obj["metadata"]["name"], len(note)))
+        if len(seen) == 5:
+            done.set()
+
+    watch = LabelledWatch(kube, Settings(namespaces=["bots-*"]), "pods", SELECTOR, record)
+    watch.start()
+    try:
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        await watch.stop()
+    assert seen == [
+        (None, "one", 0),  # the first page
+        (None, "two", 0),  # the second; "x" is in a namespace not watched
+        ("ADDED", "three", 300_000),  # a line longer than aiohttp's 128 KiB
+        (None, "one", 0),  # listed again after the 410
+        (None, "two", 0),
+    ]
+    assert server.watches == 3
+    assert all(r.get("limit") == "500" for r in server.requests if r.get("watch") != "true")
+
+
+async def test_a_watch_that_skips_its_first_list_sends_the_next(
+    api: tuple[ApiServer, Kube],
+) -> None:
+    _, kube = api
+    seen: list[tuple[str | None, str]] = []
+    done = asyncio.Event()
+
+    async def record(event_type: str | None, obj: dict[str, Any]) -> None:
+        seen.append((event_type, obj["metadata"]["name"]))
+        if len(seen) == 3:
+            done.set()
+
+    watch = LabelledWatch(kube, Settings(), "pods", SELECTOR, record, first_list=False)
+    watch.start()
+    try:
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        await watch.stop()
+    assert seen == [("ADDED", "three"), ("MODIFIED", "x"), (None, "one")]
