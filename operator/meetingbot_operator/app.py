@@ -10,17 +10,18 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from meetingbot_api import GROUP, VERSION
 from meetingbot_operator import metrics
 from meetingbot_operator.artifacts.service import ArtifactService
 from meetingbot_operator.ha.routing import Router
 from meetingbot_operator.ha.shards import ShardSet
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.keys import LoadedKey, ReportTokens, load_key
-from meetingbot_operator.kube.client import ApiError, KubeClient
+from meetingbot_operator.kube.client import ApiError, KubeClient, custom_path
 from meetingbot_operator.kube.events import EventRecorder
 from meetingbot_operator.kube.secret_watch import secret_watch
 from meetingbot_operator.kube.verbs import Kube
-from meetingbot_operator.kube.watch import LabelledWatch
+from meetingbot_operator.kube.watch import ObjectWatch, core
 from meetingbot_operator.meetingbot import reports
 from meetingbot_operator.meetingbot.children import BOT_LABEL
 from meetingbot_operator.meetingbot.controller import BotController
@@ -121,9 +122,14 @@ class Operator:
         )
         # Credentials Secrets: a change or deletion re-verifies the accounts using them at once.
         self.secret_watch = secret_watch(kube, settings, self.accounts.secret_changed)
-        # The bot pods: a watch of our own with a label selector, not a kopf handler (what
-        # kopf's per-object machinery cost in a burst: kube/watch.py).
-        self.pod_watch = LabelledWatch(kube, settings, "pods", BOT_LABEL, self._pod_seen)
+        # The MeetingBots and their pods, by the thousand: watches of our own, not kopf's
+        # (what kopf's per-object machinery cost in a burst: kube/watch.py).
+        self.bot_watch = ObjectWatch(
+            kube, settings, "meetingbots", lambda ns: custom_path("meetingbots", ns), self._bot_seen
+        )
+        self.pod_watch = ObjectWatch(
+            kube, settings, "pods", core("pods"), self._pod_seen, selector=BOT_LABEL
+        )
 
     @classmethod
     async def start(
@@ -179,6 +185,7 @@ class Operator:
         runtime._sweeper = asyncio.create_task(runtime._sweep(), name="sweep")
         runtime.secret_watch.start()
         runtime.pod_watch.start()
+        runtime.bot_watch.start()
         log.info(
             "operator started",
             extra={"report_port": settings.report_port, "metrics_port": settings.metrics_port},
@@ -186,6 +193,7 @@ class Operator:
         return runtime
 
     async def stop(self) -> None:
+        await self.bot_watch.stop()
         await self.pod_watch.stop()
         await self.secret_watch.stop()
         if self._sweeper:
@@ -209,6 +217,14 @@ class Operator:
     def owns(self, namespace: str) -> bool:
         """Whether this process leads the shard of `namespace` (always, unsharded)."""
         return self.shards.owns(namespace)
+
+    async def _bot_seen(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A MeetingBot listed (type None) or changed; another shard's are dropped unread."""
+        if self.owns(body["metadata"].get("namespace", "")):
+            body.setdefault("apiVersion", f"{GROUP}/{VERSION}")  # Events name the object by them
+            body.setdefault("kind", "MeetingBot")
+            self.bots.observe_bot(event_type, body)
+            self.schedules.bot_changed(body)
 
     async def _pod_seen(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A bot pod listed (type None) or changed; another shard's are dropped unread."""

@@ -1,8 +1,8 @@
 """kopf registrations only: each a few lines that hand the event to the services.
 
-Level-based: watch events for MeetingBots, MeetingBotSchedules, MeetingStreams, ZoomAccounts
-and ZoomUserGrants (and, through watches of the operator's own with a label selector, bot Pods
-and credentials Secrets: kube/watch.py) update what the services know and trigger a reconcile;
+Level-based: watch events for MeetingBotSchedules, MeetingStreams, ZoomAccounts and
+ZoomUserGrants (and, through watches of the operator's own, MeetingBots, bot Pods and
+credentials Secrets: kube/watch.py) update what the services know and trigger a reconcile;
 nothing depends on catching a particular change, so no handler progress is stored on the
 objects and no finalizer is added (deleting a MeetingBot lets the garbage collector delete its
 pod, whose SIGTERM makes the bot leave).
@@ -101,14 +101,6 @@ def _ours(event: kopf.RawEvent, memo: kopf.Memo) -> bool:
     events are dropped here, before anything is decoded into a model or kept."""
     namespace = (event["object"].get("metadata") or {}).get("namespace", "")
     return bool(memo.runtime.owns(namespace))
-
-
-@kopf.on.event(GROUP, VERSION, "meetingbots")
-async def meetingbot_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    if not _ours(event, memo):
-        return
-    memo.runtime.bots.observe_bot(event["type"], dict(event["object"]))  # None: listed
-    memo.runtime.schedules.bot_changed(event["object"])
 
 
 @kopf.on.event(GROUP, VERSION, "zoomaccounts")

@@ -65,6 +65,12 @@ APPLY_TO_IN_MEETING = Histogram(
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
     registry=REGISTRY,
 )
+STATUS_LAG = Histogram(
+    "meetingbot_status_lag_seconds",
+    "From a bot's report or its pod's change to the status write that carries it.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300),
+    registry=REGISTRY,
+)
 UPLOADS = Counter(
     "meetingbot_uploads_total",
     "Bots' artifact requests by result: granted, recorded, refused (409: not as announced), "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import time
@@ -306,6 +307,27 @@ def kube_requests(operator: OperatorProcess) -> dict[str, float]:
     return counts
 
 
+def status_lag(operator: OperatorProcess) -> dict[str, float | None]:
+    """The operator's meetingbot_status_lag_seconds so far (a report or pod change to the
+    status write carrying it): how many, and p50, p99 and max read off its buckets, each the
+    upper bound of the bucket it falls in (None: beyond the last)."""
+    text = httpx.get(operator.metrics_url, timeout=10).text
+    buckets = sorted(
+        (float(sample.labels["le"]), sample.value)
+        for family in text_string_to_metric_families(text)
+        if family.name == "meetingbot_status_lag_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_bucket")
+    )
+    total = buckets[-1][1] if buckets else 0.0
+
+    def upper(share: float) -> float | None:
+        bound = next((le for le, count in buckets if count >= share * total), math.inf)
+        return None if math.isinf(bound) else bound
+
+    return {"count": total, "p50_le": upper(0.5), "p99_le": upper(0.99), "max_le": upper(1.0)}
+
+
 def kube_requests_per_bot(operator: OperatorProcess) -> dict[str, float]:
     return {k: round(v / BOTS, 3) for k, v in sorted(kube_requests(operator).items())}
 
@@ -355,6 +377,7 @@ async def run_operator_burst(
         applied = time.monotonic() - started
         seconds = await watcher - started
         status_seconds = await statuses - started
+        lag = status_lag(operator)  # at the finish line, before anything after the burst
         secrets = await count_secrets(kube, namespace)
         assert secrets == BOTS, f"{secrets} join Secrets for {BOTS} bots"
         after = sim.calls()
@@ -367,6 +390,7 @@ async def run_operator_burst(
             **later,
             "seconds": round(seconds, 2),
             "status_seconds": round(status_seconds, 2),
+            "status_lag_seconds": lag,
             "apply_seconds": round(applied, 2),
             "zoom_calls_per_bot": round(zoom_calls / BOTS, 3),
             "zak_calls": delta.get(f"{zoom['id']}:zak", 0),

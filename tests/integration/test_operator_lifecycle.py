@@ -91,6 +91,8 @@ async def test_happy_path_to_succeeded(
         'meetingbot_zoom_api_seconds_count{endpoint="zak"}',
         "meetingbot_apply_to_pod_seconds_count",
         "meetingbot_apply_to_in_meeting_seconds_count",
+        # Its reports and pod changes carried into status writes (Starting to Succeeded).
+        "meetingbot_status_lag_seconds_count",
         'meetingbot_reports_total{result="accepted"}',
         'meetingbot_bots{phase="Succeeded"}',
         # The bot's pod and Secret, counted by resource, never by object name.

@@ -396,3 +396,30 @@ async def test_a_waiter_cancelled_in_the_gate_passes_its_place_on() -> None:
 def test_the_request_metric_names_the_resource_never_the_object(path: str, resource: str) -> None:
     """Object and namespace names would give the metric a series per bot."""
     assert resource_of(path) == resource
+
+
+def test_a_status_lag_runs_from_the_first_change_no_status_write_has_carried() -> None:
+    from meetingbot_operator.meetingbot.cache import BotCache
+
+    cache = BotCache()
+    key = ("ns", "bot")
+    cache.observe_bot("ADDED", {"metadata": {"namespace": "ns", "name": "bot", "uid": "u"}})
+    record = cache.get(key)
+    assert record is not None and record.waiting_since is None
+    pod = {
+        "metadata": {
+            "namespace": "ns",
+            "name": "bot-1",
+            "labels": {"meetingbot.dev/bot": "bot", "meetingbot.dev/attempt": "1"},
+            "ownerReferences": [{"uid": "u", "controller": True}],
+        },
+        "status": {"phase": "Pending"},
+    }
+    cache.observe_pod("ADDED", pod)
+    first = record.waiting_since
+    assert first is not None
+    cache.observe_pod("MODIFIED", {**pod, "status": {"phase": "Running"}})
+    assert record.waiting_since == first  # the oldest change uncarried counts
+    record.waiting_since = None  # carried by a status write
+    assert cache.observe_pod("MODIFIED", {**pod, "status": {"phase": "Running"}}) is None
+    assert record.waiting_since is None  # nothing the decisions read changed: no lag begins

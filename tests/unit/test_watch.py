@@ -14,7 +14,7 @@ from aiohttp import web
 
 from meetingbot_operator.kube.client import KubeClient
 from meetingbot_operator.kube.verbs import Kube
-from meetingbot_operator.kube.watch import LabelledWatch
+from meetingbot_operator.kube.watch import ObjectWatch, core
 from meetingbot_operator.settings import Settings
 
 SELECTOR = "meetingbot.dev/bot"
@@ -94,7 +94,9 @@ async def test_lists_in_pages_watches_and_lists_again_when_too_old(
         if len(seen) == 5:
             done.set()
 
-    watch = LabelledWatch(kube, Settings(namespaces=["bots-*"]), "pods", SELECTOR, record)
+    watch = ObjectWatch(
+        kube, Settings(namespaces=["bots-*"]), "pods", core("pods"), record, selector=SELECTOR
+    )
     watch.start()
     try:
         await asyncio.wait_for(done.wait(), 10)
@@ -123,7 +125,9 @@ async def test_a_watch_that_skips_its_first_list_sends_the_next(
         if len(seen) == 3:
             done.set()
 
-    watch = LabelledWatch(kube, Settings(), "pods", SELECTOR, record, first_list=False)
+    watch = ObjectWatch(
+        kube, Settings(), "pods", core("pods"), record, selector=SELECTOR, first_list=False
+    )
     watch.start()
     try:
         await asyncio.wait_for(done.wait(), 10)

@@ -13,17 +13,19 @@ from typing import Any
 
 from meetingbot_operator.kube.secrets import USE_LABEL
 from meetingbot_operator.kube.verbs import Kube
-from meetingbot_operator.kube.watch import LabelledWatch
+from meetingbot_operator.kube.watch import ObjectWatch, core
 from meetingbot_operator.settings import Settings
 
 Changed = Callable[[str, str], Awaitable[None]]
 
 
-def secret_watch(kube: Kube, settings: Settings, on_change: Changed) -> LabelledWatch:
+def secret_watch(kube: Kube, settings: Settings, on_change: Changed) -> ObjectWatch:
     """At start the accounts verify on their own events (nothing has changed yet), so the first
     list is not sent; after that, whatever a relist shows counts as changed."""
 
     async def seen(_: str | None, secret: dict[str, Any]) -> None:
         await on_change(secret["metadata"]["namespace"], secret["metadata"]["name"])
 
-    return LabelledWatch(kube, settings, "secrets", USE_LABEL, seen, first_list=False)
+    return ObjectWatch(
+        kube, settings, "secrets", core("secrets"), seen, selector=USE_LABEL, first_list=False
+    )

@@ -1,11 +1,11 @@
-"""A list-then-watch of one kind of object carrying a label, kept going for as long as the
-operator runs: what kopf's watches do, with the label selector kopf's watches cannot send.
+"""A list-then-watch of one kind of object, kept going for as long as the operator runs: what
+kopf's watches do, without kopf's per-object machinery and with a label selector if asked.
 
-With the selector the API server sends only the labelled objects, and an object that loses its
-label arrives as DELETED. Used where kopf's per-object machinery costs more than it gives:
-the opted-in credentials Secrets (kopf would see every Secret in the namespaces, each bot's join
-Secret included) and the bot pods (in a burst of 1000 bots, kopf's decoding and per-object
-workers for their pods' events were a third of the operator's CPU; docs/benchmarks.md).
+Used for the objects that come by the thousand: MeetingBots and their pods (in a burst of 1000
+bots, kopf's decoding and per-object workers for their events were about half of the
+operator's CPU; docs/benchmarks.md), and the opted-in credentials Secrets, for the selector:
+kopf would see every Secret in the namespaces, each bot's join Secret included. With a selector
+the API server sends only the labelled objects, and one that loses its label arrives as DELETED.
 
 The callback receives each listed object with the type None (as kopf sends a list), then each
 watch event with its type; bookmarks only move the resourceVersion on. A 410 (too old) or any
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # (event type, or None for an object of a list; the object)
 Seen = Callable[[str | None, dict[str, Any]], Awaitable[None]]
+# The path of the collection watched in a namespace (None: in all of them).
+Collection = Callable[[str | None], str]
 # Each watch request ends after this long and is renewed (the API server's own limit is higher).
 WATCH_SECONDS = 300
 BACKOFF_MAX = 30.0
@@ -36,22 +38,29 @@ BACKOFF_MAX = 30.0
 PAGE = 500
 
 
-class LabelledWatch:
+def core(resource: str) -> Collection:
+    """A core resource's collection ("pods", "secrets")."""
+    return lambda ns: f"/api/v1/namespaces/{ns}/{resource}" if ns else f"/api/v1/{resource}"
+
+
+class ObjectWatch:
     def __init__(
         self,
         kube: Kube,
         settings: Settings,
         resource: str,
-        selector: str,
+        collection: Collection,
         seen: Seen,
         *,
+        selector: str | None = None,
         first_list: bool = True,
     ) -> None:
-        """`resource`: a core resource's plural ("pods", "secrets"). `first_list`: whether the
-        objects of the first list are sent to `seen` (a relist's always are)."""
+        """`resource`: the name logs give it. `first_list`: whether the objects of the first
+        list are sent to `seen` (a relist's always are)."""
         self.kube = kube
         self.resource = resource
-        self.selector = selector
+        self.collection = collection
+        self.selector = {"labelSelector": selector} if selector else {}
         self.seen = seen
         self.first_list = first_list
         # Exact namespaces: one watch in each (the chart's Roles allow no more). Otherwise one
@@ -77,14 +86,14 @@ class LabelledWatch:
         failures = 0
         version = ""
         first = True
-        path = self._path(namespace)
+        path = self.collection(namespace)
         while True:
             try:
                 if not version:
                     version = await self._list(path, send=self.first_list or not first)
                     first = False
                 options = {
-                    "labelSelector": self.selector,
+                    **self.selector,
                     "resourceVersion": version,
                     "allowWatchBookmarks": "true",
                 }
@@ -109,7 +118,7 @@ class LabelledWatch:
 
     async def _list(self, path: str, send: bool) -> str:
         """List every labelled object, page by page; the list's resourceVersion."""
-        params = {"labelSelector": self.selector, "limit": str(PAGE)}
+        params = {**self.selector, "limit": str(PAGE)}
         while True:
             page = await self.kube.api.request("GET", path, params=params)
             for obj in (page.get("items") or []) if send else []:
@@ -122,11 +131,6 @@ class LabelledWatch:
     async def _send(self, event_type: str | None, obj: dict[str, Any]) -> None:
         if self._wanted(obj["metadata"].get("namespace", "")):
             await self.seen(event_type, obj)
-
-    def _path(self, namespace: str | None) -> str:
-        if namespace:
-            return f"/api/v1/namespaces/{namespace}/{self.resource}"
-        return f"/api/v1/{self.resource}"
 
     async def _pause(self, failures: int, why: str) -> None:
         delay = min(2.0**failures, BACKOFF_MAX) * random.uniform(0.5, 1.0)  # noqa: S311

@@ -4,6 +4,7 @@ executor's results: what `decide` reads, and nothing more."""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,13 @@ class BotRecord:
     # operator's record is kept and written back (`status_foreign`).
     status_own: bool = False
     status_foreign: bool = False
+    # time.monotonic() of the oldest report or pod change no status write has carried yet:
+    # how stale a status is (the meetingbot_status_lag_seconds metric).
+    waiting_since: float | None = None
+
+    def changed(self) -> None:
+        if self.waiting_since is None:
+            self.waiting_since = time.monotonic()
 
     def pod(self, meta: Meta, attempt: int) -> PodObservation | None:
         """The attempt's pod, if the one seen is really ours: its name is the attempt's and its
@@ -130,6 +138,7 @@ class BotCache:
         if record.pods.get(observation.attempt) == seen:
             return None  # nothing the decisions look at has changed (conditions, IPs, ...)
         record.pods[observation.attempt] = seen
+        record.changed()
         return key, *seen
 
     def created_pod(self, key: Key, meta: Meta, attempt: int) -> None:
@@ -150,6 +159,7 @@ class BotCache:
         if report == record.report:
             return "accepted", False  # a heartbeat: the liveness timer reads last_report_at
         record.report = report
+        record.changed()
         return "accepted", True
 
     def identity(self, namespace: str, name: str) -> tuple[str, int] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -317,7 +318,7 @@ class BotController:
         if not starting:
             # A pass that starts an attempt leaves its status to the next pass, which reads
             # the attempt's result: one status write per start.
-            await self._write_status(record, meta, bot.status, decision.status)
+            await self._carry(record, meta, bot.status, decision.status)
             record.attempt_result = None  # carried by the status just written
             for event in decision.events:
                 self.post_event(record.body, event.type, event.reason, event.message[:1024])
@@ -429,12 +430,28 @@ class BotController:
         if phase in TERMINAL_PHASES and bot.status.phase not in TERMINAL_PHASES:
             metrics.FINISHED.labels(phase.value, decision.status.reason or "").inc()
 
-    async def _write_status(
+    async def _carry(
         self, record: BotRecord, meta: Meta, old: MeetingBotStatus, new: MeetingBotStatus
     ) -> None:
+        """The status decided from everything observed so far, written if it changed; how
+        long the oldest report or pod change it carries waited for it is measured."""
+        since, record.waiting_since = record.waiting_since, None
+        try:
+            wrote = await self._write_status(record, meta, old, new)
+        except BaseException:
+            if since is not None:  # not carried: still the oldest waiting
+                record.waiting_since = since
+            raise
+        if wrote and since is not None:
+            metrics.STATUS_LAG.observe(time.monotonic() - since)
+
+    async def _write_status(
+        self, record: BotRecord, meta: Meta, old: MeetingBotStatus, new: MeetingBotStatus
+    ) -> bool:
+        """Whether a status was written (none is when it would change nothing)."""
         document = new.model_dump(mode="json", by_alias=True)
         if document == old.model_dump(mode="json", by_alias=True) and not record.status_foreign:
-            return
+            return False
         if record.status_foreign:
             log.warning(
                 "MeetingBot status written by someone else; the operator's own is restored",
@@ -443,6 +460,7 @@ class BotController:
         result = await self.kube.patch_status("meetingbots", meta.namespace, meta.name, document)
         if result is not None and record.body is not None and not older(result, record.body):
             self.cache.wrote_status(record, result)
+        return result is not None  # None: the bot is gone
 
     async def _spec_invalid(self, record: BotRecord, meta: Meta, error: ValidationError) -> None:
         status = MeetingBotStatus.model_validate((record.body or {}).get("status") or {})
