@@ -1,5 +1,6 @@
 """The operator's own list-then-watch (kube/watch.py) against a small API server over real
-HTTP: paged lists, long lines, bookmarks, a 410 that lists again, kopf's namespace patterns."""
+HTTP: paged lists, long lines, bookmarks, a 410 that lists again (and tells what went while
+nothing was watched), kopf's namespace patterns."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ SELECTOR = "meetingbot.dev/bot"
 
 
 def pod(namespace: str, name: str, version: str, note: str = "") -> dict[str, Any]:
-    meta = {"namespace": namespace, "name": name, "resourceVersion": version}
+    meta: dict[str, Any] = {"namespace": namespace, "name": name, "resourceVersion": version}
+    meta |= {"uid": f"u-{name}", "labels": {SELECTOR: name}}
     return {"metadata": {**meta, "annotations": {"note": note}}}
 
 
@@ -86,12 +88,15 @@ async def test_lists_in_pages_watches_and_lists_again_when_too_old(
 ) -> None:
     server, kube = api
     seen: list[tuple[str | None, str, int]] = []
+    deleted: list[dict[str, Any]] = []
     done = asyncio.Event()
 
     async def record(event_type: str | None, obj: dict[str, Any]) -> None:
         note = obj["metadata"].get("annotations", {}).get("note", "")
         seen.append((event_type, obj["metadata"]["name"], len(note)))
-        if len(seen) == 5:
+        if event_type == "DELETED":
+            deleted.append(obj["metadata"])
+        if len(seen) == 6:
             done.set()
 
     watch = ObjectWatch(
@@ -108,7 +113,9 @@ async def test_lists_in_pages_watches_and_lists_again_when_too_old(
         ("ADDED", "three", 300_000),  # a line longer than aiohttp's 128 KiB
         (None, "one", 0),  # listed again after the 410
         (None, "two", 0),
+        ("DELETED", "three", 0),  # gone from the list: deleted while nothing was watched
     ]
+    assert deleted[0]["uid"] == "u-three" and deleted[0]["labels"] == {SELECTOR: "three"}
     assert server.watches == 3
     assert all(r.get("limit") == "500" for r in server.requests if r.get("watch") != "true")
 
@@ -122,7 +129,7 @@ async def test_a_watch_that_skips_its_first_list_sends_the_next(
 
     async def record(event_type: str | None, obj: dict[str, Any]) -> None:
         seen.append((event_type, obj["metadata"]["name"]))
-        if len(seen) == 3:
+        if len(seen) == 6:
             done.set()
 
     watch = ObjectWatch(
@@ -133,4 +140,11 @@ async def test_a_watch_that_skips_its_first_list_sends_the_next(
         await asyncio.wait_for(done.wait(), 10)
     finally:
         await watch.stop()
-    assert seen == [("ADDED", "three"), ("MODIFIED", "x"), (None, "one")]
+    assert seen == [
+        ("ADDED", "three"),
+        ("MODIFIED", "x"),
+        (None, "one"),  # the list after the 410 is sent
+        (None, "x"),
+        (None, "two"),
+        ("DELETED", "three"),  # and what the first list and the watch showed, gone from it
+    ]
