@@ -83,30 +83,31 @@ async def api() -> AsyncIterator[tuple[ApiServer, Kube]]:
     await runner.cleanup()
 
 
-async def test_lists_in_pages_watches_and_lists_again_when_too_old(
-    api: tuple[ApiServer, Kube],
-) -> None:
-    server, kube = api
-    seen: list[tuple[str | None, str, int]] = []
-    deleted: list[dict[str, Any]] = []
+async def events(kube: Kube, settings: Settings, **options: Any) -> list[tuple[str | None, Any]]:
+    """The first six events an ObjectWatch of the pods sends: (type, the object's metadata)."""
+    seen: list[tuple[str | None, Any]] = []
     done = asyncio.Event()
 
     async def record(event_type: str | None, obj: dict[str, Any]) -> None:
-        note = obj["metadata"].get("annotations", {}).get("note", "")
-        seen.append((event_type, obj["metadata"]["name"], len(note)))
-        if event_type == "DELETED":
-            deleted.append(obj["metadata"])
+        seen.append((event_type, obj["metadata"]))
         if len(seen) == 6:
             done.set()
 
-    watch = ObjectWatch(
-        kube, Settings(namespaces=["bots-*"]), "pods", core("pods"), record, selector=SELECTOR
-    )
+    watch = ObjectWatch(kube, settings, "pods", core("pods"), record, selector=SELECTOR, **options)
     watch.start()
     try:
         await asyncio.wait_for(done.wait(), 10)
     finally:
         await watch.stop()
+    return seen
+
+
+async def test_lists_in_pages_watches_and_lists_again_when_too_old(
+    api: tuple[ApiServer, Kube],
+) -> None:
+    server, kube = api
+    sent = await events(kube, Settings(namespaces=["bots-*"]))
+    seen = [(t, m["name"], len(m.get("annotations", {}).get("note", ""))) for t, m in sent]
     assert seen == [
         (None, "one", 0),  # the first page
         (None, "two", 0),  # the second; "x" is in a namespace not watched
@@ -115,7 +116,8 @@ async def test_lists_in_pages_watches_and_lists_again_when_too_old(
         (None, "two", 0),
         ("DELETED", "three", 0),  # gone from the list: deleted while nothing was watched
     ]
-    assert deleted[0]["uid"] == "u-three" and deleted[0]["labels"] == {SELECTOR: "three"}
+    deleted = sent[-1][1]
+    assert deleted["uid"] == "u-three" and deleted["labels"] == {SELECTOR: "three"}
     assert server.watches == 3
     assert all(r.get("limit") == "500" for r in server.requests if r.get("watch") != "true")
 
@@ -124,23 +126,8 @@ async def test_a_watch_that_skips_its_first_list_sends_the_next(
     api: tuple[ApiServer, Kube],
 ) -> None:
     _, kube = api
-    seen: list[tuple[str | None, str]] = []
-    done = asyncio.Event()
-
-    async def record(event_type: str | None, obj: dict[str, Any]) -> None:
-        seen.append((event_type, obj["metadata"]["name"]))
-        if len(seen) == 6:
-            done.set()
-
-    watch = ObjectWatch(
-        kube, Settings(), "pods", core("pods"), record, selector=SELECTOR, first_list=False
-    )
-    watch.start()
-    try:
-        await asyncio.wait_for(done.wait(), 10)
-    finally:
-        await watch.stop()
-    assert seen == [
+    sent = await events(kube, Settings(), first_list=False)
+    assert [(t, m["name"]) for t, m in sent] == [
         ("ADDED", "three"),
         ("MODIFIED", "x"),
         (None, "one"),  # the list after the 410 is sent

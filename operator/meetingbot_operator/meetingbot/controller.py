@@ -178,7 +178,7 @@ class BotController:
     def _listed(self, event_type: str | None) -> str:
         """The event's type; an object of a watch's (re)list moves `listed_at` on: what the
         claims ledger knows is whole only once the lists are, and their end is not signalled
-        (kopf sends a list's objects as events of no type, then the watch's)."""
+        (the watches send a list's objects as events of no type, then the watch's)."""
         if event_type is not None:
             return event_type
         self.listed_at = datetime.now(UTC)
