@@ -46,6 +46,7 @@ from meetingbot_operator.meetingbot.children import bot_pod, join_secret
 from meetingbot_operator.meetingbot.observed import Meta
 from meetingbot_operator.settings import Settings
 from tests.support.operator_fixtures import Kube, account_ready, wait_for, zoom_account
+from tests.support.shards import SHARDS, ShardedReplicas, namespaces_for_each_shard
 from tests.support.specs import bot_spec
 
 BOTS = int(os.environ.get("BENCH_BOTS", "1000"))
@@ -188,21 +189,28 @@ async def delete_namespace(kube: Kube, namespace: str) -> None:
     await wait_for(gone, max(600, BOTS * 0.15), 1.0, f"namespace {namespace} deleted")
 
 
-async def apply_bots(namespace: str, number: str) -> float:
-    """Apply the MeetingBots as the baselines do: the operator's client, as many in flight."""
+async def apply_bots(
+    namespace: str, number: str, *, spread: list[tuple[str, str]] | None = None
+) -> float:
+    """Apply the MeetingBots as the baselines do: the operator's client, as many in flight.
+    `spread`: (namespace, meeting number) pairs to deal the bots out to in turn, instead of
+    all in `namespace`."""
     api = client()
+    places = spread or [(namespace, number)]
     # No bot runs on kwok nodes, so none reports: a burst slower than the start timeout
     # (10 000 bots) would stop and retry its own bots. Long enough for any burst here.
-    spec = bot_spec(number, displayName="Bench", startTimeoutSeconds=3600)
+    specs = [bot_spec(n, displayName="Bench", startTimeoutSeconds=3600) for _, n in places]
 
     def job(i: int) -> Callable[[], Awaitable[Any]]:
+        where = i % len(places)
         body = {
             "apiVersion": "meetingbot.dev/v1alpha1",
             "kind": "MeetingBot",
             "metadata": {"name": f"b{i:04d}"},
-            "spec": spec,
+            "spec": specs[where],
         }
-        return lambda: api.request("POST", custom_path("meetingbots", namespace), body=body)
+        path = custom_path("meetingbots", places[where][0])
+        return lambda: api.request("POST", path, body=body)
 
     try:
         started = time.monotonic()
@@ -307,18 +315,21 @@ def kube_requests(operator: OperatorProcess) -> dict[str, float]:
     return counts
 
 
-def status_lag(operator: OperatorProcess) -> dict[str, float | None]:
-    """The operator's meetingbot_status_lag_seconds so far (a report or pod change to the
-    status write carrying it): how many, and p50, p99 and max read off its buckets, each the
-    upper bound of the bucket it falls in (None: beyond the last)."""
-    text = httpx.get(operator.metrics_url, timeout=10).text
-    buckets = sorted(
-        (float(sample.labels["le"]), sample.value)
-        for family in text_string_to_metric_families(text)
-        if family.name == "meetingbot_status_lag_seconds"
-        for sample in family.samples
-        if sample.name.endswith("_bucket")
-    )
+def status_lag(*operators: OperatorProcess) -> dict[str, float | None]:
+    """The operators' meetingbot_status_lag_seconds so far (a report or pod change to the
+    status write carrying it), summed over them: how many, and p50, p99 and max read off its
+    buckets, each the upper bound of the bucket it falls in (None: beyond the last)."""
+    counts: dict[float, float] = {}
+    for operator in operators:
+        text = httpx.get(operator.metrics_url, timeout=10).text
+        for family in text_string_to_metric_families(text):
+            if family.name != "meetingbot_status_lag_seconds":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    le = float(sample.labels["le"])
+                    counts[le] = counts.get(le, 0.0) + sample.value
+    buckets = sorted(counts.items())
     total = buckets[-1][1] if buckets else 0.0
 
     def upper(share: float) -> float | None:
@@ -409,6 +420,75 @@ async def run_operator_burst(
         await delete_namespace(kube, namespace)
 
 
+async def run_sharded_burst(
+    kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp: Path, admin: Path
+) -> dict[str, Any]:
+    """The unlimited burst through three replicas leading a shard each (the chart's
+    leaderElection.shards: 3), the bots dealt out in turn to three namespaces, one per shard:
+    the time to every pod and every true status, the status lag over all three, and each
+    replica's CPU and peak RSS."""
+    sim, zoomsim = bench_env
+    namespaces = namespaces_for_each_shard("bench")
+    leases = f"ha-{uuid.uuid4().hex[:8]}"  # not bench-*: the replicas' Leases, unwatched
+    await kube.core.create_namespace({"metadata": {"name": leases}})
+    replicas = ShardedReplicas(
+        kube, admin, tmp, zoomsim, "bench-*", leases,
+        # The chart's Lease timings: a replica busy with a burst renews in time.
+        lease=(15, 10, 2), log_level=os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+    )  # fmt: skip
+    try:
+        numbers = []
+        for namespace in namespaces:
+            await kube.core.create_namespace({"metadata": {"name": namespace}})
+            zoom = await zoom_account(
+                kube, namespace, sim, zoomsim.url, plan=UNLIMITED["sim_plan"], users=1,
+                extra_spec=UNLIMITED["extra_spec"],
+            )  # fmt: skip
+            await account_ready(kube, namespace)
+            numbers.append(sim.create_meeting(zoom["id"])["number"])
+        names = ("a", "b", "c")
+        for name in names:
+            await replicas.add(name)
+        await replicas.wait_led(set(names))
+        for process in replicas.alive():
+            process.wait_until_watching(f"bench-ready-{uuid.uuid4().hex[:6]}")
+        per = {
+            ns: BOTS // SHARDS + (1 if i < BOTS % SHARDS else 0) for i, ns in enumerate(namespaces)
+        }
+        progress(f"applying {BOTS} MeetingBots to {SHARDS} shards' namespaces {per}")
+        pods = [asyncio.create_task(watch_pods(ns, n)) for ns, n in per.items()]
+        statuses = [asyncio.create_task(watch_statuses(ns, n)) for ns, n in per.items()]
+        await asyncio.sleep(0.5)
+        started = await apply_bots("", "", spread=list(zip(namespaces, numbers, strict=True)))
+        seconds = max(await asyncio.gather(*pods)) - started
+        status_seconds = max(await asyncio.gather(*statuses)) - started
+        processes = replicas.alive()
+        per_replica = {
+            name: {
+                "cpu_seconds": round(p.cpu_seconds(), 1),
+                "peak_rss_mb": round(p.peak_rss_mb(), 1),
+                "status_lag_seconds": status_lag(p),
+            }
+            for name, p in replicas.processes.items()
+        }
+        result = {
+            "shards": SHARDS,
+            "seconds": round(seconds, 2),
+            "status_seconds": round(status_seconds, 2),
+            "status_lag_seconds": status_lag(*processes),
+            "replicas": per_replica,
+            "cpu_seconds_in_all": round(sum(p.cpu_seconds() for p in processes), 1),
+            "leaders_at_the_end": {str(k): v for k, v in (await replicas.leaders()).items()},
+        }
+        progress(f"result: {json.dumps(result)}")
+        return result
+    finally:
+        replicas.stop()
+        for namespace in namespaces:
+            await delete_namespace(kube, namespace)
+        await kube.core.delete_namespace(leases)
+
+
 # 10 000 bots (`make bench-large`): the two baselines and the unlimited run only, each takes
 # minutes; the default set stays at 1000.
 LARGE = BOTS > 2000
@@ -416,7 +496,9 @@ LARGE = BOTS > 2000
 
 @pytest.mark.skipif(not LARGE, reason="BENCH_BOTS above 2000 only (make bench-large)")
 @pytest.mark.timeout(3600)
-async def test_large_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path) -> None:
+async def test_large_burst(
+    kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path, kubeconfig: Path
+) -> None:
     results: dict[str, Any] = {"bots": BOTS}
     for with_bot in (False, True):
         progress(f"baseline ({'with the bot' if with_bot else 'Secret+Pod'}): {BOTS} bots")
@@ -442,6 +524,15 @@ async def test_large_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_
         run["status_seconds"] / results["baseline_with_bot_status_seconds"], 2
     )
     results["cpu_ms_per_bot"] = round(1000 * run["operator_cpu_seconds"] / BOTS, 2)
+    # The same burst through three shards (docs/benchmarks.md projects 100 000 bots from it).
+    sharded = await run_sharded_burst(kube, bench_env, tmp_path, kubeconfig)
+    results["three_shards"] = sharded
+    results["three_shards_ratio_to_baseline_with_bot"] = round(
+        sharded["seconds"] / results["baseline_with_bot_seconds"], 2
+    )
+    results["three_shards_status_ratio_to_baseline_with_bot"] = round(
+        sharded["status_seconds"] / results["baseline_with_bot_status_seconds"], 2
+    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"burst-{BOTS}.json").write_text(json.dumps(results, indent=2) + "\n")
     print("\n" + json.dumps(results, indent=2))

@@ -121,7 +121,10 @@ class ShardedReplicas:
         lease_ns: str,
         report_interval: int = 2,
         lease: tuple[int, int, int] = (6, 4, 1),
+        **settings: str,
     ) -> None:
+        """`settings`: more of the replicas' settings (MEETINGBOT_*), as OperatorProcess takes."""
+        self.settings = settings
         self.report_interval = report_interval  # seconds between a bot's heartbeats
         self.lease = lease  # duration, renew deadline, retry: quick ones for the tests
         self.kube, self.admin, self.logs = kube, admin, logs
@@ -149,6 +152,7 @@ class ShardedReplicas:
             report_interval_seconds=str(self.report_interval),
             allowed_endpoints=self.zoomsim.url,
             storage_endpoints=cluster.object_store().endpoint,
+            **self.settings,
         )
         process.settings["pod_ip"] = process.report_host
         if self._key is None:
