@@ -85,10 +85,16 @@ async def new_namespace(kube: Kube) -> str:
 
 
 async def watch_until(
-    path: str, params: dict[str, str], count: int, done: Callable[[dict[str, Any]], bool], what: str
+    path: str,
+    params: dict[str, str],
+    count: int,
+    done: Callable[[dict[str, Any]], bool],
+    what: str,
+    times: dict[str, float] | None = None,
 ) -> float:
     """time.monotonic() when `count` objects under `path` have been seen `done`: a watch (no
-    polling load), resumed from a fresh list if the API server ends it early."""
+    polling load), resumed from a fresh list if the API server ends it early. `times`: filled
+    with when each object was first seen done, by name."""
     api = client()
     try:
         seen: set[str] = set()
@@ -96,7 +102,10 @@ async def watch_until(
         def see(item: dict[str, Any]) -> None:
             before = len(seen)
             if done(item):
-                seen.add(item["metadata"]["name"])
+                name = item["metadata"]["name"]
+                if times is not None and name not in seen:
+                    times[name] = time.monotonic()
+                seen.add(name)
             if len(seen) // 100 != before // 100:
                 progress(f"  {len(seen)}/{count} {what}")
 
@@ -118,15 +127,21 @@ async def watch_until(
         await api.close()
 
 
-async def watch_pods(namespace: str, count: int) -> float:
-    """When the `count`-th bot pod appeared."""
-    return await watch_until(
-        f"/api/v1/namespaces/{namespace}/pods",
-        {"labelSelector": "meetingbot.dev/bot"},
-        count,
-        lambda pod: True,
-        "bot pods",
-    )
+async def watch_pods(namespace: str, count: int, times: dict[str, float] | None = None) -> float:
+    """When the `count`-th bot pod appeared (`times`: when each bot's pod did, by bot)."""
+    by_pod: dict[str, float] = {}
+    try:
+        return await watch_until(
+            f"/api/v1/namespaces/{namespace}/pods",
+            {"labelSelector": "meetingbot.dev/bot"},
+            count,
+            lambda pod: True,
+            "bot pods",
+            by_pod,
+        )
+    finally:
+        if times is not None:  # b0001-1: the first attempt's pod of bot b0001
+            times.update({pod.rsplit("-", 1)[0]: at for pod, at in by_pod.items()})
 
 
 def status_tells_the_truth(bot: dict[str, Any]) -> bool:
@@ -140,11 +155,28 @@ def status_tells_the_truth(bot: dict[str, Any]) -> bool:
     )
 
 
-async def watch_statuses(namespace: str, count: int) -> float:
+async def watch_statuses(
+    namespace: str, count: int, times: dict[str, float] | None = None
+) -> float:
     """When the `count`-th MeetingBot's status told the truth (the burst's finish line)."""
     return await watch_until(
-        custom_path("meetingbots", namespace), {}, count, status_tells_the_truth, "statuses"
+        custom_path("meetingbots", namespace), {}, count, status_tells_the_truth, "statuses", times
     )
+
+
+def pod_to_status(pods: dict[str, float], statuses: dict[str, float]) -> dict[str, float]:
+    """Per bot, from its pod's appearance to its status telling the truth, as the bench's own
+    watches saw both (0 when the status came first): p50, p99 and max over the bots, exact,
+    where the operator's lag metric is read off its buckets and counts only the changes a
+    status write carried."""
+    lags = sorted(max(0.0, statuses[b] - pods[b]) for b in pods.keys() & statuses.keys())
+    if not lags:
+        return {"bots": 0}
+
+    def at(share: float) -> float:
+        return round(lags[min(len(lags) - 1, math.ceil(share * len(lags)) - 1)], 2)
+
+    return {"bots": len(lags), "p50": at(0.5), "p99": at(0.99), "max": round(lags[-1], 2)}
 
 
 async def count_secrets(kube: Kube, namespace: str) -> int:
@@ -381,8 +413,10 @@ async def run_operator_burst(
         number = sim.create_meeting(zoom["id"])["number"]
         before = sim.calls()
         progress(f"applying {BOTS} MeetingBots (simulator plan: {sim_plan})")
-        watcher = asyncio.create_task(watch_pods(namespace, BOTS))
-        statuses = asyncio.create_task(watch_statuses(namespace, BOTS))
+        pod_times: dict[str, float] = {}
+        status_times: dict[str, float] = {}
+        watcher = asyncio.create_task(watch_pods(namespace, BOTS, pod_times))
+        statuses = asyncio.create_task(watch_statuses(namespace, BOTS, status_times))
         await asyncio.sleep(0.5)
         started = await apply_bots(namespace, number)
         applied = time.monotonic() - started
@@ -402,6 +436,7 @@ async def run_operator_burst(
             "seconds": round(seconds, 2),
             "status_seconds": round(status_seconds, 2),
             "status_lag_seconds": lag,
+            "pod_to_status_seconds": pod_to_status(pod_times, status_times),
             "apply_seconds": round(applied, 2),
             "zoom_calls_per_bot": round(zoom_calls / BOTS, 3),
             "zak_calls": delta.get(f"{zoom['id']}:zak", 0),
@@ -456,8 +491,12 @@ async def run_sharded_burst(
             ns: BOTS // SHARDS + (1 if i < BOTS % SHARDS else 0) for i, ns in enumerate(namespaces)
         }
         progress(f"applying {BOTS} MeetingBots to {SHARDS} shards' namespaces {per}")
-        pods = [asyncio.create_task(watch_pods(ns, n)) for ns, n in per.items()]
-        statuses = [asyncio.create_task(watch_statuses(ns, n)) for ns, n in per.items()]
+        pod_times: dict[str, float] = {}  # bot names are unique across the namespaces
+        status_times: dict[str, float] = {}
+        pods = [asyncio.create_task(watch_pods(ns, n, pod_times)) for ns, n in per.items()]
+        statuses = [
+            asyncio.create_task(watch_statuses(ns, n, status_times)) for ns, n in per.items()
+        ]
         await asyncio.sleep(0.5)
         started = await apply_bots("", "", spread=list(zip(namespaces, numbers, strict=True)))
         seconds = max(await asyncio.gather(*pods)) - started
@@ -476,6 +515,7 @@ async def run_sharded_burst(
             "seconds": round(seconds, 2),
             "status_seconds": round(status_seconds, 2),
             "status_lag_seconds": status_lag(*processes),
+            "pod_to_status_seconds": pod_to_status(pod_times, status_times),
             "replicas": per_replica,
             "cpu_seconds_in_all": round(sum(p.cpu_seconds() for p in processes), 1),
             "leaders_at_the_end": {str(k): v for k, v in (await replicas.leaders()).items()},

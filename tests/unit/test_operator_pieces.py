@@ -428,6 +428,34 @@ async def test_a_trigger_during_a_pass_runs_one_pass_more_after_it() -> None:
     await queue.stop()
 
 
+async def test_a_pass_followed_runs_again_at_once_ahead_of_the_lines() -> None:
+    """A start's pass hands its result on: the bot's next pass comes straight after, before
+    the bots waiting in either line, and a trigger during the first is part of it."""
+    order: list[str] = []
+    release = asyncio.Event()
+    queue: WorkQueue
+
+    async def work(key: tuple[str, str]) -> None:
+        await release.wait()
+        order.append(key[1])
+        if key[1] == "new0" and order.count("new0") == 1:
+            queue.trigger(key)  # its own pod event, say: coalesced into the follow-up
+            queue.follow(key)
+
+    queue = WorkQueue(work, concurrency=1, first=lambda key: key[1].startswith("new"))
+    for name in ("new0", "new1", "old1"):
+        queue.trigger(("ns", name))
+        await asyncio.sleep(0)
+    release.set()
+    for _ in range(100):
+        if len(order) == 4:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert order == ["new0", "new0", "new1", "old1"]
+    await queue.stop()
+
+
 def test_a_thousand_waiting_bots_cost_line_entries_not_tasks() -> None:
     """What the lines are for: at 10 000 bots a task per waiting pass held 22 MB."""
 

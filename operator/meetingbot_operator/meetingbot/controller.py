@@ -356,7 +356,7 @@ class BotController:
                         metrics.APPLY_TO_POD.observe(
                             (datetime.now(UTC) - _created(record.body)).total_seconds()
                         )
-                self.queue.trigger(key)  # the next pass reads the result
+                self.queue.follow(key)  # the next pass, at once, reads the result
             elif action.kind == ActionKind.DELETE_POD:
                 await self.executor.delete_pod(meta, action.pod_name)
             elif action.kind == ActionKind.DELETE_SECRET:
