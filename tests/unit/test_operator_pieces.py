@@ -522,3 +522,18 @@ def test_a_status_lag_runs_from_the_first_change_no_status_write_has_carried() -
     record.waiting_since = None  # carried by a status write
     assert cache.observe_pod("MODIFIED", {**pod, "status": {"phase": "Running"}}) is None
     assert record.waiting_since is None  # nothing the decisions read changed: no lag begins
+
+
+def test_a_pod_the_operator_created_starts_a_status_lag_before_its_watch_event() -> None:
+    """The start's own pod counts as a change from the moment it is created: the followed
+    pass that writes its status measures the lag, as a pod event's pass would."""
+    from meetingbot_operator.meetingbot.cache import BotCache
+    from meetingbot_operator.meetingbot.observed import Meta
+
+    cache = BotCache()
+    cache.observe_bot("ADDED", {"metadata": {"namespace": "ns", "name": "bot", "uid": "u"}})
+    record = cache.get(("ns", "bot"))
+    assert record is not None and record.waiting_since is None
+    cache.created_pod(("ns", "bot"), Meta(name="bot", namespace="ns", uid="u", generation=1), 1)
+    assert record.waiting_since is not None
+    assert record.pods[1][1].name == "bot-1"

@@ -149,6 +149,7 @@ class BotCache:
             record.pods.setdefault(
                 attempt, (meta.uid, PodObservation(pod_name(meta.name, attempt), attempt))
             )
+            record.changed()  # a pod change, as the operator itself knows it: the status lags
 
     def observe_report(self, key: Key, report: BotReport) -> tuple[Receipt, bool]:
         """A bot's report; (the answer, whether there is anything new to decide about)."""
