@@ -352,9 +352,9 @@ async def test_bots_yet_to_start_take_their_turn_before_the_others() -> None:
     await queue.stop()
 
 
-async def test_the_others_take_turns_with_the_starts_once_they_have_waited_their_patience() -> None:
-    """A burst of starts does not hold status passes back for longer than the patience: once
-    the oldest of them has waited that long, the two lines alternate, each in its order."""
+async def test_the_others_go_first_once_they_have_waited_their_patience() -> None:
+    """A burst of starts does not hold status passes back for longer than the patience: those
+    that have waited that long go ahead of the starts, each line in its order."""
     order: list[str] = []
     release = asyncio.Event()
 
@@ -374,7 +374,7 @@ async def test_the_others_take_turns_with_the_starts_once_they_have_waited_their
         if len(order) == 6:
             break
         await asyncio.sleep(0.01)
-    assert order == ["new0", "old1", "new1", "old2", "new2", "new3"]
+    assert order == ["new0", "old1", "old2", "new1", "new2", "new3"]
     await queue.stop()
 
 

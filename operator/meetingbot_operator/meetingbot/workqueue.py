@@ -7,10 +7,12 @@ task per waiting pass held 22 MB at the burst's peak and at every sweep (measure
 tracemalloc: 2.2 KB each).
 
 A bot that has yet to start goes ahead of the others: in a burst, the passes that create a
-bot's Secret and Pod do not wait behind status-only passes (the pod events of bots already
-started), which can wait, but not for long: once the oldest of them has waited `patience`
-seconds, the two lines take turns. At 10 000 bots, starts first and nothing else kept every
-status pass waiting until the burst's last start, 60-120 s behind its pod (docs/benchmarks.md).
+bot's Secret and Pod do not wait behind the passes of bots already started (their pod events),
+which can wait, but not for long: those that have waited `patience` seconds go first. At
+10 000 bots, starts first and nothing else kept every status pass waiting until the burst's
+last start, 60-120 s behind its pod; letting the lines alternate instead still left 1 % of the
+status writes 30-60 s behind, since a started bot's pod brings about three passes for its one
+start (most of them cheap: nothing to write) (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class WorkQueue:
         patience: float = 2.0,
     ) -> None:
         """`first(key)`: whether the bot's pass goes ahead of the others, `patience` how long
-        the others wait before they take turns with it (see the module). At most
+        the others wait before they go first (see the module). At most
         `concurrency` passes at once: in a burst of 1000 bots, the others wait with nothing
         built yet (no bodies, no models), instead of all holding theirs while the connection
         pool sends a hundred at a time."""
@@ -66,7 +68,6 @@ class WorkQueue:
         self._running: set[Key] = set()
         self._again: set[Key] = set()  # triggered during its pass: one more after it
         self._follow: set[Key] = set()  # its next pass follows at once, in the same place
-        self._last_was_other = False
         # Workers serving now (counted down the moment one finds the lines empty, so a bot
         # that arrives just then gets a worker of its own), and their tasks, for stop().
         self._active = 0
@@ -142,18 +143,16 @@ class WorkQueue:
 
     def _next(self) -> Key | None:
         """The next bot to pass: the first line's, unless the oldest of the others has waited
-        `patience` (then the lines alternate); None when both lines are empty."""
+        `patience`; None when both lines are empty."""
         firsts, others = self._lines
         for line in (firsts, others):
             while line and self._waiting.get(line[0][0]) != line[0][1]:
                 line.popleft()  # stale: forgotten, or served from an earlier entry
         overdue = bool(others) and time.monotonic() - others[0][1] >= self._patience
-        order = (others, firsts) if overdue and not self._last_was_other else (firsts, others)
-        for line in order:
+        for line in (others, firsts) if overdue else (firsts, others):
             if line:
                 key, _ = line.popleft()
                 del self._waiting[key]
-                self._last_was_other = line is others
                 return key
         return None
 
