@@ -471,22 +471,24 @@ async def run_sharded_burst(
         # The chart's Lease timings: a replica busy with a burst renews in time.
         lease=(15, 10, 2), log_level=os.environ.get("BENCH_LOG_LEVEL", "INFO"),
     )  # fmt: skip
+    made: list[str] = []
     try:
+        # The replicas first: each shard's leader makes its namespace's account Ready (which
+        # tells that it watches: kopf may take half a minute to discover a new namespace).
+        names = ("a", "b", "c")
+        for name in names:
+            await replicas.add(name)
+        await replicas.wait_led(set(names), timeout=120)
         numbers = []
         for namespace in namespaces:
             await kube.core.create_namespace({"metadata": {"name": namespace}})
+            made.append(namespace)
             zoom = await zoom_account(
                 kube, namespace, sim, zoomsim.url, plan=UNLIMITED["sim_plan"], users=1,
                 extra_spec=UNLIMITED["extra_spec"],
             )  # fmt: skip
-            await account_ready(kube, namespace)
+            await account_ready(kube, namespace, timeout=120)
             numbers.append(sim.create_meeting(zoom["id"])["number"])
-        names = ("a", "b", "c")
-        for name in names:
-            await replicas.add(name)
-        await replicas.wait_led(set(names))
-        for process in replicas.alive():
-            process.wait_until_watching(f"bench-ready-{uuid.uuid4().hex[:6]}")
         per = {
             ns: BOTS // SHARDS + (1 if i < BOTS % SHARDS else 0) for i, ns in enumerate(namespaces)
         }
@@ -524,7 +526,7 @@ async def run_sharded_burst(
         return result
     finally:
         replicas.stop()
-        for namespace in namespaces:
+        for namespace in made:
             await delete_namespace(kube, namespace)
         await kube.core.delete_namespace(leases)
 
@@ -532,13 +534,13 @@ async def run_sharded_burst(
 # 10 000 bots (`make bench-large`): the two baselines and the unlimited run only, each takes
 # minutes; the default set stays at 1000.
 LARGE = BOTS > 2000
+# test_large_burst's baselines, for the sharded run after it in the same session.
+LARGE_BASELINES: dict[str, Any] = {}
 
 
 @pytest.mark.skipif(not LARGE, reason="BENCH_BOTS above 2000 only (make bench-large)")
 @pytest.mark.timeout(3600)
-async def test_large_burst(
-    kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path, kubeconfig: Path
-) -> None:
+async def test_large_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path) -> None:
     results: dict[str, Any] = {"bots": BOTS}
     for with_bot in (False, True):
         progress(f"baseline ({'with the bot' if with_bot else 'Secret+Pod'}): {BOTS} bots")
@@ -564,17 +566,32 @@ async def test_large_burst(
         run["status_seconds"] / results["baseline_with_bot_status_seconds"], 2
     )
     results["cpu_ms_per_bot"] = round(1000 * run["operator_cpu_seconds"] / BOTS, 2)
-    # The same burst through three shards (docs/benchmarks.md projects 100 000 bots from it).
-    sharded = await run_sharded_burst(kube, bench_env, tmp_path, kubeconfig)
-    results["three_shards"] = sharded
-    results["three_shards_ratio_to_baseline_with_bot"] = round(
-        sharded["seconds"] / results["baseline_with_bot_seconds"], 2
-    )
-    results["three_shards_status_ratio_to_baseline_with_bot"] = round(
-        sharded["status_seconds"] / results["baseline_with_bot_status_seconds"], 2
-    )
+    LARGE_BASELINES.update(results)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"burst-{BOTS}.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("\n" + json.dumps(results, indent=2))
+
+
+@pytest.mark.skipif(not LARGE, reason="BENCH_BOTS above 2000 only (make bench-large)")
+@pytest.mark.timeout(3600)
+async def test_large_burst_three_shards(
+    kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path, kubeconfig: Path
+) -> None:
+    """The same burst through three shards (docs/benchmarks.md projects 100 000 bots from
+    it), against test_large_burst's baselines when it ran first in the session."""
+    results = await run_sharded_burst(kube, bench_env, tmp_path, kubeconfig)
+    for key in ("baseline_seconds", "baseline_with_bot_seconds"):
+        if key in LARGE_BASELINES:
+            results[key] = LARGE_BASELINES[key]
+    if "baseline_with_bot_seconds" in LARGE_BASELINES:
+        results["ratio_to_baseline_with_bot"] = round(
+            results["seconds"] / LARGE_BASELINES["baseline_with_bot_seconds"], 2
+        )
+        results["status_ratio_to_baseline_with_bot"] = round(
+            results["status_seconds"] / LARGE_BASELINES["baseline_with_bot_status_seconds"], 2
+        )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"burst-{BOTS}-shards.json").write_text(json.dumps(results, indent=2) + "\n")
     print("\n" + json.dumps(results, indent=2))
 
 
