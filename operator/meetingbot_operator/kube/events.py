@@ -23,7 +23,10 @@ from meetingbot_operator.kube.verbs import Kube
 
 log = logging.getLogger(__name__)
 COMPONENT = "meetingbot-operator"
-QUEUE_SIZE = 10000
+# Events waiting for the rate limit, at most (client-go's recorder queues 1000 too): at 10/s,
+# a minute and a half of them; more are dropped and counted. 10 000 held 14 MB in a burst of
+# 10 000 bots, of Events that would have been minutes stale when posted.
+QUEUE_SIZE = 1000
 WORKERS = 2  # informational: kept light so a burst of events does not slow the bots
 EVENTS_BURST = 25  # client-go's spam filter allows a burst of 25
 

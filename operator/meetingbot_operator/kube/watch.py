@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,8 +42,10 @@ PAGE = 500
 
 Key = tuple[str, str]
 # What is kept of each object seen, to tell a DELETED event for one that went unwatched: its
-# uid, labels and owners (what the consumers read of a deleted object), a few hundred bytes.
-Kept = tuple[str, dict[str, str], list[dict[str, Any]]]
+# uid, labels (values interned: most repeat from object to object) and its controller's uid,
+# what the consumers read of a deleted object. 0.7 KB a pod, against 1.4 KB with the decoded
+# labels and ownerReferences kept as they came (tracemalloc, 10 000 bot pods).
+Kept = tuple[str, dict[str, str], str | None]
 
 
 def core(resource: str) -> Collection:
@@ -143,7 +146,8 @@ class ObjectWatch:
                 break
             params = {**params, "continue": more}
         for key in [k for k in self._known if k not in listed and namespace in (None, k[0])]:
-            uid, labels, owners = self._known[key]
+            uid, labels, controller = self._known[key]
+            owners = [{"uid": controller, "controller": True}] if controller else []
             meta = {"namespace": key[0], "name": key[1], "uid": uid, "labels": labels}
             await self._send("DELETED", {"metadata": {**meta, "ownerReferences": owners}})
         return str(page["metadata"]["resourceVersion"])
@@ -159,8 +163,12 @@ class ObjectWatch:
         if event_type == "DELETED":
             self._known.pop(key, None)
         else:
-            owners = meta.get("ownerReferences") or []
-            self._known[key] = (meta.get("uid", ""), meta.get("labels") or {}, owners)
+            controller = next(
+                (o.get("uid") for o in meta.get("ownerReferences") or [] if o.get("controller")),
+                None,
+            )
+            labels = {k: sys.intern(v) for k, v in (meta.get("labels") or {}).items()}
+            self._known[key] = (meta.get("uid", ""), labels, controller)
 
     async def _pause(self, failures: int, why: str) -> None:
         delay = min(2.0**failures, BACKOFF_MAX) * random.uniform(0.5, 1.0)  # noqa: S311
