@@ -11,8 +11,8 @@ bot's Secret and Pod do not wait behind the passes of bots already started (thei
 which can wait, but not for long: those that have waited `patience` seconds go first. At
 10 000 bots, starts first and nothing else kept every status pass waiting until the burst's
 last start, 60-120 s behind its pod; letting the lines alternate instead still left 1 % of the
-status writes 30-60 s behind, since a started bot's pod brings about three passes for its one
-start (most of them cheap: nothing to write) (docs/benchmarks.md).
+status writes 30-60 s behind: a started bot's pod brings several watch events, each a pass
+of the others' line, most with nothing to write (docs/benchmarks.md).
 """
 
 from __future__ import annotations
