@@ -121,15 +121,17 @@ class Operator:
             self.grants.readiness,
         )
         # Credentials Secrets: a change or deletion re-verifies the accounts using them at once.
-        self.secret_watch = secret_watch(kube, settings, self.accounts.secret_changed)
+        self.secret_watch = secret_watch(kube, settings, self.accounts.secret_changed, self.owns)
         # The MeetingBots and their pods, by the thousand: watches of our own, not kopf's
         # (what kopf's per-object machinery cost in a burst: kube/watch.py).
         self.bot_watch = ObjectWatch(
-            kube, settings, "meetingbots", lambda ns: custom_path("meetingbots", ns), self._bot_seen
-        )
+            kube, settings, "meetingbots", lambda ns: custom_path("meetingbots", ns),
+            self._bot_seen, owns=self.owns,
+        )  # fmt: skip
         self.pod_watch = ObjectWatch(
-            kube, settings, "pods", core("pods"), self._pod_seen, selector=BOT_LABEL
-        )
+            kube, settings, "pods", core("pods"), self._pod_seen, selector=BOT_LABEL,
+            owns=self.owns,
+        )  # fmt: skip
 
     @classmethod
     async def start(

@@ -83,14 +83,17 @@ async def api() -> AsyncIterator[tuple[ApiServer, Kube]]:
     await runner.cleanup()
 
 
-async def events(kube: Kube, settings: Settings, **options: Any) -> list[tuple[str | None, Any]]:
-    """The first six events an ObjectWatch of the pods sends: (type, the object's metadata)."""
+async def events(
+    kube: Kube, settings: Settings, count: int = 6, **options: Any
+) -> list[tuple[str | None, Any]]:
+    """The first `count` events an ObjectWatch of the pods sends: (type, the object's
+    metadata)."""
     seen: list[tuple[str | None, Any]] = []
     done = asyncio.Event()
 
     async def record(event_type: str | None, obj: dict[str, Any]) -> None:
         seen.append((event_type, obj["metadata"]))
-        if len(seen) == 6:
+        if len(seen) == count:
             done.set()
 
     watch = ObjectWatch(kube, settings, "pods", core("pods"), record, selector=SELECTOR, **options)
@@ -134,4 +137,37 @@ async def test_a_watch_that_skips_its_first_list_sends_the_next(
         (None, "x"),
         (None, "two"),
         ("DELETED", "three"),  # and what the first list and the watch showed, gone from it
+    ]
+
+
+async def test_another_shards_namespaces_are_neither_sent_nor_remembered(
+    api: tuple[ApiServer, Kube],
+) -> None:
+    """With patterns every replica's watch sees every namespace; a replica leading bots-a's
+    shard only sends (and keeps, for telling deletions) bots-a's objects."""
+    _, kube = api
+    sent = await events(kube, Settings(namespaces=["bots-*"]), 4, owns=lambda n: n == "bots-a")
+    assert [(t, m["name"]) for t, m in sent] == [
+        (None, "one"),
+        ("ADDED", "three"),
+        (None, "one"),  # listed again after the 410: "two" (bots-b) is not this shard's
+        ("DELETED", "three"),
+    ]
+
+
+async def test_with_exact_namespaces_a_replica_watches_only_its_shards(
+    api: tuple[ApiServer, Kube],
+) -> None:
+    _, kube = api
+
+    async def ignore(_: str | None, __: dict[str, Any]) -> None:
+        return None
+
+    settings = Settings(namespaces=["team-a", "team-b", "team-c"])
+    watch = ObjectWatch(kube, settings, "pods", core("pods"), ignore, owns=lambda n: n != "team-b")
+    assert watch.scopes == ["team-a", "team-c"]
+    assert ObjectWatch(kube, settings, "pods", core("pods"), ignore).scopes == [
+        "team-a",
+        "team-b",
+        "team-c",
     ]

@@ -19,13 +19,17 @@ from meetingbot_operator.settings import Settings
 Changed = Callable[[str, str], Awaitable[None]]
 
 
-def secret_watch(kube: Kube, settings: Settings, on_change: Changed) -> ObjectWatch:
+def secret_watch(
+    kube: Kube, settings: Settings, on_change: Changed, owns: Callable[[str], bool]
+) -> ObjectWatch:
     """At start the accounts verify on their own events (nothing has changed yet), so the first
-    list is not sent; after that, whatever a relist shows counts as changed."""
+    list is not sent; after that, whatever a relist shows counts as changed. `owns`: the
+    namespaces of this replica's shards (kube/watch.py)."""
 
     async def seen(_: str | None, secret: dict[str, Any]) -> None:
         await on_change(secret["metadata"]["namespace"], secret["metadata"]["name"])
 
     return ObjectWatch(
-        kube, settings, "secrets", core("secrets"), seen, selector=USE_LABEL, first_list=False
-    )
+        kube, settings, "secrets", core("secrets"), seen,
+        selector=USE_LABEL, first_list=False, owns=owns,
+    )  # fmt: skip

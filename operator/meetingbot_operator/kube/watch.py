@@ -64,9 +64,14 @@ class ObjectWatch:
         *,
         selector: str | None = None,
         first_list: bool = True,
+        owns: Callable[[str], bool] = lambda _: True,
     ) -> None:
         """`resource`: the name logs give it. `first_list`: whether the objects of the first
-        list are sent to `seen` (a relist's always are)."""
+        list are sent to `seen` (a relist's always are). `owns(namespace)`: whether this
+        replica leads the namespace's shard (ha/shards.py; fixed for the watch's life: the
+        operator starts again when its shards change). Other shards' namespaces are not
+        watched when the namespaces are exact (the API server filters, as for kopf's watches,
+        ha/election.py), and their objects are neither sent nor remembered otherwise."""
         self.kube = kube
         self.resource = resource
         self.collection = collection
@@ -76,9 +81,9 @@ class ObjectWatch:
         # Exact namespaces: one watch in each (the chart's Roles allow no more). Otherwise one
         # cluster-wide watch, filtered by the patterns as kopf filters its own watches.
         self.scopes: list[str | None] = (
-            list(settings.namespaces) if settings.exact_namespaces else [None]
+            [n for n in settings.namespaces if owns(n)] if settings.exact_namespaces else [None]
         )
-        self._wanted = settings.watches
+        self._settings, self._owns = settings, owns
         self._tasks: list[asyncio.Task[None]] = []
         self._known: dict[Key, Kept] = {}
 
@@ -169,6 +174,9 @@ class ObjectWatch:
             )
             labels = {k: sys.intern(v) for k, v in (meta.get("labels") or {}).items()}
             self._known[key] = (meta.get("uid", ""), labels, controller)
+
+    def _wanted(self, namespace: str) -> bool:
+        return self._settings.watches(namespace) and self._owns(namespace)
 
     async def _pause(self, failures: int, why: str) -> None:
         delay = min(2.0**failures, BACKOFF_MAX) * random.uniform(0.5, 1.0)  # noqa: S311
