@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from devenv.zoomsim import SimAdmin, ZoomSim
 from tests.support.operator_fixtures import Kube
 from tests.support.shards import (
@@ -51,6 +53,7 @@ async def test_a_replica_killed_mid_burst_its_shard_moves_and_no_bot_is_written_
     print(f"\n{killed}")
 
 
+@pytest.mark.parametrize("listed", [False, True], ids=["pattern", "namespaces-by-name"])
 async def test_scaling_from_one_replica_to_three_and_back_moves_shards_without_losing_a_bot(
     kube: Kube,
     kubeconfig: Path,
@@ -60,10 +63,14 @@ async def test_scaling_from_one_replica_to_three_and_back_moves_shards_without_l
     sim: SimAdmin,
     zoomsim: ZoomSim,
     handed_secrets: list[str],
+    listed: bool,
 ) -> None:
+    """`listed`: the namespaces named one by one (as the chart's watchNamespaces), so that a
+    replica watches only its shards' and opens new watches each time its shards move."""
     since = now_rfc3339()
+    watched = ",".join(shard_namespaces) if listed else f"{ha_namespace}-*"
     async with ShardedReplicas(
-        kube, kubeconfig, tmp_path, zoomsim, f"{ha_namespace}-*", ha_namespace
+        kube, kubeconfig, tmp_path, zoomsim, watched, ha_namespace
     ) as replicas:
         await replicas.add("a")
         await replicas.wait_led({"a"})  # one replica leads every shard
