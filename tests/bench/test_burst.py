@@ -221,14 +221,10 @@ async def delete_namespace(kube: Kube, namespace: str) -> None:
     await wait_for(gone, max(600, BOTS * 0.15), 1.0, f"namespace {namespace} deleted")
 
 
-async def apply_bots(
-    namespace: str, number: str, *, spread: list[tuple[str, str]] | None = None
-) -> float:
-    """Apply the MeetingBots as the baselines do: the operator's client, as many in flight.
-    `spread`: (namespace, meeting number) pairs to deal the bots out to in turn, instead of
-    all in `namespace`."""
+async def apply_bots(places: list[tuple[str, str]]) -> float:
+    """Apply the MeetingBots as the baselines do: the operator's client, as many in flight,
+    dealt out in turn to `places`, (namespace, meeting number) pairs."""
     api = client()
-    places = spread or [(namespace, number)]
     # No bot runs on kwok nodes, so none reports: a burst slower than the start timeout
     # (10 000 bots) would stop and retry its own bots. Long enough for any burst here.
     specs = [bot_spec(n, displayName="Bench", startTimeoutSeconds=3600) for _, n in places]
@@ -418,7 +414,7 @@ async def run_operator_burst(
         watcher = asyncio.create_task(watch_pods(namespace, BOTS, pod_times))
         statuses = asyncio.create_task(watch_statuses(namespace, BOTS, status_times))
         await asyncio.sleep(0.5)
-        started = await apply_bots(namespace, number)
+        started = await apply_bots([(namespace, number)])
         applied = time.monotonic() - started
         seconds = await watcher - started
         status_seconds = await statuses - started
@@ -500,7 +496,7 @@ async def run_sharded_burst(
             asyncio.create_task(watch_statuses(ns, n, status_times)) for ns, n in per.items()
         ]
         await asyncio.sleep(0.5)
-        started = await apply_bots("", "", spread=list(zip(namespaces, numbers, strict=True)))
+        started = await apply_bots(list(zip(namespaces, numbers, strict=True)))
         seconds = max(await asyncio.gather(*pods)) - started
         status_seconds = max(await asyncio.gather(*statuses)) - started
         processes = replicas.alive()
