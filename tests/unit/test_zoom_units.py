@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -19,6 +20,7 @@ from meetingbot_contract.reasons import (
 from meetingbot_operator.zoom import SdkCredentials, ZoomError, sdk_signature
 from meetingbot_operator.zoom.client import _classify, _retry_after
 from meetingbot_operator.zoom.credentials import ApiCredentials
+from meetingbot_operator.zoom.ratelimit import OPEN_AFTER, PROBE_WAIT, OutageBreaker, OutageOpen
 
 SDK = SdkCredentials(sdk_key="key123", sdk_secret=SecretStr("a-secret-long-enough-for-hs256-keys"))
 
@@ -143,3 +145,43 @@ def test_retry_after_forms() -> None:
     assert _retry_after(httpx.Headers({})) is None
     past = (datetime.now(UTC) - timedelta(seconds=30)).isoformat()
     assert _retry_after(httpx.Headers({"Retry-After": past})) == 0.0
+
+
+async def test_a_refusal_by_the_outage_breaker_says_when_to_come_back() -> None:
+    """Refused callers wait for the pause's end (or the probe's answer), not their own
+    backoff: on their own they spent their attempts on refusals while Zoom answered 70 %."""
+    breaker = OutageBreaker(base=4.0)
+    for _ in range(OPEN_AFTER):
+        breaker.fail("HTTP 502")
+    with pytest.raises(OutageOpen) as paused:
+        await breaker.call(_never_sent, lambda _: None)
+    assert 3.0 < paused.value.wait <= 4.8
+
+    breaker = OutageBreaker()
+    for _ in range(OPEN_AFTER):
+        breaker.fail("HTTP 502")
+    breaker._until = 0.0  # the pause is over: the next caller probes
+    probing = asyncio.Event()
+    answer = asyncio.Event()
+
+    async def probe() -> str:
+        probing.set()
+        await answer.wait()
+        return "ok"
+
+    probe_call = asyncio.create_task(breaker.call(probe, lambda _: None))
+    await probing.wait()
+    with pytest.raises(OutageOpen) as behind_probe:
+        await breaker.call(_never_sent, lambda _: None)
+    assert behind_probe.value.wait == PROBE_WAIT
+    answer.set()
+    assert await probe_call == "ok"
+    assert await breaker.call(lambda: _sent("next"), lambda _: None) == "next"
+
+
+async def _never_sent() -> str:
+    raise AssertionError("sent while the breaker was open")
+
+
+async def _sent(value: str) -> str:
+    return value

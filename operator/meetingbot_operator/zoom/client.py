@@ -333,7 +333,9 @@ class ZoomClient:
                 lambda: self._send(method, path, params, json, token), _server_failed
             )
         except OutageOpen as refused:
-            raise ZoomError(Reason.ZOOM_UNAVAILABLE, f"{method} {endpoint}: {refused}") from None
+            raise ZoomError(
+                Reason.ZOOM_UNAVAILABLE, f"{method} {endpoint}: {refused}", retry_after=refused.wait
+            ) from None
         if account_token is not None and _zoom_code(response) == 124:
             # The cached token was revoked or expired early: refresh once and try again.
             self.tokens.invalidate(account_token)
