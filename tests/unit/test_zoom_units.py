@@ -157,10 +157,10 @@ async def test_a_refusal_by_the_outage_breaker_says_when_to_come_back() -> None:
         await breaker.call(_never_sent, lambda _: None)
     assert 3.0 < paused.value.wait <= 4.8
 
-    breaker = OutageBreaker()
+    breaker = OutageBreaker(base=0.01)
     for _ in range(OPEN_AFTER):
         breaker.fail("HTTP 502")
-    breaker._until = 0.0  # the pause is over: the next caller probes
+    await asyncio.sleep(0.05)  # the pause (at most 12 ms) is over: the next caller probes
     probing = asyncio.Event()
     answer = asyncio.Event()
 

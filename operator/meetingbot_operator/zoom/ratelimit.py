@@ -110,16 +110,14 @@ class OutageBreaker:
         if self.failures < OPEN_AFTER:  # a stray 5xx among answers does not stop everyone
             return self._record(await self._observe(send), failed)
         if (pause := self._until - time.monotonic()) > 0 or self._probe.locked():
-            raise OutageOpen(self._refusal(), max(pause, PROBE_WAIT))
+            wait = max(pause, PROBE_WAIT)
+            raise OutageOpen(
+                f"Zoom failed {self.failures} times in a row (last: {self.last_failure}); "
+                f"not sent (next try in {wait:.0f}s)",
+                wait,
+            )
         async with self._probe:  # half-open: one request at a time tells whether Zoom is back
             return self._record(await self._observe(send), failed)
-
-    def _refusal(self) -> str:
-        wait = max(self._until - time.monotonic(), 0.0)
-        return (
-            f"Zoom failed {self.failures} times in a row (last: {self.last_failure}); not sent "
-            f"(next try in {wait:.0f}s)"
-        )
 
     async def _observe(self, send: Callable[[], Awaitable[T]]) -> T:
         try:
