@@ -10,16 +10,15 @@ fields as they were, and an occurrence's change names it (`object.occurrences`).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
 
 from devenv.zoomsim.rtms import post_signed
 from devenv.zoomsim.state import Account, Meeting, World
+from devenv.zoomsim.webhook_sender import SENDER
 
 TIMEOUT = 3.0  # Zoom's: an answer after 3 s counts as failed
-_pending: set[asyncio.Task[None]] = set()
 
 
 def notify(
@@ -40,9 +39,7 @@ def notify(
         body["payload"]["old_object"] = old
         body["payload"]["time_stamp"] = body["event_ts"]
     for app in _subscribers(world, meeting):
-        task = asyncio.get_running_loop().create_task(_post(world, app, meeting, event, body))
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
+        SENDER.send(_post(world, app, meeting, event, body))
 
 
 def meeting_object(meeting: Meeting, host_id: str) -> dict[str, Any]:

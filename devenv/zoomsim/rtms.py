@@ -68,6 +68,7 @@ from devenv.zoomsim.rtms_media import (
     epoch_ms,
 )
 from devenv.zoomsim.state import Account, Meeting, RtmsStream, World
+from devenv.zoomsim.webhook_sender import SENDER
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +119,10 @@ def stop_stream(world: World, stream: RtmsStream, reason: int) -> None:
         "account_id": stream.meeting.account_id,
         "meeting_id": int(stream.meeting.number),
     }
-    _spawn(_notify(world, stream, "meeting.rtms_stopped", payload))
+    SENDER.send(_notify(world, stream, "meeting.rtms_stopped", payload))
 
 
-_BACKGROUND: set[asyncio.Task[None]] = set()  # webhooks and closing sockets, under way
+_BACKGROUND: set[asyncio.Task[None]] = set()  # closing sockets, under way
 
 
 def _spawn(work: Coroutine[Any, Any, None]) -> None:
@@ -397,7 +398,7 @@ async def _pump(world: World, stream: RtmsStream, signaling_url: str) -> None:
         "account_id": stream.meeting.account_id,
         "meeting_id": int(stream.meeting.number),
     }
-    _spawn(_notify(world, stream, "meeting.rtms_started", started))
+    SENDER.send(_notify(world, stream, "meeting.rtms_started", started))
     clock = Clock(stream)
     next_tick = time.monotonic()
     try:

@@ -99,6 +99,14 @@ WEBHOOK_LATENCY = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
     registry=REGISTRY,
 )
+ZOOM_WEBHOOK_ANSWER = Histogram(
+    "meetingbot_zoom_webhook_answer_seconds",
+    "Zoom's webhooks to the operator (RTMS, meeting), from the request's body read to the "
+    "answer: Zoom counts one not answered within 3 s as failed and sends it again later.",
+    ["webhook", "status"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 2.5, 3, 5),
+    registry=REGISTRY,
+)
 REPORTS = Counter(
     "meetingbot_reports_total",
     "Bot reports received by result: accepted, stale, unauthorized, invalid, unknown; warming "

@@ -345,16 +345,25 @@ def kube_requests(operator: OperatorProcess) -> dict[str, float]:
 
 def status_lag(*operators: OperatorProcess) -> dict[str, float | None]:
     """The operators' meetingbot_status_lag_seconds so far (a report or pod change to the
-    status write carrying it), summed over them: how many, and p50, p99 and max read off its
-    buckets, each the upper bound of the bucket it falls in (None: beyond the last)."""
+    status write carrying it), summed over them."""
+    return histogram("meetingbot_status_lag_seconds", *operators)
+
+
+def histogram(
+    name: str, *operators: OperatorProcess, labels: dict[str, str] | None = None
+) -> dict[str, float | None]:
+    """A histogram of the operators' metrics so far (the series with `labels`), summed over
+    them: how many, and p50, p99 and max read off its buckets, each the upper bound of the
+    bucket it falls in (None: beyond the last)."""
     counts: dict[float, float] = {}
+    wanted = (labels or {}).items()
     for operator in operators:
         text = httpx.get(operator.metrics_url, timeout=10).text
         for family in text_string_to_metric_families(text):
-            if family.name != "meetingbot_status_lag_seconds":
+            if family.name != name:
                 continue
             for sample in family.samples:
-                if sample.name.endswith("_bucket"):
+                if sample.name.endswith("_bucket") and wanted <= sample.labels.items():
                     le = float(sample.labels["le"])
                     counts[le] = counts.get(le, 0.0) + sample.value
     buckets = sorted(counts.items())

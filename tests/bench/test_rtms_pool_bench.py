@@ -49,6 +49,7 @@ from devenv.zoomsim.server import _free_port
 from meetingbot_api import GROUP, VERSION
 from meetingbot_contract.rtms import WORKER_AUDIENCE
 from tests.bench.test_bot_latency import pod_memory_mb, pod_uid
+from tests.bench.test_burst import histogram
 from tests.bench.test_capture_bench import cpu_seconds as pod_cpu_seconds
 from tests.bench.test_results_bench import _quantiles, _save
 from tests.bench.test_rtms_bench import cpu_seconds, rss_mb
@@ -131,11 +132,8 @@ async def test_streams_through_the_operator_and_a_worker(
     worker_name = f"bench-worker-{uuid.uuid4().hex[:6]}"
     token_file = await worker_identity(kube, worker_name, tmp_path)
     worker = _worker(worker_name, operator.report_url, token_file, tmp_path, COUNT)
-    assert operator.process is not None
     try:
-        figures = await _measure(
-            kube, namespace, sim, zoom, numbers, [worker], operator.process.pid, beside
-        )
+        figures = await _measure(kube, namespace, sim, zoom, numbers, [worker], operator, beside)
     finally:
         _stop(worker)
         await kube.core.delete_namespaced_pod(worker_name, NAMESPACE, grace_period_seconds=0)
@@ -254,16 +252,23 @@ async def _measure(
     app: dict[str, Any],
     numbers: list[str],
     workers: list[subprocess.Popen[bytes]],
-    operator_pid: int,
+    operator: OperatorProcess,
     beside: tuple[str, str, str] | None = None,
+    simulator_pid: int | None = None,
 ) -> dict[str, Any]:
     """Start every stream; measure over SECONDS once all stream; end the meetings and wait
     until every stream's files are delivered. Workers' figures are their sums."""
+    assert operator.process is not None
+    operator_pid = operator.process.pid
     count = len(numbers)
     await asyncio.sleep(3)
     idle_rss = sum(rss_mb(w.pid) for w in workers)
     print(f"[bench] rtms pool: starting {count} streams", flush=True)
     started = time.monotonic()
+    # Over the starts, each process's share of the two cores: who the burst's time goes to.
+    burst_cpu = {"operator": cpu_seconds(operator_pid)}
+    if simulator_pid is not None:
+        burst_cpu["simulator"] = cpu_seconds(simulator_pid)
     streams = await _each(lambda number: sim.start_rtms(number, app["id"]), numbers)
     starts_took = time.monotonic() - started
     try:
@@ -274,6 +279,11 @@ async def _measure(
         await _diagnose(kube, namespace, sim)
         raise
     all_streaming = time.monotonic() - started
+    burst_cpu_pct = {
+        who: round(100 * (cpu_seconds(pid) - burst_cpu[who]) / all_streaming, 1)
+        for who, pid in (("operator", operator_pid), ("simulator", simulator_pid))
+        if pid is not None
+    }
     await asyncio.sleep(5)
     worker_cpu = sum(cpu_seconds(w.pid) for w in workers)
     operator_cpu = cpu_seconds(operator_pid)
@@ -303,6 +313,12 @@ async def _measure(
     answers = Counter(
         str(d.get("status") or d.get("error")) for s in seen_by_zoom for d in s["deliveries"]
     )
+    took = [d["seconds"] for s in seen_by_zoom for d in s["deliveries"] if d.get("status")]
+    # Beside what Zoom saw, the operator's share of it: its handler's time (a gap between the
+    # two is time spent before the handler ran, or in the sender itself).
+    answered = histogram(
+        "meetingbot_zoom_webhook_answer_seconds", operator, labels={"webhook": "RTMS"}
+    )
     print("[bench] rtms pool: ending the meetings", flush=True)
     ended = time.monotonic()
     await _each(sim.end_meeting, numbers)
@@ -326,11 +342,14 @@ async def _measure(
         "startToAllStreamingSeconds": round(all_streaming, 1),
         "webhookToFirstAudioSeconds": _quantiles(first),
         "webhookAnswers": dict(answers),
+        "webhookAnsweredInSeconds": _quantiles(took) if took else None,
+        "operatorWebhookAnswerSeconds": answered,
         "workerRssMb": {"idle": round(idle_rss, 1), "streaming": round(busy_rss, 1)},
         "workerRssPerStreamKb": round((busy_rss - idle_rss) * 1024 / count, 1),
         "workerCpuPerStreamPctOfCore": round(100 * worker_cpu / wall / count, 3),
         "workerCpuPctOfCore": round(100 * worker_cpu / wall, 1),
         "operatorCpuPctOfCore": round(100 * operator_cpu / wall, 1),
+        "burstCpuPctOfCore": burst_cpu_pct,
         "endToAllDeliveredSeconds": round(delivered_after, 1),
         "objectsDelivered": objects,
         **figures,
@@ -400,9 +419,8 @@ async def test_a_thousand_streams_through_the_whole_path(
             workers.append(
                 _worker(name, operator.report_url, token_file, tmp_path, WORKER_CAPACITY)
             )
-        assert operator.process is not None
         figures = await _measure(
-            kube, namespace, sim, app, numbers, workers, operator.process.pid, beside
+            kube, namespace, sim, app, numbers, workers, operator, beside, simulator.pid
         )
         figures["simulator"] = "its own process"
         _save("rtmsPoolLarge", figures)

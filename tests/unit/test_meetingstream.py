@@ -23,6 +23,7 @@ from meetingbot_operator.meetingstream import service as service_module
 from meetingbot_operator.meetingstream import status as statuses
 from meetingbot_operator.meetingstream.notices import Receiver, RtmsNotice, parse, recipient
 from meetingbot_operator.meetingstream.notifications import notify
+from meetingbot_operator.meetingstream.routes import StreamRoutes
 from meetingbot_operator.meetingstream.service import StreamService
 from meetingbot_operator.meetingstream.workers import WorkerDesk
 from meetingbot_operator.settings import Settings, rtms_server_allowed
@@ -276,6 +277,47 @@ def test_a_stream_goes_to_one_meetingstream_only() -> None:
     # Other meetings go to the catch-all; a stop of a stream nobody took goes nowhere.
     assert recipient(notice(meeting="999999999"), [busy, catch_all]) == ("n", "any")
     assert recipient(notice("stopped"), [catch_all]) is None
+
+
+def test_webhooks_are_routed_by_meeting_stream_and_app_without_walking_every_stream() -> None:
+    routes = StreamRoutes()
+
+    def hold(namespace: str, name: str, meeting: str | None, *streams: str) -> None:
+        obj = stream_obj(namespace, name, meeting=meeting)
+        obj["status"] = {
+            "streams": [
+                {
+                    "index": i,
+                    "streamId": s,
+                    "meetingUuid": "u==",
+                    "serverUrls": "wss://rtms.zoom.us/signaling",
+                    "startedAt": "2026-12-01T00:00:00Z",
+                }
+                for i, s in enumerate(streams, start=1)
+            ]
+        }
+        routes.hold((namespace, name), MeetingStream.model_validate(obj))
+
+    hold("a", "standup", "123456789")
+    hold("a", "any", None)
+    hold("a", "other", "999999999", "s7")
+    hold("b", "standup", "123456789")
+    app_a, app_b = ("a", "app"), ("b", "app")
+    assert sorted(routes.apps()) == [app_a, app_b]
+    # Its meeting's, the catch-all, the one that lists the stream: of the apps that signed.
+    assert routes.candidates("123456789", "s1", [app_a]) == {("a", "standup"), ("a", "any")}
+    assert routes.candidates("555", "s7", [app_a]) == {("a", "any"), ("a", "other")}
+    assert routes.candidates(None, "s1", [app_b]) == set()
+    assert routes.candidates("123456789", "s1", [app_a, app_b]) == {
+        ("a", "standup"), ("a", "any"), ("b", "standup")
+    }  # fmt: skip
+    # A changed MeetingStream is found by what it says now; a deleted one is not found.
+    hold("a", "standup", "222222222", "s1")
+    assert routes.candidates("123456789", "x", [app_a]) == {("a", "any")}
+    assert routes.candidates("333", "s1", [app_a]) == {("a", "any"), ("a", "standup")}
+    routes.hold(("b", "standup"), None)
+    assert routes.apps() == [app_a]
+    assert routes.candidates("123456789", "s1", [app_b]) == set()
 
 
 def test_only_rtms_events_with_what_a_worker_needs_are_read() -> None:

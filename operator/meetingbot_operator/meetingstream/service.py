@@ -7,13 +7,14 @@ MeetingStreams whose Secret verified it may receive the stream. Whoever creates 
 MeetingStream chooses its app Secret, so a webhook signed with one tenant's token never
 reaches another tenant's MeetingStream, whatever meeting it names.
 
-The status is written before the answer (a status write takes milliseconds; Zoom waits three
-seconds): an answered webhook is never lost, and one Zoom sends again (a slow answer, a retry)
-finds the stream already listed and changes nothing. Under a burst (1000 streams starting in
-the same second, measured: writes queued at the API server for more than 3 s and Zoom counted
-most answers failed) the answer waits at most ANSWER_SECONDS and the write goes on: Zoom
-retries a late answer only after five minutes, by when its buffer (60 s of audio) is gone, so
-answering in time loses less than waiting; only a crash in that window loses the event.
+The status is written before the answer when the API server is quick (a status write takes
+milliseconds): an answered webhook is then never lost, and one Zoom sends again (a slow answer,
+a retry) finds the stream already listed and changes nothing. Zoom asks for the answer at once
+and counts one after 3 s as failed. Under a burst (1000 streams starting within seconds,
+measured: writes took more than 3 s and Zoom counted most answers failed) the answer waits at
+most ANSWER_SECONDS and the write goes on: Zoom retries a late answer only after five minutes,
+by when its buffer (60 s of audio) is gone, so answering in time loses less than waiting; only
+a crash in that window loses the event.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from meetingbot_operator.meetingstream.notices import (
     recipient,
 )
 from meetingbot_operator.meetingstream.notifications import notify
+from meetingbot_operator.meetingstream.routes import AppRef, StreamRoutes
 from meetingbot_operator.settings import rtms_server_allowed
 from meetingbot_operator.webhooks.service import WebhookService
 from meetingbot_operator.webhooks.stream_token import stream_allowed
@@ -84,9 +86,11 @@ APP_SECRET_SECONDS = 60.0
 START_PATIENCE_SECONDS = 60.0
 START_BACKOFF_BASE, START_BACKOFF_MAX = 5.0, 300.0
 # How long a webhook's answer waits for its status write: Zoom's deadline is 3 s, from its
-# connection to our answer. With 2 s, 96 of 1000 answers in a burst still came after 3 s
-# (the connection and the request's own wait on a busy operator count too).
-ANSWER_SECONDS = 1.0
+# connection to our answer, and the connection and the request's own wait on a busy operator
+# count too. In a burst of 1000 streams nearly every write took longer than the wait, so the
+# wait was all cost: with 2 s, 96 of 1000 answers came after 3 s; with 1 s, 10-224 of 1000
+# (the operator's own handler 1-2.5 s); 0.25 s still covers a write to a quick API server.
+ANSWER_SECONDS = 0.25
 
 
 class StreamService:
@@ -112,6 +116,7 @@ class StreamService:
         self._starts: dict[Key, tuple[float, int]] = {}  # start: Api: next try, failures
         self._canceling: set[Key] = set()
         self.streams: dict[Key, MeetingStream] = {}
+        self._routes = StreamRoutes()  # what a webhook may be for, kept with self.streams
         self._apps: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
         self._writes: set[asyncio.Task[None]] = set()
@@ -135,6 +140,7 @@ class StreamService:
             if self._webhooks is not None:
                 self._webhooks.forget(key)
             self._changed(self.streams.pop(key, None), None)
+            self._routes.hold(key, None)
             self._wants.pop(key, None)
             self._versions.pop(key, None)
             self._locks.pop(key, None)
@@ -157,6 +163,7 @@ class StreamService:
             return
         self._changed(self.streams.get(key), stream)
         self.streams[key] = stream
+        self._routes.hold(key, stream)
         self._versions[key] = {"metadata": {"resourceVersion": meta.get("resourceVersion", "")}}
         self._offer(key, stream)  # a new leader sends what the last one left pending
         if stream.spec.cancel and stream.status.phase not in STREAM_TERMINAL_PHASES:
@@ -292,7 +299,8 @@ class StreamService:
                 "server_urls is not among the operator's RTMS servers (MEETINGBOT_RTMS_SERVERS)",
                 400,
             )
-        receivers = [self._receiver(key) for key in tokens if self._may_receive(key, notice)]
+        candidates = self._routes.candidates(notice.meeting_number, notice.stream_id, tokens)
+        receivers = [self._receiver(key) for key in candidates]
         key = recipient(notice, receivers)
         if key is None:
             log.info(
@@ -311,16 +319,13 @@ class StreamService:
 
     async def _verifying_tokens(
         self, timestamp: str, body: bytes, signature: str
-    ) -> dict[Key, str]:
-        """The MeetingStreams whose app Secret signed the webhook, with its token."""
-        apps: dict[tuple[str, str], list[Key]] = {}  # each app Secret checked once
-        for key, stream in self.streams.items():
-            apps.setdefault((key[0], stream.spec.app_credentials_secret_ref.name), []).append(key)
-        found: dict[Key, str] = {}
-        for secret, keys in apps.items():
+    ) -> dict[AppRef, str]:
+        """The app Secrets (of the MeetingStreams) that signed the webhook, with their token."""
+        found: dict[AppRef, str] = {}
+        for secret in self._routes.apps():
             mine = (await self._app_secret(*secret)).get("webhookSecretToken", "")
             if signed_by(mine, timestamp, body, signature):
-                found.update(dict.fromkeys(keys, mine))
+                found[secret] = mine
         return found
 
     async def _app_secret(self, namespace: str, name: str) -> dict[str, str]:
@@ -333,20 +338,6 @@ class StreamService:
             data = {}  # this app cannot verify anything; the others still can
         self._apps[(namespace, name)] = (time.monotonic() + APP_SECRET_SECONDS, data)
         return data
-
-    def _may_receive(self, key: Key, notice: RtmsNotice) -> bool:
-        """Whether routing needs to look at this MeetingStream (a thousand verified by one app
-        would each be read for every webhook otherwise): it names the meeting or none, or
-        lists the stream."""
-        stream = self.streams.get(key)
-        if stream is None:
-            return False
-        meeting = stream.spec.meeting
-        return (
-            meeting is None
-            or meeting.number == notice.meeting_number
-            or any(s.stream_id == notice.stream_id for s in stream.status.streams)
-        )
 
     def _receiver(self, key: Key) -> Receiver:
         stream = self.streams[key]
@@ -400,6 +391,7 @@ class StreamService:
                 return
             before, stream = stream, stream.model_copy(update={"status": new})
             self.streams[key] = stream
+            self._routes.hold(key, stream)
             self._changed(before, stream)
             self._offer(key, stream)
 
