@@ -266,9 +266,10 @@ async def _measure(
     print(f"[bench] rtms pool: starting {count} streams", flush=True)
     started = time.monotonic()
     # Over the starts, each process's share of the two cores: who the burst's time goes to.
-    burst_cpu = {"operator": cpu_seconds(operator_pid)}
+    watched = {"operator": operator_pid}
     if simulator_pid is not None:
-        burst_cpu["simulator"] = cpu_seconds(simulator_pid)
+        watched["simulator"] = simulator_pid
+    burst_cpu = {who: cpu_seconds(pid) for who, pid in watched.items()}
     streams = await _each(lambda number: sim.start_rtms(number, app["id"]), numbers)
     starts_took = time.monotonic() - started
     try:
@@ -281,8 +282,7 @@ async def _measure(
     all_streaming = time.monotonic() - started
     burst_cpu_pct = {
         who: round(100 * (cpu_seconds(pid) - burst_cpu[who]) / all_streaming, 1)
-        for who, pid in (("operator", operator_pid), ("simulator", simulator_pid))
-        if pid is not None
+        for who, pid in watched.items()
     }
     await asyncio.sleep(5)
     worker_cpu = sum(cpu_seconds(w.pid) for w in workers)
