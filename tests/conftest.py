@@ -238,6 +238,19 @@ def operator(
     process.stop()
 
 
+@pytest.fixture(autouse=True)
+def _session_operator_running(request: pytest.FixtureRequest) -> None:
+    """A test that stops the session's operator (to restart it, or to SIGKILL it) and fails
+    before it runs again must fail alone: the next test that uses the operator finds it
+    running and watching, not every later test failing behind it."""
+    if "operator" not in request.fixturenames:
+        return
+    process: OperatorProcess = request.getfixturevalue("operator")
+    if process.process is None or process.process.poll() is not None:
+        process.start()
+        process.wait_until_watching(f"t-ready-{uuid.uuid4().hex[:6]}")
+
+
 @pytest.fixture
 async def workers(
     kube: Kube, image: str, operator: OperatorProcess
