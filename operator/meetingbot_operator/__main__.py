@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 
-# kopf imports kubernetes_asyncio whenever it is importable (to recognise its models and to log
-# in with it): 35 MB of RSS for a client the operator does not use (kube/client.py is ours).
-# The image does not install it; a development environment does, for the tests, so hide it.
+# kopf imports kubernetes_asyncio and kubernetes whenever they are importable (to recognise
+# their models and to log in with them): 35 MB of RSS for kubernetes_asyncio, 10 MB for
+# kubernetes, clients the operator does not use (kube/client.py is ours). The image installs
+# neither; a development environment does (the tests, the Python client), so hide both: the
+# operator the tests and benchmarks run imports what the image's does.
 sys.modules.setdefault("kubernetes_asyncio", None)  # type: ignore[arg-type]
+sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
 
 import asyncio
 import logging
