@@ -655,6 +655,9 @@ async def test_large_burst_three_shards(
 
 
 @pytest.mark.skipif(LARGE, reason="the default set: 1000 bots")
+# Twelve bursts (five baselines, seven operator runs) and their deletions: 8 min on a fresh
+# cluster, over 10 min after `make test` (pyproject's timeout is 10 min).
+@pytest.mark.timeout(1800)
 async def test_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path) -> None:
     results: dict[str, Any] = {"bots": BOTS}
     progress(f"baseline: {BOTS} Secrets and Pods created directly")
