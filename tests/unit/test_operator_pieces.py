@@ -537,3 +537,57 @@ def test_a_pod_the_operator_created_starts_a_status_lag_before_its_watch_event()
     cache.created_pod(("ns", "bot"), Meta(name="bot", namespace="ns", uid="u", generation=1), 1)
     assert record.waiting_since is not None
     assert record.pods[1][1].name == "bot-1"
+
+
+def test_a_bot_is_known_from_its_first_body_not_from_an_earlier_pod_event() -> None:
+    """Reports are accepted from when the MeetingBot is seen: its liveness counts from then,
+    and a later event of the same bot does not move it."""
+    from meetingbot_operator.meetingbot.cache import BotCache
+
+    cache = BotCache()
+    pod = {
+        "metadata": {
+            "namespace": "ns",
+            "name": "bot-1",
+            "labels": {"meetingbot.dev/bot": "bot", "meetingbot.dev/attempt": "1"},
+            "ownerReferences": [{"uid": "u", "controller": True}],
+        },
+        "status": {"phase": "Pending"},
+    }
+    cache.observe_pod("ADDED", pod)
+    record = cache.get(("ns", "bot"))
+    assert record is not None and record.known_since is None
+    body = {"metadata": {"namespace": "ns", "name": "bot", "uid": "u", "resourceVersion": "1"}}
+    cache.observe_bot("ADDED", body)
+    first = record.known_since
+    assert first is not None
+    cache.observe_bot("MODIFIED", {"metadata": {**body["metadata"], "resourceVersion": "2"}})
+    assert record.known_since == first
+    cache.observe_bot("MODIFIED", {"metadata": {**body["metadata"], "uid": "v"}})
+    renewed = cache.get(("ns", "bot"))
+    assert renewed is not None and renewed is not record and renewed.known_since is not None
+
+
+def test_bots_expected_at_a_start_are_waited_for_while_the_lists_still_bring_objects() -> None:
+    """A new leader listing a loaded shard for longer than the patience still answers "not
+    yet" to a bot it will see; once nothing has been listed for that long, the bot is gone."""
+    from meetingbot_operator.meetingbot.expected import ExpectedBots
+
+    now = [0.0]
+    expected = ExpectedBots(clock=lambda: now[0])
+    expected.expect({("ns", "a"), ("ns", "b")}, patience=40)
+    for _ in range(5):  # 60 s of listing, an object every 12 s
+        now[0] += 12
+        expected.listing()
+        assert expected.waiting()
+    expected.seen(("ns", "a"))
+    now[0] += 39
+    assert expected.waiting()  # "b" may yet come
+    now[0] += 2
+    assert not expected.waiting()  # 41 s with nothing listed: deleted before it was seen
+    expected.listing()
+    assert not expected.waiting()  # given up on, not waited for again
+
+    expected.expect({("ns", "c")}, patience=40)
+    expected.seen(("ns", "c"))
+    assert not expected.waiting()  # all seen: reports from unknown bots are unknown at once

@@ -170,6 +170,35 @@ def test_a_restart_does_not_count_as_silence() -> None:
     assert plan.actions == []
 
 
+def test_silence_counts_from_when_this_process_first_saw_the_bot() -> None:
+    """A new leader of a loaded shard can list its bots for longer than the allowance: a bot
+    it has known for less than that is not silent yet, however long ago its process started
+    (the bot's reports were answered "not yet" until it was seen)."""
+    started_long_ago = NOW - timedelta(minutes=5)
+    plan = decide(
+        bot(in_meeting()),
+        META,
+        observe(
+            last_report_at=None,
+            operator_started=started_long_ago,
+            known_since=NOW - timedelta(seconds=30),
+        ),
+        TIMING,
+    )
+    assert plan.actions == [] and plan.requeue_after == pytest.approx(90)
+    silent = decide(
+        bot(in_meeting()),
+        META,
+        observe(
+            last_report_at=None,
+            operator_started=started_long_ago,
+            known_since=NOW - timedelta(seconds=121),
+        ),
+        TIMING,
+    )
+    assert silent.status.stop is not None and silent.status.stop.reason == "BotUnresponsive"
+
+
 def test_an_unschedulable_pod_says_why_then_times_out() -> None:
     starting = {
         "phase": "Starting",

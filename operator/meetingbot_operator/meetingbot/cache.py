@@ -28,6 +28,9 @@ class BotRecord:
     pods: dict[int, tuple[str | None, PodObservation]] = field(default_factory=dict)
     report: BotReport | None = None
     last_report_at: datetime | None = None
+    # When this process first saw the MeetingBot: its reports are answered "accepted" from then
+    # on (before, "not yet" or "unknown"), so a silence is counted from then at the earliest.
+    known_since: datetime | None = None
     secret_cleaned: bool = False
     # The executor's result for the attempt asked for, until a status write carries it.
     attempt_result: AttemptResult | None = None
@@ -101,6 +104,8 @@ class BotCache:
                 # meetingbots/status could otherwise mark a running bot Succeeded).
                 kept["status"] = current.get("status")
                 record.status_foreign = True
+            if record.body is None:
+                record.known_since = datetime.now(UTC)
             record.body = kept
         return True
 

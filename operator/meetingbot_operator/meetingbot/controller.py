@@ -57,6 +57,7 @@ from meetingbot_operator.meetingbot.decisions import (
     spec_invalid,
 )
 from meetingbot_operator.meetingbot.executor import AttemptExecutor
+from meetingbot_operator.meetingbot.expected import ExpectedBots
 from meetingbot_operator.meetingbot.observed import (
     AttemptRefused,
     AttemptStarted,
@@ -132,30 +133,22 @@ class BotController:
             ),
         )
         self._starts = asyncio.Semaphore(CONCURRENT_STARTS)
-        # Bots that existed when this process started and that its watch has not shown yet: a
-        # report from one of them is answered "not yet" (503, retried), never "unknown" (401,
-        # which makes a bot stop reporting). See expect().
-        self._expected: set[Key] = set()
-        self._expected_until = 0.0
+        self._expected = ExpectedBots()  # reports from them are answered "not yet"
 
     # --- inputs --------------------------------------------------------------------------------
 
     def expect(self, keys: set[Key], patience: float) -> None:
-        """The bots listed at startup: until the watch has shown them all (or `patience`
-        seconds pass: one deleted in between never shows), reports from unknown bots get 503."""
-        self._expected = {k for k in keys if self.cache.identity(*k) is None}
-        self._expected_until = asyncio.get_running_loop().time() + patience
+        """The bots listed at startup: reports from those not seen yet get 503 (expected.py)."""
+        self._expected.expect({k for k in keys if self.cache.identity(*k) is None}, patience)
 
     def warming(self) -> bool:
-        if self._expected and asyncio.get_running_loop().time() > self._expected_until:
-            self._expected.clear()
-        return bool(self._expected)
+        return self._expected.waiting()
 
     def observe_bot(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A MeetingBot's watch event (type None: an object of a watch's list)."""
         event_type = self._listed(event_type)
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        self._expected.discard(key)
+        self._expected.seen(key)
         if event_type == "DELETED":
             self.cache.observe_bot(event_type, body)
             self.queue.forget(key)
@@ -182,6 +175,7 @@ class BotController:
         if event_type is not None:
             return event_type
         self.listed_at = datetime.now(UTC)
+        self._expected.listing()
         return "ADDED"
 
     def observe_report(self, namespace: str, name: str, report: BotReport) -> Receipt:
@@ -295,6 +289,7 @@ class BotController:
             report=report,
             last_report_at=record.last_report_at if report else None,
             operator_started=self.started_at,
+            known_since=record.known_since,
             listed_at=self.listed_at,
             secret_cleaned=record.secret_cleaned,
             grant=self._grant(meta, bot),

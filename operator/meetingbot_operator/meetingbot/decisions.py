@@ -584,8 +584,20 @@ def _watch_liveness(
                 decision.requeue_after, (deadline - now).total_seconds()
             )
         return
+    # Silence counts from the last report this process accepted, or from when it could first
+    # accept one (it saw the MeetingBot): a leader that lists a loaded shard's bots for longer
+    # than the allowance would otherwise stop bots that were reporting all along (503 "not
+    # yet" while unseen).
     heard = max(
-        filter(None, [observed.last_report_at, observed.operator_started, status.started_at])
+        filter(
+            None,
+            [
+                observed.last_report_at,
+                observed.known_since,
+                observed.operator_started,
+                status.started_at,
+            ],
+        )
     )
     deadline = heard + timing.unresponsive_after
     if now >= deadline:

@@ -124,6 +124,9 @@ class Observed:
     # When the current attempt's bot last reported (heartbeats included); kept in memory only.
     last_report_at: datetime | None = None
     operator_started: datetime | None = None
+    # When this process first saw the MeetingBot (cache.BotRecord.known_since): a new leader
+    # of a loaded shard can take longer than the bots' silence allowance to list them all.
+    known_since: datetime | None = None
     # When the last object of a watch's list (MeetingBots, bot pods) came: the claims of
     # running bots are whole some time after the lists end (decisions.py's POOL_SETTLE).
     listed_at: datetime | None = None
