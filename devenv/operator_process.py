@@ -200,6 +200,10 @@ class OperatorProcess:
         finally:
             cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
+    def running(self) -> bool:
+        """Started and not exited (it may not be watching yet: `wait_until_watching`)."""
+        return self.process is not None and self.process.poll() is None
+
     def kill(self) -> None:
         """SIGKILL to the whole process group: no cleanup, as when a node dies."""
         if self.process:
@@ -208,7 +212,7 @@ class OperatorProcess:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
+        if self.process and self.running():
             # py-spy writes its profile on SIGINT; the operator stops on either.
             profiling = os.environ.get("MEETINGBOT_PROFILE")
             self.process.send_signal(signal.SIGINT if profiling else signal.SIGTERM)

@@ -246,7 +246,7 @@ def _session_operator_running(request: pytest.FixtureRequest) -> None:
     if "operator" not in request.fixturenames:
         return
     process: OperatorProcess = request.getfixturevalue("operator")
-    if process.process is None or process.process.poll() is not None:
+    if not process.running():
         process.start()
         process.wait_until_watching(f"t-ready-{uuid.uuid4().hex[:6]}")
 

@@ -98,7 +98,7 @@ async def test_the_largest_legal_bots_of_one_tenant_do_not_take_a_new_leader_dow
         )
         # Every one of the 300 is still Scheduled under the new leader (it read them all).
         await wait_for(all_scheduled, 60, 1, what="the new leader keeping every bot")
-        assert b.process is not None and b.process.poll() is None, "the new leader exited"
+        assert b.running(), "the new leader exited"
         peak = b.peak_rss_mb()
         print(
             f"peak RSS: first leader {first_peak:.0f} MB, "
