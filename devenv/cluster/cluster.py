@@ -518,9 +518,25 @@ def audit_lines() -> Iterator[str]:
             yield from lines
 
 
+# What kwokctl's fake nodes offer (its default node: `kubectl get node -o
+# jsonpath={.status.allocatable}`): the scheduler fits a pod by both.
+KWOK_NODE_CPU_MILLIS = 32_000
+KWOK_NODE_PODS = 110
+
+
+def nodes_for(pods: int, cpu_request: str, spare: int = 3) -> int:
+    """Enough kwok nodes for `pods` pods each requesting `cpu_request` ("500m", "1"), and
+    `spare` more. By pods alone a node takes 110, by CPU only 64 of the bot pods' default
+    500m: sized by pods, 999 bots' pods on 12 nodes left 231 Pending (Insufficient cpu), and
+    a retried attempt's pod never ran."""
+    millis = int(cpu_request[:-1]) if cpu_request.endswith("m") else int(float(cpu_request) * 1000)
+    per_node = min(KWOK_NODE_PODS, KWOK_NODE_CPU_MILLIS // max(1, millis))
+    return -(-pods // per_node) + spare
+
+
 def scale(nodes: int) -> None:
-    """Set the number of fake kwok nodes (each takes 110 pods), tainted so that only pods which
-    tolerate them land there."""
+    """Set the number of fake kwok nodes (`nodes_for` says how many for a number of pods),
+    tainted so that only pods which tolerate them land there."""
     _kwokctl(Binaries.in_cache(), "scale", "node", "--replicas", str(nodes))
     if nodes:
         kubectl("taint", "nodes", "-l", "type=kwok", KWOK_TAINT, "--overwrite")

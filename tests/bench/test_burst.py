@@ -353,7 +353,7 @@ async def baseline(
 @pytest.fixture(scope="module")
 def bench_env(kubeconfig: Path, zoomsim: ZoomSim) -> Iterator[tuple[SimAdmin, ZoomSim]]:
     install_crds()
-    cluster.scale(max(3, BOTS // 100 + 3))  # kwok nodes take 110 pods each
+    cluster.scale(cluster.nodes_for(BOTS, Settings().bot_cpu_request))  # every pod fits
     yield SimAdmin(zoomsim.url), zoomsim
     names = cluster.kubectl("get", "namespaces", "-o", "name").stdout.split()
     leftovers = [n for n in names if n.startswith("namespace/bench-")]

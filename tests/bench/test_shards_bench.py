@@ -19,7 +19,10 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
+
 from devenv.cluster import cluster
+from meetingbot_operator.settings import Settings
 from tests.support.operator_fixtures import Kube
 from tests.support.shards import SHARDS, killed_mid_burst
 from tests.support.sim_process import SimulatorProcess
@@ -29,6 +32,7 @@ PER_TENANT = int(os.environ.get("BENCH_SHARD_BOTS", "1000")) // SHARDS
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
 
 
+@pytest.mark.timeout(1200)  # its own waits (up to 600 s for every bot InMeeting) say why first
 async def test_three_shards_a_replica_killed_mid_burst(
     kube: Kube,
     kubeconfig: Path,
@@ -37,7 +41,8 @@ async def test_three_shards_a_replica_killed_mid_burst(
     shard_namespaces: list[str],
     handed_secrets: list[str],
 ) -> None:
-    cluster.scale(PER_TENANT * SHARDS // 100 + 3)  # kwok nodes take 110 pods each
+    # Every bot's pod fits (a retried attempt's replaces its predecessor's, deleted first).
+    cluster.scale(cluster.nodes_for(PER_TENANT * SHARDS, Settings().bot_cpu_request))
     async with SimulatorProcess() as zoomsim:
         result = await killed_mid_burst(
             kube, kubeconfig, tmp_path, ha_namespace, shard_namespaces, zoomsim.admin, zoomsim,
