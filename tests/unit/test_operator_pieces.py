@@ -497,15 +497,9 @@ def test_the_request_metric_names_the_resource_never_the_object(path: str, resou
     assert resource_of(path) == resource
 
 
-def test_a_status_lag_runs_from_the_first_change_no_status_write_has_carried() -> None:
-    from meetingbot_operator.meetingbot.cache import BotCache
-
-    cache = BotCache()
-    key = ("ns", "bot")
-    cache.observe_bot("ADDED", {"metadata": {"namespace": "ns", "name": "bot", "uid": "u"}})
-    record = cache.get(key)
-    assert record is not None and record.waiting_since is None
-    pod = {
+def bot_pod_seen() -> dict[str, Any]:
+    """Attempt 1's pod of bot "ns/bot" (uid "u"), as a watch brings it, Pending."""
+    return {
         "metadata": {
             "namespace": "ns",
             "name": "bot-1",
@@ -514,6 +508,17 @@ def test_a_status_lag_runs_from_the_first_change_no_status_write_has_carried() -
         },
         "status": {"phase": "Pending"},
     }
+
+
+def test_a_status_lag_runs_from_the_first_change_no_status_write_has_carried() -> None:
+    from meetingbot_operator.meetingbot.cache import BotCache
+
+    cache = BotCache()
+    key = ("ns", "bot")
+    cache.observe_bot("ADDED", {"metadata": {"namespace": "ns", "name": "bot", "uid": "u"}})
+    record = cache.get(key)
+    assert record is not None and record.waiting_since is None
+    pod = bot_pod_seen()
     cache.observe_pod("ADDED", pod)
     first = record.waiting_since
     assert first is not None
@@ -545,15 +550,7 @@ def test_a_bot_is_known_from_its_first_body_not_from_an_earlier_pod_event() -> N
     from meetingbot_operator.meetingbot.cache import BotCache
 
     cache = BotCache()
-    pod = {
-        "metadata": {
-            "namespace": "ns",
-            "name": "bot-1",
-            "labels": {"meetingbot.dev/bot": "bot", "meetingbot.dev/attempt": "1"},
-            "ownerReferences": [{"uid": "u", "controller": True}],
-        },
-        "status": {"phase": "Pending"},
-    }
+    pod = bot_pod_seen()
     cache.observe_pod("ADDED", pod)
     record = cache.get(("ns", "bot"))
     assert record is not None and record.known_since is None

@@ -19,7 +19,7 @@ from meetingbot_operator.kube.client import ApiError
 from meetingbot_operator.kube.secrets import SecretNotAllowed, SecretUse, SecretView, usable
 from meetingbot_operator.meetingbot.cache import BotRecord, parse_pod
 from meetingbot_operator.meetingbot.children import bot_pod
-from meetingbot_operator.meetingbot.decisions import ActionKind, Timing, decide
+from meetingbot_operator.meetingbot.decisions import ActionKind, Decision, Timing, decide
 from meetingbot_operator.meetingbot.executor import pod_refusal
 from meetingbot_operator.meetingbot.observed import Meta, Observed, PodObservation
 from meetingbot_operator.meetingbot.reports import make_app
@@ -174,28 +174,18 @@ def test_silence_counts_from_when_this_process_first_saw_the_bot() -> None:
     """A new leader of a loaded shard can list its bots for longer than the allowance: a bot
     it has known for less than that is not silent yet, however long ago its process started
     (the bot's reports were answered "not yet" until it was seen)."""
-    started_long_ago = NOW - timedelta(minutes=5)
-    plan = decide(
-        bot(in_meeting()),
-        META,
-        observe(
+
+    def known_for(seconds: int) -> Decision:
+        observed = observe(
             last_report_at=None,
-            operator_started=started_long_ago,
-            known_since=NOW - timedelta(seconds=30),
-        ),
-        TIMING,
-    )
-    assert plan.actions == [] and plan.requeue_after == pytest.approx(90)
-    silent = decide(
-        bot(in_meeting()),
-        META,
-        observe(
-            last_report_at=None,
-            operator_started=started_long_ago,
-            known_since=NOW - timedelta(seconds=121),
-        ),
-        TIMING,
-    )
+            operator_started=NOW - timedelta(minutes=5),
+            known_since=NOW - timedelta(seconds=seconds),
+        )
+        return decide(bot(in_meeting()), META, observed, TIMING)
+
+    recent = known_for(30)
+    assert recent.actions == [] and recent.requeue_after == pytest.approx(90)
+    silent = known_for(121)
     assert silent.status.stop is not None and silent.status.stop.reason == "BotUnresponsive"
 
 
