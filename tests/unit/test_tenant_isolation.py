@@ -486,6 +486,45 @@ async def test_a_stop_does_not_wait_for_a_request_whose_body_never_comes() -> No
     writer.close()
 
 
+async def test_a_stop_closes_every_listener_while_the_first_still_waits_for_its_requests() -> None:
+    """The servers stop together: the report server's wait for a request in flight does not
+    keep the metrics and OAuth ports open after it (a shard's move waits for the slowest)."""
+    servers = Servers(shutdown_seconds=3)
+    hung = web.Application()
+    reading = asyncio.Event()
+
+    async def read_all(request: web.Request) -> web.Response:
+        reading.set()
+        return web.Response(body=await request.read())
+
+    hung.router.add_post("/upload", read_all)
+    ports = []
+    for app in (hung, web.Application()):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+        await servers.serve(app, "127.0.0.1", ports[-1])
+    _, writer = await asyncio.open_connection("127.0.0.1", ports[0])
+    writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nsome")
+    await writer.drain()
+    await asyncio.wait_for(reading.wait(), timeout=10)
+    # The first server now waits its 3 s for that request (whose body cannot come: aiohttp
+    # reads nothing more once a stop began, aio-libs/aiohttp#2298).
+    stopping = asyncio.create_task(servers.stop())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            try:
+                _, probe_writer = await asyncio.open_connection("127.0.0.1", ports[1])
+            except OSError:
+                break
+            probe_writer.close()
+        assert not stopping.done(), "the second server kept listening while the first waited"
+    finally:
+        await asyncio.wait_for(stopping, timeout=30)
+        writer.close()
+
+
 # --- grants: links strangers cannot use, consents nobody can cancel, no re-binding --------
 
 
