@@ -200,18 +200,30 @@ class Operator:
     async def stop(self) -> None:
         """Stop acting, then free the ports and connections. A shard's move waits for this,
         so the steps that took long are logged (DEBUG) by name."""
+        steps: dict[str, Callable[[], Awaitable[None]]] = {
+            "bot watch": self.bot_watch.stop,
+            "pod watch": self.pod_watch.stop,
+            "secret watch": self.secret_watch.stop,
+            "sweeper": self._stop_sweeper,
+            "schedules": self.schedules.close,
+            "bots": self.bots.stop,
+            "servers": self._servers.stop,
+            "metrics": self._unregister_metrics,
+            "accounts": self.accounts.close,
+            "artifacts": self.artifacts.close,
+            "webhooks": self.webhooks.close,
+            "streams": self.streams.close,
+            "stream workers": self.stream_workers.close,
+            "stream webhooks": self.stream_webhooks.close,
+            "events": self.events.close,
+            "kube": self.kube.close,
+        }
         slow: dict[str, float] = {}
-        for step in (
-            self.bot_watch.stop, self.pod_watch.stop, self.secret_watch.stop,
-            self._stop_sweeper, self.schedules.close, self.bots.stop, self._servers.stop,
-            self._unregister_metrics, self.accounts.close, self.artifacts.close,
-            self.webhooks.close, self.streams.close, self.stream_workers.close,
-            self.stream_webhooks.close, self.events.close, self.kube.close,
-        ):  # fmt: skip
+        for name, step in steps.items():
             began = time.monotonic()
             await step()
             if (took := time.monotonic() - began) >= SLOW_STOP_STEP:
-                slow[step.__qualname__] = round(took, 2)
+                slow[name] = round(took, 2)
         log.debug("operator stopped", extra={"slow_steps": slow})
 
     async def _stop_sweeper(self) -> None:
