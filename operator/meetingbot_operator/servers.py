@@ -22,9 +22,9 @@ BACKLOG = 2048
 # began cannot finish at all: aiohttp reads nothing more from a connection once it is closing
 # (aio-libs/aiohttp#2298), so such a request always costs the whole wait (with 1000 bots
 # reporting, a move's stop took 5.0 s at 5 s in one bench run, 0.01 s in another). The wait
-# is for the handlers already running: a report or an upload's grant takes milliseconds, a
-# forward at most its timeout. Bots retry what was cut (a report, an upload's part), as does
-# a person whose consent page failed.
+# is for the handlers already running: a report or an upload's grant takes milliseconds (a
+# forward to another replica may take up to its 10 s and is cut). Bots retry what was cut (a
+# report, an upload's part), as does a person whose consent page failed.
 SHUTDOWN_SECONDS = 2.0
 
 
