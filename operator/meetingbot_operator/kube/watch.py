@@ -86,6 +86,9 @@ class ObjectWatch:
         self._settings, self._owns = settings, owns
         self._tasks: list[asyncio.Task[None]] = []
         self._known: dict[Key, Kept] = {}
+        # Whether a namespace is wanted, by namespace: fixed for the watch's life (above), and
+        # asked on every event (matching kopf's patterns each time was 1.5 % of a burst's CPU).
+        self._wanted_namespaces: dict[str, bool] = {}
 
     def start(self) -> None:
         self._tasks = [
@@ -176,7 +179,11 @@ class ObjectWatch:
             self._known[key] = (meta.get("uid", ""), labels, controller)
 
     def _wanted(self, namespace: str) -> bool:
-        return self._settings.watches(namespace) and self._owns(namespace)
+        wanted = self._wanted_namespaces.get(namespace)
+        if wanted is None:
+            wanted = self._settings.watches(namespace) and self._owns(namespace)
+            self._wanted_namespaces[namespace] = wanted
+        return wanted
 
     async def _pause(self, failures: int, why: str) -> None:
         delay = min(2.0**failures, BACKOFF_MAX) * random.uniform(0.5, 1.0)  # noqa: S311
