@@ -124,10 +124,11 @@ def test_reports_set_the_phase(state: str, phase: Phase) -> None:
     assert plan.status.phase == phase
     conditions = {c.type: c.status for c in plan.status.conditions}
     assert conditions["InMeeting"] == ("True" if phase == Phase.IN_MEETING else "False")
-    # kstatus's Ready (the bot is where it should be) and Reconciling (on its way).
+    # kstatus's Ready (the bot is where it should be) and Reconciling (on its way; this bot's
+    # status had none, and it is written from the first time it is True).
     assert conditions["Ready"] == ("True" if phase == Phase.IN_MEETING else "False")
-    assert conditions["Reconciling"] == ("False" if phase == Phase.IN_MEETING else "True")
-    assert conditions["Stalled"] == "False"
+    assert conditions.get("Reconciling") == (None if phase == Phase.IN_MEETING else "True")
+    assert not conditions.keys() & {"Stalled", "Complete", "Failed"}
     assert any(e.reason == phase.value for e in plan.events)
 
 
@@ -150,6 +151,46 @@ def test_meeting_ended_succeeds() -> None:
     assert (plan.status.phase, plan.status.reason) == (Phase.SUCCEEDED, "MeetingEnded")
     assert plan.status.completion_time == NOW
     assert {c.type: c.status for c in plan.status.conditions}["Complete"] == "True"
+
+
+def test_conditions_true_only_in_their_case_are_absent_until_they_are_true() -> None:
+    """Complete, Failed, Reconciling and Stalled are written from the first time they are
+    True, then kept (kstatus reads an absent one as False; a Job's Complete and Failed appear
+    so too): a starting bot's status carries three conditions, not six."""
+
+    def conditions(plan: Any) -> dict[str, str]:
+        return {c.type: c.status for c in plan.status.conditions}
+
+    def then(plan: Any) -> MeetingBot:
+        return bot(plan.status.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+    result = AttemptStarted(1, NOW, "svc@example.com", NOW + timedelta(hours=2), AuthMode.ZAK)
+    starting = decide(bot(), META, observe(attempt_result=result), TIMING)
+    assert starting.status.phase == Phase.STARTING
+    assert conditions(starting) == {"Ready": "False", "InMeeting": "False", "Reconciling": "True"}
+    pod = PodObservation(starting.status.pod_name or "", 1, "Running")
+    joined = BotReport(attempt=1, state="InMeeting", joined_at=NOW)
+    in_meeting = decide(then(starting), META, observe(report=joined, pod=pod), TIMING)
+    assert conditions(in_meeting) == {"Ready": "True", "InMeeting": "True", "Reconciling": "False"}
+    ended = BotReport(attempt=1, state="Ended", reason="MeetingEnded")
+    done = decide(then(in_meeting), META, observe(report=ended, pod=pod), TIMING)
+    assert done.status.phase == Phase.SUCCEEDED
+    assert conditions(done) == {
+        "Ready": "True",
+        "InMeeting": "False",
+        "Complete": "True",
+        "Reconciling": "False",
+    }
+    refused = BotReport(attempt=1, state="Ended", reason="WrongPasscode", message="3004")
+    failed = decide(then(starting), META, observe(report=refused), TIMING)
+    assert failed.status.phase == Phase.FAILED
+    assert conditions(failed) == {
+        "Ready": "False",
+        "InMeeting": "False",
+        "Failed": "True",
+        "Reconciling": "False",
+        "Stalled": "True",
+    }
 
 
 def test_a_permanent_reason_fails_without_retry() -> None:

@@ -502,7 +502,9 @@ class MeetingBotStatus(Model):
     message: str | None = Field(None, max_length=32768, description="The same, in words.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready (in the meeting), Complete (Succeeded), Failed.",
+        description="Ready (where it should be: Scheduled, InMeeting or Succeeded), InMeeting, "
+        "and kstatus' Reconciling; Complete (Succeeded), Failed and Stalled only once True "
+        "(absent before, as a Job's).",
         json_schema_extra=CONDITIONS_LIST,
     )
     observed_generation: int | None = Field(

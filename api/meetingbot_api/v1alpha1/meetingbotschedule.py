@@ -281,7 +281,8 @@ class MeetingBotScheduleStatus(Model):
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Ready (the source is read and bots are made as it says), Reconciling, "
-        "Stalled (a problem the user must fix, e.g. a bad cron expression or time zone).",
+        "Stalled (a problem the user must fix, e.g. a bad cron expression or time zone); "
+        "Reconciling and Stalled only once True (absent before).",
         json_schema_extra=CONDITIONS_LIST,
     )
     observed_generation: int | None = Field(

@@ -241,7 +241,7 @@ class MeetingStreamStatus(Model):
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Ready (Waiting or Streaming as asked), Streaming, Complete, Failed, and "
-        "kstatus' Reconciling and Stalled.",
+        "kstatus' Reconciling and Stalled; all but Ready and Streaming only once True.",
         json_schema_extra=CONDITIONS_LIST,
     )
     observed_generation: int | None = Field(
