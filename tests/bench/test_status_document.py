@@ -1,5 +1,5 @@
 """What a MeetingBot's status document costs the API server (`make bench` with
-BENCH_STATUS_DOCUMENTS=1; about 6 minutes, so not in the default set).
+BENCH_STATUS_DOCUMENTS=1; about 5 minutes, so not in the default set).
 
 The bot baseline of test_burst (each bot's MeetingBot, Secret, Pod and one status patch,
 written directly with the operator's client), patching in turn three status documents: the
