@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import math
 import os
@@ -23,6 +24,7 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,7 @@ from meetingbot_operator.kube.client import (
     KubeClient,
     custom_path,
 )
-from meetingbot_operator.meetingbot.children import bot_pod, join_secret
+from meetingbot_operator.meetingbot.children import bot_pod, join_secret, owner_reference
 from meetingbot_operator.meetingbot.observed import Meta
 from meetingbot_operator.settings import Settings
 from tests.support.operator_fixtures import Kube, account_ready, wait_for, zoom_account
@@ -273,8 +275,20 @@ async def apply_bots(places: list[tuple[str, str]]) -> float:
         await api.close()
 
 
+class Owner(enum.Enum):
+    """Who a baseline's Secrets and Pods name as their owner."""
+
+    CONFIGMAP = "configmap"  # one ConfigMap for all: the garbage collector's least work
+    BOT = "bot"  # each its own MeetingBot, as the operator writes it (children.owner_reference)
+    BOT_NOT_BLOCKING = "bot-not-blocking"  # the same without blockOwnerDeletion
+
+
 async def baseline(
-    namespace: str, *, with_bot: bool = False, status_document: dict[str, Any] | None = None
+    namespace: str,
+    *,
+    with_bot: bool = False,
+    status_document: dict[str, Any] | None = None,
+    owner: Owner = Owner.CONFIGMAP,
 ) -> tuple[float, float, dict[str, float]]:
     """The same Secrets and Pods the operator makes, created directly. `with_bot`: the
     physical limit for what a bot needs: its MeetingBot applied, then its Secret, its Pod and
@@ -282,16 +296,18 @@ async def baseline(
     (kube/client.py) and as many requests in flight as it allows. Seconds until the last pod,
     and until the last status told the truth (with the bot; else the same); what that cost the
     API server (apiserver_usage). The status patched is the least that tells the truth (phase,
-    attempt, pod), or `status_document` (with each bot's own pod name)."""
+    attempt, pod), or `status_document` (with each bot's own pod name). `owner`: what the
+    Secrets and Pods name as their owner (a MeetingBot only `with_bot`)."""
+    assert with_bot or owner is Owner.CONFIGMAP, "only a baseline with bots has bots to own"
     settings = Settings(bot_image="example.invalid/meetingbot-bot:bench")
     spec = MeetingBotSpec.model_validate(bot_spec(displayName="Bench"))
     api = client()
     try:
         core = f"/api/v1/namespaces/{namespace}"
-        owner = await api.request(
+        configmap = await api.request(
             "POST", f"{core}/configmaps", body={"metadata": {"name": "owner"}}
         )
-        owner_uid = owner["metadata"]["uid"]
+        owner_uid = configmap["metadata"]["uid"]
         least = {"phase": "Starting", "attempts": 1, "podName": "x"}
 
         def job(i: int) -> Callable[[], Awaitable[Any]]:
@@ -308,10 +324,6 @@ async def baseline(
             )
             secret = join_secret(meta, 1, config)
             pod = bot_pod(meta, 1, spec, settings)
-            for body in (secret, pod):
-                body["metadata"]["ownerReferences"] = [
-                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}
-                ]
             bot = {
                 "apiVersion": "meetingbot.dev/v1alpha1",
                 "kind": "MeetingBot",
@@ -319,9 +331,22 @@ async def baseline(
                 "spec": bot_spec(displayName="Bench"),
             }
 
+            def own(reference: dict[str, Any]) -> None:
+                for body in (secret, pod):
+                    body["metadata"]["ownerReferences"] = [reference]
+
+            own({"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid})
+
             async def create() -> None:
                 if with_bot:
-                    await api.request("POST", custom_path("meetingbots", namespace), body=bot)
+                    made = await api.request(
+                        "POST", custom_path("meetingbots", namespace), body=bot
+                    )
+                    if owner is not Owner.CONFIGMAP:
+                        reference = owner_reference(replace(meta, uid=made["metadata"]["uid"]))
+                        if owner is Owner.BOT_NOT_BLOCKING:
+                            reference["blockOwnerDeletion"] = False
+                        own(reference)
                 await api.request("POST", f"{core}/secrets", body=secret)
                 await api.request("POST", f"{core}/pods", body=pod)
                 if with_bot:
