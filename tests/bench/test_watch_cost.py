@@ -3,7 +3,7 @@ BENCH_WATCH_COSTS=1; about 10 minutes, so not in the default set).
 
 The operator's burst costs the API server more CPU than the bot baseline of test_burst for
 the same writes (docs/benchmarks.md). Besides its writes, the operator adds two things the
-baseline has not: its watches (every bot pod's and MeetingBot's events, about 4.4 a bot, sent
+baseline has not: its watches (every bot pod's and MeetingBot's events, about 4.5 a bot, sent
 to it as JSON), and owner references to each bot's MeetingBot (the baseline's Secrets and Pods
 name one ConfigMap), with blockOwnerDeletion, which the admission plugin
 OwnerReferencesPermissionEnforcement checks on every create. This runs the bot baseline with
