@@ -12,8 +12,8 @@ each of them added alone:
 - plain: the bot baseline as test_burst runs it;
 - watched: with the operator's two watches (kube/watch.py's paths and selector) open
   throughout, their events decoded as the operator decodes them;
-- watched, pods as protobuf: the pods' watch in protobuf, the encoding the scheduler and
-  kwok already ask for (so the API server may send the same bytes to all);
+- watched, pods as protobuf: the pods' watch in protobuf, the encoding Kubernetes' own
+  components ask for (so the API server may encode each event once for all of them);
 - watched, metadata only: both watches as PartialObjectMetadata (what "decode only what
   decisions read" could ask the API server for);
 - owned: each Secret and Pod owned by its MeetingBot, as the operator writes them;
