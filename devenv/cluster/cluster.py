@@ -379,8 +379,7 @@ def restart_control_plane() -> float:
             return ready
         # Measured after a 10 000-bot burst: the new API server could not bind its port
         # ("address already in use") although the old process had exited.
-        why = "; ".join(f"{name}: {_last_log_line(name)}" for name in exited)
-        log(f"the control plane did not come up (attempt {attempt}), exited: {why}")
+        log(f"the control plane did not come up (attempt {attempt}), exited: {_why(exited)}")
         time.sleep(2 * attempt)
     raise RuntimeError(f"the control plane did not come up in {RESTART_ATTEMPTS} attempts")
 
@@ -409,8 +408,7 @@ def _start_exited(binaries: Binaries) -> None:
             if starts == SETTLE_STARTS:
                 raise RuntimeError(f"{', '.join(exited)} keep exiting after a restart")
             starts += 1
-            why = "; ".join(f"{name}: {_last_log_line(name)}" for name in exited)
-            log(f"exited after the control plane's restart, started again: {why}")
+            log(f"exited after the control plane's restart, started again: {_why(exited)}")
             _start_again(binaries, exited)
             quiet_since = time.monotonic()
         time.sleep(0.5)
@@ -469,6 +467,11 @@ def _port_free(port: int) -> bool:
 
 
 FAILURE_WORDS = re.compile(r"fatal|panic|error|already in use", re.IGNORECASE)
+
+
+def _why(components: list[str]) -> str:
+    """Why each of `components` exited, as its log says."""
+    return "; ".join(f"{name}: {_last_log_line(name)}" for name in components)
 
 
 def _last_log_line(component: str) -> str:
