@@ -21,6 +21,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -434,6 +435,34 @@ def histogram(
 
 def kube_requests_per_bot(operator: OperatorProcess) -> dict[str, float]:
     return {k: round(v / BOTS, 3) for k, v in sorted(kube_requests(operator).items())}
+
+
+async def in_rounds(
+    variants: list[str], rounds: int, run: Callable[[str], Awaitable[dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each variant's `run`, `rounds` times, each round's order rotated by one from the last:
+    the cluster slows through a run, and a fixed order charged that drift to whichever variant
+    came last (0.9 s each, gone once rotated: docs/benchmarks.md). Each run is printed."""
+    runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in variants}
+    for turn in range(rounds):
+        shift = turn % len(variants)
+        for variant in variants[shift:] + variants[:shift]:
+            progress(f"round {turn + 1} of {rounds}: {BOTS} bots, {variant}")
+            result = await run(variant)
+            print(json.dumps({"variant": variant, **result}), flush=True)
+            runs[variant].append(result)
+    return runs
+
+
+def round_means(done: list[dict[str, Any]]) -> dict[str, Any]:
+    """A variant's baseline runs (`status_seconds` and apiserver_usage's `cpu_seconds` each):
+    both for each run, and their means."""
+    return {
+        "status_seconds": [r["status_seconds"] for r in done],
+        "mean_status_seconds": round(statistics.mean(r["status_seconds"] for r in done), 2),
+        "apiserver_cpu_seconds": [r["cpu_seconds"] for r in done],
+        "mean_apiserver_cpu_seconds": round(statistics.mean(r["cpu_seconds"] for r in done), 2),
+    }
 
 
 async def run_operator_burst(

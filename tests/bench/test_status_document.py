@@ -6,9 +6,10 @@ written directly with the operator's client), patching in turn three status docu
 least that tells the truth (phase, attempt, pod), the one the operator writes for a starting
 bot (decided by `decide`, as the operator's first status write), and that one with the three
 conditions it used to write as False before they were True (Complete, Failed, Stalled;
-conditions.ABSENT_UNTIL_TRUE). Three rounds, in turn, as the burst's A-B-A-B-A: on this machine
-the same baseline moves between runs by as much as what is measured. Prints each run and the
-means, writes bench-results/status-documents.json. Timings are reported, never asserted.
+conditions.ABSENT_UNTIL_TRUE). Three rounds, each in an order rotated from the last
+(test_burst.in_rounds): on this machine the same baseline moves between runs by as much as what
+is measured. Prints each run and the means, writes bench-results/status-documents.json.
+Timings are reported, never asserted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime, timedelta
-from statistics import mean
 from typing import Any
 
 import pytest
@@ -27,13 +27,13 @@ from meetingbot_operator.meetingbot.decisions import Timing, decide
 from meetingbot_operator.meetingbot.observed import AttemptStarted, Meta, Observed
 from meetingbot_operator.zoomaccount.state import AccountState
 from tests.bench.test_burst import (
-    BOTS,
     RESULTS,
     baseline,
     bench_env,  # noqa: F401 - the fixture test_burst's benches share
     delete_namespace,
+    in_rounds,
     new_namespace,
-    progress,
+    round_means,
 )
 from tests.support.operator_fixtures import Kube
 from tests.support.specs import bot_spec
@@ -88,27 +88,22 @@ async def test_status_document_cost(kube: Kube, bench_env: Any) -> None:  # noqa
         "the operator's (3 conditions)": now,
         "the operator's before (6 conditions)": with_false_conditions(now),
     }
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in documents}
-    for turn in range(ROUNDS):
-        for name, document in documents.items():
-            progress(f"round {turn + 1} of {ROUNDS}: {BOTS} bots patching {name}")
-            ns = await new_namespace(kube)
-            _, statuses, apiserver = await baseline(ns, with_bot=True, status_document=document)
-            await delete_namespace(kube, ns)
-            run = {"status_seconds": round(statuses, 2), **apiserver}
-            print(json.dumps({"document": name, **run}), flush=True)
-            runs[name].append(run)
+
+    async def one(name: str) -> dict[str, Any]:
+        ns = await new_namespace(kube)
+        _, statuses, apiserver = await baseline(ns, with_bot=True, status_document=documents[name])
+        await delete_namespace(kube, ns)
+        return {"status_seconds": round(statuses, 2), **apiserver}
+
+    runs = await in_rounds(list(documents), ROUNDS, one)
+    assert all(len(done) == ROUNDS for done in runs.values())
     results: dict[str, dict[str, Any]] = {
         name: {
             "bytes": len(json.dumps(documents[name], separators=(",", ":"))),
-            "status_seconds": [r["status_seconds"] for r in done],
-            "mean_status_seconds": round(mean(r["status_seconds"] for r in done), 2),
-            "apiserver_cpu_seconds": [r["cpu_seconds"] for r in done],
-            "mean_apiserver_cpu_seconds": round(mean(r["cpu_seconds"] for r in done), 2),
+            **round_means(done),
         }
         for name, done in runs.items()
     }
-    assert all(len(done) == ROUNDS for done in runs.values())
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "status-documents.json").write_text(json.dumps(results, indent=2) + "\n")
     print()

@@ -19,8 +19,8 @@ each of them added alone:
 - owned: each Secret and Pod owned by its MeetingBot, as the operator writes them;
 - owned, not blocking: the same without blockOwnerDeletion.
 
-Three rounds, each in a rotated order (the cluster slows through a run: a fixed order
-charges the drift to whoever comes last). Prints each run and the means, writes
+Three rounds, each in an order rotated from the last (test_burst.in_rounds: the cluster slows
+through a run, and a fixed order charges the drift to whoever comes last). Prints each run and the means, writes
 bench-results/watch-costs.json. Timings are reported, never asserted.
 """
 
@@ -46,8 +46,9 @@ from tests.bench.test_burst import (
     bench_env,  # noqa: F401 - the fixture test_burst's benches share
     client,
     delete_namespace,
+    in_rounds,
     new_namespace,
-    progress,
+    round_means,
 )
 from tests.support.operator_fixtures import Kube
 
@@ -120,30 +121,24 @@ async def watches(accepts: tuple[str, str] | None) -> AsyncIterator[dict[str, in
 @pytest.mark.skipif(not os.environ.get("BENCH_WATCH_COSTS"), reason="BENCH_WATCH_COSTS=1 runs it")
 @pytest.mark.timeout(1800)
 async def test_watch_and_owner_costs(kube: Kube, bench_env: Any) -> None:  # noqa: F811
-    names = list(WATCHES)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    for turn in range(ROUNDS):
-        for name in names[turn:] + names[:turn]:
-            progress(f"round {turn + 1} of {ROUNDS}: {BOTS} bots, {name}")
-            ns = await new_namespace(kube)
-            async with watches(WATCHES[name]) as counts:
-                _, statuses, apiserver = await baseline(
-                    ns, with_bot=True, owner=OWNERS.get(name, Owner.CONFIGMAP)
-                )
-                seen = dict(counts)
-            await delete_namespace(kube, ns)
-            run = {"status_seconds": round(statuses, 2), **apiserver, "watched": seen}
-            print(json.dumps({"variant": name, **run}), flush=True)
-            runs[name].append(run)
+
+    async def one(name: str) -> dict[str, Any]:
+        ns = await new_namespace(kube)
+        async with watches(WATCHES[name]) as counts:
+            _, statuses, apiserver = await baseline(
+                ns, with_bot=True, owner=OWNERS.get(name, Owner.CONFIGMAP)
+            )
+            seen = dict(counts)
+        await delete_namespace(kube, ns)
+        return {"status_seconds": round(statuses, 2), **apiserver, "watched": seen}
+
+    runs = await in_rounds(list(WATCHES), ROUNDS, one)
     assert all(len(done) == ROUNDS for done in runs.values())
     for name, accepts in WATCHES.items():  # each watch saw the burst: its cost was measured
         assert accepts is None or all(min(r["watched"].values()) >= BOTS for r in runs[name])
     results: dict[str, dict[str, Any]] = {
         name: {
-            "status_seconds": [r["status_seconds"] for r in done],
-            "mean_status_seconds": round(mean(r["status_seconds"] for r in done), 2),
-            "apiserver_cpu_seconds": [r["cpu_seconds"] for r in done],
-            "mean_apiserver_cpu_seconds": round(mean(r["cpu_seconds"] for r in done), 2),
+            **round_means(done),
             "mean_requests": round(mean(r["requests"] for r in done)),
             "mean_watch_events": round(mean(r["watch_events"] for r in done)),
         }
