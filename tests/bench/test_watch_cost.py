@@ -81,8 +81,8 @@ async def follow(
             counts[path] += 1
         return
     query = {**params, "resourceVersion": version, "watch": "true", "timeoutSeconds": "600"}
-    # The client's own session (its TLS and credentials); only the Accept header differs.
-    async with api._session.get(
+    # The client's own watch session (its TLS and credentials); only the Accept header differs.
+    async with api._watches.get(
         api.server + path, params=query, headers={"Accept": accept}
     ) as response:
         assert response.status == 200, f"{path} as {accept}: HTTP {response.status}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from meetingbot_operator.kube.client import ApiError, KubeClient, connection
+from meetingbot_operator.kube.client import CONNECTIONS, ApiError, KubeClient, connection
 
 
 async def test_a_stale_token_logs_in_again_once(
@@ -105,3 +105,30 @@ async def test_a_watch_streams_events_until_the_server_ends_it(
         return [e async for e in operator_api.watch(path, options, 1)]
 
     assert await asyncio.wait_for(drain(), 20) == []
+
+
+async def test_watches_never_leave_requests_without_a_connection(
+    operator_api: KubeClient, namespace: str
+) -> None:
+    """With exact namespaces the operator keeps three watches open in each namespace it leads
+    (kube/watch.py): for 11 namespaces, more than its requests' connection pool. Every watch
+    must be open at once, and requests answered meanwhile."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    mine = {"labelSelector": "test=many-watches"}
+    version = (await operator_api.request("GET", path, params=mine))["metadata"]["resourceVersion"]
+
+    async def first_event() -> str:
+        async for event in operator_api.watch(path, {**mine, "resourceVersion": version}, 60):
+            return str(event["type"])
+        raise AssertionError("the watch ended without an event")
+
+    watches = [asyncio.create_task(first_event()) for _ in range(CONNECTIONS + 8)]
+    try:
+        await asyncio.sleep(2)  # the watches' requests are sent
+        body = {"metadata": {"name": "seen", "labels": {"test": "many-watches"}}}
+        await operator_api.request("POST", path, body=body, timeout=10)
+        assert await asyncio.wait_for(asyncio.gather(*watches), 10) == ["ADDED"] * len(watches)
+    finally:
+        for task in watches:
+            task.cancel()
+        await asyncio.gather(*watches, return_exceptions=True)

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -217,3 +218,29 @@ async def test_an_obf_bot_joins_on_behalf_of_a_user_in_another_accounts_meeting(
 
 async def _includes(reasons: Awaitable[set[str]], expected: set[str]) -> bool:
     return expected <= await reasons
+
+
+async def test_an_operator_given_many_namespaces_by_name_starts_bots_in_each(
+    kube: Kube, ha_namespace: str, sim: SimAdmin, zoomsim: ZoomSim, tmp_path: Path
+) -> None:
+    """Namespaces listed by name are watched one by one: three watches of the operator's own
+    in each (MeetingBots, bot pods, credentials Secrets; kube/watch.py). Twelve of them hold
+    more connections than the operator's requests may use at once, and a bot in the last one
+    still gets its pod and a status that says so."""
+    # Watched whether or not they exist (a list there is empty): none needs making.
+    others = [f"{ha_namespace}-{i}" for i in range(11)]
+    own = OperatorProcess(
+        cluster.kubeconfig_path(), tmp_path / "operator.log",
+        namespaces=",".join([*others, ha_namespace]), allowed_endpoints=zoomsim.url,
+    )  # fmt: skip
+    zoom = await zoom_account(kube, ha_namespace, sim, zoomsim.url)
+    own.start()
+    try:
+        await account_ready(kube, ha_namespace)
+        bots = Bots(kube, ha_namespace)
+        await bots.apply("last", bot_spec(sim.create_meeting(zoom["id"])["number"]))
+        status = await bots.wait_phase("last", "Starting", timeout=30)
+        assert (status["attempts"], status["podName"]) == (1, "last-1")
+        assert [p.metadata.name for p in await bots.pods("last")] == ["last-1"]
+    finally:
+        own.stop()

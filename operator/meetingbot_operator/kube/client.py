@@ -33,6 +33,12 @@ MERGE_PATCH = "application/merge-patch+json"
 # Requests in flight to the API server at once. Each TLS connection holds a 256 KiB read
 # buffer (asyncio's sslproto): 100 of them were 26 MB of a 1000-bot burst's peak.
 CONNECTIONS = 32
+# Watches have a pool of their own, without a limit: HTTP/1.1 gives each open watch a
+# connection for its whole life (client-go's watches share one HTTP/2 connection), and with
+# exact namespaces the operator holds three in each namespace it leads (kube/watch.py). In the
+# requests' pool, 11 namespaces' watches took every connection and no request was ever sent.
+# How many are open is the operator's configuration, never its load.
+WATCH_CONNECTIONS = 0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 # 429 Too Many Requests: sent again at most this many times, waiting what Retry-After says (at
 # most THROTTLED_MAX_SECONDS), jittered, then the ApiError is the caller's.
@@ -136,11 +142,13 @@ def custom_path(plural: str, namespace: str | None = None, name: str | None = No
 
 
 class KubeClient:
-    """One connection pool to the API server, shared by everything the operator writes."""
+    """One connection pool to the API server, shared by everything the operator writes, and
+    one for its watches."""
 
     def __init__(self, info: kopf.ConnectionInfo) -> None:
         self.server = info.server.rstrip("/")
-        self._session = self._open(info)
+        self._session = self._open(info, CONNECTIONS)
+        self._watches = self._open(info, WATCH_CONNECTIONS)
         self._relogin = asyncio.Lock()
 
     @classmethod
@@ -148,15 +156,16 @@ class KubeClient:
         return cls(connection())
 
     @staticmethod
-    def _open(info: kopf.ConnectionInfo) -> aiohttp.ClientSession:
+    def _open(info: kopf.ConnectionInfo, limit: int) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=CONNECTIONS, ssl=info.as_ssl_context()),
+            connector=aiohttp.TCPConnector(limit=limit, ssl=info.as_ssl_context()),
             headers={**info.as_http_headers(), "User-Agent": "meetingbot-operator"},
             timeout=REQUEST_TIMEOUT,
         )
 
     async def close(self) -> None:
         await self._session.close()
+        await self._watches.close()
 
     async def request(
         self,
@@ -210,7 +219,7 @@ class KubeClient:
         `timeout_seconds`). ApiError when it refuses (410: the version is too old)."""
         timeout = aiohttp.ClientTimeout(total=timeout_seconds + 30, sock_connect=10)
         query = {**params, "watch": "true", "timeoutSeconds": str(timeout_seconds)}
-        async with self._session.get(self.server + path, params=query, timeout=timeout) as response:
+        async with self._watches.get(self.server + path, params=query, timeout=timeout) as response:
             if response.status != 200:
                 raise ApiError(response.status, response.reason or "", await response.read())
             async for line in _lines(response.content):
@@ -229,8 +238,9 @@ class KubeClient:
         the headers change; the connection pool and its TLS settings stay."""
         async with self._relogin:
             info = await asyncio.to_thread(connection)
-            self._session.headers.pop("Authorization", None)
-            self._session.headers.update(info.as_http_headers())
+            for session in (self._session, self._watches):
+                session.headers.pop("Authorization", None)
+                session.headers.update(info.as_http_headers())
 
 
 async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
