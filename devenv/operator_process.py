@@ -100,15 +100,14 @@ class OperatorProcess:
             try:
                 return self._start_once()
             except RuntimeError:
-                with self.log_path.open("rb") as log:
-                    log.seek(offset)
-                    if b"address already in use" not in log.read().lower():
-                        raise
+                if not self._port_taken(offset):
+                    raise
             self.report_port, self.metrics_port = free_port(), free_port()
             self.health_port, self.oauth_port = free_port(), free_port()
         return self._start_once()
 
     def _start_once(self) -> OperatorProcess:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         command = [sys.executable, "-m", "meetingbot_operator"]
         profile = os.environ.get("MEETINGBOT_PROFILE")  # a py-spy output file, for benchmarks
@@ -136,8 +135,19 @@ class OperatorProcess:
                     return self
             except httpx.HTTPError:
                 pass
+            if self._port_taken(offset):
+                # kopf tries its startup again only after a minute: start() picks other ports.
+                self.stop()
+                raise RuntimeError(f"a port was taken; see {self.log_path}")
             time.sleep(0.2)
         raise TimeoutError(f"operator not healthy within 60s; see {self.log_path}")
+
+    def _port_taken(self, offset: int) -> bool:
+        """Whether this start's log says one of its ports was in use (each watch's connection
+        takes an ephemeral port, from the range free_port() picked the ports from)."""
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return b"address already in use" in log.read().lower()
 
     def wait_until_watching(self, namespace: str) -> None:
         """Healthy is not yet watching: on a cluster that has just started, kopf can take half

@@ -24,11 +24,13 @@ from kopf._core.engines.peering import Identity  # the NewType kopf.run expects;
 from meetingbot_contract import logs
 from meetingbot_operator import allocations, metrics
 from meetingbot_operator.ha import election
+from meetingbot_operator.kube import client
 from meetingbot_operator.settings import Settings
 
 
 def main() -> None:
     allocations.start()  # only with MEETINGBOT_TRACEMALLOC_FILE (benchmarks)
+    client.tls_read_buffers()  # before any connection (kube/client.py)
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
     # kopf logs every liveness probe at INFO: noise in `kubectl logs`.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import json
 import logging
+import ssl
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from meetingbot_operator import crdgen
 from meetingbot_operator.conditions import condition_reason
 from meetingbot_operator.identities.claims import ZOOM_ACCOUNT_ANNOTATION, ZOOM_USER_ANNOTATION
 from meetingbot_operator.keys import ReportTokens
-from meetingbot_operator.kube.client import resource_of
+from meetingbot_operator.kube.client import TLS_READ_BUFFER, resource_of, tls_read_buffers
 from meetingbot_operator.meetingbot.children import bot_pod, join_secret
 from meetingbot_operator.meetingbot.observed import Meta
 from meetingbot_operator.meetingbot.workqueue import WorkQueue
@@ -588,3 +590,17 @@ def test_bots_expected_at_a_start_are_waited_for_while_the_lists_still_bring_obj
     expected.expect({("ns", "c")}, patience=40)
     expected.seen(("ns", "c"))
     assert not expected.waiting()  # all seen: reports from unknown bots are unknown at once
+
+
+async def test_tls_connections_read_into_small_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncio allocates each TLS connection's read buffer from SSLProtocol.max_size (256 KiB,
+    resident): after tls_read_buffers() a new connection's is TLS_READ_BUFFER. Fails on a
+    Python whose asyncio no longer reads that attribute, where the operator would quietly
+    hold 256 KiB a connection again."""
+    protocol = asyncio.sslproto.SSLProtocol
+    monkeypatch.setattr(protocol, "max_size", protocol.max_size)  # restored after the test
+    tls_read_buffers()
+    loop = asyncio.get_running_loop()
+    made = protocol(loop, asyncio.Protocol(), ssl.create_default_context(), loop.create_future())
+    # What the transport reads each time into (BufferedProtocol.get_buffer).
+    assert len(made.get_buffer(-1)) == TLS_READ_BUFFER < 256 * 1024
