@@ -55,6 +55,35 @@ async def test_a_stale_token_logs_in_again_once(
         await stale.close()
     user = answer["status"]["userInfo"]["username"]
     assert user == f"system:serviceaccount:{namespace}:reader"
+    # A watch refused the same way reads the credentials again: the next one goes through
+    # (its caller, kube/watch.py, watches again after a refusal). It may see what it lists.
+    await operator_api.request(
+        "POST",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
+        body={"metadata": {"name": "reader"}, "rules": [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch"]}]},
+    )  # fmt: skip
+    await operator_api.request(
+        "POST",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+        body={"metadata": {"name": "reader"}, "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}]},
+    )  # fmt: skip
+    stale = KubeClient(dataclasses.replace(rotated, token="expired-token"))
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    try:
+        with pytest.raises(ApiError) as refused:
+            async for _ in stale.watch(path, {}, 1):
+                pass
+        assert refused.value.status == 401
+
+        async def drain() -> list[dict[str, object]]:
+            return [e async for e in stale.watch(path, {"labelSelector": "none=here"}, 1)]
+
+        assert await asyncio.wait_for(drain(), 20) == []
+    finally:
+        await stale.close()
 
 
 async def test_a_refusal_carries_the_servers_message_but_never_the_request(

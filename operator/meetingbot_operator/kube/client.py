@@ -6,7 +6,8 @@ operator used none of it but a handful of verbs, all with plain dict bodies. The
 the one kopf also uses (`connection()`), so both talk to the API server the same way.
 
 Every request has a timeout; a 401 logs in again once (a service account's token rotates on
-disk) and repeats the request once. Failures are ApiError, which carries the API server's Status
+disk) and repeats the request once; a watch refused with a 401 logs in again and is repeated
+by its caller. Failures are ApiError, which carries the API server's Status
 but never prints the request's body.
 """
 
@@ -234,11 +235,14 @@ class KubeClient:
         self, path: str, params: Mapping[str, str], timeout_seconds: int
     ) -> AsyncIterator[dict[str, Any]]:
         """The events of one watch request, decoded, until the API server ends it (after
-        `timeout_seconds`). ApiError when it refuses (410: the version is too old)."""
+        `timeout_seconds`). ApiError when it refuses (410: the version is too old; 401: the
+        credentials are read again first, so the caller's next watch goes through)."""
         timeout = aiohttp.ClientTimeout(total=timeout_seconds + 30, sock_connect=10)
         query = {**params, "watch": "true", "timeoutSeconds": str(timeout_seconds)}
         async with self._watches.get(self.server + path, params=query, timeout=timeout) as response:
             if response.status != 200:
+                if response.status == 401:
+                    await self._login_again()
                 raise ApiError(response.status, response.reason or "", await response.read())
             async for line in _lines(response.content):
                 event: dict[str, Any] = orjson.loads(line)
