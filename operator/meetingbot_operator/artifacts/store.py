@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from meetingbot_contract import sigv4
+from meetingbot_operator import outbound
 
 log = logging.getLogger(__name__)
 RETRYABLE = {429, 500, 502, 503, 504}
@@ -66,7 +67,7 @@ class ObjectStore:
     def __init__(self, bucket: Bucket, *, timeout: float = 10.0, attempts: int = 4) -> None:
         self.bucket = bucket
         limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-        self._http = httpx.AsyncClient(timeout=timeout, limits=limits)
+        self._http = outbound.client(timeout=timeout, limits=limits)
         self._turns = asyncio.Semaphore(CONCURRENCY)
         self._attempts = attempts
 

@@ -30,6 +30,7 @@ import httpx
 from aiohttp import web
 from pydantic import SecretStr
 
+from meetingbot_operator import outbound
 from meetingbot_operator.ha.lease import Holder
 from meetingbot_operator.ha.shards import ShardSet, shard_of
 
@@ -93,7 +94,7 @@ class Router:
         self._holder_of = holder_of
         self._identity = identity
         self._key = key
-        self._http = httpx.AsyncClient(timeout=FORWARD_TIMEOUT, follow_redirects=False)
+        self._http = outbound.client(timeout=FORWARD_TIMEOUT, follow_redirects=False)
         self._unreachable: str | None = None  # the leader address last found unreachable
         self._unverified: str | None = None  # the unsigned address last refused
 

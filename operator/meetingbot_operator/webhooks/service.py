@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from meetingbot_api import PendingEvent, Webhook, event_id
-from meetingbot_operator import metrics
+from meetingbot_operator import metrics, outbound
 from meetingbot_operator.kube.secrets import SecretProblem, SecretReader, SecretUse, read_opted_in
 from meetingbot_operator.meetingbot.observed import WebhookProgress
 from meetingbot_operator.settings import Settings, endpoint_allowed
@@ -91,7 +91,7 @@ class WebhookService:
         self._keys: dict[tuple[str, str, str], tuple[float, bytes]] = {}
         self._in_flight = asyncio.Semaphore(settings.webhook_concurrency)
         # No redirects: a 3xx could send the operator's POST to a host no one allowed.
-        self._http = httpx.AsyncClient(
+        self._http = outbound.client(
             timeout=settings.webhook_timeout_seconds,
             follow_redirects=False,
             limits=httpx.Limits(max_connections=settings.webhook_concurrency),

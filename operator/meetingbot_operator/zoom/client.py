@@ -25,6 +25,7 @@ from tenacity.wait import wait_random_exponential
 
 from meetingbot_api.v1alpha1.zoomaccount import ZAK_MAX_TTL_SECONDS, ZAK_MIN_TTL_SECONDS, RatePlan
 from meetingbot_contract.reasons import Reason
+from meetingbot_operator import outbound
 from meetingbot_operator.zoom.credentials import AccessToken, ApiCredentials, Zak
 from meetingbot_operator.zoom.endpoints import Endpoints
 from meetingbot_operator.zoom.errors import ZoomError, describe
@@ -78,7 +79,7 @@ class ZoomClient:
         observer: Callable[[str, float, int], None] | None = None,
         rate_limits: dict[Category, int] | None = None,
     ) -> None:
-        self._http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+        self._http = http or outbound.client(timeout=DEFAULT_TIMEOUT)
         self._owns_http = http is None
         self.endpoints = endpoints
         self.tokens = TokenProvider(self._http, endpoints.oauth_url, credentials)

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from meetingbot_api import ZoomAccountSpec
 from meetingbot_contract.reasons import Reason
+from meetingbot_operator import outbound
 from meetingbot_operator.kube.client import InvalidName
 from meetingbot_operator.kube.secrets import SecretProblem, SecretUse, read_opted_in
 from meetingbot_operator.kube.verbs import Kube
@@ -102,7 +103,7 @@ def client(
         credentials.api,
         credentials.endpoints,
         plan=spec.plan,
-        http=httpx.AsyncClient(timeout=httpx.Timeout(settings.zoom_timeout_seconds, connect=5.0)),
+        http=outbound.client(timeout=httpx.Timeout(settings.zoom_timeout_seconds, connect=5.0)),
         max_attempts=settings.zoom_max_attempts,
         observer=observer,
         rate_limits=(
