@@ -308,6 +308,24 @@ async def test_a_standby_forwards_zooms_rtms_webhooks_to_the_leader(
         assert delivery["status"] == 200
 
 
+async def test_a_leader_stopped_by_sigterm_leaves_kopf_no_task_to_wait_for(
+    kube: Kube, kubeconfig: Path, tmp_path: Path, ha_namespace: str, zoomsim: ZoomSim
+) -> None:
+    """A SIGTERM stops a leader's kopf through kopf's own signal handlers, not the stop flag
+    the election hands it (ha/election.py): the task waiting on that flag was left behind,
+    and kopf gave it 5 s before cancelling it, on every shutdown (every rolling update, every
+    pod deleted). Stepping down sets the flag: kopf has no hung task, and the Lease is free."""
+    leader, _ = replica_pair(kubeconfig, tmp_path, zoomsim, ha_namespace, ha_namespace)
+    leader.start()
+    await wait_for(lambda: leads(kube, ha_namespace, "a"), 30, what="a leads")
+    leader.stop()
+    assert leader.process is not None and leader.process.returncode == 0
+    log = (tmp_path / "a.log").read_text()
+    assert "Hung tasks stopping is skipped: no tasks given" in log
+    assert "Hung tasks are stopped" not in log
+    assert await holder_of(kube, ha_namespace, "meetingbot-operator") is None
+
+
 def test_a_replica_whose_port_was_taken_since_it_was_made_starts_on_others(
     kubeconfig: Path, tmp_path: Path
 ) -> None:

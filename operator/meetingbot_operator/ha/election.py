@@ -152,6 +152,10 @@ async def _lead(
         if stepped_down:
             return
         stepped_down = True
+        # kopf waits on the stop flag in a task of its own: after a signal (kopf's handlers,
+        # not the flag, stopped it) that task was still waiting, and kopf gave it 5 s before
+        # cancelling it, so every shutdown took 5 s longer than it needed.
+        stop.set()
         metrics.LEADER.set(0)
         for shard in shards.held:
             metrics.SHARD_LEADER.labels(str(shard)).set(0)
