@@ -7,8 +7,8 @@ the one kopf also uses (`connection()`), so both talk to the API server the same
 
 Every request has a timeout; a 401 logs in again once (a service account's token rotates on
 disk) and repeats the request once; a watch refused with a 401 logs in again and is repeated
-by its caller. Failures are ApiError, which carries the API server's Status
-but never prints the request's body.
+by its caller. Failures are ApiError, which carries the API server's Status but never prints
+the request's body.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def tls_read_buffers() -> None:
     process opens from now on (ours, kopf's). Measured with the operator given 100 namespaces
     by name, idle: 317 MB of RSS with asyncio's 256 KiB, 176 MB with 64 KiB, 141 MB with
     16 KiB; 30 reads of an 8 MB list of ConfigMaps took 1.20-1.28 s of CPU with any of the
-    three (docs/operations.md). The attribute is asyncio's, not a documented setting: where a
-    Python has none of that name, its default stays."""
+    three (docs/benchmarks.md, "What tenants cost an idle operator"). The attribute is
+    asyncio's, not a documented setting: where a Python has none of that name, its default
+    stays (a unit test says so)."""
     protocol = getattr(asyncio.sslproto, "SSLProtocol", None)
     if protocol is not None and isinstance(getattr(protocol, "max_size", None), int):
         protocol.max_size = TLS_READ_BUFFER
