@@ -26,9 +26,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -38,7 +40,15 @@ from devenv.cluster import cluster
 from devenv.operator_process import PY_SPY, OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim
 from meetingbot_api import MeetingBotSpec
-from meetingbot_contract import BotIdentity, JoinConfig, MeetingInfo, ReportTarget
+from meetingbot_contract import (
+    BotIdentity,
+    BotReport,
+    BotState,
+    JoinConfig,
+    MeetingInfo,
+    ReportTarget,
+)
+from meetingbot_operator.keys import ReportTokens
 from meetingbot_operator.kube.client import (
     CONNECTIONS,
     MERGE_PATCH,
@@ -48,6 +58,7 @@ from meetingbot_operator.kube.client import (
 )
 from meetingbot_operator.meetingbot.children import bot_pod, join_secret, owner_reference
 from meetingbot_operator.meetingbot.observed import Meta
+from meetingbot_operator.meetingbot.reports import report_path
 from meetingbot_operator.settings import Settings
 from tests.support.operator_fixtures import Kube, account_ready, wait_for, zoom_account
 from tests.support.shards import SHARDS, ShardedReplicas, namespaces_for_each_shard
@@ -465,6 +476,91 @@ def round_means(done: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# A bot's report interval (the operator's default): the whole fleet's reports, spread over it,
+# are what running bots send an operator all the time.
+REPORT_INTERVAL = 30.0
+
+
+async def every_bot_reports(operator: OperatorProcess, namespace: str, _: str) -> dict[str, Any]:
+    """After the burst, every bot reports as a bot in its meeting does, the fleet's reports
+    spread over one report interval (at 10 000 bots, 333 a second): InMeeting (a change, so a
+    status write), then the same report again as its heartbeat (no change: no write). From each
+    report to the status that shows it (the bench's watch; p50, p99, max over the bots), the
+    answers, the status writes of the heartbeats' round, and the operator's CPU in each."""
+    api = client()
+    tokens = ReportTokens(SecretStr(operator.report_key))
+    try:
+        bots: list[tuple[str, str, int]] = []
+        params = {"limit": "500"}
+        while True:
+            page = await api.request("GET", custom_path("meetingbots", namespace), params=params)
+            bots += [
+                (b["metadata"]["name"], b["metadata"]["uid"], b["status"]["attempts"])
+                for b in page["items"]
+            ]
+            if not page["metadata"].get("continue"):
+                break
+            params = {**params, "continue": page["metadata"]["continue"]}
+    finally:
+        await api.close()
+    sent: dict[str, float] = {}
+    shown: dict[str, float] = {}
+
+    def in_meeting(bot: dict[str, Any]) -> bool:
+        return (bot.get("status") or {}).get("phase") == "InMeeting"
+
+    watcher = asyncio.create_task(
+        watch_until(
+            custom_path("meetingbots", namespace), {}, len(bots), in_meeting, "in their meeting",
+            shown,
+        )
+    )  # fmt: skip
+    await asyncio.sleep(0.5)  # the watch is established
+    joined = datetime.now(UTC)
+    result: dict[str, Any] = {"reports_per_second": round(len(bots) / REPORT_INTERVAL, 1)}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
+
+        async def post(name: str, uid: str, attempt: int) -> int:
+            body = BotReport(
+                attempt=attempt, state=BotState.IN_MEETING, joined_at=joined, participants=3
+            )
+            token = tokens.token(namespace, name, uid, attempt).get_secret_value()
+            sent.setdefault(name, time.monotonic())
+            async with http.post(
+                operator.report_url + report_path(namespace, name),
+                data=body.model_dump_json(by_alias=True, exclude_none=True),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            ) as response:
+                return response.status
+
+        for round_ in ("changed", "heartbeat"):
+            writes = kube_requests(operator).get("patch meetingbots/status", 0)
+            cpu = operator.cpu_seconds()
+            began = time.monotonic()
+            posts = []
+            for i, bot in enumerate(bots):
+                # Paced as the bots' own timers spread them, not all at once.
+                await asyncio.sleep(
+                    max(0.0, began + REPORT_INTERVAL * i / len(bots) - time.monotonic())
+                )
+                posts.append(asyncio.create_task(post(*bot)))
+            answers = await asyncio.gather(*posts)
+            if round_ == "changed":
+                await asyncio.wait_for(watcher, 120)
+            else:
+                await asyncio.sleep(5)  # anything a heartbeat wrote would be written by now
+            result[round_] = {
+                "answers": {str(k): answers.count(k) for k in sorted(set(answers))},
+                "status_writes": kube_requests(operator).get("patch meetingbots/status", 0)
+                - writes,
+                "operator_cpu_seconds": round(operator.cpu_seconds() - cpu, 1),
+                "seconds": round(time.monotonic() - began, 1),
+            }
+    result["report_to_status_seconds"] = pod_to_status(sent, shown)
+    progress(f"reports after the burst: {json.dumps(result)}")
+    return {"reports_after_burst": result}
+
+
 async def run_operator_burst(
     kube: Kube,
     bench_env: tuple[SimAdmin, ZoomSim],
@@ -658,10 +754,7 @@ async def test_large_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_
         progress(f"result: {key} pods {pods:.2f} s, statuses {statuses:.2f} s")
         await delete_namespace(kube, ns)
     run = await run_operator_burst(
-        kube,
-        bench_env,
-        tmp_path,
-        **UNLIMITED,
+        kube, bench_env, tmp_path, **UNLIMITED, after_burst=every_bot_reports
     )
     results["unlimited"] = run
     results["ratio_to_baseline_with_bot"] = round(
