@@ -236,9 +236,13 @@ class OperatorProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> float:
+        return self.rss_mb("VmHWM")
+
+    def rss_mb(self, field: str = "VmRSS") -> float:
+        """Its resident memory now (VmRSS), or at its peak (VmHWM), in MB."""
         assert self.process is not None
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
         return 0.0
 

@@ -47,14 +47,6 @@ def settled_sockets(operator: OperatorProcess, quiet: float = 3.0) -> int:
     return count
 
 
-def rss_mb(operator: OperatorProcess) -> float:
-    assert operator.process is not None
-    for line in Path(f"/proc/{operator.process.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise AssertionError("no VmRSS")
-
-
 def record(name: str, result: object) -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "tenants.json"
@@ -108,7 +100,7 @@ async def test_idle_memory_by_zoom_accounts(
     operator.start()
     try:
         operator.wait_until_watching(probe)
-        before = rss_mb(operator)
+        before = round(operator.rss_mb(), 1)
         for i in range(ACCOUNTS):
             await zoom_account(kube, ha_namespace, sim, zoomsim.url, name=f"a{i:03d}")
 
@@ -123,7 +115,7 @@ async def test_idle_memory_by_zoom_accounts(
             return len(ready) == ACCOUNTS
 
         await wait_for(all_ready, 120, 1.0, f"{ACCOUNTS} ZoomAccounts Ready")
-        after = rss_mb(operator)
+        after = round(operator.rss_mb(), 1)
     finally:
         operator.stop()
     result = {
