@@ -1,12 +1,13 @@
 """The operator's own API client (kube/client.py) against the real API server: a stale
-token logs in again, refusals carry the server's message and never the request, and a watch
-streams events until the server ends it."""
+token logs in again, refusals carry the server's message and never the request, a watch
+streams events until the server ends it, and requests waiting for a connection get it in turn."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -161,3 +162,25 @@ async def test_watches_never_leave_requests_without_a_connection(
         for task in watches:
             task.cancel()
         await asyncio.gather(*watches, return_exceptions=True)
+
+
+async def test_requests_waiting_for_a_connection_are_served_in_turn(
+    operator_api: KubeClient, namespace: str
+) -> None:
+    """More passes than connections (100 reconcile workers, CONNECTIONS connections): a worker
+    whose answer just came must not take its connection straight back for its next request
+    ahead of those already waiting. aiohttp's pool lets it (a connection back in the pool goes
+    to whoever asks first): at 4000 bots' reports, 68 passes waited 15-21 s for a connection
+    while 32 workers kept theirs, and at 10 000, 138 status writes timed out waiting."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    answered: dict[int, list[float]] = {}
+
+    async def worker(n: int) -> None:
+        for _ in range(6):
+            await operator_api.request("GET", path, params={"limit": "1"})
+            answered.setdefault(n, []).append(time.monotonic())
+
+    await asyncio.wait_for(asyncio.gather(*(worker(n) for n in range(3 * CONNECTIONS))), 60)
+    last_first_answer = max(times[0] for times in answered.values())
+    first_done = min(times[-1] for times in answered.values())
+    assert last_first_answer < first_done, "a worker finished before another's first answer"
