@@ -25,8 +25,10 @@ PY_SPY = Path(sys.executable).with_name("py-spy")  # installed beside Python (py
 
 
 def free_port() -> int:
+    """A port free on every address at this moment (bound on the wildcard): the report
+    endpoint listens on the node's address, the others on loopback."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("", 0))
         return int(s.getsockname()[1])
 
 

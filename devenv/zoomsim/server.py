@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 import threading
 import time
@@ -47,6 +48,8 @@ def make_app(world: World | None = None) -> web.Application:
 # Zoom's servers take a thousand streams' connections at once; aiohttp's default backlog (128)
 # would drop them (the SYNs of a burst).
 BACKLOG = 2048
+# Ports chosen by the simulator itself, tried before giving up (start).
+PORT_TRIES = 5
 
 
 class ZoomSim:
@@ -60,7 +63,8 @@ class ZoomSim:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, pod_host: str = "") -> None:
         self.host = host
         self.pod_host = pod_host or host
-        self.port = port or _free_port(self.pod_host if pod_host else host)
+        self._chosen_port = not port  # one taken before it listens is chosen again (start)
+        self.port = port or free_port()
         self.world = World()
         self.world.rtms_base_url = f"ws://{self.pod_host}:{self.port}"
         self._loop = asyncio.new_event_loop()
@@ -82,8 +86,19 @@ class ZoomSim:
 
     def start(self) -> ZoomSim:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
+        for tries_left in reversed(range(PORT_TRIES)):
+            try:
+                asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+                return self
+            except OSError as error:
+                # Another process took the port between free_port() and the bind (containerd's
+                # streaming server listens on an ephemeral loopback port, for one).
+                if error.errno != errno.EADDRINUSE or not self._chosen_port or not tries_left:
+                    raise
+                asyncio.run_coroutine_threadsafe(self._cleanup(), self._loop).result(timeout=10)
+                self.port = free_port()
+                self.world.rtms_base_url = f"ws://{self.pod_host}:{self.port}"
+        raise AssertionError("unreachable")
 
     async def _start(self) -> None:
         # Stopping does not wait for slow requests (a test's injected delays): 1 s, then they
@@ -93,9 +108,14 @@ class ZoomSim:
         for host in dict.fromkeys((self.host, self.pod_host)):
             await web.TCPSite(self._runner, host, self.port, backlog=BACKLOG).start()
 
+    async def _cleanup(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
     def stop(self) -> None:
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._cleanup(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
@@ -106,9 +126,12 @@ class ZoomSim:
         self.stop()
 
 
-def _free_port(host: str) -> int:
+def free_port() -> int:
+    """A port free on every address at this moment (bound on the wildcard): the simulator
+    listens on loopback and on the node's address, and a port free on one may be taken on the
+    other."""
     with socket.socket() as s:
-        s.bind((host, 0))
+        s.bind(("", 0))
         return int(s.getsockname()[1])
 
 

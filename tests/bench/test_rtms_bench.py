@@ -31,7 +31,7 @@ import aiohttp
 import httpx
 import pytest
 
-from devenv.zoomsim.server import _free_port
+from devenv.zoomsim.server import free_port
 from meetingbot_bot.rtms.recorder import RtmsCapture
 from meetingbot_bot.rtms.session import RtmsSession
 from meetingbot_bot.spool import Spool
@@ -67,7 +67,7 @@ def bare_worker_rss() -> float:
 
 
 async def run(count: int, send_rate: int, tmp: Path) -> dict[str, Any]:
-    port = _free_port("127.0.0.1")
+    port = free_port()
     sim = subprocess.Popen(
         [sys.executable, "-m", "devenv.zoomsim", "--port", str(port)],
         cwd=ROOT,

@@ -45,7 +45,7 @@ from devenv.cluster.node import node_ip
 from devenv.cluster.objectstore import remove_bucket
 from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, fake_sdk_url
-from devenv.zoomsim.server import _free_port
+from devenv.zoomsim.server import free_port
 from meetingbot_api import GROUP, VERSION
 from meetingbot_contract.rtms import WORKER_AUDIENCE
 from tests.bench.test_bot_latency import pod_memory_mb, pod_uid
@@ -373,7 +373,7 @@ async def test_a_thousand_streams_through_the_whole_path(
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     install_crds()  # run alone, on a cluster no other test has prepared
     pod_host = node_ip()
-    port = _free_port(pod_host)
+    port = free_port()
     command = [sys.executable, "-m", "devenv.zoomsim", "--port", str(port)]
     command += ["--host", "127.0.0.1", "--host", pod_host]  # the operator's, the bot pod's
     simulator = subprocess.Popen(

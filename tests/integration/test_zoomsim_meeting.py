@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Any
 
@@ -351,3 +352,21 @@ async def test_removal_before_the_client_connects_is_still_told(
             "payload": {"state": "Closed", "reason": "expeled by host"},
         }
         await ws.close()
+
+
+def test_the_simulator_chooses_another_port_when_its_own_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A port free when chosen but taken before the simulator listens (containerd's streaming
+    server takes an ephemeral loopback port: a bench once failed on it) is chosen again."""
+    from devenv.zoomsim import server
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1], server.free_port()])
+        monkeypatch.setattr(server, "free_port", lambda: next(ports))
+        with ZoomSim() as sim:
+            assert sim.port != taken.getsockname()[1]
+            assert sim.world.rtms_base_url.endswith(f":{sim.port}")
+            assert httpx.get(f"{sim.url}/oauth/token").status_code < 500
