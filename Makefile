@@ -116,7 +116,8 @@ chaos: prereqs $(STAMP) web cluster-build
 	@$(PY) -m pytest -m bench -s tests/bench/test_chaos.py $(PYTEST_ARGS)
 
 bench-large: prereqs $(STAMP) web cluster-build
-	@BENCH_BOTS=$${BENCH_BOTS:-10000} $(PY) -m pytest -m bench -s tests/bench/test_burst.py $(PYTEST_ARGS)
+	@BENCH_BOTS=$${BENCH_BOTS:-10000} $(PY) -m pytest -m bench -s tests/bench/test_burst.py \
+		tests/bench/test_status_document.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bot-image/web/node_modules
