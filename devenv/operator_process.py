@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,18 +17,11 @@ import httpx
 
 from devenv.cluster import cluster
 from devenv.cluster.node import node_ip
+from devenv.zoomsim.server import free_port
 from meetingbot_operator import crdgen
 
 ROOT = Path(__file__).resolve().parents[1]
 PY_SPY = Path(sys.executable).with_name("py-spy")  # installed beside Python (pyproject)
-
-
-def free_port() -> int:
-    """A port free on every address at this moment (bound on the wildcard): the report
-    endpoint listens on the node's address, the others on loopback."""
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return int(s.getsockname()[1])
 
 
 class OperatorProcess:

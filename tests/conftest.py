@@ -17,8 +17,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from devenv.cluster import cluster
 from devenv.cluster.node import node_ip
-from devenv.operator_process import OperatorProcess, free_port, install_crds
+from devenv.operator_process import OperatorProcess, install_crds
 from devenv.zoomsim import SimAdmin, ZoomSim, fake_sdk_url, in_cluster
+from devenv.zoomsim.server import free_port
 from meetingbot_operator.kube.client import KubeClient
 from tests.support import stream_workers
 from tests.support.artifacts import ScratchBucket, bucket_for

@@ -86,19 +86,20 @@ class ZoomSim:
 
     def start(self) -> ZoomSim:
         self._thread.start()
-        for tries_left in reversed(range(PORT_TRIES)):
+        tries = PORT_TRIES
+        while True:
             try:
                 asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
                 return self
             except OSError as error:
                 # Another process took the port between free_port() and the bind (containerd's
                 # streaming server listens on an ephemeral loopback port, for one).
-                if error.errno != errno.EADDRINUSE or not self._chosen_port or not tries_left:
+                tries -= 1
+                if error.errno != errno.EADDRINUSE or not self._chosen_port or not tries:
                     raise
                 asyncio.run_coroutine_threadsafe(self._cleanup(), self._loop).result(timeout=10)
                 self.port = free_port()
                 self.world.rtms_base_url = f"ws://{self.pod_host}:{self.port}"
-        raise AssertionError("unreachable")
 
     async def _start(self) -> None:
         # Stopping does not wait for slow requests (a test's injected delays): 1 s, then they
@@ -127,9 +128,10 @@ class ZoomSim:
 
 
 def free_port() -> int:
-    """A port free on every address at this moment (bound on the wildcard): the simulator
-    listens on loopback and on the node's address, and a port free on one may be taken on the
-    other."""
+    """A port free on every address at this moment (bound on the wildcard): the simulator and
+    the operators the tests start listen on loopback and on the node's address, and a port free
+    on one may be taken on the other. Here because the simulator's image holds only its own
+    package."""
     with socket.socket() as s:
         s.bind(("", 0))
         return int(s.getsockname()[1])

@@ -167,11 +167,12 @@ async def test_watches_never_leave_requests_without_a_connection(
 async def test_requests_waiting_for_a_connection_are_served_in_turn(
     operator_api: KubeClient, namespace: str
 ) -> None:
-    """More passes than connections (100 reconcile workers, CONNECTIONS connections): a worker
-    whose answer just came must not take its connection straight back for its next request
-    ahead of those already waiting. aiohttp's pool lets it (a connection back in the pool goes
-    to whoever asks first): at 4000 bots' reports, 68 passes waited 15-21 s for a connection
-    while 32 workers kept theirs, and at 10 000, 138 status writes timed out waiting."""
+    """More callers than connections (the operator's 100 reconcile workers and its CONNECTIONS
+    connections; here three callers a connection): a worker whose answer just came must not
+    take its connection straight back for its next request ahead of those already waiting.
+    aiohttp's pool lets it (a connection back in the pool goes to whoever asks first): at 4000
+    bots' reports, 68 passes waited 15-21 s for a connection while 32 workers kept theirs, and
+    at 10 000, 138 status writes timed out waiting."""
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     answered: dict[int, list[float]] = {}
 

@@ -18,8 +18,9 @@ import httpx
 import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from devenv.operator_process import OperatorProcess, free_port
+from devenv.operator_process import OperatorProcess
 from devenv.zoomsim import SimAdmin, ZoomSim
+from devenv.zoomsim.server import free_port
 from meetingbot_contract import BotReport, BotResult
 from tests.support.operator_fixtures import (
     GROUP,

@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import socket
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -24,6 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
+from devenv.zoomsim.server import free_port
 from meetingbot_api import MeetingBot, ZoomUserGrant
 from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
@@ -444,17 +444,11 @@ async def test_a_standby_forwards_only_to_endpoints_its_release_signed(
 # --- idle connections are closed ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.parametrize("sent", [b"", b"POST /v1/namespaces/n/meetingbots/b/report HTTP/1.1\r\n"])
 async def test_a_connection_that_sends_nothing_more_is_closed(sent: bytes) -> None:
     servers = Servers(idle_seconds=0.5)
     app = web.Application()
-    port = _free_port()
+    port = free_port()
     await servers.serve(app, "127.0.0.1", port)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -477,7 +471,7 @@ async def test_a_stop_does_not_wait_for_a_request_whose_body_never_comes() -> No
         return web.Response(body=await request.read())
 
     app.router.add_post("/upload", read_all)
-    port = _free_port()
+    port = free_port()
     await servers.serve(app, "127.0.0.1", port)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nsome")
@@ -502,7 +496,7 @@ async def test_a_stop_closes_every_listener_while_the_first_still_waits_for_its_
     hung.router.add_post("/upload", read_all)
     ports = []
     for app in (hung, web.Application()):
-        ports.append(_free_port())
+        ports.append(free_port())
         await servers.serve(app, "127.0.0.1", ports[-1])
     _, writer = await asyncio.open_connection("127.0.0.1", ports[0])
     writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nsome")
