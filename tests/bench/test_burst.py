@@ -56,7 +56,13 @@ from meetingbot_operator.kube.client import (
     KubeClient,
     custom_path,
 )
-from meetingbot_operator.meetingbot.children import bot_pod, join_secret, owner_reference
+from meetingbot_operator.meetingbot.children import (
+    ATTEMPT_LABEL,
+    BOT_LABEL,
+    bot_pod,
+    join_secret,
+    owner_reference,
+)
 from meetingbot_operator.meetingbot.observed import Meta
 from meetingbot_operator.meetingbot.reports import report_path
 from meetingbot_operator.settings import Settings
@@ -106,10 +112,11 @@ async def watch_until(
     done: Callable[[dict[str, Any]], bool],
     what: str,
     times: dict[str, float] | None = None,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
 ) -> float:
     """time.monotonic() when `count` objects under `path` have been seen `done`: a watch (no
     polling load), resumed from a fresh list if the API server ends it early. `times`: filled
-    with when each object was first seen done, by name."""
+    with when each object was first seen done, by name; `on_done`: called with it then."""
     api = client()
     try:
         seen: set[str] = set()
@@ -118,8 +125,11 @@ async def watch_until(
             before = len(seen)
             if done(item):
                 name = item["metadata"]["name"]
-                if times is not None and name not in seen:
-                    times[name] = time.monotonic()
+                if name not in seen:
+                    if times is not None:
+                        times[name] = time.monotonic()
+                    if on_done is not None:
+                        on_done(item)
                 seen.add(name)
             if len(seen) // 100 != before // 100:
                 progress(f"  {len(seen)}/{count} {what}")
@@ -301,6 +311,7 @@ async def baseline(
     with_bot: bool = False,
     status_document: dict[str, Any] | None = None,
     owner: Owner = Owner.CONFIGMAP,
+    fleet: ReportingFleet | None = None,
 ) -> tuple[float, float, dict[str, float]]:
     """The same Secrets and Pods the operator makes, created directly. `with_bot`: the
     physical limit for what a bot needs: its MeetingBot applied, then its Secret, its Pod and
@@ -309,7 +320,9 @@ async def baseline(
     and until the last status told the truth (with the bot; else the same); what that cost the
     API server (apiserver_usage). The status patched is the least that tells the truth (phase,
     attempt, pod), or `status_document` (with each bot's own pod name). `owner`: what the
-    Secrets and Pods name as their owner (a MeetingBot only `with_bot`)."""
+    Secrets and Pods name as their owner (a MeetingBot only `with_bot`). `fleet`: bots that
+    patch their own statuses as their pods run (its `result`: until all are in their meeting;
+    the API server's CPU is counted to the last Starting status, as without it)."""
     assert with_bot or owner is Owner.CONFIGMAP, "only a baseline with bots has bots to own"
     settings = Settings(bot_image="example.invalid/meetingbot-bot:bench")
     spec = MeetingBotSpec.model_validate(bot_spec(displayName="Bench"))
@@ -375,6 +388,8 @@ async def baseline(
 
         watcher = asyncio.create_task(watch_pods(namespace, BOTS))
         statuses = asyncio.create_task(watch_statuses(namespace, BOTS)) if with_bot else None
+        if fleet is not None:
+            fleet.start()
         await asyncio.sleep(0.5)  # the watches are established
         usage = apiserver_usage()
         started = time.monotonic()
@@ -382,8 +397,13 @@ async def baseline(
         await bounded([job(i) for i in range(BOTS)], limit=CONNECTIONS)
         pods = await watcher - started
         last = pods if statuses is None else await statuses - started
-        return pods, last, used_since(usage)
+        used = used_since(usage)
+        if fleet is not None:
+            await fleet.finish(started)
+        return pods, last, used
     finally:
+        if fleet is not None:
+            await fleet.stop()
         await api.close()
 
 
@@ -571,6 +591,240 @@ async def every_bot_reports(operator: OperatorProcess, namespace: str, _: str) -
     return {"reports_after_burst": result}
 
 
+# A real bot's first reports once its pod runs (kwok's run nothing): its browser starts and
+# it reports Joining, then Zoom lets it in and it reports InMeeting. BENCH_JOIN_SECONDS:
+# another join time.
+BROWSER_START_SECONDS = 2.0
+JOIN_SECONDS = float(os.environ.get("BENCH_JOIN_SECONDS", "5"))
+JOINING_OR_LATER = {"Joining", "WaitingRoom", "InMeeting"}
+
+
+def status_written_at(bot: dict[str, Any]) -> float:
+    """When the API server wrote the MeetingBot's status last (the newest time among its
+    managed fields' entries for the status subresource; the epoch, to the second)."""
+    times = [
+        datetime.fromisoformat(entry["time"]).timestamp()
+        for entry in bot["metadata"].get("managedFields") or []
+        if entry.get("subresource") == "status" and entry.get("time")
+    ]
+    return max(times, default=0.0)
+
+
+class ReportingFleet:
+    """Bots that report during the burst as real ones do: from BROWSER_START_SECONDS after a
+    bot's pod runs, Joining; JOIN_SECONDS later, InMeeting; then the same again as its
+    heartbeat every REPORT_INTERVAL. `operator`: to it, as bots do; None: each change patched
+    straight into the bot's status instead (its phase: the least those changes cost the API
+    server, for a baseline; nobody to send heartbeats to). Each change's report time, its
+    answer, the first status showing it (the bench's own watch of the MeetingBots) and that
+    status's write as the API server recorded it; how late the bench's own event loop ran,
+    which is in all but the last; and any bot whose reporting failed (its error)."""
+
+    def __init__(self, namespace: str, operator: OperatorProcess | None = None) -> None:
+        self._namespace = namespace
+        self._operator = operator
+        self._http: aiohttp.ClientSession | None = None
+        self._api: KubeClient | None = None
+        self._lives: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._watches: list[asyncio.Task[float]] = []
+        self._monitor: asyncio.Task[None] | None = None
+        self._loop_delays: list[float] = []
+        self.sent: dict[str, dict[str, float]] = {"Joining": {}, "InMeeting": {}}
+        self.answered: dict[str, dict[str, float]] = {"Joining": {}, "InMeeting": {}}
+        self.shown: dict[str, dict[str, float]] = {"Joining": {}, "InMeeting": {}}
+        # The same on the wall clock: the report's, and the status write's as the API server
+        # recorded it (its managed fields' time, to the second), which no delay of the
+        # bench's own watch is in.
+        self.sent_at: dict[str, dict[str, float]] = {"Joining": {}, "InMeeting": {}}
+        self.written_at: dict[str, dict[str, float]] = {"Joining": {}, "InMeeting": {}}
+        self.answers: dict[int, int] = {}
+        self.failures: list[str] = []
+        self.heartbeats = 0
+        self.result: dict[str, Any] = {}
+        self._tokens = ReportTokens(SecretStr(operator.report_key)) if operator else None
+        self._usage: dict[str, float] = {}
+
+    def start(self) -> None:
+        if self._operator is None:
+            self._api = client()
+        else:
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+
+        def running(pod: dict[str, Any]) -> bool:
+            return (pod.get("status") or {}).get("phase") == "Running"
+
+        def in_meeting(bot: dict[str, Any]) -> bool:
+            phase = (bot.get("status") or {}).get("phase")
+            name = bot["metadata"]["name"]
+            for state, now in (
+                ("Joining", phase in JOINING_OR_LATER),
+                ("InMeeting", phase == "InMeeting"),
+            ):
+                # Joining shown, or passed over by a later change
+                if now and name not in self.shown[state]:
+                    self.shown[state][name] = time.monotonic()
+                    self.written_at[state][name] = status_written_at(bot)
+            return phase == "InMeeting"
+
+        pods = f"/api/v1/namespaces/{self._namespace}/pods"
+        self._watches = [
+            asyncio.create_task(
+                watch_until(
+                    pods, {"labelSelector": BOT_LABEL}, BOTS, running, "bot pods running",
+                    on_done=self._live,
+                )
+            ),
+            asyncio.create_task(
+                watch_until(
+                    custom_path("meetingbots", self._namespace), {}, BOTS, in_meeting,
+                    "statuses in their meeting",
+                )
+            ),
+        ]  # fmt: skip
+        self._monitor = asyncio.create_task(self._loop_delay())
+        self._usage = apiserver_usage()
+
+    async def _loop_delay(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.1)
+            self._loop_delays.append(time.monotonic() - before - 0.1)
+
+    def _live(self, pod: dict[str, Any]) -> None:
+        task = asyncio.create_task(self._life(pod))
+        self._lives.add(task)
+
+        def ended(task: asyncio.Task[None]) -> None:
+            self._lives.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                self.failures.append(repr(task.exception()))
+
+        task.add_done_callback(ended)
+
+    async def _life(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        name = meta["labels"][BOT_LABEL]
+        bot = (name, meta["ownerReferences"][0]["uid"], int(meta["labels"][ATTEMPT_LABEL]))
+        await asyncio.sleep(BROWSER_START_SECONDS)
+        await self._send(*bot, BotState.JOINING)
+        await asyncio.sleep(JOIN_SECONDS)
+        await self._send(*bot, BotState.IN_MEETING)
+        while self._operator is not None and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), REPORT_INTERVAL)
+            if not self._stopping.is_set():
+                self.heartbeats += 1
+                await self._send(*bot, BotState.IN_MEETING, heartbeat=True)
+
+    async def _send(
+        self, name: str, uid: str, attempt: int, state: BotState, *, heartbeat: bool = False
+    ) -> None:
+        if not heartbeat:
+            self.sent[state.value].setdefault(name, time.monotonic())
+            self.sent_at[state.value].setdefault(name, time.time())
+        if self._api is not None:
+            await self._api.request(
+                "PATCH",
+                custom_path("meetingbots", self._namespace, name) + "/status",
+                body={"status": {"phase": state.value}},
+                content_type=MERGE_PATCH,
+            )
+            code = 200
+        else:
+            assert self._operator and self._http and self._tokens
+            joined = state is BotState.IN_MEETING
+            body = BotReport(
+                attempt=attempt,
+                state=state,
+                joined_at=datetime.now(UTC) if joined else None,
+                participants=3 if joined else None,
+            )
+            token = self._tokens.token(self._namespace, name, uid, attempt).get_secret_value()
+            async with self._http.post(
+                self._operator.report_url + report_path(self._namespace, name),
+                data=body.model_dump_json(by_alias=True, exclude_none=True),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            ) as response:
+                code = response.status
+        if not heartbeat:
+            self.answered[state.value].setdefault(name, time.monotonic())
+        self.answers[code] = self.answers.get(code, 0) + 1
+
+    async def finish(self, started: float) -> dict[str, Any]:
+        """Once every status shows its bot in the meeting (`started`: the burst's first
+        apply), one more report interval of heartbeats only (status writes in it: none is the
+        operator's promise), then the figures, kept in `result` too."""
+        try:
+            try:
+                await asyncio.wait_for(asyncio.gather(*self._watches), 600)
+            except TimeoutError:
+                raise AssertionError(
+                    f"not every bot shown in its meeting within 600 s; {len(self.failures)} "
+                    f"bots' reporting failed (the first: {self.failures[:1]})"
+                ) from None
+            result: dict[str, Any] = {
+                "in_meeting_seconds": round(time.monotonic() - started, 2),
+                "apiserver_to_in_meeting": used_since(self._usage),
+            }
+            if self._operator is not None:
+                # Its own metric, every write so far: the burst's and the reports'.
+                result["status_lag_seconds"] = status_lag(self._operator)
+                writes = kube_requests(self._operator).get("patch meetingbots/status", 0)
+                beats, cpu = self.heartbeats, self._operator.cpu_seconds()
+                await asyncio.sleep(REPORT_INTERVAL)
+                result["heartbeats_only"] = {
+                    "heartbeats": self.heartbeats - beats,
+                    "status_writes": kube_requests(self._operator).get(
+                        "patch meetingbots/status", 0
+                    )
+                    - writes,
+                    "operator_cpu_seconds": round(self._operator.cpu_seconds() - cpu, 1),
+                }
+        finally:
+            await self.stop()
+        delays = sorted(self._loop_delays) or [0.0]
+        self.result = {
+            **result,
+            "answers": {str(k): v for k, v in sorted(self.answers.items())},
+            "failed_bots": len(self.failures),
+            "first_failure": self.failures[0] if self.failures else None,
+            "heartbeats_in_all": self.heartbeats,
+            **{
+                f"{state}_report_to_{end}_seconds": pod_to_status(self.sent[state], times[state])
+                for state in ("Joining", "InMeeting")
+                for end, times in (("answer", self.answered), ("status", self.shown))
+            },
+            # At most: the write's second, plus one.
+            **{
+                f"{state}_report_to_write_seconds_at_most": pod_to_status(
+                    self.sent_at[state], {b: t + 1 for b, t in self.written_at[state].items()}
+                )
+                for state in ("Joining", "InMeeting")
+            },
+            "bench_loop_delay_seconds": {
+                "p99": round(delays[math.ceil(0.99 * len(delays)) - 1], 2),
+                "max": round(delays[-1], 2),
+            },
+        }
+        return self.result
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in (*self._watches, *([self._monitor] if self._monitor else [])):
+            task.cancel()
+        await asyncio.gather(
+            *self._watches, *self._lives, *([self._monitor] if self._monitor else []),
+            return_exceptions=True,
+        )  # fmt: skip
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+
 async def run_operator_burst(
     kube: Kube,
     bench_env: tuple[SimAdmin, ZoomSim],
@@ -581,7 +835,10 @@ async def run_operator_burst(
     events_per_second: str = "10",
     trace_memory: bool = False,
     after_burst: Callable[[OperatorProcess, str, str], Awaitable[dict[str, Any]]] | None = None,
+    bots_report: bool = False,
 ) -> dict[str, Any]:
+    """The burst through one operator. `bots_report`: every bot reports from when its pod runs
+    (ReportingFleet), and the run goes on until every status shows its bot in the meeting."""
     sim, zoomsim = bench_env
     namespace = await new_namespace(kube)
     # Where the memory goes, written by the operator when it stops (meetingbot_operator.allocations).
@@ -601,6 +858,7 @@ async def run_operator_burst(
         events_per_second=events_per_second,
     ).start()
     operator.wait_until_watching(f"bench-ready-{uuid.uuid4().hex[:6]}")
+    fleet = ReportingFleet(namespace, operator) if bots_report else None
     try:
         zoom = await zoom_account(
             kube, namespace, sim, zoomsim.url, plan=sim_plan, users=1, extra_spec=extra_spec
@@ -614,6 +872,8 @@ async def run_operator_burst(
         cpu = time.process_time()
         watcher = asyncio.create_task(watch_pods(namespace, BOTS, pod_times))
         statuses = asyncio.create_task(watch_statuses(namespace, BOTS, status_times))
+        if fleet is not None:
+            fleet.start()
         await asyncio.sleep(0.5)
         usage = apiserver_usage()
         started = await apply_bots([(namespace, number)])
@@ -621,8 +881,12 @@ async def run_operator_burst(
         seconds = await watcher - started
         status_seconds = await statuses - started
         apiserver = used_since(usage)
-        bench_cpu = time.process_time() - cpu  # the applying and watching: the baselines' too
         lag = status_lag(operator)  # at the finish line, before anything after the burst
+        reports: dict[str, Any] = {}
+        if fleet is not None:
+            reports = await fleet.finish(started)
+            progress(f"the bots' reports: {json.dumps(reports)}")
+        bench_cpu = time.process_time() - cpu  # the applying and watching: the baselines' too
         secrets = await count_secrets(kube, namespace)
         assert secrets == BOTS, f"{secrets} join Secrets for {BOTS} bots"
         after = sim.calls()
@@ -633,6 +897,7 @@ async def run_operator_burst(
         later = await after_burst(operator, namespace, number) if after_burst else {}
         result = {
             **later,
+            **({"reports_during_burst": reports} if bots_report else {}),
             "seconds": round(seconds, 2),
             "status_seconds": round(status_seconds, 2),
             "status_lag_seconds": lag,
@@ -652,6 +917,8 @@ async def run_operator_burst(
         progress(f"result: {json.dumps(result)}")
         return result
     finally:
+        if fleet is not None:
+            await fleet.stop()
         operator.stop()
         os.environ.pop("MEETINGBOT_TRACEMALLOC_FILE", None)
         await delete_namespace(kube, namespace)
@@ -777,6 +1044,47 @@ async def test_large_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_
     LARGE_BASELINES.update(results)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"burst-{BOTS}.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("\n" + json.dumps(results, indent=2))
+
+
+@pytest.mark.skipif(not LARGE, reason="BENCH_BOTS above 2000 only (make bench-large)")
+@pytest.mark.timeout(3600)
+async def test_large_burst_bots_reporting(
+    kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path
+) -> None:
+    """The burst with every bot reporting as a real one does from when its pod runs
+    (ReportingFleet: Joining, InMeeting, heartbeats): from each report to its answer and to
+    the status that shows it, during the burst, beside its pod events'; the time until every
+    bot is shown in its meeting. Against a baseline in the same run that writes what a bot
+    needs (test_large_burst's) and each bot's two changes straight into its status."""
+    progress(f"baseline with the bot, its changes written directly: {BOTS} bots")
+    ns = await new_namespace(kube)
+    fleet = ReportingFleet(ns)
+    pods, statuses, apiserver = await baseline(ns, with_bot=True, fleet=fleet)
+    direct = {
+        "seconds": round(pods, 2),
+        "status_seconds": round(statuses, 2),
+        "apiserver": apiserver,
+        "reports_during_burst": fleet.result,
+    }
+    progress(f"result: {json.dumps(direct)}")
+    await delete_namespace(kube, ns)
+    run = await run_operator_burst(kube, bench_env, tmp_path, **UNLIMITED, bots_report=True)
+    in_meeting = "in_meeting_seconds"
+    results: dict[str, Any] = {
+        "bots": BOTS,
+        "browser_start_seconds": BROWSER_START_SECONDS,
+        "join_seconds": JOIN_SECONDS,
+        "report_interval_seconds": REPORT_INTERVAL,
+        "baseline_with_bot_reporting": direct,
+        "unlimited_bots_reporting": run,
+        "ratio_to_baseline": round(run["seconds"] / direct["seconds"], 2),
+        "in_meeting_ratio_to_baseline": round(
+            run["reports_during_burst"][in_meeting] / fleet.result[in_meeting], 2
+        ),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"burst-{BOTS}-bots-reporting.json").write_text(json.dumps(results, indent=2) + "\n")
     print("\n" + json.dumps(results, indent=2))
 
 
