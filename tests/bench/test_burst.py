@@ -194,14 +194,37 @@ def pod_to_status(pods: dict[str, float], statuses: dict[str, float]) -> dict[st
     watches saw both (0 when the status came first): p50, p99 and max over the bots, exact,
     where the operator's lag metric is read off its buckets and counts only the changes a
     status write carried."""
-    lags = sorted(max(0.0, statuses[b] - pods[b]) for b in pods.keys() & statuses.keys())
-    if not lags:
-        return {"bots": 0}
+    lags = [max(0.0, statuses[b] - pods[b]) for b in pods.keys() & statuses.keys()]
+    return {"bots": len(lags), **spread(lags)} if lags else {"bots": 0}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """p50, p99 and max of `values` (not empty), exact."""
+    ordered = sorted(values)
 
     def at(share: float) -> float:
-        return round(lags[min(len(lags) - 1, math.ceil(share * len(lags)) - 1)], 2)
+        return round(ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)], 2)
 
-    return {"bots": len(lags), "p50": at(0.5), "p99": at(0.99), "max": round(lags[-1], 2)}
+    return {"p50": at(0.5), "p99": at(0.99), "max": round(ordered[-1], 2)}
+
+
+async def post_report(
+    http: aiohttp.ClientSession,
+    operator: OperatorProcess,
+    tokens: ReportTokens,
+    namespace: str,
+    uid: str,
+    name: str,
+    report: BotReport,
+) -> int:
+    """One report to the operator, as a bot sends it (its attempt's token); the answer's code."""
+    token = tokens.token(namespace, name, uid, report.attempt).get_secret_value()
+    async with http.post(
+        operator.report_url + report_path(namespace, name),
+        data=report.model_dump_json(by_alias=True, exclude_none=True),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    ) as response:
+        return response.status
 
 
 async def count_secrets(kube: Kube, namespace: str) -> int:
@@ -546,15 +569,10 @@ async def every_bot_reports(operator: OperatorProcess, namespace: str, _: str) -
             body = BotReport(
                 attempt=attempt, state=BotState.IN_MEETING, joined_at=joined, participants=3
             )
-            token = tokens.token(namespace, name, uid, attempt).get_secret_value()
             sent.setdefault(name, time.monotonic())
-            async with http.post(
-                operator.report_url + report_path(namespace, name),
-                data=body.model_dump_json(by_alias=True, exclude_none=True),
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            ) as response:
-                answered.setdefault(name, time.monotonic())
-                return response.status
+            code = await post_report(http, operator, tokens, namespace, uid, name, body)
+            answered.setdefault(name, time.monotonic())
+            return code
 
         for round_ in ("changed", "heartbeat"):
             writes = kube_requests(operator).get("patch meetingbots/status", 0)
@@ -740,13 +758,9 @@ class ReportingFleet:
                 joined_at=datetime.now(UTC) if joined else None,
                 participants=3 if joined else None,
             )
-            token = self._tokens.token(self._namespace, name, uid, attempt).get_secret_value()
-            async with self._http.post(
-                self._operator.report_url + report_path(self._namespace, name),
-                data=body.model_dump_json(by_alias=True, exclude_none=True),
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            ) as response:
-                code = response.status
+            code = await post_report(
+                self._http, self._operator, self._tokens, self._namespace, uid, name, body
+            )
         if not heartbeat:
             self.answered[state.value].setdefault(name, time.monotonic())
         self.answers[code] = self.answers.get(code, 0) + 1
@@ -783,7 +797,6 @@ class ReportingFleet:
                 }
         finally:
             await self.stop()
-        delays = sorted(self._loop_delays) or [0.0]
         self.result = {
             **result,
             "answers": {str(k): v for k, v in sorted(self.answers.items())},
@@ -802,10 +815,7 @@ class ReportingFleet:
                 )
                 for state in ("Joining", "InMeeting")
             },
-            "bench_loop_delay_seconds": {
-                "p99": round(delays[math.ceil(0.99 * len(delays)) - 1], 2),
-                "max": round(delays[-1], 2),
-            },
+            "bench_loop_delay_seconds": spread(self._loop_delays or [0.0]),
         }
         return self.result
 
