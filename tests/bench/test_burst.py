@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import json
 import math
@@ -105,6 +106,90 @@ async def new_namespace(kube: Kube) -> str:
     return name
 
 
+@dataclasses.dataclass
+class Goal:
+    """`count` objects seen `done` on a watch, which may serve several goals at once (one
+    stream decoded once, however many figures read it): when each was first seen done, by
+    `key` (`times`), `on_done` called with it then, and when the count was reached."""
+
+    count: int
+    done: Callable[[dict[str, Any]], bool]
+    what: str
+    times: dict[str, float] | None = None
+    on_done: Callable[[dict[str, Any]], None] | None = None
+    key: Callable[[dict[str, Any]], str] = lambda item: item["metadata"]["name"]
+    seen: set[str] = dataclasses.field(default_factory=set)
+    reached_at: float | None = None
+    failure: BaseException | None = None
+    _ended: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def see(self, item: dict[str, Any]) -> None:
+        if self.reached_at is not None or not self.done(item):
+            return
+        key = self.key(item)
+        if key in self.seen:
+            return
+        now = time.monotonic()
+        if self.times is not None:
+            self.times[key] = now
+        if self.on_done is not None:
+            self.on_done(item)
+        self.seen.add(key)
+        if len(self.seen) % 100 == 0:
+            progress(f"  {len(self.seen)}/{self.count} {self.what}")
+        if len(self.seen) >= self.count:
+            self.reached_at = now
+            self._ended.set()
+
+    def fail(self, error: BaseException) -> None:
+        if self.reached_at is None:
+            self.failure = error
+            self._ended.set()
+
+    async def reached(self) -> float:
+        """time.monotonic() when the count was reached; raises what ended its watch first."""
+        await self._ended.wait()
+        if self.reached_at is None:
+            raise AssertionError(f"only {len(self.seen)} {self.what}") from self.failure
+        return self.reached_at
+
+
+async def watch_goals(path: str, params: dict[str, str], goals: list[Goal]) -> None:
+    """Watch `path` until every goal is reached: one list and watch (no polling load),
+    resumed from a fresh list if the API server ends it early. A watch that ends otherwise
+    (its 900 s, an error, cancelled) ends the goals not reached with it."""
+    api = client()
+
+    def see(item: dict[str, Any]) -> None:
+        for goal in goals:
+            goal.see(item)
+
+    def all_reached() -> bool:
+        return all(goal.reached_at is not None for goal in goals)
+
+    try:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            listing = await api.request("GET", path, params=params)
+            for item in listing["items"]:
+                see(item)
+            if all_reached():
+                return
+            version = {"resourceVersion": listing["metadata"]["resourceVersion"]}
+            async for event in api.watch(path, {**params, **version}, 300):
+                if event.get("type") in ("ADDED", "MODIFIED"):
+                    see(event["object"])
+                    if all_reached():
+                        return
+        raise TimeoutError(", ".join(f"only {len(g.seen)} {g.what}" for g in goals))
+    except BaseException as error:
+        for goal in goals:
+            goal.fail(error)
+        raise
+    finally:
+        await api.close()
+
+
 async def watch_until(
     path: str,
     params: dict[str, str],
@@ -114,59 +199,43 @@ async def watch_until(
     times: dict[str, float] | None = None,
     on_done: Callable[[dict[str, Any]], None] | None = None,
 ) -> float:
-    """time.monotonic() when `count` objects under `path` have been seen `done`: a watch (no
-    polling load), resumed from a fresh list if the API server ends it early. `times`: filled
-    with when each object was first seen done, by name; `on_done`: called with it then."""
-    api = client()
-    try:
-        seen: set[str] = set()
-
-        def see(item: dict[str, Any]) -> None:
-            before = len(seen)
-            if done(item):
-                name = item["metadata"]["name"]
-                if name not in seen:
-                    if times is not None:
-                        times[name] = time.monotonic()
-                    if on_done is not None:
-                        on_done(item)
-                seen.add(name)
-            if len(seen) // 100 != before // 100:
-                progress(f"  {len(seen)}/{count} {what}")
-
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            listing = await api.request("GET", path, params=params)
-            for item in listing["items"]:
-                see(item)
-            if len(seen) >= count:
-                return time.monotonic()
-            version = {"resourceVersion": listing["metadata"]["resourceVersion"]}
-            async for event in api.watch(path, {**params, **version}, 300):
-                if event.get("type") in ("ADDED", "MODIFIED"):
-                    see(event["object"])
-                if len(seen) >= count:
-                    return time.monotonic()
-        raise TimeoutError(f"only {len(seen)} {what}")
-    finally:
-        await api.close()
+    """time.monotonic() when `count` objects under `path` have been seen `done` (a watch of
+    one Goal: its `times` and `on_done`)."""
+    goal = Goal(count, done, what, times, on_done)
+    await watch_goals(path, params, [goal])
+    return await goal.reached()
 
 
-async def watch_pods(namespace: str, count: int, times: dict[str, float] | None = None) -> float:
-    """When the `count`-th bot pod appeared (`times`: when each bot's pod did, by bot)."""
-    by_pod: dict[str, float] = {}
-    try:
-        return await watch_until(
-            f"/api/v1/namespaces/{namespace}/pods",
-            {"labelSelector": "meetingbot.dev/bot"},
-            count,
-            lambda pod: True,
-            "bot pods",
-            by_pod,
+def pods_appeared(count: int, times: dict[str, float] | None = None) -> Goal:
+    """The `count`-th bot's pod appeared (`times`: when each bot's first pod did, by bot)."""
+    return Goal(count, lambda pod: True, "bot pods", times, key=bot_of_pod)
+
+
+def bot_of_pod(pod: dict[str, Any]) -> str:
+    return str(pod["metadata"]["labels"][BOT_LABEL])
+
+
+def statuses_true(count: int, times: dict[str, float] | None = None) -> Goal:
+    """The `count`-th MeetingBot's status told the truth (the burst's finish line)."""
+    return Goal(count, status_tells_the_truth, "statuses", times)
+
+
+def watch_namespace(namespace: str, pods: list[Goal], bots: list[Goal]) -> list[asyncio.Task[None]]:
+    """One watch of the namespace's bot pods and one of its MeetingBots (if any goal needs
+    it), each serving all of its goals."""
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    tasks = [asyncio.create_task(watch_goals(path, {"labelSelector": BOT_LABEL}, pods))]
+    if bots:
+        tasks.append(
+            asyncio.create_task(watch_goals(custom_path("meetingbots", namespace), {}, bots))
         )
-    finally:
-        if times is not None:  # b0001-1: the first attempt's pod of bot b0001
-            times.update({pod.rsplit("-", 1)[0]: at for pod, at in by_pod.items()})
+    return tasks
+
+
+async def stop_watches(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def status_tells_the_truth(bot: dict[str, Any]) -> bool:
@@ -177,15 +246,6 @@ def status_tells_the_truth(bot: dict[str, Any]) -> bool:
         status.get("phase") not in (None, "Pending")
         and int(status.get("attempts") or 0) >= 1
         and bool(status.get("podName"))
-    )
-
-
-async def watch_statuses(
-    namespace: str, count: int, times: dict[str, float] | None = None
-) -> float:
-    """When the `count`-th MeetingBot's status told the truth (the burst's finish line)."""
-    return await watch_until(
-        custom_path("meetingbots", namespace), {}, count, status_tells_the_truth, "statuses", times
     )
 
 
@@ -232,6 +292,11 @@ async def count_secrets(kube: Kube, namespace: str) -> int:
     return len(listed.items)
 
 
+# The kinds a burst's watch events are told apart by (every watcher's: the operator's, the
+# bench's, the cluster's own components').
+WATCH_EVENTS_OF = ("pods", "meetingbots", "secrets", "events")
+
+
 def apiserver_usage() -> dict[str, float]:
     """The API server's own counters so far (its /metrics): CPU seconds, requests served and
     watch events sent. Read before and after a burst, the difference is what the burst cost
@@ -239,6 +304,7 @@ def apiserver_usage() -> dict[str, float]:
     each limited by it (docs/benchmarks.md)."""
     text = cluster.kubectl("get", "--raw", "/metrics", timeout=30).stdout
     usage = {"cpu_seconds": 0.0, "requests": 0.0, "watch_events": 0.0}
+    usage |= {f"watch_events_{resource}": 0.0 for resource in WATCH_EVENTS_OF}
     names = {
         "process_cpu_seconds_total": "cpu_seconds",
         "apiserver_request_total": "requests",
@@ -248,6 +314,9 @@ def apiserver_usage() -> dict[str, float]:
         for sample in family.samples:
             if sample.name in names:
                 usage[names[sample.name]] += sample.value
+            resource = sample.labels.get("resource", "")
+            if sample.name == "apiserver_watch_events_total" and resource in WATCH_EVENTS_OF:
+                usage[f"watch_events_{resource}"] += sample.value
     return usage
 
 
@@ -350,6 +419,7 @@ async def baseline(
     settings = Settings(bot_image="example.invalid/meetingbot-bot:bench")
     spec = MeetingBotSpec.model_validate(bot_spec(displayName="Bench"))
     api = client()
+    watches: list[asyncio.Task[None]] = []
     try:
         core = f"/api/v1/namespaces/{namespace}"
         configmap = await api.request(
@@ -409,17 +479,19 @@ async def baseline(
 
             return create
 
-        watcher = asyncio.create_task(watch_pods(namespace, BOTS))
-        statuses = asyncio.create_task(watch_statuses(namespace, BOTS)) if with_bot else None
+        appeared = pods_appeared(BOTS)
+        truths = [statuses_true(BOTS)] if with_bot else []
         if fleet is not None:
             fleet.start()
+        extra_pods, extra_bots = fleet.goals() if fleet is not None else ([], [])
+        watches = watch_namespace(namespace, [appeared, *extra_pods], [*truths, *extra_bots])
         await asyncio.sleep(0.5)  # the watches are established
         usage = apiserver_usage()
         started = time.monotonic()
         # As many requests in flight as the operator's client allows (its connection pool).
         await bounded([job(i) for i in range(BOTS)], limit=CONNECTIONS)
-        pods = await watcher - started
-        last = pods if statuses is None else await statuses - started
+        pods = await appeared.reached() - started
+        last = await truths[0].reached() - started if truths else pods
         used = used_since(usage)
         if fleet is not None:
             await fleet.finish(started)
@@ -427,6 +499,7 @@ async def baseline(
     finally:
         if fleet is not None:
             await fleet.stop()
+        await stop_watches(watches)
         await api.close()
 
 
@@ -524,13 +597,26 @@ def round_means(done: list[dict[str, Any]]) -> dict[str, Any]:
 REPORT_INTERVAL = float(os.environ.get("BENCH_REPORT_SECONDS", "30"))
 
 
+def status_written_at(bot: dict[str, Any]) -> float:
+    """When the API server wrote the MeetingBot's status last (the newest time among its
+    managed fields' entries for the status subresource; the epoch, to the second)."""
+    times = [
+        datetime.fromisoformat(entry["time"]).timestamp()
+        for entry in bot["metadata"].get("managedFields") or []
+        if entry.get("subresource") == "status" and entry.get("time")
+    ]
+    return max(times, default=0.0)
+
+
 async def every_bot_reports(operator: OperatorProcess, namespace: str, _: str) -> dict[str, Any]:
     """After the burst, every bot reports as a bot in its meeting does, the fleet's reports
     spread over one report interval (at 10 000 bots, 333 a second): InMeeting (a change, so a
     status write), then the same report again as its heartbeat (no change: no write). From each
     report to its answer and to the status that shows it (the bench's watch; p50, p99, max over
     the bots), the answers, the status writes of the heartbeats' round, and the operator's CPU
-    in each. BENCH_REPORT_SECONDS: another interval (the same rate with fewer bots)."""
+    in each. Also from each report to its status write as the API server recorded it (at
+    most), which leaves out any delay in the watch's delivery to the bench.
+    BENCH_REPORT_SECONDS: another interval (the same rate with fewer bots)."""
     api = client()
     tokens = ReportTokens(SecretStr(operator.report_key))
     try:
@@ -550,14 +636,21 @@ async def every_bot_reports(operator: OperatorProcess, namespace: str, _: str) -
     sent: dict[str, float] = {}
     answered: dict[str, float] = {}
     shown: dict[str, float] = {}
+    # On the wall clock: each report's, and its status write's as the API server recorded it
+    # (status_written_at), which no delay in the watch's delivery to the bench is in.
+    sent_at: dict[str, float] = {}
+    written_at: dict[str, float] = {}
 
     def in_meeting(bot: dict[str, Any]) -> bool:
         return (bot.get("status") or {}).get("phase") == "InMeeting"
 
+    def written(bot: dict[str, Any]) -> None:
+        written_at[bot["metadata"]["name"]] = status_written_at(bot)
+
     watcher = asyncio.create_task(
         watch_until(
             custom_path("meetingbots", namespace), {}, len(bots), in_meeting, "in their meeting",
-            shown,
+            shown, on_done=written,
         )
     )  # fmt: skip
     await asyncio.sleep(0.5)  # the watch is established
@@ -570,6 +663,7 @@ async def every_bot_reports(operator: OperatorProcess, namespace: str, _: str) -
                 attempt=attempt, state=BotState.IN_MEETING, joined_at=joined, participants=3
             )
             sent.setdefault(name, time.monotonic())
+            sent_at.setdefault(name, time.time())
             code = await post_report(http, operator, tokens, namespace, uid, name, body)
             answered.setdefault(name, time.monotonic())
             return code
@@ -603,6 +697,10 @@ async def every_bot_reports(operator: OperatorProcess, namespace: str, _: str) -
             }
     result["report_to_answer_seconds"] = pod_to_status(sent, answered)
     result["report_to_status_seconds"] = pod_to_status(sent, shown)
+    # At most: the write's second, plus one.
+    result["report_to_write_seconds_at_most"] = pod_to_status(
+        sent_at, {b: t + 1 for b, t in written_at.items()}
+    )
     # The operator's own lag metric, now: the burst's and these reports' status writes.
     result["status_lag_seconds_with_reports"] = status_lag(operator)
     progress(f"reports after the burst: {json.dumps(result)}")
@@ -617,15 +715,8 @@ JOIN_SECONDS = float(os.environ.get("BENCH_JOIN_SECONDS", "5"))
 JOINING_OR_LATER = {"Joining", "WaitingRoom", "InMeeting"}
 
 
-def status_written_at(bot: dict[str, Any]) -> float:
-    """When the API server wrote the MeetingBot's status last (the newest time among its
-    managed fields' entries for the status subresource; the epoch, to the second)."""
-    times = [
-        datetime.fromisoformat(entry["time"]).timestamp()
-        for entry in bot["metadata"].get("managedFields") or []
-        if entry.get("subresource") == "status" and entry.get("time")
-    ]
-    return max(times, default=0.0)
+def _running(pod: dict[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") == "Running"
 
 
 class ReportingFleet:
@@ -636,7 +727,9 @@ class ReportingFleet:
     server, for a baseline; nobody to send heartbeats to). Each change's report time, its
     answer, the first status showing it (the bench's own watch of the MeetingBots) and that
     status's write as the API server recorded it; how late the bench's own event loop ran,
-    which is in all but the last; and any bot whose reporting failed (its error)."""
+    which is in all but the last; and any bot whose reporting failed (its error). What it
+    watches (`goals`: pods running, bots in their meeting) is read off the burst's own two
+    watches, so each event is decoded once."""
 
     def __init__(self, namespace: str, operator: OperatorProcess | None = None) -> None:
         self._namespace = namespace
@@ -645,7 +738,8 @@ class ReportingFleet:
         self._api: KubeClient | None = None
         self._lives: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
-        self._watches: list[asyncio.Task[float]] = []
+        self._running = Goal(BOTS, _running, "bot pods running", on_done=self._live)
+        self._in_meeting = Goal(BOTS, self._shown, "statuses in their meeting")
         self._monitor: asyncio.Task[None] | None = None
         self._loop_delays: list[float] = []
         self.sent: dict[str, dict[str, float]] = {"Joining": {}, "InMeeting": {}}
@@ -668,40 +762,26 @@ class ReportingFleet:
             self._api = client()
         else:
             self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
-
-        def running(pod: dict[str, Any]) -> bool:
-            return (pod.get("status") or {}).get("phase") == "Running"
-
-        def in_meeting(bot: dict[str, Any]) -> bool:
-            phase = (bot.get("status") or {}).get("phase")
-            name = bot["metadata"]["name"]
-            for state, now in (
-                ("Joining", phase in JOINING_OR_LATER),
-                ("InMeeting", phase == "InMeeting"),
-            ):
-                # Joining shown, or passed over by a later change
-                if now and name not in self.shown[state]:
-                    self.shown[state][name] = time.monotonic()
-                    self.written_at[state][name] = status_written_at(bot)
-            return phase == "InMeeting"
-
-        pods = f"/api/v1/namespaces/{self._namespace}/pods"
-        self._watches = [
-            asyncio.create_task(
-                watch_until(
-                    pods, {"labelSelector": BOT_LABEL}, BOTS, running, "bot pods running",
-                    on_done=self._live,
-                )
-            ),
-            asyncio.create_task(
-                watch_until(
-                    custom_path("meetingbots", self._namespace), {}, BOTS, in_meeting,
-                    "statuses in their meeting",
-                )
-            ),
-        ]  # fmt: skip
         self._monitor = asyncio.create_task(self._loop_delay())
         self._usage = apiserver_usage()
+
+    def goals(self) -> tuple[list[Goal], list[Goal]]:
+        """What the burst's watches of the namespace's pods and MeetingBots serve it."""
+        return [self._running], [self._in_meeting]
+
+    def _shown(self, bot: dict[str, Any]) -> bool:
+        """Records when each change was first shown; whether the bot is in its meeting."""
+        phase = (bot.get("status") or {}).get("phase")
+        name = bot["metadata"]["name"]
+        for state, now in (
+            ("Joining", phase in JOINING_OR_LATER),
+            ("InMeeting", phase == "InMeeting"),
+        ):
+            # Joining shown, or passed over by a later change
+            if now and name not in self.shown[state]:
+                self.shown[state][name] = time.monotonic()
+                self.written_at[state][name] = status_written_at(bot)
+        return phase == "InMeeting"
 
     async def _loop_delay(self) -> None:
         while True:
@@ -771,7 +851,9 @@ class ReportingFleet:
         operator's promise), then the figures, kept in `result` too."""
         try:
             try:
-                await asyncio.wait_for(asyncio.gather(*self._watches), 600)
+                await asyncio.wait_for(
+                    asyncio.gather(self._running.reached(), self._in_meeting.reached()), 600
+                )
             except TimeoutError:
                 raise AssertionError(
                     f"not every bot shown in its meeting within 600 s; {len(self.failures)} "
@@ -821,12 +903,11 @@ class ReportingFleet:
 
     async def stop(self) -> None:
         self._stopping.set()
-        for task in (*self._watches, *([self._monitor] if self._monitor else [])):
-            task.cancel()
+        if self._monitor is not None:
+            self._monitor.cancel()
         await asyncio.gather(
-            *self._watches, *self._lives, *([self._monitor] if self._monitor else []),
-            return_exceptions=True,
-        )  # fmt: skip
+            *self._lives, *([self._monitor] if self._monitor else []), return_exceptions=True
+        )
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -869,6 +950,7 @@ async def run_operator_burst(
     ).start()
     operator.wait_until_watching(f"bench-ready-{uuid.uuid4().hex[:6]}")
     fleet = ReportingFleet(namespace, operator) if bots_report else None
+    watches: list[asyncio.Task[None]] = []
     try:
         zoom = await zoom_account(
             kube, namespace, sim, zoomsim.url, plan=sim_plan, users=1, extra_spec=extra_spec
@@ -880,16 +962,18 @@ async def run_operator_burst(
         pod_times: dict[str, float] = {}
         status_times: dict[str, float] = {}
         cpu = time.process_time()
-        watcher = asyncio.create_task(watch_pods(namespace, BOTS, pod_times))
-        statuses = asyncio.create_task(watch_statuses(namespace, BOTS, status_times))
+        appeared, truths = pods_appeared(BOTS, pod_times), statuses_true(BOTS, status_times)
         if fleet is not None:
             fleet.start()
+        extra_pods, extra_bots = fleet.goals() if fleet is not None else ([], [])
+        # One watch of the pods and one of the bots, for the burst's figures and the fleet's.
+        watches = watch_namespace(namespace, [appeared, *extra_pods], [truths, *extra_bots])
         await asyncio.sleep(0.5)
         usage = apiserver_usage()
         started = await apply_bots([(namespace, number)])
         applied = time.monotonic() - started
-        seconds = await watcher - started
-        status_seconds = await statuses - started
+        seconds = await appeared.reached() - started
+        status_seconds = await truths.reached() - started
         apiserver = used_since(usage)
         lag = status_lag(operator)  # at the finish line, before anything after the burst
         reports: dict[str, Any] = {}
@@ -929,6 +1013,7 @@ async def run_operator_burst(
     finally:
         if fleet is not None:
             await fleet.stop()
+        await stop_watches(watches)
         operator.stop()
         os.environ.pop("MEETINGBOT_TRACEMALLOC_FILE", None)
         await delete_namespace(kube, namespace)
@@ -953,6 +1038,7 @@ async def run_sharded_burst(
         lease=(15, 10, 2), log_level=os.environ.get("BENCH_LOG_LEVEL", "INFO"),
     )  # fmt: skip
     made: list[str] = []
+    watches: list[asyncio.Task[None]] = []
     try:
         for namespace in namespaces:
             await kube.core.create_namespace({"metadata": {"name": namespace}})
@@ -977,14 +1063,15 @@ async def run_sharded_burst(
         progress(f"applying {BOTS} MeetingBots to {SHARDS} shards' namespaces {per}")
         pod_times: dict[str, float] = {}  # bot names are unique across the namespaces
         status_times: dict[str, float] = {}
-        pods = [asyncio.create_task(watch_pods(ns, n, pod_times)) for ns, n in per.items()]
-        statuses = [
-            asyncio.create_task(watch_statuses(ns, n, status_times)) for ns, n in per.items()
-        ]
+        pods = {ns: pods_appeared(n, pod_times) for ns, n in per.items()}
+        truths = {ns: statuses_true(n, status_times) for ns, n in per.items()}
+        watches = [t for ns in per for t in watch_namespace(ns, [pods[ns]], [truths[ns]])]
         await asyncio.sleep(0.5)
         started = await apply_bots(list(zip(namespaces, numbers, strict=True)))
-        seconds = max(await asyncio.gather(*pods)) - started
-        status_seconds = max(await asyncio.gather(*statuses)) - started
+        seconds = max(await asyncio.gather(*(g.reached() for g in pods.values()))) - started
+        status_seconds = (
+            max(await asyncio.gather(*(g.reached() for g in truths.values()))) - started
+        )
         processes = replicas.alive()
         per_replica = {
             name: {
@@ -1008,6 +1095,7 @@ async def run_sharded_burst(
         progress(f"result: {json.dumps(result)}")
         return result
     finally:
+        await stop_watches(watches)
         replicas.stop()
         for namespace in made:
             await delete_namespace(kube, namespace)
