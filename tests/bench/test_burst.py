@@ -608,6 +608,12 @@ def status_written_at(bot: dict[str, Any]) -> float:
     return max(times, default=0.0)
 
 
+def report_to_write(sent_at: dict[str, float], written_at: dict[str, float]) -> dict[str, float]:
+    """Per bot, from its report to its status write (both on the wall clock; the write's by
+    status_written_at, to the second): at most, the write's second plus one."""
+    return pod_to_status(sent_at, {bot: at + 1 for bot, at in written_at.items()})
+
+
 async def every_bot_reports(operator: OperatorProcess, namespace: str, _: str) -> dict[str, Any]:
     """After the burst, every bot reports as a bot in its meeting does, the fleet's reports
     spread over one report interval (at 10 000 bots, 333 a second): InMeeting (a change, so a
@@ -697,10 +703,7 @@ async def every_bot_reports(operator: OperatorProcess, namespace: str, _: str) -
             }
     result["report_to_answer_seconds"] = pod_to_status(sent, answered)
     result["report_to_status_seconds"] = pod_to_status(sent, shown)
-    # At most: the write's second, plus one.
-    result["report_to_write_seconds_at_most"] = pod_to_status(
-        sent_at, {b: t + 1 for b, t in written_at.items()}
-    )
+    result["report_to_write_seconds_at_most"] = report_to_write(sent_at, written_at)
     # The operator's own lag metric, now: the burst's and these reports' status writes.
     result["status_lag_seconds_with_reports"] = status_lag(operator)
     progress(f"reports after the burst: {json.dumps(result)}")
@@ -890,10 +893,9 @@ class ReportingFleet:
                 for state in ("Joining", "InMeeting")
                 for end, times in (("answer", self.answered), ("status", self.shown))
             },
-            # At most: the write's second, plus one.
             **{
-                f"{state}_report_to_write_seconds_at_most": pod_to_status(
-                    self.sent_at[state], {b: t + 1 for b, t in self.written_at[state].items()}
+                f"{state}_report_to_write_seconds_at_most": report_to_write(
+                    self.sent_at[state], self.written_at[state]
                 )
                 for state in ("Joining", "InMeeting")
             },
