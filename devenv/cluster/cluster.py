@@ -365,7 +365,7 @@ def restart_control_plane() -> float:
         while kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode != 0:
             if time.monotonic() - started > 120 * attempt:
                 raise TimeoutError("the API server is not ready 120 s after a restart")
-            exited = [name for name, pid in _pids().items() if not _alive(pid)]
+            exited = [name for name, pid in control_plane_pids().items() if not _alive(pid)]
             if not exited and "already in use" in _last_log_line("kube-apiserver"):
                 # Measured in a CI rehearsal: the API server exited on "address already in
                 # use" and its pid was not seen gone for two minutes.
@@ -396,7 +396,7 @@ SETTLE_STARTS = 3
 
 def exited_components() -> list[str]:
     """The control plane's components whose process has exited."""
-    return sorted(name for name, pid in _pids().items() if not _alive(pid))
+    return sorted(name for name, pid in control_plane_pids().items() if not _alive(pid))
 
 
 def _start_exited(binaries: Binaries) -> None:
@@ -424,7 +424,7 @@ def _start_again(binaries: Binaries, components: list[str]) -> None:
     _kwokctl(binaries, "start", "cluster")
 
 
-def _pids() -> dict[str, int]:
+def control_plane_pids() -> dict[str, int]:
     """The control plane's processes, by component, from kwokctl's pid files."""
     pids = kwok_workdir() / "clusters" / CLUSTER_NAME / "pids"
     found = {}
@@ -436,7 +436,7 @@ def _pids() -> dict[str, int]:
 
 
 def _stop_and_wait(binaries: Binaries, started: float) -> None:
-    old = list(_pids().values())
+    old = list(control_plane_pids().values())
     _kwokctl(binaries, "stop", "cluster")
     # kwokctl returns once it has signalled them; a new API server cannot bind its port while
     # the old one is still closing its watches (measured: "address already in use").

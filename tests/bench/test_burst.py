@@ -67,9 +67,11 @@ from meetingbot_operator.meetingbot.children import (
 from meetingbot_operator.meetingbot.observed import Meta
 from meetingbot_operator.meetingbot.reports import report_path
 from meetingbot_operator.settings import Settings
+from tests.support.cpu_split import split_cpus
 from tests.support.operator_fixtures import Kube, account_ready, wait_for, zoom_account
 from tests.support.shards import SHARDS, ShardedReplicas, namespaces_for_each_shard
 from tests.support.specs import bot_spec
+from tests.support.status_documents import operator_document
 
 BOTS = int(os.environ.get("BENCH_BOTS", "1000"))
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
@@ -1114,13 +1116,37 @@ LARGE_BASELINES: dict[str, Any] = {}
 @pytest.mark.skipif(not LARGE, reason="BENCH_BOTS above 2000 only (make bench-large)")
 @pytest.mark.timeout(3600)
 async def test_large_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path) -> None:
+    with split_cpus() as cpus:
+        results = await _large_burst(kube, bench_env, tmp_path)
+    if cpus is None:
+        LARGE_BASELINES.update(results)  # the sharded runs after it share the two cores
+    else:
+        results["cpus"] = cpus
+    RESULTS.mkdir(exist_ok=True)
+    name = f"burst-{BOTS}{'-split-cpus' if cpus is not None else ''}.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+    print("\n" + json.dumps(results, indent=2))
+
+
+async def _large_burst(
+    kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_path: Path
+) -> dict[str, Any]:
+    """The baselines, then the operator's burst, and their ratios. The bot baselines patch
+    the least status that tells the truth (the issue's three writes), then the operator's own
+    document for a starting bot (its conditions, its user, the ZAK's expiry): the API server
+    takes 4.7 and 7.6 ms to write them (docs/benchmarks.md), and the second sets the operator
+    beside the same writes it makes."""
     results: dict[str, Any] = {"bots": BOTS}
-    for with_bot in (False, True):
-        progress(f"baseline ({'with the bot' if with_bot else 'Secret+Pod'}): {BOTS} bots")
+    kinds = {
+        "baseline": ("Secret+Pod", False, None),
+        "baseline_with_bot": ("with the bot", True, None),
+        "baseline_with_operator_status": ("with the operator's status", True, operator_document()),
+    }
+    for key, (what, with_bot, document) in kinds.items():
+        progress(f"baseline ({what}): {BOTS} bots")
         ns = await new_namespace(kube)
-        key = f"baseline{'_with_bot' if with_bot else ''}"
         cpu = time.process_time()
-        pods, statuses, apiserver = await baseline(ns, with_bot=with_bot)
+        pods, statuses, apiserver = await baseline(ns, with_bot=with_bot, status_document=document)
         results[f"{key}_seconds"] = round(pods, 2)
         results[f"{key}_apiserver"] = apiserver
         # The writing process's own CPU (this one: its client and its watches), to set beside
@@ -1140,11 +1166,11 @@ async def test_large_burst(kube: Kube, bench_env: tuple[SimAdmin, ZoomSim], tmp_
     results["status_ratio_to_baseline_with_bot"] = round(
         run["status_seconds"] / results["baseline_with_bot_status_seconds"], 2
     )
+    results["ratio_to_baseline_with_operator_status"] = round(
+        run["seconds"] / results["baseline_with_operator_status_seconds"], 2
+    )
     results["cpu_ms_per_bot"] = round(1000 * run["operator_cpu_seconds"] / BOTS, 2)
-    LARGE_BASELINES.update(results)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"burst-{BOTS}.json").write_text(json.dumps(results, indent=2) + "\n")
-    print("\n" + json.dumps(results, indent=2))
+    return results
 
 
 @pytest.mark.skipif(not LARGE, reason="BENCH_BOTS above 2000 only (make bench-large)")

@@ -25,17 +25,13 @@ import asyncio
 import json
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from meetingbot_api import Condition, MeetingBot, Phase
-from meetingbot_contract import AuthMode
+from meetingbot_api import Condition
 from meetingbot_operator.kube.client import CONNECTIONS, MERGE_PATCH, custom_path
-from meetingbot_operator.meetingbot.decisions import Timing, decide
-from meetingbot_operator.meetingbot.observed import AttemptStarted, Meta, Observed
-from meetingbot_operator.zoomaccount.state import AccountState
 from tests.bench.test_burst import (
     BOTS,
     LARGE,
@@ -57,32 +53,11 @@ from tests.bench.test_burst import (
 )
 from tests.support.operator_fixtures import Kube
 from tests.support.specs import bot_spec
+from tests.support.status_documents import operator_document
 
 ROUNDS = 3
 # test_burst's baseline patches this when given no document (each bot's own podName).
 LEAST = {"phase": "Starting", "attempts": 1, "podName": "x"}
-
-
-def operator_document() -> dict[str, Any]:
-    """The status the operator writes for a bot whose attempt it has just started."""
-    now = datetime.now(UTC)
-    meta = Meta(name="b0000", namespace="bench", uid="0a1b2c3d-0000", generation=1)
-    bot = MeetingBot.model_validate({"spec": bot_spec(displayName="Bench")})
-    started = AttemptStarted(1, now, "bench@example.com", now + timedelta(hours=2), AuthMode.ZAK)
-    observed = Observed(
-        now=now,
-        account=AccountState(True, "CredentialsVerified", "ok", ("bench@example.com",)),
-        attempt_result=started,
-    )
-    timing = Timing(
-        start_lead=timedelta(seconds=60),
-        retry_base=5,
-        retry_max=300,
-        max_duration_grace=timedelta(seconds=120),
-    )
-    status = decide(bot, meta, observed, timing).status
-    assert status.phase == Phase.STARTING
-    return status.model_dump(mode="json", by_alias=True)
 
 
 def in_meeting(document: dict[str, Any]) -> dict[str, Any]:
