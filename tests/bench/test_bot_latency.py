@@ -24,6 +24,7 @@ from meetingbot_operator.meetingbot.observed import Meta
 from meetingbot_operator.settings import Settings
 from tests.support.bot_harness import BotProcess, ReportSink, join_config, mint_zak
 from tests.support.operator_fixtures import Bots, wait_for
+from tests.support.processes import descendants
 from tests.support.specs import bot_spec
 
 RUNS = 5
@@ -55,21 +56,7 @@ def tree_memory_mb(pid: int) -> tuple[float, float, dict[str, float]]:
     """(RSS, PSS, PSS by kind of process and by anonymous or file pages) summed over a
     process and its descendants (Chromium's renderers, GPU, utility processes...). RSS counts
     shared pages once per process; PSS shares them out."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    tree, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        tree.append(current)
-        stack += children.get(current, [])
-    return memory_mb(tree)
+    return memory_mb(descendants(pid))
 
 
 def pod_memory_mb(pod_uid: str) -> tuple[float, float, dict[str, float]]:

@@ -71,7 +71,7 @@ from tests.support.cpu_split import split_cpus
 from tests.support.operator_fixtures import Kube, account_ready, wait_for, zoom_account
 from tests.support.shards import SHARDS, ShardedReplicas, namespaces_for_each_shard
 from tests.support.specs import bot_spec
-from tests.support.status_documents import operator_document
+from tests.support.status_documents import LEAST, operator_document
 
 BOTS = int(os.environ.get("BENCH_BOTS", "1000"))
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
@@ -428,7 +428,6 @@ async def baseline(
             "POST", f"{core}/configmaps", body={"metadata": {"name": "owner"}}
         )
         owner_uid = configmap["metadata"]["uid"]
-        least = {"phase": "Starting", "attempts": 1, "podName": "x"}
 
         def job(i: int) -> Callable[[], Awaitable[Any]]:
             meta = Meta(name=f"b{i:04d}", namespace=namespace, uid=owner_uid, generation=1)
@@ -474,7 +473,7 @@ async def baseline(
                         "PATCH",
                         custom_path("meetingbots", namespace, meta.name) + "/status",
                         body={
-                            "status": {**(status_document or least), "podName": f"{meta.name}-1"}
+                            "status": {**(status_document or LEAST), "podName": f"{meta.name}-1"}
                         },
                         content_type=MERGE_PATCH,
                     )

@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from devenv.cluster import cluster
+from tests.support.processes import descendants
 
 ENABLED = os.environ.get("BENCH_SPLIT_CPUS", "") == "1"
 
@@ -37,26 +37,6 @@ def _pin(pids: Iterable[int], cpus: set[int]) -> None:
                 os.sched_setaffinity(thread, cpus)
 
 
-def _descendants(root: int) -> list[int]:
-    """`root` and every process under it (the operator, the simulator it started)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # "pid (comm) state ppid ...": the name may hold spaces, so split after its ")".
-            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
 @contextlib.contextmanager
 def split_cpus() -> Iterator[dict[str, list[int]] | None]:
     """With BENCH_SPLIT_CPUS=1: the control plane's processes on the first core this process
@@ -73,8 +53,8 @@ def split_cpus() -> Iterator[dict[str, list[int]] | None]:
     control_plane = set(cluster.control_plane_pids().values())
     _pin(control_plane, plane)
     # The control plane stays on its core even were it under this process (started by it).
-    _pin([p for p in _descendants(os.getpid()) if p not in control_plane], bench)
+    _pin([p for p in descendants(os.getpid()) if p not in control_plane], bench)
     try:
         yield {"control_plane": sorted(plane), "bench_and_operator": sorted(bench)}
     finally:
-        _pin({*cluster.control_plane_pids().values(), *_descendants(os.getpid())}, every)
+        _pin({*cluster.control_plane_pids().values(), *descendants(os.getpid())}, every)

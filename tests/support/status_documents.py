@@ -1,6 +1,6 @@
-"""The status document the operator writes for a bot it has just started, decided by the
-operator's own `decide`: what the benches' baselines patch to cost the same writes as the
-operator (test_burst's large burst, test_status_document)."""
+"""The status documents the benches' baselines patch: the least that tells the truth about a
+starting bot, and the one the operator writes, decided by its own `decide` (to cost the same
+writes as the operator; test_burst's large burst, test_status_document)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from meetingbot_operator.meetingbot.decisions import Timing, decide
 from meetingbot_operator.meetingbot.observed import AttemptStarted, Meta, Observed
 from meetingbot_operator.zoomaccount.state import AccountState
 from tests.support.specs import bot_spec
+
+# The least that tells the truth: its phase, its attempt, its pod (each bot's own podName is
+# patched over this one).
+LEAST: dict[str, Any] = {"phase": "Starting", "attempts": 1, "podName": "x"}
 
 
 def operator_document() -> dict[str, Any]:

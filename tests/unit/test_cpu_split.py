@@ -12,39 +12,38 @@ import pytest
 
 from devenv.cluster import cluster
 from tests.support import cpu_split
+from tests.support.processes import descendants
 
 CPUS = set(os.sched_getaffinity(0))
 
 
-@pytest.fixture
-def child() -> Iterator[subprocess.Popen[bytes]]:
-    """A process this one started, as the operator the bench starts."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+def _sleeper(new_session: bool = False) -> Iterator[subprocess.Popen[bytes]]:
+    command = [sys.executable, "-c", "import time; time.sleep(60)"]
+    process = subprocess.Popen(command, start_new_session=new_session)
     try:
         yield process
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.fixture
+def child() -> Iterator[subprocess.Popen[bytes]]:
+    """A process this one started, as the operator the bench starts."""
+    yield from _sleeper()
 
 
 @pytest.fixture
 def plane() -> Iterator[subprocess.Popen[bytes]]:
     """A process standing for the API server; started by this one, so among its descendants,
     where the control plane's processes stay on their core all the same."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
-    )
-    try:
-        yield process
-    finally:
-        process.kill()
-        process.wait()
+    yield from _sleeper(new_session=True)
 
 
 def test_descendants_are_the_process_and_those_it_started(
     child: subprocess.Popen[bytes],
 ) -> None:
-    found = cpu_split._descendants(os.getpid())
+    found = descendants(os.getpid())
     assert os.getpid() in found and child.pid in found
     assert os.getppid() not in found
 
