@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+
 from meetingbot_api import GROUP, VERSION
 from meetingbot_operator import metrics
 from meetingbot_operator.artifacts.service import ArtifactService
@@ -18,7 +20,7 @@ from meetingbot_operator.ha.routing import Router
 from meetingbot_operator.ha.shards import ShardSet
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.keys import LoadedKey, ReportTokens, load_key
-from meetingbot_operator.kube.client import ApiError, KubeClient, custom_path
+from meetingbot_operator.kube.client import ApiError, KubeClient, custom_path, throttle_delay
 from meetingbot_operator.kube.events import EventRecorder
 from meetingbot_operator.kube.secret_watch import secret_watch
 from meetingbot_operator.kube.verbs import Kube
@@ -44,6 +46,11 @@ log = logging.getLogger(__name__)
 ACCOUNT_TICK = 5.0
 # A step of Operator.stop that took this long is named in its log line.
 SLOW_STOP_STEP = 0.2
+# The kinds kopf watches for the operator (handlers.py), in the order a shard taken in place
+# lists them: accounts and grants before what uses them.
+KOPF_KINDS = ("zoomaccounts", "zoomusergrants", "meetingbotschedules", "meetingstreams")
+# Tries at listing a shard taken in place before the operator starts again instead.
+GAIN_TRIES = 3
 
 
 class Operator:
@@ -93,6 +100,7 @@ class Operator:
             self.events.post,
             self.artifacts,
             self.webhooks,
+            shards=self.shards,
         )
         # One owner of the MeetingBotSchedules and of their passes (meetingbotschedule/).
         self.schedules = ScheduleService(kube, self.accounts, self.grants, settings)
@@ -118,6 +126,7 @@ class Operator:
         self.stream_workers = WorkerDesk(kube, self.streams, settings)
         self._servers = Servers()
         self._sweeper: asyncio.Task[None] | None = None
+        self._gains: set[asyncio.Task[None]] = set()  # shards being taken in place
         self._collector = metrics.PhaseCollector(
             self.bots.cache.phases,
             lambda: self.bots.cache.oldest_starting_seconds(datetime.now(UTC)),
@@ -149,20 +158,7 @@ class Operator:
         kube = Kube(KubeClient.connect())
         tokens = ReportTokens(key.value if key else await load_key(settings, kube))
         runtime = cls(settings, kube, tokens, shards)
-        # The bots that exist now: reports from them get 503 (retry), not 401, until the watch
-        # has shown them. With namespace patterns, every namespace's are listed (cluster-wide,
-        # as kopf watches then) and kept if the patterns match, as kopf matches them.
-        try:
-            keys = await kube.meetingbot_keys(
-                settings.namespaces if settings.exact_namespaces else []
-            )
-        except ApiError as error:  # e.g. the CRDs not installed yet: kopf says more
-            log.warning("cannot list MeetingBots", extra={"error": error.message})
-            keys = set()
-        runtime.bots.expect(
-            {k for k in keys if runtime.owns(k[0]) and settings.watches(k[0])},
-            patience=settings.report_interval_seconds * settings.unresponsive_intervals,
-        )
+        await runtime._expect_bots(runtime.owns)
         report_app = reports.make_app(
             runtime.bots.tokens,
             runtime.bots.identity,
@@ -201,6 +197,7 @@ class Operator:
         """Stop acting, then free the ports and connections. A shard's move waits for this,
         so the steps that took long are logged (DEBUG) by name."""
         steps: dict[str, Callable[[], Awaitable[None]]] = {
+            "gains": self._stop_gains,  # first: a gain relists the watches
             "bot watch": self.bot_watch.stop,
             "pod watch": self.pod_watch.stop,
             "secret watch": self.secret_watch.stop,
@@ -226,6 +223,11 @@ class Operator:
                 slow[name] = round(took, 2)
         log.debug("operator stopped", extra={"slow_steps": slow})
 
+    async def _stop_gains(self) -> None:
+        for task in self._gains:
+            task.cancel()
+        await asyncio.gather(*self._gains, return_exceptions=True)
+
     async def _stop_sweeper(self) -> None:
         if self._sweeper:
             self._sweeper.cancel()
@@ -235,6 +237,106 @@ class Operator:
     async def _unregister_metrics(self) -> None:
         with contextlib.suppress(KeyError):
             metrics.REGISTRY.unregister(self._collector)
+
+    async def _expect_bots(self, wanted: Callable[[str], bool]) -> None:
+        """The bots that exist now in the namespaces `wanted`: reports from them get 503
+        (retry), not 401, until the watch has shown them. With namespace patterns, every
+        namespace's are listed (cluster-wide, as kopf watches then) and kept if the patterns
+        match, as kopf matches them."""
+        settings = self.settings
+        try:
+            keys = await self.kube.meetingbot_keys(
+                settings.namespaces if settings.exact_namespaces else []
+            )
+        except ApiError as error:  # e.g. the CRDs not installed yet: kopf says more
+            log.warning("cannot list MeetingBots", extra={"error": error.message})
+            keys = set()
+        self.bots.expect(
+            {k for k in keys if wanted(k[0]) and settings.watches(k[0])},
+            patience=settings.report_interval_seconds * settings.unresponsive_intervals,
+        )
+
+    def gain(self, shards: frozenset[int], incomplete: Callable[[str], None]) -> None:
+        """Lead these shards too, without stopping: what this replica leads goes on while the
+        taken shards' objects are listed (a replica died, or left), in a task that `stop`
+        ends first. Only with cluster-wide watches (ha/election.py decides): every watch
+        already sees the taken namespaces and dropped their objects unread, so each lists
+        again and keeps them from now on. `incomplete(why)` when they could not be listed:
+        the operator then starts again, so that nothing is led half-known."""
+
+        async def gaining() -> None:
+            try:
+                whole = await self._gain(shards)
+            except Exception:
+                log.exception("could not take shards in place", extra={"shards": sorted(shards)})
+                whole = False
+            if not whole:
+                incomplete("a shard taken in place could not be listed")
+
+        task = asyncio.create_task(gaining(), name="gain shards")
+        self._gains.add(task)
+        task.add_done_callback(self._gains.discard)
+
+    async def _gain(self, shards: frozenset[int]) -> bool:
+        # From here the taken shards' events are handled (kopf's, and the watches' below),
+        # and their reports here: a bot not listed yet is answered 503 (retry), not 401, until
+        # the bots there are known by name, which are read while the watches list.
+        began = time.monotonic()
+        taken = self.shards.take(shards)
+        if not taken:
+            return True
+        self.bots.hold_unknown()
+        log.info("leading more shards in place", extra={"shards": sorted(taken)})
+        watches = (self.secret_watch, self.pod_watch, self.bot_watch)
+        await asyncio.gather(*(watch.relist() for watch in watches))
+        await self._expect_bots(lambda namespace: self.shards.shard(namespace) in taken)
+        for plural in KOPF_KINDS:
+            if not await self._list_taken(plural, taken):
+                return False
+        log.info(
+            "shards taken in place listed",
+            extra={"shards": sorted(taken), "seconds": round(time.monotonic() - began, 2)},
+        )
+        return True
+
+    async def _list_taken(self, plural: str, taken: frozenset[int]) -> bool:
+        """Hand the objects of `plural` in the taken shards to their service, as kopf hands
+        a list's. kopf's own watch sends their later changes (it dropped the earlier ones,
+        handlers.py); one it sent just before this list was read may arrive after it, and a
+        service holding an older version meanwhile corrects itself at the object's next
+        change."""
+        for attempt in range(1, GAIN_TRIES + 1):
+            try:
+                items = await self.kube.list_custom(plural, None, listing=True)
+                break
+            except (ApiError, aiohttp.ClientError, TimeoutError) as error:
+                log.warning(
+                    "cannot list a shard taken in place",
+                    extra={"resource": plural, "error": str(error), "attempt": attempt},
+                )
+                if attempt == GAIN_TRIES:
+                    return False
+                await asyncio.sleep(throttle_delay(None, attempt))
+        # Each at once, as kopf hands each object to a worker of its own (an account's first
+        # sight verifies it with Zoom).
+        await asyncio.gather(*(
+            self.observe(plural, "ADDED", body)
+            for body in items
+            if self.shards.shard(namespace := body["metadata"].get("namespace", "")) in taken
+            and self.settings.watches(namespace)
+        ))  # fmt: skip
+        return True
+
+    async def observe(self, plural: str, event_type: str, body: dict[str, Any]) -> None:
+        """An object of a kind kopf watches for the operator (handlers.py), to its service."""
+        if plural == "zoomaccounts":
+            await self.accounts.observe(event_type, body)
+        elif plural == "zoomusergrants":
+            await self.grants.observe(event_type, body)
+        elif plural == "meetingstreams":
+            self.streams.observe(event_type, body)
+        elif plural == "meetingbotschedules":
+            self.schedules.observe(event_type, body)
 
     def owns(self, namespace: str) -> bool:
         """Whether this process leads the shard of `namespace` (always, unsharded)."""

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
 
 from meetingbot_api import GROUP, VERSION
 from meetingbot_operator import allocations
-from meetingbot_operator.app import Operator, health
+from meetingbot_operator.app import KOPF_KINDS, Operator, health
 from meetingbot_operator.kube import client as kube_client
 from meetingbot_operator.settings import Settings
 
@@ -103,29 +104,14 @@ def _ours(event: kopf.RawEvent, memo: kopf.Memo) -> bool:
     return bool(memo.runtime.owns(namespace))
 
 
-@kopf.on.event(GROUP, VERSION, "zoomaccounts")
-async def zoomaccount_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    if not _ours(event, memo):
-        return
-    await memo.runtime.accounts.observe(event["type"] or "ADDED", dict(event["object"]))
+def _handed_on(plural: str) -> Callable[..., Awaitable[None]]:
+    async def event_handler(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        if _ours(event, memo):
+            await memo.runtime.observe(plural, event["type"] or "ADDED", dict(event["object"]))
+
+    return event_handler
 
 
-@kopf.on.event(GROUP, VERSION, "zoomusergrants")
-async def zoomusergrant_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    if not _ours(event, memo):
-        return
-    await memo.runtime.grants.observe(event["type"] or "ADDED", dict(event["object"]))
-
-
-@kopf.on.event(GROUP, VERSION, "meetingstreams")
-async def meetingstream_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    if not _ours(event, memo):
-        return
-    memo.runtime.streams.observe(event["type"] or "ADDED", dict(event["object"]))
-
-
-@kopf.on.event(GROUP, VERSION, "meetingbotschedules")
-async def meetingbotschedule_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    if not _ours(event, memo):
-        return
-    memo.runtime.schedules.observe(event["type"] or "ADDED", dict(event["object"]))
+# MeetingBotSchedules, MeetingStreams, ZoomAccounts and ZoomUserGrants: to their services.
+for _plural in KOPF_KINDS:
+    kopf.on.event(GROUP, VERSION, _plural, id=f"{_plural}-event")(_handed_on(_plural))

@@ -21,6 +21,7 @@ import pytest
 from devenv.zoomsim import SimAdmin, ZoomSim
 from tests.support.operator_fixtures import Kube
 from tests.support.shards import (
+    IN_PLACE,
     SHARDS,
     Burst,
     ShardedReplicas,
@@ -107,3 +108,6 @@ async def test_scaling_from_one_replica_to_three_and_back_moves_shards_without_l
     assert all(s[0] == s[-1] == "a" for s in spans.values()), held
     assert sorted(len(s) > 1 for s in spans.values()) == [False, True, True], held
     assert not outside_tenure(writes, held)
+    # Scaled back, "a" took the two shards in place when its watches were cluster-wide, and
+    # started again to watch their namespaces when they were named one by one.
+    assert (IN_PLACE in (tmp_path / "a.log").read_text()) is not listed

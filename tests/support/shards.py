@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import random
 import time
@@ -18,7 +19,7 @@ import uuid
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -473,6 +474,11 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# What a replica logs when it leads more shards without stopping, and when it starts again.
+IN_PLACE = "leading more shards in place"
+RESTARTED = "the shards to lead changed; starting again"
+
+
 @dataclass
 class KilledMidBurst:
     bots: int
@@ -480,6 +486,19 @@ class KilledMidBurst:
     all_in_meeting_seconds: float  # from the first apply to the last bot InMeeting
     cpu_seconds: dict[str, float]  # per replica, the survivors' whole run
     peak_rss_mb: dict[str, float]
+    # Each survivor's own shard while the successor took the dead one's: the longest time
+    # without a write of the survivor's to that shard's bots, from the kill to 30 s after the
+    # shard was taken; the survivor that took nothing says how quiet a shard is then anyway.
+    # Spells this long come with the burst itself: a stop of a few seconds does not show here
+    # (docs/benchmarks.md, "A survivor takes the shard in place"); the successor's log does.
+    own_shard_quiet_seconds: dict[str, float]
+
+
+def longest_quiet(times: list[str], start: str, end: str) -> float:
+    """The longest time without one of `times` (audit-log times) between `start` and `end`."""
+    marks = [start, *sorted(t for t in times if start <= t <= end), end]
+    stamps = [datetime.fromisoformat(m.replace("Z", "+00:00")) for m in marks]
+    return max((b - a).total_seconds() for a, b in itertools.pairwise(stamps))
 
 
 async def killed_mid_burst(
@@ -543,7 +562,9 @@ async def killed_mid_burst(
             await wait_for(a_third_have_pods, 300, 0.1, what="a third of the pods")
             victim = led[victim_shard]
             assert victim is not None
-            killed = time.monotonic()
+            killed, killed_at = time.monotonic(), now_rfc3339()
+            # Each replica's log so far: what it logs from here is about the takeover.
+            logged = {n: len((logs / f"{n}.log").read_text()) for n in replicas.processes}
             replicas.processes[victim].kill()
             burst.reroute()
             survivors = {"a", "b", "c"} - {victim}
@@ -567,10 +588,25 @@ async def killed_mid_burst(
     before_shutdown = [span for span in held[victim_shard] if span[1] < finished]
     (last_but_one, _, _), (successor, _, _) = before_shutdown[-2:]
     assert (last_but_one, successor in survivors) == (victim, True), held[victim_shard]
+    # The successor took the shard in place: the shard it led went on, its operator never
+    # stopped (ha/election.py; the replicas' watches are cluster-wide, by pattern).
+    successor_log = (logs / f"{successor}.log").read_text()[logged[successor] :]
+    assert IN_PLACE in successor_log and RESTARTED not in successor_log, successor
     assert not outside_tenure(writes, held)
+    took = datetime.fromisoformat(before_shutdown[-1][1].replace("Z", "+00:00"))
+    until = (took + timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    quiet = {}
+    for shard, survivor in led.items():
+        if survivor in survivors:
+            own = opened[shard].namespace
+            times = [at for (namespace, _), each in writes.items() if namespace == own
+                     for at, replica in each if replica == survivor]  # fmt: skip
+            quiet[str(survivor)] = round(longest_quiet(times, killed_at, until), 1)
     # The other shards' bots were written by their own leader alone.
     moved = opened[victim_shard].namespace
     for (namespace, bot), each in writes.items():
         if namespace != moved:
             assert len({replica for _, replica in each}) == 1, (namespace, bot, each)
-    return KilledMidBurst(SHARDS * per_tenant, round(takeover, 1), round(in_meeting, 1), cpu, rss)
+    return KilledMidBurst(
+        SHARDS * per_tenant, round(takeover, 1), round(in_meeting, 1), cpu, rss, quiet
+    )

@@ -91,6 +91,18 @@ def test_missing_or_unready_account_waits() -> None:
     assert unready.requeue_after == 30.0
 
 
+def test_an_account_not_seen_just_after_a_start_or_a_takeover_is_waited_for_unsaid() -> None:
+    """Just started, or just took the bot's shard: the account may not be listed yet, so the
+    status does not say it is missing until LIST_SETTLE has passed."""
+    just = observe(account=None, operator_started=NOW - timedelta(seconds=2))
+    plan = decide(bot(), META, just, TIMING)
+    assert (plan.status.phase, plan.status.reason, plan.actions) == (None, None, [])
+    assert plan.requeue_after == pytest.approx(8)
+    later = observe(account=None, operator_started=NOW - timedelta(seconds=10))
+    missing = decide(bot(), META, later, TIMING)
+    assert (missing.status.phase, missing.status.reason) == (Phase.PENDING, "ZoomAccountNotFound")
+
+
 def test_a_user_outside_the_account_fails_at_once() -> None:
     plan = decide(bot(user="other@example.com"), META, observe(), TIMING)
     assert (plan.status.phase, plan.status.reason) == (Phase.FAILED, "ZoomUserNotInAccount")

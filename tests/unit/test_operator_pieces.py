@@ -591,6 +591,18 @@ def test_bots_expected_at_a_start_are_waited_for_while_the_lists_still_bring_obj
     expected.seen(("ns", "c"))
     assert not expected.waiting()  # all seen: reports from unknown bots are unknown at once
 
+    # A shard taken in place while "d" is awaited: every unknown bot is awaited until its
+    # bots are named, then those too.
+    expected.expect({("ns", "d")}, patience=40)
+    expected.seen(("ns", "d"))
+    expected.hold()
+    now[0] += 100
+    assert expected.waiting()  # held: no names yet, whatever the time
+    expected.expect({("other", "e")}, patience=40)
+    assert expected.waiting()
+    expected.seen(("other", "e"))
+    assert not expected.waiting()
+
 
 async def test_tls_connections_read_into_small_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
     """asyncio allocates each TLS connection's read buffer from SSLProtocol.max_size (256 KiB,

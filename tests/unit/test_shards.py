@@ -187,6 +187,17 @@ class _MovingElector:
         return wanted != self.held
 
 
+class _GainingElector(_MovingElector):
+    """Holds shard 0, and from the first look on is to lead shard 1 too (its leader died)."""
+
+    async def look(self) -> set[int]:
+        self.looks += 1
+        return {0, 1}
+
+    async def acquire(self, shards: set[int]) -> None:
+        self.held |= shards
+
+
 class _Api:
     async def close(self) -> None:
         return None
@@ -211,3 +222,48 @@ async def test_a_replica_whose_shards_move_renews_what_it_holds_until_it_has_sto
     halted = elector.looks
     await asyncio.sleep(0.1)
     assert elector.looks == halted  # none after the halt
+
+
+@pytest.mark.parametrize("in_place", [True, False], ids=["cluster-wide", "namespaces-by-name"])
+async def test_a_replica_to_lead_more_shards_takes_them_in_place_when_its_watches_can(
+    monkeypatch: pytest.MonkeyPatch, in_place: bool
+) -> None:
+    """Another replica died: a survivor whose watches are cluster-wide takes its shard and
+    hands it to the running operator, which goes on (never told to stop); one whose watches
+    are per namespace must start again to watch more."""
+    monkeypatch.setattr(KubeClient, "connect", staticmethod(_Api))
+    elector = _GainingElector()
+    told: list[renewer.Stopped] = []
+    gained: list[frozenset[int]] = []
+    taking = renewer.Renewer(
+        elector,  # type: ignore[arg-type]
+        lambda why, _: told.append(why),
+        gained.append if in_place else None,
+    )
+    taking.start()
+    await wait_for(lambda: gained or told, 5, 0.01, what="a shard taken or a stop")
+    looks = elector.looks
+    await wait_for(lambda: elector.looks >= looks + 3, 5, 0.01, what="renewals after it")
+    await taking.halt()
+    if in_place:
+        assert (gained, told, taking.stopped) == ([frozenset({1})], [], None)
+        assert elector.held == {0, 1}
+    else:
+        assert (gained, told, taking.stopped) == (
+            [],
+            [renewer.Stopped.MOVED],
+            renewer.Stopped.MOVED,
+        )
+
+
+def test_a_shard_taken_in_place_is_led_from_then_on() -> None:
+    """A bot's patience counts from when its shard was taken, not from the process's start."""
+    mine = ShardSet(3)
+    mine.lead({shard_of("team-a", 3)})
+    other = next(f"team-{i}" for i in range(100) if shard_of(f"team-{i}", 3) not in mine.held)
+    started = mine.leading_since("team-a")
+    assert started is not None and mine.leading_since(other) is None and not mine.owns(other)
+    assert mine.take({shard_of(other, 3), shard_of("team-a", 3)}) == {shard_of(other, 3)}
+    taken = mine.leading_since(other)
+    assert mine.owns(other) and taken is not None and taken >= started
+    assert mine.leading_since("team-a") == started  # what was led is led on, from before

@@ -17,6 +17,7 @@ from meetingbot_operator.kube.client import KubeClient
 from meetingbot_operator.kube.verbs import Kube
 from meetingbot_operator.kube.watch import ObjectWatch, core
 from meetingbot_operator.settings import Settings
+from tests.support.operator_fixtures import wait_for
 
 SELECTOR = "meetingbot.dev/bot"
 
@@ -171,3 +172,56 @@ async def test_with_exact_namespaces_a_replica_watches_only_its_shards(
         "team-b",
         "team-c",
     ]
+
+
+class QuietApiServer:
+    """Lists one pod in bots-a and one in bots-b; every watch stays open with nothing to say."""
+
+    def __init__(self) -> None:
+        self.lists = 0
+
+    async def pods(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "true":
+            self.lists += 1
+            items = [pod("bots-a", "one", "5"), pod("bots-b", "two", "6")]
+            return web.json_response({"metadata": {"resourceVersion": "10"}, "items": items})
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await asyncio.sleep(3600)
+        return response
+
+
+async def test_a_shard_taken_in_place_is_listed_again_and_kept_from_then_on() -> None:
+    """A replica that takes bots-b's shard while it runs (app.py's Operator.gain) relists:
+    bots-b's objects, dropped unread until then, are sent as a list's."""
+    server = QuietApiServer()
+    app = web.Application()
+    app.router.add_get("/api/v1/pods", server.pods)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    kube = Kube(KubeClient(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}")))
+    owned = {"bots-a"}
+    seen: list[tuple[str | None, str]] = []
+
+    async def record(event_type: str | None, obj: dict[str, Any]) -> None:
+        seen.append((event_type, obj["metadata"]["name"]))
+
+    watch = ObjectWatch(
+        kube, Settings(namespaces=["bots-*"]), "pods", core("pods"), record,
+        selector=SELECTOR, owns=lambda n: n in owned,
+    )  # fmt: skip
+    watch.start()
+    try:
+        await wait_for(lambda: seen == [(None, "one")], 10, 0.01, what="the first list")
+        owned.add("bots-b")
+        await watch.relist()
+        await wait_for(lambda: len(seen) == 3, 10, 0.01, what="the list again")
+        assert seen == [(None, "one"), (None, "one"), (None, "two")]
+        assert server.lists == 2
+    finally:
+        await watch.stop()
+        await kube.close()
+        await runner.cleanup()

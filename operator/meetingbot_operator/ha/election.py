@@ -5,12 +5,16 @@ With one shard (the default) this is one leader and cold standbys. With N shards
 (ha/shard_election.py) each replica leads the shards assigned to it and stands by for the rest.
 
 A cold standby on purpose: it keeps no watches and no cache, so two replicas never both act
-on a shard, and memory is spent once. A replica whose shards change (another replica came or
-went) stops its operator, gives up what is no longer its own, takes what is, and starts again:
-what it knows is rebuilt from the watches, as any restart does (the state lives in the
-objects), and nothing it gives up is acted on after its Lease is released. Losing a Lease stops
-the operator and exits with 1: the kubelet restarts the container, which comes back as a
-standby (client-go's controllers do the same).
+on a shard, and memory is spent once. A leader that is to lead more shards (another replica
+died, or left) takes them in place when its watches are cluster-wide (namespace patterns, or
+none): its operator lists them and leads them too, and what it led goes on meanwhile
+(app.py's Operator.gain). One that is to give a shard up (another replica came), or whose
+watches are per namespace (watchNamespaces by name: the shard taken needs watches kopf
+cannot add), stops its operator, gives up what is no longer its own, takes what is, and
+starts again: what it knows is rebuilt from the watches, as any restart does (the state lives
+in the objects), and nothing it gives up is acted on after its Lease is released. Losing a
+Lease stops the operator and exits with 1: the kubelet restarts the container, which comes
+back as a standby (client-go's controllers do the same).
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ async def run(settings: Settings, identity: str, kopf_options: dict[str, Any]) -
             except LeadershipLost as lost:
                 log.error("lost a shard while standing by: %s; exiting", lost)
                 return 1
-            shards.held = frozenset(elector.held)
+            shards.lead(elector.held)
             ended = await _lead(settings, elector, shards, router, kopf_options, key)
             if ended is Ended.LOST:
                 return 1
@@ -139,7 +143,22 @@ async def _lead(
         ended.append((why, message))
         stop.set()
 
-    renewer = Renewer(elector, told)
+    memo = kopf.Memo(step_down=None, report_key=keys.LoadedKey(key), shards=shards, router=router)
+
+    def gained(taken: frozenset[int]) -> None:
+        """Shards the renewals took to lead in place: the running operator leads them too."""
+        for shard in taken:
+            metrics.SHARD_LEADER.labels(str(shard)).set(1)
+        if stop.is_set():
+            return  # stopping: a shutdown releases them, a move takes them when it starts
+        runtime = memo.get("runtime")
+        if runtime is None:  # still starting: it cannot list them yet, so it starts again
+            renewer.restart("a shard was taken before the operator had started")
+            return
+        runtime.gain(taken, incomplete=lambda why: None if stop.is_set() else renewer.restart(why))
+
+    # In place only with cluster-wide watches: kopf's namespaces are fixed while it runs.
+    renewer = Renewer(elector, told, None if settings.exact_namespaces else gained)
     renewer.start()
     log.info("leading", extra={"shards": sorted(shards.held), "identity": elector.identity})
     stepped_down = False
@@ -157,7 +176,7 @@ async def _lead(
         # cancelling it, so every shutdown took 5 s longer than it needed.
         stop.set()
         metrics.LEADER.set(0)
-        for shard in shards.held:
+        for shard in shards.held | elector.held:
             metrics.SHARD_LEADER.labels(str(shard)).set(0)
         await renewer.halt()
         if renewer.stopped is None:  # a shutdown: everything given up at once
@@ -165,10 +184,8 @@ async def _lead(
         # Lost: not ours to release. Moved: given up and taken when standing by.
 
     options = {**kopf_options, "namespaces": _namespaces(settings, shards)}
+    memo.step_down = step_down
     try:
-        memo = kopf.Memo(
-            step_down=step_down, report_key=keys.LoadedKey(key), shards=shards, router=router
-        )
         await kopf.operator(**options, stop_flag=stop, memo=memo)
     finally:
         await step_down()  # if kopf stopped before its cleanup ran

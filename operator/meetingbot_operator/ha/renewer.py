@@ -9,6 +9,10 @@ connection looks at the Leases every `retry` seconds (the GIL gives it its turn 
 milliseconds), and tells the operator's loop when to stop: a shard lost (or not renewed for
 the renew deadline), or the shards to lead changed. It renews what this replica holds until
 it is halted, after the operator has stopped acting.
+
+When the change is only more shards to lead (a replica died, or left) and the operator can
+take them in place (`gain`: its watches are cluster-wide), this thread takes their Leases and
+hands them to the operator, which goes on leading what it led (app.py's Operator.gain).
 """
 
 from __future__ import annotations
@@ -33,10 +37,17 @@ class Stopped(enum.Enum):
 
 
 class Renewer:
-    def __init__(self, elector: ShardElector, tell: Callable[[Stopped, str], None]) -> None:
-        """`tell` is called on the operator's loop, once, when the operator must stop."""
+    def __init__(
+        self,
+        elector: ShardElector,
+        tell: Callable[[Stopped, str], None],
+        gain: Callable[[frozenset[int]], None] | None = None,
+    ) -> None:
+        """`tell` is called on the operator's loop, once, when the operator must stop. `gain`,
+        if given, is called there with the shards this thread took to lead in place."""
         self._elector = elector
         self._tell = tell
+        self._gain = gain
         self._loop = asyncio.get_running_loop()
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease renewals", daemon=True)
@@ -66,12 +77,20 @@ class Renewer:
                         return
                     if self._halt.is_set():
                         return
-                    if self.stopped is None and elector.moves(wanted):
-                        # Told once, and the shards held are renewed on until the operator has
-                        # stopped acting and halts this thread: its shutdown may outlast a
-                        # Lease (measured: 33 s with 1000 bots' connections open), and a shard
-                        # not renewed meanwhile was taken by another replica while this one
-                        # still held it, which then found out and exited.
+                    if self.stopped is not None or not elector.moves(wanted):
+                        continue
+                    if self._gain is not None and elector.held <= wanted:
+                        # Only more to lead: taken here, led on without a stop.
+                        before = set(elector.held)
+                        await elector.acquire(wanted - elector.held)
+                        if taken := frozenset(elector.held - before):
+                            self._loop.call_soon_threadsafe(self._gain, taken)
+                    else:
+                        # Told once, and the shards held are renewed on until the operator
+                        # has stopped acting and halts this thread: its shutdown may outlast a
+                        # Lease (measured: 33 s with 1000 bots' connections open), and a
+                        # shard not renewed meanwhile was taken by another replica while this
+                        # one still held it, which then found out and exited.
                         self._stop(Stopped.MOVED, "the shards to lead changed")
         except Exception as error:  # never a silent end: the operator must not lead unrenewed
             log.exception("the Lease renewals failed")
@@ -79,6 +98,13 @@ class Renewer:
         finally:
             with contextlib.suppress(Exception):
                 await api.close()
+
+    def restart(self, message: str) -> None:
+        """On the operator's loop: stop and start again after all (a shard handed over by
+        `gain` could not be taken in place)."""
+        if self.stopped is None:
+            self.stopped = Stopped.MOVED
+            self._tell(Stopped.MOVED, message)
 
     def _stop(self, why: Stopped, message: str) -> None:
         self.stopped = why

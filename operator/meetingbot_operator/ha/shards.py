@@ -22,6 +22,7 @@ import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 
 def _score(*parts: str) -> int:
@@ -44,14 +45,40 @@ def owners(count: int, members: Iterable[str]) -> dict[int, str]:
 
 @dataclass
 class ShardSet:
-    """The shards this process leads: the one fact every filter and router reads. Changed
-    only by the election (ha/election.py), and only while the operator is stopped."""
+    """The shards this process leads, and since when: the one fact every filter and router
+    reads. Set by the election (ha/election.py) before the operator starts, and grown while it
+    runs when this replica takes a shard in place (`take`, app.py's Operator.gain); a shard
+    given up stops the operator first, so what a running operator leads never shrinks."""
 
     count: int = 1
     held: frozenset[int] = field(default_factory=lambda: frozenset({0}))
+    # When this process began leading each shard: a bot's patience (its pod not seen yet, its
+    # reports not heard yet) and a capped pool's settling count from there (meetingbot/).
+    since: dict[int, datetime] = field(default_factory=dict)
 
     def owns(self, namespace: str) -> bool:
-        return self.count <= 1 or shard_of(namespace, self.count) in self.held
+        return self.count <= 1 or self.shard(namespace) in self.held
+
+    def lead(self, shards: Iterable[int]) -> None:
+        """Lead exactly these, from now (the operator is about to start)."""
+        self.held = frozenset(shards)
+        self.since = dict.fromkeys(self.held, datetime.now(UTC))
+
+    def take(self, shards: Iterable[int]) -> frozenset[int]:
+        """Lead these too, from now; the ones not led before."""
+        new = frozenset(shards) - self.held
+        now = datetime.now(UTC)
+        self.since.update(dict.fromkeys(new, now))
+        self.held |= new
+        return new
+
+    def shard(self, namespace: str) -> int:
+        return 0 if self.count <= 1 else shard_of(namespace, self.count)
+
+    def leading_since(self, namespace: str) -> datetime | None:
+        """When this process began leading the namespace's shard (None: not known, as for
+        a ShardSet made without the election's `lead`)."""
+        return self.since.get(self.shard(namespace))
 
     @property
     def sharded(self) -> bool:

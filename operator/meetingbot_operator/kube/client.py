@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import contextlib
 import json
 import os
 import random
@@ -203,15 +204,23 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         content_type: str = "application/json",
         timeout: float | None = None,
+        listing: bool = False,
     ) -> dict[str, Any]:
         """The decoded answer to one request; ApiError for any status outside 2xx. `timeout`
-        (seconds) replaces the default of REQUEST_TIMEOUT."""
+        (seconds) replaces the default of REQUEST_TIMEOUT. `listing`: a list a watch starts
+        from (or that tells which objects there are), sent on the watches' pool without
+        waiting its turn: in the requests' pool it waited behind the writes of the shards
+        already led (7.4 s in a 1000-bot burst, for a shard taken in place)."""
         data = orjson.dumps(body) if body is not None else None
         logged_in_again, throttled = False, 0
+        turns: contextlib.AbstractAsyncContextManager[Any] = (
+            contextlib.nullcontext() if listing else self._turns
+        )
+        session = self._watches if listing else self._session
         while True:
             async with (
-                self._turns,
-                self._session.request(
+                turns,
+                session.request(
                     method,
                     self.server + path,
                     data=data,

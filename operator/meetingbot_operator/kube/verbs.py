@@ -225,7 +225,7 @@ class Kube:
             while True:
                 params = {"limit": "500", **({"continue": token} if token else {})}
                 page = await self.api.request(
-                    "GET", custom_path("meetingbots", namespace), params=params
+                    "GET", custom_path("meetingbots", namespace), params=params, listing=True
                 )
                 keys.update(
                     (item["metadata"]["namespace"], item["metadata"]["name"])
@@ -250,16 +250,21 @@ class Kube:
         return dict(review.get("status") or {})
 
     async def list_custom(
-        self, plural: str, namespace: str, label_selector: str
+        self, plural: str, namespace: str | None, label_selector: str = "", listing: bool = False
     ) -> list[dict[str, Any]]:
-        """Every object of `plural` in the namespace with those labels, read in pages."""
+        """Every object of `plural` in the namespace (None: in all) with those labels (none:
+        every one), read in pages; `listing`: in place of a watch's list (client.py)."""
         items: list[dict[str, Any]] = []
         token = ""
         while True:
-            params = {"labelSelector": label_selector, "limit": "500"}
+            params = {"limit": "500"}
+            if label_selector:
+                params["labelSelector"] = label_selector
             if token:
                 params["continue"] = token
-            page = await self.api.request("GET", custom_path(plural, namespace), params=params)
+            page = await self.api.request(
+                "GET", custom_path(plural, namespace), params=params, listing=listing
+            )
             items += page.get("items") or []
             token = page.get("metadata", {}).get("continue") or ""
             if not token:

@@ -68,10 +68,10 @@ class ObjectWatch:
     ) -> None:
         """`resource`: the name logs give it. `first_list`: whether the objects of the first
         list are sent to `seen` (a relist's always are). `owns(namespace)`: whether this
-        replica leads the namespace's shard (ha/shards.py; fixed for the watch's life: the
-        operator starts again when its shards change). Other shards' namespaces are not
-        watched when the namespaces are exact (the API server filters, as for kopf's watches,
-        ha/election.py), and their objects are neither sent nor remembered otherwise."""
+        replica leads the namespace's shard (ha/shards.py; it grows when a shard is taken in
+        place, then `relist` is called). Other shards' namespaces are not watched when the
+        namespaces are exact (the API server filters, as for kopf's watches, ha/election.py),
+        and their objects are neither sent nor remembered otherwise."""
         self.kube = kube
         self.resource = resource
         self.collection = collection
@@ -86,8 +86,8 @@ class ObjectWatch:
         self._settings, self._owns = settings, owns
         self._tasks: list[asyncio.Task[None]] = []
         self._known: dict[Key, Kept] = {}
-        # Whether a namespace is wanted, by namespace: fixed for the watch's life (above), and
-        # asked on every event (matching kopf's patterns each time was 1.5 % of a burst's CPU).
+        # Whether a namespace is wanted, by namespace: fixed until a relist (above), and asked
+        # on every event (matching kopf's patterns each time was 1.5 % of a burst's CPU).
         self._wanted_namespaces: dict[str, bool] = {}
 
     def start(self) -> None:
@@ -100,6 +100,17 @@ class ObjectWatch:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def relist(self) -> None:
+        """List again now and watch on from there, as at the start: this replica took a shard
+        in place (app.py's Operator.gain), whose objects the watch had dropped unread until
+        then. The list is sent as a first list is (`first_list`), an object already known is
+        sent again (its consumer finds nothing new in it), and what was known and is gone is
+        sent as DELETED. Only cluster-wide: with exact namespaces a shard taken needs watches
+        in other namespaces, and the operator starts again instead (ha/election.py)."""
+        await self.stop()
+        self._wanted_namespaces.clear()
+        self.start()
 
     async def _follow(self, namespace: str | None) -> None:
         failures = 0
@@ -141,7 +152,9 @@ class ObjectWatch:
         params = {**self.selector, "limit": str(PAGE)}
         listed: set[Key] = set()
         while True:
-            page = await self.kube.api.request("GET", self.collection(namespace), params=params)
+            page = await self.kube.api.request(
+                "GET", self.collection(namespace), params=params, listing=True
+            )
             for obj in page.get("items") or []:
                 meta = obj["metadata"]
                 listed.add((meta.get("namespace", ""), meta["name"]))

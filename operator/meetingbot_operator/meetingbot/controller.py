@@ -37,6 +37,7 @@ from meetingbot_contract.reasons import Reason
 from meetingbot_operator import metrics
 from meetingbot_operator.artifacts.service import ArtifactProblem, ArtifactService
 from meetingbot_operator.artifacts.store import StoreError
+from meetingbot_operator.ha.shards import ShardSet
 from meetingbot_operator.identities.service import Identities
 from meetingbot_operator.keys import ReportTokens
 from meetingbot_operator.kube.objects import older
@@ -99,7 +100,10 @@ class BotController:
         post_event: EventSink,
         artifacts: ArtifactService,
         webhooks: WebhookService,
+        shards: ShardSet | None = None,
     ) -> None:
+        """`shards`: what this process leads, and since when (ha/shards.py); a shard taken
+        while the operator runs is newer than its start."""
         self.kube = kube
         self.artifacts = artifacts
         self.webhooks = webhooks
@@ -115,7 +119,12 @@ class BotController:
             kube, accounts, identities, grants, settings, tokens, artifacts
         )
         self.started_at = datetime.now(UTC)
-        self.listed_at: datetime | None = None  # the last object a watch's list brought
+        self._shards = shards or ShardSet()
+        # By shard, when a watch's list last brought an object of it not known before (a
+        # relist of what is known adds no claim the pool lacks: only this replica writes its
+        # shards' bots): a shard taken in place is listed without holding back the pools of
+        # the shards led already.
+        self.listed_at: dict[int, datetime] = {}
         self.timing = Timing(
             start_lead=timedelta(seconds=settings.start_lead_seconds),
             retry_base=settings.retry_base_seconds,
@@ -138,16 +147,22 @@ class BotController:
     # --- inputs --------------------------------------------------------------------------------
 
     def expect(self, keys: set[Key], patience: float) -> None:
-        """The bots listed at startup: reports from those not seen yet get 503 (expected.py)."""
+        """The bots listed at startup or when a shard is taken: reports from those not seen yet
+        get 503 (expected.py)."""
         self._expected.expect({k for k in keys if self.cache.identity(*k) is None}, patience)
+
+    def hold_unknown(self) -> None:
+        """Reports from bots not seen yet get 503 until `expect` says which to wait for."""
+        self._expected.hold()
 
     def warming(self) -> bool:
         return self._expected.waiting()
 
     def observe_bot(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A MeetingBot's watch event (type None: an object of a watch's list)."""
-        event_type = self._listed(event_type)
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        record = self.cache.get(key)
+        event_type = self._listed(event_type, key[0], new=record is None or record.body is None)
         self._expected.seen(key)
         if event_type == "DELETED":
             self.cache.observe_bot(event_type, body)
@@ -162,19 +177,23 @@ class BotController:
 
     def observe_pod(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A bot pod's watch event (type None: an object of a watch's list)."""
-        seen = self.cache.observe_pod(self._listed(event_type), body)
+        seen = self.cache.observe_pod(event_type or "ADDED", body)
+        self._listed(event_type, body["metadata"]["namespace"], new=seen is not None)
         if seen is not None:
             key, owner, pod = seen
             self.identities.observe_pod(key[0], owner, pod)
             self.queue.trigger(key)
 
-    def _listed(self, event_type: str | None) -> str:
-        """The event's type; an object of a watch's (re)list moves `listed_at` on: what the
-        claims ledger knows is whole only once the lists are, and their end is not signalled
-        (the watches send a list's objects as events of no type, then the watch's)."""
+    def _listed(self, event_type: str | None, namespace: str, *, new: bool) -> str:
+        """The event's type. An object of a watch's (re)list keeps the wait for the bots
+        expected going, and one not known before (`new`: a bot not in the cache, a pod that
+        changed what the cache holds) moves its shard's `listed_at` on: what the claims
+        ledger knows is whole only once the lists are, and their end is not signalled (the
+        watches send a list's objects as events of no type, then the watch's)."""
         if event_type is not None:
             return event_type
-        self.listed_at = datetime.now(UTC)
+        if new:
+            self.listed_at[self._shards.shard(namespace)] = datetime.now(UTC)
         self._expected.listing()
         return "ADDED"
 
@@ -288,9 +307,11 @@ class BotController:
             started_pod=None if result else record.pod(meta, bot.status.attempts + 1),
             report=report,
             last_report_at=record.last_report_at if report else None,
-            operator_started=self.started_at,
+            operator_started=max(
+                filter(None, [self.started_at, self._shards.leading_since(meta.namespace)])
+            ),
             known_since=record.known_since,
-            listed_at=self.listed_at,
+            listed_at=self.listed_at.get(self._shards.shard(meta.namespace)),
             secret_cleaned=record.secret_cleaned,
             grant=self._grant(meta, bot),
             meeting_owner=(

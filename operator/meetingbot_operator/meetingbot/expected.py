@@ -21,11 +21,19 @@ class ExpectedBots:
         self._keys: set[Key] = set()
         self._patience = 0.0
         self._until = 0.0
+        self._holding = False
+
+    def hold(self) -> None:
+        """Every bot not seen yet is awaited until `expect` names the ones to wait for: a
+        shard taken in place is listed by its watches while its bots' names are read."""
+        self._holding = True
 
     def expect(self, keys: set[Key], patience: float) -> None:
-        self._keys = set(keys)
+        """These too (at the start, the bots there; when a shard is taken, its bots)."""
+        self._keys |= keys
         self._patience = patience
         self._until = self._clock() + patience
+        self._holding = False
 
     def seen(self, key: Key) -> None:
         self._keys.discard(key)
@@ -36,6 +44,8 @@ class ExpectedBots:
             self._until = self._clock() + self._patience
 
     def waiting(self) -> bool:
+        if self._holding:
+            return True
         if self._keys and self._clock() > self._until:
             self._keys.clear()
         return bool(self._keys)

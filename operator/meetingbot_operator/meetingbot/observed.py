@@ -123,12 +123,14 @@ class Observed:
     report: BotReport | None = None  # the current attempt's latest report
     # When the current attempt's bot last reported (heartbeats included); kept in memory only.
     last_report_at: datetime | None = None
+    # When this process began leading the bot's shard (its start, or a shard taken in place).
     operator_started: datetime | None = None
     # When this process first saw the MeetingBot (cache.BotRecord.known_since): a new leader
     # of a loaded shard can take longer than the bots' silence allowance to list them all.
     known_since: datetime | None = None
-    # When the last object of a watch's list (MeetingBots, bot pods) came: the claims of
-    # running bots are whole some time after the lists end (decisions.py's POOL_SETTLE).
+    # When the last object of a watch's list (MeetingBots, bot pods) new to this process came
+    # in the bot's shard: the claims of running bots are whole some time after the lists
+    # end (decisions.py's POOL_SETTLE).
     listed_at: datetime | None = None
     # Whether the join Secret is known to be gone (in memory: unknown after a restart).
     secret_cleaned: bool = False
