@@ -19,6 +19,7 @@ from meetingbot_operator.meetingbot.decisions import (
     pick_user,
     started,
 )
+from meetingbot_operator.meetingbot.notifications import happened
 from meetingbot_operator.meetingbot.observed import (
     AttemptRefused,
     AttemptStarted,
@@ -93,11 +94,17 @@ def test_missing_or_unready_account_waits() -> None:
 
 def test_an_account_not_seen_just_after_a_start_or_a_takeover_is_waited_for_unsaid() -> None:
     """Just started, or just took the bot's shard: the account may not be listed yet, so the
-    status does not say it is missing until LIST_SETTLE has passed."""
+    status does not say it is missing until LIST_SETTLE has passed. A new bot is Pending (one
+    phase event for its webhook, however many passes wait), one with a phase keeps it."""
     just = observe(account=None, operator_started=NOW - timedelta(seconds=2))
     plan = decide(bot(), META, just, TIMING)
-    assert (plan.status.phase, plan.status.reason, plan.actions) == (None, None, [])
+    assert (plan.status.phase, plan.status.reason, plan.actions) == (Phase.PENDING, None, [])
     assert plan.requeue_after == pytest.approx(8)
+    told = plan.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert happened(plan.status, decide(bot(told), META, just, TIMING).status) == []
+    waiting = {"phase": "Pending", "reason": "NoServiceUserAvailable", "message": "all busy"}
+    again = decide(bot(waiting), META, just, TIMING)
+    assert (again.status.reason, again.status.message) == ("NoServiceUserAvailable", "all busy")
     later = observe(account=None, operator_started=NOW - timedelta(seconds=10))
     missing = decide(bot(), META, later, TIMING)
     assert (missing.status.phase, missing.status.reason) == (Phase.PENDING, "ZoomAccountNotFound")

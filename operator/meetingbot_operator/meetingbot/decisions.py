@@ -313,7 +313,9 @@ def _maybe_start(
         decision.requeue_after = (join_at - timing.start_lead - now).total_seconds()
         return
     account = observed.account
-    if account is None and _listing(observed, decision):
+    if account is None and _listing(
+        observed, decision, f"ZoomAccount {bot.spec.account_ref.name!r}"
+    ):
         return
     if account is None:
         _set_phase(
@@ -449,12 +451,15 @@ def _lookup_unavailable(bot: MeetingBot, observed: Observed, decision: Decision)
     )
 
 
-def _listing(observed: Observed, decision: Decision) -> bool:
-    """Whether what a bot names may not be listed yet (LIST_SETTLE): then it is looked at
-    again when it may be, its status unchanged."""
+def _listing(observed: Observed, decision: Decision, what: str) -> bool:
+    """Whether `what` the bot names may not be listed yet (LIST_SETTLE): then it is looked at
+    again when it may be, its status unchanged (a new bot's says Pending, with no reason: a
+    status with no phase would announce Pending to its webhook at every pass)."""
     started = observed.operator_started
     if started is None or observed.now - started >= LIST_SETTLE:
         return False
+    if decision.status.phase is None:
+        _set_phase(decision.status, Phase.PENDING, None, f"waiting for {what} to be listed")
     decision.requeue_after = (started + LIST_SETTLE - observed.now).total_seconds()
     return True
 
@@ -465,7 +470,7 @@ def _grant_ready(bot: MeetingBot, observed: Observed, decision: Decision) -> boo
     if obf is None or obf.grant_ref is None:
         return True
     grant = observed.grant
-    if grant is None and _listing(observed, decision):
+    if grant is None and _listing(observed, decision, f"ZoomUserGrant {obf.grant_ref.name!r}"):
         return False
     if grant is None:
         _set_phase(
