@@ -73,7 +73,7 @@ class ShardSet:
         return new
 
     def shard(self, namespace: str) -> int:
-        return 0 if self.count <= 1 else shard_of(namespace, self.count)
+        return shard_of(namespace, self.count)
 
     def leading_since(self, namespace: str) -> datetime | None:
         """When this process began leading the namespace's shard (None: not known, as for
