@@ -44,10 +44,9 @@ def no_secret_in_logs(zoomsim: ZoomSim) -> Iterator[None]:
     admin.close()
     assert len(capture.lines) > 100, "the capture saw too little to prove anything"
     assert len(secrets) > 200
-    # One text searched once a secret (no secret holds a newline): every line searched for
-    # every secret took 16.6 s of the module's teardown.
+    # One text searched once a secret, as the resilience test searches the operator's log
+    # (it finds whatever a line would): every line searched for every secret took 16.6 s.
     text = "\n".join(capture.lines)
-    assert not [s for s in secrets if "\n" in s], "a secret with a newline: search line by line"
     leaked = [s for s in secrets if s in text]
     assert not leaked, f"{len(leaked)} secrets appeared in log records"
 
